@@ -1,0 +1,10 @@
+//! kanade's contract between components: validated ids, every subject and resource name, the wire types, and
+//! config loading. This crate does no network I/O; the only file it reads is a config file it is asked to load.
+
+pub mod config;
+pub mod ids;
+pub mod resources;
+pub mod subject;
+pub mod wire;
+
+pub use ids::{Action, Actor, ExecId, GroupName, IdError, InventoryKind, JobId, PcId, ResultId};

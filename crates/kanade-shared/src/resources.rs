@@ -1,0 +1,168 @@
+//! Every JetStream stream, KV bucket and object store in DESIGN.md, as plain data. `kanade jetstream setup` turns
+//! these into server configuration; nothing else names a stream or bucket by string.
+
+use std::time::Duration;
+
+/// Largest message any stream accepts. Scripts and results above this are refused at the broker; the agent caps
+/// captured output well below it.
+pub const MAX_MESSAGE_BYTES: i32 = 1024 * 1024;
+
+pub const STREAM_EXEC: &str = "EXEC";
+pub const STREAM_RESULTS: &str = "RESULTS";
+pub const STREAM_EVENTS: &str = "EVENTS";
+pub const STREAM_INVENTORY: &str = "INVENTORY";
+pub const STREAM_OBS: &str = "OBS";
+pub const STREAM_AUDIT: &str = "AUDIT";
+
+pub const KV_SCRIPT_CURRENT: &str = "script_current";
+pub const KV_SCRIPT_STATUS: &str = "script_status";
+pub const KV_AGENT_CONFIG: &str = "agent_config";
+pub const KV_AGENT_GROUPS: &str = "agent_groups";
+pub const KV_JOBS: &str = "jobs";
+pub const KV_SCHEDULES: &str = "schedules";
+pub const KV_LEASES: &str = "leases";
+
+pub const OBJ_AGENT_RELEASES: &str = "agent_releases";
+pub const OBJ_APP_PACKAGES: &str = "app_packages";
+pub const OBJ_SCRIPTS: &str = "scripts";
+pub const OBJ_RESULT_OUTPUT: &str = "result_output";
+
+/// The durable consumer through which the backend projects `RESULTS` into SQL; shared by backend replicas.
+pub const CONSUMER_RESULTS_PROJECTOR: &str = "backend-results";
+/// The queue group backend replicas share for core subscriptions (heartbeats), so each message is handled once.
+pub const BACKEND_QUEUE_GROUP: &str = "kanade-backend";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub subjects: &'static [&'static str],
+    /// 0 means no per-subject limit.
+    pub max_msgs_per_subject: i64,
+    pub max_age: Duration,
+    /// Window in which a repeated `Nats-Msg-Id` is dropped by the broker.
+    pub duplicate_window: Duration,
+    /// Allow direct get (any replica answers, no consumer needed); the agents' catch-up reads `EXEC` this way.
+    pub allow_direct: bool,
+}
+
+pub const STREAMS: &[StreamSpec] = &[
+    StreamSpec {
+        name: STREAM_EXEC,
+        description: "commands to agents; the newest instruction per job per target",
+        subjects: &["commands.>"],
+        max_msgs_per_subject: 1,
+        max_age: Duration::from_secs(30 * 24 * 60 * 60),
+        duplicate_window: Duration::from_secs(2 * 60),
+        allow_direct: true,
+    },
+    StreamSpec {
+        name: STREAM_RESULTS,
+        description: "one result per run, from the agents' outboxes",
+        subjects: &["results.>"],
+        max_msgs_per_subject: 0,
+        max_age: Duration::from_secs(30 * 24 * 60 * 60),
+        // Long enough to cover an outbox retrying through a broker restart; the backend's idempotent upsert covers
+        // anything older.
+        duplicate_window: Duration::from_secs(60 * 60),
+        allow_direct: true,
+    },
+    StreamSpec {
+        name: STREAM_EVENTS,
+        description: "run lifecycle events (a run began)",
+        subjects: &["events.>"],
+        max_msgs_per_subject: 0,
+        max_age: Duration::from_secs(7 * 24 * 60 * 60),
+        duplicate_window: Duration::from_secs(2 * 60),
+        allow_direct: false,
+    },
+    StreamSpec {
+        name: STREAM_INVENTORY,
+        description: "the latest inventory record per agent and kind",
+        subjects: &["inventory.>"],
+        max_msgs_per_subject: 1,
+        max_age: Duration::ZERO,
+        duplicate_window: Duration::from_secs(2 * 60),
+        allow_direct: true,
+    },
+    StreamSpec {
+        name: STREAM_OBS,
+        description: "agent timeline events (online, self-update, ...)",
+        subjects: &["obs.>"],
+        max_msgs_per_subject: 0,
+        max_age: Duration::from_secs(30 * 24 * 60 * 60),
+        duplicate_window: Duration::from_secs(2 * 60),
+        allow_direct: false,
+    },
+    StreamSpec {
+        name: STREAM_AUDIT,
+        description: "every operator action",
+        subjects: &["audit.>"],
+        max_msgs_per_subject: 0,
+        max_age: Duration::from_secs(365 * 24 * 60 * 60),
+        duplicate_window: Duration::from_secs(2 * 60),
+        allow_direct: false,
+    },
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Values kept per key.
+    pub history: i64,
+}
+
+pub const KV_BUCKETS: &[BucketSpec] = &[
+    BucketSpec { name: KV_SCRIPT_CURRENT, description: "job id -> the version that may run", history: 5 },
+    BucketSpec { name: KV_SCRIPT_STATUS, description: "job id -> ACTIVE | REVOKED", history: 5 },
+    BucketSpec { name: KV_AGENT_CONFIG, description: "layered agent config: global, groups.<g>, pcs.<pc>", history: 5 },
+    BucketSpec { name: KV_AGENT_GROUPS, description: "pc -> operator-assigned groups", history: 5 },
+    BucketSpec { name: KV_JOBS, description: "job id -> manifest", history: 10 },
+    BucketSpec { name: KV_SCHEDULES, description: "schedule id -> schedule", history: 5 },
+    BucketSpec { name: KV_LEASES, description: "backend leadership leases", history: 1 },
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectStoreSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+pub const OBJECT_STORES: &[ObjectStoreSpec] = &[
+    ObjectStoreSpec { name: OBJ_AGENT_RELEASES, description: "agent binaries: <version>/<os>-<arch>" },
+    ObjectStoreSpec { name: OBJ_APP_PACKAGES, description: "application packages: <name>/<version>" },
+    ObjectStoreSpec { name: OBJ_SCRIPTS, description: "script objects: <name>/<version>" },
+    ObjectStoreSpec { name: OBJ_RESULT_OUTPUT, description: "run outputs too large to inline" },
+];
+
+/// The stream behind a KV bucket, as the server names it.
+pub fn kv_stream_name(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// The stream behind an object store, as the server names it.
+pub fn object_store_stream_name(store: &str) -> String {
+    format!("OBJ_{store}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_subjects_do_not_overlap() {
+        let roots: Vec<&str> = STREAMS.iter().map(|s| s.subjects[0].split('.').next().unwrap()).collect();
+        let mut unique = roots.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(roots.len(), unique.len());
+    }
+
+    #[test]
+    fn exec_keeps_one_message_per_subject() {
+        let exec = STREAMS.iter().find(|s| s.name == STREAM_EXEC).unwrap();
+        assert_eq!(exec.max_msgs_per_subject, 1);
+        assert!(exec.allow_direct);
+    }
+}

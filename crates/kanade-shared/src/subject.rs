@@ -1,0 +1,153 @@
+//! Every NATS subject kanade uses, built only from validated ids (DESIGN.md, Subjects). No other module formats a
+//! subject string.
+
+use crate::ids::{Action, Actor, ExecId, GroupName, InventoryKind, JobId, PcId};
+
+/// Where a command is addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    All,
+    Group(GroupName),
+    Pc(PcId),
+}
+
+/// `commands.all.<job>` / `commands.group.<g>.<job>` / `commands.pc.<pc>.<job>`, captured by stream `EXEC`.
+pub fn command(target: &Target, job: &JobId) -> String {
+    match target {
+        Target::All => format!("commands.all.{job}"),
+        Target::Group(group) => format!("commands.group.{group}.{job}"),
+        Target::Pc(pc) => format!("commands.pc.{pc}.{job}"),
+    }
+}
+
+/// The subscription filter for every command addressed to `target`, whatever the job.
+pub fn commands_for(target: &Target) -> String {
+    match target {
+        Target::All => "commands.all.*".to_owned(),
+        Target::Group(group) => format!("commands.group.{group}.*"),
+        Target::Pc(pc) => format!("commands.pc.{pc}.*"),
+    }
+}
+
+/// Everything stream `EXEC` captures.
+pub const COMMANDS_ALL: &str = "commands.>";
+
+/// `kill.<exec_id>`: core, operator -> agents.
+pub fn kill(exec: &ExecId) -> String {
+    format!("kill.{exec}")
+}
+
+/// Every kill request; agents subscribe once rather than once per run.
+pub const KILL_ALL: &str = "kill.*";
+
+/// `results.<pc>.<exec_id>`, captured by stream `RESULTS`.
+pub fn result(pc: &PcId, exec: &ExecId) -> String {
+    format!("results.{pc}.{exec}")
+}
+
+pub const RESULTS_ALL: &str = "results.>";
+
+/// `events.started.<pc>.<exec_id>`, captured by stream `EVENTS`.
+pub fn event_started(pc: &PcId, exec: &ExecId) -> String {
+    format!("events.started.{pc}.{exec}")
+}
+
+pub const EVENTS_ALL: &str = "events.>";
+
+/// `output.<pc>.<exec_id>`: core, live stdout/stderr chunks of a running job.
+pub fn output(pc: &PcId, exec: &ExecId) -> String {
+    format!("output.{pc}.{exec}")
+}
+
+/// `heartbeat.<pc>`: core, agent -> backend.
+pub fn heartbeat(pc: &PcId) -> String {
+    format!("heartbeat.{pc}")
+}
+
+pub const HEARTBEATS_ALL: &str = "heartbeat.*";
+
+/// `agents.<pc>.ping`: core request/reply, answered with a fresh heartbeat.
+pub fn ping(pc: &PcId) -> String {
+    format!("agents.{pc}.ping")
+}
+
+/// `inventory.<pc>.<kind>`, captured by stream `INVENTORY` (latest per subject).
+pub fn inventory(pc: &PcId, kind: &InventoryKind) -> String {
+    format!("inventory.{pc}.{kind}")
+}
+
+pub const INVENTORY_ALL: &str = "inventory.>";
+
+/// `perf.host.<pc>`: core.
+pub fn perf_host(pc: &PcId) -> String {
+    format!("perf.host.{pc}")
+}
+
+/// `perf.proc.<pc>`: core.
+pub fn perf_proc(pc: &PcId) -> String {
+    format!("perf.proc.{pc}")
+}
+
+/// `obs.<pc>`, captured by stream `OBS`.
+pub fn obs(pc: &PcId) -> String {
+    format!("obs.{pc}")
+}
+
+pub const OBS_ALL: &str = "obs.>";
+
+/// `audit.<actor>.<action>`, captured by stream `AUDIT`.
+pub fn audit(actor: &Actor, action: &Action) -> String {
+    format!("audit.{actor}.{action}")
+}
+
+pub const AUDIT_ALL: &str = "audit.>";
+
+/// The job id that ends a command subject (`commands.<...>.<job>`), if it is one.
+pub fn job_of_command(subject: &str) -> Option<JobId> {
+    if !subject.starts_with("commands.") {
+        return None;
+    }
+    JobId::new(subject.rsplit('.').next()?).ok()
+}
+
+/// The exec id that ends a kill subject.
+pub fn exec_of_kill(subject: &str) -> Option<ExecId> {
+    ExecId::new(subject.strip_prefix("kill.")?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pc() -> PcId {
+        PcId::new("pc-1").unwrap()
+    }
+
+    #[test]
+    fn command_subjects_match_design() {
+        let job = JobId::new("echo").unwrap();
+        let group = GroupName::new("canary").unwrap();
+        assert_eq!(command(&Target::All, &job), "commands.all.echo");
+        assert_eq!(command(&Target::Group(group.clone()), &job), "commands.group.canary.echo");
+        assert_eq!(command(&Target::Pc(pc()), &job), "commands.pc.pc-1.echo");
+        assert_eq!(commands_for(&Target::Group(group)), "commands.group.canary.*");
+        assert_eq!(job_of_command("commands.pc.pc-1.echo"), Some(job));
+        assert_eq!(job_of_command("results.pc-1.x"), None);
+    }
+
+    #[test]
+    fn other_subjects_match_design() {
+        let exec = ExecId::new("e1").unwrap();
+        assert_eq!(kill(&exec), "kill.e1");
+        assert_eq!(exec_of_kill("kill.e1"), Some(exec.clone()));
+        assert_eq!(exec_of_kill("kill.E1"), None);
+        assert_eq!(result(&pc(), &exec), "results.pc-1.e1");
+        assert_eq!(event_started(&pc(), &exec), "events.started.pc-1.e1");
+        assert_eq!(output(&pc(), &exec), "output.pc-1.e1");
+        assert_eq!(heartbeat(&pc()), "heartbeat.pc-1");
+        assert_eq!(ping(&pc()), "agents.pc-1.ping");
+        assert_eq!(obs(&pc()), "obs.pc-1");
+        assert_eq!(perf_host(&pc()), "perf.host.pc-1");
+        assert_eq!(perf_proc(&pc()), "perf.proc.pc-1");
+    }
+}

@@ -1,0 +1,485 @@
+//! Messages on the wire, as JSON. New fields get serde defaults and are skipped when empty, so an older agent
+//! decodes a newer backend's message and the other way round; unknown fields are ignored.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ids::{ExecId, GroupName, JobId, PcId, ResultId};
+
+/// Largest script a command may carry, in bytes.
+pub const MAX_SCRIPT_BYTES: usize = 512 * 1024;
+/// Longest timeout a command may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The interpreter a script runs under. An unknown name decodes to [`Shell::Other`], so an older agent answers a
+/// newer shell with `skipped`/`unsupported_shell` instead of dropping the command as malformed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Shell {
+    /// Windows PowerShell 5.1.
+    Powershell,
+    /// PowerShell 7+.
+    Pwsh,
+    Cmd,
+    Sh,
+    Bash,
+    Other(String),
+}
+
+impl Shell {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Shell::Powershell => "powershell",
+            Shell::Pwsh => "pwsh",
+            Shell::Cmd => "cmd",
+            Shell::Sh => "sh",
+            Shell::Bash => "bash",
+            Shell::Other(name) => name,
+        }
+    }
+
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "powershell" => Shell::Powershell,
+            "pwsh" => Shell::Pwsh,
+            "cmd" => Shell::Cmd,
+            "sh" => Shell::Sh,
+            "bash" => Shell::Bash,
+            other => Shell::Other(other.to_owned()),
+        }
+    }
+
+    /// The shells kanade knows how to run, for help texts and validation of operator input.
+    pub const KNOWN: &'static [&'static str] = &["powershell", "pwsh", "cmd", "sh", "bash"];
+}
+
+impl fmt::Display for Shell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Shell {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Shell {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Shell::parse(&String::deserialize(deserializer)?))
+    }
+}
+
+/// The identity a script runs as (DESIGN.md, Scripts on the endpoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunAs {
+    #[default]
+    System,
+    /// The logged-in user.
+    User,
+    /// System, in the user's session.
+    SystemGui,
+    /// A newer identity this agent does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// A command for agents to run, published on `commands.*` into stream `EXEC`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub exec_id: ExecId,
+    pub job_id: JobId,
+    /// The job's version; empty for ad-hoc runs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub shell: Shell,
+    pub script: String,
+    /// How long the script may run before its process tree is killed.
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
+    pub issued_at: DateTime<Utc>,
+    /// A run that has not started by then is skipped as `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub run_as: RunAs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("script is empty")]
+    EmptyScript,
+    #[error("script is {size} bytes; the limit is {MAX_SCRIPT_BYTES}")]
+    ScriptTooLarge { size: usize },
+    #[error("timeout must be greater than zero")]
+    ZeroTimeout,
+    #[error("timeout `{}` is longer than the limit of {}", humantime::format_duration(*.0), humantime::format_duration(MAX_TIMEOUT))]
+    TimeoutTooLong(Duration),
+}
+
+impl Command {
+    /// The limits every command must respect, checked by whoever builds one and again by the agent.
+    pub fn validate(&self) -> Result<(), CommandError> {
+        if self.script.trim().is_empty() {
+            return Err(CommandError::EmptyScript);
+        }
+        if self.script.len() > MAX_SCRIPT_BYTES {
+            return Err(CommandError::ScriptTooLarge { size: self.script.len() });
+        }
+        if self.timeout.is_zero() {
+            return Err(CommandError::ZeroTimeout);
+        }
+        if self.timeout > MAX_TIMEOUT {
+            return Err(CommandError::TimeoutTooLong(self.timeout));
+        }
+        Ok(())
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Ok,
+    Failed,
+    Timeout,
+    Killed,
+    Skipped,
+    /// A newer status this backend does not know yet; kept rather than dropped.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ResultStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Ok => "ok",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Timeout => "timeout",
+            ResultStatus::Killed => "killed",
+            ResultStatus::Skipped => "skipped",
+            ResultStatus::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "ok" => ResultStatus::Ok,
+            "failed" => ResultStatus::Failed,
+            "timeout" => ResultStatus::Timeout,
+            "killed" => ResultStatus::Killed,
+            "skipped" => ResultStatus::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ResultStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run was skipped or failed without running the script to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    UnsupportedShell,
+    UnsupportedRunAs,
+    Expired,
+    Superseded,
+    Revoked,
+    /// The agent stopped while the script ran.
+    Interrupted,
+    /// The shell could not be started.
+    SpawnFailed,
+    /// The command broke a limit (size, timeout) the agent enforces.
+    Invalid,
+    Other(String),
+}
+
+impl Reason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reason::UnsupportedShell => "unsupported_shell",
+            Reason::UnsupportedRunAs => "unsupported_run_as",
+            Reason::Expired => "expired",
+            Reason::Superseded => "superseded",
+            Reason::Revoked => "revoked",
+            Reason::Interrupted => "interrupted",
+            Reason::SpawnFailed => "spawn_failed",
+            Reason::Invalid => "invalid",
+            Reason::Other(other) => other,
+        }
+    }
+
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "unsupported_shell" => Reason::UnsupportedShell,
+            "unsupported_run_as" => Reason::UnsupportedRunAs,
+            "expired" => Reason::Expired,
+            "superseded" => Reason::Superseded,
+            "revoked" => Reason::Revoked,
+            "interrupted" => Reason::Interrupted,
+            "spawn_failed" => Reason::SpawnFailed,
+            "invalid" => Reason::Invalid,
+            other => Reason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Reason::parse(&String::deserialize(deserializer)?))
+    }
+}
+
+/// The one result of one run, published on `results.<pc>.<exec_id>` into stream `RESULTS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub result_id: ResultId,
+    pub exec_id: ExecId,
+    pub job_id: JobId,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub pc_id: PcId,
+    pub status: ResultStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+    /// The captured stdout was cut at the agent's output limit.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stdout_truncated: bool,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stderr_truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+impl ExecResult {
+    /// A result for a run that never started.
+    pub fn skipped(command: &Command, pc: &PcId, reason: Reason, now: DateTime<Utc>) -> Self {
+        Self {
+            result_id: ResultId::for_run(&command.exec_id, pc),
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            pc_id: pc.clone(),
+            status: ResultStatus::Skipped,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            started_at: None,
+            finished_at: now,
+            reason: Some(reason),
+        }
+    }
+}
+
+/// An agent's periodic "I am alive", on `heartbeat.<pc>`, and its answer to `agents.<pc>.ping`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub pc_id: PcId,
+    #[serde(default)]
+    pub hostname: String,
+    /// `windows`, `linux`, `macos`.
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub os_version: String,
+    #[serde(default)]
+    pub arch: String,
+    #[serde(default)]
+    pub agent_version: String,
+    #[serde(default)]
+    pub groups: Vec<GroupName>,
+    /// Seconds since the agent process started.
+    #[serde(default)]
+    pub uptime_secs: u64,
+    /// Seconds since the host booted.
+    #[serde(default)]
+    pub host_uptime_secs: u64,
+    /// The agent's own resident memory.
+    #[serde(default)]
+    pub rss_bytes: u64,
+    /// The agent's own CPU use since the previous heartbeat, in percent of one core.
+    #[serde(default)]
+    pub cpu_percent: f32,
+    /// Runs in progress.
+    #[serde(default)]
+    pub running: u32,
+    /// Results waiting in the on-disk outbox for the broker's ack.
+    #[serde(default)]
+    pub outbox_pending: u64,
+    /// Messages the agent could not decode since it started.
+    #[serde(default)]
+    pub malformed_messages: u64,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// Which stream an output chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of a running script's output, on `output.<pc>.<exec_id>`; best effort, the result carries the whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// Counts from 0 per run across both streams, so a tail can tell that it missed a chunk.
+    pub seq: u64,
+    pub stream: OutputStream,
+    pub data: String,
+}
+
+/// An agent's answer to `kill.<exec_id>` when it had that run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillAck {
+    pub pc_id: PcId,
+    pub exec_id: ExecId,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// A [`Duration`] as whole milliseconds, so every language can read it.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn command() -> Command {
+        Command {
+            exec_id: ExecId::new("0190a1b2-0000-7000-8000-000000000001").unwrap(),
+            job_id: JobId::new("echo").unwrap(),
+            version: "1.0.0".into(),
+            shell: Shell::Sh,
+            script: "echo hello".into(),
+            timeout: Duration::from_secs(60),
+            issued_at: Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
+            deadline: None,
+            run_as: RunAs::System,
+            cwd: None,
+        }
+    }
+
+    #[test]
+    fn command_json_is_stable() {
+        insta::assert_json_snapshot!(command(), @r#"
+        {
+          "exec_id": "0190a1b2-0000-7000-8000-000000000001",
+          "job_id": "echo",
+          "version": "1.0.0",
+          "shell": "sh",
+          "script": "echo hello",
+          "timeout_ms": 60000,
+          "issued_at": "2026-11-22T12:00:00Z"
+        }
+        "#);
+    }
+
+    #[test]
+    fn newer_fields_and_values_decode() {
+        let json = r#"{"exec_id":"e1","job_id":"j","shell":"python3","script":"x","timeout_ms":1,
+            "issued_at":"2026-11-22T12:00:00Z","run_as":"tpm_enclave","some_future_field":{"a":1}}"#;
+        let cmd: Command = serde_json::from_str(json).unwrap();
+        assert_eq!(cmd.shell, Shell::Other("python3".into()));
+        assert_eq!(cmd.run_as, RunAs::Unknown);
+    }
+
+    #[test]
+    fn hostile_ids_in_commands_are_rejected() {
+        let json = r#"{"exec_id":"e1.>","job_id":"j","shell":"sh","script":"x","timeout_ms":1,
+            "issued_at":"2026-11-22T12:00:00Z"}"#;
+        assert!(serde_json::from_str::<Command>(json).is_err());
+    }
+
+    #[test]
+    fn command_limits() {
+        let mut cmd = command();
+        assert!(cmd.validate().is_ok());
+        cmd.script = " ".into();
+        assert_eq!(cmd.validate(), Err(CommandError::EmptyScript));
+        cmd.script = "x".repeat(MAX_SCRIPT_BYTES + 1);
+        assert!(matches!(cmd.validate(), Err(CommandError::ScriptTooLarge { .. })));
+        cmd.script = "x".into();
+        cmd.timeout = Duration::ZERO;
+        assert_eq!(cmd.validate(), Err(CommandError::ZeroTimeout));
+        cmd.timeout = MAX_TIMEOUT + Duration::from_secs(1);
+        assert!(cmd.validate().unwrap_err().to_string().starts_with("timeout `7days 1s`"));
+    }
+
+    #[test]
+    fn result_round_trips_and_tolerates_unknown_status() {
+        let pc = PcId::new("pc-1").unwrap();
+        let result = ExecResult::skipped(&command(), &pc, Reason::UnsupportedShell, command().issued_at);
+        let json = serde_json::to_string(&result).unwrap();
+        assert_eq!(serde_json::from_str::<ExecResult>(&json).unwrap(), result);
+        let newer = json.replace("\"skipped\"", "\"quarantined\"");
+        assert_eq!(serde_json::from_str::<ExecResult>(&newer).unwrap().status, ResultStatus::Unknown);
+        insta::assert_json_snapshot!(result, @r#"
+        {
+          "result_id": "0190a1b2-0000-7000-8000-000000000001.pc-1",
+          "exec_id": "0190a1b2-0000-7000-8000-000000000001",
+          "job_id": "echo",
+          "version": "1.0.0",
+          "pc_id": "pc-1",
+          "status": "skipped",
+          "stdout": "",
+          "stderr": "",
+          "finished_at": "2026-11-22T12:00:00Z",
+          "reason": "unsupported_shell"
+        }
+        "#);
+    }
+
+    #[test]
+    fn minimal_heartbeat_decodes() {
+        let hb: Heartbeat =
+            serde_json::from_str(r#"{"pc_id":"pc-1","sent_at":"2026-11-22T12:00:00Z","new":true}"#).unwrap();
+        assert_eq!(hb.pc_id.as_str(), "pc-1");
+        assert!(hb.groups.is_empty());
+    }
+}
