@@ -1,1 +1,293 @@
-//! placeholder
+//! kanade's endpoint agent. `run` connects to NATS (outbound only), answers pings, publishes heartbeats, takes
+//! commands addressed to all agents, to its groups and to itself, runs them through the gate and the executor,
+//! and hands every result to the on-disk outbox, which publishes it to `RESULTS`.
+
+pub mod connection;
+pub mod executor;
+pub mod gate;
+pub mod heartbeat;
+pub mod ledger;
+pub mod outbox;
+pub mod platform;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::{Client, Message, jetstream};
+use chrono::Utc;
+use futures::StreamExt;
+use kanade_shared::config::AgentConfig;
+use kanade_shared::subject::{self, Target};
+use kanade_shared::wire::{Command, ExecResult, KillAck, OutputChunk, Reason, ResultStatus};
+use kanade_shared::{ExecId, ResultId};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::executor::Executor;
+use crate::heartbeat::{Counters, HeartbeatSource};
+use crate::ledger::RunLedger;
+use crate::outbox::Outbox;
+
+/// The agent's version, as reported in heartbeats. A release build may set `KANADE_BUILD_VERSION`.
+pub const VERSION: &str = match option_env!("KANADE_BUILD_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// How long running scripts get to finish when the agent is asked to stop, before they are killed and reported
+/// as interrupted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Live output chunks buffered per run before new ones are dropped (the result still carries all of it).
+const OUTPUT_BUFFER: usize = 256;
+
+struct Agent {
+    config: AgentConfig,
+    client: Client,
+    outbox: Arc<Outbox>,
+    ledger: RunLedger,
+    executor: Executor,
+    heartbeat: HeartbeatSource,
+    running: Mutex<HashMap<ExecId, CancellationToken>>,
+    malformed: AtomicU64,
+    stopping: AtomicBool,
+}
+
+/// Runs the agent until `shutdown` is cancelled.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone().unwrap_or_else(platform::default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
+    let outbox = Arc::new(
+        Outbox::open(data_dir.join("outbox"))
+            .with_context(|| format!("cannot open outbox in `{}`", data_dir.display()))?,
+    );
+    let ledger = RunLedger::open(data_dir.join("runs"))
+        .with_context(|| format!("cannot open run ledger in `{}`", data_dir.display()))?;
+    tracing::info!(
+        pc_id = %config.pc_id,
+        groups = ?config.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        data_dir = %data_dir.display(),
+        nats = ?config.nats.urls,
+        version = VERSION,
+        pending_results = outbox.pending(),
+        "kanade-agent starting"
+    );
+
+    let connected = Arc::new(Notify::new());
+    let client = connection::connect(&config.nats, &format!("kanade-agent {}", config.pc_id), connected.clone())
+        .await
+        .context("cannot set up the NATS connection")?;
+    let js = jetstream::new(client.clone());
+
+    let agent = Arc::new(Agent {
+        executor: Executor::new(data_dir.join("agent-scripts"), config.output_limit_bytes),
+        config,
+        client: client.clone(),
+        outbox: outbox.clone(),
+        ledger,
+        heartbeat: HeartbeatSource::new(),
+        running: Mutex::new(HashMap::new()),
+        malformed: AtomicU64::new(0),
+        stopping: AtomicBool::new(false),
+    });
+
+    let mut command_subjects = vec![
+        subject::commands_for(&Target::All),
+        subject::commands_for(&Target::Pc(agent.config.pc_id.clone())),
+    ];
+    command_subjects.extend(agent.config.groups.iter().map(|g| subject::commands_for(&Target::Group(g.clone()))));
+    let mut subscriptions = Vec::new();
+    for filter in &command_subjects {
+        subscriptions.push(client.subscribe(filter.clone()).await.with_context(|| format!("cannot subscribe to `{filter}`"))?);
+    }
+    let mut commands = futures::stream::select_all(subscriptions);
+    let mut kills = client.subscribe(subject::KILL_ALL).await.context("cannot subscribe to kill requests")?;
+    let mut pings =
+        client.subscribe(subject::ping(&agent.config.pc_id)).await.context("cannot subscribe to pings")?;
+
+    let publisher_stop = CancellationToken::new();
+    let publisher = tokio::spawn(outbox.clone().run_publisher(js, publisher_stop.clone()));
+    let runs = TaskTracker::new();
+    let mut heartbeat = tokio::time::interval(agent.config.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            Some(message) = commands.next() => {
+                runs.spawn(agent.clone().handle_command(message));
+            }
+            Some(message) = kills.next() => agent.handle_kill(&message).await,
+            Some(message) = pings.next() => agent.handle_ping(&message).await,
+            _ = heartbeat.tick() => agent.publish_heartbeat().await,
+            () = connected.notified() => {
+                outbox.wake();
+                agent.publish_heartbeat().await;
+            }
+            () = shutdown.cancelled() => break,
+        }
+    }
+
+    tracing::info!(running = agent.running_count(), "shutting down: no new commands taken");
+    drop(commands);
+    runs.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, runs.wait()).await.is_err() {
+        tracing::warn!(running = agent.running_count(), "runs still going after the grace period; killing them");
+        agent.stopping.store(true, Ordering::Relaxed);
+        agent.kill_all();
+        runs.wait().await;
+    }
+    publisher_stop.cancel();
+    let _ = publisher.await;
+    let _ = client.flush().await;
+    tracing::info!(pending_results = outbox.pending(), "kanade-agent stopped");
+    Ok(())
+}
+
+impl Agent {
+    fn running_count(&self) -> u32 {
+        self.running.lock().map(|r| u32::try_from(r.len()).unwrap_or(u32::MAX)).unwrap_or(0)
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            running: self.running_count(),
+            outbox_pending: self.outbox.pending(),
+            malformed_messages: self.malformed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn malformed(&self, message: &Message, error: &dyn std::fmt::Display) {
+        let total = self.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(subject = %message.subject, bytes = message.payload.len(), error = %error, total, "ignoring malformed message");
+    }
+
+    async fn publish_heartbeat(&self) {
+        let heartbeat = self.heartbeat.build(&self.config, self.counters());
+        match serde_json::to_vec(&heartbeat) {
+            Ok(body) => {
+                if let Err(err) = self.client.publish(subject::heartbeat(&self.config.pc_id), body.into()).await {
+                    tracing::debug!(error = %err, "heartbeat not sent");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "cannot encode heartbeat"),
+        }
+    }
+
+    async fn handle_ping(&self, message: &Message) {
+        let Some(reply) = &message.reply else { return };
+        let heartbeat = self.heartbeat.build(&self.config, self.counters());
+        if let Ok(body) = serde_json::to_vec(&heartbeat) {
+            let _ = self.client.publish(reply.clone(), body.into()).await;
+        }
+    }
+
+    async fn handle_kill(&self, message: &Message) {
+        let Some(exec) = subject::exec_of_kill(&message.subject) else {
+            self.malformed(message, &"kill subject does not end in a valid exec id");
+            return;
+        };
+        let token = self.running.lock().ok().and_then(|running| running.get(&exec).cloned());
+        let Some(token) = token else { return };
+        tracing::info!(exec_id = %exec, "kill requested");
+        token.cancel();
+        if let Some(reply) = &message.reply {
+            let ack = KillAck { pc_id: self.config.pc_id.clone(), exec_id: exec };
+            if let Ok(body) = serde_json::to_vec(&ack) {
+                let _ = self.client.publish(reply.clone(), body.into()).await;
+            }
+        }
+    }
+
+    fn kill_all(&self) {
+        if let Ok(running) = self.running.lock() {
+            running.values().for_each(CancellationToken::cancel);
+        }
+    }
+
+    async fn handle_command(self: Arc<Self>, message: Message) {
+        let command: Command = match serde_json::from_slice(&message.payload) {
+            Ok(command) => command,
+            Err(err) => return self.malformed(&message, &err),
+        };
+        if subject::job_of_command(&message.subject).as_ref() != Some(&command.job_id) {
+            return self.malformed(&message, &format_args!("job id `{}` does not match the subject", command.job_id));
+        }
+        match self.ledger.claim(&command.exec_id) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(exec_id = %command.exec_id, "already handled; ignoring redelivery");
+                return;
+            }
+            Err(err) => {
+                // Without a durable claim the agent cannot promise to run this only once, so it does not run it.
+                tracing::error!(exec_id = %command.exec_id, error = %err, "cannot record the run; command not run");
+                return;
+            }
+        }
+        let result = match gate::decide(&command, Utc::now()) {
+            gate::Decision::Skip(reason) => {
+                tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, %reason, "command skipped");
+                ExecResult::skipped(&command, &self.config.pc_id, reason, Utc::now())
+            }
+            gate::Decision::Run => self.execute(&command).await,
+        };
+        if let Err(err) = self.outbox.put(&result).await {
+            tracing::error!(result_id = %result.result_id, error = %err, "cannot write result to the outbox");
+        }
+    }
+
+    async fn execute(&self, command: &Command) -> ExecResult {
+        let pc = &self.config.pc_id;
+        let cancel = CancellationToken::new();
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(command.exec_id.clone(), cancel.clone());
+        }
+        tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, shell = %command.shell, "run started");
+        let started = subject::event_started(pc, &command.exec_id);
+        if let Err(err) = self.client.publish(started, bytes::Bytes::new()).await {
+            tracing::debug!(error = %err, "started event not sent");
+        }
+
+        let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+        let forward = tokio::spawn(forward_output(self.client.clone(), subject::output(pc, &command.exec_id), rx));
+        let outcome = self.executor.run(command, Some(tx), cancel).await;
+        let _ = forward.await;
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&command.exec_id);
+        }
+        tracing::info!(exec_id = %command.exec_id, status = %outcome.status, exit_code = ?outcome.exit_code, "run finished");
+
+        ExecResult {
+            result_id: ResultId::for_run(&command.exec_id, pc),
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            pc_id: pc.clone(),
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            stdout: outcome.stdout.text,
+            stderr: outcome.stderr.text,
+            stdout_truncated: outcome.stdout.truncated,
+            stderr_truncated: outcome.stderr.truncated,
+            started_at: outcome.started_at,
+            finished_at: outcome.finished_at,
+            // A run killed because the agent itself is stopping says so, so nobody mistakes it for an operator's kill.
+            reason: outcome.reason.or_else(|| {
+                (outcome.status == ResultStatus::Killed && self.stopping.load(Ordering::Relaxed))
+                    .then_some(Reason::Interrupted)
+            }),
+        }
+    }
+}
+
+async fn forward_output(client: Client, subject: String, mut rx: mpsc::Receiver<OutputChunk>) {
+    while let Some(chunk) = rx.recv().await {
+        if let Ok(body) = serde_json::to_vec(&chunk) {
+            let _ = client.publish(subject.clone(), body.into()).await;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The agent's NATS connection: outbound only, unlimited reconnects with jittered backoff, every state change
+//! logged, and a signal on each (re)connect so the outbox drains and a heartbeat goes out at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+use kanade_shared::config::NatsConfig;
+use tokio::sync::Notify;
+
+/// Delay before reconnect attempt `attempts`: doubling from 100 ms to 5 s, with up to 50% random extra so that a
+/// fleet that lost its broker together does not come back in lockstep.
+pub fn reconnect_delay(attempts: usize) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1).min(6)).unwrap_or(6);
+    let base = Duration::from_millis(100).saturating_mul(2u32.pow(exponent)).min(Duration::from_secs(5));
+    let jitter = rand::random_range(0.0..0.5);
+    base.mul_f64(1.0 + jitter)
+}
+
+/// Connects (or keeps trying in the background: the agent starts without a broker) and returns the client.
+pub async fn connect(
+    nats: &NatsConfig,
+    name: &str,
+    on_connect: Arc<Notify>,
+) -> Result<Client, async_nats::ConnectError> {
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
+        .connection_timeout(Duration::from_secs(5))
+        .ping_interval(Duration::from_secs(20))
+        .event_callback(move |event| {
+            let on_connect = on_connect.clone();
+            async move {
+                match &event {
+                    Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        on_connect.notify_waiters();
+                    }
+                    Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+                    Event::SlowConsumer(sid) => tracing::warn!(subscription = sid, "slow consumer: messages dropped"),
+                    other => tracing::info!(event = %other, "NATS connection event"),
+                }
+            }
+        });
+    if let Some(token) = &nats.token {
+        options = options.token(token.clone());
+    }
+    options.connect(nats.urls.as_slice()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(reconnect_delay(1) < Duration::from_millis(151));
+        assert!(reconnect_delay(3) >= Duration::from_millis(400));
+        for attempts in [10, 1_000, usize::MAX] {
+            let delay = reconnect_delay(attempts);
+            assert!(delay >= Duration::from_secs(5) && delay <= Duration::from_millis(7_500), "{delay:?}");
+        }
+    }
+}

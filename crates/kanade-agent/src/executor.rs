@@ -1,0 +1,300 @@
+//! Runs one command's script: stages it, starts it through the platform's launcher in its own process tree,
+//! streams and caps its output, enforces the timeout and kill by killing the whole tree, and cleans up.
+//!
+//! The executor knows nothing of NATS: output chunks go to a channel and the outcome is returned, so the fleet
+//! simulator can put an emulated executor in its place.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kanade_shared::wire::{Command, OutputChunk, OutputStream, Reason, ResultStatus};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::platform::{self, ProcessTree};
+
+/// How long to wait for output pipes to close after the tree is killed. Only a process that left the tree on
+/// purpose (setsid, a service) can hold a pipe open past the kill.
+const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(3);
+/// Size of one read from a pipe, and so the largest live output chunk.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a run ended, before it is addressed as a result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: ResultStatus,
+    pub exit_code: Option<i32>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    pub reason: Option<Reason>,
+}
+
+impl Outcome {
+    fn not_run(reason: Reason, message: String) -> Self {
+        let status = match reason {
+            Reason::SpawnFailed => ResultStatus::Failed,
+            _ => ResultStatus::Skipped,
+        };
+        Self {
+            status,
+            exit_code: None,
+            stdout: Captured::default(),
+            stderr: Captured { text: message, truncated: false },
+            started_at: None,
+            finished_at: Utc::now(),
+            reason: Some(reason),
+        }
+    }
+}
+
+/// Output kept for the result: at most the configured limit per stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Captured {
+    pub text: String,
+    pub truncated: bool,
+}
+
+pub struct Executor {
+    staging_root: PathBuf,
+    output_limit: usize,
+}
+
+impl Executor {
+    pub fn new(staging_root: PathBuf, output_limit: usize) -> Self {
+        Self { staging_root, output_limit }
+    }
+
+    /// Runs `command` to its end. `chunks` receives live output (best effort: a full channel drops a chunk, and the
+    /// gap shows in `seq`); `cancel` kills the run.
+    pub async fn run(
+        &self,
+        command: &Command,
+        chunks: Option<mpsc::Sender<OutputChunk>>,
+        cancel: CancellationToken,
+    ) -> Outcome {
+        let staging = self.staging_root.join(command.exec_id.as_str());
+        let Some(launch) = platform::launch(&command.shell, &command.script, &staging) else {
+            return Outcome::not_run(
+                Reason::UnsupportedShell,
+                format!("shell `{}` is not available on this host", command.shell),
+            );
+        };
+        if let Err(err) = stage(&staging, &launch.files).await {
+            return Outcome::not_run(
+                Reason::SpawnFailed,
+                format!("cannot stage script in `{}`: {err}", staging.display()),
+            );
+        }
+        let outcome = self.spawn_and_wait(command, &launch, &staging, chunks, cancel).await;
+        if let Err(err) = tokio::fs::remove_dir_all(&staging).await {
+            tracing::warn!(dir = %staging.display(), error = %err, "cannot remove staging dir");
+        }
+        outcome
+    }
+
+    async fn spawn_and_wait(
+        &self,
+        command: &Command,
+        launch: &platform::Launch,
+        staging: &Path,
+        chunks: Option<mpsc::Sender<OutputChunk>>,
+        cancel: CancellationToken,
+    ) -> Outcome {
+        let mut process = tokio::process::Command::new(&launch.program);
+        process
+            .args(&launch.args)
+            .current_dir(command.cwd.as_deref().map_or(staging, Path::new))
+            .env("KANADE_EXEC_ID", command.exec_id.as_str())
+            .env("KANADE_JOB_ID", command.job_id.as_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        platform::isolate(&mut process);
+
+        let mut child = match process.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                return Outcome::not_run(
+                    Reason::SpawnFailed,
+                    format!("cannot start `{}`: {err}", launch.program.display()),
+                );
+            }
+        };
+        let started_at = Utc::now();
+        let tree = match ProcessTree::attach(&child) {
+            Ok(tree) => Some(tree),
+            Err(err) => {
+                tracing::warn!(exec_id = %command.exec_id, error = %err, "cannot track the script's process tree");
+                None
+            }
+        };
+
+        let seq = Arc::new(AtomicU64::new(0));
+        let stdout = child.stdout.take().map(|pipe| {
+            tokio::spawn(read_pipe(pipe, OutputStream::Stdout, self.output_limit, chunks.clone(), seq.clone()))
+        });
+        let stderr = child.stderr.take().map(|pipe| {
+            tokio::spawn(read_pipe(pipe, OutputStream::Stderr, self.output_limit, chunks, seq.clone()))
+        });
+
+        enum End {
+            Exited(std::io::Result<ExitStatus>),
+            TimedOut,
+            Killed,
+        }
+        let end = tokio::select! {
+            status = child.wait() => End::Exited(status),
+            () = tokio::time::sleep(command.timeout) => End::TimedOut,
+            () = cancel.cancelled() => End::Killed,
+        };
+        // Whatever ended the run, nothing it started outlives it.
+        if let Some(tree) = &tree {
+            tree.kill();
+        }
+        let (exit, ended_by) = match end {
+            End::Exited(status) => (status, None),
+            End::TimedOut | End::Killed => {
+                if tree.is_none() {
+                    let _ = child.start_kill();
+                }
+                let by = if matches!(end, End::TimedOut) { ResultStatus::Timeout } else { ResultStatus::Killed };
+                (child.wait().await, Some(by))
+            }
+        };
+
+        let stdout = collect(stdout).await;
+        let stderr = collect(stderr).await;
+        let exit_code = exit.as_ref().ok().and_then(ExitStatus::code);
+        let status = match ended_by {
+            Some(status) => status,
+            None if exit_code == Some(0) => ResultStatus::Ok,
+            None => ResultStatus::Failed,
+        };
+        Outcome { status, exit_code, stdout, stderr, started_at: Some(started_at), finished_at: Utc::now(), reason: None }
+    }
+}
+
+async fn stage(staging: &Path, files: &[(String, String)]) -> std::io::Result<()> {
+    // A leftover dir from an interrupted run of the same exec must not leak old files into this one.
+    if tokio::fs::try_exists(staging).await? {
+        tokio::fs::remove_dir_all(staging).await?;
+    }
+    tokio::fs::create_dir_all(staging).await?;
+    for (name, contents) in files {
+        tokio::fs::write(staging.join(name), contents).await?;
+    }
+    Ok(())
+}
+
+async fn collect(reader: Option<tokio::task::JoinHandle<Captured>>) -> Captured {
+    let Some(mut reader) = reader else { return Captured::default() };
+    match tokio::time::timeout(PIPE_DRAIN_GRACE, &mut reader).await {
+        Ok(Ok(captured)) => captured,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "output reader failed");
+            Captured::default()
+        }
+        Err(_) => {
+            // A process outside the tree still holds the pipe; what was read so far is lost with the task, so
+            // say so rather than return silence.
+            reader.abort();
+            Captured { text: "[output unavailable: a detached process kept the pipe open]".into(), truncated: true }
+        }
+    }
+}
+
+/// Reads one pipe to its end: keeps up to `limit` bytes, streams the same bytes as chunks, and discards (but keeps
+/// draining) the rest so the script never blocks on a full pipe.
+async fn read_pipe(
+    mut pipe: impl AsyncRead + Unpin,
+    stream: OutputStream,
+    limit: usize,
+    chunks: Option<mpsc::Sender<OutputChunk>>,
+    seq: Arc<AtomicU64>,
+) -> Captured {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    let mut undecoded: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let room = limit.saturating_sub(kept.len());
+        let take = n.min(room);
+        if take < n {
+            truncated = true;
+        }
+        if take == 0 {
+            continue;
+        }
+        kept.extend_from_slice(&buf[..take]);
+        if let Some(tx) = &chunks {
+            undecoded.extend_from_slice(&buf[..take]);
+            let data = take_decodable(&mut undecoded);
+            if !data.is_empty() {
+                let chunk = OutputChunk { seq: seq.fetch_add(1, Ordering::Relaxed), stream, data };
+                let _ = tx.try_send(chunk);
+            }
+        }
+    }
+    if let Some(tx) = &chunks
+        && !undecoded.is_empty()
+    {
+        let data = String::from_utf8_lossy(&undecoded).into_owned();
+        let _ = tx.try_send(OutputChunk { seq: seq.fetch_add(1, Ordering::Relaxed), stream, data });
+    }
+    Captured { text: String::from_utf8_lossy(&kept).into_owned(), truncated }
+}
+
+/// Takes the longest prefix of `pending` that is complete UTF-8, leaving a character split across two reads for
+/// the next call. Invalid bytes are replaced, not carried.
+fn take_decodable(pending: &mut Vec<u8>) -> String {
+    let cut = match std::str::from_utf8(pending) {
+        Ok(_) => pending.len(),
+        Err(err) if err.error_len().is_none() => err.valid_up_to(),
+        Err(_) => pending.len(),
+    };
+    let text = String::from_utf8_lossy(&pending[..cut]).into_owned();
+    pending.drain(..cut);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_characters_wait_for_their_second_half() {
+        let bytes = "aé".as_bytes();
+        let mut pending = bytes[..2].to_vec();
+        assert_eq!(take_decodable(&mut pending), "a");
+        pending.extend_from_slice(&bytes[2..]);
+        assert_eq!(take_decodable(&mut pending), "é");
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn invalid_bytes_are_replaced_not_carried() {
+        let mut pending = vec![b'a', 0xff, b'b'];
+        assert_eq!(take_decodable(&mut pending), "a\u{fffd}b");
+        assert!(pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn output_beyond_the_limit_is_dropped_and_flagged() {
+        let data = vec![b'x'; 10_000];
+        let captured = read_pipe(&data[..], OutputStream::Stdout, 100, None, Arc::default()).await;
+        assert_eq!(captured.text.len(), 100);
+        assert!(captured.truncated);
+    }
+}

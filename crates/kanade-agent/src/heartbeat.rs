@@ -1,0 +1,72 @@
+//! Heartbeats: what the agent reports about itself every interval and in answer to a ping.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::Utc;
+use kanade_shared::wire::Heartbeat;
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// The agent's live counters at the moment a heartbeat is built.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub running: u32,
+    pub outbox_pending: u64,
+    pub malformed_messages: u64,
+}
+
+/// Builds heartbeats; keeps the process sampler between calls because CPU use is a difference of two samples.
+pub struct HeartbeatSource {
+    started: Instant,
+    os_version: String,
+    sampler: Mutex<Option<(System, Pid)>>,
+}
+
+impl HeartbeatSource {
+    pub fn new() -> Self {
+        let sampler = match (System::new(), sysinfo::get_current_pid()) {
+            (Ok(system), Ok(pid)) => Some((system, pid)),
+            _ => {
+                tracing::warn!("cannot sample the agent's own memory and CPU; heartbeats report zero");
+                None
+            }
+        };
+        Self {
+            started: Instant::now(),
+            os_version: System::long_os_version().unwrap_or_default(),
+            sampler: Mutex::new(sampler),
+        }
+    }
+
+    fn sample(&self) -> (u64, f32) {
+        let Ok(mut guard) = self.sampler.lock() else { return (0, 0.0) };
+        let Some((system, pid)) = guard.as_mut() else { return (0, 0.0) };
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[*pid]),
+            false,
+            ProcessRefreshKind::nothing().with_memory().with_cpu(),
+        );
+        system.process(*pid).map_or((0, 0.0), |p| (p.memory(), p.cpu_usage()))
+    }
+
+    pub fn build(&self, config: &kanade_shared::config::AgentConfig, counters: Counters) -> Heartbeat {
+        let (rss_bytes, cpu_percent) = self.sample();
+        Heartbeat {
+            pc_id: config.pc_id.clone(),
+            hostname: config.hostname.clone(),
+            os: crate::platform::os_name().to_owned(),
+            os_version: self.os_version.clone(),
+            arch: std::env::consts::ARCH.to_owned(),
+            agent_version: crate::VERSION.to_owned(),
+            groups: config.groups.clone(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            host_uptime_secs: System::uptime().unwrap_or_default(),
+            rss_bytes,
+            cpu_percent,
+            running: counters.running,
+            outbox_pending: counters.outbox_pending,
+            malformed_messages: counters.malformed_messages,
+            sent_at: Utc::now(),
+        }
+    }
+}

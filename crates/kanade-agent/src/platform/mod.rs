@@ -1,0 +1,127 @@
+//! Everything that differs between operating systems, behind one interface: how a script's process tree is
+//! created and killed, which shells exist and how each is launched, and where the agent keeps its data. Nothing
+//! outside this module mentions `cfg(windows)` or `cfg(unix)`.
+
+use std::path::{Path, PathBuf};
+
+use kanade_shared::config::{EnvSource, ProcessEnv, data_dir_candidates};
+use kanade_shared::wire::Shell;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as imp;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+
+/// A spawned script and everything it starts, killable as a whole.
+pub use imp::ProcessTree;
+
+/// Prepares `command` so that the child and all its descendants can later be killed as one tree.
+pub fn isolate(command: &mut tokio::process::Command) {
+    imp::isolate(command);
+}
+
+/// How to run a script under one shell: the file name to stage it as, and the program line that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Files to write into the staging dir before starting: (file name, contents).
+    pub files: Vec<(String, String)>,
+}
+
+/// The launch plan for `script` under `shell` in `staging`, or `None` when this host cannot run that shell.
+pub fn launch(shell: &Shell, script: &str, staging: &Path) -> Option<Launch> {
+    imp::launch(shell, script, staging)
+}
+
+/// PowerShell launcher: UTF-8 output, the script called with `&` so `[CmdletBinding()]`/`param()` work, and the
+/// script's own exit code (or 1 after a terminating error) as the process exit code.
+fn powershell_launcher(script_path: &Path) -> String {
+    let quoted = script_path.display().to_string().replace('\'', "''");
+    format!(
+        "$ErrorActionPreference = 'Continue'\n\
+         [Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($false)\n\
+         $OutputEncoding = [System.Text.UTF8Encoding]::new($false)\n\
+         try {{\n\
+         \x20   & '{quoted}'\n\
+         \x20   if ($LASTEXITCODE) {{ exit $LASTEXITCODE }}\n\
+         \x20   if (-not $?) {{ exit 1 }}\n\
+         \x20   exit 0\n\
+         }} catch {{\n\
+         \x20   [Console]::Error.WriteLine($_.ToString())\n\
+         \x20   exit 1\n\
+         }}\n"
+    )
+}
+
+fn powershell_launch(program: PathBuf, script: &str, staging: &Path) -> Launch {
+    let script_path = staging.join("script.ps1");
+    let launcher_path = staging.join("launcher.ps1");
+    Launch {
+        program,
+        args: [
+            "-NoLogo",
+            "-NoProfile",
+            "-NonInteractive",
+            "-ExecutionPolicy",
+            "Bypass",
+            "-File",
+            &launcher_path.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        files: vec![
+            // A BOM makes Windows PowerShell 5.1 read the script as UTF-8 rather than the ANSI code page.
+            ("script.ps1".into(), format!("\u{feff}{script}")),
+            ("launcher.ps1".into(), format!("\u{feff}{}", powershell_launcher(&script_path))),
+        ],
+    }
+}
+
+fn find(program: &str) -> Option<PathBuf> {
+    which::which(program).ok()
+}
+
+/// Where the agent keeps its state when the config names no data dir: the machine-wide place when the agent may
+/// write there (it runs as a service), else the user's data dir.
+pub fn default_data_dir() -> PathBuf {
+    let candidates = data_dir_candidates("agent", &ProcessEnv as &dyn EnvSource);
+    candidates
+        .iter()
+        .find(|dir| std::fs::create_dir_all(dir).is_ok())
+        .or(candidates.last())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("kanade-agent-data"))
+}
+
+/// Resolves when the service manager or the user asks the agent to stop (Ctrl-C; SIGTERM on Unix).
+pub async fn shutdown_signal() {
+    imp::shutdown_signal().await;
+}
+
+/// The OS name reported in heartbeats: `windows`, `linux`, `macos`, ...
+pub fn os_name() -> &'static str {
+    std::env::consts::OS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn powershell_launcher_quotes_the_path() {
+        let text = powershell_launcher(Path::new("/tmp/it's/script.ps1"));
+        assert!(text.contains("& '/tmp/it''s/script.ps1'"), "{text}");
+        assert!(text.contains("exit $LASTEXITCODE"));
+    }
+
+    #[test]
+    fn unknown_shells_cannot_launch() {
+        assert_eq!(launch(&Shell::Other("python9".into()), "x", Path::new("/tmp")), None);
+    }
+}

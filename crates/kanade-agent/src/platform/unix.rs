@@ -1,0 +1,66 @@
+//! Unix: a script runs in its own process group, and the whole group is killed with SIGKILL.
+
+use std::path::Path;
+
+use kanade_shared::wire::Shell;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::{Launch, find, powershell_launch};
+
+pub fn isolate(command: &mut tokio::process::Command) {
+    // A new process group whose id is the child's pid; everything the script starts inherits it unless it calls
+    // setsid on purpose (a daemon it means to leave running).
+    command.process_group(0);
+}
+
+#[derive(Debug)]
+pub struct ProcessTree {
+    group: Pid,
+}
+
+impl ProcessTree {
+    pub fn attach(child: &tokio::process::Child) -> std::io::Result<Self> {
+        let pid = child.id().ok_or_else(|| std::io::Error::other("child exited before it could be tracked"))?;
+        let pid = i32::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;
+        Ok(Self { group: Pid::from_raw(pid) })
+    }
+
+    /// Kills every process still in the tree. Killing an empty group is not an error.
+    pub fn kill(&self) {
+        match killpg(self.group, Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(err) => tracing::warn!(group = self.group.as_raw(), error = %err, "cannot kill process group"),
+        }
+    }
+}
+
+pub fn launch(shell: &Shell, script: &str, staging: &Path) -> Option<Launch> {
+    let posix = |name: &str| {
+        let program = find(name)?;
+        let path = staging.join("script.sh");
+        Some(Launch { program, args: vec![path.display().to_string()], files: vec![("script.sh".into(), script.into())] })
+    };
+    match shell {
+        Shell::Sh => posix("sh"),
+        Shell::Bash => posix("bash"),
+        Shell::Pwsh => Some(powershell_launch(find("pwsh")?, script, staging)),
+        // Windows PowerShell 5.1 and cmd exist only on Windows.
+        Shell::Powershell | Shell::Cmd | Shell::Other(_) => None,
+    }
+}
+
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
