@@ -141,9 +141,10 @@ impl Executor {
         let stdout = child.stdout.take().map(|pipe| {
             tokio::spawn(read_pipe(pipe, OutputStream::Stdout, self.output_limit, chunks.clone(), seq.clone()))
         });
-        let stderr = child.stderr.take().map(|pipe| {
-            tokio::spawn(read_pipe(pipe, OutputStream::Stderr, self.output_limit, chunks, seq.clone()))
-        });
+        let stderr = child
+            .stderr
+            .take()
+            .map(|pipe| tokio::spawn(read_pipe(pipe, OutputStream::Stderr, self.output_limit, chunks, seq.clone())));
 
         enum End {
             Exited(std::io::Result<ExitStatus>),
@@ -178,7 +179,15 @@ impl Executor {
             None if exit_code == Some(0) => ResultStatus::Ok,
             None => ResultStatus::Failed,
         };
-        Outcome { status, exit_code, stdout, stderr, started_at: Some(started_at), finished_at: Utc::now(), reason: None }
+        Outcome {
+            status,
+            exit_code,
+            stdout,
+            stderr,
+            started_at: Some(started_at),
+            finished_at: Utc::now(),
+            reason: None,
+        }
     }
 }
 

@@ -22,6 +22,12 @@ pub struct HeartbeatSource {
     sampler: Mutex<Option<(System, Pid)>>,
 }
 
+impl Default for HeartbeatSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HeartbeatSource {
     pub fn new() -> Self {
         let sampler = match (System::new(), sysinfo::get_current_pid()) {

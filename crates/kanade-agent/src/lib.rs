@@ -59,8 +59,7 @@ struct Agent {
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone().unwrap_or_else(platform::default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
         Outbox::open(data_dir.join("outbox"))
             .with_context(|| format!("cannot open outbox in `{}`", data_dir.display()))?,
@@ -95,19 +94,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         stopping: AtomicBool::new(false),
     });
 
-    let mut command_subjects = vec![
-        subject::commands_for(&Target::All),
-        subject::commands_for(&Target::Pc(agent.config.pc_id.clone())),
-    ];
+    let mut command_subjects =
+        vec![subject::commands_for(&Target::All), subject::commands_for(&Target::Pc(agent.config.pc_id.clone()))];
     command_subjects.extend(agent.config.groups.iter().map(|g| subject::commands_for(&Target::Group(g.clone()))));
     let mut subscriptions = Vec::new();
     for filter in &command_subjects {
-        subscriptions.push(client.subscribe(filter.clone()).await.with_context(|| format!("cannot subscribe to `{filter}`"))?);
+        subscriptions
+            .push(client.subscribe(filter.clone()).await.with_context(|| format!("cannot subscribe to `{filter}`"))?);
     }
     let mut commands = futures::stream::select_all(subscriptions);
     let mut kills = client.subscribe(subject::KILL_ALL).await.context("cannot subscribe to kill requests")?;
-    let mut pings =
-        client.subscribe(subject::ping(&agent.config.pc_id)).await.context("cannot subscribe to pings")?;
+    let mut pings = client.subscribe(subject::ping(&agent.config.pc_id)).await.context("cannot subscribe to pings")?;
 
     let publisher_stop = CancellationToken::new();
     let publisher = tokio::spawn(outbox.clone().run_publisher(js, publisher_stop.clone()));

@@ -176,7 +176,9 @@ impl Outbox {
             match tokio::time::timeout(SHUTDOWN_DRAIN, self.drain(&js)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => tracing::warn!(error = %err, pending = self.pending(), "outbox not empty at shutdown"),
-                Err(_) => tracing::warn!(pending = self.pending(), "outbox not empty at shutdown; it drains next start"),
+                Err(_) => {
+                    tracing::warn!(pending = self.pending(), "outbox not empty at shutdown; it drains next start")
+                }
             }
         }
     }

@@ -1,1 +1,110 @@
-//! placeholder
+//! kanade's backend: projects JetStream into SQL and serves the HTTP API.
+//!
+//! [`Backend::bind`] opens the database, connects to NATS and binds the listener (so tests can bind port 0 and
+//! read the address); [`Bound::serve`] runs the projectors and the server until shutdown.
+
+pub mod api;
+pub mod db;
+pub mod projector;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kanade_shared::config::{BackendConfig, EnvSource, ProcessEnv, data_dir_candidates};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::db::Db;
+
+pub struct Backend;
+
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    js: async_nats::jetstream::Context,
+}
+
+impl Backend {
+    pub async fn bind(config: BackendConfig) -> anyhow::Result<Bound> {
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let dir = config.data_dir.clone().unwrap_or_else(default_data_dir);
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir `{}`", dir.display()))?;
+                db::default_url(&dir)
+            }
+        };
+        let db = Db::connect(&url).await.with_context(|| format!("database `{}`", db::redact_url(&url)))?;
+        let mut options = async_nats::ConnectOptions::new()
+            .name("kanade-backend")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(|event| async move { tracing::info!(event = %event, "NATS connection event") });
+        if let Some(token) = &config.nats.token {
+            options = options.token(token.clone());
+        }
+        let nats = options.connect(config.nats.urls.as_slice()).await.context("cannot set up the NATS connection")?;
+        let listener = tokio::net::TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on `{}`", config.bind_addr))?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            database = %db::redact_url(&url),
+            nats = ?config.nats.urls,
+            auth = if matches!(config.auth, kanade_shared::config::AuthConfig::Disabled) { "disabled" } else { "static token" },
+            "kanade-backend listening"
+        );
+        let js = async_nats::jetstream::new(nats.clone());
+        let state = Arc::new(AppState { db, nats, auth: config.auth, offline_after: config.offline_after });
+        Ok(Bound { listener, state, js })
+    }
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The read model, for tests that count rows.
+    pub fn db(&self) -> Db {
+        self.state.db.clone()
+    }
+
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let db = self.state.db.clone();
+        let results = tokio::spawn(projector::results(self.js.clone(), db.clone(), shutdown.clone()));
+        let heartbeats = tokio::spawn({
+            let (client, db, shutdown) = (self.state.nats.clone(), db.clone(), shutdown.clone());
+            async move {
+                if let Err(err) = projector::heartbeats(client, db, shutdown).await {
+                    tracing::error!(error = format!("{err:#}"), "heartbeat projector stopped");
+                }
+            }
+        });
+        let app = api::router(self.state.clone());
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+        let _ = results.await;
+        let _ = heartbeats.await;
+        let _ = self.state.nats.flush().await;
+        db.close().await;
+        tracing::info!("kanade-backend stopped");
+        Ok(())
+    }
+}
+
+/// Runs the backend until `shutdown`.
+pub async fn run(config: BackendConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Backend::bind(config).await?.serve(shutdown).await
+}
+
+fn default_data_dir() -> PathBuf {
+    let candidates = data_dir_candidates("backend", &ProcessEnv as &dyn EnvSource);
+    candidates
+        .iter()
+        .find(|dir| std::fs::create_dir_all(dir).is_ok())
+        .or(candidates.last())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("kanade-backend-data"))
+}

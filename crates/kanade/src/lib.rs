@@ -1,1 +1,91 @@
-//! placeholder
+//! The `kanade` operator CLI, as a library: `main.rs` parses [`Cli`] and calls [`run`]; tests call the same.
+//!
+//! Data goes to stdout (`-o json` is stable and scriptable), messages to stderr.
+
+pub mod commands;
+pub mod jetstream;
+pub mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+/// Exit code for a failure of kanade itself (as opposed to a remote script's own exit code).
+pub const EXIT_ERROR: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "kanade", version, about = "Operate a kanade fleet: run scripts, manage JetStream, query agents")]
+pub struct Cli {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, global = true, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Token for the NATS server, if it requires one.
+    #[arg(long, global = true, env = "KANADE_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// Backend HTTP URL.
+    #[arg(long, global = true, env = "KANADE_BACKEND_URL", default_value = "http://127.0.0.1:8080")]
+    pub backend_url: String,
+    /// Bearer token for the backend API.
+    #[arg(long, global = true, env = "KANADE_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a script on one PC now, print its output live, and exit with its exit code.
+    Run(commands::run::RunArgs),
+    /// Ask an agent for a fresh heartbeat: version, uptime and round-trip time.
+    Ping(commands::ping::PingArgs),
+    /// Kill a running execution on every agent that runs it.
+    Kill(commands::kill::KillArgs),
+    /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
+    #[command(subcommand)]
+    Jetstream(JetstreamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JetstreamCommand {
+    /// Create or update every stream, KV bucket and object store (idempotent).
+    Setup {
+        /// Copies of each resource; 3 on a 3-node cluster.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        replicas: u8,
+    },
+    /// List every resource with its message count, bytes and replicas.
+    Status,
+}
+
+/// Runs one CLI invocation and returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Run(args) => commands::run::run(&cli, args).await,
+        Command::Ping(args) => commands::ping::run(&cli, args).await,
+        Command::Kill(args) => commands::kill::run(&cli, args).await,
+        Command::Jetstream(JetstreamCommand::Setup { replicas }) => {
+            commands::jetstream::setup(&cli, usize::from(*replicas)).await
+        }
+        Command::Jetstream(JetstreamCommand::Status) => commands::jetstream::status(&cli).await,
+    }
+}
+
+/// Connects to NATS for one command: fails fast with the URL in the message rather than retrying forever.
+pub async fn connect(cli: &Cli) -> anyhow::Result<async_nats::Client> {
+    let urls: Vec<&str> = cli.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let mut options = async_nats::ConnectOptions::new()
+        .name("kanade-cli")
+        .connection_timeout(Duration::from_secs(3))
+        .max_reconnects(3);
+    if let Some(token) = &cli.nats_token {
+        options = options.token(token.clone());
+    }
+    options.connect(urls.as_slice()).await.with_context(|| format!("cannot connect to NATS at `{}`", cli.nats_url))
+}

@@ -39,7 +39,11 @@ pub fn launch(shell: &Shell, script: &str, staging: &Path) -> Option<Launch> {
     let posix = |name: &str| {
         let program = find(name)?;
         let path = staging.join("script.sh");
-        Some(Launch { program, args: vec![path.display().to_string()], files: vec![("script.sh".into(), script.into())] })
+        Some(Launch {
+            program,
+            args: vec![path.display().to_string()],
+            files: vec![("script.sh".into(), script.into())],
+        })
     };
     match shell {
         Shell::Sh => posix("sh"),

@@ -23,7 +23,8 @@ pub struct ProcessTree {
 
 impl ProcessTree {
     pub fn attach(child: &tokio::process::Child) -> std::io::Result<Self> {
-        let handle = child.raw_handle().ok_or_else(|| std::io::Error::other("child exited before it could be tracked"))?;
+        let handle =
+            child.raw_handle().ok_or_else(|| std::io::Error::other("child exited before it could be tracked"))?;
         let job = win32job::Job::create().map_err(std::io::Error::other)?;
         let mut info = job.query_extended_limit_info().map_err(std::io::Error::other)?;
         info.limit_kill_on_job_close();
@@ -57,11 +58,19 @@ pub fn launch(shell: &Shell, script: &str, staging: &Path) -> Option<Launch> {
         }
         Shell::Sh => {
             let path = staging.join("script.sh");
-            Some(Launch { program: find("sh.exe")?, args: vec![path.display().to_string()], files: vec![("script.sh".into(), script.into())] })
+            Some(Launch {
+                program: find("sh.exe")?,
+                args: vec![path.display().to_string()],
+                files: vec![("script.sh".into(), script.into())],
+            })
         }
         Shell::Bash => {
             let path = staging.join("script.sh");
-            Some(Launch { program: find("bash.exe")?, args: vec![path.display().to_string()], files: vec![("script.sh".into(), script.into())] })
+            Some(Launch {
+                program: find("bash.exe")?,
+                args: vec![path.display().to_string()],
+                files: vec![("script.sh".into(), script.into())],
+            })
         }
         Shell::Other(_) => None,
     }

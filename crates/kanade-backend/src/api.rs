@@ -1,0 +1,237 @@
+//! The HTTP API: JSON over axum. Every `/api` route needs `Authorization: Bearer <token>` unless auth is disabled;
+//! every error, including a rejected query or path, has the same shape: `{"error": {"code", "message"}}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use kanade_shared::config::AuthConfig;
+use kanade_shared::wire::ResultStatus;
+use kanade_shared::{ExecId, JobId, PcId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::db::{AgentRow, Db, ResultFilter, ResultRow};
+
+pub const DEFAULT_RESULT_LIMIT: u32 = 100;
+pub const MAX_RESULT_LIMIT: u32 = 1000;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub struct AppState {
+    pub db: Db,
+    pub nats: async_nats::Client,
+    pub auth: AuthConfig,
+    pub offline_after: Duration,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/agents", get(list_agents))
+        .route("/agents/{pc_id}", get(get_agent))
+        .route("/results", get(list_results))
+        .fallback(api_not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api", api)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .with_state(state)
+}
+
+/// An error as the API reports it: a status, a stable snake_case code, and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// A failure of ours: the cause goes to the log, the client gets a generic message.
+    fn internal(err: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %err, source = ?err.source(), "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the backend log")
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> Self {
+        Self::internal(&err)
+    }
+}
+
+/// `Query` whose rejection is an [`ApiError`].
+struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+    }
+}
+
+async fn require_auth(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let AuthConfig::StaticToken(expected) = &state.auth else { return next.run(request).await };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`")
+            .into_response(),
+    }
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    nats: &'static str,
+    database: &'static str,
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let nats = match state.nats.connection_state() {
+        async_nats::connection::State::Connected => "connected",
+        _ => "disconnected",
+    };
+    let database = if state.db.ping().await.is_ok() { "ok" } else { "unavailable" };
+    let healthy = database == "ok";
+    let body =
+        Health { status: if healthy { "ok" } else { "degraded" }, version: env!("CARGO_PKG_VERSION"), nats, database };
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// An agent as the API shows it: the stored row plus whether it is online now.
+#[derive(Serialize)]
+pub struct AgentView {
+    #[serde(flatten)]
+    agent: AgentRow,
+    online: bool,
+}
+
+fn view(agent: AgentRow, now: DateTime<Utc>, offline_after: Duration) -> AgentView {
+    let age = now.signed_duration_since(agent.last_seen).to_std().unwrap_or_default();
+    AgentView { online: age <= offline_after, agent }
+}
+
+async fn list_agents(State(state): State<Arc<AppState>>) -> Result<Json<Vec<AgentView>>, ApiError> {
+    let now = Utc::now();
+    let agents = state.db.list_agents().await?;
+    Ok(Json(agents.into_iter().map(|a| view(a, now, state.offline_after)).collect()))
+}
+
+async fn get_agent(State(state): State<Arc<AppState>>, Path(raw): Path<String>) -> Result<Json<AgentView>, ApiError> {
+    let pc = PcId::new(raw).map_err(|err| ApiError::bad_request("invalid_pc_id", err.to_string()))?;
+    let agent = state.db.get_agent(&pc).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "agent_not_found", format!("no agent `{pc}` has reported"))
+    })?;
+    Ok(Json(view(agent, Utc::now(), state.offline_after)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultQuery {
+    pc_id: Option<String>,
+    exec_id: Option<String>,
+    job_id: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+fn parse_filter(query: ResultQuery) -> Result<ResultFilter, ApiError> {
+    fn id<T>(
+        raw: Option<String>,
+        parse: impl Fn(String) -> Result<T, kanade_shared::IdError>,
+    ) -> Result<Option<T>, ApiError> {
+        raw.filter(|v| !v.is_empty())
+            .map(parse)
+            .transpose()
+            .map_err(|err| ApiError::bad_request("invalid_query", err.to_string()))
+    }
+    let status = match query.status.filter(|s| !s.is_empty()) {
+        Some(raw) => match ResultStatus::parse(&raw) {
+            Some(status) => Some(status.as_str().to_owned()),
+            None => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "status `{}` is not one of ok, failed, timeout, killed, skipped",
+                        raw.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+        },
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_RESULT_LIMIT);
+    if !(1..=MAX_RESULT_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", format!("limit must be between 1 and {MAX_RESULT_LIMIT}")));
+    }
+    Ok(ResultFilter {
+        pc_id: id(query.pc_id, PcId::new)?,
+        exec_id: id(query.exec_id, ExecId::new)?,
+        job_id: id(query.job_id, JobId::new)?,
+        status,
+        limit,
+    })
+}
+
+async fn list_results(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(query): ApiQuery<ResultQuery>,
+) -> Result<Json<Vec<ResultRow>>, ApiError> {
+    let filter = parse_filter(query)?;
+    Ok(Json(state.db.list_results(&filter).await?))
+}

@@ -1,0 +1,341 @@
+//! The read model in SQL: SQLite by default, PostgreSQL for larger fleets, through one `sqlx::Any` pool and SQL
+//! both understand. Projectors call the `upsert_*` functions; the HTTP API only reads.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use kanade_shared::wire::{ExecResult, Heartbeat};
+use kanade_shared::{ExecId, JobId, PcId};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database url `{0}`: use sqlite://... or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("cannot open database")]
+    Open(#[source] sqlx::Error),
+    #[error("cannot migrate database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// The default database: a SQLite file in the data dir.
+pub fn default_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("kanade.db").display())
+}
+
+/// Hides the password in a database URL for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(DbError::UnsupportedUrl(redact_url(url)));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        options = match dialect {
+            // One writer at a time is SQLite's nature; WAL lets readers go on while it writes.
+            Dialect::Sqlite => options.max_connections(4).after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            }),
+            Dialect::Postgres => options.max_connections(16),
+        };
+        let pool = options.connect(url).await.map_err(DbError::Open)?;
+        MIGRATOR.run(&pool).await.map_err(DbError::Migrate)?;
+        Ok(Self { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Stores results idempotently: the same result id always lands on the same row.
+    pub async fn upsert_results(&self, rows: &[(ExecResult, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for (result, stream_seq) in rows {
+            sqlx::query(
+                "INSERT INTO results (result_id, exec_id, job_id, version, pc_id, status, exit_code, stdout, stderr,
+                    stdout_truncated, stderr_truncated, started_at_ms, finished_at_ms, reason, stream_seq, recorded_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 ON CONFLICT (result_id) DO UPDATE SET
+                    status = excluded.status, exit_code = excluded.exit_code, stdout = excluded.stdout,
+                    stderr = excluded.stderr, stdout_truncated = excluded.stdout_truncated,
+                    stderr_truncated = excluded.stderr_truncated, started_at_ms = excluded.started_at_ms,
+                    finished_at_ms = excluded.finished_at_ms, reason = excluded.reason,
+                    stream_seq = excluded.stream_seq",
+            )
+            .bind(result.result_id.as_str())
+            .bind(result.exec_id.as_str())
+            .bind(result.job_id.as_str())
+            .bind(result.version.as_str())
+            .bind(result.pc_id.as_str())
+            .bind(result.status.as_str())
+            .bind(result.exit_code.map(i64::from))
+            .bind(strip_nul(&result.stdout))
+            .bind(strip_nul(&result.stderr))
+            .bind(result.stdout_truncated)
+            .bind(result.stderr_truncated)
+            .bind(result.started_at.map(|t| t.timestamp_millis()))
+            .bind(result.finished_at.timestamp_millis())
+            .bind(result.reason.as_ref().map(|r| r.as_str().to_owned()))
+            .bind(i64::try_from(*stream_seq).unwrap_or(i64::MAX))
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records heartbeats (one per agent; the caller keeps the newest), stamped with the time they arrived here so
+    /// that an agent's wrong clock cannot make it look online or offline.
+    pub async fn upsert_agents(&self, rows: &[(Heartbeat, DateTime<Utc>)]) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for (hb, seen) in rows {
+            let groups: Vec<&str> = hb.groups.iter().map(|g| g.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO agents (pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs,
+                    rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+                 ON CONFLICT (pc_id) DO UPDATE SET
+                    hostname = excluded.hostname, os = excluded.os, os_version = excluded.os_version,
+                    arch = excluded.arch, agent_version = excluded.agent_version, groups_json = excluded.groups_json,
+                    uptime_secs = excluded.uptime_secs, rss_bytes = excluded.rss_bytes,
+                    cpu_percent = excluded.cpu_percent, running = excluded.running,
+                    outbox_pending = excluded.outbox_pending, malformed_messages = excluded.malformed_messages,
+                    last_seen_ms = excluded.last_seen_ms
+                 WHERE excluded.last_seen_ms >= agents.last_seen_ms",
+            )
+            .bind(hb.pc_id.as_str())
+            .bind(strip_nul(&hb.hostname))
+            .bind(strip_nul(&hb.os))
+            .bind(strip_nul(&hb.os_version))
+            .bind(strip_nul(&hb.arch))
+            .bind(strip_nul(&hb.agent_version))
+            .bind(serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into()))
+            .bind(clamp(hb.uptime_secs))
+            .bind(clamp(hb.rss_bytes))
+            .bind(f64::from(hb.cpu_percent))
+            .bind(i64::from(hb.running))
+            .bind(clamp(hb.outbox_pending))
+            .bind(clamp(hb.malformed_messages))
+            .bind(seen.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_agents(&self) -> Result<Vec<AgentRow>, DbError> {
+        let rows =
+            sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY pc_id")).fetch_all(&self.pool).await?;
+        rows.iter().map(AgentRow::from_row).collect()
+    }
+
+    pub async fn get_agent(&self, pc: &PcId) -> Result<Option<AgentRow>, DbError> {
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE pc_id = $1"))
+            .bind(pc.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(AgentRow::from_row).transpose()
+    }
+
+    /// Results matching `filter`, newest first.
+    pub async fn list_results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>, DbError> {
+        let mut sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut add = |column: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                binds.push(value.to_owned());
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
+        };
+        add("pc_id", filter.pc_id.as_ref().map(PcId::as_str));
+        add("exec_id", filter.exec_id.as_ref().map(ExecId::as_str));
+        add("job_id", filter.job_id.as_ref().map(JobId::as_str));
+        add("status", filter.status.as_deref());
+        sql.push_str(&format!(" ORDER BY finished_at_ms DESC, result_id DESC LIMIT {}", filter.limit));
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(bind);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(ResultRow::from_row).collect()
+    }
+
+    /// How many results are stored, for tests and benchmarks.
+    pub async fn count_results(&self) -> Result<i64, DbError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM results").fetch_one(&self.pool).await?.try_get("n")?)
+    }
+}
+
+/// PostgreSQL refuses NUL in text; a script can print one. Keep everything else as it was.
+fn strip_nul(text: &str) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text.to_owned() }
+}
+
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ResultFilter {
+    pub pc_id: Option<PcId>,
+    pub exec_id: Option<ExecId>,
+    pub job_id: Option<JobId>,
+    pub status: Option<String>,
+    pub limit: u32,
+}
+
+const AGENT_COLUMNS: &str = "pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs, \
+    rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRow {
+    pub pc_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: String,
+    pub arch: String,
+    pub agent_version: String,
+    pub groups: Vec<String>,
+    pub uptime_secs: i64,
+    pub rss_bytes: i64,
+    pub cpu_percent: f64,
+    pub running: i64,
+    pub outbox_pending: i64,
+    pub malformed_messages: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+impl AgentRow {
+    fn from_row(row: &AnyRow) -> Result<Self, DbError> {
+        let groups_json: String = row.try_get("groups_json")?;
+        Ok(Self {
+            pc_id: row.try_get("pc_id")?,
+            hostname: row.try_get("hostname")?,
+            os: row.try_get("os")?,
+            os_version: row.try_get("os_version")?,
+            arch: row.try_get("arch")?,
+            agent_version: row.try_get("agent_version")?,
+            groups: serde_json::from_str(&groups_json).unwrap_or_default(),
+            uptime_secs: row.try_get("uptime_secs")?,
+            rss_bytes: row.try_get("rss_bytes")?,
+            cpu_percent: row.try_get("cpu_percent")?,
+            running: row.try_get("running")?,
+            outbox_pending: row.try_get("outbox_pending")?,
+            malformed_messages: row.try_get("malformed_messages")?,
+            first_seen: millis(row.try_get("first_seen_ms")?),
+            last_seen: millis(row.try_get("last_seen_ms")?),
+        })
+    }
+}
+
+const RESULT_COLUMNS: &str = "result_id, exec_id, job_id, version, pc_id, status, exit_code, stdout, stderr, \
+    stdout_truncated, stderr_truncated, started_at_ms, finished_at_ms, reason, recorded_at_ms";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub result_id: String,
+    pub exec_id: String,
+    pub job_id: String,
+    pub version: String,
+    pub pc_id: String,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl ResultRow {
+    fn from_row(row: &AnyRow) -> Result<Self, DbError> {
+        Ok(Self {
+            result_id: row.try_get("result_id")?,
+            exec_id: row.try_get("exec_id")?,
+            job_id: row.try_get("job_id")?,
+            version: row.try_get("version")?,
+            pc_id: row.try_get("pc_id")?,
+            status: row.try_get("status")?,
+            exit_code: row.try_get("exit_code")?,
+            stdout: row.try_get("stdout")?,
+            stderr: row.try_get("stderr")?,
+            stdout_truncated: row.try_get("stdout_truncated")?,
+            stderr_truncated: row.try_get("stderr_truncated")?,
+            started_at: row.try_get::<Option<i64>, _>("started_at_ms")?.map(millis),
+            finished_at: millis(row.try_get("finished_at_ms")?),
+            reason: row.try_get("reason")?,
+            recorded_at: millis(row.try_get("recorded_at_ms")?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

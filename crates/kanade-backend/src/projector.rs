@@ -1,0 +1,218 @@
+//! Projectors: the only writers of the read model. `RESULTS` is read through one durable pull consumer shared by
+//! every backend replica and acknowledged only after its rows are committed; heartbeats arrive on core NATS in a
+//! queue group and are folded to the newest per agent before each write.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use kanade_shared::resources::{BACKEND_QUEUE_GROUP, CONSUMER_RESULTS_PROJECTOR, STREAM_RESULTS};
+use kanade_shared::subject;
+use kanade_shared::wire::{ExecResult, Heartbeat};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Db;
+
+/// Messages taken from a stream per database transaction, at most.
+const BATCH: usize = 500;
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Projects `RESULTS` into the `results` table until `shutdown`.
+pub async fn results(js: jetstream::Context, db: Db, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match results_once(&js, &db, &shutdown).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in = ?backoff, "results projector interrupted");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+async fn results_once(js: &jetstream::Context, db: &Db, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let stream = js.get_stream(STREAM_RESULTS).await.map_err(|err| {
+        anyhow::anyhow!("stream `{STREAM_RESULTS}` unavailable ({err}); has `kanade jetstream setup` run?")
+    })?;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(
+            CONSUMER_RESULTS_PROJECTOR,
+            pull::Config {
+                durable_name: Some(CONSUMER_RESULTS_PROJECTOR.to_owned()),
+                description: Some("kanade-backend: RESULTS -> results table".to_owned()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut messages = consumer.messages().await?.ready_chunks(BATCH);
+    tracing::info!(consumer = CONSUMER_RESULTS_PROJECTOR, "results projector running");
+    loop {
+        let batch = tokio::select! {
+            batch = messages.next() => batch,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(batch) = batch else { anyhow::bail!("consumer message stream ended") };
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        for message in batch {
+            let message = match message {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::debug!(error = %err, "consumer status");
+                    continue;
+                }
+            };
+            let seq = message.info().map(|info| info.stream_sequence).unwrap_or_default();
+            match decode_result(&message.subject, &message.payload) {
+                Ok(result) => {
+                    rows.push((result, seq));
+                    acks.push(message);
+                }
+                Err(why) => {
+                    // Redelivering a message that can never decode would block nothing but waste work forever;
+                    // it stays in the stream for inspection.
+                    tracing::warn!(subject = %message.subject, seq, error = why, "malformed result; not projected");
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        commit_with_retry(db, &rows, shutdown).await?;
+        for message in acks {
+            if let Err(err) = message.ack().await {
+                // The row is committed; a redelivery will upsert the same row again.
+                tracing::debug!(error = %err, "ack failed after commit");
+            }
+        }
+    }
+}
+
+async fn commit_with_retry(db: &Db, rows: &[(ExecResult, u64)], shutdown: &CancellationToken) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match db.upsert_results(rows, Utc::now()).await {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                tracing::error!(error = %err, source = ?std::error::Error::source(&err), rows = rows.len(), "cannot store results; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => anyhow::bail!("stopped before results could be stored"),
+                }
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Decodes a result and checks that it belongs on the subject it came on.
+pub fn decode_result(subject_name: &str, payload: &[u8]) -> Result<ExecResult, String> {
+    let result: ExecResult = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if subject::result(&result.pc_id, &result.exec_id) != subject_name {
+        return Err(format!("result for `{}` arrived on `{subject_name}`", result.result_id));
+    }
+    if kanade_shared::ResultId::for_run(&result.exec_id, &result.pc_id) != result.result_id {
+        return Err(format!("result id `{}` does not match its exec and pc", result.result_id));
+    }
+    Ok(result)
+}
+
+/// Projects heartbeats into the `agents` table until `shutdown`.
+pub async fn heartbeats(client: async_nats::Client, db: Db, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let subscription = client.queue_subscribe(subject::HEARTBEATS_ALL, BACKEND_QUEUE_GROUP.to_owned()).await?;
+    let mut batches = subscription.ready_chunks(BATCH * 4);
+    loop {
+        let batch = tokio::select! {
+            batch = batches.next() => batch,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(batch) = batch else { anyhow::bail!("heartbeat subscription ended") };
+        let now = Utc::now();
+        let latest = fold_heartbeats(batch.iter().map(|m| (m.subject.as_str(), m.payload.as_ref())), now);
+        if latest.is_empty() {
+            continue;
+        }
+        // Heartbeats are a stream of "latest state"; one that cannot be stored is replaced by the next.
+        if let Err(err) = db.upsert_agents(&latest).await {
+            tracing::error!(error = %err, source = ?std::error::Error::source(&err), agents = latest.len(), "cannot store heartbeats");
+        }
+    }
+}
+
+/// Keeps the newest valid heartbeat per agent from a batch; logs and drops the rest.
+pub fn fold_heartbeats<'a>(
+    messages: impl Iterator<Item = (&'a str, &'a [u8])>,
+    now: DateTime<Utc>,
+) -> Vec<(Heartbeat, DateTime<Utc>)> {
+    let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+    for (subject_name, payload) in messages {
+        let heartbeat: Heartbeat = match serde_json::from_slice(payload) {
+            Ok(hb) => hb,
+            Err(err) => {
+                tracing::warn!(subject = subject_name, error = %err, "malformed heartbeat ignored");
+                continue;
+            }
+        };
+        if subject::heartbeat(&heartbeat.pc_id) != subject_name {
+            tracing::warn!(subject = subject_name, pc_id = %heartbeat.pc_id, "heartbeat on another agent's subject ignored");
+            continue;
+        }
+        match latest.get(heartbeat.pc_id.as_str()) {
+            Some(seen) if seen.sent_at > heartbeat.sent_at => {}
+            _ => {
+                latest.insert(heartbeat.pc_id.to_string(), heartbeat);
+            }
+        }
+    }
+    latest.into_values().map(|hb| (hb, now)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat(pc: &str, sent_at: &str) -> Vec<u8> {
+        format!(r#"{{"pc_id":"{pc}","agent_version":"{sent_at}","sent_at":"{sent_at}"}}"#).into_bytes()
+    }
+
+    #[test]
+    fn fold_keeps_the_newest_valid_heartbeat_per_agent() {
+        let a1 = heartbeat("a", "2026-01-01T00:00:01Z");
+        let a2 = heartbeat("a", "2026-01-01T00:00:02Z");
+        let b = heartbeat("b", "2026-01-01T00:00:01Z");
+        let batch: Vec<(&str, &[u8])> = vec![
+            ("heartbeat.a", &a2),
+            ("heartbeat.a", &a1),
+            ("heartbeat.b", b"{not json"),
+            ("heartbeat.c", &b),
+            ("heartbeat.b", &b),
+        ];
+        let mut folded = fold_heartbeats(batch.into_iter(), Utc::now());
+        folded.sort_by(|x, y| x.0.pc_id.cmp(&y.0.pc_id));
+        assert_eq!(folded.len(), 2);
+        assert_eq!(folded[0].0.agent_version, "2026-01-01T00:00:02Z");
+        assert_eq!(folded[1].0.pc_id.as_str(), "b");
+    }
+
+    #[test]
+    fn results_must_match_their_subject() {
+        let body = br#"{"result_id":"e1.pc-1","exec_id":"e1","job_id":"j","pc_id":"pc-1","status":"ok",
+            "finished_at":"2026-01-01T00:00:00Z"}"#;
+        assert!(decode_result("results.pc-1.e1", body).is_ok());
+        assert!(decode_result("results.pc-2.e1", body).unwrap_err().contains("arrived on"));
+        let forged = String::from_utf8_lossy(body).replace("\"e1.pc-1\"", "\"e2.pc-1\"");
+        assert!(decode_result("results.pc-1.e1", forged.as_bytes()).unwrap_err().contains("does not match"));
+        assert!(decode_result("results.pc-1.e1", b"\xff\xfe").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! `kanade jetstream setup|status`.
+
+use std::process::ExitCode;
+
+use crate::jetstream::Action;
+use crate::output::{self, Format};
+use crate::{Cli, connect};
+
+pub async fn setup(cli: &Cli, replicas: usize) -> anyhow::Result<ExitCode> {
+    let client = connect(cli).await?;
+    let js = async_nats::jetstream::new(client);
+    let changes = crate::jetstream::setup(&js, replicas).await?;
+    match cli.output {
+        Format::Json => output::json(&changes)?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = changes
+                .iter()
+                .map(|c| {
+                    let action = match &c.action {
+                        Action::Created => "created".to_owned(),
+                        Action::Updated(fields) => format!("updated ({})", fields.join(", ")),
+                        Action::Unchanged => "unchanged".to_owned(),
+                    };
+                    vec![c.kind.label().to_owned(), c.name.clone(), action]
+                })
+                .collect();
+            output::table(&["KIND", "NAME", "ACTION"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let client = connect(cli).await?;
+    let js = async_nats::jetstream::new(client);
+    let statuses = crate::jetstream::status(&js).await?;
+    let missing = statuses.iter().filter(|s| !s.exists).count();
+    match cli.output {
+        Format::Json => output::json(&statuses)?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = statuses
+                .iter()
+                .map(|s| {
+                    if !s.exists {
+                        return vec![
+                            s.kind.label().into(),
+                            s.name.clone(),
+                            "missing".into(),
+                            "-".into(),
+                            "-".into(),
+                            "-".into(),
+                        ];
+                    }
+                    let replicas = match s.current_replicas {
+                        Some(current) => format!("{current}/{} current", s.replicas),
+                        None => s.replicas.to_string(),
+                    };
+                    vec![
+                        s.kind.label().into(),
+                        s.name.clone(),
+                        "ok".into(),
+                        s.messages.to_string(),
+                        s.bytes.to_string(),
+                        replicas,
+                    ]
+                })
+                .collect();
+            output::table(&["KIND", "NAME", "STATE", "MESSAGES", "BYTES", "REPLICAS"], &rows);
+            if missing > 0 {
+                output::note(&format!("{missing} resource(s) missing: run `kanade jetstream setup`"));
+            }
+        }
+    }
+    Ok(if missing > 0 { ExitCode::from(crate::EXIT_ERROR) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,6 @@
+//! One module per CLI command.
+
+pub mod jetstream;
+pub mod kill;
+pub mod ping;
+pub mod run;

@@ -1,0 +1,326 @@
+//! Creates, updates and reports every stream, KV bucket and object store in `kanade_shared::resources`.
+//! Idempotent: a second `setup` finds everything as wanted and changes nothing.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, object_store, stream};
+use kanade_shared::resources::{
+    self, BucketSpec, MAX_MESSAGE_BYTES, OBJECT_STORES, ObjectStoreSpec, STREAMS, StreamSpec,
+};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Stream,
+    KeyValue,
+    ObjectStore,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Stream => "stream",
+            Kind::KeyValue => "kv",
+            Kind::ObjectStore => "object store",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "action", content = "fields")]
+pub enum Action {
+    Created,
+    Updated(Vec<String>),
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub kind: Kind,
+    pub name: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{kind} `{name}`: {message}")]
+    Resource { kind: &'static str, name: String, message: String },
+}
+
+fn fail(kind: Kind, name: &str, err: impl std::fmt::Display) -> SetupError {
+    SetupError::Resource { kind: kind.label(), name: name.to_owned(), message: err.to_string() }
+}
+
+/// The fields of a stream's config that kanade owns; anything else the server or an operator set is left alone.
+#[derive(Debug, Clone, PartialEq)]
+struct Owned {
+    description: Option<String>,
+    subjects: Option<Vec<String>>,
+    max_messages_per_subject: i64,
+    max_age: Duration,
+    duplicate_window: Option<Duration>,
+    allow_direct: bool,
+    max_message_size: Option<i32>,
+    num_replicas: usize,
+}
+
+impl Owned {
+    /// Names of the fields where `config` differs from this, after applying this onto it.
+    fn apply(&self, config: &mut stream::Config) -> Vec<String> {
+        let mut changed = Vec::new();
+        let mut set = |name: &str, differs: bool| {
+            if differs {
+                changed.push(name.to_owned());
+            }
+        };
+        set("description", config.description != self.description);
+        config.description = self.description.clone();
+        if let Some(subjects) = &self.subjects {
+            set("subjects", &config.subjects != subjects);
+            config.subjects = subjects.clone();
+        }
+        // The server reports "no limit" as -1 or 0 depending on version; both mean the same.
+        let per_subject = |v: i64| if v <= 0 { -1 } else { v };
+        set(
+            "max_messages_per_subject",
+            per_subject(config.max_messages_per_subject) != per_subject(self.max_messages_per_subject),
+        );
+        config.max_messages_per_subject = per_subject(self.max_messages_per_subject);
+        set("max_age", config.max_age != self.max_age);
+        config.max_age = self.max_age;
+        if let Some(window) = self.duplicate_window {
+            set("duplicate_window", config.duplicate_window != window);
+            config.duplicate_window = window;
+        }
+        set("allow_direct", config.allow_direct != self.allow_direct);
+        config.allow_direct = self.allow_direct;
+        if let Some(size) = self.max_message_size {
+            set("max_message_size", config.max_message_size != size);
+            config.max_message_size = size;
+        }
+        set("num_replicas", config.num_replicas != self.num_replicas);
+        config.num_replicas = self.num_replicas;
+        changed
+    }
+}
+
+fn stream_owned(spec: &StreamSpec, replicas: usize) -> Owned {
+    Owned {
+        description: Some(spec.description.to_owned()),
+        subjects: Some(spec.subjects.iter().map(|s| (*s).to_owned()).collect()),
+        max_messages_per_subject: spec.max_msgs_per_subject,
+        max_age: spec.max_age,
+        duplicate_window: Some(spec.duplicate_window),
+        allow_direct: spec.allow_direct,
+        max_message_size: Some(MAX_MESSAGE_BYTES),
+        num_replicas: replicas,
+    }
+}
+
+fn bucket_owned(spec: &BucketSpec, replicas: usize) -> Owned {
+    Owned {
+        description: Some(spec.description.to_owned()),
+        subjects: None,
+        max_messages_per_subject: spec.history,
+        max_age: Duration::ZERO,
+        duplicate_window: None,
+        // KV reads go through direct get, so any replica can answer.
+        allow_direct: true,
+        max_message_size: Some(MAX_MESSAGE_BYTES),
+        num_replicas: replicas,
+    }
+}
+
+fn object_store_owned(spec: &ObjectStoreSpec, replicas: usize) -> Owned {
+    Owned {
+        description: Some(spec.description.to_owned()),
+        subjects: None,
+        max_messages_per_subject: 0,
+        max_age: Duration::ZERO,
+        duplicate_window: None,
+        allow_direct: true,
+        max_message_size: None,
+        num_replicas: replicas,
+    }
+}
+
+/// Brings an existing stream's owned fields to `owned`; `None` when the stream does not exist.
+async fn reconcile(
+    js: &jetstream::Context,
+    kind: Kind,
+    stream_name: &str,
+    owned: &Owned,
+) -> Result<Option<Action>, SetupError> {
+    let stream = match js.get_stream(stream_name).await {
+        Ok(stream) => stream,
+        Err(err) if is_not_found(&err) => return Ok(None),
+        Err(err) => return Err(fail(kind, stream_name, err)),
+    };
+    let mut config = stream.cached_info().config.clone();
+    let changed = owned.apply(&mut config);
+    if changed.is_empty() {
+        return Ok(Some(Action::Unchanged));
+    }
+    js.update_stream(config).await.map_err(|err| fail(kind, stream_name, err))?;
+    Ok(Some(Action::Updated(changed)))
+}
+
+fn is_not_found(err: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        err.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(inner)
+            if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// Creates or updates everything DESIGN.md lists, with `replicas` copies each.
+pub async fn setup(js: &jetstream::Context, replicas: usize) -> Result<Vec<Change>, SetupError> {
+    let mut changes = Vec::new();
+    for spec in STREAMS {
+        let owned = stream_owned(spec, replicas);
+        let action = match reconcile(js, Kind::Stream, spec.name, &owned).await? {
+            Some(action) => action,
+            None => {
+                let mut config = stream::Config {
+                    name: spec.name.to_owned(),
+                    storage: stream::StorageType::File,
+                    retention: stream::RetentionPolicy::Limits,
+                    discard: stream::DiscardPolicy::Old,
+                    ..Default::default()
+                };
+                owned.apply(&mut config);
+                js.create_stream(config).await.map_err(|err| fail(Kind::Stream, spec.name, err))?;
+                Action::Created
+            }
+        };
+        changes.push(Change { kind: Kind::Stream, name: spec.name.to_owned(), action });
+    }
+    for spec in resources::KV_BUCKETS {
+        let owned = bucket_owned(spec, replicas);
+        let stream_name = resources::kv_stream_name(spec.name);
+        let action = match reconcile(js, Kind::KeyValue, &stream_name, &owned).await? {
+            Some(action) => action,
+            None => {
+                js.create_key_value(kv::Config {
+                    bucket: spec.name.to_owned(),
+                    description: spec.description.to_owned(),
+                    history: spec.history,
+                    max_value_size: MAX_MESSAGE_BYTES,
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|err| fail(Kind::KeyValue, spec.name, err))?;
+                Action::Created
+            }
+        };
+        changes.push(Change { kind: Kind::KeyValue, name: spec.name.to_owned(), action });
+    }
+    for spec in OBJECT_STORES {
+        let owned = object_store_owned(spec, replicas);
+        let stream_name = resources::object_store_stream_name(spec.name);
+        let action = match reconcile(js, Kind::ObjectStore, &stream_name, &owned).await? {
+            Some(action) => action,
+            None => {
+                js.create_object_store(object_store::Config {
+                    bucket: spec.name.to_owned(),
+                    description: Some(spec.description.to_owned()),
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|err| fail(Kind::ObjectStore, spec.name, err))?;
+                Action::Created
+            }
+        };
+        changes.push(Change { kind: Kind::ObjectStore, name: spec.name.to_owned(), action });
+    }
+    Ok(changes)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub kind: Kind,
+    pub name: String,
+    pub exists: bool,
+    pub messages: u64,
+    pub bytes: u64,
+    pub replicas: usize,
+    pub consumers: usize,
+    /// Replicas that are current, out of `replicas`, when the server runs clustered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+}
+
+/// Reports every resource: whether it exists, its size and replication.
+pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> {
+    let mut wanted: Vec<(Kind, String, String)> =
+        STREAMS.iter().map(|s| (Kind::Stream, s.name.to_owned(), s.name.to_owned())).collect();
+    wanted.extend(
+        resources::KV_BUCKETS.iter().map(|b| (Kind::KeyValue, b.name.to_owned(), resources::kv_stream_name(b.name))),
+    );
+    wanted.extend(
+        OBJECT_STORES
+            .iter()
+            .map(|o| (Kind::ObjectStore, o.name.to_owned(), resources::object_store_stream_name(o.name))),
+    );
+    let mut out = Vec::new();
+    for (kind, name, stream_name) in wanted {
+        let status = match js.get_stream(&stream_name).await {
+            Ok(stream) => {
+                let info = stream.cached_info();
+                let current_replicas = info
+                    .cluster
+                    .as_ref()
+                    .filter(|c| c.leader.is_some())
+                    .map(|c| 1 + c.replicas.iter().filter(|peer| peer.current && !peer.offline).count());
+                Status {
+                    kind,
+                    name,
+                    exists: true,
+                    messages: info.state.messages,
+                    bytes: info.state.bytes,
+                    replicas: info.config.num_replicas,
+                    consumers: info.state.consumer_count,
+                    current_replicas,
+                    leader: info.cluster.as_ref().and_then(|c| c.leader.clone()),
+                }
+            }
+            Err(err) if is_not_found(&err) => Status {
+                kind,
+                name,
+                exists: false,
+                messages: 0,
+                bytes: 0,
+                replicas: 0,
+                consumers: 0,
+                current_replicas: None,
+                leader: None,
+            },
+            Err(err) => return Err(fail(kind, &name, err)),
+        };
+        out.push(status);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applying_owned_fields_twice_changes_nothing_the_second_time() {
+        let owned = stream_owned(&STREAMS[0], 1);
+        let mut config = stream::Config { name: "EXEC".into(), ..Default::default() };
+        assert!(!owned.apply(&mut config).is_empty());
+        assert!(owned.apply(&mut config).is_empty());
+        let more = stream_owned(&STREAMS[0], 3);
+        assert_eq!(more.apply(&mut config), vec!["num_replicas".to_owned()]);
+    }
+}
