@@ -30,8 +30,8 @@ CREATE TABLE results (
     exit_code        BIGINT,
     stdout           TEXT NOT NULL,
     stderr           TEXT NOT NULL,
-    stdout_truncated BOOLEAN NOT NULL,
-    stderr_truncated BOOLEAN NOT NULL,
+    stdout_truncated BIGINT NOT NULL, -- 0 or 1: sqlx's Any driver cannot read SQLite booleans
+    stderr_truncated BIGINT NOT NULL,
     started_at_ms    BIGINT,
     finished_at_ms   BIGINT NOT NULL,
     reason           TEXT,

@@ -121,8 +121,8 @@ impl Db {
             .bind(result.exit_code.map(i64::from))
             .bind(strip_nul(&result.stdout))
             .bind(strip_nul(&result.stderr))
-            .bind(result.stdout_truncated)
-            .bind(result.stderr_truncated)
+            .bind(i64::from(result.stdout_truncated))
+            .bind(i64::from(result.stderr_truncated))
             .bind(result.started_at.map(|t| t.timestamp_millis()))
             .bind(result.finished_at.timestamp_millis())
             .bind(result.reason.as_ref().map(|r| r.as_str().to_owned()))
@@ -319,8 +319,8 @@ impl ResultRow {
             exit_code: row.try_get("exit_code")?,
             stdout: row.try_get("stdout")?,
             stderr: row.try_get("stderr")?,
-            stdout_truncated: row.try_get("stdout_truncated")?,
-            stderr_truncated: row.try_get("stderr_truncated")?,
+            stdout_truncated: row.try_get::<i64, _>("stdout_truncated")? != 0,
+            stderr_truncated: row.try_get::<i64, _>("stderr_truncated")? != 0,
             started_at: row.try_get::<Option<i64>, _>("started_at_ms")?.map(millis),
             finished_at: millis(row.try_get("finished_at_ms")?),
             reason: row.try_get("reason")?,

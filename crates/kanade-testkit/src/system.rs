@@ -1,0 +1,155 @@
+//! The backend and agents, in-process, over a test's own nats-server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kanade_shared::config::{AgentConfig, AuthConfig, BackendConfig, NatsConfig};
+use kanade_shared::{GroupName, PcId};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+/// The bearer token test backends use.
+pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A plain client connection to the test server, with JetStream set up as `kanade jetstream setup` would.
+pub async fn connect(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
+    let client = async_nats::connect(url).await.expect("connect to test nats-server");
+    let js = async_nats::jetstream::new(client.clone());
+    kanade::jetstream::setup(&js, 1).await.expect("jetstream setup");
+    (client, js)
+}
+
+/// An agent config for tests: short heartbeat, its own data dir.
+pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::Path) -> AgentConfig {
+    AgentConfig {
+        pc_id: PcId::new(pc).expect("test pc id"),
+        hostname: format!("{pc}.test"),
+        groups: groups.iter().map(|g| GroupName::new(*g).expect("test group")).collect(),
+        data_dir: Some(data_dir.to_owned()),
+        heartbeat_interval: Duration::from_millis(500),
+        output_limit_bytes: kanade_shared::config::DEFAULT_OUTPUT_LIMIT_BYTES,
+        nats: NatsConfig { urls: vec![url.to_owned()], token: None },
+    }
+}
+
+/// An agent running in-process until dropped or stopped.
+pub struct TestAgent {
+    pub config: AgentConfig,
+    data_dir: Option<TempDir>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestAgent {
+    pub async fn start(url: &str, pc: &str, groups: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let config = agent_config(url, pc, groups, data_dir.path());
+        Self::start_with(config, data_dir).await
+    }
+
+    pub async fn start_with(config: AgentConfig, data_dir: TempDir) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(kanade_agent::run(config.clone(), shutdown.clone()));
+        let agent = Self { config, data_dir: Some(data_dir), shutdown, task: Some(task) };
+        agent.wait_until_reachable().await;
+        agent
+    }
+
+    /// Waits until the agent answers a ping, so a test's first command cannot race its subscriptions.
+    async fn wait_until_reachable(&self) {
+        let client = async_nats::connect(self.config.nats.urls[0].as_str()).await.expect("connect");
+        let pc = self.config.pc_id.clone();
+        crate::eventually("agent answers ping", Duration::from_secs(15), || {
+            let (client, pc) = (client.clone(), pc.clone());
+            async move { kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+        })
+        .await;
+    }
+
+    /// Stops the agent gracefully and waits for it.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("agent task panicked").expect("agent failed");
+        }
+        self.data_dir.take().expect("data dir")
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.as_ref().expect("data dir").path()
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A backend running in-process on `127.0.0.1:0` with a temp SQLite database (or `database_url`).
+pub struct TestBackend {
+    pub addr: SocketAddr,
+    pub db: kanade_backend::db::Db,
+    data_dir: Option<TempDir>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    http: reqwest::Client,
+}
+
+impl TestBackend {
+    pub async fn start(url: &str) -> Self {
+        Self::start_in(url, tempfile::tempdir().expect("temp dir"), None).await
+    }
+
+    /// Starts a backend on an existing data dir (to restart one) and an optional database URL.
+    pub async fn start_in(url: &str, data_dir: TempDir, database_url: Option<String>) -> Self {
+        let config = BackendConfig {
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: Some(data_dir.path().to_owned()),
+            database_url,
+            offline_after: Duration::from_secs(5),
+            auth: AuthConfig::StaticToken(TEST_TOKEN.into()),
+            nats: NatsConfig { urls: vec![url.to_owned()], token: None },
+        };
+        let bound = kanade_backend::Backend::bind(config).await.expect("backend binds");
+        let addr = bound.local_addr();
+        let db = bound.db();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(bound.serve(shutdown.clone()));
+        Self { addr, db, data_dir: Some(data_dir), shutdown, task: Some(task), http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// GETs an API path with the test token; returns the status and the JSON body.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response =
+            self.http.get(format!("{}{path}", self.url())).bearer_auth(TEST_TOKEN).send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Stops the backend gracefully and returns its data dir, for a restart.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("backend task panicked").expect("backend failed");
+        }
+        self.data_dir.take().expect("data dir")
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Environment for running the real binaries against a test server.
+pub fn env_for(url: &str) -> HashMap<&'static str, String> {
+    HashMap::from([("KANADE_NATS_URL", url.to_owned()), ("KANADE_LOG", "warn".to_owned())])
+}

@@ -1,0 +1,269 @@
+//! `cargo xtask sandbox`: the whole local system on fixed loopback ports — nats-server with JetStream on 4223,
+//! `kanade jetstream setup`, the backend on 8081 and one agent — with state and logs under `.sandbox/`.
+//! `--smoke` checks it the way a new user would (`echo hello`, `exit 3`, both results and the agent online in the
+//! API) and stops.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use kanade_shared::PcId;
+
+use crate::{cargo, nats_server, workspace_root};
+
+const NATS_PORT: u16 = 4223;
+const BACKEND_PORT: u16 = 8081;
+
+struct Children(Vec<(&'static str, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        // Ask nicely first so the agent and backend flush, then make sure.
+        for (_, child) in &self.0 {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (name, child) in &mut self.0 {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(None) = child.try_wait() {
+                eprintln!("xtask: {name} did not stop; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut smoke = false;
+    for arg in args {
+        match arg.as_str() {
+            "--smoke" => smoke = true,
+            other => bail!("unknown sandbox option `{other}` (known: --smoke)"),
+        }
+    }
+    let nats = nats_server()?;
+    let root = workspace_root();
+    cargo(&["build", "--workspace", "--bins", "--locked"], &nats)?;
+    let bin = root.join("target/debug");
+    let dir = root.join(".sandbox");
+    for sub in ["nats", "backend", "agent"] {
+        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    for port in [NATS_PORT, BACKEND_PORT] {
+        TcpListener::bind(("127.0.0.1", port))
+            .with_context(|| format!("port {port} is in use: is another sandbox running?"))?;
+    }
+
+    let nats_url = format!("nats://127.0.0.1:{NATS_PORT}");
+    let backend_url = format!("http://127.0.0.1:{BACKEND_PORT}");
+    let token = sandbox_token(&dir.join("token"))?;
+    let pc = gethostname::gethostname()
+        .to_str()
+        .and_then(PcId::from_hostname)
+        .unwrap_or_else(|| PcId::new("sandbox-pc").expect("valid id"));
+
+    let mut children = Children(Vec::new());
+    let nats_log = log_file(&dir, "nats-server.log")?;
+    children.0.push((
+        "nats-server",
+        Command::new(&nats)
+            .args(["-a", "127.0.0.1", "-p", &NATS_PORT.to_string(), "-js", "-sd"])
+            .arg(dir.join("nats"))
+            .stdout(nats_log.try_clone()?)
+            .stderr(nats_log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", nats.display()))?,
+    ));
+    wait_for_port(NATS_PORT, Duration::from_secs(15), &mut children)?;
+
+    let kanade = |args: &[&str]| -> anyhow::Result<Output> {
+        Command::new(bin.join("kanade"))
+            .args(args)
+            .env("KANADE_NATS_URL", &nats_url)
+            .env("KANADE_BACKEND_URL", &backend_url)
+            .env("KANADE_AUTH_TOKEN", &token)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run kanade")
+    };
+    let setup = kanade(&["jetstream", "setup"])?;
+    ensure!(setup.status.success(), "jetstream setup failed:\n{}", String::from_utf8_lossy(&setup.stderr));
+
+    let backend_log = log_file(&dir, "backend.log")?;
+    children.0.push((
+        "kanade-backend",
+        Command::new(bin.join("kanade-backend"))
+            .env("KANADE_BIND_ADDR", format!("127.0.0.1:{BACKEND_PORT}"))
+            .env("KANADE_NATS_URL", &nats_url)
+            .env("KANADE_AUTH_STATIC_TOKEN", &token)
+            .env("KANADE_BACKEND_DATA_DIR", dir.join("backend"))
+            .stdout(backend_log.try_clone()?)
+            .stderr(backend_log)
+            .spawn()
+            .context("cannot start kanade-backend")?,
+    ));
+    let agent_log = log_file(&dir, "agent.log")?;
+    children.0.push((
+        "kanade-agent",
+        Command::new(bin.join("kanade-agent"))
+            .env("KANADE_AGENT_ID", pc.as_str())
+            .env("KANADE_AGENT_GROUPS", "sandbox")
+            .env("KANADE_NATS_URL", &nats_url)
+            .env("KANADE_AGENT_DATA_DIR", dir.join("agent"))
+            .stdout(agent_log.try_clone()?)
+            .stderr(agent_log)
+            .spawn()
+            .context("cannot start kanade-agent")?,
+    ));
+    wait_for_port(BACKEND_PORT, Duration::from_secs(30), &mut children)?;
+    let started = Instant::now();
+    while !kanade(&["ping", pc.as_str()])?.status.success() {
+        children.check()?;
+        ensure!(started.elapsed() < Duration::from_secs(30), "the agent did not answer a ping; see .sandbox/agent.log");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    if smoke {
+        return smoke_test(&kanade, pc.as_str(), &token);
+    }
+
+    println!(
+        "\nkanade sandbox is up (state and logs in {dir}):\n\
+         \x20 nats-server  {nats_url}\n\
+         \x20 backend      {backend_url}\n\
+         \x20 agent        {pc}\n\n\
+         In another terminal:\n\
+         \x20 export PATH=\"{bin}:$PATH\" KANADE_NATS_URL={nats_url} KANADE_BACKEND_URL={backend_url} KANADE_AUTH_TOKEN={token}\n\
+         \x20 kanade run {pc} -- 'echo hello'\n\
+         \x20 kanade run {pc} -- 'exit 3'; echo \"exit code $?\"\n\
+         \x20 kanade ping {pc}\n\
+         \x20 kanade jetstream status\n\
+         \x20 curl -H \"Authorization: Bearer $KANADE_AUTH_TOKEN\" {backend_url}/api/results\n\
+         \x20 curl -H \"Authorization: Bearer $KANADE_AUTH_TOKEN\" {backend_url}/api/agents\n\n\
+         Ctrl-C stops everything.",
+        dir = dir.display(),
+        bin = bin.display(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    ctrlc::set_handler({
+        let stop = stop.clone();
+        move || stop.store(true, Ordering::SeqCst)
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    while !stop.load(Ordering::SeqCst) {
+        children.check()?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("\nxtask: stopping the sandbox");
+    Ok(())
+}
+
+fn smoke_test(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, pc: &str, token: &str) -> anyhow::Result<()> {
+    let mut passed = 0;
+    let hello = kanade(&["run", pc, "--", "echo hello"])?;
+    ensure!(
+        hello.status.code() == Some(0),
+        "`echo hello` exited {:?}: {}",
+        hello.status,
+        String::from_utf8_lossy(&hello.stderr)
+    );
+    ensure!(hello.stdout == b"hello\n", "`echo hello` printed {:?}", String::from_utf8_lossy(&hello.stdout));
+    passed += 1;
+    let three = kanade(&["run", pc, "--", "exit 3"])?;
+    ensure!(three.status.code() == Some(3), "`exit 3` exited {:?}", three.status);
+    passed += 1;
+
+    let started = Instant::now();
+    let results = loop {
+        let (status, body) = http_get(BACKEND_PORT, &format!("/api/results?pc_id={pc}&limit=2"), token)?;
+        ensure!(status == 200, "/api/results answered {status}: {body}");
+        if body.contains("\"status\":\"ok\"") && body.contains("\"exit_code\":3") {
+            break body;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(20), "results did not reach /api/results: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ensure!(results.contains("hello"), "the ok result lacks its output: {results}");
+    passed += 1;
+    let (status, agents) = http_get(BACKEND_PORT, &format!("/api/agents/{pc}"), token)?;
+    ensure!(status == 200 && agents.contains("\"online\":true"), "agent not online in /api/agents: {status} {agents}");
+    passed += 1;
+    let (status, _) = http_get(BACKEND_PORT, "/api/agents", "wrong-token")?;
+    ensure!(status == 401, "a wrong token got {status}");
+    passed += 1;
+    println!("sandbox smoke: {passed} passed, 0 failed");
+    Ok(())
+}
+
+/// A bare HTTP/1.1 GET; the sandbox check needs nothing more and xtask stays free of an HTTP stack.
+fn http_get(port: u16, path: &str, token: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).context("cannot reach the backend")?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+impl Children {
+    /// Fails if any child has exited: a sandbox with a dead part is no sandbox.
+    fn check(&mut self) -> anyhow::Result<()> {
+        for (name, child) in &mut self.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("{name} exited ({status}); see its log in .sandbox/");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn wait_for_port(port: u16, patience: Duration, children: &mut Children) -> anyhow::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        children.check()?;
+        ensure!(
+            started.elapsed() < patience,
+            "nothing listens on {addr} after {patience:?}; see the logs in .sandbox/"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    let path: PathBuf = dir.join(name);
+    std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// The sandbox's backend token: made once from the OS's random source and kept in `.sandbox/token`.
+fn sandbox_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(path)
+        && token.trim().len() >= 16
+    {
+        return Ok(token.trim().to_owned());
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the sandbox token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
