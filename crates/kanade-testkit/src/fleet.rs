@@ -71,6 +71,11 @@ impl ResultWatch {
         }
     }
 
+    /// How many results for `exec` have been seen so far (duplicates included).
+    pub fn seen_for(&self, exec: &ExecId) -> usize {
+        self.seen.iter().filter(|r| &r.exec_id == exec).count()
+    }
+
     /// Collects results for `exec` until `count` distinct pcs answered, or panics after `patience`.
     pub async fn all_for(&mut self, exec: &ExecId, count: usize, patience: Duration) -> HashMap<String, ExecResult> {
         let deadline = tokio::time::Instant::now() + patience;

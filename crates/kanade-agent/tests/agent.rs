@@ -1,0 +1,385 @@
+//! The agent against a real nats-server: exit codes, timeouts that take the whole process tree, kill, unsupported
+//! shells, malformed input, output limits and streaming, exactly-once runs, and the outbox across a broker restart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kanade_shared::subject::{self, Target};
+use kanade_shared::wire::{Heartbeat, OutputChunk, Reason, ResultStatus, Shell};
+use kanade_shared::{GroupName, PcId};
+use kanade_testkit::fleet::{ResultWatch, command, publish};
+use kanade_testkit::{NatsServer, TestAgent, connect, eventually, init_logging};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn pc(name: &str) -> Target {
+    Target::Pc(PcId::new(name).unwrap())
+}
+
+fn process_alive(pid: i32) -> bool {
+    // Signal 0 checks existence; a zombie has exited and counts as gone once reaped, so look at /proc too.
+    let exists = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+        .unwrap_or(false);
+    exists && !zombie
+}
+
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn exit_codes_and_output_come_back() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+
+    let ok = command("echo hello; echo oops >&2");
+    publish(&js, &pc("pc-1"), &ok).await;
+    let result = results.next_for(&ok.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Ok);
+    assert_eq!(result.exit_code, Some(0));
+    assert_eq!(result.stdout, "hello\n");
+    assert_eq!(result.stderr, "oops\n");
+    assert!(result.started_at.is_some() && result.finished_at >= result.started_at.unwrap());
+
+    let three = command("exit 3");
+    publish(&js, &pc("pc-1"), &three).await;
+    let result = results.next_for(&three.exec_id, PATIENCE).await;
+    assert_eq!((result.status, result.exit_code), (ResultStatus::Failed, Some(3)));
+
+    let mut bash = command("echo ${BASH_VERSION:+bash}");
+    bash.shell = Shell::Bash;
+    publish(&js, &pc("pc-1"), &bash).await;
+    assert_eq!(results.next_for(&bash.exec_id, PATIENCE).await.stdout, "bash\n");
+}
+
+#[tokio::test]
+async fn commands_reach_all_groups_and_the_pc_but_no_one_else() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _a = TestAgent::start(&nats.url(), "pc-a", &["canary"]).await;
+    let _b = TestAgent::start(&nats.url(), "pc-b", &["wave1"]).await;
+    let mut results = ResultWatch::new(&client).await;
+
+    let all = command("echo all");
+    publish(&js, &Target::All, &all).await;
+    let got = results.all_for(&all.exec_id, 2, PATIENCE).await;
+    assert_eq!(got.len(), 2);
+
+    let canary = command("echo canary");
+    publish(&js, &Target::Group(GroupName::new("canary").unwrap()), &canary).await;
+    let only_b = command("echo b");
+    publish(&js, &pc("pc-b"), &only_b).await;
+    assert_eq!(results.next_for(&canary.exec_id, PATIENCE).await.pc_id.as_str(), "pc-a");
+    assert_eq!(results.next_for(&only_b.exec_id, PATIENCE).await.pc_id.as_str(), "pc-b");
+    // Give a stray delivery time to show up before asserting it did not.
+    let later = command("true");
+    publish(&js, &Target::All, &later).await;
+    results.all_for(&later.exec_id, 2, PATIENCE).await;
+    assert_eq!(results.seen_for(&canary.exec_id), 1, "only the canary agent runs a canary command");
+    assert_eq!(results.seen_for(&only_b.exec_id), 1, "only pc-b runs its own command");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_tree() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let pid_file = scratch.path().join("grandchild.pid");
+
+    let mut slow = command(&format!("sleep 1000 & echo $! > {}; sleep 1000", pid_file.display()));
+    slow.timeout = Duration::from_millis(1500);
+    publish(&js, &pc("pc-1"), &slow).await;
+    let result = results.next_for(&slow.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Timeout);
+    assert_eq!(result.exit_code, None);
+    let grandchild = read_pid(&pid_file);
+    eventually("the backgrounded grandchild is gone", Duration::from_secs(5), || async move {
+        (!process_alive(grandchild)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nothing_a_finished_script_started_outlives_it() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let pid_file = scratch.path().join("leftover.pid");
+
+    let quick = command(&format!("sleep 1000 > /dev/null 2>&1 & echo $! > {}; echo done", pid_file.display()));
+    publish(&js, &pc("pc-1"), &quick).await;
+    let result = results.next_for(&quick.exec_id, PATIENCE).await;
+    assert_eq!((result.status, result.stdout.as_str()), (ResultStatus::Ok, "done\n"));
+    let leftover = read_pid(&pid_file);
+    eventually("the leftover background process is gone", Duration::from_secs(5), || async move {
+        (!process_alive(leftover)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kill_stops_a_running_script_and_its_children() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+    let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let pid_file = scratch.path().join("child.pid");
+
+    let long = command(&format!("sleep 1000 & echo $! > {}; wait", pid_file.display()));
+    publish(&js, &pc("pc-1"), &long).await;
+    tokio::time::timeout(PATIENCE, started.next()).await.expect("run started");
+    eventually("the child wrote its pid", Duration::from_secs(5), || {
+        let exists = pid_file.exists() && std::fs::metadata(&pid_file).map(|m| m.len() > 0).unwrap_or(false);
+        async move { exists.then_some(()) }
+    })
+    .await;
+
+    let killed_on = kanade::commands::kill::kill(&client, &long.exec_id, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(killed_on, vec!["pc-1".to_owned()]);
+    let result = results.next_for(&long.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Killed);
+    let child = read_pid(&pid_file);
+    assert!(!process_alive(child), "the script's child survived the kill");
+
+    // A kill for an exec nobody runs is answered by nobody and harms nothing.
+    let none = kanade::commands::kill::kill(&client, &kanade_shared::ExecId::generate(), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn a_shell_the_host_lacks_is_skipped_not_hung() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+
+    for shell in [Shell::Powershell, Shell::Cmd, Shell::Other("python9".into())] {
+        let mut cmd = command("Write-Output hi");
+        cmd.shell = shell.clone();
+        publish(&js, &pc("pc-1"), &cmd).await;
+        let result = results.next_for(&cmd.exec_id, PATIENCE).await;
+        assert_eq!(result.status, ResultStatus::Skipped, "{shell}");
+        assert_eq!(result.reason, Some(Reason::UnsupportedShell), "{shell}");
+    }
+}
+
+#[tokio::test]
+async fn expired_and_invalid_commands_are_skipped_with_a_reason() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+
+    let mut expired = command("echo too late");
+    expired.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    publish(&js, &pc("pc-1"), &expired).await;
+    assert_eq!(results.next_for(&expired.exec_id, PATIENCE).await.reason, Some(Reason::Expired));
+
+    let mut zero = command("echo never");
+    zero.timeout = Duration::ZERO;
+    publish(&js, &pc("pc-1"), &zero).await;
+    assert_eq!(results.next_for(&zero.exec_id, PATIENCE).await.reason, Some(Reason::Invalid));
+}
+
+#[tokio::test]
+async fn malformed_messages_are_counted_and_change_nothing() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+
+    let valid = command("echo fine");
+    let wrong_subject = serde_json::to_vec(&valid).unwrap();
+    let garbage: Vec<(&str, Vec<u8>)> = vec![
+        ("commands.pc.pc-1.x", b"{not json".to_vec()),
+        ("commands.all.x", vec![0xff; 64]),
+        ("commands.pc.pc-1.x", br#"{"exec_id":"../../etc","job_id":"x","shell":"sh","script":"id","timeout_ms":1,"issued_at":"2026-01-01T00:00:00Z"}"#.to_vec()),
+        ("commands.pc.pc-1.x", b"[]".to_vec()),
+        ("commands.pc.pc-1.x", vec![b'x'; 900 * 1024]),
+        // A valid command on a subject whose job does not match its own.
+        ("commands.pc.pc-1.some-other-job", wrong_subject),
+        ("kill.NOT-VALID", Vec::new()),
+    ];
+    let count = garbage.len() as u64;
+    for (subject, payload) in garbage {
+        client.publish(subject, payload.into()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+
+    let pc1 = PcId::new("pc-1").unwrap();
+    let heartbeat = eventually("the agent counted every malformed message", PATIENCE, || {
+        let client = client.clone();
+        let pc1 = pc1.clone();
+        async move {
+            let reply = client.request(subject::ping(&pc1), "".into()).await.ok()?;
+            let hb: Heartbeat = serde_json::from_slice(&reply.payload).ok()?;
+            (hb.malformed_messages >= count).then_some(hb)
+        }
+    })
+    .await;
+    assert_eq!(heartbeat.malformed_messages, count);
+
+    publish(&js, &pc("pc-1"), &valid).await;
+    assert_eq!(results.next_for(&valid.exec_id, PATIENCE).await.stdout, "fine\n");
+}
+
+#[tokio::test]
+async fn output_is_capped_and_streamed_before_the_result() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = kanade_testkit::agent_config(&nats.url(), "pc-1", &[], data.path());
+    config.output_limit_bytes = 1000;
+    let _agent = TestAgent::start_with(config, data).await;
+    let mut results = ResultWatch::new(&client).await;
+
+    let chatty = command("i=0; while [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done; echo tail >&2");
+    let mut chunks = client.subscribe(subject::output(&PcId::new("pc-1").unwrap(), &chatty.exec_id)).await.unwrap();
+    client.flush().await.unwrap();
+    publish(&js, &pc("pc-1"), &chatty).await;
+    let result = results.next_for(&chatty.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Ok);
+    assert_eq!(result.stdout.len(), 1000);
+    assert!(result.stdout_truncated && !result.stderr_truncated);
+    assert!(result.stdout.starts_with("line-0\nline-1\n"));
+    assert_eq!(result.stderr, "tail\n");
+
+    let mut streamed = String::new();
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(200), chunks.next()).await {
+        let chunk: OutputChunk = serde_json::from_slice(&message.payload).unwrap();
+        if chunk.stream == kanade_shared::wire::OutputStream::Stdout {
+            streamed.push_str(&chunk.data);
+        }
+    }
+    assert_eq!(streamed, result.stdout, "live chunks carry the same capped output");
+}
+
+#[tokio::test]
+async fn a_command_runs_once_even_when_delivered_again_or_after_a_restart() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let counter = scratch.path().join("runs");
+
+    let once = command(&format!("echo run >> {}", counter.display()));
+    publish(&js, &pc("pc-1"), &once).await;
+    results.next_for(&once.exec_id, PATIENCE).await;
+    // The same command again, as a redelivery or a replay would bring it, on a core subject the broker does not
+    // de-duplicate.
+    let body = serde_json::to_vec(&once).unwrap();
+    client.publish(subject::command(&pc("pc-1"), &once.job_id), body.clone().into()).await.unwrap();
+
+    let config = agent.config.clone();
+    let data = agent.stop().await;
+    let agent = TestAgent::start_with(config, data).await;
+    client.publish(subject::command(&pc("pc-1"), &once.job_id), body.into()).await.unwrap();
+    let marker = command("true");
+    publish(&js, &pc("pc-1"), &marker).await;
+    results.next_for(&marker.exec_id, PATIENCE).await;
+    assert_eq!(std::fs::read_to_string(&counter).unwrap(), "run\n", "the script ran more than once");
+    drop(agent);
+}
+
+#[tokio::test]
+async fn a_result_survives_a_broker_restart_and_arrives_exactly_once() {
+    init_logging();
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let (client, js) = connect(&url).await;
+    let agent = TestAgent::start(&url, "pc-1", &[]).await;
+    let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
+    client.flush().await.unwrap();
+
+    let slow = command("sleep 2; echo survived");
+    publish(&js, &pc("pc-1"), &slow).await;
+    tokio::time::timeout(PATIENCE, started.next()).await.expect("run started");
+    drop(started);
+    drop(client);
+
+    // The broker dies while the script runs, and comes back on the same port and store after the script ended,
+    // so the agent has to keep the result in its outbox and publish it on reconnect.
+    nats.kill();
+    let outbox = agent.data_dir().join("outbox");
+    eventually("the result is waiting in the outbox", PATIENCE, || {
+        let waiting = std::fs::read_dir(&outbox)
+            .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json")))
+            .unwrap_or(false);
+        async move { waiting.then_some(()) }
+    })
+    .await;
+    nats.start_again();
+
+    let (client, js) = connect(&url).await;
+    let stream = js.get_stream(kanade_shared::resources::STREAM_RESULTS).await.unwrap();
+    let result_subject = subject::result(&PcId::new("pc-1").unwrap(), &slow.exec_id);
+    let message = eventually("the result reached RESULTS", PATIENCE, || {
+        let (stream, result_subject) = (stream.clone(), result_subject.clone());
+        async move { stream.direct_get_last_for_subject(result_subject).await.ok() }
+    })
+    .await;
+    let result: kanade_shared::wire::ExecResult = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!((result.status, result.stdout.as_str()), (ResultStatus::Ok, "survived\n"));
+    eventually("the outbox is empty", PATIENCE, || {
+        let empty = std::fs::read_dir(&outbox)
+            .map(|entries| !entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json")))
+            .unwrap_or(false);
+        async move { empty.then_some(()) }
+    })
+    .await;
+    let info = js.get_stream(kanade_shared::resources::STREAM_RESULTS).await.unwrap();
+    let subjects = info.info_with_subjects(&result_subject).await.unwrap();
+    let count: usize = subjects.map(|s| s.map(|(_, n)| n).unwrap_or(0)).collect::<Vec<_>>().await.iter().sum();
+    assert_eq!(count, 1, "the result was stored more than once");
+    drop(client);
+    drop(agent);
+}
+
+#[tokio::test]
+async fn ping_answers_with_a_fresh_heartbeat() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, _js) = connect(&nats.url()).await;
+    let _agent = TestAgent::start(&nats.url(), "pc-1", &["canary", "wave1"]).await;
+    let (hb, rtt) =
+        kanade::commands::ping::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2)).await.unwrap();
+    assert!(rtt < Duration::from_secs(2));
+    assert_eq!(hb.agent_version, kanade_agent::VERSION);
+    assert_eq!(hb.os, std::env::consts::OS);
+    assert_eq!(hb.hostname, "pc-1.test");
+    assert_eq!(hb.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["canary", "wave1"]);
+    assert!(hb.rss_bytes > 0, "the agent reports its own memory");
+
+    let mut beats = client.subscribe("heartbeat.pc-1").await.unwrap();
+    let beat = tokio::time::timeout(PATIENCE, beats.next()).await.unwrap().unwrap();
+    let beat: Heartbeat = serde_json::from_slice(&beat.payload).unwrap();
+    assert_eq!(beat.pc_id.as_str(), "pc-1");
+
+    let err =
+        kanade::commands::ping::ping(&client, &PcId::new("nobody").unwrap(), Duration::from_secs(2)).await.unwrap_err();
+    assert!(err.to_string().contains("no agent `nobody` is connected"), "{err}");
+}

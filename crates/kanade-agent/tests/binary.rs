@@ -1,0 +1,87 @@
+//! The real `kanade-agent` binary as a child process: runs with no config file, answers pings, stops cleanly on
+//! SIGTERM, and refuses bad configuration with a clear message.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kanade_shared::PcId;
+use kanade_testkit::{NatsServer, connect, eventually, init_logging};
+
+fn agent() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kanade-agent"));
+    cmd.env_remove("KANADE_AGENT_CONFIG").env("KANADE_LOG", "info").stdin(Stdio::null());
+    cmd
+}
+
+fn terminate(child: &Child) {
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+}
+
+#[tokio::test]
+async fn runs_from_environment_alone_and_stops_on_sigterm() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, _js) = connect(&nats.url()).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = agent()
+        .env("KANADE_NATS_URL", nats.url())
+        .env("KANADE_AGENT_ID", "bin-pc")
+        .env("KANADE_AGENT_GROUPS", "canary,wave1")
+        .env("KANADE_AGENT_DATA_DIR", data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let pc = PcId::new("bin-pc").unwrap();
+    let hb = eventually("the agent binary answers a ping", Duration::from_secs(20), || {
+        let (client, pc) = (client.clone(), pc.clone());
+        async move { kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+    })
+    .await
+    .0;
+    assert_eq!(hb.groups.len(), 2);
+    assert!(data.path().join("outbox").is_dir() && data.path().join("runs").is_dir());
+
+    terminate(&child);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut log = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+        (status, log)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "agent exited with {:?}", status.0);
+    assert!(status.1.contains("connected to NATS"), "connection state changes are logged:\n{}", status.1);
+    assert!(status.1.contains("kanade-agent stopped"));
+}
+
+#[test]
+fn bad_configuration_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "pc_id = \"a\"\nheartbeat = \"5s\"\n").unwrap();
+    let bad_group = dir.path().join("group.toml");
+    std::fs::write(&bad_group, "groups = [\"Not OK\"]\n").unwrap();
+    let cases: Vec<(Vec<(&str, String)>, Vec<String>, &str)> = vec![
+        (vec![], vec!["--config".into(), unknown.display().to_string()], "unknown field `heartbeat`"),
+        (vec![], vec!["--config".into(), bad_group.display().to_string()], "group name `Not OK`"),
+        (vec![], vec!["--config".into(), "/nonexistent/agent.toml".into()], "cannot read config file"),
+        (vec![("KANADE_AGENT_ID", "has.dot".into())], vec![], "pc_id `has.dot`"),
+        (vec![("KANADE_NATS_URL", "http://x".into())], vec![], "is not a NATS URL"),
+        (vec![("KANADE_AGENT_ID", "x".repeat(100_000))], vec![], "pc_id `xxxx"),
+    ];
+    for (env, args, expected) in cases {
+        let mut cmd = agent();
+        cmd.args(&args);
+        for (key, value) in &env {
+            cmd.env(key, value);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in:\n{stderr}");
+        assert!(stderr.len() < 2_000, "the error message is bounded");
+    }
+}

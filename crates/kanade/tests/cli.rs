@@ -1,0 +1,255 @@
+//! The real `kanade` binary against a real nats-server, backend and agent: the walking system end to end, exit
+//! codes, live output, kill, JetStream setup, and bad input.
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kanade_shared::wire::ExecResult;
+use kanade_testkit::{NatsServer, TestAgent, TestBackend, connect, eventually, init_logging};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn kanade(nats_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kanade"));
+    cmd.env("KANADE_NATS_URL", nats_url)
+        .env_remove("KANADE_BACKEND_URL")
+        .env_remove("KANADE_AUTH_TOKEN")
+        .env_remove("KANADE_NATS_TOKEN")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(nats_url: &str, args: &[&str]) -> Output {
+    kanade(nats_url).args(args).output().await.expect("run kanade")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn a_script_sent_from_the_cli_runs_on_an_agent_and_its_result_lands_in_the_backend() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let backend = TestBackend::start(&url).await;
+    let _agent = TestAgent::start(&url, "pc-1", &["canary"]).await;
+
+    let hello = run(&url, &["run", "pc-1", "--", "echo hello"]).await;
+    assert_eq!(hello.status.code(), Some(0), "{}", text(&hello.stderr));
+    assert_eq!(text(&hello.stdout), "hello\n");
+
+    let three = run(&url, &["run", "pc-1", "--", "exit 3"]).await;
+    assert_eq!(three.status.code(), Some(3), "{}", text(&three.stderr));
+
+    let json = run(&url, &["run", "pc-1", "-o", "json", "--", "echo from json; echo err >&2"]).await;
+    assert_eq!(json.status.code(), Some(0));
+    let result: ExecResult = serde_json::from_slice(&json.stdout).expect("-o json prints the result");
+    assert_eq!((result.stdout.as_str(), result.stderr.as_str()), ("from json\n", "err\n"));
+
+    let results = eventually("all three results are in /api/results", PATIENCE, || async {
+        let (status, body) = backend.get("/api/results?pc_id=pc-1").await;
+        assert_eq!(status, 200, "{body}");
+        (body.as_array()?.len() == 3).then_some(body)
+    })
+    .await;
+    let by_status: Vec<(&str, i64)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["status"].as_str().unwrap(), r["exit_code"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(by_status, vec![("ok", 0), ("failed", 3), ("ok", 0)], "newest first");
+    assert_eq!(results[2]["stdout"], "hello\n");
+    assert_eq!(results[0]["result_id"], format!("{}.pc-1", result.exec_id));
+
+    let (status, agent) = backend.get("/api/agents/pc-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(agent["online"], true);
+    assert_eq!(agent["groups"], serde_json::json!(["canary"]));
+    assert_eq!(agent["agent_version"], kanade_agent::VERSION);
+}
+
+#[tokio::test]
+async fn timeouts_skips_and_kills_have_their_own_exit_codes() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let (client, _js) = connect(&url).await;
+    let _agent = TestAgent::start(&url, "pc-1", &[]).await;
+
+    let timeout = run(&url, &["run", "pc-1", "--timeout", "1s", "--", "sleep 30"]).await;
+    assert_eq!(timeout.status.code(), Some(124), "{}", text(&timeout.stderr));
+    assert!(text(&timeout.stderr).contains("timed out after 1s"), "{}", text(&timeout.stderr));
+
+    let skipped = run(&url, &["run", "pc-1", "--shell", "powershell", "--", "Write-Output hi"]).await;
+    assert_eq!(skipped.status.code(), Some(125));
+    assert!(text(&skipped.stderr).contains("skipped the run (unsupported_shell)"), "{}", text(&skipped.stderr));
+
+    let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
+    client.flush().await.unwrap();
+    let long = kanade(&url)
+        .args(["run", "pc-1", "--", "sleep 30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let event = tokio::time::timeout(PATIENCE, started.next()).await.unwrap().unwrap();
+    let exec = event.subject.rsplit('.').next().unwrap().to_owned();
+    let kill = run(&url, &["kill", &exec, "-o", "json"]).await;
+    assert_eq!(kill.status.code(), Some(0), "{}", text(&kill.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&kill.stdout).unwrap();
+    assert_eq!(answer["killed_on"], serde_json::json!(["pc-1"]));
+    let killed = tokio::time::timeout(PATIENCE, long.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(killed.status.code(), Some(137), "{}", text(&killed.stderr));
+}
+
+#[tokio::test]
+async fn output_is_printed_while_the_script_still_runs() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let _agent = TestAgent::start(&url, "pc-1", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let flag = scratch.path().join("go-on");
+
+    // The script cannot finish until the test has seen its first line, so the line must have come live.
+    let script = format!("echo first; while [ ! -f {} ]; do sleep 0.05; done; echo second", flag.display());
+    let mut child = kanade(&url).args(["run", "pc-1", "--", &script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(first.as_deref(), Some("first"));
+    std::fs::write(&flag, "").unwrap();
+    let second = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(second.as_deref(), Some("second"));
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap(),
+        None,
+        "nothing printed twice"
+    );
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+}
+
+#[tokio::test]
+async fn with_no_live_agent_run_fails_fast_and_says_why() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+
+    let started = Instant::now();
+    let out = run(&url, &["run", "nobody", "--", "echo hi"]).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("no agent `nobody` is connected"), "{}", text(&out.stderr));
+
+    let out = run("nats://127.0.0.1:1", &["run", "pc-1", "--", "echo hi"]).await;
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("cannot connect to NATS at `nats://127.0.0.1:1`"), "{}", text(&out.stderr));
+
+    let out = run(&url, &["ping", "nobody"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no agent `nobody` is connected"));
+}
+
+#[tokio::test]
+async fn bad_command_lines_are_usage_errors_that_name_the_problem() {
+    // No server is needed: every one of these is refused before anything connects.
+    let url = "nats://127.0.0.1:1";
+    // One argument may hold at most 128 KiB on Linux, so the oversized script comes in five parts.
+    let part = "x".repeat(120 * 1024);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "Bad.PC", "--", "echo"], "pc_id `Bad.PC` contains `B`"),
+        (vec!["run", "pc-1"], "missing script"),
+        (vec!["run", "pc-1", "--"], "missing script"),
+        (vec!["run", "pc-1", "--", "  "], "missing script"),
+        (vec!["run", "pc-1", "--timeout", "0s", "--", "x"], "greater than zero"),
+        (vec!["run", "pc-1", "--timeout", "soon", "--", "x"], "write e.g."),
+        (vec!["run", "pc-1", "--shell", "fish", "--", "x"], "possible values"),
+        (vec!["run", "pc-1", "--", &part, &part, &part, &part, &part], "the limit is"),
+        (vec!["kill", "not.valid"], "exec id `not.valid`"),
+        (vec!["ping", ""], "must not be empty"),
+        (vec!["jetstream", "setup", "--replicas", "9"], "9 is not in 1..=5"),
+        (vec!["-o", "yaml", "jetstream", "status"], "possible values"),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, expected) in cases {
+        let out = run(url, &args).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{:?}: {stderr}", &args[..args.len().min(4)]);
+        assert!(stderr.contains(expected), "{:?}: expected {expected:?} in {stderr}", &args[..args.len().min(4)]);
+        assert!(out.stdout.is_empty(), "errors go to stderr");
+    }
+}
+
+#[tokio::test]
+async fn jetstream_setup_is_idempotent_and_status_reports_every_resource() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+
+    let status = run(&url, &["jetstream", "status"]).await;
+    assert_eq!(status.status.code(), Some(1));
+    assert!(text(&status.stderr).contains("missing: run `kanade jetstream setup`"));
+
+    let first = run(&url, &["jetstream", "setup", "-o", "json"]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let total = kanade_shared::resources::STREAMS.len()
+        + kanade_shared::resources::KV_BUCKETS.len()
+        + kanade_shared::resources::OBJECT_STORES.len();
+    assert_eq!(first.as_array().unwrap().len(), total);
+    assert!(first.as_array().unwrap().iter().all(|c| c["action"] == "created"), "{first}");
+
+    let second = run(&url, &["jetstream", "setup", "-o", "json"]).await;
+    let second: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert!(second.as_array().unwrap().iter().all(|c| c["action"] == "unchanged"), "{second}");
+
+    // Drift is repaired and reported field by field.
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut exec = js.get_stream("EXEC").await.unwrap().cached_info().config.clone();
+    exec.max_age = Duration::from_secs(2 * 60 * 60);
+    js.update_stream(exec).await.unwrap();
+    let third = run(&url, &["jetstream", "setup", "-o", "json"]).await;
+    let third: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
+    let exec_change = third.as_array().unwrap().iter().find(|c| c["name"] == "EXEC").unwrap();
+    assert_eq!(exec_change["action"], "updated");
+    assert_eq!(exec_change["fields"], serde_json::json!(["max_age"]));
+
+    let status = run(&url, &["jetstream", "status", "-o", "json"]).await;
+    assert_eq!(status.status.code(), Some(0));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status.as_array().unwrap().len(), total);
+    assert!(status.as_array().unwrap().iter().all(|s| s["exists"] == true && s["replicas"] == 1));
+    let table = run(&url, &["jetstream", "status"]).await;
+    let table = text(&table.stdout);
+    for name in ["EXEC", "RESULTS", "script_current", "agent_releases"] {
+        assert!(table.contains(name), "{name} missing from:\n{table}");
+    }
+}
+
+#[tokio::test]
+async fn ping_prints_version_uptime_and_round_trip() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let _agent = TestAgent::start(&url, "pc-1", &[]).await;
+    let table = run(&url, &["ping", "pc-1"]).await;
+    assert_eq!(table.status.code(), Some(0));
+    let table = text(&table.stdout);
+    assert!(table.starts_with("PC    VERSION"), "{table}");
+    assert!(table.contains(kanade_agent::VERSION) && table.contains("ms"), "{table}");
+    let json = run(&url, &["ping", "pc-1", "-o", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["pc_id"], "pc-1");
+    assert!(json["rtt_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["agent_version"], kanade_agent::VERSION);
+}
