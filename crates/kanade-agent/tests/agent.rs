@@ -9,7 +9,7 @@ use kanade_shared::subject::{self, Target};
 use kanade_shared::wire::{Heartbeat, OutputChunk, Reason, ResultStatus, Shell};
 use kanade_shared::{GroupName, PcId};
 use kanade_testkit::fleet::{ResultWatch, command, publish};
-use kanade_testkit::{NatsServer, TestAgent, connect, eventually, init_logging};
+use kanade_testkit::{NatsServer, TestAgent, TestBackend, connect, eventually, init_logging};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -311,6 +311,7 @@ async fn a_result_survives_a_broker_restart_and_arrives_exactly_once() {
     let mut nats = NatsServer::start();
     let url = nats.url();
     let (client, js) = connect(&url).await;
+    let backend = TestBackend::start(&url).await;
     let agent = TestAgent::start(&url, "pc-1", &[]).await;
     let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
     client.flush().await.unwrap();
@@ -355,6 +356,17 @@ async fn a_result_survives_a_broker_restart_and_arrives_exactly_once() {
     let subjects = info.info_with_subjects(&result_subject).await.unwrap();
     let count: usize = subjects.map(|s| s.map(|(_, n)| n).unwrap_or(0)).collect::<Vec<_>>().await.iter().sum();
     assert_eq!(count, 1, "the result was stored more than once");
+
+    // And the backend, which lost its broker too, projects it exactly once.
+    let path = format!("/api/results?exec_id={}", slow.exec_id);
+    let rows = eventually("the result reached the database", PATIENCE, || async {
+        let (_, body) = backend.get(&path).await;
+        body.as_array().filter(|rows| !rows.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["stdout"], "survived\n");
+    assert_eq!(backend.db.count_results().await.unwrap(), 1);
     drop(client);
     drop(agent);
 }

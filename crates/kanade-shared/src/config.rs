@@ -499,6 +499,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configs_load() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let agent = AgentConfig::load(Some(&deploy.join("agent.example.toml")), &env(&[]), "h").unwrap();
+        assert_eq!(agent.groups.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["tokyo", "wave1"]);
+        let backend =
+            BackendConfig::load(Some(&deploy.join("backend.example.toml")), &env(&[("KANADE_AUTH_DISABLE", "1")]))
+                .unwrap();
+        assert_eq!(backend.offline_after, Duration::from_secs(90));
+    }
+
+    #[test]
     fn backend_rejects_bad_addresses() {
         let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BIND_ADDR", "localhost")]))
             .unwrap_err()
