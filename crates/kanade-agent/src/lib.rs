@@ -21,7 +21,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use kanade_shared::config::AgentConfig;
 use kanade_shared::subject::{self, Target};
-use kanade_shared::wire::{Command, ExecResult, KillAck, OutputChunk, Reason, ResultStatus};
+use kanade_shared::wire::{Command, ExecResult, KillAck, OutputChunk, Reason, ResultStatus, RunStarted};
 use kanade_shared::{ExecId, ResultId};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -244,8 +244,17 @@ impl Agent {
             running.insert(command.exec_id.clone(), cancel.clone());
         }
         tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, shell = %command.shell, "run started");
-        let started = subject::event_started(pc, &command.exec_id);
-        if let Err(err) = self.client.publish(started, bytes::Bytes::new()).await {
+        let started = RunStarted {
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            pc_id: pc.clone(),
+            started_at: Utc::now(),
+        };
+        // Best effort: the event tells watchers a run is under way; the result is what must not be lost.
+        if let Ok(body) = serde_json::to_vec(&started)
+            && let Err(err) = self.client.publish(subject::event_started(pc, &command.exec_id), body.into()).await
+        {
             tracing::debug!(error = %err, "started event not sent");
         }
 

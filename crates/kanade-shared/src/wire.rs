@@ -359,6 +359,17 @@ pub struct OutputChunk {
     pub data: String,
 }
 
+/// A run began, on `events.started.<pc>.<exec_id>` (captured by stream `EVENTS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub exec_id: ExecId,
+    pub job_id: JobId,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub pc_id: PcId,
+    pub started_at: DateTime<Utc>,
+}
+
 /// An agent's answer to `kill.<exec_id>` when it had that run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KillAck {
