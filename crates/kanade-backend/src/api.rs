@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use kanade_shared::config::AuthConfig;
@@ -37,11 +38,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/agents", get(list_agents))
         .route("/agents/{pc_id}", get(get_agent))
         .route("/results", get(list_results))
+        .method_not_allowed_fallback(api_method_not_allowed)
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .route("/health", get(health))
         .nest("/api", api)
+        // The nested fallback matches `/api` and `/api/<anything>` but not `/api/` itself.
+        .route("/api/", any(api_not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .with_state(state)
@@ -132,6 +136,10 @@ async fn api_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
 }
 
+async fn api_method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this API route")
+}
+
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
@@ -172,7 +180,12 @@ async fn list_agents(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Agen
     Ok(Json(agents.into_iter().map(|a| view(a, now, state.offline_after)).collect()))
 }
 
-async fn get_agent(State(state): State<Arc<AppState>>, Path(raw): Path<String>) -> Result<Json<AgentView>, ApiError> {
+async fn get_agent(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    // A path that is not UTF-8 is rejected by the extractor; give it the same shape as any other bad id.
+    let Path(raw) = path.map_err(|rejection| ApiError::bad_request("invalid_pc_id", rejection.body_text()))?;
     let pc = PcId::new(raw).map_err(|err| ApiError::bad_request("invalid_pc_id", err.to_string()))?;
     let agent = state.db.get_agent(&pc).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "agent_not_found", format!("no agent `{pc}` has reported"))

@@ -1,0 +1,156 @@
+//! The `kanade-backend` binary as an operator runs it: it refuses unsafe or broken configuration with exit code 2
+//! and a message naming the problem, and a good one serves until SIGTERM and then exits 0.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use kanade_testkit::{NatsServer, TEST_TOKEN, eventually};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_kanade-backend");
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// The binary with nothing inherited from the developer's environment but what a test sets, pointed at a test
+/// nats-server so nothing touches the default port, its data in `data_dir` and its log in `data_dir/stderr.log`.
+fn backend(nats: &NatsServer, data_dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("KANADE_NATS_URL", nats.url())
+        .env("KANADE_BACKEND_DATA_DIR", data_dir)
+        .env("KANADE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data_dir.join("stderr.log")).expect("stderr log file"));
+    command
+}
+
+fn stderr_of(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("stderr.log")).unwrap_or_default()
+}
+
+/// Waits for `child` to exit, killing it and failing if it does not within `PATIENCE`.
+fn wait_for_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for kanade-backend") {
+            return status;
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kanade-backend did not exit within {PATIENCE:?}: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the binary to its end and asserts it refused to start with exit code 2 and a message containing `needle`.
+fn assert_refuses(mut command: Command, data_dir: &Path, needle: &str, what: &str) {
+    let mut child = command.spawn().expect("start kanade-backend");
+    let status = wait_for_exit(&mut child, what);
+    let stderr = stderr_of(data_dir);
+    assert_eq!(status.code(), Some(2), "{what}: exit status {status}; stderr:\n{stderr}");
+    assert!(stderr.contains(needle), "{what}: stderr does not mention `{needle}`:\n{stderr}");
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+#[test]
+fn refuses_to_serve_an_unauthenticated_api_on_a_non_loopback_address() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = backend(&nats, dir.path());
+    command.env("KANADE_AUTH_DISABLE", "1").env("KANADE_BIND_ADDR", "0.0.0.0:0");
+    assert_refuses(command, dir.path(), "loopback", "auth disabled on 0.0.0.0");
+}
+
+#[test]
+fn refuses_to_start_without_any_auth_configured() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = backend(&nats, dir.path());
+    command.env("KANADE_BIND_ADDR", "127.0.0.1:0");
+    assert_refuses(command, dir.path(), "no auth configured", "no token and auth not disabled");
+}
+
+#[test]
+fn refuses_a_token_too_short_to_protect_anything() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = backend(&nats, dir.path());
+    command.env("KANADE_BIND_ADDR", "127.0.0.1:0").env("KANADE_AUTH_STATIC_TOKEN", "short");
+    assert_refuses(command, dir.path(), "auth.static_token", "a 5-character token");
+}
+
+#[test]
+fn refuses_a_config_file_with_an_unknown_key_and_names_it() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (what, file, key) in [
+        ("top-level key", "bind_addr = \"127.0.0.1:0\"\nbind_adress = \"127.0.0.1:0\"\n", "bind_adress"),
+        ("key in [auth]", "[auth]\nstatic_tokn = \"0123456789abcdef0123\"\n", "static_tokn"),
+        ("key in [nats]", "[nats]\nurll = \"nats://127.0.0.1:1\"\n", "urll"),
+    ] {
+        let config = dir.path().join("backend.toml");
+        std::fs::write(&config, file).expect("write config");
+        let mut command = backend(&nats, dir.path());
+        command.env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).arg("--config").arg(&config);
+        assert_refuses(command, dir.path(), key, what);
+    }
+}
+
+#[test]
+fn refuses_a_config_file_that_does_not_exist() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-backend.toml");
+    let mut command = backend(&nats, dir.path());
+    command.env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).arg("--config").arg(&missing);
+    assert_refuses(command, dir.path(), "no-such-backend.toml", "--config naming a missing file");
+}
+
+#[tokio::test]
+async fn serves_health_and_the_api_then_exits_0_on_sigterm() {
+    let nats = NatsServer::start();
+    kanade_testkit::connect(&nats.url()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut command = backend(&nats, dir.path());
+    command.env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).env("KANADE_BIND_ADDR", &addr);
+    let mut child = command.spawn().expect("start kanade-backend");
+
+    // A client that keeps its connection open, as a dashboard would; it must not hold up shutdown.
+    let http = reqwest::Client::new();
+    let health = eventually("kanade-backend answers /health", PATIENCE, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("kanade-backend exited early with {status}:\n{}", stderr_of(dir.path()));
+        }
+        let request = http.get(format!("http://{addr}/health"));
+        async move {
+            let response = request.send().await.ok()?;
+            if response.status() != 200 {
+                return None;
+            }
+            response.json::<serde_json::Value>().await.ok()
+        }
+    })
+    .await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"], "ok", "{health}");
+    assert!(dir.path().join("kanade.db").exists(), "the SQLite database lives in KANADE_BACKEND_DATA_DIR");
+
+    let api = format!("http://{addr}/api/agents");
+    let refused = http.get(&api).send().await.expect("GET /api/agents");
+    assert_eq!(refused.status(), 401, "the token from KANADE_AUTH_STATIC_TOKEN is required");
+    let allowed = http.get(&api).bearer_auth(TEST_TOKEN).send().await.expect("GET /api/agents");
+    assert_eq!(allowed.status(), 200);
+
+    let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+    assert!(signalled.success(), "kill -TERM failed");
+    let status = wait_for_exit(&mut child, "after SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{}", stderr_of(dir.path()));
+}
