@@ -64,15 +64,21 @@ fn bad_configuration_is_refused_with_its_reason() {
     std::fs::write(&unknown, "pc_id = \"a\"\nheartbeat = \"5s\"\n").unwrap();
     let bad_group = dir.path().join("group.toml");
     std::fs::write(&bad_group, "groups = [\"Not OK\"]\n").unwrap();
-    let cases: Vec<(Vec<(&str, String)>, Vec<String>, &str)> = vec![
-        (vec![], vec!["--config".into(), unknown.display().to_string()], "unknown field `heartbeat`"),
-        (vec![], vec!["--config".into(), bad_group.display().to_string()], "group name `Not OK`"),
-        (vec![], vec!["--config".into(), "/nonexistent/agent.toml".into()], "cannot read config file"),
-        (vec![("KANADE_AGENT_ID", "has.dot".into())], vec![], "pc_id `has.dot`"),
-        (vec![("KANADE_NATS_URL", "http://x".into())], vec![], "is not a NATS URL"),
-        (vec![("KANADE_AGENT_ID", "x".repeat(100_000))], vec![], "pc_id `xxxx"),
+    struct Case {
+        env: Vec<(&'static str, String)>,
+        args: Vec<String>,
+        expected: &'static str,
+    }
+    let case = |env: Vec<(&'static str, String)>, args: Vec<String>, expected| Case { env, args, expected };
+    let cases = vec![
+        case(vec![], vec!["--config".into(), unknown.display().to_string()], "unknown field `heartbeat`"),
+        case(vec![], vec!["--config".into(), bad_group.display().to_string()], "group name `Not OK`"),
+        case(vec![], vec!["--config".into(), "/nonexistent/agent.toml".into()], "cannot read config file"),
+        case(vec![("KANADE_AGENT_ID", "has.dot".into())], vec![], "pc_id `has.dot`"),
+        case(vec![("KANADE_NATS_URL", "http://x".into())], vec![], "is not a NATS URL"),
+        case(vec![("KANADE_AGENT_ID", "x".repeat(100_000))], vec![], "pc_id `xxxx"),
     ];
-    for (env, args, expected) in cases {
+    for Case { env, args, expected } in cases {
         let mut cmd = agent();
         cmd.args(&args);
         for (key, value) in &env {
