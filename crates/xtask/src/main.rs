@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("nats") => nats_server().map(|path| println!("{}", path.display())),
         Some("ci") => ci(),
-        Some("sandbox") => sandbox::run(&args[1..]),
+        Some("sandbox") => sandbox::run(&args[1..]).map(drop),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  sandbox [--smoke]  start nats-server, backend and an agent locally \
@@ -114,6 +114,38 @@ fn ci() -> anyhow::Result<()> {
     let nats = nats_server()?;
     cargo(&["fmt", "--all", "--", "--check"], &nats)?;
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &nats)?;
-    cargo(&["test", "--workspace", "--locked"], &nats)?;
-    sandbox::run(&["--smoke".to_owned()])
+    let tests = cargo_test(&nats)?;
+    let smoke = sandbox::run(&["--smoke".to_owned()])?;
+    // One closing line for the whole run: cargo's own last line is often a doc-test binary with nothing in it.
+    println!("ci: {} passed, 0 failed", tests + smoke);
+    Ok(())
+}
+
+/// Runs the workspace's tests, passing their output through, and returns how many passed.
+fn cargo_test(nats: &Path) -> anyhow::Result<usize> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: cargo test --workspace --locked");
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--workspace", "--locked"])
+        .env("KANADE_NATS_SERVER", nats)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let mut passed = 0;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("cannot read cargo test output")?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ok. ")
+                && let Some(count) = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok())
+            {
+                passed += count;
+            }
+        }
+    }
+    if !child.wait().context("cannot wait for cargo test")?.success() {
+        bail!("cargo test failed");
+    }
+    Ok(passed)
 }

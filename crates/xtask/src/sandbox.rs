@@ -44,7 +44,8 @@ impl Drop for Children {
     }
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
+/// Runs the sandbox; with `--smoke`, returns how many smoke checks passed.
+pub fn run(args: &[String]) -> anyhow::Result<usize> {
     let mut smoke = false;
     for arg in args {
         match arg.as_str() {
@@ -166,10 +167,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("\nxtask: stopping the sandbox");
-    Ok(())
+    Ok(0)
 }
 
-fn smoke_test(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, pc: &str, token: &str) -> anyhow::Result<()> {
+fn smoke_test(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, pc: &str, token: &str) -> anyhow::Result<usize> {
     let mut passed = 0;
     let hello = kanade(&["run", pc, "--", "echo hello"])?;
     ensure!(
@@ -203,7 +204,7 @@ fn smoke_test(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, pc: &str, toke
     ensure!(status == 401, "a wrong token got {status}");
     passed += 1;
     println!("sandbox smoke: {passed} passed, 0 failed");
-    Ok(())
+    Ok(passed)
 }
 
 /// A bare HTTP/1.1 GET; the sandbox check needs nothing more and xtask stays free of an HTTP stack.
