@@ -58,7 +58,7 @@ struct Agent {
 
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let data_dir = config.data_dir.clone().unwrap_or_else(platform::default_data_dir);
+    let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
         Outbox::open(data_dir.join("outbox"))

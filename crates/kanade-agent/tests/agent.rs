@@ -13,6 +13,26 @@ use kanade_testkit::{NatsServer, TestAgent, TestBackend, connect, eventually, in
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A server, a client with JetStream set up, one agent `pc-1`, and a watch on every result.
+struct World {
+    _nats: NatsServer,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    results: ResultWatch,
+    _agent: TestAgent,
+}
+
+impl World {
+    async fn one_agent() -> Self {
+        init_logging();
+        let nats = NatsServer::start();
+        let (client, js) = connect(&nats.url()).await;
+        let agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+        let results = ResultWatch::new(&client).await;
+        Self { _nats: nats, client, js, results, _agent: agent }
+    }
+}
+
 fn pc(name: &str) -> Target {
     Target::Pc(PcId::new(name).unwrap())
 }
@@ -32,11 +52,7 @@ fn read_pid(path: &Path) -> i32 {
 
 #[tokio::test]
 async fn exit_codes_and_output_come_back() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client: _client, js, mut results, _agent } = World::one_agent().await;
 
     let ok = command("echo hello; echo oops >&2");
     publish(&js, &pc("pc-1"), &ok).await;
@@ -88,11 +104,7 @@ async fn commands_reach_all_groups_and_the_pc_but_no_one_else() {
 
 #[tokio::test]
 async fn timeout_kills_the_whole_process_tree() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client: _client, js, mut results, _agent } = World::one_agent().await;
     let scratch = tempfile::tempdir().unwrap();
     let pid_file = scratch.path().join("grandchild.pid");
 
@@ -111,11 +123,7 @@ async fn timeout_kills_the_whole_process_tree() {
 
 #[tokio::test]
 async fn nothing_a_finished_script_started_outlives_it() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client: _client, js, mut results, _agent } = World::one_agent().await;
     let scratch = tempfile::tempdir().unwrap();
     let pid_file = scratch.path().join("leftover.pid");
 
@@ -132,11 +140,7 @@ async fn nothing_a_finished_script_started_outlives_it() {
 
 #[tokio::test]
 async fn kill_stops_a_running_script_and_its_children() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client, js, mut results, _agent } = World::one_agent().await;
     let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let pid_file = scratch.path().join("child.pid");
@@ -166,11 +170,7 @@ async fn kill_stops_a_running_script_and_its_children() {
 
 #[tokio::test]
 async fn a_shell_the_host_lacks_is_skipped_not_hung() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client: _client, js, mut results, _agent } = World::one_agent().await;
 
     for shell in [Shell::Powershell, Shell::Cmd, Shell::Other("python9".into())] {
         let mut cmd = command("Write-Output hi");
@@ -184,11 +184,7 @@ async fn a_shell_the_host_lacks_is_skipped_not_hung() {
 
 #[tokio::test]
 async fn expired_and_invalid_commands_are_skipped_with_a_reason() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client: _client, js, mut results, _agent } = World::one_agent().await;
 
     let mut expired = command("echo too late");
     expired.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
@@ -203,11 +199,7 @@ async fn expired_and_invalid_commands_are_skipped_with_a_reason() {
 
 #[tokio::test]
 async fn malformed_messages_are_counted_and_change_nothing() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client, js, mut results, _agent } = World::one_agent().await;
 
     let valid = command("echo fine");
     let wrong_subject = serde_json::to_vec(&valid).unwrap();

@@ -8,11 +8,10 @@ pub mod db;
 pub mod projector;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kanade_shared::config::{BackendConfig, EnvSource, ProcessEnv, data_dir_candidates};
+use kanade_shared::config::{BackendConfig, default_data_dir};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
@@ -31,7 +30,7 @@ impl Backend {
         let url = match &config.database_url {
             Some(url) => url.clone(),
             None => {
-                let dir = config.data_dir.clone().unwrap_or_else(default_data_dir);
+                let dir = config.data_dir.clone().unwrap_or_else(|| default_data_dir("backend"));
                 std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir `{}`", dir.display()))?;
                 db::default_url(&dir)
             }
@@ -97,14 +96,4 @@ impl Bound {
 /// Runs the backend until `shutdown`.
 pub async fn run(config: BackendConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     Backend::bind(config).await?.serve(shutdown).await
-}
-
-fn default_data_dir() -> PathBuf {
-    let candidates = data_dir_candidates("backend", &ProcessEnv as &dyn EnvSource);
-    candidates
-        .iter()
-        .find(|dir| std::fs::create_dir_all(dir).is_ok())
-        .or(candidates.last())
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("kanade-backend-data"))
 }

@@ -387,6 +387,17 @@ pub fn data_dir_candidates(component: &str, env: &dyn EnvSource) -> Vec<PathBuf>
     out
 }
 
+/// The data dir for `component` when the config names none: the first candidate that can be created.
+pub fn default_data_dir(component: &str) -> PathBuf {
+    let candidates = data_dir_candidates(component, &ProcessEnv);
+    candidates
+        .iter()
+        .find(|dir| std::fs::create_dir_all(dir).is_ok())
+        .or(candidates.last())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(format!("kanade-{component}-data")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

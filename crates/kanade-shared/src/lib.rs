@@ -1,5 +1,6 @@
 //! kanade's contract between components: validated ids, every subject and resource name, the wire types, and
-//! config loading. This crate does no network I/O; the only file it reads is a config file it is asked to load.
+//! config loading. This crate does no network I/O; it reads a config file and creates a default data dir only when
+//! asked to.
 
 pub mod config;
 pub mod ids;

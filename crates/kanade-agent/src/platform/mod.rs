@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use kanade_shared::config::{EnvSource, ProcessEnv, data_dir_candidates};
 use kanade_shared::wire::Shell;
 
 #[cfg(unix)]
@@ -85,18 +84,6 @@ fn powershell_launch(program: PathBuf, script: &str, staging: &Path) -> Launch {
 
 fn find(program: &str) -> Option<PathBuf> {
     which::which(program).ok()
-}
-
-/// Where the agent keeps its state when the config names no data dir: the machine-wide place when the agent may
-/// write there (it runs as a service), else the user's data dir.
-pub fn default_data_dir() -> PathBuf {
-    let candidates = data_dir_candidates("agent", &ProcessEnv as &dyn EnvSource);
-    candidates
-        .iter()
-        .find(|dir| std::fs::create_dir_all(dir).is_ok())
-        .or(candidates.last())
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("kanade-agent-data"))
 }
 
 /// Resolves when the service manager or the user asks the agent to stop (Ctrl-C; SIGTERM on Unix).
