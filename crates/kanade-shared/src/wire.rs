@@ -486,6 +486,36 @@ mod tests {
         "#);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn commands_and_results_round_trip(
+            script in ".{1,300}",
+            shell in "[a-z0-9]{1,12}",
+            timeout_ms in 1u64..=MAX_TIMEOUT.as_millis() as u64,
+            version in "[ -~]{0,20}",
+            stdout in ".{0,300}",
+            exit_code in proptest::option::of(proptest::num::i32::ANY),
+            truncated in proptest::bool::ANY,
+        ) {
+            let mut cmd = command();
+            cmd.script = script;
+            cmd.shell = Shell::parse(&shell);
+            cmd.timeout = Duration::from_millis(timeout_ms);
+            cmd.version = version;
+            let json = serde_json::to_string(&cmd).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), cmd.clone());
+
+            let pc = PcId::new("pc-1").unwrap();
+            let mut result = ExecResult::skipped(&cmd, &pc, Reason::parse(&shell), cmd.issued_at);
+            result.status = ResultStatus::Failed;
+            result.stdout = stdout;
+            result.exit_code = exit_code;
+            result.stdout_truncated = truncated;
+            let json = serde_json::to_string(&result).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<ExecResult>(&json).unwrap(), result);
+        }
+    }
+
     #[test]
     fn minimal_heartbeat_decodes() {
         let hb: Heartbeat =
