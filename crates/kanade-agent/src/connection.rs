@@ -1,12 +1,12 @@
 //! The agent's NATS connection: outbound only, unlimited reconnects with jittered backoff, every state change
-//! logged, and a signal on each (re)connect so the outbox drains and a heartbeat goes out at once.
+//! logged, and a signal on each (re)connect so the outbox drains and a heartbeat goes out at once. Several agents
+//! (the fleet simulator's) may share one connection; each watches the same signal.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use kanade_shared::config::NatsConfig;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 /// Delay before reconnect attempt `attempts`: doubling from 100 ms to 5 s, with up to 50% random extra so that a
 /// fleet that lost its broker together does not come back in lockstep.
@@ -17,12 +17,14 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
     base.mul_f64(1.0 + jitter)
 }
 
-/// Connects (or keeps trying in the background: the agent starts without a broker) and returns the client.
-pub async fn connect(
-    nats: &NatsConfig,
-    name: &str,
-    on_connect: Arc<Notify>,
-) -> Result<Client, async_nats::ConnectError> {
+/// Counts (re)connects; every agent on the connection wakes when it changes.
+pub type Connects = watch::Receiver<u64>;
+
+/// Connects (or keeps trying in the background: the agent starts without a broker) and returns the client and
+/// the connect counter.
+pub async fn connect(nats: &NatsConfig, name: &str) -> Result<(Client, Connects), async_nats::ConnectError> {
+    let (on_connect, connects) = watch::channel(0u64);
+    let on_connect = std::sync::Arc::new(on_connect);
     let mut options = ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
@@ -36,7 +38,7 @@ pub async fn connect(
                 match &event {
                     Event::Connected => {
                         tracing::info!("connected to NATS");
-                        on_connect.notify_waiters();
+                        on_connect.send_modify(|n| *n += 1);
                     }
                     Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
                     Event::SlowConsumer(sid) => tracing::warn!(subscription = sid, "slow consumer: messages dropped"),
@@ -47,7 +49,8 @@ pub async fn connect(
     if let Some(token) = &nats.token {
         options = options.token(token.clone());
     }
-    options.connect(nats.urls.as_slice()).await
+    let client = options.connect(nats.urls.as_slice()).await?;
+    Ok((client, connects))
 }
 
 #[cfg(test)]

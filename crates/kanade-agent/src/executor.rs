@@ -2,7 +2,7 @@
 //! streams and caps its output, enforces the timeout and kill by killing the whole tree, and cleans up.
 //!
 //! The executor knows nothing of NATS: output chunks go to a channel and the outcome is returned, so the fleet
-//! simulator can put an emulated executor in its place.
+//! simulator puts [`Emulated`] in its place and keeps everything else of the agent as it is.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -61,12 +61,71 @@ pub struct Captured {
     pub truncated: bool,
 }
 
-pub struct Executor {
+/// What turns a command into an outcome: real scripts, or the fleet simulator's stand-in.
+pub enum Executor {
+    Script(ScriptRunner),
+    Emulated(Emulated),
+}
+
+impl Executor {
+    pub async fn run(
+        &self,
+        command: &Command,
+        chunks: Option<mpsc::Sender<OutputChunk>>,
+        cancel: CancellationToken,
+    ) -> Outcome {
+        match self {
+            Executor::Script(runner) => runner.run(command, chunks, cancel).await,
+            Executor::Emulated(emulated) => emulated.run(chunks, cancel).await,
+        }
+    }
+}
+
+/// Pretends to run a script: waits `exec_time` (or until killed), prints `output_bytes` and exits `exit_code`.
+#[derive(Debug, Clone)]
+pub struct Emulated {
+    pub exec_time: Duration,
+    pub exit_code: i32,
+    pub output_bytes: usize,
+}
+
+impl Emulated {
+    async fn run(&self, chunks: Option<mpsc::Sender<OutputChunk>>, cancel: CancellationToken) -> Outcome {
+        let started_at = Utc::now();
+        let killed = tokio::select! {
+            () = tokio::time::sleep(self.exec_time) => false,
+            () = cancel.cancelled() => true,
+        };
+        let text = "x".repeat(self.output_bytes);
+        if let Some(tx) = chunks
+            && !text.is_empty()
+        {
+            let _ = tx.try_send(OutputChunk { seq: 0, stream: OutputStream::Stdout, data: text.clone() });
+        }
+        let status = match (killed, self.exit_code) {
+            (true, _) => ResultStatus::Killed,
+            (false, 0) => ResultStatus::Ok,
+            (false, _) => ResultStatus::Failed,
+        };
+        Outcome {
+            status,
+            exit_code: (!killed).then_some(self.exit_code),
+            stdout: Captured { text, truncated: false },
+            stderr: Captured::default(),
+            started_at: Some(started_at),
+            finished_at: Utc::now(),
+            reason: None,
+        }
+    }
+}
+
+/// Runs real scripts under real shells.
+pub struct ScriptRunner {
     staging_root: PathBuf,
     output_limit: usize,
 }
 
-impl Executor {
+impl ScriptRunner {
     pub fn new(staging_root: PathBuf, output_limit: usize) -> Self {
         Self { staging_root, output_limit }
     }

@@ -1,7 +1,7 @@
 //! Heartbeats: what the agent reports about itself every interval and in answer to a ping.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kanade_shared::wire::Heartbeat;
@@ -15,11 +15,21 @@ pub struct Counters {
     pub malformed_messages: u64,
 }
 
+/// A process sample is reused for this long, so many agents in one process (the simulator) do not each re-read
+/// the same numbers.
+const SAMPLE_TTL: Duration = Duration::from_secs(1);
+
 /// Builds heartbeats; keeps the process sampler between calls because CPU use is a difference of two samples.
 pub struct HeartbeatSource {
     started: Instant,
     os_version: String,
-    sampler: Mutex<Option<(System, Pid)>>,
+    sampler: Mutex<Option<Sampler>>,
+}
+
+struct Sampler {
+    system: System,
+    pid: Pid,
+    last: Option<(Instant, u64, f32)>,
 }
 
 impl Default for HeartbeatSource {
@@ -31,7 +41,7 @@ impl Default for HeartbeatSource {
 impl HeartbeatSource {
     pub fn new() -> Self {
         let sampler = match (System::new(), sysinfo::get_current_pid()) {
-            (Ok(system), Ok(pid)) => Some((system, pid)),
+            (Ok(system), Ok(pid)) => Some(Sampler { system, pid, last: None }),
             _ => {
                 tracing::warn!("cannot sample the agent's own memory and CPU; heartbeats report zero");
                 None
@@ -46,13 +56,20 @@ impl HeartbeatSource {
 
     fn sample(&self) -> (u64, f32) {
         let Ok(mut guard) = self.sampler.lock() else { return (0, 0.0) };
-        let Some((system, pid)) = guard.as_mut() else { return (0, 0.0) };
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&[*pid]),
+        let Some(sampler) = guard.as_mut() else { return (0, 0.0) };
+        if let Some((at, rss, cpu)) = sampler.last
+            && at.elapsed() < SAMPLE_TTL
+        {
+            return (rss, cpu);
+        }
+        sampler.system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[sampler.pid]),
             false,
             ProcessRefreshKind::nothing().with_memory().with_cpu(),
         );
-        system.process(*pid).map_or((0, 0.0), |p| (p.memory(), p.cpu_usage()))
+        let (rss, cpu) = sampler.system.process(sampler.pid).map_or((0, 0.0), |p| (p.memory(), p.cpu_usage()));
+        sampler.last = Some((Instant::now(), rss, cpu));
+        (rss, cpu)
     }
 
     pub fn build(&self, config: &kanade_shared::config::AgentConfig, counters: Counters) -> Heartbeat {

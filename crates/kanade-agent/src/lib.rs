@@ -9,6 +9,7 @@ pub mod heartbeat;
 pub mod ledger;
 pub mod outbox;
 pub mod platform;
+pub mod simulate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,11 +24,11 @@ use kanade_shared::config::AgentConfig;
 use kanade_shared::subject::{self, Target};
 use kanade_shared::wire::{Command, ExecResult, KillAck, OutputChunk, Reason, ResultStatus, RunStarted};
 use kanade_shared::{ExecId, ResultId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::executor::Executor;
+use crate::executor::{Executor, ScriptRunner};
 use crate::heartbeat::{Counters, HeartbeatSource};
 use crate::ledger::RunLedger;
 use crate::outbox::Outbox;
@@ -50,14 +51,37 @@ struct Agent {
     outbox: Arc<Outbox>,
     ledger: RunLedger,
     executor: Executor,
-    heartbeat: HeartbeatSource,
+    heartbeat: Arc<HeartbeatSource>,
     running: Mutex<HashMap<ExecId, CancellationToken>>,
     malformed: AtomicU64,
     stopping: AtomicBool,
 }
 
-/// Runs the agent until `shutdown` is cancelled.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the agent until `shutdown` is cancelled: its own connection, real scripts.
+pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
+    config.data_dir = Some(data_dir.clone());
+    let (client, connects) = connection::connect(&config.nats, &format!("kanade-agent {}", config.pc_id))
+        .await
+        .context("cannot set up the NATS connection")?;
+    let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), config.output_limit_bytes));
+    let heartbeat = Arc::new(HeartbeatSource::new());
+    let result = serve(config, executor, heartbeat, client.clone(), connects, shutdown, None).await;
+    let _ = client.flush().await;
+    result
+}
+
+/// Runs one agent over `client` until `shutdown`. The connection may be shared with other agents (the fleet
+/// simulator); everything else — subscriptions, gate, ledger, outbox, heartbeats — is this agent's own.
+pub async fn serve(
+    config: AgentConfig,
+    executor: Executor,
+    heartbeat: Arc<HeartbeatSource>,
+    client: Client,
+    mut connects: connection::Connects,
+    shutdown: CancellationToken,
+    ready: Option<Arc<tokio::sync::Semaphore>>,
+) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
@@ -75,20 +99,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         pending_results = outbox.pending(),
         "kanade-agent starting"
     );
-
-    let connected = Arc::new(Notify::new());
-    let client = connection::connect(&config.nats, &format!("kanade-agent {}", config.pc_id), connected.clone())
-        .await
-        .context("cannot set up the NATS connection")?;
     let js = jetstream::new(client.clone());
 
     let agent = Arc::new(Agent {
-        executor: Executor::new(data_dir.join("agent-scripts"), config.output_limit_bytes),
+        executor,
         config,
         client: client.clone(),
         outbox: outbox.clone(),
         ledger,
-        heartbeat: HeartbeatSource::new(),
+        heartbeat,
         running: Mutex::new(HashMap::new()),
         malformed: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
@@ -111,6 +130,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let runs = TaskTracker::new();
     let mut heartbeat = tokio::time::interval(agent.config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    connects.mark_unchanged();
+    if let Some(ready) = ready {
+        // Subscriptions are queued on the connection; its next flush puts them on the server.
+        ready.add_permits(1);
+    }
 
     loop {
         tokio::select! {
@@ -120,7 +144,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             Some(message) = kills.next() => agent.handle_kill(&message).await,
             Some(message) = pings.next() => agent.handle_ping(&message).await,
             _ = heartbeat.tick() => agent.publish_heartbeat().await,
-            () = connected.notified() => {
+            Ok(()) = connects.changed() => {
                 outbox.wake();
                 agent.publish_heartbeat().await;
             }
@@ -130,6 +154,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
 
     tracing::info!(running = agent.running_count(), "shutting down: no new commands taken");
     drop(commands);
+    drop(kills);
+    drop(pings);
     runs.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, runs.wait()).await.is_err() {
         tracing::warn!(running = agent.running_count(), "runs still going after the grace period; killing them");
@@ -139,7 +165,6 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     }
     publisher_stop.cancel();
     let _ = publisher.await;
-    let _ = client.flush().await;
     tracing::info!(pending_results = outbox.pending(), "kanade-agent stopped");
     Ok(())
 }

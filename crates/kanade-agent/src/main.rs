@@ -1,9 +1,11 @@
-//! `kanade-agent`: parses flags, sets up logging, loads the config and runs the agent until Ctrl-C or SIGTERM.
+//! `kanade-agent`: parses flags, sets up logging, loads the config and runs the agent (or the fleet simulator)
+//! until Ctrl-C or SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use kanade_agent::simulate::{SimulateArgs, Simulation};
 use kanade_shared::config::{AgentConfig, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 
@@ -17,19 +19,21 @@ struct Flags {
     /// A TOML config file (optional; the agent runs with no file at all).
     #[arg(long, short, env = "KANADE_AGENT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run many emulated agents in this process over the real agent code, to measure the system at fleet scale.
+    ///
+    /// Prints one JSON line on stdout once every agent is subscribed, then runs until Ctrl-C or SIGTERM.
+    Simulate(SimulateArgs),
 }
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    init_tracing();
-    let hostname = gethostname_lossy();
-    let config = match AgentConfig::load(flags.config.as_deref(), &ProcessEnv, &hostname) {
-        Ok(config) => config,
-        Err(err) => {
-            tracing::error!(error = %err, "invalid configuration");
-            return ExitCode::from(2);
-        }
-    };
+    init_tracing(if flags.command.is_some() { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -37,33 +41,70 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                kanade_agent::platform::shutdown_signal().await;
-                tracing::info!("shutdown requested");
-                shutdown.cancel();
-            }
-        });
-        match kanade_agent::run(config, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!(error = format!("{err:#}"), "agent failed");
-                ExitCode::FAILURE
-            }
+    match flags.command {
+        Some(Command::Simulate(args)) => runtime.block_on(simulate(args)),
+        None => {
+            let hostname = sysinfo::System::host_name().unwrap_or_default();
+            let config = match AgentConfig::load(flags.config.as_deref(), &ProcessEnv, &hostname) {
+                Ok(config) => config,
+                Err(err) => {
+                    tracing::error!(error = %err, "invalid configuration");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(agent(config))
         }
-    })
+    }
 }
 
-fn gethostname_lossy() -> String {
-    sysinfo::System::host_name().unwrap_or_default()
+fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            kanade_agent::platform::shutdown_signal().await;
+            tracing::info!("shutdown requested");
+            shutdown.cancel();
+        }
+    });
+    shutdown
 }
 
-fn init_tracing() {
+async fn agent(config: AgentConfig) -> ExitCode {
+    match kanade_agent::run(config, shutdown_on_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "agent failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn simulate(args: SimulateArgs) -> ExitCode {
+    let shutdown = shutdown_on_signal();
+    let simulation = match Simulation::start(&args).await {
+        Ok(simulation) => simulation,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "simulation failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ready = serde_json::json!({
+        "ready": simulation.count,
+        "connections": simulation.connections,
+        "data_dir": simulation.data_dir,
+        "pid": std::process::id(),
+    });
+    println!("{ready}");
+    shutdown.cancelled().await;
+    simulation.stop().await;
+    ExitCode::SUCCESS
+}
+
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KANADE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
