@@ -1,7 +1,5 @@
 //! Printing: tables for people, JSON for scripts, messages on stderr. Readable without colour; none is used.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
-
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -10,9 +8,17 @@ pub enum Format {
     Json,
 }
 
+/// Writes to stdout. A closed pipe (`kanade ... | head`) is not an error: the reader has what it wanted, and the
+/// command's exit code must still be the one it would have had.
+fn stdout_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    stdout_line(&serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -28,7 +34,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        stdout_line(padded.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in rows {
@@ -38,14 +44,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 
 /// A message for the operator, on stderr.
 pub fn note(message: &str) {
-    eprintln!("{message}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
 }
 
 /// Prints an error with its chain of causes on stderr.
 pub fn error(err: &anyhow::Error) {
-    eprintln!("error: {err}");
+    note(&format!("error: {err}"));
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        note(&format!("  caused by: {cause}"));
     }
 }
 

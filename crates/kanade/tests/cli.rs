@@ -253,3 +253,17 @@ async fn ping_prints_version_uptime_and_round_trip() {
     assert!(json["rtt_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(json["agent_version"], kanade_agent::VERSION);
 }
+
+#[tokio::test]
+async fn a_closed_stdout_is_not_a_panic() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    // `true` exits at once, so every write kanade makes hits a closed pipe.
+    let script = format!("{} jetstream status | true; exit ${{PIPESTATUS[0]}}", env!("CARGO_BIN_EXE_kanade"));
+    let out = Command::new("bash").args(["-c", &script]).env("KANADE_NATS_URL", &url).output().await.unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
