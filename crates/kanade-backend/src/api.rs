@@ -38,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/agents", get(list_agents))
         .route("/agents/{pc_id}", get(get_agent))
         .route("/results", get(list_results))
+        .route("/executions/{exec_id}", get(get_execution))
         .method_not_allowed_fallback(api_method_not_allowed)
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
@@ -247,4 +248,24 @@ async fn list_results(
 ) -> Result<Json<Vec<ResultRow>>, ApiError> {
     let filter = parse_filter(query)?;
     Ok(Json(state.db.list_results(&filter).await?))
+}
+
+/// An execution's progress as the results tell it. (Jobs, targets and waves join this when the backend drives
+/// executions itself.)
+#[derive(Serialize)]
+struct ExecutionView {
+    exec_id: ExecId,
+    results: i64,
+    by_status: std::collections::BTreeMap<String, i64>,
+}
+
+async fn get_execution(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let Path(raw) = path.map_err(|rejection| ApiError::bad_request("invalid_exec_id", rejection.body_text()))?;
+    let exec = ExecId::new(raw).map_err(|err| ApiError::bad_request("invalid_exec_id", err.to_string()))?;
+    let by_status: std::collections::BTreeMap<String, i64> =
+        state.db.exec_status_counts(&exec).await?.into_iter().collect();
+    Ok(Json(ExecutionView { exec_id: exec, results: by_status.values().sum(), by_status }))
 }

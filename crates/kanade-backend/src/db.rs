@@ -212,6 +212,16 @@ impl Db {
         rows.iter().map(ResultRow::from_row).collect()
     }
 
+    /// How many results an execution has, per status.
+    pub async fn exec_status_counts(&self, exec: &ExecId) -> Result<Vec<(String, i64)>, DbError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM results WHERE exec_id = $1 GROUP BY status ORDER BY status")
+                .bind(exec.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|row| Ok((row.try_get("status")?, row.try_get("n")?))).collect()
+    }
+
     /// How many results are stored, for tests and benchmarks.
     pub async fn count_results(&self) -> Result<i64, DbError> {
         Ok(sqlx::query("SELECT COUNT(*) AS n FROM results").fetch_one(&self.pool).await?.try_get("n")?)

@@ -68,6 +68,11 @@ async fn a_script_sent_from_the_cli_runs_on_an_agent_and_its_result_lands_in_the
     assert_eq!(results[2]["stdout"], "hello\n");
     assert_eq!(results[0]["result_id"], format!("{}.pc-1", result.exec_id));
 
+    let (status, execution) = backend.get(&format!("/api/executions/{}", result.exec_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(execution["results"], 1);
+    assert_eq!(execution["by_status"], serde_json::json!({"ok": 1}));
+
     let (status, agent) = backend.get("/api/agents/pc-1").await;
     assert_eq!(status, 200);
     assert_eq!(agent["online"], true);
