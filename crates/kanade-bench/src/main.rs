@@ -1,0 +1,521 @@
+//! kanade's fleet-scale benchmarks. `kanade-bench fanout` starts its own nats-server, the backend and the fleet
+//! simulator as separate processes, and measures, for each fleet size: a broadcast until every result is committed
+//! and counted through the HTTP API, against the same fan-out done with raw NATS in the same run; the backend's
+//! CPU and projector lag under heartbeats; memory per simulated agent; and a real agent's idle RSS and CPU.
+//! Linux only: it reads /proc for memory and CPU.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod procs;
+mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use async_nats::jetstream::{self, message::PublishMessage};
+use chrono::Utc;
+use clap::Parser;
+use kanade_shared::subject::{self, Target};
+use kanade_shared::wire::{Command, Heartbeat, Shell};
+use kanade_shared::{ExecId, JobId, PcId};
+use kanade_testkit::NatsServer;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::procs::Proc;
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+#[derive(Debug, Parser)]
+#[command(name = "kanade-bench", about = "kanade's fleet-scale benchmarks")]
+enum Cli {
+    /// Fan-out, heartbeat load, memory and idle-agent figures for each fleet size.
+    Fanout(FanoutArgs),
+    /// (Internal) the raw-NATS reference agents, run as their own process.
+    RawAgents {
+        #[arg(long)]
+        nats_url: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        connections: usize,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct FanoutArgs {
+    /// Fleet sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    agents: Vec<usize>,
+    /// Measured broadcasts per fleet size and path (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Agents per NATS connection in the simulator and the raw reference.
+    #[arg(long, default_value_t = 100)]
+    agents_per_connection: usize,
+    /// Heartbeat interval during the heartbeat-load window; the figure is scaled to the 30 s default.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// How long to measure the backend's CPU under heartbeats.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    heartbeat_window: Duration,
+    /// How long to measure a real idle agent; 0 skips it.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_window: Duration,
+    /// Keep the simulator's data dirs on the real disk instead of tmpfs.
+    #[arg(long)]
+    disk: bool,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Figures {
+    agents: usize,
+    connections: usize,
+    kanade_total_ms: u64,
+    raw_total_ms: u64,
+    ratio: f64,
+    kanade_latency_ms: Percentiles,
+    raw_latency_ms: Percentiles,
+    sim_rss_per_agent_kb: f64,
+    sim_state_per_agent_kb: f64,
+    backend_cpu_pct_at_interval: f64,
+    backend_cpu_pct_at_30s: f64,
+    heartbeat_lag_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Percentiles {
+    p50: i64,
+    p99: i64,
+    max: i64,
+}
+
+fn percentiles(mut values: Vec<i64>) -> Percentiles {
+    if values.is_empty() {
+        return Percentiles::default();
+    }
+    values.sort_unstable();
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    Percentiles { p50: at(0.5), p99: at(0.99), max: values[values.len() - 1] }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KANADE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli {
+        Cli::RawAgents { nats_url, count, connections } => runtime.block_on(raw::agents(&nats_url, count, connections)),
+        Cli::Fanout(args) => {
+            let bin = procs::build_binaries()?;
+            runtime.block_on(fanout(args, &bin))
+        }
+    }
+}
+
+async fn fanout(args: FanoutArgs, bin: &Path) -> anyhow::Result<()> {
+    let version = std::process::Command::new(kanade_testkit::nats_server_binary()).arg("--version").output()?;
+    let header = format!(
+        "machine: {} cores, {:.1} GiB RAM; {}; simulator state on {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        total_ram_gib(),
+        String::from_utf8_lossy(&version.stdout).trim(),
+        if args.disk { "the real disk" } else { "tmpfs (/dev/shm)" },
+    );
+    eprintln!("bench: {header}");
+    let mut all = Vec::new();
+    for &n in &args.agents {
+        all.push(one_size(&args, bin, n).await.with_context(|| format!("fleet of {n}"))?);
+    }
+    let idle = if args.idle_window.is_zero() { None } else { Some(idle_agent(bin, args.idle_window).await?) };
+
+    println!("\n{header}\n");
+    println!(
+        "| agents | kanade: broadcast -> all in DB (API) | raw NATS | ratio | kanade latency p50/p99/max | raw latency p50/p99/max | sim RSS / agent | sim state / agent |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for f in &all {
+        println!(
+            "| {} | {} ms | {} ms | {:.2}x | {}/{}/{} ms | {}/{}/{} ms | {:.1} KB | {:.1} KB |",
+            f.agents,
+            f.kanade_total_ms,
+            f.raw_total_ms,
+            f.ratio,
+            f.kanade_latency_ms.p50,
+            f.kanade_latency_ms.p99,
+            f.kanade_latency_ms.max,
+            f.raw_latency_ms.p50,
+            f.raw_latency_ms.p99,
+            f.raw_latency_ms.max,
+            f.sim_rss_per_agent_kb,
+            f.sim_state_per_agent_kb,
+        );
+    }
+    println!(
+        "\n| agents | heartbeat every | backend CPU (of one core) | scaled to 30 s | heartbeat -> API lag p50/p99/max |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for f in &all {
+        println!(
+            "| {} | {} | {:.1}% | {:.2}% | {}/{}/{} ms |",
+            f.agents,
+            humantime::format_duration(args.heartbeat_interval),
+            f.backend_cpu_pct_at_interval,
+            f.backend_cpu_pct_at_30s,
+            f.heartbeat_lag_ms.p50,
+            f.heartbeat_lag_ms.p99,
+            f.heartbeat_lag_ms.max,
+        );
+    }
+    if let Some(idle) = &idle {
+        println!(
+            "\nreal agent, idle for {}: RSS {:.1} MB, CPU {:.3}% of one core",
+            humantime::format_duration(args.idle_window),
+            idle.0 as f64 / (1024.0 * 1024.0),
+            idle.1
+        );
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "machine": header,
+            "sizes": all,
+            "idle_agent": idle.map(|(rss, cpu)| serde_json::json!({"rss_bytes": rss, "cpu_pct": cpu})),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+    }
+    Ok(())
+}
+
+fn total_ram_gib() -> f64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
+}
+
+struct Backend {
+    proc: Proc,
+    url: String,
+    db_path: PathBuf,
+}
+
+async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Backend> {
+    let port = procs::free_port();
+    let mut command = tokio::process::Command::new(bin.join("kanade-backend"));
+    command
+        .env_clear()
+        .env("KANADE_BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("KANADE_NATS_URL", nats_url)
+        .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
+        .env("KANADE_BACKEND_DATA_DIR", dir)
+        .env("KANADE_LOG", "warn");
+    let proc = Proc::spawn(command, &dir.join("backend.log"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{url}/health")).send().await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the backend did not come up; see {}", dir.join("backend.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Backend { proc, url, db_path: dir.join("kanade.db") })
+}
+
+async fn start_simulator(
+    bin: &Path,
+    nats_url: &str,
+    n: usize,
+    connections: usize,
+    heartbeat: Duration,
+    data: &Path,
+    log: &Path,
+) -> anyhow::Result<Proc> {
+    let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
+    command
+        .args(["simulate", "--count", &n.to_string(), "--connections", &connections.to_string()])
+        .args(["--heartbeat-interval", &humantime::format_duration(heartbeat).to_string()])
+        .arg("--data-dir")
+        .arg(data)
+        .env("KANADE_NATS_URL", nats_url)
+        .env("KANADE_LOG", "warn");
+    let mut proc = Proc::spawn(command, log)?;
+    proc.ready_line(Duration::from_secs(300)).await.context("the simulator did not get ready")?;
+    Ok(proc)
+}
+
+async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Figures> {
+    eprintln!("bench: {n} agents");
+    let work = tempfile::tempdir()?;
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let client = async_nats::connect(&url).await?;
+    let js = jetstream::new(client.clone());
+    kanade::jetstream::setup(&js, 1).await?;
+    let connections = n.div_ceil(args.agents_per_connection).max(1);
+
+    let backend = start_backend(bin, &url, work.path()).await?;
+    let sim_data = if args.disk {
+        work.path().join("sim")
+    } else {
+        PathBuf::from(format!("/dev/shm/kanade-bench-{}", std::process::id()))
+    };
+    let sim =
+        start_simulator(bin, &url, n, connections, Duration::from_secs(30), &sim_data, &work.path().join("sim.log"))
+            .await?;
+    let http = reqwest::Client::new();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", backend.db_path.display())).await?;
+
+    let mut kanade_runs = Vec::new();
+    for run in 0..=args.runs {
+        let measured = kanade_broadcast(&js, &http, &backend.url, &db, n).await?;
+        eprintln!(
+            "bench:   kanade run {run}: {} ms{}",
+            measured.0.as_millis(),
+            if run == 0 { " (warm-up)" } else { "" }
+        );
+        if run > 0 {
+            kanade_runs.push(measured);
+        }
+    }
+    let sim_rss = sim.rss_bytes();
+    let sim_state = procs::dir_bytes(&sim_data);
+    sim.stop(Duration::from_secs(30)).await;
+    let _ = std::fs::remove_dir_all(&sim_data);
+
+    let mut raw_command = tokio::process::Command::new(bin.join("kanade-bench"));
+    raw_command.args([
+        "raw-agents",
+        "--nats-url",
+        &url,
+        "--count",
+        &n.to_string(),
+        "--connections",
+        &connections.to_string(),
+    ]);
+    let mut raw_agents = Proc::spawn(raw_command, &work.path().join("raw.log"))?;
+    raw_agents.ready_line(Duration::from_secs(300)).await?;
+    let projector = raw::Projector::start(&js, &work.path().join("raw.db")).await?;
+    let mut raw_runs = Vec::new();
+    for run in 0..=args.runs {
+        let measured = raw_broadcast(&client, &projector, n).await?;
+        eprintln!("bench:   raw run {run}: {} ms{}", measured.0.as_millis(), if run == 0 { " (warm-up)" } else { "" });
+        if run > 0 {
+            raw_runs.push(measured);
+        }
+    }
+    drop(projector);
+    raw_agents.stop(Duration::from_secs(5)).await;
+
+    let (cpu_pct, lag) = heartbeat_load(args, bin, &url, &backend, &client, n, connections, work.path()).await?;
+    backend.proc.stop(Duration::from_secs(10)).await;
+
+    let kanade = median(kanade_runs);
+    let raw = median(raw_runs);
+    Ok(Figures {
+        agents: n,
+        connections,
+        kanade_total_ms: kanade.0.as_millis() as u64,
+        raw_total_ms: raw.0.as_millis() as u64,
+        ratio: kanade.0.as_secs_f64() / raw.0.as_secs_f64().max(1e-9),
+        kanade_latency_ms: percentiles(kanade.1),
+        raw_latency_ms: percentiles(raw.1),
+        sim_rss_per_agent_kb: sim_rss as f64 / n as f64 / 1024.0,
+        sim_state_per_agent_kb: sim_state as f64 / n as f64 / 1024.0,
+        backend_cpu_pct_at_interval: cpu_pct,
+        backend_cpu_pct_at_30s: cpu_pct * args.heartbeat_interval.as_secs_f64() / 30.0,
+        heartbeat_lag_ms: percentiles(lag),
+    })
+}
+
+/// The run with the median total time, with its per-agent latencies.
+fn median(mut runs: Vec<(Duration, Vec<i64>)>) -> (Duration, Vec<i64>) {
+    runs.sort_by_key(|r| r.0);
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+/// One broadcast through kanade: published into `EXEC` for every agent, done when the API counts every result.
+async fn kanade_broadcast(
+    js: &jetstream::Context,
+    http: &reqwest::Client,
+    api: &str,
+    db: &sqlx::SqlitePool,
+    n: usize,
+) -> anyhow::Result<(Duration, Vec<i64>)> {
+    let exec = ExecId::generate();
+    let job = JobId::new("bench-fanout")?;
+    let command = Command {
+        exec_id: exec.clone(),
+        job_id: job.clone(),
+        version: String::new(),
+        shell: Shell::Sh,
+        script: "emulated".into(),
+        timeout: Duration::from_secs(60),
+        issued_at: Utc::now(),
+        deadline: None,
+        run_as: Default::default(),
+        cwd: None,
+    };
+    let t0_ms = Utc::now().timestamp_millis();
+    let started = Instant::now();
+    js.send_publish(
+        subject::command(&Target::All, &job),
+        PublishMessage::build().payload(serde_json::to_vec(&command)?.into()).message_id(exec.as_str()),
+    )
+    .await?
+    .await?;
+    loop {
+        let view: serde_json::Value =
+            http.get(format!("{api}/api/executions/{exec}")).bearer_auth(TOKEN).send().await?.json().await?;
+        if view["results"].as_u64().unwrap_or(0) >= n as u64 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {} of {n} results after 10 minutes", view["results"]);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    let rows =
+        sqlx::query("SELECT recorded_at_ms FROM results WHERE exec_id = $1").bind(exec.as_str()).fetch_all(db).await?;
+    let latencies = rows.iter().filter_map(|r| r.try_get::<i64, _>("recorded_at_ms").ok()).map(|t| t - t0_ms).collect();
+    Ok((total, latencies))
+}
+
+/// One broadcast with raw NATS: done when the raw projector has committed every result.
+async fn raw_broadcast(
+    client: &async_nats::Client,
+    projector: &raw::Projector,
+    n: usize,
+) -> anyhow::Result<(Duration, Vec<i64>)> {
+    let run = ExecId::generate().to_string();
+    let t0_ms = Utc::now().timestamp_millis();
+    let started = Instant::now();
+    client.publish(raw::COMMAND_SUBJECT, run.clone().into()).await?;
+    client.flush().await?;
+    loop {
+        if projector.count(&run).await? >= n as i64 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("raw: only {} of {n} results after 10 minutes", projector.count(&run).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    let latencies = projector.recorded(&run).await?.into_iter().map(|t| t - t0_ms).collect();
+    Ok((total, latencies))
+}
+
+/// The backend's CPU while `n` agents heartbeat every `args.heartbeat_interval`, and how long a heartbeat takes to
+/// show in the API under that load.
+#[allow(clippy::too_many_arguments)]
+async fn heartbeat_load(
+    args: &FanoutArgs,
+    bin: &Path,
+    url: &str,
+    backend: &Backend,
+    client: &async_nats::Client,
+    n: usize,
+    connections: usize,
+    work: &Path,
+) -> anyhow::Result<(f64, Vec<i64>)> {
+    let sim_data = work.join("hb-sim");
+    let sim =
+        start_simulator(bin, url, n, connections, args.heartbeat_interval, &sim_data, &work.join("hb-sim.log")).await?;
+    // Let the first round of heartbeats (every agent at start) settle.
+    tokio::time::sleep(args.heartbeat_interval * 3).await;
+    let cpu_before = backend.proc.cpu_seconds();
+    let started = Instant::now();
+    tokio::time::sleep(args.heartbeat_window).await;
+    let cpu_pct = (backend.proc.cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
+
+    // Lag, measured after the CPU window so the probes' HTTP polling does not count as heartbeat cost.
+    let http = reqwest::Client::new();
+    let probe = PcId::new("bench-probe")?;
+    let mut lag = Vec::new();
+    for k in 0..20 {
+        let heartbeat = Heartbeat {
+            pc_id: probe.clone(),
+            hostname: "probe".into(),
+            os: "linux".into(),
+            os_version: String::new(),
+            arch: String::new(),
+            agent_version: format!("probe-{k}"),
+            groups: Vec::new(),
+            uptime_secs: 0,
+            host_uptime_secs: 0,
+            rss_bytes: 0,
+            cpu_percent: 0.0,
+            running: 0,
+            outbox_pending: 0,
+            malformed_messages: 0,
+            sent_at: Utc::now(),
+        };
+        let started = Instant::now();
+        client.publish(subject::heartbeat(&probe), serde_json::to_vec(&heartbeat)?.into()).await?;
+        client.flush().await?;
+        loop {
+            let reply = http.get(format!("{}/api/agents/{probe}", backend.url)).bearer_auth(TOKEN).send().await?;
+            if reply.status().is_success() {
+                let agent: serde_json::Value = reply.json().await?;
+                if agent["agent_version"] == heartbeat.agent_version {
+                    break;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("a heartbeat did not reach the API within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lag.push(started.elapsed().as_millis() as i64);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sim.stop(Duration::from_secs(30)).await;
+    let _ = std::fs::remove_dir_all(&sim_data);
+    Ok((cpu_pct, lag))
+}
+
+/// A real agent process, idle with the default 30 s heartbeat: its RSS and CPU.
+async fn idle_agent(bin: &Path, window: Duration) -> anyhow::Result<(u64, f64)> {
+    eprintln!("bench: real agent idle for {}", humantime::format_duration(window));
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await?;
+    kanade::jetstream::setup(&jetstream::new(client.clone()), 1).await?;
+    let data = tempfile::tempdir()?;
+    let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
+    command
+        .env_clear()
+        .env("KANADE_AGENT_ID", "idle-agent")
+        .env("KANADE_AGENT_DATA_DIR", data.path())
+        .env("KANADE_NATS_URL", nats.url())
+        .env("KANADE_LOG", "warn");
+    let agent = Proc::spawn(command, &data.path().join("agent.log"))?;
+    let pc = PcId::new("idle-agent")?;
+    let started = Instant::now();
+    while kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the idle agent never answered a ping");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu_before = agent.cpu_seconds();
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let cpu_pct = (agent.cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
+    let rss = agent.rss_bytes();
+    agent.stop(Duration::from_secs(10)).await;
+    Ok((rss, cpu_pct))
+}
