@@ -2,6 +2,7 @@
 //! commands addressed to all agents, to its groups and to itself, runs them through the gate and the executor,
 //! and hands every result to the on-disk outbox, which publishes it to `RESULTS`.
 
+pub mod catchup;
 pub mod connection;
 pub mod executor;
 pub mod gate;
@@ -55,6 +56,10 @@ struct Agent {
     running: Mutex<HashMap<ExecId, CancellationToken>>,
     malformed: AtomicU64,
     stopping: AtomicBool,
+    /// The subjects this agent takes commands on: all, its groups, itself.
+    command_filters: Vec<String>,
+    catch_up: catchup::Position,
+    shutdown: CancellationToken,
 }
 
 /// Runs the agent until `shutdown` is cancelled: its own connection, real scripts.
@@ -101,6 +106,9 @@ pub async fn serve(
     );
     let js = jetstream::new(client.clone());
 
+    let mut command_filters =
+        vec![subject::commands_for(&Target::All), subject::commands_for(&Target::Pc(config.pc_id.clone()))];
+    command_filters.extend(config.groups.iter().map(|g| subject::commands_for(&Target::Group(g.clone()))));
     let agent = Arc::new(Agent {
         executor,
         config,
@@ -111,13 +119,13 @@ pub async fn serve(
         running: Mutex::new(HashMap::new()),
         malformed: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
+        command_filters,
+        catch_up: catchup::Position::new(&data_dir),
+        shutdown: shutdown.clone(),
     });
 
-    let mut command_subjects =
-        vec![subject::commands_for(&Target::All), subject::commands_for(&Target::Pc(agent.config.pc_id.clone()))];
-    command_subjects.extend(agent.config.groups.iter().map(|g| subject::commands_for(&Target::Group(g.clone()))));
     let mut subscriptions = Vec::new();
-    for filter in &command_subjects {
+    for filter in &agent.command_filters {
         subscriptions
             .push(client.subscribe(filter.clone()).await.with_context(|| format!("cannot subscribe to `{filter}`"))?);
     }
@@ -135,11 +143,14 @@ pub async fn serve(
         // Subscriptions are queued on the connection; its next flush puts them on the server.
         ready.add_permits(1);
     }
+    // Subscribed first, then read back: a command published in between arrives one way or the other (or both, and
+    // the ledger runs it once).
+    runs.spawn(agent.clone().catch_up(runs.clone()));
 
     loop {
         tokio::select! {
             Some(message) = commands.next() => {
-                runs.spawn(agent.clone().handle_command(message));
+                runs.spawn(agent.clone().handle_command(message.subject.to_string(), message.payload));
             }
             Some(message) = kills.next() => agent.handle_kill(&message).await,
             Some(message) = pings.next() => agent.handle_ping(&message).await,
@@ -147,6 +158,7 @@ pub async fn serve(
             Ok(()) = connects.changed() => {
                 outbox.wake();
                 agent.publish_heartbeat().await;
+                runs.spawn(agent.clone().catch_up(runs.clone()));
             }
             () = shutdown.cancelled() => break,
         }
@@ -182,9 +194,56 @@ impl Agent {
         }
     }
 
-    fn malformed(&self, message: &Message, error: &dyn std::fmt::Display) {
+    fn malformed(&self, subject: &str, bytes: usize, error: &dyn std::fmt::Display) {
         let total = self.malformed.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(subject = %message.subject, bytes = message.payload.len(), error = %error, total, "ignoring malformed message");
+        tracing::warn!(subject, bytes, error = %error, total, "ignoring malformed message");
+    }
+
+    /// Reads back the commands missed while away and handles each like a live one, oldest first.
+    async fn catch_up(self: Arc<Self>, runs: TaskTracker) {
+        let jitter = self.config.catch_up_jitter.mul_f64(rand::random_range(0.0..=1.0));
+        tokio::select! {
+            () = tokio::time::sleep(jitter) => {}
+            () = self.shutdown.cancelled() => return,
+        }
+        let from = self.catch_up.load() + 1;
+        let mut fetched = Vec::new();
+        let mut complete_to = Some(u64::MAX);
+        for filter in &self.command_filters {
+            let mut backoff = Duration::from_millis(500);
+            let read = loop {
+                match catchup::fetch(&self.client, filter, from).await {
+                    Ok(read) => break read,
+                    Err(err) if backoff < Duration::from_secs(30) => {
+                        tracing::warn!(filter, error = %err, retry_in = ?backoff, "catch-up failed");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = self.shutdown.cancelled() => return,
+                        }
+                        backoff *= 2;
+                    }
+                    Err(err) => {
+                        tracing::error!(filter, error = %err, "catch-up gave up; missed commands wait for the next reconnect");
+                        return;
+                    }
+                }
+            };
+            complete_to = complete_to.zip(read.complete_to).map(|(a, b)| a.min(b));
+            fetched.extend(read.commands);
+        }
+        fetched.sort_by_key(|f| f.seq);
+        if !fetched.is_empty() {
+            tracing::info!(commands = fetched.len(), from, "caught up on commands published while away");
+        }
+        for command in fetched {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            runs.spawn(self.clone().handle_command(command.subject, command.payload));
+        }
+        if let Some(seq) = complete_to.filter(|s| *s != u64::MAX) {
+            self.catch_up.save(seq);
+        }
     }
 
     async fn publish_heartbeat(&self) {
@@ -209,7 +268,7 @@ impl Agent {
 
     async fn handle_kill(&self, message: &Message) {
         let Some(exec) = subject::exec_of_kill(&message.subject) else {
-            self.malformed(message, &"kill subject does not end in a valid exec id");
+            self.malformed(&message.subject, message.payload.len(), &"kill subject does not end in a valid exec id");
             return;
         };
         let token = self.running.lock().ok().and_then(|running| running.get(&exec).cloned());
@@ -230,13 +289,14 @@ impl Agent {
         }
     }
 
-    async fn handle_command(self: Arc<Self>, message: Message) {
-        let command: Command = match serde_json::from_slice(&message.payload) {
+    async fn handle_command(self: Arc<Self>, subject_name: String, payload: bytes::Bytes) {
+        let command: Command = match serde_json::from_slice(&payload) {
             Ok(command) => command,
-            Err(err) => return self.malformed(&message, &err),
+            Err(err) => return self.malformed(&subject_name, payload.len(), &err),
         };
-        if subject::job_of_command(&message.subject).as_ref() != Some(&command.job_id) {
-            return self.malformed(&message, &format_args!("job id `{}` does not match the subject", command.job_id));
+        if subject::job_of_command(&subject_name).as_ref() != Some(&command.job_id) {
+            let why = format!("job id `{}` does not match the subject", command.job_id);
+            return self.malformed(&subject_name, payload.len(), &why);
         }
         match self.ledger.claim(&command.exec_id) {
             Ok(true) => {}

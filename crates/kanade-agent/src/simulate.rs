@@ -41,6 +41,9 @@ pub struct SimulateArgs {
     /// NATS connections the agents share [default: one per 100 agents].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: Option<u32>,
+    /// Longest random wait before an agent reads back missed commands after a (re)connect.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub catch_up_jitter: Duration,
     /// Heartbeat interval of every agent.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
@@ -199,6 +202,7 @@ impl Simulation {
                 groups,
                 heartbeat_interval: args.heartbeat_interval,
                 output_limit_bytes: DEFAULT_OUTPUT_LIMIT_BYTES,
+                catch_up_jitter: args.catch_up_jitter,
                 nats: nats.clone(),
             };
             let slot = index % connections;

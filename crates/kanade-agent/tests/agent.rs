@@ -387,3 +387,55 @@ async fn ping_answers_with_a_fresh_heartbeat() {
         kanade::commands::ping::ping(&client, &PcId::new("nobody").unwrap(), Duration::from_secs(2)).await.unwrap_err();
     assert!(err.to_string().contains("no agent `nobody` is connected"), "{err}");
 }
+
+#[tokio::test]
+async fn an_agent_that_was_away_runs_what_it_missed_exactly_once() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let mut results = ResultWatch::new(&client).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("runs");
+
+    let agent = TestAgent::start(&nats.url(), "pc-1", &["canary"]).await;
+    let config = agent.config.clone();
+    let data = agent.stop().await;
+
+    // Published while the agent is away.
+    let to_pc = command(&format!("echo pc >> {}", log.display()));
+    let to_group = command(&format!("echo group >> {}", log.display()));
+    let to_all = command(&format!("echo all >> {}", log.display()));
+    let mut expired = command(&format!("echo expired >> {}", log.display()));
+    expired.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let elsewhere = command(&format!("echo elsewhere >> {}", log.display()));
+    publish(&js, &pc("pc-1"), &to_pc).await;
+    publish(&js, &Target::Group(GroupName::new("canary").unwrap()), &to_group).await;
+    publish(&js, &Target::All, &to_all).await;
+    publish(&js, &pc("pc-1"), &expired).await;
+    publish(&js, &pc("pc-2"), &elsewhere).await;
+
+    let agent = TestAgent::start_with(config.clone(), data).await;
+    for missed in [&to_pc, &to_group, &to_all] {
+        assert_eq!(results.next_for(&missed.exec_id, PATIENCE).await.status, ResultStatus::Ok);
+    }
+    assert_eq!(results.next_for(&expired.exec_id, PATIENCE).await.reason, Some(Reason::Expired));
+
+    // Back again: the stream still holds every command, and none of them runs a second time.
+    let data = agent.stop().await;
+    std::fs::remove_file(data.path().join("catchup.seq")).unwrap();
+    let agent = TestAgent::start_with(config, data).await;
+    let position = agent.data_dir().join("catchup.seq");
+    eventually("the agent caught up again", PATIENCE, || {
+        let done = position.exists();
+        async move { done.then_some(()) }
+    })
+    .await;
+    let marker = command("true");
+    publish(&js, &pc("pc-1"), &marker).await;
+    results.next_for(&marker.exec_id, PATIENCE).await;
+    let mut lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
+    lines.sort();
+    assert_eq!(lines, ["all", "group", "pc"]);
+    assert_eq!(results.seen_for(&elsewhere.exec_id), 0);
+    assert_eq!(results.seen_for(&to_pc.exec_id), 1);
+}

@@ -22,6 +22,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_OUTPUT_LIMIT_BYTES: usize = 256 * 1024;
+pub const DEFAULT_CATCH_UP_JITTER: Duration = Duration::from_secs(3);
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 
@@ -171,6 +172,9 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// Captured bytes kept per stream (stdout, stderr) of one run.
     pub output_limit_bytes: usize,
+    /// After each (re)connect the agent waits a random time up to this before reading back missed commands, so a
+    /// fleet that reconnects together does not ask together.
+    pub catch_up_jitter: Duration,
     pub nats: NatsConfig,
 }
 
@@ -183,6 +187,7 @@ struct AgentFile {
     data_dir: Option<PathBuf>,
     heartbeat_interval: Option<String>,
     output_limit_bytes: Option<usize>,
+    catch_up_jitter: Option<String>,
     #[serde(default)]
     nats: NatsFile,
     /// teravars' variables, already used by rendering.
@@ -236,6 +241,17 @@ impl AgentConfig {
             });
         }
         let data_dir = env.var("KANADE_AGENT_DATA_DIR").map(PathBuf::from).or(file.data_dir);
+        let catch_up_jitter = match file.catch_up_jitter {
+            Some(raw) => parse_duration("catch_up_jitter", &raw)?,
+            None => DEFAULT_CATCH_UP_JITTER,
+        };
+        if catch_up_jitter > Duration::from_secs(600) {
+            return Err(ConfigError::InvalidValue {
+                key: "catch_up_jitter".into(),
+                value: humantime::format_duration(catch_up_jitter).to_string(),
+                problem: "is longer than the maximum of 10m".into(),
+            });
+        }
 
         Ok(Self {
             pc_id,
@@ -244,6 +260,7 @@ impl AgentConfig {
             data_dir,
             heartbeat_interval,
             output_limit_bytes,
+            catch_up_jitter,
             nats: file.nats.resolve(env)?,
         })
     }
@@ -467,6 +484,7 @@ mod tests {
             ("heartbeat_interval = \"soon\"", "heartbeat_interval: `soon` is not a duration"),
             ("heartbeat_interval = \"1ms\"", "shorter than the minimum"),
             ("output_limit_bytes = 0", "output_limit_bytes: `0` must be between"),
+            ("catch_up_jitter = \"1h\"", "catch_up_jitter: `1h` is longer than the maximum"),
             ("groups = [\"a.b\"]", "groups: group name `a.b`"),
             ("[nats]\nurl = \"http://x\"", "is not a NATS URL"),
             ("pc_id = 3", "invalid type"),

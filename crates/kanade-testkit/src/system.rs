@@ -29,6 +29,7 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         data_dir: Some(data_dir.to_owned()),
         heartbeat_interval: Duration::from_millis(500),
         output_limit_bytes: kanade_shared::config::DEFAULT_OUTPUT_LIMIT_BYTES,
+        catch_up_jitter: Duration::from_millis(100),
         nats: NatsConfig { urls: vec![url.to_owned()], token: None },
     }
 }
