@@ -53,6 +53,17 @@ pub async fn connect(nats: &NatsConfig, name: &str) -> Result<(Client, Connects)
     Ok((client, connects))
 }
 
+/// Waits until the server has processed everything this client sent before: a request nobody answers comes back
+/// as "no responders" only after the server handled it, and a connection's protocol is handled in order. (The
+/// client's `flush` only empties its own write buffer.)
+pub async fn round_trip(client: &Client) -> Result<(), async_nats::RequestError> {
+    match client.request(client.new_inbox(), bytes::Bytes::new()).await {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

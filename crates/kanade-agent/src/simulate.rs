@@ -224,8 +224,9 @@ impl Simulation {
         tasks.close();
         let all = u32::try_from(count)?;
         let _ = ready.acquire_many(all).await.context("simulated agents did not start")?;
+        // Subscribed means the server has the subscriptions, not just our socket: one round trip per connection.
         for client in &clients {
-            client.flush().await.context("cannot flush subscriptions to the server")?;
+            crate::connection::round_trip(client).await.context("the server did not confirm the subscriptions")?;
         }
         Ok(Self { count, connections, data_dir, keep_data: args.keep_data, clients, shutdown, tasks })
     }

@@ -63,6 +63,9 @@ struct FanoutArgs {
     /// How long to measure a real idle agent; 0 skips it.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     idle_window: Duration,
+    /// The simulated agents' catch-up jitter (see `kanade-agent simulate --help`).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    catch_up_jitter: Duration,
     /// Keep the simulator's data dirs on the real disk instead of tmpfs.
     #[arg(long)]
     disk: bool,
@@ -234,6 +237,7 @@ async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result
 }
 
 async fn start_simulator(
+    args: &FanoutArgs,
     bin: &Path,
     nats_url: &str,
     n: usize,
@@ -246,6 +250,7 @@ async fn start_simulator(
     command
         .args(["simulate", "--count", &n.to_string(), "--connections", &connections.to_string()])
         .args(["--heartbeat-interval", &humantime::format_duration(heartbeat).to_string()])
+        .args(["--catch-up-jitter", &humantime::format_duration(args.catch_up_jitter).to_string()])
         .arg("--data-dir")
         .arg(data)
         .env("KANADE_NATS_URL", nats_url)
@@ -271,18 +276,29 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
     } else {
         PathBuf::from(format!("/dev/shm/kanade-bench-{}", std::process::id()))
     };
-    let sim =
-        start_simulator(bin, &url, n, connections, Duration::from_secs(30), &sim_data, &work.path().join("sim.log"))
-            .await?;
+    let sim = start_simulator(
+        args,
+        bin,
+        &url,
+        n,
+        connections,
+        Duration::from_secs(30),
+        &sim_data,
+        &work.path().join("sim.log"),
+    )
+    .await?;
     let http = reqwest::Client::new();
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", backend.db_path.display())).await?;
 
     let mut kanade_runs = Vec::new();
     for run in 0..=args.runs {
         let measured = kanade_broadcast(&js, &http, &backend.url, &db, n).await?;
+        let p = percentiles(measured.1.clone());
         eprintln!(
-            "bench:   kanade run {run}: {} ms{}",
+            "bench:   kanade run {run}: {} ms (latency p50 {} ms, max {} ms){}",
             measured.0.as_millis(),
+            p.p50,
+            p.max,
             if run == 0 { " (warm-up)" } else { "" }
         );
         if run > 0 {
@@ -388,8 +404,20 @@ async fn kanade_broadcast(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed();
-    let rows =
-        sqlx::query("SELECT recorded_at_ms FROM results WHERE exec_id = $1").bind(exec.as_str()).fetch_all(db).await?;
+    let rows = sqlx::query("SELECT recorded_at_ms, finished_at_ms, pc_id FROM results WHERE exec_id = $1")
+        .bind(exec.as_str())
+        .fetch_all(db)
+        .await?;
+    if let Some(worst) = rows.iter().max_by_key(|r| r.try_get::<i64, _>("recorded_at_ms").unwrap_or(0)) {
+        let recorded: i64 = worst.try_get("recorded_at_ms")?;
+        let finished: i64 = worst.try_get("finished_at_ms")?;
+        let pc: String = worst.try_get("pc_id")?;
+        eprintln!(
+            "bench:   slowest ({pc}): finished {} ms after the broadcast, committed {} ms after that",
+            finished - t0_ms,
+            recorded - finished
+        );
+    }
     let latencies = rows.iter().filter_map(|r| r.try_get::<i64, _>("recorded_at_ms").ok()).map(|t| t - t0_ms).collect();
     Ok((total, latencies))
 }
@@ -434,7 +462,8 @@ async fn heartbeat_load(
 ) -> anyhow::Result<(f64, Vec<i64>)> {
     let sim_data = work.join("hb-sim");
     let sim =
-        start_simulator(bin, url, n, connections, args.heartbeat_interval, &sim_data, &work.join("hb-sim.log")).await?;
+        start_simulator(args, bin, url, n, connections, args.heartbeat_interval, &sim_data, &work.join("hb-sim.log"))
+            .await?;
     // Let the first round of heartbeats (every agent at start) settle.
     tokio::time::sleep(args.heartbeat_interval * 3).await;
     let cpu_before = backend.proc.cpu_seconds();

@@ -46,7 +46,7 @@ pub async fn agents(url: &str, count: usize, connections: usize) -> anyhow::Resu
         });
     }
     for client in &clients {
-        client.flush().await?;
+        kanade_agent::connection::round_trip(client).await?;
     }
     println!("{}", serde_json::json!({"ready": count, "pid": std::process::id()}));
     // Run until killed by the benchmark.
