@@ -88,6 +88,7 @@ struct Figures {
     backend_cpu_pct_at_interval: f64,
     backend_cpu_pct_at_30s: f64,
     heartbeat_lag_ms: Percentiles,
+    storm: Storm,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -179,6 +180,16 @@ async fn fanout(args: FanoutArgs, bin: &Path) -> anyhow::Result<()> {
             f.heartbeat_lag_ms.max,
         );
     }
+    println!(
+        "\n| agents | broker killed, down 2 s, restarted: all answer pings | results of a command published at restart all in DB | lost | duplicated |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for f in &all {
+        println!(
+            "| {} | {} ms | {} ms | {} | {} |",
+            f.agents, f.storm.back_online_ms, f.storm.caught_up_ms, f.storm.lost, f.storm.duplicated
+        );
+    }
     if let Some(idle) = &idle {
         println!(
             "\nreal agent, idle for {}: RSS {:.1} MB, CPU {:.3}% of one core",
@@ -241,11 +252,10 @@ async fn start_simulator(
     bin: &Path,
     nats_url: &str,
     n: usize,
-    connections: usize,
     heartbeat: Duration,
     data: &Path,
-    log: &Path,
 ) -> anyhow::Result<Proc> {
+    let connections = n.div_ceil(args.agents_per_connection).max(1);
     let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
     command
         .args(["simulate", "--count", &n.to_string(), "--connections", &connections.to_string()])
@@ -255,7 +265,7 @@ async fn start_simulator(
         .arg(data)
         .env("KANADE_NATS_URL", nats_url)
         .env("KANADE_LOG", "warn");
-    let mut proc = Proc::spawn(command, log)?;
+    let mut proc = Proc::spawn(command, &data.with_extension("log"))?;
     proc.ready_line(Duration::from_secs(300)).await.context("the simulator did not get ready")?;
     Ok(proc)
 }
@@ -263,7 +273,7 @@ async fn start_simulator(
 async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Figures> {
     eprintln!("bench: {n} agents");
     let work = tempfile::tempdir()?;
-    let nats = NatsServer::start();
+    let mut nats = NatsServer::start();
     let url = nats.url();
     let client = async_nats::connect(&url).await?;
     let js = jetstream::new(client.clone());
@@ -276,17 +286,7 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
     } else {
         PathBuf::from(format!("/dev/shm/kanade-bench-{}", std::process::id()))
     };
-    let sim = start_simulator(
-        args,
-        bin,
-        &url,
-        n,
-        connections,
-        Duration::from_secs(30),
-        &sim_data,
-        &work.path().join("sim.log"),
-    )
-    .await?;
+    let sim = start_simulator(args, bin, &url, n, Duration::from_secs(30), &sim_data).await?;
     let http = reqwest::Client::new();
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", backend.db_path.display())).await?;
 
@@ -307,19 +307,17 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
     }
     let sim_rss = sim.rss_bytes();
     let sim_state = procs::dir_bytes(&sim_data);
+    let storm = reconnect_storm(&mut nats, &js, &client, &http, &backend.url, &db, n).await?;
+    eprintln!(
+        "bench:   reconnect storm: all back {} ms, caught up {} ms, {} lost, {} duplicated",
+        storm.back_online_ms, storm.caught_up_ms, storm.lost, storm.duplicated
+    );
     sim.stop(Duration::from_secs(30)).await;
     let _ = std::fs::remove_dir_all(&sim_data);
 
     let mut raw_command = tokio::process::Command::new(bin.join("kanade-bench"));
-    raw_command.args([
-        "raw-agents",
-        "--nats-url",
-        &url,
-        "--count",
-        &n.to_string(),
-        "--connections",
-        &connections.to_string(),
-    ]);
+    raw_command.args(["raw-agents", "--nats-url", &url, "--count", &n.to_string()]);
+    raw_command.args(["--connections", &connections.to_string()]);
     let mut raw_agents = Proc::spawn(raw_command, &work.path().join("raw.log"))?;
     raw_agents.ready_line(Duration::from_secs(300)).await?;
     let projector = raw::Projector::start(&js, &work.path().join("raw.db")).await?;
@@ -334,7 +332,10 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
     drop(projector);
     raw_agents.stop(Duration::from_secs(5)).await;
 
-    let (cpu_pct, lag) = heartbeat_load(args, bin, &url, &backend, &client, n, connections, work.path()).await?;
+    let sim_data = work.path().join("hb-sim");
+    let sim = start_simulator(args, bin, &url, n, args.heartbeat_interval, &sim_data).await?;
+    let (cpu_pct, lag) = heartbeat_load(args, &backend, &client).await?;
+    sim.stop(Duration::from_secs(30)).await;
     backend.proc.stop(Duration::from_secs(10)).await;
 
     let kanade = median(kanade_runs);
@@ -352,7 +353,122 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
         backend_cpu_pct_at_interval: cpu_pct,
         backend_cpu_pct_at_30s: cpu_pct * args.heartbeat_interval.as_secs_f64() / 30.0,
         heartbeat_lag_ms: percentiles(lag),
+        storm,
     })
+}
+
+#[derive(Debug, Serialize)]
+struct Storm {
+    /// From the broker's restart until every agent answered a ping again.
+    back_online_ms: u64,
+    /// From the broker's restart until every result of the command published right after it is in the database.
+    caught_up_ms: u64,
+    /// Targets minus rows in the database.
+    lost: i64,
+    /// Copies of results stored in `RESULTS` beyond one per agent.
+    duplicated: i64,
+}
+
+/// Kills nats-server under the connected fleet, starts it again on the same port and store, publishes a command
+/// at once (most agents are still reconnecting, so they get it through catch-up), and times the recovery.
+async fn reconnect_storm(
+    nats: &mut NatsServer,
+    js: &jetstream::Context,
+    client: &async_nats::Client,
+    http: &reqwest::Client,
+    api: &str,
+    db: &sqlx::SqlitePool,
+    n: usize,
+) -> anyhow::Result<Storm> {
+    nats.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.start_again();
+    let restarted = Instant::now();
+
+    let exec = ExecId::generate();
+    let job = JobId::new("bench-storm")?;
+    let body = serde_json::to_vec(&bench_command(&exec, &job))?;
+    loop {
+        let sent = js
+            .send_publish(
+                subject::command(&Target::All, &job),
+                PublishMessage::build().payload(body.clone().into()).message_id(exec.as_str()),
+            )
+            .await;
+        if let Ok(ack) = sent
+            && ack.await.is_ok()
+        {
+            break;
+        }
+        if restarted.elapsed() > Duration::from_secs(120) {
+            bail!("the restarted broker did not take a command within 2 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let online = tokio::spawn(ping_everyone(client.clone(), n, restarted));
+    loop {
+        let view = http.get(format!("{api}/api/executions/{exec}")).bearer_auth(TOKEN).send().await;
+        if let Ok(reply) = view
+            && let Ok(view) = reply.json::<serde_json::Value>().await
+            && view["results"].as_u64().unwrap_or(0) >= n as u64
+        {
+            break;
+        }
+        if restarted.elapsed() > Duration::from_secs(300) {
+            bail!("the fleet did not catch up within 5 minutes of the broker's restart");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let caught_up = restarted.elapsed();
+    let back_online = online.await??;
+
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM results WHERE exec_id = $1")
+        .bind(exec.as_str())
+        .fetch_one(db)
+        .await?
+        .try_get("n")?;
+    let stream = js.get_stream(kanade_shared::resources::STREAM_RESULTS).await?;
+    let mut subjects = stream.info_with_subjects(format!("results.*.{exec}")).await?;
+    let mut stored = 0usize;
+    while let Some(entry) = futures::StreamExt::next(&mut subjects).await {
+        stored += entry?.1;
+    }
+    Ok(Storm {
+        back_online_ms: back_online.as_millis() as u64,
+        caught_up_ms: caught_up.as_millis() as u64,
+        lost: n as i64 - rows,
+        duplicated: stored as i64 - n as i64,
+    })
+}
+
+/// Pings every simulated agent until each has answered once; returns when the last one did, from `since`.
+async fn ping_everyone(client: async_nats::Client, n: usize, since: Instant) -> anyhow::Result<Duration> {
+    use futures::StreamExt;
+    let ids: Vec<PcId> = (0..n).map(|i| kanade_agent::simulate::pc_id("sim-", i, n)).collect::<Result<_, _>>()?;
+    let answered = futures::stream::iter(ids)
+        .map(|pc| {
+            let client = client.clone();
+            async move {
+                loop {
+                    if kanade::commands::ping::ping(&client, &pc, Duration::from_secs(2)).await.is_ok() {
+                        return Ok(since.elapsed());
+                    }
+                    if since.elapsed() > Duration::from_secs(300) {
+                        bail!("`{pc}` did not come back within 5 minutes");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        })
+        .buffer_unordered(500)
+        .collect::<Vec<anyhow::Result<Duration>>>()
+        .await;
+    let mut last = Duration::ZERO;
+    for one in answered {
+        last = last.max(one?);
+    }
+    Ok(last)
 }
 
 /// The run with the median total time, with its per-agent latencies.
@@ -360,6 +476,21 @@ fn median(mut runs: Vec<(Duration, Vec<i64>)>) -> (Duration, Vec<i64>) {
     runs.sort_by_key(|r| r.0);
     let mid = runs.len() / 2;
     runs.swap_remove(mid)
+}
+
+fn bench_command(exec: &ExecId, job: &JobId) -> Command {
+    Command {
+        exec_id: exec.clone(),
+        job_id: job.clone(),
+        version: String::new(),
+        shell: Shell::Sh,
+        script: "emulated".into(),
+        timeout: Duration::from_secs(60),
+        issued_at: Utc::now(),
+        deadline: None,
+        run_as: Default::default(),
+        cwd: None,
+    }
 }
 
 /// One broadcast through kanade: published into `EXEC` for every agent, done when the API counts every result.
@@ -372,18 +503,7 @@ async fn kanade_broadcast(
 ) -> anyhow::Result<(Duration, Vec<i64>)> {
     let exec = ExecId::generate();
     let job = JobId::new("bench-fanout")?;
-    let command = Command {
-        exec_id: exec.clone(),
-        job_id: job.clone(),
-        version: String::new(),
-        shell: Shell::Sh,
-        script: "emulated".into(),
-        timeout: Duration::from_secs(60),
-        issued_at: Utc::now(),
-        deadline: None,
-        run_as: Default::default(),
-        cwd: None,
-    };
+    let command = bench_command(&exec, &job);
     let t0_ms = Utc::now().timestamp_millis();
     let started = Instant::now();
     js.send_publish(
@@ -447,23 +567,13 @@ async fn raw_broadcast(
     Ok((total, latencies))
 }
 
-/// The backend's CPU while `n` agents heartbeat every `args.heartbeat_interval`, and how long a heartbeat takes to
-/// show in the API under that load.
-#[allow(clippy::too_many_arguments)]
+/// The backend's CPU while the simulator heartbeats every `args.heartbeat_interval`, and how long a heartbeat
+/// takes to show in the API under that load.
 async fn heartbeat_load(
     args: &FanoutArgs,
-    bin: &Path,
-    url: &str,
     backend: &Backend,
     client: &async_nats::Client,
-    n: usize,
-    connections: usize,
-    work: &Path,
 ) -> anyhow::Result<(f64, Vec<i64>)> {
-    let sim_data = work.join("hb-sim");
-    let sim =
-        start_simulator(args, bin, url, n, connections, args.heartbeat_interval, &sim_data, &work.join("hb-sim.log"))
-            .await?;
     // Let the first round of heartbeats (every agent at start) settle.
     tokio::time::sleep(args.heartbeat_interval * 3).await;
     let cpu_before = backend.proc.cpu_seconds();
@@ -512,8 +622,6 @@ async fn heartbeat_load(
         lag.push(started.elapsed().as_millis() as i64);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    sim.stop(Duration::from_secs(30)).await;
-    let _ = std::fs::remove_dir_all(&sim_data);
     Ok((cpu_pct, lag))
 }
 
