@@ -360,21 +360,12 @@ async fn malformed_results_are_not_projected_and_do_not_block_later_ones() {
 
 fn heartbeat_for(pc_id: &str, sent_at: DateTime<Utc>) -> Heartbeat {
     Heartbeat {
-        pc_id: pc(pc_id),
         hostname: format!("{pc_id}.example"),
         os: "linux".into(),
-        os_version: String::new(),
         arch: "x86_64".into(),
         agent_version: "9.9.9".into(),
-        groups: vec![],
         uptime_secs: u64::MAX,
-        host_uptime_secs: 0,
-        rss_bytes: 0,
-        cpu_percent: 0.0,
-        running: 0,
-        outbox_pending: 0,
-        malformed_messages: 0,
-        sent_at,
+        ..Heartbeat::minimal(pc(pc_id), sent_at)
     }
 }
 

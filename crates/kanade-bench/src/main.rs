@@ -587,21 +587,10 @@ async fn heartbeat_load(
     let mut lag = Vec::new();
     for k in 0..20 {
         let heartbeat = Heartbeat {
-            pc_id: probe.clone(),
             hostname: "probe".into(),
             os: "linux".into(),
-            os_version: String::new(),
-            arch: String::new(),
             agent_version: format!("probe-{k}"),
-            groups: Vec::new(),
-            uptime_secs: 0,
-            host_uptime_secs: 0,
-            rss_bytes: 0,
-            cpu_percent: 0.0,
-            running: 0,
-            outbox_pending: 0,
-            malformed_messages: 0,
-            sent_at: Utc::now(),
+            ..Heartbeat::minimal(probe.clone(), Utc::now())
         };
         let started = Instant::now();
         client.publish(subject::heartbeat(&probe), serde_json::to_vec(&heartbeat)?.into()).await?;

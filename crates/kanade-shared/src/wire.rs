@@ -342,6 +342,29 @@ pub struct Heartbeat {
     pub sent_at: DateTime<Utc>,
 }
 
+impl Heartbeat {
+    /// A heartbeat that says only who and when; every other field is empty or zero.
+    pub fn minimal(pc_id: PcId, sent_at: DateTime<Utc>) -> Self {
+        Self {
+            pc_id,
+            hostname: String::new(),
+            os: String::new(),
+            os_version: String::new(),
+            arch: String::new(),
+            agent_version: String::new(),
+            groups: Vec::new(),
+            uptime_secs: 0,
+            host_uptime_secs: 0,
+            rss_bytes: 0,
+            cpu_percent: 0.0,
+            running: 0,
+            outbox_pending: 0,
+            malformed_messages: 0,
+            sent_at,
+        }
+    }
+}
+
 /// Which stream an output chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
