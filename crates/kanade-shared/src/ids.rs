@@ -99,6 +99,16 @@ macro_rules! id_type {
                 Self::new(raw).map_err(serde::de::Error::custom)
             }
         }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" })
+            }
+        }
     };
 }
 

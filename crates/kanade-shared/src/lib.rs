@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod ids;
+pub mod manifest;
 pub mod resources;
 pub mod subject;
 pub mod wire;

@@ -50,6 +50,9 @@ pub enum Command {
     /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
+    /// Job manifests: the schema, and validation.
+    #[command(subcommand)]
+    Job(commands::job::JobCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::jetstream::setup(&cli, usize::from(*replicas)).await
         }
         Command::Jetstream(JetstreamCommand::Status) => commands::jetstream::status(&cli).await,
+        Command::Job(command) => commands::job::run(&cli, command).await,
     }
 }
 

@@ -272,3 +272,45 @@ async fn a_closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[tokio::test]
+async fn job_manifests_validate_with_precise_errors_and_the_schema_is_printed() {
+    // No server: validation is local.
+    let url = "nats://127.0.0.1:1";
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ok = run(url, &["job", "validate", root.join("jobs").to_str().unwrap()]).await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("wave-test"), "{}", text(&ok.stdout));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unknown.yaml",
+            "id: a\nversion: 1\ntarget: {all: true}\nexecute: {shell: sh, script: x}\nretries: 3\n",
+            "unknown field `retries`",
+        ),
+        (
+            "two.yaml",
+            "id: a\nversion: 1\ntarget: {all: true}\nexecute: {shell: sh, script: x, script_object: s/1}\n",
+            "more than one script source",
+        ),
+        (
+            "duration.yaml",
+            "id: a\nversion: 1\ntarget: {all: true}\nexecute: {shell: sh, script: x, timeout: forever}\n",
+            "execute.timeout: line 4 column",
+        ),
+        ("nosource.yaml", "id: a\nversion: 1\ntarget: {all: true}\nexecute: {shell: sh}\n", "has no script"),
+    ];
+    for (name, body, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = run(url, &["job", "validate", path.to_str().unwrap()]).await;
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(name) && stderr.contains(expected), "{name}: expected {expected:?} in {stderr}");
+    }
+
+    let schema = run(url, &["job", "schema"]).await;
+    let committed = std::fs::read_to_string(root.join("schema/job-manifest.schema.json")).unwrap();
+    assert_eq!(text(&schema.stdout), committed);
+}

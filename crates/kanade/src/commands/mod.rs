@@ -1,6 +1,7 @@
 //! One module per CLI command.
 
 pub mod jetstream;
+pub mod job;
 pub mod kill;
 pub mod ping;
 pub mod run;

@@ -1,0 +1,721 @@
+//! Job manifests (`jobs/*.yaml`), parsed in two steps: the serde file type [`ManifestFile`] (strict: an unknown key
+//! is an error with its path, line and column; documented for the JSON schema) and [`ManifestFile::validate`],
+//! which checks what no single field can — exactly one script source, a target, sane durations — and yields the
+//! checked [`Job`] the rest of the system uses.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::ids::{GroupName, JobId, PcId};
+use crate::wire::{MAX_SCRIPT_BYTES, MAX_TIMEOUT, RunAs, Shell};
+
+/// Largest manifest file accepted.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Timeout when the manifest names none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Longest deadline: `EXEC` keeps a command 30 days, so a later deadline could never be honoured.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Longest jitter and wave delay.
+pub const MAX_SPREAD: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// A job manifest as written by an operator.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "kanade job manifest")]
+pub struct ManifestFile {
+    /// The job's id: lowercase a-z, 0-9, `_` and `-`, 1 to 64 characters.
+    pub id: JobId,
+    /// The job's version, e.g. `0.43.0`. A newer version supersedes an older one not yet run.
+    pub version: Version,
+    /// What the job does, for people.
+    #[serde(default)]
+    pub description: String,
+    /// Which agents it runs on.
+    #[schemars(with = "TargetFile")]
+    pub target: Spanned<TargetFile>,
+    /// What runs.
+    #[schemars(with = "ExecuteFile")]
+    pub execute: Spanned<ExecuteFile>,
+    /// Each agent waits a random time up to this before it starts (e.g. `5m`).
+    #[serde(default)]
+    pub jitter: Option<HumanDuration>,
+    /// A run that has not started this long after the exec is skipped as expired (e.g. `24h`).
+    #[serde(default)]
+    pub deadline: Option<HumanDuration>,
+    /// Roll out in waves, one group after another.
+    #[serde(default)]
+    #[schemars(with = "Option<RolloutFile>")]
+    pub rollout: Option<Spanned<RolloutFile>>,
+    /// An exec of this job waits for a second operator's approval before anything is published.
+    #[serde(default)]
+    pub require_approval: bool,
+    /// How inventory jobs present their results (used by the inventory views).
+    #[serde(default)]
+    pub inventory: Option<InventoryFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFile {
+    /// Every agent.
+    #[serde(default)]
+    pub all: bool,
+    /// Agents in any of these groups.
+    #[serde(default)]
+    pub groups: Vec<GroupName>,
+    /// These agents.
+    #[serde(default)]
+    pub pcs: Vec<PcId>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteFile {
+    /// `powershell`, `pwsh`, `cmd`, `sh` or `bash`.
+    pub shell: KnownShell,
+    /// The script itself.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// A file holding the script, relative to the manifest; inlined when the job is created.
+    #[serde(default)]
+    pub script_file: Option<PathBuf>,
+    /// A script in the `scripts` object store, as `name/version`; its SHA-256 is recorded at create time.
+    #[serde(default)]
+    pub script_object: Option<ObjectRef>,
+    /// Kill the run's process tree after this long (default 10m).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// `system` (default), `user` (the logged-in user) or `system_gui` (system, in the user's session).
+    #[serde(default)]
+    pub run_as: Option<KnownRunAs>,
+    /// Working directory of the script.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutFile {
+    /// Only `wave` exists.
+    pub strategy: Strategy,
+    /// The waves, in order.
+    pub waves: Vec<WaveFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Wave,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaveFile {
+    /// The group this wave targets.
+    pub group: GroupName,
+    /// How long after the previous wave this one starts (default `0s`).
+    #[serde(default)]
+    pub delay: Option<HumanDuration>,
+    /// Halt the rollout when more than this percentage of the wave's runs fail (default 100: never).
+    #[serde(default)]
+    pub max_failure_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryFile {
+    /// How to show each result (free-form, read by the inventory views).
+    #[serde(default)]
+    pub display: Option<serde_json::Value>,
+    /// How to summarise the results (free-form, read by the inventory views).
+    #[serde(default)]
+    pub summary: Option<serde_json::Value>,
+}
+
+/// A duration written for people: `30s`, `5m`, `1h 30m`, `24h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        humantime::parse_duration(&raw).map(HumanDuration).map_err(|err| {
+            serde::de::Error::custom(format!("`{raw}` is not a duration ({err}); write e.g. `30s`, `5m` or `24h`"))
+        })
+    }
+}
+
+/// A version label: 1 to 64 characters of `A-Z a-z 0-9 . _ + -`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "String")]
+pub struct Version(String);
+
+impl Version {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A YAML `1.0` is a number; a version is still what the operator meant.
+        let raw = match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            other => return Err(serde::de::Error::custom(format!("version must be a string, not `{other}`"))),
+        };
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+        if ok {
+            Ok(Self(raw))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "version `{}` must be 1-64 characters of A-Z, a-z, 0-9, `.`, `_`, `+`, `-`",
+                raw.chars().take(80).collect::<String>()
+            )))
+        }
+    }
+}
+
+/// `name/version` of a script object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "String")]
+pub struct ObjectRef {
+    pub name: JobId,
+    pub version: String,
+}
+
+impl<'de> Deserialize<'de> for ObjectRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        let bad = || serde::de::Error::custom(format!("script_object `{raw}` must be `name/version`"));
+        let (name, version) = raw.split_once('/').ok_or_else(bad)?;
+        let name = JobId::new(name).map_err(serde::de::Error::custom)?;
+        let version: Version = Version::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(version))?;
+        Ok(Self { name, version: version.0 })
+    }
+}
+
+/// A shell named in a manifest: only the ones kanade knows (an agent would skip anything else).
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "ShellName")]
+pub struct KnownShell(pub Shell);
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ShellName {
+    Powershell,
+    Pwsh,
+    Cmd,
+    Sh,
+    Bash,
+}
+
+impl<'de> Deserialize<'de> for KnownShell {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        match Shell::parse(&raw) {
+            Shell::Other(_) => {
+                Err(serde::de::Error::custom(format!("unknown shell `{raw}`: use one of {}", Shell::KNOWN.join(", "))))
+            }
+            shell => Ok(Self(shell)),
+        }
+    }
+}
+
+/// A run-as identity named in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KnownRunAs {
+    System,
+    User,
+    SystemGui,
+}
+
+/// Where a job's script comes from, once checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ScriptSource {
+    Inline {
+        script: String,
+    },
+    /// Relative to the manifest's directory until [`Job::inline_script_file`] reads it.
+    File {
+        path: PathBuf,
+    },
+    Object {
+        name: JobId,
+        version: String,
+    },
+}
+
+/// Who a job runs on, once checked: all agents, or the union of some groups and pcs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targets {
+    pub all: bool,
+    pub groups: Vec<GroupName>,
+    pub pcs: Vec<PcId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wave {
+    pub group: GroupName,
+    #[serde(with = "crate::wire::millis")]
+    pub delay: Duration,
+    pub max_failure_pct: f64,
+}
+
+/// A checked job: what `kanade job create` stores and every other part reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub version: String,
+    pub description: String,
+    pub targets: Targets,
+    pub shell: Shell,
+    pub source: ScriptSource,
+    #[serde(with = "crate::wire::millis")]
+    pub timeout: Duration,
+    pub run_as: RunAs,
+    pub cwd: Option<String>,
+    #[serde(with = "crate::wire::millis_opt")]
+    pub jitter: Option<Duration>,
+    #[serde(with = "crate::wire::millis_opt")]
+    pub deadline: Option<Duration>,
+    pub waves: Vec<Wave>,
+    pub require_approval: bool,
+    pub inventory: Option<InventoryFile>,
+}
+
+/// A manifest that cannot be used: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", source_name.as_ref().map(|s| format!("{s}: ")).unwrap_or_default())]
+pub struct ManifestError {
+    /// The file, when the manifest came from one.
+    pub source_name: Option<String>,
+    /// What is wrong, with the field path and, where known, `line L column C` and the offending lines.
+    pub message: String,
+}
+
+impl ManifestError {
+    fn at(field: &str, location: Option<&serde_saphyr::Location>, problem: impl std::fmt::Display) -> Self {
+        let place = location.map(|l| format!(" (line {} column {})", l.line(), l.column())).unwrap_or_default();
+        Self { source_name: None, message: format!("{field}{place}: {problem}") }
+    }
+
+    fn named(mut self, name: &str) -> Self {
+        self.source_name = Some(name.to_owned());
+        self
+    }
+}
+
+/// Parses a manifest's text into its file type: strict, with the field path, line and column of any error.
+pub fn parse(text: &str) -> Result<ManifestFile, ManifestError> {
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError {
+            source_name: None,
+            message: format!("the manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES}", text.len()),
+        });
+    }
+    let mut path = String::new();
+    let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            path = err.path().to_string();
+            err.into_inner()
+        })
+    });
+    parsed.map_err(|err| {
+        // `Spanned` fields add a `value` step of their own; the operator never wrote it.
+        let path = path.replace(".value.", ".").trim_end_matches(".value").to_owned();
+        let field = if path.is_empty() || path == "." { String::new() } else { format!("{path}: ") };
+        let text = err.to_string();
+        let text = text.strip_prefix("error: ").unwrap_or(&text);
+        ManifestError { source_name: None, message: format!("{field}{text}") }
+    })
+}
+
+impl ManifestFile {
+    /// Checks what the fields cannot check alone and returns the job.
+    pub fn validate(self) -> Result<Job, ManifestError> {
+        let target = self.target.value;
+        let target_at = Some(&self.target.defined);
+        if target.all && !(target.groups.is_empty() && target.pcs.is_empty()) {
+            return Err(ManifestError::at("target", target_at, "`all: true` cannot be combined with groups or pcs"));
+        }
+        if !target.all && target.groups.is_empty() && target.pcs.is_empty() {
+            return Err(ManifestError::at("target", target_at, "names no agents: set `all: true`, `groups` or `pcs`"));
+        }
+
+        let execute = self.execute.value;
+        let execute_at = Some(&self.execute.defined);
+        let source = match (execute.script, execute.script_file, execute.script_object) {
+            (Some(script), None, None) => {
+                if script.trim().is_empty() {
+                    return Err(ManifestError::at("execute.script", execute_at, "is empty"));
+                }
+                if script.len() > MAX_SCRIPT_BYTES {
+                    return Err(ManifestError::at(
+                        "execute.script",
+                        execute_at,
+                        format!("is {} bytes; the limit is {MAX_SCRIPT_BYTES}", script.len()),
+                    ));
+                }
+                ScriptSource::Inline { script }
+            }
+            (None, Some(path), None) => {
+                if path.as_os_str().is_empty() {
+                    return Err(ManifestError::at("execute.script_file", execute_at, "is empty"));
+                }
+                ScriptSource::File { path }
+            }
+            (None, None, Some(object)) => ScriptSource::Object { name: object.name, version: object.version },
+            (None, None, None) => {
+                return Err(ManifestError::at(
+                    "execute",
+                    execute_at,
+                    "has no script: set exactly one of `script`, `script_file`, `script_object`",
+                ));
+            }
+            _ => {
+                return Err(ManifestError::at(
+                    "execute",
+                    execute_at,
+                    "has more than one script source: set exactly one of `script`, `script_file`, `script_object`",
+                ));
+            }
+        };
+        let timeout = execute.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            return Err(ManifestError::at(
+                "execute.timeout",
+                execute_at,
+                format!("must be between 1s and {}", humantime::format_duration(MAX_TIMEOUT)),
+            ));
+        }
+        let run_as = match execute.run_as {
+            None | Some(KnownRunAs::System) => RunAs::System,
+            Some(KnownRunAs::User) => RunAs::User,
+            Some(KnownRunAs::SystemGui) => RunAs::SystemGui,
+        };
+
+        let jitter = self.jitter.map(|j| j.0);
+        let deadline = self.deadline.map(|d| d.0);
+        if jitter.is_some_and(|j| j > MAX_SPREAD) {
+            return Err(ManifestError::at(
+                "jitter",
+                None,
+                format!("is longer than {}", humantime::format_duration(MAX_SPREAD)),
+            ));
+        }
+        if let Some(deadline) = deadline {
+            if deadline.is_zero() || deadline > MAX_DEADLINE {
+                return Err(ManifestError::at(
+                    "deadline",
+                    None,
+                    format!("must be between 1s and {}", humantime::format_duration(MAX_DEADLINE)),
+                ));
+            }
+            if jitter.is_some_and(|j| j >= deadline) {
+                return Err(ManifestError::at(
+                    "jitter",
+                    None,
+                    "must be shorter than the deadline, or no run could start in time",
+                ));
+            }
+        }
+
+        let mut waves = Vec::new();
+        if let Some(rollout) = self.rollout {
+            let at = Some(&rollout.defined);
+            let rollout = rollout.value;
+            if rollout.waves.is_empty() {
+                return Err(ManifestError::at("rollout.waves", at, "is empty"));
+            }
+            for (index, wave) in rollout.waves.into_iter().enumerate() {
+                let field = format!("rollout.waves[{index}]");
+                if waves.iter().any(|w: &Wave| w.group == wave.group) {
+                    return Err(ManifestError::at(&field, at, format!("group `{}` has a wave already", wave.group)));
+                }
+                if !target.all && !target.groups.contains(&wave.group) {
+                    return Err(ManifestError::at(
+                        &field,
+                        at,
+                        format!("group `{}` is not in target.groups (or set target.all)", wave.group),
+                    ));
+                }
+                let delay = wave.delay.map_or(Duration::ZERO, |d| d.0);
+                if delay > MAX_SPREAD {
+                    return Err(ManifestError::at(&format!("{field}.delay"), at, "is longer than 7 days"));
+                }
+                let max_failure_pct = wave.max_failure_pct.unwrap_or(100.0);
+                if !(0.0..=100.0).contains(&max_failure_pct) {
+                    return Err(ManifestError::at(
+                        &format!("{field}.max_failure_pct"),
+                        at,
+                        "must be between 0 and 100",
+                    ));
+                }
+                waves.push(Wave { group: wave.group, delay, max_failure_pct });
+            }
+        }
+
+        let mut groups = target.groups;
+        groups.sort();
+        groups.dedup();
+        let mut pcs = target.pcs;
+        pcs.sort();
+        pcs.dedup();
+        Ok(Job {
+            id: self.id,
+            version: self.version.0,
+            description: self.description,
+            targets: Targets { all: target.all, groups, pcs },
+            shell: execute.shell.0,
+            source,
+            timeout,
+            run_as,
+            cwd: execute.cwd,
+            jitter,
+            deadline,
+            waves,
+            require_approval: self.require_approval,
+            inventory: self.inventory,
+        })
+    }
+}
+
+impl Job {
+    /// Parses and validates a manifest's text.
+    pub fn from_yaml(text: &str) -> Result<Self, ManifestError> {
+        parse(text)?.validate()
+    }
+
+    /// Reads a manifest file, validates it and inlines a `script_file` (read relative to the manifest).
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let name = path.display().to_string();
+        let io = |what: &str, err: std::io::Error| ManifestError {
+            source_name: Some(name.clone()),
+            message: format!("{what}: {err}"),
+        };
+        let size = std::fs::metadata(path).map_err(|e| io("cannot read", e))?.len();
+        if size > MAX_MANIFEST_BYTES as u64 {
+            return Err(ManifestError::at(
+                "",
+                None,
+                format!("the manifest is {size} bytes; the limit is {MAX_MANIFEST_BYTES}"),
+            )
+            .named(&name));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| io("cannot read", e))?;
+        let mut job = Self::from_yaml(&text).map_err(|e| e.named(&name))?;
+        if let ScriptSource::File { path: relative } = &job.source {
+            let base = path.parent().unwrap_or_else(|| Path::new("."));
+            let file = base.join(relative);
+            let script =
+                std::fs::read(&file).map_err(|e| io(&format!("execute.script_file `{}`", file.display()), e))?;
+            if script.len() > MAX_SCRIPT_BYTES {
+                return Err(ManifestError::at(
+                    "execute.script_file",
+                    None,
+                    format!("`{}` is {} bytes; the limit is {MAX_SCRIPT_BYTES}", file.display(), script.len()),
+                )
+                .named(&name));
+            }
+            let script = String::from_utf8(script).map_err(|_| {
+                ManifestError::at("execute.script_file", None, format!("`{}` is not UTF-8", file.display()))
+                    .named(&name)
+            })?;
+            job.source = ScriptSource::Inline { script };
+        }
+        Ok(job)
+    }
+}
+
+/// The JSON schema of [`ManifestFile`], as committed in `schema/job-manifest.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(ManifestFile);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECHO: &str = "id: echo\nversion: 1.0.0\ntarget:\n  all: true\nexecute:\n  shell: sh\n  script: echo hi\n";
+
+    fn error(text: &str) -> String {
+        Job::from_yaml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_minimal_manifest_validates_with_defaults() {
+        let job = Job::from_yaml(ECHO).unwrap();
+        assert_eq!(job.id.as_str(), "echo");
+        assert_eq!(job.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(job.run_as, RunAs::System);
+        assert_eq!(job.source, ScriptSource::Inline { script: "echo hi".into() });
+        assert!(job.targets.all && job.waves.is_empty() && !job.require_approval);
+    }
+
+    #[test]
+    fn a_full_manifest_validates() {
+        let text = r#"
+id: install-kanade-backend
+version: "0.43.0"
+description: Install the backend
+target:
+  groups: [canary, wave1, canary]
+  pcs: [host-1]
+execute:
+  shell: powershell
+  script_object: deploy-backend/0.43.0
+  timeout: 15m
+  run_as: system_gui
+  cwd: 'C:\kanade'
+jitter: 5m
+deadline: 24h
+rollout:
+  strategy: wave
+  waves:
+    - group: canary
+      max_failure_pct: 10
+    - group: wave1
+      delay: 1h
+require_approval: true
+inventory:
+  display: {columns: [name, version]}
+"#;
+        let job = Job::from_yaml(text).unwrap();
+        assert_eq!(job.targets.groups.len(), 2);
+        assert_eq!(
+            job.source,
+            ScriptSource::Object { name: JobId::new("deploy-backend").unwrap(), version: "0.43.0".into() }
+        );
+        assert_eq!(job.waves[1].delay, Duration::from_secs(3600));
+        assert_eq!(job.waves[1].max_failure_pct, 100.0);
+        assert_eq!(job.jitter, Some(Duration::from_secs(300)));
+        assert!(job.require_approval);
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path_line_and_column() {
+        let err =
+            error("id: echo\nversion: 1\ntarget: {all: true}\nexecute:\n  shell: sh\n  script: x\n  timout: 5s\n");
+        assert!(err.contains("execute.timout"), "{err}");
+        assert!(err.contains("line 7 column 3"), "{err}");
+        assert!(err.contains("unknown field `timout`"), "{err}");
+        let err = error(&format!("{ECHO}colour: red\n"));
+        assert!(err.contains("unknown field `colour`") && err.contains("line 8"), "{err}");
+    }
+
+    #[test]
+    fn script_sources_are_exactly_one() {
+        let two = ECHO.replace("  script: echo hi\n", "  script: echo hi\n  script_file: x.sh\n");
+        assert!(error(&two).contains("more than one script source"), "{}", error(&two));
+        let none = ECHO.replace("  script: echo hi\n", "");
+        let err = error(&none);
+        assert!(err.contains("execute (line 6 column 3): has no script"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_precise() {
+        let cases = [
+            (ECHO.replace("shell: sh", "shell: fish"), "execute.shell", "unknown shell `fish`"),
+            (format!("{ECHO}  timeout: soon\n"), "execute.timeout", "`soon` is not a duration"),
+            (format!("{ECHO}  timeout: 8days\n"), "execute.timeout", "must be between"),
+            (format!("{ECHO}deadline: 0s\n"), "deadline", "must be between"),
+            (format!("{ECHO}jitter: 2h\ndeadline: 1h\n"), "jitter", "shorter than the deadline"),
+            (ECHO.replace("id: echo", "id: Echo"), "id", "job id `Echo`"),
+            (ECHO.replace("version: 1.0.0", "version: 'a b'"), "version", "must be 1-64 characters"),
+            (ECHO.replace("all: true", "all: false"), "target", "names no agents"),
+            (ECHO.replace("all: true", "all: true\n  pcs: [a]"), "target", "cannot be combined"),
+            (ECHO.replace("all: true", "groups: [Bad]"), "target.groups[0]", "group name `Bad`"),
+            (
+                ECHO.replace("script: echo hi", "script_object: noversion"),
+                "execute.script_object",
+                "must be `name/version`",
+            ),
+            (ECHO.replace("script: echo hi", "script: '  '"), "execute.script", "is empty"),
+            (format!("{ECHO}rollout:\n  strategy: canary\n  waves: []\n"), "rollout.strategy", "unknown variant"),
+            (format!("{ECHO}rollout:\n  strategy: wave\n  waves: []\n"), "rollout.waves", "is empty"),
+            (
+                format!("{ECHO}rollout:\n  strategy: wave\n  waves:\n  - group: a\n  - group: a\n"),
+                "rollout.waves[1]",
+                "has a wave already",
+            ),
+            (
+                format!("{ECHO}rollout:\n  strategy: wave\n  waves:\n  - group: a\n    max_failure_pct: 101\n"),
+                "max_failure_pct",
+                "between 0 and 100",
+            ),
+        ];
+        for (text, path, problem) in cases {
+            let err = error(&text);
+            assert!(err.contains(path) && err.contains(problem), "expected `{path}` and `{problem}` in:\n{err}");
+        }
+        let groups = "id: j\nversion: 1\ntarget:\n  groups: [a]\nexecute: {shell: sh, script: x}\nrollout:\n  strategy: wave\n  waves:\n  - group: b\n";
+        assert!(error(groups).contains("group `b` is not in target.groups"), "{}", error(groups));
+    }
+
+    #[test]
+    fn hostile_and_oversized_input_is_refused_cleanly() {
+        assert!(error(&"a: ".repeat(MAX_MANIFEST_BYTES)).contains("the limit is"));
+        for text in ["", "[", "- - - -", "id: &a [*a]", "{{{{{{{{", "\u{0}", "id: !!binary AAAA"] {
+            let _ = Job::from_yaml(text).unwrap_err();
+        }
+        // An alias bomb stays within the parser's budget instead of eating memory.
+        let bomb = "a: &a [x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f]\n";
+        assert!(Job::from_yaml(bomb).is_err());
+    }
+
+    #[test]
+    fn script_files_are_inlined_relative_to_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        std::fs::write(dir.path().join("scripts/x.sh"), "echo from file\n").unwrap();
+        let manifest = dir.path().join("job.yaml");
+        std::fs::write(&manifest, ECHO.replace("script: echo hi", "script_file: scripts/x.sh")).unwrap();
+        let job = Job::load(&manifest).unwrap();
+        assert_eq!(job.source, ScriptSource::Inline { script: "echo from file\n".into() });
+        std::fs::write(&manifest, ECHO.replace("script: echo hi", "script_file: missing.sh")).unwrap();
+        let err = Job::load(&manifest).unwrap_err().to_string();
+        assert!(err.contains("job.yaml") && err.contains("missing.sh"), "{err}");
+    }
+
+    #[test]
+    fn the_committed_schema_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/job-manifest.schema.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != json_schema() {
+            if std::env::var_os("KANADE_BLESS").is_some() {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, json_schema()).unwrap();
+            } else {
+                panic!(
+                    "schema/job-manifest.schema.json is stale: run `KANADE_BLESS=1 cargo test -p kanade-shared` and commit it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_sample_manifests_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../jobs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                Job::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "expected the sample manifests in jobs/");
+    }
+}

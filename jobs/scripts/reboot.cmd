@@ -1,0 +1,1 @@
+shutdown /r /t 60 /c "kanade: scheduled reboot"
