@@ -156,6 +156,20 @@ impl<'de> Deserialize<'de> for HumanDuration {
 pub struct Version(String);
 
 impl Version {
+    pub fn new(raw: &str) -> Result<Self, String> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "version `{}` must be 1-64 characters of A-Z, a-z, 0-9, `.`, `_`, `+`, `-`",
+                raw.chars().take(80).collect::<String>()
+            ))
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -169,17 +183,7 @@ impl<'de> Deserialize<'de> for Version {
             serde_json::Value::Number(n) => n.to_string(),
             other => return Err(serde::de::Error::custom(format!("version must be a string, not `{other}`"))),
         };
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
-        if ok {
-            Ok(Self(raw))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "version `{}` must be 1-64 characters of A-Z, a-z, 0-9, `.`, `_`, `+`, `-`",
-                raw.chars().take(80).collect::<String>()
-            )))
-        }
+        Self::new(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -197,7 +201,7 @@ impl<'de> Deserialize<'de> for ObjectRef {
         let bad = || serde::de::Error::custom(format!("script_object `{raw}` must be `name/version`"));
         let (name, version) = raw.split_once('/').ok_or_else(bad)?;
         let name = JobId::new(name).map_err(serde::de::Error::custom)?;
-        let version: Version = Version::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(version))?;
+        let version = Version::new(version).map_err(serde::de::Error::custom)?;
         Ok(Self { name, version: version.0 })
     }
 }
@@ -292,6 +296,20 @@ pub struct Job {
     pub waves: Vec<Wave>,
     pub require_approval: bool,
     pub inventory: Option<InventoryFile>,
+}
+
+/// A job as kept in the `jobs` KV bucket: the checked job, the manifest as written, and when and by whom it was
+/// stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredJob {
+    pub job: Job,
+    /// The manifest's YAML as the operator wrote it.
+    pub manifest: String,
+    /// For a `script_object`: the SHA-256 (lowercase hex) the object had when the job was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_sha256: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub created_by: String,
 }
 
 /// A manifest that cannot be used: where, and why.

@@ -50,7 +50,13 @@ pub enum Command {
     /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
-    /// Job manifests: the schema, and validation.
+    /// Scripts in the `scripts` object store, referenced by manifests as `script_object: name/version`.
+    #[command(subcommand)]
+    Script(commands::objects::ObjectCommand),
+    /// Application packages in the `app_packages` object store.
+    #[command(subcommand)]
+    App(commands::objects::ObjectCommand),
+    /// The job catalogue: create from manifests, list, show, delete; validate and the schema.
     #[command(subcommand)]
     Job(commands::job::JobCommand),
 }
@@ -78,6 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Jetstream(JetstreamCommand::Status) => commands::jetstream::status(&cli).await,
         Command::Job(command) => commands::job::run(&cli, command).await,
+        Command::Script(command) => commands::objects::run(&cli, commands::objects::Store::Scripts, command).await,
+        Command::App(command) => commands::objects::run(&cli, commands::objects::Store::Apps, command).await,
     }
 }
 

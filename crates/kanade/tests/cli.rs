@@ -314,3 +314,80 @@ async fn job_manifests_validate_with_precise_errors_and_the_schema_is_printed() 
     let committed = std::fs::read_to_string(root.join("schema/job-manifest.schema.json")).unwrap();
     assert_eq!(text(&schema.stdout), committed);
 }
+
+#[tokio::test]
+async fn scripts_are_published_once_and_jobs_are_stored_all_or_nothing() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("deploy.ps1");
+    std::fs::write(&script, "Write-Output deploy\n").unwrap();
+    // sha256("Write-Output deploy\n")
+    let expected = {
+        use std::io::Write;
+        let mut child =
+            std::process::Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(b"Write-Output deploy\n").unwrap();
+        text(&child.wait_with_output().unwrap().stdout).split_whitespace().next().unwrap().to_owned()
+    };
+
+    let published = run(&url, &["script", "publish", "deploy-backend", "0.43.0", script.to_str().unwrap()]).await;
+    assert_eq!(published.status.code(), Some(0), "{}", text(&published.stderr));
+    assert_eq!(text(&published.stdout).trim(), expected);
+    let again = run(&url, &["script", "publish", "deploy-backend", "0.43.0", script.to_str().unwrap()]).await;
+    assert_eq!(again.status.code(), Some(0));
+    assert!(text(&again.stderr).contains("already published with these bytes"));
+    std::fs::write(&script, "Write-Output changed\n").unwrap();
+    let changed = run(&url, &["script", "publish", "deploy-backend", "0.43.0", script.to_str().unwrap()]).await;
+    assert_eq!(changed.status.code(), Some(1));
+    assert!(text(&changed.stderr).contains("never changes"), "{}", text(&changed.stderr));
+    let listed = run(&url, &["script", "list", "-o", "json"]).await;
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["sha256"], expected);
+
+    let huge = dir.path().join("huge.ps1");
+    std::fs::write(&huge, vec![b'x'; 600 * 1024]).unwrap();
+    let refused = run(&url, &["script", "publish", "huge", "1", huge.to_str().unwrap()]).await;
+    assert!(text(&refused.stderr).contains("the limit for scripts"), "{}", text(&refused.stderr));
+    let bad_version = run(&url, &["script", "publish", "x", "1 0", script.to_str().unwrap()]).await;
+    assert_eq!(bad_version.status.code(), Some(2));
+
+    // A manifest naming a script object that does not exist stores nothing, not even its valid neighbours.
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    let install = "id: install\nversion: 0.43.0\ntarget: {pcs: [host-1]}\nexecute: {shell: powershell, script_object: deploy-backend/0.43.0}\n";
+    std::fs::write(jobs.join("a-install.yaml"), install).unwrap();
+    std::fs::write(
+        jobs.join("b-missing.yaml"),
+        install.replace("id: install", "id: other").replace("0.43.0}", "9.9.9}"),
+    )
+    .unwrap();
+    let refused = run(&url, &["job", "create", jobs.to_str().unwrap()]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("`deploy-backend/9.9.9` is not in the `scripts` object store"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let listed = run(&url, &["job", "list", "-o", "json"]).await;
+    assert_eq!(text(&listed.stdout).trim(), "[]");
+
+    std::fs::remove_file(jobs.join("b-missing.yaml")).unwrap();
+    let created = run(&url, &["job", "create", jobs.to_str().unwrap()]).await;
+    assert_eq!(created.status.code(), Some(0), "{}", text(&created.stderr));
+    assert!(text(&created.stdout).contains("created"));
+    let shown = run(&url, &["job", "show", "install", "-o", "json"]).await;
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["script_sha256"], expected);
+    assert_eq!(shown["manifest"], install);
+    let yaml = run(&url, &["job", "show", "install"]).await;
+    assert_eq!(text(&yaml.stdout), install);
+    let updated = run(&url, &["job", "create", jobs.join("a-install.yaml").to_str().unwrap()]).await;
+    assert!(text(&updated.stdout).contains("updated"));
+    let deleted = run(&url, &["job", "delete", "install"]).await;
+    assert_eq!(deleted.status.code(), Some(0));
+    let gone = run(&url, &["job", "show", "install"]).await;
+    assert!(text(&gone.stderr).contains("no job `install`"));
+}

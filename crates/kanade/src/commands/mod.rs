@@ -3,5 +3,6 @@
 pub mod jetstream;
 pub mod job;
 pub mod kill;
+pub mod objects;
 pub mod ping;
 pub mod run;
