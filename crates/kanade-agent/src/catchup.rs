@@ -18,12 +18,13 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// Stop after this many messages per filter in one catch-up: a bounded amount of work however large `EXEC` is.
 const MAX_PER_FILTER: usize = 10_000;
 
-/// A command read back from the stream.
+/// A message read back from a stream.
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub seq: u64,
     pub subject: String,
     pub payload: Bytes,
+    pub headers: Option<HeaderMap>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +52,12 @@ pub struct Read {
 
 /// Every message of `EXEC` on `filter` from stream sequence `from` on, oldest first.
 pub async fn fetch(client: &Client, filter: &str, from: u64) -> Result<Read, CatchUpError> {
-    let api = format!("$JS.API.DIRECT.GET.{STREAM_EXEC}");
+    fetch_from(client, STREAM_EXEC, filter, from).await
+}
+
+/// Every message of `stream` on `filter` from sequence `from` on, oldest first (batch direct get).
+pub async fn fetch_from(client: &Client, stream: &str, filter: &str, from: u64) -> Result<Read, CatchUpError> {
+    let api = format!("$JS.API.DIRECT.GET.{stream}");
     let mut out = Read::default();
     let mut next = from.max(1);
     loop {
@@ -75,10 +81,10 @@ pub async fn fetch(client: &Client, filter: &str, from: u64) -> Result<Read, Cat
                     let subject = headers.and_then(|h| h.get("Nats-Subject")).map(|v| v.as_str().to_owned());
                     let seq = header_u64(headers, "Nats-Sequence");
                     if let (Some(subject), Some(seq)) = (subject, seq) {
-                        pending_after = header_u64(headers, "Nats-Num-Pending");
+                        pending_after = header_u64(message.headers.as_ref(), "Nats-Num-Pending");
                         next = seq + 1;
                         received += 1;
-                        out.commands.push(Fetched { seq, subject, payload: message.payload });
+                        out.commands.push(Fetched { seq, subject, payload: message.payload, headers: message.headers });
                     }
                 }
                 // End of batch.

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod executor;
 pub mod gate;
 pub mod heartbeat;
+pub mod jobstate;
 pub mod ledger;
 pub mod outbox;
 pub mod platform;
@@ -22,6 +23,7 @@ use async_nats::{Client, Message, jetstream};
 use chrono::Utc;
 use futures::StreamExt;
 use kanade_shared::config::AgentConfig;
+use kanade_shared::resources::{KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS};
 use kanade_shared::subject::{self, Target};
 use kanade_shared::wire::{Command, ExecResult, KillAck, OutputChunk, Reason, ResultStatus, RunStarted};
 use kanade_shared::{ExecId, ResultId};
@@ -60,6 +62,12 @@ struct Agent {
     command_filters: Vec<String>,
     catch_up: catchup::Position,
     shutdown: CancellationToken,
+    /// The KV state the gate reads.
+    jobs: jobstate::JobStates,
+    /// `max_local_concurrent` run slots; a tokio semaphore serves waiters in arrival order.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Wakes runs waiting on jitter or a slot when the job state changes.
+    jobs_changed: tokio::sync::Notify,
 }
 
 /// Runs the agent until `shutdown` is cancelled: its own connection, real scripts.
@@ -106,6 +114,7 @@ pub async fn serve(
     );
     let js = jetstream::new(client.clone());
 
+    let config_slots = config.max_local_concurrent.max(1);
     let mut command_filters =
         vec![subject::commands_for(&Target::All), subject::commands_for(&Target::Pc(config.pc_id.clone()))];
     command_filters.extend(config.groups.iter().map(|g| subject::commands_for(&Target::Group(g.clone()))));
@@ -122,6 +131,9 @@ pub async fn serve(
         command_filters,
         catch_up: catchup::Position::new(&data_dir),
         shutdown: shutdown.clone(),
+        jobs: jobstate::JobStates::default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(config_slots)),
+        jobs_changed: tokio::sync::Notify::new(),
     });
 
     let mut subscriptions = Vec::new();
@@ -132,6 +144,10 @@ pub async fn serve(
     let mut commands = futures::stream::select_all(subscriptions);
     let mut kills = client.subscribe(subject::KILL_ALL).await.context("cannot subscribe to kill requests")?;
     let mut pings = client.subscribe(subject::ping(&agent.config.pc_id)).await.context("cannot subscribe to pings")?;
+    let mut job_changes = futures::stream::select(
+        client.subscribe(subject::kv_changes(KV_SCRIPT_CURRENT)).await.context("cannot subscribe to script_current")?,
+        client.subscribe(subject::kv_changes(KV_SCRIPT_STATUS)).await.context("cannot subscribe to script_status")?,
+    );
 
     let publisher_stop = CancellationToken::new();
     let publisher = tokio::spawn(outbox.clone().run_publisher(js, publisher_stop.clone()));
@@ -154,6 +170,13 @@ pub async fn serve(
             }
             Some(message) = kills.next() => agent.handle_kill(&message).await,
             Some(message) = pings.next() => agent.handle_ping(&message).await,
+            Some(message) = job_changes.next() => {
+                if agent.jobs.apply(&message.subject, message.headers.as_ref(), &message.payload) {
+                    agent.jobs_changed.notify_waiters();
+                } else {
+                    agent.malformed(&message.subject, message.payload.len(), &"not a job state change");
+                }
+            }
             _ = heartbeat.tick() => agent.publish_heartbeat().await,
             Ok(()) = connects.changed() => {
                 outbox.wake();
@@ -168,6 +191,7 @@ pub async fn serve(
     drop(commands);
     drop(kills);
     drop(pings);
+    drop(job_changes);
     runs.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, runs.wait()).await.is_err() {
         tracing::warn!(running = agent.running_count(), "runs still going after the grace period; killing them");
@@ -205,6 +229,10 @@ impl Agent {
         tokio::select! {
             () = tokio::time::sleep(jitter) => {}
             () = self.shutdown.cancelled() => return,
+        }
+        // The gate's view first, so the commands read back next are judged against the current state.
+        if let Err(err) = self.jobs.reload(&self.client).await {
+            tracing::warn!(error = %err, "cannot re-read job state; live updates still apply");
         }
         let from = self.catch_up.load() + 1;
         let mut fetched = Vec::new();
@@ -310,7 +338,7 @@ impl Agent {
                 return;
             }
         }
-        let result = match gate::decide(&command, Utc::now()) {
+        let result = match gate::decide(&command, Utc::now(), &self.jobs.view(&command.job_id)) {
             gate::Decision::Skip(reason) => {
                 tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, %reason, "command skipped");
                 ExecResult::skipped(&command, &self.config.pc_id, reason, Utc::now())
@@ -322,12 +350,85 @@ impl Agent {
         }
     }
 
+    /// Waits out the command's jitter and its turn in the local queue (either can be cut short by a kill), checks
+    /// the gate again, and runs it.
     async fn execute(&self, command: &Command) -> ExecResult {
-        let pc = &self.config.pc_id;
         let cancel = CancellationToken::new();
         if let Ok(mut running) = self.running.lock() {
             running.insert(command.exec_id.clone(), cancel.clone());
         }
+        let result = match self.wait_turn(command, &cancel).await {
+            Ok(permit) => {
+                let result = self.run_now(command, cancel).await;
+                drop(permit);
+                result
+            }
+            Err(not_started) => not_started,
+        };
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&command.exec_id);
+        }
+        result
+    }
+
+    async fn wait_turn(
+        &self,
+        command: &Command,
+        cancel: &CancellationToken,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecResult> {
+        let killed = || {
+            tracing::info!(exec_id = %command.exec_id, "killed before it started");
+            let mut result = ExecResult::skipped(command, &self.config.pc_id, Reason::Other(String::new()), Utc::now());
+            result.status = ResultStatus::Killed;
+            result.reason = None;
+            result
+        };
+        let skipped = |reason: Reason| {
+            tracing::info!(exec_id = %command.exec_id, %reason, "skipped while waiting to start");
+            ExecResult::skipped(command, &self.config.pc_id, reason, Utc::now())
+        };
+        // While it waits, every change to the job's KV state is checked at once: a revocation or a newer version
+        // stops the run now, not when the wait would have ended.
+        let recheck = || match gate::decide(command, Utc::now(), &self.jobs.view(&command.job_id)) {
+            gate::Decision::Run => None,
+            gate::Decision::Skip(reason) => Some(reason),
+        };
+        if let Some(jitter) = command.jitter.filter(|j| !j.is_zero()) {
+            let until = tokio::time::Instant::now() + jitter.mul_f64(rand::random_range(0.0..=1.0));
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    () = cancel.cancelled() => return Err(killed()),
+                    () = self.jobs_changed.notified() => {
+                        if let Some(reason) = recheck() {
+                            return Err(skipped(reason));
+                        }
+                    }
+                }
+            }
+        }
+        let acquire = self.slots.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let permit = loop {
+            tokio::select! {
+                permit = &mut acquire => break permit.map_err(|_| killed())?,
+                () = cancel.cancelled() => return Err(killed()),
+                () = self.jobs_changed.notified() => {
+                    if let Some(reason) = recheck() {
+                        return Err(skipped(reason));
+                    }
+                }
+            }
+        };
+        // The deadline may have passed while this run waited, and a change may have slipped between two checks.
+        match recheck() {
+            None => Ok(permit),
+            Some(reason) => Err(skipped(reason)),
+        }
+    }
+
+    async fn run_now(&self, command: &Command, cancel: CancellationToken) -> ExecResult {
+        let pc = &self.config.pc_id;
         tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, shell = %command.shell, "run started");
         let started = RunStarted {
             exec_id: command.exec_id.clone(),
@@ -347,9 +448,6 @@ impl Agent {
         let forward = tokio::spawn(forward_output(self.client.clone(), subject::output(pc, &command.exec_id), rx));
         let outcome = self.executor.run(command, Some(tx), cancel).await;
         let _ = forward.await;
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&command.exec_id);
-        }
         tracing::info!(exec_id = %command.exec_id, status = %outcome.status, exit_code = ?outcome.exit_code, "run finished");
 
         ExecResult {

@@ -203,6 +203,7 @@ impl Simulation {
                 heartbeat_interval: args.heartbeat_interval,
                 output_limit_bytes: DEFAULT_OUTPUT_LIMIT_BYTES,
                 catch_up_jitter: args.catch_up_jitter,
+                max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
                 nats: nats.clone(),
             };
             let slot = index % connections;

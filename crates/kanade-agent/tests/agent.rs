@@ -230,7 +230,9 @@ async fn malformed_messages_are_counted_and_change_nothing() {
         }
     })
     .await;
-    assert_eq!(heartbeat.malformed_messages, count);
+    // `EXEC` stores what is published on command subjects, garbage included, so the start-up catch-up may read a
+    // malformed command a second time; it is counted again, never acted on.
+    assert!(heartbeat.malformed_messages <= 2 * count, "{} malformed counted", heartbeat.malformed_messages);
 
     publish(&js, &pc("pc-1"), &valid).await;
     assert_eq!(results.next_for(&valid.exec_id, PATIENCE).await.stdout, "fine\n");
@@ -438,4 +440,118 @@ async fn an_agent_that_was_away_runs_what_it_missed_exactly_once() {
     assert_eq!(lines, ["all", "group", "pc"]);
     assert_eq!(results.seen_for(&elsewhere.exec_id), 0);
     assert_eq!(results.seen_for(&to_pc.exec_id), 1);
+}
+
+/// A versioned command for job `job`, as an exec of a catalogued job would publish it.
+fn versioned(job: &str, version: &str, script: &str) -> kanade_shared::wire::Command {
+    let mut cmd = command(script);
+    cmd.job_id = kanade_shared::JobId::new(job).unwrap();
+    cmd.version = version.to_owned();
+    cmd
+}
+
+async fn set_current(js: &async_nats::jetstream::Context, job: &str, version: &str) {
+    let kv = js.get_key_value(kanade_shared::resources::KV_SCRIPT_CURRENT).await.unwrap();
+    kv.put(job, version.to_owned().into()).await.unwrap();
+}
+
+#[tokio::test]
+async fn kill_wakes_a_run_waiting_on_its_jitter_and_revoke_then_unrevoke_gate_new_runs() {
+    let World { _nats, client, js, mut results, _agent } = World::one_agent().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let ran = |name: &str| scratch.path().join(name);
+    let job = kanade_shared::JobId::new("patch").unwrap();
+
+    let mut slow_start = versioned("patch", "1.0", &format!("touch {}", ran("a").display()));
+    slow_start.jitter = Some(Duration::from_secs(30));
+    publish(&js, &pc("pc-1"), &slow_start).await;
+    let killed = kanade::commands::kill::kill(&client, &slow_start.exec_id, Duration::from_millis(500)).await.unwrap();
+    assert_eq!(killed, vec!["pc-1".to_owned()], "a run waiting on its jitter can be killed");
+    let result = results.next_for(&slow_start.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Killed);
+    assert!(result.started_at.is_none());
+
+    kanade::commands::revoke::set_status(&client, &job, true).await.unwrap();
+    let refused = versioned("patch", "1.0", &format!("touch {}", ran("b").display()));
+    publish(&js, &pc("pc-1"), &refused).await;
+    assert_eq!(results.next_for(&refused.exec_id, PATIENCE).await.reason, Some(Reason::Revoked));
+
+    kanade::commands::revoke::set_status(&client, &job, false).await.unwrap();
+    let allowed = versioned("patch", "1.0", &format!("touch {}", ran("c").display()));
+    publish(&js, &pc("pc-1"), &allowed).await;
+    assert_eq!(results.next_for(&allowed.exec_id, PATIENCE).await.status, ResultStatus::Ok);
+    assert_eq!((ran("a").exists(), ran("b").exists(), ran("c").exists()), (false, false, true));
+}
+
+#[tokio::test]
+async fn a_revocation_during_the_jitter_is_seen_before_the_run_starts() {
+    let World { _nats, client, js, mut results, _agent } = World::one_agent().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("ran");
+    let mut held = versioned("patch", "1.0", &format!("touch {}", marker.display()));
+    // Long enough that only the revocation can end the wait within the test's patience.
+    held.jitter = Some(Duration::from_secs(3600));
+    publish(&js, &pc("pc-1"), &held).await;
+    // The agent holds the run back (it counts it as running) for up to an hour of jitter; then the job is revoked.
+    eventually("the agent holds the run", PATIENCE, || {
+        let client = client.clone();
+        async move {
+            let (hb, _) = kanade::commands::ping::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2))
+                .await
+                .ok()?;
+            (hb.running == 1).then_some(())
+        }
+    })
+    .await;
+    kanade::commands::revoke::set_status(&client, &kanade_shared::JobId::new("patch").unwrap(), true).await.unwrap();
+    let result = results.next_for(&held.exec_id, PATIENCE).await;
+    assert_eq!((result.status, result.reason), (ResultStatus::Skipped, Some(Reason::Revoked)));
+    assert!(!marker.exists(), "a revoked run started");
+}
+
+#[tokio::test]
+async fn an_older_version_is_superseded_and_the_current_one_runs() {
+    let World { _nats, client: _client, js, mut results, _agent } = World::one_agent().await;
+    set_current(&js, "deploy", "2.0").await;
+    let stale = versioned("deploy", "1.0", "echo old");
+    publish(&js, &pc("pc-1"), &stale).await;
+    assert_eq!(results.next_for(&stale.exec_id, PATIENCE).await.reason, Some(Reason::Superseded));
+    let current = versioned("deploy", "2.0", "echo new");
+    publish(&js, &pc("pc-1"), &current).await;
+    assert_eq!(results.next_for(&current.exec_id, PATIENCE).await.stdout, "new\n");
+}
+
+#[tokio::test]
+async fn max_local_concurrent_queues_runs_in_order_and_a_queued_run_can_be_killed() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = kanade_testkit::agent_config(&nats.url(), "pc-1", &[], data.path());
+    config.max_local_concurrent = 1;
+    let _agent = TestAgent::start_with(config, data).await;
+    let mut results = ResultWatch::new(&client).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let gate = scratch.path().join("go");
+    let queued_marker = scratch.path().join("queued-ran");
+
+    let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
+    let first = command(&format!("while [ ! -f {} ]; do sleep 0.05; done; echo first", gate.display()));
+    publish(&js, &pc("pc-1"), &first).await;
+    tokio::time::timeout(PATIENCE, started.next()).await.expect("first run started");
+    let queued = command(&format!("touch {}", queued_marker.display()));
+    publish(&js, &pc("pc-1"), &queued).await;
+    let third = command("echo third");
+    publish(&js, &pc("pc-1"), &third).await;
+
+    let killed = kanade::commands::kill::kill(&client, &queued.exec_id, Duration::from_millis(500)).await.unwrap();
+    assert_eq!(killed, vec!["pc-1".to_owned()]);
+    let result = results.next_for(&queued.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Killed);
+    assert!(!queued_marker.exists(), "a killed queued run started anyway");
+    assert_eq!(results.seen_for(&third.exec_id), 0, "the third run waits for the one slot");
+
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(results.next_for(&first.exec_id, PATIENCE).await.stdout, "first\n");
+    assert_eq!(results.next_for(&third.exec_id, PATIENCE).await.stdout, "third\n");
 }

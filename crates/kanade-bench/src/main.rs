@@ -488,6 +488,7 @@ fn bench_command(exec: &ExecId, job: &JobId) -> Command {
         timeout: Duration::from_secs(60),
         issued_at: Utc::now(),
         deadline: None,
+        jitter: None,
         run_as: Default::default(),
         cwd: None,
     }

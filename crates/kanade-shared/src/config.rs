@@ -22,6 +22,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_OUTPUT_LIMIT_BYTES: usize = 256 * 1024;
+pub const DEFAULT_MAX_LOCAL_CONCURRENT: usize = 4;
 pub const DEFAULT_CATCH_UP_JITTER: Duration = Duration::from_secs(3);
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
@@ -175,6 +176,8 @@ pub struct AgentConfig {
     /// After each (re)connect the agent waits a random time up to this before reading back missed commands, so a
     /// fleet that reconnects together does not ask together.
     pub catch_up_jitter: Duration,
+    /// Runs started at once; the rest wait in arrival order.
+    pub max_local_concurrent: usize,
     pub nats: NatsConfig,
 }
 
@@ -188,6 +191,7 @@ struct AgentFile {
     heartbeat_interval: Option<String>,
     output_limit_bytes: Option<usize>,
     catch_up_jitter: Option<String>,
+    max_local_concurrent: Option<usize>,
     #[serde(default)]
     nats: NatsFile,
     /// teravars' variables, already used by rendering.
@@ -253,6 +257,15 @@ impl AgentConfig {
             });
         }
 
+        let max_local_concurrent = file.max_local_concurrent.unwrap_or(DEFAULT_MAX_LOCAL_CONCURRENT);
+        if !(1..=256).contains(&max_local_concurrent) {
+            return Err(ConfigError::InvalidValue {
+                key: "max_local_concurrent".into(),
+                value: max_local_concurrent.to_string(),
+                problem: "must be between 1 and 256".into(),
+            });
+        }
+
         Ok(Self {
             pc_id,
             hostname: hostname.to_owned(),
@@ -261,6 +274,7 @@ impl AgentConfig {
             heartbeat_interval,
             output_limit_bytes,
             catch_up_jitter,
+            max_local_concurrent,
             nats: file.nats.resolve(env)?,
         })
     }
@@ -485,6 +499,7 @@ mod tests {
             ("heartbeat_interval = \"1ms\"", "shorter than the minimum"),
             ("output_limit_bytes = 0", "output_limit_bytes: `0` must be between"),
             ("catch_up_jitter = \"1h\"", "catch_up_jitter: `1h` is longer than the maximum"),
+            ("max_local_concurrent = 0", "max_local_concurrent: `0` must be between 1 and 256"),
             ("groups = [\"a.b\"]", "groups: group name `a.b`"),
             ("[nats]\nurl = \"http://x\"", "is not a NATS URL"),
             ("pc_id = 3", "invalid type"),

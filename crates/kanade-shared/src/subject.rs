@@ -102,6 +102,16 @@ pub fn audit(actor: &Actor, action: &Action) -> String {
 
 pub const AUDIT_ALL: &str = "audit.>";
 
+/// Every change to a KV bucket, as the server publishes it (`$KV.<bucket>.>`).
+pub fn kv_changes(bucket: &str) -> String {
+    format!("$KV.{bucket}.>")
+}
+
+/// The key a KV change subject is about.
+pub fn kv_key<'a>(bucket: &str, subject: &'a str) -> Option<&'a str> {
+    subject.strip_prefix("$KV.")?.strip_prefix(bucket)?.strip_prefix('.')
+}
+
 /// The job id that ends a command subject (`commands.<...>.<job>`), if it is one.
 pub fn job_of_command(subject: &str) -> Option<JobId> {
     if !subject.starts_with("commands.") {
@@ -133,6 +143,13 @@ mod tests {
         assert_eq!(commands_for(&Target::Group(group)), "commands.group.canary.*");
         assert_eq!(job_of_command("commands.pc.pc-1.echo"), Some(job));
         assert_eq!(job_of_command("results.pc-1.x"), None);
+    }
+
+    #[test]
+    fn kv_subjects() {
+        assert_eq!(kv_changes("script_status"), "$KV.script_status.>");
+        assert_eq!(kv_key("script_status", "$KV.script_status.job-1"), Some("job-1"));
+        assert_eq!(kv_key("script_status", "$KV.script_statusx.job-1"), None);
     }
 
     #[test]

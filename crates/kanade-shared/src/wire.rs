@@ -105,6 +105,9 @@ pub struct Command {
     /// A run that has not started by then is skipped as `expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
+    /// The agent waits a random time up to this before it starts the run.
+    #[serde(rename = "jitter_ms", default, skip_serializing_if = "Option::is_none", with = "millis_opt")]
+    pub jitter: Option<Duration>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub run_as: RunAs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,6 +455,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             issued_at: Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
             deadline: None,
+            jitter: None,
             run_as: RunAs::System,
             cwd: None,
         }

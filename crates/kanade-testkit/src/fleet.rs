@@ -21,6 +21,7 @@ pub fn command(script: &str) -> Command {
         timeout: Duration::from_secs(30),
         issued_at: chrono::Utc::now(),
         deadline: None,
+        jitter: None,
         run_as: Default::default(),
         cwd: None,
     }

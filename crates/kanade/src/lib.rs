@@ -47,6 +47,10 @@ pub enum Command {
     Ping(commands::ping::PingArgs),
     /// Kill a running execution on every agent that runs it.
     Kill(commands::kill::KillArgs),
+    /// Stop every not-yet-started run of a job, on every agent (works with the backend down).
+    Revoke(commands::revoke::RevokeArgs),
+    /// Allow a revoked job to run again.
+    Unrevoke(commands::revoke::RevokeArgs),
     /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
@@ -79,6 +83,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => commands::run::run(&cli, args).await,
         Command::Ping(args) => commands::ping::run(&cli, args).await,
         Command::Kill(args) => commands::kill::run(&cli, args).await,
+        Command::Revoke(args) => commands::revoke::run(&cli, args, true).await,
+        Command::Unrevoke(args) => commands::revoke::run(&cli, args, false).await,
         Command::Jetstream(JetstreamCommand::Setup { replicas }) => {
             commands::jetstream::setup(&cli, usize::from(*replicas)).await
         }

@@ -391,3 +391,22 @@ async fn scripts_are_published_once_and_jobs_are_stored_all_or_nothing() {
     let gone = run(&url, &["job", "show", "install"]).await;
     assert!(text(&gone.stderr).contains("no job `install`"));
 }
+
+#[tokio::test]
+async fn revoke_and_unrevoke_set_the_job_status_without_a_backend() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let (_client, js) = connect(&url).await;
+    let kv = js.get_key_value(kanade_shared::resources::KV_SCRIPT_STATUS).await.unwrap();
+
+    let revoked = run(&url, &["revoke", "patch"]).await;
+    assert_eq!(revoked.status.code(), Some(0), "{}", text(&revoked.stderr));
+    assert!(text(&revoked.stderr).contains("revoked `patch`"));
+    assert_eq!(kv.get("patch").await.unwrap().unwrap(), "REVOKED");
+    let allowed = run(&url, &["unrevoke", "patch"]).await;
+    assert_eq!(allowed.status.code(), Some(0));
+    assert_eq!(kv.get("patch").await.unwrap().unwrap(), "ACTIVE");
+    let bad = run(&url, &["revoke", "Not.A.Job"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+}

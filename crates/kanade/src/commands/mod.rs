@@ -5,4 +5,5 @@ pub mod job;
 pub mod kill;
 pub mod objects;
 pub mod ping;
+pub mod revoke;
 pub mod run;

@@ -108,6 +108,7 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
         timeout: args.timeout,
         issued_at: now,
         deadline: chrono::Duration::from_std(START_DEADLINE).ok().map(|d| now + d),
+        jitter: None,
         run_as: Default::default(),
         cwd: None,
     };
