@@ -132,6 +132,11 @@ impl Position {
         std::fs::read_to_string(&self.path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
     }
 
+    /// Forgets the position: the next catch-up reads from the start.
+    pub fn reset(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     pub fn save(&self, seq: u64) {
         if let Err(err) = std::fs::write(&self.path, seq.to_string()) {
             tracing::warn!(file = %self.path.display(), error = %err, "cannot record the catch-up position");

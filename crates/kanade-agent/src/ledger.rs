@@ -46,6 +46,18 @@ impl RunLedger {
         }
     }
 
+    /// Drops the claim of a run that never started, so a later delivery runs it.
+    pub fn release(&self, exec: &ExecId) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(exec)) {
+            Ok(()) => {
+                sync_dir(&self.dir);
+                Ok(())
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     pub fn is_claimed(&self, exec: &ExecId) -> bool {
         self.path(exec).exists()
     }
@@ -87,5 +99,7 @@ mod tests {
         let reopened = RunLedger::open(tmp.path().join("runs")).unwrap();
         assert!(!reopened.claim(&exec).unwrap());
         assert!(reopened.is_claimed(&exec));
+        reopened.release(&exec).unwrap();
+        assert!(reopened.claim(&exec).unwrap(), "a released run can be claimed again");
     }
 }

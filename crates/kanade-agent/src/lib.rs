@@ -156,7 +156,7 @@ pub async fn serve(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     connects.mark_unchanged();
     if let Some(ready) = ready {
-        // Subscriptions are queued on the connection; its next flush puts them on the server.
+        // Subscriptions are queued on the connection; the caller confirms them with a round trip.
         ready.add_permits(1);
     }
     // Subscribed first, then read back: a command published in between arrives one way or the other (or both, and
@@ -343,7 +343,10 @@ impl Agent {
                 tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, %reason, "command skipped");
                 ExecResult::skipped(&command, &self.config.pc_id, reason, Utc::now())
             }
-            gate::Decision::Run => self.execute(&command).await,
+            gate::Decision::Run => match self.execute(&command).await {
+                Some(result) => result,
+                None => return,
+            },
         };
         if let Err(err) = self.outbox.put(&result).await {
             tracing::error!(result_id = %result.result_id, error = %err, "cannot write result to the outbox");
@@ -352,7 +355,7 @@ impl Agent {
 
     /// Waits out the command's jitter and its turn in the local queue (either can be cut short by a kill), checks
     /// the gate again, and runs it.
-    async fn execute(&self, command: &Command) -> ExecResult {
+    async fn execute(&self, command: &Command) -> Option<ExecResult> {
         let cancel = CancellationToken::new();
         if let Ok(mut running) = self.running.lock() {
             running.insert(command.exec_id.clone(), cancel.clone());
@@ -361,9 +364,13 @@ impl Agent {
             Ok(permit) => {
                 let result = self.run_now(command, cancel).await;
                 drop(permit);
-                result
+                Some(result)
             }
-            Err(not_started) => not_started,
+            Err(NotStarted::Finished(result)) => Some(*result),
+            Err(NotStarted::Released) => {
+                self.release(command);
+                None
+            }
         };
         if let Ok(mut running) = self.running.lock() {
             running.remove(&command.exec_id);
@@ -371,21 +378,32 @@ impl Agent {
         result
     }
 
+    /// Gives back a run that never started because the agent is stopping: its claim is dropped and the next
+    /// catch-up reads `EXEC` from the start, so the run happens after the restart (within its deadline) instead of
+    /// being lost.
+    fn release(&self, command: &Command) {
+        tracing::info!(exec_id = %command.exec_id, "stopping before the run started; it runs after the restart");
+        if let Err(err) = self.ledger.release(&command.exec_id) {
+            tracing::error!(exec_id = %command.exec_id, error = %err, "cannot release the run; it will not run again");
+        }
+        self.catch_up.reset();
+    }
+
     async fn wait_turn(
         &self,
         command: &Command,
         cancel: &CancellationToken,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecResult> {
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, NotStarted> {
         let killed = || {
             tracing::info!(exec_id = %command.exec_id, "killed before it started");
             let mut result = ExecResult::skipped(command, &self.config.pc_id, Reason::Other(String::new()), Utc::now());
             result.status = ResultStatus::Killed;
             result.reason = None;
-            result
+            NotStarted::Finished(Box::new(result))
         };
         let skipped = |reason: Reason| {
             tracing::info!(exec_id = %command.exec_id, %reason, "skipped while waiting to start");
-            ExecResult::skipped(command, &self.config.pc_id, reason, Utc::now())
+            NotStarted::Finished(Box::new(ExecResult::skipped(command, &self.config.pc_id, reason, Utc::now())))
         };
         // While it waits, every change to the job's KV state is checked at once: a revocation or a newer version
         // stops the run now, not when the wait would have ended.
@@ -399,6 +417,7 @@ impl Agent {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
                     () = cancel.cancelled() => return Err(killed()),
+                    () = self.shutdown.cancelled() => return Err(NotStarted::Released),
                     () = self.jobs_changed.notified() => {
                         if let Some(reason) = recheck() {
                             return Err(skipped(reason));
@@ -413,6 +432,7 @@ impl Agent {
             tokio::select! {
                 permit = &mut acquire => break permit.map_err(|_| killed())?,
                 () = cancel.cancelled() => return Err(killed()),
+                () = self.shutdown.cancelled() => return Err(NotStarted::Released),
                 () = self.jobs_changed.notified() => {
                     if let Some(reason) = recheck() {
                         return Err(skipped(reason));
@@ -471,6 +491,14 @@ impl Agent {
             }),
         }
     }
+}
+
+/// Why a run did not reach its script.
+enum NotStarted {
+    /// It ended before it started (killed, revoked, superseded, expired) and has its result.
+    Finished(Box<ExecResult>),
+    /// The agent is stopping; the run is handed back to run after the restart.
+    Released,
 }
 
 async fn forward_output(client: Client, subject: String, mut rx: mpsc::Receiver<OutputChunk>) {

@@ -555,3 +555,39 @@ async fn max_local_concurrent_queues_runs_in_order_and_a_queued_run_can_be_kille
     assert_eq!(results.next_for(&first.exec_id, PATIENCE).await.stdout, "first\n");
     assert_eq!(results.next_for(&third.exec_id, PATIENCE).await.stdout, "third\n");
 }
+
+#[tokio::test]
+async fn a_run_still_waiting_when_the_agent_stops_is_taken_up_again_after_the_restart() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let mut results = ResultWatch::new(&client).await;
+    let holds_it = || {
+        let client = client.clone();
+        async move {
+            let (hb, _) = kanade::commands::ping::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2))
+                .await
+                .ok()?;
+            (hb.running == 1).then_some(())
+        }
+    };
+
+    // An hour of jitter: the run is certainly still waiting when the agent stops.
+    let mut held = command("echo ran");
+    held.jitter = Some(Duration::from_secs(3600));
+    held.deadline = Some(chrono::Utc::now() + chrono::Duration::hours(2));
+    publish(&js, &pc("pc-1"), &held).await;
+    eventually("the agent holds the run", PATIENCE, holds_it).await;
+    let config = agent.config.clone();
+    let data = agent.stop().await;
+    assert!(!data.path().join("runs").join(held.exec_id.as_str()).exists(), "the claim was given back");
+
+    // After the restart the agent reads the command back and holds it again; a kill now gets its one result.
+    let _agent = TestAgent::start_with(config, data).await;
+    eventually("the restarted agent holds the run again", PATIENCE, holds_it).await;
+    assert_eq!(results.seen_for(&held.exec_id), 0, "stopping produced no result");
+    let killed = kanade::commands::kill::kill(&client, &held.exec_id, Duration::from_millis(500)).await.unwrap();
+    assert_eq!(killed, vec!["pc-1".to_owned()]);
+    assert_eq!(results.next_for(&held.exec_id, PATIENCE).await.status, ResultStatus::Killed);
+}
