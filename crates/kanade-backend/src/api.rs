@@ -39,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/agents/{pc_id}", get(get_agent))
         .route("/results", get(list_results))
         .route("/executions/{exec_id}", get(get_execution))
+        .route("/app-packages/{name}/{version}", get(crate::packages::serve).head(crate::packages::serve))
         .method_not_allowed_fallback(api_method_not_allowed)
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
@@ -61,16 +62,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 
-    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// A failure of ours: the cause goes to the log, the client gets a generic message.
-    fn internal(err: &dyn std::error::Error) -> Self {
+    pub(crate) fn internal(err: &dyn std::error::Error) -> Self {
         tracing::error!(error = %err, source = ?err.source(), "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the backend log")
     }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod db;
+pub mod packages;
 pub mod projector;
 
 use std::net::SocketAddr;
