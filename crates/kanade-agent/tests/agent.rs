@@ -24,13 +24,34 @@ struct World {
 
 impl World {
     async fn one_agent() -> Self {
+        Self::one_agent_with(|_| {}).await
+    }
+
+    /// One agent `pc-1` whose test config `adjust` changes first.
+    async fn one_agent_with(adjust: impl FnOnce(&mut kanade_shared::config::AgentConfig)) -> Self {
         init_logging();
         let nats = NatsServer::start();
         let (client, js) = connect(&nats.url()).await;
-        let agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+        let data = tempfile::tempdir().unwrap();
+        let mut config = kanade_testkit::agent_config(&nats.url(), "pc-1", &[], data.path());
+        adjust(&mut config);
+        let agent = TestAgent::start_with(config, data).await;
         let results = ResultWatch::new(&client).await;
         Self { _nats: nats, client, js, results, _agent: agent }
     }
+}
+
+/// Waits until `pc` reports `n` runs under way (running, or held back by jitter or the queue).
+async fn wait_until_running(client: &async_nats::Client, pc: &str, n: u32) {
+    let pc = PcId::new(pc).unwrap();
+    eventually(&format!("{pc} holds {n} run(s)"), PATIENCE, || {
+        let (client, pc) = (client.clone(), pc.clone());
+        async move {
+            let (hb, _) = kanade::commands::ping::ping(&client, &pc, Duration::from_secs(2)).await.ok()?;
+            (hb.running == n).then_some(())
+        }
+    })
+    .await;
 }
 
 fn pc(name: &str) -> Target {
@@ -240,14 +261,7 @@ async fn malformed_messages_are_counted_and_change_nothing() {
 
 #[tokio::test]
 async fn output_is_capped_and_streamed_before_the_result() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let data = tempfile::tempdir().unwrap();
-    let mut config = kanade_testkit::agent_config(&nats.url(), "pc-1", &[], data.path());
-    config.output_limit_bytes = 1000;
-    let _agent = TestAgent::start_with(config, data).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client, js, mut results, _agent } = World::one_agent_with(|c| c.output_limit_bytes = 1000).await;
 
     let chatty = command("i=0; while [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done; echo tail >&2");
     let mut chunks = client.subscribe(subject::output(&PcId::new("pc-1").unwrap(), &chatty.exec_id)).await.unwrap();
@@ -493,16 +507,7 @@ async fn a_revocation_during_the_jitter_is_seen_before_the_run_starts() {
     held.jitter = Some(Duration::from_secs(3600));
     publish(&js, &pc("pc-1"), &held).await;
     // The agent holds the run back (it counts it as running) for up to an hour of jitter; then the job is revoked.
-    eventually("the agent holds the run", PATIENCE, || {
-        let client = client.clone();
-        async move {
-            let (hb, _) = kanade::commands::ping::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2))
-                .await
-                .ok()?;
-            (hb.running == 1).then_some(())
-        }
-    })
-    .await;
+    wait_until_running(&client, "pc-1", 1).await;
     kanade::commands::revoke::set_status(&client, &kanade_shared::JobId::new("patch").unwrap(), true).await.unwrap();
     let result = results.next_for(&held.exec_id, PATIENCE).await;
     assert_eq!((result.status, result.reason), (ResultStatus::Skipped, Some(Reason::Revoked)));
@@ -523,14 +528,7 @@ async fn an_older_version_is_superseded_and_the_current_one_runs() {
 
 #[tokio::test]
 async fn max_local_concurrent_queues_runs_in_order_and_a_queued_run_can_be_killed() {
-    init_logging();
-    let nats = NatsServer::start();
-    let (client, js) = connect(&nats.url()).await;
-    let data = tempfile::tempdir().unwrap();
-    let mut config = kanade_testkit::agent_config(&nats.url(), "pc-1", &[], data.path());
-    config.max_local_concurrent = 1;
-    let _agent = TestAgent::start_with(config, data).await;
-    let mut results = ResultWatch::new(&client).await;
+    let World { _nats, client, js, mut results, _agent } = World::one_agent_with(|c| c.max_local_concurrent = 1).await;
     let scratch = tempfile::tempdir().unwrap();
     let gate = scratch.path().join("go");
     let queued_marker = scratch.path().join("queued-ran");
@@ -563,29 +561,19 @@ async fn a_run_still_waiting_when_the_agent_stops_is_taken_up_again_after_the_re
     let (client, js) = connect(&nats.url()).await;
     let agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
     let mut results = ResultWatch::new(&client).await;
-    let holds_it = || {
-        let client = client.clone();
-        async move {
-            let (hb, _) = kanade::commands::ping::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2))
-                .await
-                .ok()?;
-            (hb.running == 1).then_some(())
-        }
-    };
-
     // An hour of jitter: the run is certainly still waiting when the agent stops.
     let mut held = command("echo ran");
     held.jitter = Some(Duration::from_secs(3600));
     held.deadline = Some(chrono::Utc::now() + chrono::Duration::hours(2));
     publish(&js, &pc("pc-1"), &held).await;
-    eventually("the agent holds the run", PATIENCE, holds_it).await;
+    wait_until_running(&client, "pc-1", 1).await;
     let config = agent.config.clone();
     let data = agent.stop().await;
     assert!(!data.path().join("runs").join(held.exec_id.as_str()).exists(), "the claim was given back");
 
     // After the restart the agent reads the command back and holds it again; a kill now gets its one result.
     let _agent = TestAgent::start_with(config, data).await;
-    eventually("the restarted agent holds the run again", PATIENCE, holds_it).await;
+    wait_until_running(&client, "pc-1", 1).await;
     assert_eq!(results.seen_for(&held.exec_id), 0, "stopping produced no result");
     let killed = kanade::commands::kill::kill(&client, &held.exec_id, Duration::from_millis(500)).await.unwrap();
     assert_eq!(killed, vec!["pc-1".to_owned()]);
