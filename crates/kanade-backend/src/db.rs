@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use kanade_shared::wire::{ExecResult, Heartbeat};
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat};
 use kanade_shared::{ExecId, JobId, PcId};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -212,6 +212,67 @@ impl Db {
         rows.iter().map(ResultRow::from_row).collect()
     }
 
+    /// Stores audit events idempotently by event id.
+    pub async fn upsert_audit(&self, rows: &[(AuditEvent, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for (event, stream_seq) in rows {
+            sqlx::query(
+                "INSERT INTO audit (event_id, actor, action, target, details_json, source, at_ms, stream_seq, recorded_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(strip_nul(&event.event_id))
+            .bind(event.actor.as_str())
+            .bind(event.action.as_str())
+            .bind(strip_nul(&event.target))
+            .bind(strip_nul(&event.details.to_string()))
+            .bind(strip_nul(&event.source))
+            .bind(event.at.timestamp_millis())
+            .bind(i64::try_from(*stream_seq).unwrap_or(i64::MAX))
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Audit events matching `filter`, newest first.
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, DbError> {
+        let mut sql =
+            "SELECT event_id, actor, action, target, details_json, source, at_ms FROM audit WHERE at_ms >= $1"
+                .to_owned();
+        let mut query_args: Vec<String> = Vec::new();
+        if let Some(actor) = &filter.actor {
+            query_args.push(actor.to_string());
+            sql.push_str(&format!(" AND actor = ${}", query_args.len() + 1));
+        }
+        if let Some(action) = &filter.action {
+            query_args.push(action.to_string());
+            sql.push_str(&format!(" AND action = ${}", query_args.len() + 1));
+        }
+        sql.push_str(&format!(" ORDER BY at_ms DESC, event_id DESC LIMIT {}", filter.limit));
+        let mut query = sqlx::query(&sql).bind(filter.since.timestamp_millis());
+        for arg in query_args {
+            query = query.bind(arg);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let details: String = row.try_get("details_json")?;
+                Ok(AuditRow {
+                    event_id: row.try_get("event_id")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                    source: row.try_get("source")?,
+                    at: millis(row.try_get("at_ms")?),
+                })
+            })
+            .collect()
+    }
+
     /// How many results an execution has, per status.
     pub async fn exec_status_counts(&self, exec: &ExecId) -> Result<Vec<(String, i64)>, DbError> {
         let rows =
@@ -239,6 +300,25 @@ fn clamp(value: u64) -> i64 {
 
 fn millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditFilter {
+    pub actor: Option<kanade_shared::Actor>,
+    pub action: Option<kanade_shared::Action>,
+    pub since: DateTime<Utc>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub event_id: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+    pub source: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default)]

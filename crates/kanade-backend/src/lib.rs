@@ -74,7 +74,9 @@ impl Bound {
 
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let db = self.state.db.clone();
-        let results = tokio::spawn(projector::results(self.js.clone(), db.clone(), shutdown.clone()));
+        let results =
+            tokio::spawn(projector::project::<projector::Results>(self.js.clone(), db.clone(), shutdown.clone()));
+        let audit = tokio::spawn(projector::project::<projector::Audit>(self.js.clone(), db.clone(), shutdown.clone()));
         let heartbeats = tokio::spawn({
             let (client, db, shutdown) = (self.state.nats.clone(), db.clone(), shutdown.clone());
             async move {
@@ -86,6 +88,7 @@ impl Bound {
         let app = api::router(self.state.clone());
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         let _ = results.await;
+        let _ = audit.await;
         let _ = heartbeats.await;
         let _ = self.state.nats.flush().await;
         db.close().await;

@@ -8,9 +8,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use kanade_shared::resources::{BACKEND_QUEUE_GROUP, CONSUMER_RESULTS_PROJECTOR, STREAM_RESULTS};
+use kanade_shared::resources::{
+    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_RESULTS,
+};
 use kanade_shared::subject;
-use kanade_shared::wire::{ExecResult, Heartbeat};
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Db;
@@ -19,14 +21,63 @@ use crate::db::Db;
 const BATCH: usize = 500;
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// Projects `RESULTS` into the `results` table until `shutdown`.
-pub async fn results(js: jetstream::Context, db: Db, shutdown: CancellationToken) {
+/// One JetStream stream projected into one table through a durable pull consumer shared by backend replicas.
+pub trait Projection: Send + Sync + 'static {
+    type Row: Send + Sync;
+    const STREAM: &'static str;
+    const CONSUMER: &'static str;
+    /// Decodes and checks one message; an `Err` is logged and the message terminated (it stays in the stream).
+    fn decode(subject: &str, payload: &[u8]) -> Result<Self::Row, String>;
+    /// Stores a batch in one transaction, idempotently (a redelivered message lands on the same row).
+    fn commit(db: &Db, rows: &[(Self::Row, u64)]) -> impl Future<Output = Result<(), crate::db::DbError>> + Send;
+}
+
+/// `RESULTS` -> `results`.
+pub struct Results;
+
+impl Projection for Results {
+    type Row = ExecResult;
+    const STREAM: &'static str = STREAM_RESULTS;
+    const CONSUMER: &'static str = CONSUMER_RESULTS_PROJECTOR;
+
+    fn decode(subject: &str, payload: &[u8]) -> Result<ExecResult, String> {
+        decode_result(subject, payload)
+    }
+
+    async fn commit(db: &Db, rows: &[(ExecResult, u64)]) -> Result<(), crate::db::DbError> {
+        db.upsert_results(rows, Utc::now()).await
+    }
+}
+
+/// `AUDIT` -> `audit`.
+pub struct Audit;
+
+impl Projection for Audit {
+    type Row = AuditEvent;
+    const STREAM: &'static str = STREAM_AUDIT;
+    const CONSUMER: &'static str = CONSUMER_AUDIT_PROJECTOR;
+
+    fn decode(subject: &str, payload: &[u8]) -> Result<AuditEvent, String> {
+        let event: AuditEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        if subject::audit(&event.actor, &event.action) != subject {
+            return Err(format!("audit event of `{}` doing `{}` arrived on `{subject}`", event.actor, event.action));
+        }
+        Ok(event)
+    }
+
+    async fn commit(db: &Db, rows: &[(AuditEvent, u64)]) -> Result<(), crate::db::DbError> {
+        db.upsert_audit(rows, Utc::now()).await
+    }
+}
+
+/// Projects `P`'s stream into its table until `shutdown`, starting over after any interruption.
+pub async fn project<P: Projection>(js: jetstream::Context, db: Db, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match results_once(&js, &db, &shutdown).await {
+        match project_once::<P>(&js, &db, &shutdown).await {
             Ok(()) => return,
             Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in = ?backoff, "results projector interrupted");
+                tracing::warn!(stream = P::STREAM, error = format!("{err:#}"), retry_in = ?backoff, "projector interrupted");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = shutdown.cancelled() => return,
@@ -37,16 +88,20 @@ pub async fn results(js: jetstream::Context, db: Db, shutdown: CancellationToken
     }
 }
 
-async fn results_once(js: &jetstream::Context, db: &Db, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let stream = js.get_stream(STREAM_RESULTS).await.map_err(|err| {
-        anyhow::anyhow!("stream `{STREAM_RESULTS}` unavailable ({err}); has `kanade jetstream setup` run?")
+async fn project_once<P: Projection>(
+    js: &jetstream::Context,
+    db: &Db,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let stream = js.get_stream(P::STREAM).await.map_err(|err| {
+        anyhow::anyhow!("stream `{}` unavailable ({err}); has `kanade jetstream setup` run?", P::STREAM)
     })?;
     let consumer: jetstream::consumer::Consumer<pull::Config> = stream
         .get_or_create_consumer(
-            CONSUMER_RESULTS_PROJECTOR,
+            P::CONSUMER,
             pull::Config {
-                durable_name: Some(CONSUMER_RESULTS_PROJECTOR.to_owned()),
-                description: Some("kanade-backend: RESULTS -> results table".to_owned()),
+                durable_name: Some(P::CONSUMER.to_owned()),
+                description: Some(format!("kanade-backend: {} projector", P::STREAM)),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(60),
                 max_ack_pending: 20_000,
@@ -55,7 +110,7 @@ async fn results_once(js: &jetstream::Context, db: &Db, shutdown: &CancellationT
         )
         .await?;
     let mut messages = consumer.messages().await?.ready_chunks(BATCH);
-    tracing::info!(consumer = CONSUMER_RESULTS_PROJECTOR, "results projector running");
+    tracing::info!(consumer = P::CONSUMER, "projector running");
     loop {
         let batch = tokio::select! {
             batch = messages.next() => batch,
@@ -73,20 +128,20 @@ async fn results_once(js: &jetstream::Context, db: &Db, shutdown: &CancellationT
                 }
             };
             let seq = message.info().map(|info| info.stream_sequence).unwrap_or_default();
-            match decode_result(&message.subject, &message.payload) {
-                Ok(result) => {
-                    rows.push((result, seq));
+            match P::decode(&message.subject, &message.payload) {
+                Ok(row) => {
+                    rows.push((row, seq));
                     acks.push(message);
                 }
                 Err(why) => {
                     // Redelivering a message that can never decode would block nothing but waste work forever;
                     // it stays in the stream for inspection.
-                    tracing::warn!(subject = %message.subject, seq, error = why, "malformed result; not projected");
+                    tracing::warn!(subject = %message.subject, seq, error = why, "malformed message; not projected");
                     let _ = message.ack_with(AckKind::Term).await;
                 }
             }
         }
-        commit_with_retry(db, &rows, shutdown).await?;
+        commit_with_retry::<P>(db, &rows, shutdown).await?;
         for message in acks {
             if let Err(err) = message.ack().await {
                 // The row is committed; a redelivery will upsert the same row again.
@@ -96,19 +151,23 @@ async fn results_once(js: &jetstream::Context, db: &Db, shutdown: &CancellationT
     }
 }
 
-async fn commit_with_retry(db: &Db, rows: &[(ExecResult, u64)], shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn commit_with_retry<P: Projection>(
+    db: &Db,
+    rows: &[(P::Row, u64)],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let mut backoff = Duration::from_millis(100);
     loop {
-        match db.upsert_results(rows, Utc::now()).await {
+        match P::commit(db, rows).await {
             Ok(()) => return Ok(()),
             Err(err) => {
-                tracing::error!(error = %err, source = ?std::error::Error::source(&err), rows = rows.len(), "cannot store results; retrying");
+                tracing::error!(stream = P::STREAM, error = %err, source = ?std::error::Error::source(&err), rows = rows.len(), "cannot store rows; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.cancelled() => anyhow::bail!("stopped before results could be stored"),
+                    () = shutdown.cancelled() => anyhow::bail!("stopped before rows could be stored"),
                 }
                 backoff = (backoff * 2).min(RETRY_MAX);
             }

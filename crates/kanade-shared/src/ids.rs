@@ -166,6 +166,21 @@ impl PcId {
     }
 }
 
+impl Actor {
+    /// An actor from a login name, normalised like a hostname (`Jane.Doe` -> `jane-doe`); `unknown` when nothing
+    /// usable is left.
+    pub fn from_login(raw: &str) -> Self {
+        let normalised: String = raw
+            .trim()
+            .chars()
+            .flat_map(char::to_lowercase)
+            .map(|c| if is_id_char(c) { c } else { '-' })
+            .take(MAX_ID_LEN)
+            .collect();
+        Self::new(normalised.trim_matches('-')).unwrap_or_else(|_| Self("unknown".to_owned()))
+    }
+}
+
 impl ExecId {
     /// A fresh, time-ordered exec id (a UUIDv7 in lowercase hex with dashes).
     pub fn generate() -> Self {
@@ -278,6 +293,13 @@ mod tests {
         assert_eq!(ResultId::parse(id.as_str()).unwrap(), id);
         assert!(ResultId::parse("nodot").is_err());
         assert!(ResultId::parse("a.b.c").is_err());
+    }
+
+    #[test]
+    fn actors_come_from_logins() {
+        assert_eq!(Actor::from_login("Jane.Doe").as_str(), "jane-doe");
+        assert_eq!(Actor::from_login("CORP\\admin").as_str(), "corp-admin");
+        assert_eq!(Actor::from_login("").as_str(), "unknown");
     }
 
     #[test]

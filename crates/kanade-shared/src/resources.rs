@@ -29,6 +29,8 @@ pub const OBJ_RESULT_OUTPUT: &str = "result_output";
 
 /// The durable consumer through which the backend projects `RESULTS` into SQL; shared by backend replicas.
 pub const CONSUMER_RESULTS_PROJECTOR: &str = "backend-results";
+/// The durable consumer through which the backend projects `AUDIT` into SQL.
+pub const CONSUMER_AUDIT_PROJECTOR: &str = "backend-audit";
 /// The queue group backend replicas share for core subscriptions (heartbeats), so each message is handled once.
 pub const BACKEND_QUEUE_GROUP: &str = "kanade-backend";
 

@@ -396,6 +396,24 @@ pub struct RunStarted {
     pub started_at: DateTime<Utc>,
 }
 
+/// One operator action, on `audit.<actor>.<action>` (stream `AUDIT`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unique; also the `Nats-Msg-Id`, so a retried publish is stored once.
+    pub event_id: String,
+    pub actor: crate::ids::Actor,
+    pub action: crate::ids::Action,
+    /// What the action was about: a pc, a job, an exec, an object.
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub details: serde_json::Value,
+    pub at: DateTime<Utc>,
+    /// `cli` or `backend`.
+    #[serde(default)]
+    pub source: String,
+}
+
 /// An agent's answer to `kill.<exec_id>` when it had that run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KillAck {

@@ -2,6 +2,7 @@
 //!
 //! Data goes to stdout (`-o json` is stable and scriptable), messages to stderr.
 
+pub mod audit;
 pub mod commands;
 pub mod jetstream;
 pub mod output;

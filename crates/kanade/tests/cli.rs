@@ -410,3 +410,48 @@ async fn revoke_and_unrevoke_set_the_job_status_without_a_backend() {
     let bad = run(&url, &["revoke", "Not.A.Job"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn operator_actions_are_audited_and_listed_by_the_backend() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let backend = TestBackend::start(&url).await;
+    let _agent = TestAgent::start(&url, "pc-1", &[]).await;
+    let as_operator = |who: &'static str, args: &'static [&'static str]| {
+        let mut cmd = kanade(&url);
+        cmd.env("KANADE_OPERATOR", who).args(args);
+        cmd
+    };
+    assert!(as_operator("Jane.Doe", &["revoke", "patch"]).output().await.unwrap().status.success());
+    assert!(as_operator("bob", &["run", "pc-1", "--", "true"]).output().await.unwrap().status.success());
+    assert!(as_operator("bob", &["unrevoke", "patch"]).output().await.unwrap().status.success());
+
+    let events = eventually("three audit events", PATIENCE, || async {
+        let (status, body) = backend.get("/api/audit").await;
+        assert_eq!(status, 200, "{body}");
+        (body.as_array()?.len() == 3).then_some(body)
+    })
+    .await;
+    let summary: Vec<(&str, &str, &str)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap(), e["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(summary, vec![("bob", "unrevoke", "patch"), ("bob", "run", "pc-1"), ("jane-doe", "revoke", "patch")]);
+    assert_eq!(events[1]["source"], "cli");
+    assert!(events[1]["details"]["exec_id"].is_string());
+
+    let (_, only) = backend.get("/api/audit?actor=jane-doe").await;
+    assert_eq!(only.as_array().unwrap().len(), 1);
+    let (_, runs) = backend.get("/api/audit?action=run&since=1h").await;
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let (_, future) = backend.get("/api/audit?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future.as_array().unwrap().len(), 0);
+    for bad in ["since=yesterday", "actor=Bad.Actor", "limit=0", "colour=red"] {
+        let (status, body) = backend.get(&format!("/api/audit?{bad}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_query")), "{bad}");
+    }
+}

@@ -59,14 +59,6 @@ async fn catalogue(client: &async_nats::Client) -> anyhow::Result<KvStore> {
         .with_context(|| format!("KV bucket `{KV_JOBS}` is missing: run `kanade jetstream setup`"))
 }
 
-/// Who is acting, for the record: `KANADE_OPERATOR`, else the login name.
-pub fn operator() -> String {
-    ["KANADE_OPERATOR", "USER", "USERNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 async fn create(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let files = manifest_files(paths)?;
     // Everything is checked before anything is stored.
@@ -108,7 +100,7 @@ async fn create(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             manifest: std::fs::read_to_string(file).unwrap_or_default(),
             script_sha256,
             created_at: chrono::Utc::now(),
-            created_by: operator(),
+            created_by: crate::audit::operator(),
         };
         stored.push(record);
     }
@@ -118,6 +110,8 @@ async fn create(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         kv.put(record.job.id.as_str(), serde_json::to_vec(record)?.into())
             .await
             .with_context(|| format!("cannot store job `{}`", record.job.id))?;
+        let details = serde_json::json!({ "version": record.job.version, "script_sha256": record.script_sha256 });
+        crate::audit::record(&client, "job-create", record.job.id.as_str(), details).await;
         rows.push(vec![
             record.job.id.to_string(),
             record.job.version.clone(),
@@ -187,6 +181,7 @@ async fn delete(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
         bail!("no job `{id}` in the catalogue");
     }
     kv.delete(id.as_str()).await.with_context(|| format!("cannot delete job `{id}`"))?;
+    crate::audit::record(&client, "job-delete", id.as_str(), serde_json::Value::Null).await;
     output::note(&format!("deleted job `{id}`"));
     Ok(ExitCode::SUCCESS)
 }

@@ -53,6 +53,7 @@ pub async fn kill(client: &async_nats::Client, exec: &ExecId, wait: Duration) ->
 pub async fn run(cli: &Cli, args: &KillArgs) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
     let killed_on = kill(&client, &args.exec_id, args.wait).await?;
+    crate::audit::record(&client, "kill", args.exec_id.as_str(), serde_json::json!({ "killed_on": killed_on })).await;
     match cli.output {
         Format::Json => output::json(&KillOutput { exec_id: args.exec_id.clone(), killed_on })?,
         Format::Table => {

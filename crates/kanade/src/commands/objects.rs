@@ -76,6 +76,15 @@ pub async fn run(cli: &Cli, store: Store, command: &ObjectCommand) -> anyhow::Re
             let client = connect(cli).await?;
             let objects = open(&client, store).await?;
             let published = publish(&objects, store, name, version, file).await?;
+            if published.action.is_none() {
+                let action = match store {
+                    Store::Scripts => "script-publish",
+                    Store::Apps => "app-publish",
+                };
+                let target = key(name, version.as_str());
+                let details = serde_json::json!({ "sha256": published.sha256, "size": published.size });
+                crate::audit::record(&client, action, &target, details).await;
+            }
             match cli.output {
                 Format::Json => output::json(&published)?,
                 Format::Table => {

@@ -35,7 +35,13 @@ pub async fn set_status(client: &async_nats::Client, job: &JobId, revoked: bool)
 pub async fn run(cli: &Cli, args: &RevokeArgs, revoked: bool) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
     set_status(&client, &args.job, revoked).await?;
-    client.flush().await?;
+    crate::audit::record(
+        &client,
+        if revoked { "revoke" } else { "unrevoke" },
+        args.job.as_str(),
+        serde_json::Value::Null,
+    )
+    .await;
     output::note(&if revoked {
         format!("revoked `{}`: runs that have not started are skipped on every agent", args.job)
     } else {

@@ -129,6 +129,13 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
     .context("cannot publish the command")?
     .await
     .context("the broker did not store the command (has `kanade jetstream setup` run?)")?;
+    crate::audit::record(
+        &client,
+        "run",
+        pc.as_str(),
+        serde_json::json!({ "exec_id": exec, "shell": command.shell, "timeout_ms": command.timeout.as_millis() as u64 }),
+    )
+    .await;
     if std::io::stderr().is_terminal() && cli.output == Format::Table {
         output::note(&format!("kanade: exec {exec} on {pc} (stop it with `kanade kill {exec}`)"));
     }
