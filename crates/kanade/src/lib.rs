@@ -52,6 +52,8 @@ pub enum Command {
     Revoke(commands::revoke::RevokeArgs),
     /// Allow a revoked job to run again.
     Unrevoke(commands::revoke::RevokeArgs),
+    /// Who did what: the audit trail, from the backend.
+    Audit(commands::audit::AuditArgs),
     /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
@@ -86,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(args) => commands::kill::run(&cli, args).await,
         Command::Revoke(args) => commands::revoke::run(&cli, args, true).await,
         Command::Unrevoke(args) => commands::revoke::run(&cli, args, false).await,
+        Command::Audit(args) => commands::audit::run(&cli, args).await,
         Command::Jetstream(JetstreamCommand::Setup { replicas }) => {
             commands::jetstream::setup(&cli, usize::from(*replicas)).await
         }

@@ -450,6 +450,27 @@ async fn operator_actions_are_audited_and_listed_by_the_backend() {
     assert_eq!(runs.as_array().unwrap().len(), 1);
     let (_, future) = backend.get("/api/audit?since=2999-01-01T00:00:00Z").await;
     assert_eq!(future.as_array().unwrap().len(), 0);
+    let listed = kanade(&url)
+        .args(["audit", "--action", "revoke", "-o", "json"])
+        .env("KANADE_BACKEND_URL", backend.url())
+        .env("KANADE_AUTH_TOKEN", kanade_testkit::TEST_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["actor"], "jane-doe");
+    let refused = kanade(&url).args(["audit"]).env("KANADE_BACKEND_URL", backend.url()).output().await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("401"), "{}", text(&refused.stderr));
+    let table = kanade(&url)
+        .args(["audit", "--since", "1h"])
+        .env("KANADE_BACKEND_URL", backend.url())
+        .env("KANADE_AUTH_TOKEN", kanade_testkit::TEST_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert!(text(&table.stdout).contains("jane-doe"), "{}", text(&table.stdout));
     for bad in ["since=yesterday", "actor=Bad.Actor", "limit=0", "colour=red"] {
         let (status, body) = backend.get(&format!("/api/audit?{bad}")).await;
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_query")), "{bad}");

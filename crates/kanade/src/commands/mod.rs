@@ -1,5 +1,6 @@
 //! One module per CLI command.
 
+pub mod audit;
 pub mod jetstream;
 pub mod job;
 pub mod kill;
