@@ -265,7 +265,9 @@ async fn start_simulator(
         .arg(data)
         .env("KANADE_NATS_URL", nats_url)
         .env("KANADE_LOG", "warn");
-    let mut proc = Proc::spawn(command, &data.with_extension("log"))?;
+    // The log lives in the data dir, which the simulator removes when it stops cleanly.
+    std::fs::create_dir_all(data)?;
+    let mut proc = Proc::spawn(command, &data.join("simulator.log"))?;
     proc.ready_line(Duration::from_secs(300)).await.context("the simulator did not get ready")?;
     Ok(proc)
 }
