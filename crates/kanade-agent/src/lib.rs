@@ -396,9 +396,7 @@ impl Agent {
     ) -> Result<tokio::sync::OwnedSemaphorePermit, NotStarted> {
         let killed = || {
             tracing::info!(exec_id = %command.exec_id, "killed before it started");
-            let mut result = ExecResult::skipped(command, &self.config.pc_id, Reason::Other(String::new()), Utc::now());
-            result.status = ResultStatus::Killed;
-            result.reason = None;
+            let result = ExecResult::not_started(command, &self.config.pc_id, ResultStatus::Killed, None, Utc::now());
             NotStarted::Finished(Box::new(result))
         };
         let skipped = |reason: Reason| {

@@ -192,17 +192,16 @@ impl Db {
     /// Results matching `filter`, newest first.
     pub async fn list_results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>, DbError> {
         let mut sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        let mut add = |column: &str, value: Option<&str>| {
-            if let Some(value) = value {
-                binds.push(value.to_owned());
-                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
-            }
-        };
-        add("pc_id", filter.pc_id.as_ref().map(PcId::as_str));
-        add("exec_id", filter.exec_id.as_ref().map(ExecId::as_str));
-        add("job_id", filter.job_id.as_ref().map(JobId::as_str));
-        add("status", filter.status.as_deref());
+        let binds = and_equals(
+            &mut sql,
+            0,
+            &[
+                ("pc_id", filter.pc_id.as_ref().map(PcId::as_str)),
+                ("exec_id", filter.exec_id.as_ref().map(ExecId::as_str)),
+                ("job_id", filter.job_id.as_ref().map(JobId::as_str)),
+                ("status", filter.status.as_deref()),
+            ],
+        );
         sql.push_str(&format!(" ORDER BY finished_at_ms DESC, result_id DESC LIMIT {}", filter.limit));
         let mut query = sqlx::query(&sql);
         for bind in binds {
@@ -242,15 +241,9 @@ impl Db {
         let mut sql =
             "SELECT event_id, actor, action, target, details_json, source, at_ms FROM audit WHERE at_ms >= $1"
                 .to_owned();
-        let mut query_args: Vec<String> = Vec::new();
-        if let Some(actor) = &filter.actor {
-            query_args.push(actor.to_string());
-            sql.push_str(&format!(" AND actor = ${}", query_args.len() + 1));
-        }
-        if let Some(action) = &filter.action {
-            query_args.push(action.to_string());
-            sql.push_str(&format!(" AND action = ${}", query_args.len() + 1));
-        }
+        let actor = filter.actor.as_ref().map(|a| a.as_str());
+        let action = filter.action.as_ref().map(|a| a.as_str());
+        let query_args = and_equals(&mut sql, 1, &[("actor", actor), ("action", action)]);
         sql.push_str(&format!(" ORDER BY at_ms DESC, event_id DESC LIMIT {}", filter.limit));
         let mut query = sqlx::query(&sql).bind(filter.since.timestamp_millis());
         for arg in query_args {
@@ -287,6 +280,19 @@ impl Db {
     pub async fn count_results(&self) -> Result<i64, DbError> {
         Ok(sqlx::query("SELECT COUNT(*) AS n FROM results").fetch_one(&self.pool).await?.try_get("n")?)
     }
+}
+
+/// Appends ` AND <column> = $n` for each condition that has a value, numbering the placeholders after the
+/// `already` bound ones, and returns the values to bind in that order.
+fn and_equals(sql: &mut String, already: usize, conditions: &[(&str, Option<&str>)]) -> Vec<String> {
+    let mut values = Vec::new();
+    for (column, value) in conditions {
+        if let Some(value) = value {
+            values.push((*value).to_owned());
+            sql.push_str(&format!(" AND {column} = ${}", already + values.len()));
+        }
+    }
+    values
 }
 
 /// PostgreSQL refuses NUL in text; a script can print one. Keep everything else as it was.

@@ -285,13 +285,24 @@ pub struct ExecResult {
 impl ExecResult {
     /// A result for a run that never started.
     pub fn skipped(command: &Command, pc: &PcId, reason: Reason, now: DateTime<Utc>) -> Self {
+        Self::not_started(command, pc, ResultStatus::Skipped, Some(reason), now)
+    }
+
+    /// A result for a run that ended before its script started: skipped, or killed while it waited.
+    pub fn not_started(
+        command: &Command,
+        pc: &PcId,
+        status: ResultStatus,
+        reason: Option<Reason>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             result_id: ResultId::for_run(&command.exec_id, pc),
             exec_id: command.exec_id.clone(),
             job_id: command.job_id.clone(),
             version: command.version.clone(),
             pc_id: pc.clone(),
-            status: ResultStatus::Skipped,
+            status,
             exit_code: None,
             stdout: String::new(),
             stderr: String::new(),
@@ -299,7 +310,7 @@ impl ExecResult {
             stderr_truncated: false,
             started_at: None,
             finished_at: now,
-            reason: Some(reason),
+            reason,
         }
     }
 }
