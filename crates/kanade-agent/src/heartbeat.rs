@@ -13,6 +13,8 @@ pub struct Counters {
     pub running: u32,
     pub outbox_pending: u64,
     pub malformed_messages: u64,
+    pub heartbeat_interval: Duration,
+    pub max_local_concurrent: u32,
 }
 
 /// A process sample is reused for this long, so many agents in one process (the simulator) do not each re-read
@@ -89,6 +91,8 @@ impl HeartbeatSource {
             running: counters.running,
             outbox_pending: counters.outbox_pending,
             malformed_messages: counters.malformed_messages,
+            heartbeat_interval_ms: u64::try_from(counters.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+            max_local_concurrent: counters.max_local_concurrent,
             sent_at: Utc::now(),
         }
     }

@@ -24,7 +24,7 @@ pub struct JobStates {
 }
 
 /// A KV message is a delete or purge when its `KV-Operation` header says so.
-fn is_removal(headers: Option<&HeaderMap>) -> bool {
+pub(crate) fn is_removal(headers: Option<&HeaderMap>) -> bool {
     headers.and_then(|h| h.get("KV-Operation")).is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"))
 }
 
@@ -73,6 +73,18 @@ impl JobStates {
             for message in read.commands {
                 self.apply(&message.subject, message.headers.as_ref(), &message.payload);
             }
+        }
+        Ok(())
+    }
+}
+
+impl JobStates {
+    /// Re-reads `job`'s current version alone (its short history; the last value wins).
+    pub async fn refresh(&self, client: &async_nats::Client, job: &JobId) -> Result<(), CatchUpError> {
+        let filter = format!("$KV.{KV_SCRIPT_CURRENT}.{job}");
+        let read = catchup::fetch_from(client, &kv_stream_name(KV_SCRIPT_CURRENT), &filter, 1).await?;
+        for message in read.commands {
+            self.apply(&message.subject, message.headers.as_ref(), &message.payload);
         }
         Ok(())
     }

@@ -9,9 +9,11 @@ pub mod gate;
 pub mod heartbeat;
 pub mod jobstate;
 pub mod ledger;
+pub mod liveconfig;
 pub mod outbox;
 pub mod platform;
 pub mod simulate;
+pub mod update;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +28,7 @@ use kanade_shared::config::AgentConfig;
 use kanade_shared::resources::{KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS};
 use kanade_shared::subject::{self, Target};
 use kanade_shared::wire::{Command, ExecResult, KillAck, OutputChunk, Reason, ResultStatus, RunStarted};
-use kanade_shared::{ExecId, ResultId};
+use kanade_shared::{ExecId, JobId, ResultId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,11 +44,50 @@ pub const VERSION: &str = match option_env!("KANADE_BUILD_VERSION") {
     None => env!("CARGO_PKG_VERSION"),
 };
 
+use kanade_shared::release::MARKER_PREFIX;
+const MARKER_LEN: usize = MARKER_PREFIX.len() + VERSION.len() + 1;
+
+const fn marker() -> [u8; MARKER_LEN] {
+    let mut out = [0u8; MARKER_LEN];
+    let mut i = 0;
+    while i < MARKER_PREFIX.len() {
+        out[i] = MARKER_PREFIX[i];
+        i += 1;
+    }
+    let version = VERSION.as_bytes();
+    let mut j = 0;
+    while j < version.len() {
+        out[i + j] = version[j];
+        j += 1;
+    }
+    out
+}
+
+/// `\0KANADE-AGENT-VERSION:<version>\0` in the binary itself, where `kanade agent publish` reads the version
+/// from (on any OS, for any target); see `kanade_ops::release`. Kept by `#[used]`, and read once at start
+/// ([`version_marker`]) so no linker drops it either.
+#[used]
+pub static VERSION_MARKER: [u8; MARKER_LEN] = marker();
+
+/// The embedded marker, read through a black box so it stays in the binary.
+pub fn version_marker() -> &'static [u8] {
+    std::hint::black_box(&VERSION_MARKER)
+}
+
+/// How long an updated agent runs connected before it counts as healthy (and cannot be rolled back any more).
+const PROVEN_AFTER: Duration = Duration::from_secs(5);
+
 /// How long running scripts get to finish when the agent is asked to stop, before they are killed and reported
 /// as interrupted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Live output chunks buffered per run before new ones are dropped (the result still carries all of it).
 const OUTPUT_BUFFER: usize = 256;
+
+/// The `agent_config` values in force.
+struct Applied {
+    heartbeat_interval: Duration,
+    slots: usize,
+}
 
 struct Agent {
     config: AgentConfig,
@@ -55,7 +96,7 @@ struct Agent {
     ledger: RunLedger,
     executor: Executor,
     heartbeat: Arc<HeartbeatSource>,
-    running: Mutex<HashMap<ExecId, CancellationToken>>,
+    running: Mutex<HashMap<ExecId, (JobId, CancellationToken)>>,
     malformed: AtomicU64,
     stopping: AtomicBool,
     /// The subjects this agent takes commands on: all, its groups, itself.
@@ -68,6 +109,13 @@ struct Agent {
     slots: Arc<tokio::sync::Semaphore>,
     /// Wakes runs waiting on jitter or a slot when the job state changes.
     jobs_changed: tokio::sync::Notify,
+    /// The layers of `agent_config` that apply to this agent, and what of them is in force.
+    live: liveconfig::LiveConfig,
+    applied: Mutex<Applied>,
+    /// The heartbeat interval in force; the main loop re-arms its timer when it changes.
+    heartbeat_every: tokio::sync::watch::Sender<Duration>,
+    /// Self-update: the version being fetched now.
+    updating: Mutex<Option<String>>,
 }
 
 /// Runs the agent until `shutdown` is cancelled: its own connection, real scripts.
@@ -115,6 +163,8 @@ pub async fn serve(
     let js = jetstream::new(client.clone());
 
     let config_slots = config.max_local_concurrent.max(1);
+    let (config_pc, config_groups, config_heartbeat) =
+        (config.pc_id.clone(), config.groups.clone(), config.heartbeat_interval);
     let mut command_filters =
         vec![subject::commands_for(&Target::All), subject::commands_for(&Target::Pc(config.pc_id.clone()))];
     command_filters.extend(config.groups.iter().map(|g| subject::commands_for(&Target::Group(g.clone()))));
@@ -134,16 +184,29 @@ pub async fn serve(
         jobs: jobstate::JobStates::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(config_slots)),
         jobs_changed: tokio::sync::Notify::new(),
+        live: liveconfig::LiveConfig::new(config_pc, config_groups),
+        applied: Mutex::new(Applied { heartbeat_interval: config_heartbeat, slots: config_slots }),
+        heartbeat_every: tokio::sync::watch::Sender::new(config_heartbeat),
+        updating: Mutex::new(None),
     });
-
     let mut subscriptions = Vec::new();
     for filter in &agent.command_filters {
         subscriptions
             .push(client.subscribe(filter.clone()).await.with_context(|| format!("cannot subscribe to `{filter}`"))?);
     }
     let mut commands = futures::stream::select_all(subscriptions);
-    let mut kills = client.subscribe(subject::KILL_ALL).await.context("cannot subscribe to kill requests")?;
+    let mut kills = futures::stream::select(
+        client.subscribe(subject::KILL_ALL).await.context("cannot subscribe to kill requests")?,
+        client.subscribe(subject::KILL_JOB_ALL).await.context("cannot subscribe to kill requests")?,
+    );
     let mut pings = client.subscribe(subject::ping(&agent.config.pc_id)).await.context("cannot subscribe to pings")?;
+    let mut config_changes = Vec::new();
+    for filter in agent.live.subjects() {
+        config_changes
+            .push(client.subscribe(filter.clone()).await.with_context(|| format!("cannot subscribe to `{filter}`"))?);
+    }
+    let mut config_changes = futures::stream::select_all(config_changes);
+    let mut heartbeat_every = agent.heartbeat_every.subscribe();
     let mut job_changes = futures::stream::select(
         client.subscribe(subject::kv_changes(KV_SCRIPT_CURRENT)).await.context("cannot subscribe to script_current")?,
         client.subscribe(subject::kv_changes(KV_SCRIPT_STATUS)).await.context("cannot subscribe to script_status")?,
@@ -162,6 +225,30 @@ pub async fn serve(
     // Subscribed first, then read back: a command published in between arrives one way or the other (or both, and
     // the ledger runs it once).
     runs.spawn(agent.clone().catch_up(runs.clone()));
+    if update::enabled() {
+        // A new binary has proven itself once it has run connected, subscribed and answering a round trip, for a
+        // while: then the boot sentinel is cleared, and what the start decided goes on the timeline.
+        tokio::spawn({
+            let (client, agent, shutdown) = (client.clone(), agent.clone(), shutdown.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(PROVEN_AFTER) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    if client.connection_state() == async_nats::connection::State::Connected
+                        && client.flush().await.is_ok()
+                    {
+                        break;
+                    }
+                }
+                update::healthy(VERSION);
+                if let Some((event, details)) = update::take_pending_event() {
+                    update::obs(&client, &agent.config.pc_id, &event, details).await;
+                }
+            }
+        });
+    }
 
     loop {
         tokio::select! {
@@ -176,6 +263,17 @@ pub async fn serve(
                 } else {
                     agent.malformed(&message.subject, message.payload.len(), &"not a job state change");
                 }
+            }
+            Some(message) = config_changes.next() => {
+                match agent.live.apply(&message.subject, message.headers.as_ref(), &message.payload) {
+                    Ok(()) => agent.reconfigure(),
+                    Err(why) => agent.malformed(&message.subject, message.payload.len(), &why),
+                }
+            }
+            Ok(()) = heartbeat_every.changed() => {
+                let every = *heartbeat_every.borrow_and_update();
+                heartbeat = tokio::time::interval(every);
+                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             }
             _ = heartbeat.tick() => agent.publish_heartbeat().await,
             Ok(()) = connects.changed() => {
@@ -192,6 +290,7 @@ pub async fn serve(
     drop(kills);
     drop(pings);
     drop(job_changes);
+    drop(config_changes);
     runs.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, runs.wait()).await.is_err() {
         tracing::warn!(running = agent.running_count(), "runs still going after the grace period; killing them");
@@ -211,10 +310,17 @@ impl Agent {
     }
 
     fn counters(&self) -> Counters {
+        let (heartbeat_interval, slots) = self
+            .applied
+            .lock()
+            .map(|a| (a.heartbeat_interval, a.slots))
+            .unwrap_or((self.config.heartbeat_interval, self.config.max_local_concurrent));
         Counters {
             running: self.running_count(),
             outbox_pending: self.outbox.pending(),
             malformed_messages: self.malformed.load(Ordering::Relaxed),
+            heartbeat_interval,
+            max_local_concurrent: u32::try_from(slots).unwrap_or(u32::MAX),
         }
     }
 
@@ -234,6 +340,11 @@ impl Agent {
         if let Err(err) = self.jobs.reload(&self.client).await {
             tracing::warn!(error = %err, "cannot re-read job state; live updates still apply");
         }
+        // Apart, so a bucket not there yet delays nothing else.
+        tokio::spawn({
+            let agent = self.clone();
+            async move { agent.reload_config().await }
+        });
         let from = self.catch_up.load() + 1;
         let mut fetched = Vec::new();
         let mut complete_to = Some(u64::MAX);
@@ -295,25 +406,159 @@ impl Agent {
     }
 
     async fn handle_kill(&self, message: &Message) {
-        let Some(exec) = subject::exec_of_kill(&message.subject) else {
-            self.malformed(&message.subject, message.payload.len(), &"kill subject does not end in a valid exec id");
-            return;
+        // `kill.job.<job>` kills every run of the job; `kill.<exec>` one execution.
+        let matches: Vec<(ExecId, CancellationToken)> = if let Some(job) = subject::job_of_kill(&message.subject) {
+            let running = self.running.lock().map(|r| r.clone()).unwrap_or_default();
+            running.into_iter().filter(|(_, (j, _))| *j == job).map(|(exec, (_, token))| (exec, token)).collect()
+        } else if let Some(exec) = subject::exec_of_kill(&message.subject) {
+            let token = self.running.lock().ok().and_then(|running| running.get(&exec).map(|(_, t)| t.clone()));
+            token.map(|token| (exec, token)).into_iter().collect()
+        } else {
+            let why = "kill subject does not end in a valid exec or job id";
+            return self.malformed(&message.subject, message.payload.len(), &why);
         };
-        let token = self.running.lock().ok().and_then(|running| running.get(&exec).cloned());
-        let Some(token) = token else { return };
-        tracing::info!(exec_id = %exec, "kill requested");
-        token.cancel();
-        if let Some(reply) = &message.reply {
-            let ack = KillAck { pc_id: self.config.pc_id.clone(), exec_id: exec };
-            if let Ok(body) = serde_json::to_vec(&ack) {
-                let _ = self.client.publish(reply.clone(), body.into()).await;
+        for (exec, token) in matches {
+            tracing::info!(exec_id = %exec, "kill requested");
+            token.cancel();
+            if let Some(reply) = &message.reply {
+                let ack = KillAck { pc_id: self.config.pc_id.clone(), exec_id: exec };
+                if let Ok(body) = serde_json::to_vec(&ack) {
+                    let _ = self.client.publish(reply.clone(), body.into()).await;
+                }
             }
+        }
+    }
+
+    /// Re-reads the agent's `agent_config` layers and applies them, retrying with backoff while the bucket is not
+    /// there (a broker set up after the agent started) or the broker does not answer.
+    async fn reload_config(self: &Arc<Self>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.live.reload(&self.client).await {
+                Ok(()) => return self.reconfigure(),
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "cannot read agent_config yet; live changes still apply");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// Puts the effective `agent_config` in force: the heartbeat interval and the number of run slots. The local
+    /// config file's values are the defaults the layers override.
+    fn reconfigure(self: &Arc<Self>) {
+        let (settings, conflicts) = self.live.settings();
+        for conflict in conflicts {
+            tracing::warn!(%conflict, "agent_config: two of this agent's groups disagree");
+        }
+        for rejected in &settings.rejected {
+            tracing::warn!(value = %rejected, "agent_config: ignoring a value this agent cannot use");
+        }
+        let heartbeat_interval = settings.heartbeat_interval.unwrap_or(self.config.heartbeat_interval);
+        let slots = settings.max_local_concurrent.unwrap_or(self.config.max_local_concurrent).max(1);
+        let Ok(mut applied) = self.applied.lock() else { return };
+        if applied.heartbeat_interval != heartbeat_interval {
+            tracing::info!(from = ?applied.heartbeat_interval, to = ?heartbeat_interval, "heartbeat interval changed");
+            applied.heartbeat_interval = heartbeat_interval;
+            self.heartbeat_every.send_replace(heartbeat_interval);
+        }
+        if applied.slots != slots {
+            tracing::info!(from = applied.slots, to = slots, "max_local_concurrent changed");
+            if slots > applied.slots {
+                self.slots.add_permits(slots - applied.slots);
+            } else {
+                // Taken in turn like any run's slot, so runs under way finish and the queue keeps its order.
+                let (slots_sem, fewer) = (self.slots.clone(), u32::try_from(applied.slots - slots).unwrap_or(u32::MAX));
+                tokio::spawn(async move {
+                    if let Ok(permits) = slots_sem.acquire_many_owned(fewer).await {
+                        permits.forget();
+                    }
+                });
+            }
+            applied.slots = slots;
+        }
+        drop(applied);
+        self.consider_update(&settings);
+    }
+
+    /// Starts fetching the target version when it differs from this agent's own (once per target).
+    fn consider_update(self: &Arc<Self>, settings: &kanade_shared::layered::Settings) {
+        let Some(target) = settings.target_version.clone() else { return };
+        if target == VERSION {
+            return;
+        }
+        if !update::enabled() {
+            tracing::debug!(target = %target, "target version differs, but this process does not update itself");
+            return;
+        }
+        if update::blocked().as_deref() == Some(target.as_str()) {
+            return;
+        }
+        let Ok(mut updating) = self.updating.lock() else { return };
+        if updating.as_deref() == Some(target.as_str()) {
+            return;
+        }
+        *updating = Some(target.clone());
+        let jitter = settings.target_version_jitter.unwrap_or_default();
+        tokio::spawn(self.clone().update_to(target, jitter));
+    }
+
+    /// Waits out the jitter, then fetches, checks and swaps in `target` and stops the agent for the restart;
+    /// retries what may pass (the broker away, the release not there yet) and gives up on what cannot (a
+    /// corrupt or mislabelled release) until the target changes.
+    async fn update_to(self: Arc<Self>, target: String, jitter: Duration) {
+        let wait = jitter.mul_f64(rand::random_range(0.0..=1.0));
+        tracing::info!(from = VERSION, to = %target, wait = ?wait, "agent update scheduled");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.shutdown.cancelled() => return,
+        }
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if self.live.settings().0.target_version.as_deref() != Some(target.as_str()) {
+                tracing::info!(to = %target, "target version changed before the update; not updating to it");
+                break;
+            }
+            let swapped =
+                update::download(&self.client, &target).await.and_then(|bytes| update::swap(VERSION, &target, &bytes));
+            match swapped {
+                Ok(()) => {
+                    tracing::info!(from = VERSION, to = %target, "new agent binary in place; restarting into it");
+                    let details = serde_json::json!({ "from": VERSION, "to": target });
+                    update::obs(&self.client, &self.config.pc_id, "agent_update", details).await;
+                    self.shutdown.cancel();
+                    return;
+                }
+                Err(err) if err.is_final() => {
+                    update::block(&target, &err.to_string());
+                    let details = serde_json::json!({ "to": target, "error": err.to_string() });
+                    update::obs(&self.client, &self.config.pc_id, "agent_update_refused", details).await;
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(to = %target, error = %err, retry_in = ?backoff, "agent update failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                }
+            }
+        }
+        if let Ok(mut updating) = self.updating.lock()
+            && updating.as_deref() == Some(target.as_str())
+        {
+            *updating = None;
         }
     }
 
     fn kill_all(&self) {
         if let Ok(running) = self.running.lock() {
-            running.values().for_each(CancellationToken::cancel);
+            running.values().for_each(|(_, token)| token.cancel());
         }
     }
 
@@ -338,6 +583,14 @@ impl Agent {
                 return;
             }
         }
+        let view = self.jobs.view(&command.job_id);
+        if !command.version.is_empty() && view.current_version.as_ref().is_some_and(|v| *v != command.version) {
+            // The operator sets `script_current` before sending a new version, but this agent may see the command
+            // first (its subscriptions are polled in no fixed order): read the key itself before calling it stale.
+            if let Err(err) = self.jobs.refresh(&self.client, &command.job_id).await {
+                tracing::warn!(job_id = %command.job_id, error = %err, "cannot re-read the job's current version");
+            }
+        }
         let result = match gate::decide(&command, Utc::now(), &self.jobs.view(&command.job_id)) {
             gate::Decision::Skip(reason) => {
                 tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, %reason, "command skipped");
@@ -358,7 +611,7 @@ impl Agent {
     async fn execute(&self, command: &Command) -> Option<ExecResult> {
         let cancel = CancellationToken::new();
         if let Ok(mut running) = self.running.lock() {
-            running.insert(command.exec_id.clone(), cancel.clone());
+            running.insert(command.exec_id.clone(), (command.job_id.clone(), cancel.clone()));
         }
         let result = match self.wait_turn(command, &cancel).await {
             Ok(permit) => {

@@ -33,6 +33,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    // Keeps the version marker in the binary for `kanade agent publish` (it costs one pointer read).
+    let _ = kanade_agent::version_marker().len();
     init_tracing(if flags.command.is_some() { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -44,6 +46,21 @@ fn main() -> ExitCode {
     match flags.command {
         Some(Command::Simulate(args)) => runtime.block_on(simulate(args)),
         None => {
+            // Self-update first: a new binary's start is counted (and a failing one rolled back) before its
+            // config is read, so a release that rejects the config file is rolled back like one that crashes.
+            match std::env::current_exe() {
+                Ok(exe) => kanade_agent::update::enable(exe),
+                Err(err) => tracing::warn!(error = %err, "cannot locate this executable; self-update is off"),
+            }
+            if kanade_agent::update::on_start(kanade_agent::VERSION) == kanade_agent::update::Start::RestartIntoOld {
+                return ExitCode::from(kanade_agent::update::EXIT_UPDATED);
+            }
+            // A fault-injection build for the self-update test (`KANADE_BUILD_BROKEN=1` at build time): a release
+            // that fails as soon as it starts, the way one that rejects the existing config file would.
+            if option_env!("KANADE_BUILD_BROKEN").is_some() {
+                tracing::error!("this build is broken on purpose (KANADE_BUILD_BROKEN)");
+                return ExitCode::FAILURE;
+            }
             let hostname = sysinfo::System::host_name().unwrap_or_default();
             let config = match AgentConfig::load(flags.config.as_deref(), &ProcessEnv, &hostname) {
                 Ok(config) => config,
@@ -72,6 +89,7 @@ fn shutdown_on_signal() -> CancellationToken {
 
 async fn agent(config: AgentConfig) -> ExitCode {
     match kanade_agent::run(config, shutdown_on_signal()).await {
+        Ok(()) if kanade_agent::update::updated() => ExitCode::from(kanade_agent::update::EXIT_UPDATED),
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "agent failed");

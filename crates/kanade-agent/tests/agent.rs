@@ -175,7 +175,7 @@ async fn kill_stops_a_running_script_and_its_children() {
     })
     .await;
 
-    let killed_on = kanade::commands::kill::kill(&client, &long.exec_id, Duration::from_secs(1)).await.unwrap();
+    let killed_on = pcs(kanade_ops::control::kill(&client, &long.exec_id, Duration::from_secs(1)).await.unwrap());
     assert_eq!(killed_on, vec!["pc-1".to_owned()]);
     let result = results.next_for(&long.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Killed);
@@ -183,7 +183,7 @@ async fn kill_stops_a_running_script_and_its_children() {
     assert!(!process_alive(child), "the script's child survived the kill");
 
     // A kill for an exec nobody runs is answered by nobody and harms nothing.
-    let none = kanade::commands::kill::kill(&client, &kanade_shared::ExecId::generate(), Duration::from_millis(300))
+    let none = kanade_ops::control::kill(&client, &kanade_shared::ExecId::generate(), Duration::from_millis(300))
         .await
         .unwrap();
     assert!(none.is_empty());
@@ -479,18 +479,19 @@ async fn kill_wakes_a_run_waiting_on_its_jitter_and_revoke_then_unrevoke_gate_ne
     let mut slow_start = versioned("patch", "1.0", &format!("touch {}", ran("a").display()));
     slow_start.jitter = Some(Duration::from_secs(30));
     publish(&js, &pc("pc-1"), &slow_start).await;
-    let killed = kanade::commands::kill::kill(&client, &slow_start.exec_id, Duration::from_millis(500)).await.unwrap();
+    let killed =
+        pcs(kanade_ops::control::kill(&client, &slow_start.exec_id, Duration::from_millis(500)).await.unwrap());
     assert_eq!(killed, vec!["pc-1".to_owned()], "a run waiting on its jitter can be killed");
     let result = results.next_for(&slow_start.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Killed);
     assert!(result.started_at.is_none());
 
-    kanade::commands::revoke::set_status(&client, &job, true).await.unwrap();
+    kanade_ops::control::set_revoked(&client, &job, true).await.unwrap();
     let refused = versioned("patch", "1.0", &format!("touch {}", ran("b").display()));
     publish(&js, &pc("pc-1"), &refused).await;
     assert_eq!(results.next_for(&refused.exec_id, PATIENCE).await.reason, Some(Reason::Revoked));
 
-    kanade::commands::revoke::set_status(&client, &job, false).await.unwrap();
+    kanade_ops::control::set_revoked(&client, &job, false).await.unwrap();
     let allowed = versioned("patch", "1.0", &format!("touch {}", ran("c").display()));
     publish(&js, &pc("pc-1"), &allowed).await;
     assert_eq!(results.next_for(&allowed.exec_id, PATIENCE).await.status, ResultStatus::Ok);
@@ -508,7 +509,7 @@ async fn a_revocation_during_the_jitter_is_seen_before_the_run_starts() {
     publish(&js, &pc("pc-1"), &held).await;
     // The agent holds the run back (it counts it as running) for up to an hour of jitter; then the job is revoked.
     wait_until_running(&client, "pc-1", 1).await;
-    kanade::commands::revoke::set_status(&client, &kanade_shared::JobId::new("patch").unwrap(), true).await.unwrap();
+    kanade_ops::control::set_revoked(&client, &kanade_shared::JobId::new("patch").unwrap(), true).await.unwrap();
     let result = results.next_for(&held.exec_id, PATIENCE).await;
     assert_eq!((result.status, result.reason), (ResultStatus::Skipped, Some(Reason::Revoked)));
     assert!(!marker.exists(), "a revoked run started");
@@ -542,7 +543,7 @@ async fn max_local_concurrent_queues_runs_in_order_and_a_queued_run_can_be_kille
     let third = command("echo third");
     publish(&js, &pc("pc-1"), &third).await;
 
-    let killed = kanade::commands::kill::kill(&client, &queued.exec_id, Duration::from_millis(500)).await.unwrap();
+    let killed = pcs(kanade_ops::control::kill(&client, &queued.exec_id, Duration::from_millis(500)).await.unwrap());
     assert_eq!(killed, vec!["pc-1".to_owned()]);
     let result = results.next_for(&queued.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Killed);
@@ -552,6 +553,35 @@ async fn max_local_concurrent_queues_runs_in_order_and_a_queued_run_can_be_kille
     std::fs::write(&gate, "").unwrap();
     assert_eq!(results.next_for(&first.exec_id, PATIENCE).await.stdout, "first\n");
     assert_eq!(results.next_for(&third.exec_id, PATIENCE).await.stdout, "third\n");
+}
+
+#[tokio::test]
+async fn kill_by_job_stops_its_running_and_queued_runs_and_nothing_else() {
+    let World { _nats, client, js, mut results, _agent } = World::one_agent_with(|c| c.max_local_concurrent = 2).await;
+    let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
+    let running = versioned("patch", "1.0", "sleep 30");
+    let other = versioned("other", "1.0", "sleep 1; echo other");
+    let queued = versioned("patch", "1.0", "echo never");
+    set_current(&js, "patch", "1.0").await;
+    set_current(&js, "other", "1.0").await;
+    for command in [&running, &other] {
+        publish(&js, &pc("pc-1"), command).await;
+        tokio::time::timeout(PATIENCE, started.next()).await.expect("run started");
+    }
+    // Both slots are taken: the second run of `patch` waits in the queue.
+    publish(&js, &pc("pc-1"), &queued).await;
+    wait_until_running(&client, "pc-1", 3).await;
+
+    let job = kanade_shared::JobId::new("patch").unwrap();
+    let killed = kanade_ops::control::kill_job(&client, &job, Duration::from_millis(500)).await.unwrap();
+    let mut execs: Vec<String> = killed.iter().map(|ack| ack.exec_id.to_string()).collect();
+    execs.sort();
+    let mut want = vec![running.exec_id.to_string(), queued.exec_id.to_string()];
+    want.sort();
+    assert_eq!(execs, want, "both runs of the job, and only those");
+    assert_eq!(results.next_for(&running.exec_id, PATIENCE).await.status, ResultStatus::Killed);
+    assert_eq!(results.next_for(&queued.exec_id, PATIENCE).await.status, ResultStatus::Killed);
+    assert_eq!(results.next_for(&other.exec_id, PATIENCE).await.stdout, "other\n", "another job is untouched");
 }
 
 #[tokio::test]
@@ -575,7 +605,12 @@ async fn a_run_still_waiting_when_the_agent_stops_is_taken_up_again_after_the_re
     let _agent = TestAgent::start_with(config, data).await;
     wait_until_running(&client, "pc-1", 1).await;
     assert_eq!(results.seen_for(&held.exec_id), 0, "stopping produced no result");
-    let killed = kanade::commands::kill::kill(&client, &held.exec_id, Duration::from_millis(500)).await.unwrap();
+    let killed = pcs(kanade_ops::control::kill(&client, &held.exec_id, Duration::from_millis(500)).await.unwrap());
     assert_eq!(killed, vec!["pc-1".to_owned()]);
     assert_eq!(results.next_for(&held.exec_id, PATIENCE).await.status, ResultStatus::Killed);
+}
+
+/// The PCs that confirmed a kill.
+fn pcs(acks: Vec<kanade_shared::wire::KillAck>) -> Vec<String> {
+    acks.into_iter().map(|ack| ack.pc_id.to_string()).collect()
 }

@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use kanade_shared::config::AuthConfig;
 use kanade_shared::wire::ResultStatus;
-use kanade_shared::{ExecId, JobId, PcId};
+use kanade_shared::{Actor, ExecId, JobId, PcId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -26,11 +26,25 @@ pub const MAX_RESULT_LIMIT: u32 = 1000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+mod executions;
+mod jobs;
+
 pub struct AppState {
     pub db: Db,
     pub nats: async_nats::Client,
     pub auth: AuthConfig,
     pub offline_after: Duration,
+    pub engine: Arc<crate::engine::Engine>,
+}
+
+impl AppState {
+    /// Records an operator's action on `AUDIT`. The action is done either way; a failure to record it is logged.
+    pub async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {
+        let source = kanade_ops::audit::Source::Backend;
+        if let Err(err) = kanade_ops::audit::record(&self.nats, source, actor, action, target, details).await {
+            tracing::error!(error = %err, %action, %target, "action done but not audited");
+        }
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -38,7 +52,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/agents", get(list_agents))
         .route("/agents/{pc_id}", get(get_agent))
         .route("/results", get(list_results))
-        .route("/executions/{exec_id}", get(get_execution))
+        .route("/jobs", get(jobs::list).post(jobs::create))
+        .route("/jobs/{job_id}", get(jobs::get).delete(jobs::delete))
+        .route("/exec/{job_id}", post(executions::exec))
+        .route("/deploy", post(executions::deploy))
+        .route("/executions", get(executions::list))
+        .route("/executions/{exec_id}", get(executions::get))
+        .route("/executions/{exec_id}/results", get(executions::results))
+        .route("/executions/{exec_id}/approve", post(executions::approve))
+        .route("/executions/{exec_id}/reject", post(executions::reject))
         .route("/audit", get(list_audit))
         .route("/app-packages/{name}/{version}", get(crate::packages::serve).head(crate::packages::serve))
         .method_not_allowed_fallback(api_method_not_allowed)
@@ -119,20 +141,179 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
     }
 }
 
-async fn require_auth(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let AuthConfig::StaticToken(expected) = &state.auth else { return next.run(request).await };
+/// The header a client uses to say which operator it acts for. Believed only where no token proves it: with the
+/// shared static token, or with auth disabled.
+pub const OPERATOR_HEADER: &str = "x-kanade-operator";
+
+/// Who is calling, as the auth layer established it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: Actor,
+    /// True when a per-operator token proves the identity; false when it is only the client's claim.
+    pub verified: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no caller identity; see the backend log")
+        })
+    }
+}
+
+fn claimed(request: &Request) -> Caller {
+    let actor = request
+        .headers()
+        .get(OPERATOR_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(Actor::from_login)
+        .unwrap_or_else(|| Actor::from_login("anonymous"));
+    Caller { actor, verified: false }
+}
+
+/// A JSON body whose rejection is an [`ApiError`] naming what is wrong and where.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(request, state).await?;
+        decode(&bytes).map(Self)
+    }
+}
+
+/// Like [`ApiJson`], but an empty body is the type's default.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(&request);
+        let bytes = bytes::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))?;
+        // No body at all (`curl -X POST` sends a form content type with it) means "the defaults".
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        decode(&bytes).map(Self)
+    }
+}
+
+/// A body is taken as JSON when it says so, or says nothing.
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")))
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as `Content-Type: application/json`",
+    )
+}
+
+async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<bytes::Bytes, ApiError> {
+    if !is_json(&request) {
+        return Err(not_json());
+    }
+    bytes::Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let at = if path == "." { String::new() } else { format!("{path}: ") };
+        ApiError::bad_request("invalid_body", format!("{at}{inner}"))
+    })
+}
+
+/// An id in the path, validated by its type; a bad one is a 400 with code `invalid_<kind>`.
+pub struct PathId<T>(pub T);
+
+pub trait PathIdKind: Sized {
+    const CODE: &'static str;
+    fn parse(raw: String) -> Result<Self, kanade_shared::IdError>;
+}
+
+impl PathIdKind for JobId {
+    const CODE: &'static str = "invalid_job_id";
+    fn parse(raw: String) -> Result<Self, kanade_shared::IdError> {
+        JobId::new(raw)
+    }
+}
+
+impl PathIdKind for ExecId {
+    const CODE: &'static str = "invalid_exec_id";
+    fn parse(raw: String) -> Result<Self, kanade_shared::IdError> {
+        ExecId::new(raw)
+    }
+}
+
+impl<T: PathIdKind, S: Send + Sync> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection: PathRejection| ApiError::bad_request(T::CODE, rejection.body_text()))?;
+        T::parse(raw).map(Self).map_err(|err| ApiError::bad_request(T::CODE, err.to_string()))
+    }
+}
+
+/// How a broker-side failure looks to a client.
+pub fn ops_error(err: kanade_ops::OpsError) -> ApiError {
+    use kanade_ops::OpsError;
+    match err {
+        OpsError::Missing { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_set_up", err.to_string()),
+        OpsError::Invalid(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+        OpsError::Nats { .. } => {
+            tracing::error!(error = %err, source = ?std::error::Error::source(&err), "broker request failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", err.to_string())
+        }
+        OpsError::Encode { .. } => ApiError::internal(&err),
+    }
+}
+
+async fn require_auth(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let AuthConfig::Tokens { shared, operators } = &state.auth else {
+        let caller = claimed(&request);
+        request.extensions_mut().insert(caller);
+        return next.run(request).await;
+    };
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented {
-        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response(),
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`")
-            .into_response(),
-    }
+    let Some(token) = presented else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`")
+            .into_response();
+    };
+    let matches = |expected: &str| bool::from(token.as_bytes().ct_eq(expected.as_bytes()));
+    // Every token is compared, so the time taken does not tell which one nearly matched.
+    let operator = operators.iter().fold(None, |found, o| if matches(&o.token) { Some(o) } else { found });
+    let caller = match (operator, shared.as_deref().is_some_and(matches)) {
+        (Some(operator), _) => Caller { actor: operator.name.clone(), verified: true },
+        (None, true) => claimed(&request),
+        (None, false) => {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response();
+        }
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 async fn api_not_found() -> ApiError {
@@ -198,15 +379,15 @@ async fn get_agent(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ResultQuery {
-    pc_id: Option<String>,
-    exec_id: Option<String>,
-    job_id: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
+pub(crate) struct ResultQuery {
+    pub(crate) pc_id: Option<String>,
+    pub(crate) exec_id: Option<String>,
+    pub(crate) job_id: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) limit: Option<u32>,
 }
 
-fn parse_filter(query: ResultQuery) -> Result<ResultFilter, ApiError> {
+pub(crate) fn parse_filter(query: ResultQuery) -> Result<ResultFilter, ApiError> {
     fn id<T>(
         raw: Option<String>,
         parse: impl Fn(String) -> Result<T, kanade_shared::IdError>,
@@ -250,26 +431,6 @@ async fn list_results(
 ) -> Result<Json<Vec<ResultRow>>, ApiError> {
     let filter = parse_filter(query)?;
     Ok(Json(state.db.list_results(&filter).await?))
-}
-
-/// An execution's progress as the results tell it. (Jobs, targets and waves join this when the backend drives
-/// executions itself.)
-#[derive(Serialize)]
-struct ExecutionView {
-    exec_id: ExecId,
-    results: i64,
-    by_status: std::collections::BTreeMap<String, i64>,
-}
-
-async fn get_execution(
-    State(state): State<Arc<AppState>>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<ExecutionView>, ApiError> {
-    let Path(raw) = path.map_err(|rejection| ApiError::bad_request("invalid_exec_id", rejection.body_text()))?;
-    let exec = ExecId::new(raw).map_err(|err| ApiError::bad_request("invalid_exec_id", err.to_string()))?;
-    let by_status: std::collections::BTreeMap<String, i64> =
-        state.db.exec_status_counts(&exec).await?.into_iter().collect();
-    Ok(Json(ExecutionView { exec_id: exec, results: by_status.values().sum(), by_status }))
 }
 
 #[derive(Debug, Deserialize)]

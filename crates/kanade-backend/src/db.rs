@@ -11,6 +11,10 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+mod executions;
+
+pub use executions::{ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, WaveRow};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

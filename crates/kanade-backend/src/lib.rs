@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod db;
+pub mod engine;
 pub mod packages;
 pub mod projector;
 
@@ -53,11 +54,19 @@ impl Backend {
             addr = %listener.local_addr()?,
             database = %db::redact_url(&url),
             nats = ?config.nats.urls,
-            auth = if matches!(config.auth, kanade_shared::config::AuthConfig::Disabled) { "disabled" } else { "static token" },
+            auth = match &config.auth {
+                kanade_shared::config::AuthConfig::Disabled => "disabled".to_owned(),
+                kanade_shared::config::AuthConfig::Tokens { shared, operators } => format!(
+                    "{}{} operator token(s)",
+                    if shared.is_some() { "shared token, " } else { "" },
+                    operators.len()
+                ),
+            },
             "kanade-backend listening"
         );
         let js = async_nats::jetstream::new(nats.clone());
-        let state = Arc::new(AppState { db, nats, auth: config.auth, offline_after: config.offline_after });
+        let engine = engine::Engine::new(db.clone(), nats.clone());
+        let state = Arc::new(AppState { db, nats, auth: config.auth, offline_after: config.offline_after, engine });
         Ok(Bound { listener, state, js })
     }
 }
@@ -85,12 +94,17 @@ impl Bound {
                 }
             }
         });
+        let engine = tokio::spawn(self.state.engine.clone().run(shutdown.clone()));
         let app = api::router(self.state.clone());
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         let _ = results.await;
         let _ = audit.await;
         let _ = heartbeats.await;
-        let _ = self.state.nats.flush().await;
+        let _ = engine.await;
+        // With the broker gone too (a whole host stopping), a flush would wait for a reconnect that never comes.
+        if tokio::time::timeout(std::time::Duration::from_secs(2), self.state.nats.flush()).await.is_err() {
+            tracing::warn!("NATS unreachable at shutdown; acks not yet sent are redelivered later");
+        }
         db.close().await;
         tracing::info!("kanade-backend stopped");
         Ok(())

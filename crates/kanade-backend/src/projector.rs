@@ -20,6 +20,9 @@ use crate::db::Db;
 /// Messages taken from a stream per database transaction, at most.
 const BATCH: usize = 500;
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// On shutdown, messages already delivered are stored until none arrives for `DRAIN_IDLE`, for `DRAIN_MAX` at most.
+const DRAIN_IDLE: Duration = Duration::from_millis(200);
+const DRAIN_MAX: Duration = Duration::from_secs(2);
 
 /// One JetStream stream projected into one table through a durable pull consumer shared by backend replicas.
 pub trait Projection: Send + Sync + 'static {
@@ -114,41 +117,60 @@ async fn project_once<P: Projection>(
     loop {
         let batch = tokio::select! {
             batch = messages.next() => batch,
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => break,
         };
         let Some(batch) = batch else { anyhow::bail!("consumer message stream ended") };
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
-        for message in batch {
-            let message = match message {
-                Ok(message) => message,
-                Err(err) => {
-                    tracing::debug!(error = %err, "consumer status");
-                    continue;
-                }
-            };
-            let seq = message.info().map(|info| info.stream_sequence).unwrap_or_default();
-            match P::decode(&message.subject, &message.payload) {
-                Ok(row) => {
-                    rows.push((row, seq));
-                    acks.push(message);
-                }
-                Err(why) => {
-                    // Redelivering a message that can never decode would block nothing but waste work forever;
-                    // it stays in the stream for inspection.
-                    tracing::warn!(subject = %message.subject, seq, error = why, "malformed message; not projected");
-                    let _ = message.ack_with(AckKind::Term).await;
-                }
+        store::<P>(db, batch, shutdown).await?;
+    }
+    // Messages the server has already handed to this client would otherwise wait out the ack timeout before another
+    // backend (or this one, restarted) could have them: store what arrives until the stream is quiet.
+    let until = tokio::time::Instant::now() + DRAIN_MAX;
+    while let Ok(Some(batch)) =
+        tokio::time::timeout_at(until.min(tokio::time::Instant::now() + DRAIN_IDLE), messages.next()).await
+    {
+        store::<P>(db, batch, shutdown).await?;
+    }
+    Ok(())
+}
+
+/// Decodes a batch, commits its rows in one transaction, then acks them; a message that cannot decode is terminated.
+async fn store<P: Projection>(
+    db: &Db,
+    batch: Vec<Result<jetstream::Message, pull::MessagesError>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut acks = Vec::with_capacity(batch.len());
+    for message in batch {
+        let message = match message {
+            Ok(message) => message,
+            Err(err) => {
+                tracing::debug!(error = %err, "consumer status");
+                continue;
             }
-        }
-        commit_with_retry::<P>(db, &rows, shutdown).await?;
-        for message in acks {
-            if let Err(err) = message.ack().await {
-                // The row is committed; a redelivery will upsert the same row again.
-                tracing::debug!(error = %err, "ack failed after commit");
+        };
+        let seq = message.info().map(|info| info.stream_sequence).unwrap_or_default();
+        match P::decode(&message.subject, &message.payload) {
+            Ok(row) => {
+                rows.push((row, seq));
+                acks.push(message);
+            }
+            Err(why) => {
+                // Redelivering a message that can never decode would block nothing but waste work forever;
+                // it stays in the stream for inspection.
+                tracing::warn!(subject = %message.subject, seq, error = why, "malformed message; not projected");
+                let _ = message.ack_with(AckKind::Term).await;
             }
         }
     }
+    commit_with_retry::<P>(db, &rows, shutdown).await?;
+    for message in acks {
+        if let Err(err) = message.ack().await {
+            // The row is committed; a redelivery will upsert the same row again.
+            tracing::debug!(error = %err, "ack failed after commit");
+        }
+    }
+    Ok(())
 }
 
 async fn commit_with_retry<P: Projection>(

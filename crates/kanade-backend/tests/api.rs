@@ -235,15 +235,14 @@ async fn wrong_methods_on_api_routes_get_the_error_shape() {
 }
 
 #[tokio::test]
-async fn execution_ids_are_validated_and_an_unknown_one_has_no_results() {
+async fn execution_ids_are_validated_and_an_unknown_one_is_not_found() {
     let api = Api::start().await;
     for exec in ["UPPER", "a.b", "%ff", &"x".repeat(65), &"y".repeat(10 * 1024)] {
         let reply = api.get_authorized(&format!("/api/executions/{exec}")).await;
         assert_error(&reply, 400, "invalid_exec_id", &format!("exec id `{}`", &exec[..exec.len().min(40)]));
     }
     let reply = api.get_authorized("/api/executions/never-fired").await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
-    assert_eq!(reply.body, serde_json::json!({"exec_id": "never-fired", "results": 0, "by_status": {}}));
+    assert_error(&reply, 404, "execution_not_found", "an exec id nobody fired");
     let reply = api.get("/api/executions/never-fired", None).await;
     assert_error(&reply, 401, "unauthorized", "no token");
 }

@@ -2,8 +2,6 @@
 //! whole bodies, HEAD, byte ranges as BITS asks for them, and the refusals.
 
 use kanade::commands::objects::{self, Store};
-use kanade_shared::JobId;
-use kanade_shared::manifest::Version;
 use kanade_testkit::{NatsServer, TEST_TOKEN, TestBackend, connect, init_logging};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
@@ -20,15 +18,7 @@ async fn packages_download_whole_in_ranges_and_by_head() {
     let file = dir.path().join("pkg.bin");
     std::fs::write(&file, &body).unwrap();
     let store = objects::open(&client, Store::Apps).await.unwrap();
-    let published = objects::publish(
-        &store,
-        Store::Apps,
-        &JobId::new("kanade-backend").unwrap(),
-        &Version::new("0.43.0").unwrap(),
-        &file,
-    )
-    .await
-    .unwrap();
+    let published = objects::publish(&store, Store::Apps, "kanade-backend", "0.43.0", &file).await.unwrap();
 
     let http = reqwest::Client::new();
     let url = format!("{}/api/app-packages/kanade-backend/0.43.0", backend.url());

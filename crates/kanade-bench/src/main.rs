@@ -83,6 +83,10 @@ struct Figures {
     ratio: f64,
     kanade_latency_ms: Percentiles,
     raw_latency_ms: Percentiles,
+    /// A catalogued job fired with `POST /api/exec` at every agent: until the API shows it completed.
+    exec_api_total_ms: u64,
+    /// Of that, the `POST` alone: the backend resolves N targets, records them and sends the command.
+    exec_api_post_ms: u64,
     sim_rss_per_agent_kb: f64,
     sim_state_per_agent_kb: f64,
     backend_cpu_pct_at_interval: f64,
@@ -162,6 +166,20 @@ async fn fanout(args: FanoutArgs, bin: &Path) -> anyhow::Result<()> {
             f.raw_latency_ms.max,
             f.sim_rss_per_agent_kb,
             f.sim_state_per_agent_kb,
+        );
+    }
+    println!(
+        "\n| agents | exec of a catalogued job via `POST /api/exec` -> completed (API) | of which the POST | raw NATS | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for f in &all {
+        println!(
+            "| {} | {} ms | {} ms | {} ms | {:.2}x |",
+            f.agents,
+            f.exec_api_total_ms,
+            f.exec_api_post_ms,
+            f.raw_total_ms,
+            f.exec_api_total_ms as f64 / (f.raw_total_ms as f64).max(1e-9)
         );
     }
     println!(
@@ -307,6 +325,23 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
             kanade_runs.push(measured);
         }
     }
+    let mut exec_runs = Vec::new();
+    create_bench_job(&http, &backend.url).await?;
+    wait_for_agents(&http, &backend.url, n).await?;
+    for run in 0..=args.runs {
+        let (total, post) = exec_through_api(&http, &backend.url).await?;
+        eprintln!(
+            "bench:   exec via API run {run}: {} ms (POST {} ms){}",
+            total.as_millis(),
+            post.as_millis(),
+            if run == 0 { " (warm-up)" } else { "" }
+        );
+        if run > 0 {
+            exec_runs.push((total, post));
+        }
+    }
+    exec_runs.sort();
+    let (exec_total, exec_post) = exec_runs[exec_runs.len() / 2];
     let sim_rss = sim.rss_bytes();
     let sim_state = procs::dir_bytes(&sim_data);
     let storm = reconnect_storm(&mut nats, &js, &client, &http, &backend.url, &db, n).await?;
@@ -350,6 +385,8 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
         ratio: kanade.0.as_secs_f64() / raw.0.as_secs_f64().max(1e-9),
         kanade_latency_ms: percentiles(kanade.1),
         raw_latency_ms: percentiles(raw.1),
+        exec_api_total_ms: exec_total.as_millis() as u64,
+        exec_api_post_ms: exec_post.as_millis() as u64,
         sim_rss_per_agent_kb: sim_rss as f64 / n as f64 / 1024.0,
         sim_state_per_agent_kb: sim_state as f64 / n as f64 / 1024.0,
         backend_cpu_pct_at_interval: cpu_pct,
@@ -493,6 +530,58 @@ fn bench_command(exec: &ExecId, job: &JobId) -> Command {
         jitter: None,
         run_as: Default::default(),
         cwd: None,
+    }
+}
+
+const BENCH_JOB: &str = "id: bench-exec\nversion: \"1.0\"\ndescription: kanade-bench\ntarget:\n  all: true\n\
+    execute:\n  shell: sh\n  script: emulated\n  timeout: 60s\n";
+
+async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
+    let reply = http
+        .post(format!("{api}/api/jobs"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "manifest": BENCH_JOB }))
+        .send()
+        .await?;
+    anyhow::ensure!(reply.status().is_success(), "cannot create the bench job: {}", reply.text().await?);
+    Ok(())
+}
+
+/// Waits until the backend knows all `n` agents, so an exec counts every one as a target.
+async fn wait_for_agents(http: &reqwest::Client, api: &str, n: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let agents: serde_json::Value =
+            http.get(format!("{api}/api/agents")).bearer_auth(TOKEN).send().await?.json().await?;
+        if agents.as_array().map_or(0, Vec::len) >= n {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("the backend knows {} of {n} agents after 2 minutes", agents.as_array().map_or(0, Vec::len));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A catalogued job fired at every agent through the backend: done when the API says `completed`.
+async fn exec_through_api(http: &reqwest::Client, api: &str) -> anyhow::Result<(Duration, Duration)> {
+    let started = Instant::now();
+    let reply =
+        http.post(format!("{api}/api/exec/bench-exec")).bearer_auth(TOKEN).json(&serde_json::json!({})).send().await?;
+    anyhow::ensure!(reply.status().is_success(), "exec refused: {}", reply.text().await?);
+    let view: serde_json::Value = reply.json().await?;
+    let post = started.elapsed();
+    let exec = view["exec_id"].as_str().unwrap_or_default().to_owned();
+    loop {
+        let view: serde_json::Value =
+            http.get(format!("{api}/api/executions/{exec}")).bearer_auth(TOKEN).send().await?.json().await?;
+        if view["status"] == "completed" {
+            return Ok((started.elapsed(), post));
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("exec {exec} not completed after 10 minutes: {view}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -296,10 +296,35 @@ pub struct BackendConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthConfig {
-    /// `Authorization: Bearer <token>` on every `/api` route.
-    StaticToken(String),
+    /// `Authorization: Bearer <token>` on every `/api` route: a shared token, per-operator tokens, or both.
+    Tokens {
+        /// Whoever holds it acts as the operator the client names (`X-Kanade-Operator`), so actions are attributed
+        /// but not proven; the two-person rule for approvals is only enforced between [`OperatorToken`]s.
+        shared: Option<String>,
+        operators: Vec<OperatorToken>,
+    },
     /// No auth at all; only allowed on a loopback address.
     Disabled,
+}
+
+impl AuthConfig {
+    /// One shared token and no per-operator tokens.
+    pub fn static_token(token: impl Into<String>) -> Self {
+        Self::Tokens { shared: Some(token.into()), operators: Vec::new() }
+    }
+}
+
+/// A token that identifies one operator: actions taken with it are that operator's, whatever the client claims.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorToken {
+    pub name: crate::ids::Actor,
+    pub token: String,
+}
+
+impl std::fmt::Debug for OperatorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorToken").field("name", &self.name).field("token", &"***").finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +349,42 @@ struct AuthFile {
     static_token: Option<String>,
     #[serde(default)]
     disable: bool,
+    #[serde(default)]
+    operators: Vec<OperatorFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorFile {
+    name: String,
+    token: String,
+}
+
+/// Checks `[[auth.operators]]`: valid names, long enough tokens, no name or token twice.
+fn operator_tokens(raw: Vec<OperatorFile>) -> Result<Vec<OperatorToken>, ConfigError> {
+    let mut out: Vec<OperatorToken> = Vec::new();
+    for (index, operator) in raw.into_iter().enumerate() {
+        let field = format!("auth.operators[{index}]");
+        let name = crate::ids::Actor::new(operator.name.clone()).map_err(|err| ConfigError::InvalidValue {
+            key: format!("{field}.name"),
+            value: operator.name.clone(),
+            problem: err.to_string(),
+        })?;
+        if operator.token.len() < MIN_TOKEN_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "{field}.token is {} characters; use at least {MIN_TOKEN_LEN}",
+                operator.token.len()
+            )));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(ConfigError::Invalid(format!("{field}: operator `{name}` is listed twice")));
+        }
+        if out.iter().any(|o| o.token == operator.token) {
+            return Err(ConfigError::Invalid(format!("{field}: operator `{name}` has another operator's token")));
+        }
+        out.push(OperatorToken { name, token: operator.token });
+    }
+    Ok(out)
 }
 
 /// Shortest static token accepted: a guessable token is worse than none, because it looks like protection.
@@ -361,6 +422,7 @@ impl BackendConfig {
             None => file.auth.disable,
         };
         let token = env.var("KANADE_AUTH_STATIC_TOKEN").or(file.auth.static_token).filter(|t| !t.is_empty());
+        let operators = operator_tokens(file.auth.operators)?;
         let auth = match (disable, token) {
             (true, _) => AuthConfig::Disabled,
             (false, Some(token)) if token.len() < MIN_TOKEN_LEN => {
@@ -369,11 +431,14 @@ impl BackendConfig {
                     token.len()
                 )));
             }
-            (false, Some(token)) => AuthConfig::StaticToken(token),
-            (false, None) => {
+            (false, Some(token)) if operators.iter().any(|o| o.token == token) => {
+                return Err(ConfigError::Invalid("auth.static_token is also an operator's token".into()));
+            }
+            (false, shared) if shared.is_some() || !operators.is_empty() => AuthConfig::Tokens { shared, operators },
+            (false, _) => {
                 return Err(ConfigError::Invalid(
-                    "no auth configured: set auth.static_token (or KANADE_AUTH_STATIC_TOKEN), or KANADE_AUTH_DISABLE=1 \
-                     on a loopback address"
+                    "no auth configured: set auth.static_token (or KANADE_AUTH_STATIC_TOKEN) or [[auth.operators]], \
+                     or KANADE_AUTH_DISABLE=1 on a loopback address"
                         .into(),
                 ));
             }
@@ -538,8 +603,30 @@ mod tests {
             &env(&[("KANADE_AUTH_STATIC_TOKEN", "0123456789abcdef"), ("KANADE_BIND_ADDR", "0.0.0.0:8081")]),
         )
         .unwrap();
-        assert_eq!(cfg.auth, AuthConfig::StaticToken("0123456789abcdef".into()));
+        assert_eq!(cfg.auth, AuthConfig::static_token("0123456789abcdef"));
         assert_eq!(cfg.bind_addr.port(), 8081);
+    }
+
+    #[test]
+    fn operator_tokens_are_checked() {
+        let load = |text: &str| {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), text).unwrap();
+            BackendConfig::load(Some(file.path()), &env(&[])).map(|c| c.auth).map_err(|e| e.to_string())
+        };
+        let ok = load("[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\n").unwrap();
+        let AuthConfig::Tokens { shared: None, operators } = ok else { panic!("{ok:?}") };
+        assert_eq!(operators[0].name.as_str(), "alice");
+        assert!(!format!("{:?}", operators[0]).contains("0123456789"), "a token must not reach the log");
+        let two = "[[auth.operators]]\nname = \"alice\"\ntoken = \"same-0123456789abcdef\"\n\
+                   [[auth.operators]]\nname = \"bob\"\ntoken = \"same-0123456789abcdef\"\n";
+        assert!(load(two).unwrap_err().contains("another operator's token"));
+        let short = "[[auth.operators]]\nname = \"alice\"\ntoken = \"short\"\n";
+        assert!(load(short).unwrap_err().contains("auth.operators[0].token is 5 characters"));
+        let bad = "[[auth.operators]]\nname = \"Alice Smith\"\ntoken = \"alice-0123456789abcdef\"\n";
+        assert!(load(bad).unwrap_err().contains("auth.operators[0].name"));
+        let unknown = "[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\nrole = \"x\"\n";
+        assert!(load(unknown).unwrap_err().contains("role"));
     }
 
     #[test]

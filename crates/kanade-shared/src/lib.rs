@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod ids;
+pub mod layered;
 pub mod manifest;
+pub mod release;
 pub mod resources;
 pub mod subject;
 pub mod wire;

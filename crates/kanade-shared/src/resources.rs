@@ -23,6 +23,8 @@ pub const KV_SCHEDULES: &str = "schedules";
 pub const KV_LEASES: &str = "leases";
 
 pub const OBJ_AGENT_RELEASES: &str = "agent_releases";
+/// Metadata key under which every kanade object keeps its SHA-256 (lowercase hex), written at publish time.
+pub const OBJECT_SHA256_KEY: &str = "sha256";
 pub const OBJ_APP_PACKAGES: &str = "app_packages";
 pub const OBJ_SCRIPTS: &str = "scripts";
 pub const OBJ_RESULT_OUTPUT: &str = "result_output";

@@ -40,6 +40,14 @@ pub fn kill(exec: &ExecId) -> String {
 /// Every kill request; agents subscribe once rather than once per run.
 pub const KILL_ALL: &str = "kill.*";
 
+/// `kill.job.<job>`: kill every execution of `job`. Three tokens, so it never matches [`KILL_ALL`].
+pub fn kill_job(job: &JobId) -> String {
+    format!("kill.job.{job}")
+}
+
+/// Every kill-by-job request.
+pub const KILL_JOB_ALL: &str = "kill.job.*";
+
 /// `results.<pc>.<exec_id>`, captured by stream `RESULTS`.
 pub fn result(pc: &PcId, exec: &ExecId) -> String {
     format!("results.{pc}.{exec}")
@@ -125,6 +133,11 @@ pub fn exec_of_kill(subject: &str) -> Option<ExecId> {
     ExecId::new(subject.strip_prefix("kill.")?).ok()
 }
 
+/// The job a `kill.job.<job>` subject names.
+pub fn job_of_kill(subject: &str) -> Option<JobId> {
+    JobId::new(subject.strip_prefix("kill.job.")?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +171,9 @@ mod tests {
         assert_eq!(kill(&exec), "kill.e1");
         assert_eq!(exec_of_kill("kill.e1"), Some(exec.clone()));
         assert_eq!(exec_of_kill("kill.E1"), None);
+        assert_eq!(kill_job(&JobId::new("j1").unwrap()), "kill.job.j1");
+        assert_eq!(job_of_kill("kill.job.j1"), Some(JobId::new("j1").unwrap()));
+        assert_eq!(job_of_kill("kill.e1"), None);
         assert_eq!(result(&pc(), &exec), "results.pc-1.e1");
         assert_eq!(event_started(&pc(), &exec), "events.started.pc-1.e1");
         assert_eq!(output(&pc(), &exec), "output.pc-1.e1");

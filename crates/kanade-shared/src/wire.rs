@@ -353,6 +353,12 @@ pub struct Heartbeat {
     /// Messages the agent could not decode since it started.
     #[serde(default)]
     pub malformed_messages: u64,
+    /// The heartbeat interval in force (the local config, or `agent_config` over it); 0 from older agents.
+    #[serde(rename = "heartbeat_interval_ms", default)]
+    pub heartbeat_interval_ms: u64,
+    /// Runs started at once, as in force; 0 from older agents.
+    #[serde(default)]
+    pub max_local_concurrent: u32,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -374,6 +380,8 @@ impl Heartbeat {
             running: 0,
             outbox_pending: 0,
             malformed_messages: 0,
+            heartbeat_interval_ms: 0,
+            max_local_concurrent: 0,
             sent_at,
         }
     }
@@ -405,6 +413,17 @@ pub struct RunStarted {
     pub version: String,
     pub pc_id: PcId,
     pub started_at: DateTime<Utc>,
+}
+
+/// Something in an agent's life worth a timeline entry, on `obs.<pc>` (stream `OBS`): `agent_update`
+/// (`from` -> `to`), `agent_update_refused`, `agent_update_rolled_back`, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObsEvent {
+    pub pc_id: PcId,
+    pub event: String,
+    #[serde(default)]
+    pub details: serde_json::Value,
+    pub at: DateTime<Utc>,
 }
 
 /// One operator action, on `audit.<actor>.<action>` (stream `AUDIT`).

@@ -12,7 +12,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use nats::{NatsServer, nats_server_binary};
-pub use system::{TEST_TOKEN, TestAgent, TestBackend, agent_config, connect, env_for};
+pub use system::{
+    OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, connect, env_for, kanade_cli, operator_token,
+};
 
 /// Polls `probe` until it returns `Some`, or panics after `patience` naming `what`. Used instead of sleeps.
 pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut probe: F) -> T

@@ -41,6 +41,17 @@ fn version_of(binary: &Path) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// True when a nats-server answers on `addr`: it sends `INFO` first thing. A bare TCP connect is not proof: with
+/// nothing listening on a port in the ephemeral range, a connect can pick that same port as its source and connect
+/// to itself, which once let a test go on before its server was up.
+fn greets(addr: SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut first = [0u8; 4];
+    stream.read_exact(&mut first).is_ok() && &first == b"INFO"
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
@@ -91,7 +102,7 @@ impl NatsServer {
         self.child = Some(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        while !greets(addr) {
             if let Some(child) = &mut self.child
                 && let Ok(Some(status)) = child.try_wait()
             {

@@ -9,8 +9,20 @@ use kanade_shared::{GroupName, PcId};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-/// The bearer token test backends use.
+/// How long the helpers below wait for the system to get somewhere.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The shared bearer token test backends accept (the caller names itself with `X-Kanade-Operator`).
 pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Per-operator tokens test backends also accept: each proves who is calling.
+pub const OPERATORS: &[(&str, &str)] =
+    &[("alice", "alice-token-0123456789abcdef"), ("bob", "bob-token-0123456789abcdef")];
+
+/// The token of test operator `name`.
+pub fn operator_token(name: &str) -> &'static str {
+    OPERATORS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).expect("a test operator")
+}
 
 /// A plain client connection to the test server, with JetStream set up as `kanade jetstream setup` would.
 pub async fn connect(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
@@ -111,7 +123,16 @@ impl TestBackend {
             data_dir: Some(data_dir.path().to_owned()),
             database_url,
             offline_after: Duration::from_secs(5),
-            auth: AuthConfig::StaticToken(TEST_TOKEN.into()),
+            auth: AuthConfig::Tokens {
+                shared: Some(TEST_TOKEN.to_owned()),
+                operators: OPERATORS
+                    .iter()
+                    .map(|(name, token)| kanade_shared::config::OperatorToken {
+                        name: kanade_shared::Actor::new(*name).expect("operator name"),
+                        token: (*token).to_owned(),
+                    })
+                    .collect(),
+            },
             nats: NatsConfig { urls: vec![url.to_owned()], token: None },
         };
         let bound = kanade_backend::Backend::bind(config).await.expect("backend binds");
@@ -135,6 +156,59 @@ impl TestBackend {
         (status, body)
     }
 
+    /// Waits until the backend has heard from `n` agents, so an exec counts them as targets.
+    pub async fn wait_for_agents(&self, n: usize) {
+        crate::eventually(&format!("{n} agents in /api/agents"), PATIENCE, || async {
+            let (_, body) = self.get("/api/agents").await;
+            (body.as_array()?.len() == n).then_some(())
+        })
+        .await;
+    }
+
+    /// `GET /api/executions/{exec}`, which must succeed.
+    pub async fn execution(&self, exec: &str) -> serde_json::Value {
+        let (status, view) = self.get(&format!("/api/executions/{exec}")).await;
+        assert_eq!(status, 200, "/api/executions/{exec}: {view}");
+        view
+    }
+
+    /// Polls the execution until `ready` says so, or panics naming `what`.
+    pub async fn execution_until(
+        &self,
+        exec: &str,
+        what: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        crate::eventually(what, PATIENCE, || async {
+            let view = self.execution(exec).await;
+            ready(&view).then_some(view)
+        })
+        .await
+    }
+
+    /// POSTs JSON to an API path with the shared test token.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, TEST_TOKEN, Some(body)).await
+    }
+
+    /// Any request with any token (e.g. an [`operator_token`]); returns the status and the JSON body (or null).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url())).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
     /// Stops the backend gracefully and returns its data dir, for a restart.
     pub async fn stop(mut self) -> TempDir {
         self.shutdown.cancel();
@@ -149,6 +223,20 @@ impl Drop for TestBackend {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The real `kanade` binary (a test passes its `env!("CARGO_BIN_EXE_kanade")`) pointed at `nats_url` and nothing
+/// else from the caller's environment: no backend, no tokens, no operator name.
+pub fn kanade_cli(binary: &str, nats_url: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.env("KANADE_NATS_URL", nats_url)
+        .env_remove("KANADE_BACKEND_URL")
+        .env_remove("KANADE_AUTH_TOKEN")
+        .env_remove("KANADE_NATS_TOKEN")
+        .env_remove("KANADE_OPERATOR")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// Environment for running the real binaries against a test server.

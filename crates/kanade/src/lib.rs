@@ -3,6 +3,7 @@
 //! Data goes to stdout (`-o json` is stable and scriptable), messages to stderr.
 
 pub mod audit;
+pub mod backend;
 pub mod commands;
 pub mod jetstream;
 pub mod output;
@@ -19,7 +20,11 @@ use crate::output::Format;
 pub const EXIT_ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "kanade", version, about = "Operate a kanade fleet: run scripts, manage JetStream, query agents")]
+#[command(
+    name = "kanade",
+    version,
+    about = "Operate a kanade fleet: run scripts, fire and roll out jobs, stop them, query agents"
+)]
 pub struct Cli {
     /// NATS server URL(s), comma-separated.
     #[arg(long, global = true, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -46,7 +51,17 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Ask an agent for a fresh heartbeat: version, uptime and round-trip time.
     Ping(commands::ping::PingArgs),
-    /// Kill a running execution on every agent that runs it.
+    /// Fire a job from the catalogue (through the backend); prints the execution id.
+    Exec(commands::exec::ExecArgs),
+    /// Store a manifest and fire it at its own targets with its rollout (`job create` + `exec`).
+    Deploy(commands::exec::DeployArgs),
+    /// Approve an execution that waits for a second operator; it is sent at once.
+    Approve(commands::exec::DecideArgs),
+    /// Reject an execution that waits for approval; nothing is sent.
+    Reject(commands::exec::DecideArgs),
+    /// List executions, or show one with its waves and progress.
+    Executions(commands::exec::ExecutionsArgs),
+    /// Kill the running and queued runs of an execution (or of every execution of a job) on every agent.
     Kill(commands::kill::KillArgs),
     /// Stop every not-yet-started run of a job, on every agent (works with the backend down).
     Revoke(commands::revoke::RevokeArgs),
@@ -54,6 +69,12 @@ pub enum Command {
     Unrevoke(commands::revoke::RevokeArgs),
     /// Who did what: the audit trail, from the backend.
     Audit(commands::audit::AuditArgs),
+    /// Agent releases: publish a binary, list them, roll a version out to PCs, groups or everyone.
+    #[command(subcommand)]
+    Agent(commands::agent::AgentCommand),
+    /// The layered agent config (global < groups < pc) that agents apply live.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
@@ -85,6 +106,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args).await,
         Command::Ping(args) => commands::ping::run(&cli, args).await,
+        Command::Exec(args) => commands::exec::exec(&cli, args).await,
+        Command::Deploy(args) => commands::exec::deploy(&cli, args).await,
+        Command::Approve(args) => commands::exec::decide(&cli, args, true).await,
+        Command::Reject(args) => commands::exec::decide(&cli, args, false).await,
+        Command::Executions(args) => commands::exec::executions(&cli, args).await,
         Command::Kill(args) => commands::kill::run(&cli, args).await,
         Command::Revoke(args) => commands::revoke::run(&cli, args, true).await,
         Command::Unrevoke(args) => commands::revoke::run(&cli, args, false).await,
@@ -94,6 +120,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Jetstream(JetstreamCommand::Status) => commands::jetstream::status(&cli).await,
         Command::Job(command) => commands::job::run(&cli, command).await,
+        Command::Config(command) => commands::config::run(&cli, command).await,
+        Command::Agent(command) => commands::agent::run(&cli, command).await,
         Command::Script(command) => commands::objects::run(&cli, commands::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, commands::objects::Store::Apps, command).await,
     }

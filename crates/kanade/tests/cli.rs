@@ -13,14 +13,7 @@ use tokio::process::Command;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn kanade(nats_url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kanade"));
-    cmd.env("KANADE_NATS_URL", nats_url)
-        .env_remove("KANADE_BACKEND_URL")
-        .env_remove("KANADE_AUTH_TOKEN")
-        .env_remove("KANADE_NATS_TOKEN")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
+    kanade_testkit::kanade_cli(env!("CARGO_BIN_EXE_kanade"), nats_url)
 }
 
 async fn run(nats_url: &str, args: &[&str]) -> Output {
@@ -109,7 +102,7 @@ async fn timeouts_skips_and_kills_have_their_own_exit_codes() {
     let kill = run(&url, &["kill", &exec, "-o", "json"]).await;
     assert_eq!(kill.status.code(), Some(0), "{}", text(&kill.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&kill.stdout).unwrap();
-    assert_eq!(answer["killed_on"], serde_json::json!(["pc-1"]));
+    assert_eq!(answer["killed"], serde_json::json!([{ "pc_id": "pc-1", "exec_id": exec }]));
     let killed = tokio::time::timeout(PATIENCE, long.wait_with_output()).await.unwrap().unwrap();
     assert_eq!(killed.status.code(), Some(137), "{}", text(&killed.stderr));
 }

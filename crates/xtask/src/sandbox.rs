@@ -1,7 +1,7 @@
 //! `cargo xtask sandbox`: the whole local system on fixed loopback ports — nats-server with JetStream on 4223,
 //! `kanade jetstream setup`, the backend on 8081 and one agent — with state and logs under `.sandbox/`.
 //! `--smoke` checks it the way a new user would (`echo hello`, `exit 3`, both results and the agent online in the
-//! API) and stops.
+//! API, `kanade deploy jobs/echo.yaml --wait`) and stops.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -136,7 +136,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     }
 
     if smoke {
-        return smoke_test(&kanade, pc.as_str(), &token);
+        return smoke_test(&kanade, pc.as_str(), &token, &root.join("jobs/echo.yaml"));
     }
 
     println!(
@@ -149,6 +149,8 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
          \x20 kanade run {pc} -- 'echo hello'\n\
          \x20 kanade run {pc} -- 'exit 3'; echo \"exit code $?\"\n\
          \x20 kanade ping {pc}\n\
+         \x20 kanade deploy jobs/echo.yaml --wait\n\
+         \x20 kanade executions\n\
          \x20 kanade jetstream status\n\
          \x20 curl -H \"Authorization: Bearer $KANADE_AUTH_TOKEN\" {backend_url}/api/results\n\
          \x20 curl -H \"Authorization: Bearer $KANADE_AUTH_TOKEN\" {backend_url}/api/agents\n\n\
@@ -170,7 +172,12 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     Ok(0)
 }
 
-fn smoke_test(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, pc: &str, token: &str) -> anyhow::Result<usize> {
+fn smoke_test(
+    kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>,
+    pc: &str,
+    token: &str,
+    echo_job: &std::path::Path,
+) -> anyhow::Result<usize> {
     let mut passed = 0;
     let hello = kanade(&["run", pc, "--", "echo hello"])?;
     ensure!(
@@ -202,6 +209,18 @@ fn smoke_test(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, pc: &str, toke
     passed += 1;
     let (status, _) = http_get(BACKEND_PORT, "/api/agents", "wrong-token")?;
     ensure!(status == 401, "a wrong token got {status}");
+    passed += 1;
+    let echo = echo_job.to_string_lossy();
+    let deploy = kanade(&["deploy", echo.as_ref(), "--wait"])?;
+    ensure!(
+        deploy.status.code() == Some(0),
+        "`kanade deploy jobs/echo.yaml --wait` exited {:?}: {}",
+        deploy.status,
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    let exec = String::from_utf8_lossy(&deploy.stdout).trim().to_owned();
+    let (status, body) = http_get(BACKEND_PORT, &format!("/api/executions/{exec}/results"), token)?;
+    ensure!(status == 200 && body.contains("hello from"), "the deployed job's result: {status} {body}");
     passed += 1;
     println!("sandbox smoke: {passed} passed, 0 failed");
     Ok(passed)

@@ -24,6 +24,11 @@ pub fn isolate(command: &mut tokio::process::Command) {
     imp::isolate(command);
 }
 
+/// Gives a freshly written agent binary the permission to run (a no-op where files carry none).
+pub fn make_executable(path: &Path) -> std::io::Result<()> {
+    imp::make_executable(path)
+}
+
 /// How to run a script under one shell: the file name to stage it as, and the program line that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {

@@ -68,3 +68,8 @@ pub async fn shutdown_signal() {
         }
     }
 }
+
+pub fn make_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}

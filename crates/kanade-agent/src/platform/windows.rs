@@ -81,3 +81,8 @@ pub fn launch(shell: &Shell, script: &str, staging: &Path) -> Option<Launch> {
 pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// Windows runs any `.exe` the service account can read; there is no execute bit to set.
+pub fn make_executable(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}

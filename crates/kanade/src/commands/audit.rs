@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
-
 use crate::Cli;
 use crate::output::{self, Format};
 
@@ -24,19 +22,7 @@ pub async fn run(cli: &Cli, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let mut query = vec![("since", args.since.clone()), ("limit", args.limit.to_string())];
     query.extend(args.actor.clone().map(|a| ("actor", a)));
     query.extend(args.action.clone().map(|a| ("action", a)));
-    let url = format!("{}/api/audit", cli.backend_url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().get(&url).query(&query);
-    if let Some(token) = &cli.token {
-        request = request.bearer_auth(token);
-    }
-    let response =
-        request.send().await.with_context(|| format!("cannot reach the backend at `{}`", cli.backend_url))?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.context("the backend answered something that is not JSON")?;
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no message");
-        bail!("the backend refused: {status}: {message}");
-    }
+    let body = crate::backend::Backend::new(cli)?.get("/api/audit", &query).await?;
     match cli.output {
         Format::Json => output::json(&body)?,
         Format::Table => {

@@ -5,13 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::kv::Store as KvStore;
-use futures::StreamExt;
+use kanade_ops::catalogue::{Catalogue, Stored};
 use kanade_shared::JobId;
-use kanade_shared::manifest::{self, Job, ScriptSource, StoredJob};
-use kanade_shared::resources::KV_JOBS;
+use kanade_shared::manifest::{self, Job, StoredJob};
 
-use crate::commands::objects::{self, Store};
 use crate::output::{self, Format};
 use crate::{Cli, EXIT_ERROR, connect};
 
@@ -52,21 +49,18 @@ pub async fn run(cli: &Cli, command: &JobCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn catalogue(client: &async_nats::Client) -> anyhow::Result<KvStore> {
-    async_nats::jetstream::new(client.clone())
-        .get_key_value(KV_JOBS)
-        .await
-        .with_context(|| format!("KV bucket `{KV_JOBS}` is missing: run `kanade jetstream setup`"))
+async fn catalogue(cli: &Cli) -> anyhow::Result<Catalogue> {
+    Ok(Catalogue::open(&connect(cli).await?).await?)
 }
 
-async fn create(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+/// Loads every manifest under `paths`; all must be valid, or none is returned.
+pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Job)>> {
     let files = manifest_files(paths)?;
-    // Everything is checked before anything is stored.
     let mut jobs = Vec::new();
     let mut failed = 0;
-    for file in &files {
+    for file in files.iter() {
         match Job::load(file) {
-            Ok(job) => jobs.push((file, job)),
+            Ok(job) => jobs.push((file.clone(), job)),
             Err(err) => {
                 failed += 1;
                 output::note(&format!("error: {err}"));
@@ -76,74 +70,56 @@ async fn create(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     if failed > 0 {
         bail!("{failed} of {} manifest(s) invalid; nothing was stored", files.len());
     }
+    Ok(jobs)
+}
+
+/// Checks every manifest, then stores them all (straight into the `jobs` KV bucket, so it works with the backend
+/// down) and audits each; returns what was stored.
+pub async fn store_all(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<Vec<(StoredJob, Stored)>> {
+    let jobs = load_all(paths)?;
     let client = connect(cli).await?;
-    let kv = catalogue(&client).await?;
-    let mut stored = Vec::new();
-    for (file, job) in &jobs {
-        let script_sha256 = match &job.source {
-            ScriptSource::Object { name, version } => {
-                let store = objects::open(&client, Store::Scripts).await?;
-                let key = objects::key(name, version);
-                match objects::find(&store, &key).await? {
-                    Some(object) => Some(object.sha256),
-                    None => bail!(
-                        "{}: execute.script_object: `{key}` is not in the `scripts` object store (publish it with \
-                         `kanade script publish {name} {version} <file>`); nothing was stored",
-                        file.display()
-                    ),
-                }
-            }
-            _ => None,
-        };
-        let record = StoredJob {
-            job: job.clone(),
-            manifest: std::fs::read_to_string(file).unwrap_or_default(),
-            script_sha256,
-            created_at: chrono::Utc::now(),
-            created_by: crate::audit::operator(),
-        };
-        stored.push(record);
-    }
-    let mut rows = Vec::new();
-    for record in &stored {
-        let existed = kv.get(record.job.id.as_str()).await.ok().flatten().is_some();
-        kv.put(record.job.id.as_str(), serde_json::to_vec(record)?.into())
+    let catalogue = Catalogue::open(&client).await?;
+    let mut records = Vec::new();
+    for (file, job) in jobs {
+        let manifest = std::fs::read_to_string(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
+        let record = catalogue
+            .prepare(job, manifest, &crate::audit::operator())
             .await
-            .with_context(|| format!("cannot store job `{}`", record.job.id))?;
+            .map_err(|err| anyhow::anyhow!("{}: {err}; nothing was stored", file.display()))?;
+        records.push(record);
+    }
+    let mut stored = Vec::new();
+    for record in records {
+        let action = catalogue.store(&record).await?;
         let details = serde_json::json!({ "version": record.job.version, "script_sha256": record.script_sha256 });
         crate::audit::record(&client, "job-create", record.job.id.as_str(), details).await;
-        rows.push(vec![
-            record.job.id.to_string(),
-            record.job.version.clone(),
-            if existed { "updated".into() } else { "created".into() },
-        ]);
+        stored.push((record, action));
     }
+    Ok(stored)
+}
+
+async fn create(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let stored = store_all(cli, paths).await?;
     match cli.output {
-        Format::Json => output::json(&stored)?,
-        Format::Table => output::table(&["JOB", "VERSION", "ACTION"], &rows),
+        Format::Json => output::json(&stored.iter().map(|(record, _)| record).collect::<Vec<_>>())?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = stored
+                .iter()
+                .map(|(record, action)| {
+                    vec![record.job.id.to_string(), record.job.version.clone(), action.as_str().to_owned()]
+                })
+                .collect();
+            output::table(&["JOB", "VERSION", "ACTION"], &rows);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn load_all(kv: &KvStore) -> anyhow::Result<Vec<StoredJob>> {
-    let mut keys = kv.keys().await?;
-    let mut out = Vec::new();
-    while let Some(key) = keys.next().await {
-        let key = key?;
-        if let Some(value) = kv.get(&key).await? {
-            match serde_json::from_slice::<StoredJob>(&value) {
-                Ok(job) => out.push(job),
-                Err(err) => output::note(&format!("warning: job `{key}` in the catalogue is unreadable: {err}")),
-            }
-        }
-    }
-    out.sort_by(|a, b| a.job.id.cmp(&b.job.id));
-    Ok(out)
-}
-
 async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let client = connect(cli).await?;
-    let jobs = load_all(&catalogue(&client).await?).await?;
+    let (jobs, unreadable) = catalogue(cli).await?.list().await?;
+    for key in unreadable {
+        output::note(&format!("warning: job `{key}` in the catalogue is unreadable"));
+    }
     match cli.output {
         Format::Json => output::json(&jobs)?,
         Format::Table => {
@@ -163,10 +139,7 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn show(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
-    let client = connect(cli).await?;
-    let kv = catalogue(&client).await?;
-    let Some(value) = kv.get(id.as_str()).await? else { bail!("no job `{id}` in the catalogue") };
-    let stored: StoredJob = serde_json::from_slice(&value).with_context(|| format!("job `{id}` is unreadable"))?;
+    let Some(stored) = catalogue(cli).await?.get(id).await? else { bail!("no job `{id}` in the catalogue") };
     match cli.output {
         Format::Json => output::json(&stored)?,
         Format::Table => output::raw(false, &stored.manifest),
@@ -176,11 +149,9 @@ async fn show(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
 
 async fn delete(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
-    let kv = catalogue(&client).await?;
-    if kv.get(id.as_str()).await?.is_none() {
+    if !Catalogue::open(&client).await?.delete(id).await? {
         bail!("no job `{id}` in the catalogue");
     }
-    kv.delete(id.as_str()).await.with_context(|| format!("cannot delete job `{id}`"))?;
     crate::audit::record(&client, "job-delete", id.as_str(), serde_json::Value::Null).await;
     output::note(&format!("deleted job `{id}`"));
     Ok(ExitCode::SUCCESS)

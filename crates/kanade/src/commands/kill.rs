@@ -1,21 +1,24 @@
-//! `kanade kill <exec_id>`: works with the backend down, straight over NATS.
+//! `kanade kill <exec_id>` and `kanade kill --job <job>`: kill running and queued runs on every agent, straight
+//! over NATS, so it works with the backend down.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kanade_shared::ExecId;
-use kanade_shared::subject;
 use kanade_shared::wire::KillAck;
+use kanade_shared::{ExecId, JobId};
 use serde::Serialize;
 
 use crate::output::{self, Format};
 use crate::{Cli, connect};
 
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["exec_id", "job"]))]
 pub struct KillArgs {
     /// The execution to kill.
-    pub exec_id: ExecId,
+    pub exec_id: Option<ExecId>,
+    /// Kill every execution of this job instead.
+    #[arg(long, conflicts_with = "exec_id")]
+    pub job: Option<JobId>,
     /// How long to collect confirmations from agents.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
@@ -23,45 +26,34 @@ pub struct KillArgs {
 
 #[derive(Serialize)]
 struct KillOutput {
-    exec_id: ExecId,
-    killed_on: Vec<String>,
-}
-
-/// Sends the kill and collects the agents' confirmations for `wait`.
-pub async fn kill(client: &async_nats::Client, exec: &ExecId, wait: Duration) -> anyhow::Result<Vec<String>> {
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await?;
-    client.publish_with_reply(subject::kill(exec), inbox, bytes::Bytes::new()).await?;
-    client.flush().await?;
-    let mut killed_on = Vec::new();
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            Some(message) = replies.next() => {
-                if let Ok(ack) = serde_json::from_slice::<KillAck>(&message.payload) {
-                    killed_on.push(ack.pc_id.to_string());
-                }
-            }
-            () = &mut deadline => break,
-        }
-    }
-    killed_on.sort();
-    Ok(killed_on)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exec_id: Option<ExecId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_id: Option<JobId>,
+    killed: Vec<KillAck>,
 }
 
 pub async fn run(cli: &Cli, args: &KillArgs) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
-    let killed_on = kill(&client, &args.exec_id, args.wait).await?;
-    crate::audit::record(&client, "kill", args.exec_id.as_str(), serde_json::json!({ "killed_on": killed_on })).await;
+    let (killed, target, action) = match (&args.exec_id, &args.job) {
+        (Some(exec), _) => (kanade_ops::control::kill(&client, exec, args.wait).await?, exec.to_string(), "kill"),
+        (None, Some(job)) => {
+            (kanade_ops::control::kill_job(&client, job, args.wait).await?, job.to_string(), "kill-job")
+        }
+        (None, None) => anyhow::bail!("name an execution to kill, or --job"),
+    };
+    let on: Vec<String> = killed.iter().map(|ack| ack.pc_id.to_string()).collect();
+    crate::audit::record(&client, action, &target, serde_json::json!({ "killed_on": on })).await;
     match cli.output {
-        Format::Json => output::json(&KillOutput { exec_id: args.exec_id.clone(), killed_on })?,
+        Format::Json => output::json(&KillOutput { exec_id: args.exec_id.clone(), job_id: args.job.clone(), killed })?,
         Format::Table => {
-            if killed_on.is_empty() {
-                output::note(&format!("kill sent for `{}`; no agent reported a running copy", args.exec_id));
+            if killed.is_empty() {
+                output::note(&format!("kill sent for `{target}`; no agent reported a running or queued run"));
             } else {
-                output::note(&format!("killed `{}` on {} agent(s)", args.exec_id, killed_on.len()));
-                output::table(&["PC"], &killed_on.into_iter().map(|pc| vec![pc]).collect::<Vec<_>>());
+                output::note(&format!("killed {} run(s) of `{target}`", killed.len()));
+                let rows: Vec<Vec<String>> =
+                    killed.iter().map(|ack| vec![ack.pc_id.to_string(), ack.exec_id.to_string()]).collect();
+                output::table(&["PC", "EXEC"], &rows);
             }
         }
     }

@@ -1,6 +1,9 @@
 //! One module per CLI command.
 
+pub mod agent;
 pub mod audit;
+pub mod config;
+pub mod exec;
 pub mod jetstream;
 pub mod job;
 pub mod kill;

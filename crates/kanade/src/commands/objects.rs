@@ -7,43 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::object_store::{ObjectInfo, ObjectMetadata, ObjectStore};
-use base64::Engine as _;
-use futures::StreamExt;
+use async_nats::jetstream::object_store::{ObjectMetadata, ObjectStore};
 use kanade_shared::JobId;
 use kanade_shared::manifest::Version;
-use kanade_shared::resources::{OBJ_APP_PACKAGES, OBJ_SCRIPTS};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::output::{self, Format};
 use crate::{Cli, connect};
 
-/// Metadata key under which kanade keeps an object's SHA-256 (lowercase hex).
-pub const SHA256_KEY: &str = "sha256";
-
-/// Which object store, and its limits.
-#[derive(Debug, Clone, Copy)]
-pub enum Store {
-    Scripts,
-    Apps,
-}
-
-impl Store {
-    pub fn bucket(self) -> &'static str {
-        match self {
-            Store::Scripts => OBJ_SCRIPTS,
-            Store::Apps => OBJ_APP_PACKAGES,
-        }
-    }
-
-    fn max_bytes(self) -> u64 {
-        match self {
-            Store::Scripts => kanade_shared::wire::MAX_SCRIPT_BYTES as u64,
-            Store::Apps => 8 * 1024 * 1024 * 1024,
-        }
-    }
-}
+pub use kanade_ops::objects::{Published, SHA256_KEY, Store, broker_sha256, find, hex, key, list};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ObjectCommand {
@@ -60,26 +32,17 @@ pub enum ObjectCommand {
     List,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Published {
-    pub name: String,
-    pub version: String,
-    pub size: u64,
-    pub sha256: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<&'static str>,
-}
-
 pub async fn run(cli: &Cli, store: Store, command: &ObjectCommand) -> anyhow::Result<ExitCode> {
     match command {
         ObjectCommand::Publish { name, version, file } => {
             let client = connect(cli).await?;
             let objects = open(&client, store).await?;
-            let published = publish(&objects, store, name, version, file).await?;
+            let published = publish(&objects, store, name.as_str(), version.as_str(), file).await?;
             if published.action.is_none() {
                 let action = match store {
                     Store::Scripts => "script-publish",
                     Store::Apps => "app-publish",
+                    Store::Agents => "agent-publish",
                 };
                 let target = key(name, version.as_str());
                 let details = serde_json::json!({ "sha256": published.sha256, "size": published.size });
@@ -102,8 +65,7 @@ pub async fn run(cli: &Cli, store: Store, command: &ObjectCommand) -> anyhow::Re
         ObjectCommand::List => {
             let client = connect(cli).await?;
             let objects = open(&client, store).await?;
-            let mut all = list(&objects).await?;
-            all.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+            let all = list(&objects).await?;
             match cli.output {
                 Format::Json => output::json(&all)?,
                 Format::Table => {
@@ -120,15 +82,7 @@ pub async fn run(cli: &Cli, store: Store, command: &ObjectCommand) -> anyhow::Re
 }
 
 pub async fn open(client: &async_nats::Client, store: Store) -> anyhow::Result<ObjectStore> {
-    let js = async_nats::jetstream::new(client.clone());
-    js.get_object_store(store.bucket())
-        .await
-        .with_context(|| format!("object store `{}` is missing: run `kanade jetstream setup`", store.bucket()))
-}
-
-/// The object's key: `name/version`.
-pub fn key(name: &JobId, version: &str) -> String {
-    format!("{name}/{version}")
+    Ok(kanade_ops::objects::open(client, store).await?)
 }
 
 async fn sha256_of(file: &Path) -> anyhow::Result<(u64, String)> {
@@ -152,22 +106,12 @@ async fn sha256_of(file: &Path) -> anyhow::Result<(u64, String)> {
     .await?
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The broker's digest (`SHA-256=<base64url>`) as lowercase hex.
-fn broker_sha256(info: &ObjectInfo) -> Option<String> {
-    let encoded = info.digest.as_deref()?.strip_prefix("SHA-256=")?;
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(encoded).ok()?;
-    Some(hex(&raw))
-}
-
+/// Uploads `file` as `name/version` (both already checked by the caller) unless that exact content is there.
 pub async fn publish(
     objects: &ObjectStore,
     store: Store,
-    name: &JobId,
-    version: &Version,
+    name: &str,
+    version: &str,
     file: &Path,
 ) -> anyhow::Result<Published> {
     let meta = tokio::fs::metadata(file).await.with_context(|| format!("cannot read `{}`", file.display()))?;
@@ -184,14 +128,9 @@ pub async fn publish(
         );
     }
     let (size, sha256) = sha256_of(file).await?;
-    let object = key(name, version.as_str());
-    let published = |action| Published {
-        name: name.to_string(),
-        version: version.as_str().to_owned(),
-        size,
-        sha256: sha256.clone(),
-        action,
-    };
+    let object = format!("{name}/{version}");
+    let published =
+        |action| Published { name: name.to_owned(), version: version.to_owned(), size, sha256: sha256.clone(), action };
     if let Some(existing) = find(objects, &object).await? {
         if existing.sha256 == sha256 {
             return Ok(published(Some("unchanged")));
@@ -217,7 +156,7 @@ pub async fn publish(
     let mut reader = progress.wrap_async_read(reader);
     let metadata = ObjectMetadata {
         name: object.clone(),
-        description: Some(format!("{} {}", name, version.as_str())),
+        description: Some(format!("{name} {version}")),
         metadata: [(SHA256_KEY.to_owned(), sha256.clone())].into(),
         ..Default::default()
     };
@@ -229,39 +168,4 @@ pub async fn publish(
         bail!("`{}` changed while it was uploaded; nothing was published", file.display());
     }
     Ok(published(None))
-}
-
-fn describe(info: &ObjectInfo) -> Published {
-    let (name, version) = info.name.split_once('/').unwrap_or((info.name.as_str(), ""));
-    Published {
-        name: name.to_owned(),
-        version: version.to_owned(),
-        size: info.size as u64,
-        sha256: info.metadata.get(SHA256_KEY).cloned().or_else(|| broker_sha256(info)).unwrap_or_default(),
-        action: None,
-    }
-}
-
-/// The published object `key`, if there is one.
-pub async fn find(objects: &ObjectStore, key: &str) -> anyhow::Result<Option<Published>> {
-    use async_nats::jetstream::object_store::InfoErrorKind;
-    match objects.info(key).await {
-        Ok(info) if !info.deleted => Ok(Some(describe(&info))),
-        Ok(_) => Ok(None),
-        Err(err) if err.kind() == InfoErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("cannot look up `{key}`")),
-    }
-}
-
-pub async fn list(objects: &ObjectStore) -> anyhow::Result<Vec<Published>> {
-    let mut entries = objects.list().await?;
-    let mut out = Vec::new();
-    while let Some(info) = entries.next().await {
-        let info = info?;
-        if info.deleted {
-            continue;
-        }
-        out.push(describe(&info));
-    }
-    Ok(out)
 }

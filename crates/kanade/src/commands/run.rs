@@ -157,7 +157,7 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
             _ = tokio::signal::ctrl_c(), if !kill_sent => {
                 kill_sent = true;
                 output::note(&format!("kanade: killing exec {exec} (Ctrl-C again to stop waiting)"));
-                super::kill::kill(&client, &exec, Duration::from_millis(200)).await?;
+                kanade_ops::control::kill(&client, &exec, Duration::from_millis(200)).await?;
             }
             _ = tokio::signal::ctrl_c(), if kill_sent => {
                 anyhow::bail!("stopped waiting for exec `{exec}`; its result will still reach the backend");

@@ -1,0 +1,118 @@
+//! The agent's copy of the layers of KV `agent_config` that apply to it (`global`, `groups.<g>` for each of its
+//! groups, `pcs.<pc>`), kept current like the job state: core subscriptions on exactly those keys' subjects and a
+//! batch direct get on every (re)connect. No KV watch: a watch is a consumer per agent (DESIGN.md).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_nats::HeaderMap;
+use kanade_shared::layered::{self, Layer, Scope, Settings};
+use kanade_shared::resources::{KV_AGENT_CONFIG, kv_stream_name};
+use kanade_shared::{GroupName, PcId, subject};
+
+use crate::catchup::{self, CatchUpError};
+use crate::jobstate::is_removal;
+
+pub struct LiveConfig {
+    pc: PcId,
+    groups: Vec<GroupName>,
+    layers: Mutex<BTreeMap<Scope, Layer>>,
+}
+
+impl LiveConfig {
+    pub fn new(pc: PcId, groups: Vec<GroupName>) -> Self {
+        Self { pc, groups, layers: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The scopes that apply to this agent.
+    fn scopes(&self) -> Vec<Scope> {
+        let mut scopes = vec![Scope::Global];
+        scopes.extend(self.groups.iter().cloned().map(Scope::Group));
+        scopes.push(Scope::Pc(self.pc.clone()));
+        scopes
+    }
+
+    /// The subjects to subscribe to: one per scope that applies.
+    pub fn subjects(&self) -> Vec<String> {
+        self.scopes().iter().map(|scope| format!("$KV.{KV_AGENT_CONFIG}.{}", scope.key())).collect()
+    }
+
+    /// Applies one KV change. `Err` for a message that is not a layer of ours (it changes nothing).
+    pub fn apply(&self, subject_name: &str, headers: Option<&HeaderMap>, payload: &[u8]) -> Result<(), String> {
+        let key = subject::kv_key(KV_AGENT_CONFIG, subject_name).ok_or("not an agent_config subject")?;
+        let scope = Scope::from_key(key).ok_or("not a config scope")?;
+        if !self.scopes().contains(&scope) {
+            return Err(format!("`{key}` does not apply to this agent"));
+        }
+        let layer = if is_removal(headers) {
+            None
+        } else {
+            Some(layered::decode(payload).ok_or_else(|| format!("`{key}` is not a JSON object"))?)
+        };
+        let Ok(mut layers) = self.layers.lock() else { return Err("config state poisoned".into()) };
+        match layer {
+            Some(layer) => layers.insert(scope, layer),
+            None => layers.remove(&scope),
+        };
+        Ok(())
+    }
+
+    /// Re-reads every layer that applies (each key's short history; the last value wins).
+    pub async fn reload(&self, client: &async_nats::Client) -> Result<(), CatchUpError> {
+        let stream = kv_stream_name(KV_AGENT_CONFIG);
+        let mut fresh = BTreeMap::new();
+        for filter in self.subjects() {
+            let read = catchup::fetch_from(client, &stream, &filter, 1).await?;
+            let Some(last) = read.commands.last() else { continue };
+            let Some(scope) = subject::kv_key(KV_AGENT_CONFIG, &last.subject).and_then(Scope::from_key) else {
+                continue;
+            };
+            if !is_removal(last.headers.as_ref())
+                && let Some(layer) = layered::decode(&last.payload)
+            {
+                fresh.insert(scope, layer);
+            }
+        }
+        if let Ok(mut layers) = self.layers.lock() {
+            *layers = fresh;
+        }
+        Ok(())
+    }
+
+    /// The merged settings now, with any conflicts between groups.
+    pub fn settings(&self) -> (Settings, Vec<String>) {
+        let Ok(layers) = self.layers.lock() else { return (Settings::default(), Vec::new()) };
+        let global = layers.get(&Scope::Global);
+        let groups: Vec<(GroupName, Layer)> = self
+            .groups
+            .iter()
+            .filter_map(|g| layers.get(&Scope::Group(g.clone())).map(|l| (g.clone(), l.clone())))
+            .collect();
+        let own = layers.get(&Scope::Pc(self.pc.clone())).map(|l| (&self.pc, l));
+        let effective = layered::effective(global, &groups, own);
+        (Settings::from_effective(&effective), effective.conflicts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_agents_layers_apply_and_removals_clear() {
+        let live = LiveConfig::new(PcId::new("pc-1").unwrap(), vec![GroupName::new("lab").unwrap()]);
+        assert_eq!(
+            live.subjects(),
+            ["$KV.agent_config.global", "$KV.agent_config.groups.lab", "$KV.agent_config.pcs.pc-1"]
+        );
+        live.apply("$KV.agent_config.global", None, br#"{"heartbeat_interval":"10s"}"#).unwrap();
+        live.apply("$KV.agent_config.pcs.pc-1", None, br#"{"heartbeat_interval":"5s"}"#).unwrap();
+        assert!(live.apply("$KV.agent_config.pcs.pc-2", None, br#"{"heartbeat_interval":"1s"}"#).is_err());
+        assert!(live.apply("$KV.agent_config.groups.lab", None, b"[]").is_err());
+        assert_eq!(live.settings().0.heartbeat_interval, Some(std::time::Duration::from_secs(5)));
+        let mut del = HeaderMap::new();
+        del.insert("KV-Operation", "DEL");
+        live.apply("$KV.agent_config.pcs.pc-1", Some(&del), b"").unwrap();
+        assert_eq!(live.settings().0.heartbeat_interval, Some(std::time::Duration::from_secs(10)));
+    }
+}

@@ -1,0 +1,252 @@
+//! Self-update end to end on Linux: the agent built at two more versions (one of them broken on purpose), real
+//! agent processes under a small supervisor that restarts them as `deploy/kanade-agent.service` makes systemd do
+//! (on exit 64 and on failure), a rollout to one PC, a rollback, a corrupt release refused, a group rollout spread
+//! over its jitter, and a release that never comes up healthy rolled back by the boot sentinel.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::object_store::ObjectMetadata;
+use clap::Parser as _;
+use kanade_shared::PcId;
+use kanade_shared::resources::{OBJ_AGENT_RELEASES, STREAM_OBS};
+use kanade_shared::wire::ObsEvent;
+use kanade_testkit::{NatsServer, connect, eventually, init_logging};
+
+const V1: &str = kanade_agent::VERSION;
+/// The second build's version (`KANADE_BUILD_VERSION` at build time).
+const V2: &str = "0.99.0";
+/// A third build that exits before it connects (`KANADE_BUILD_BROKEN`).
+const BROKEN: &str = "0.97.0";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Builds the agent at `version` (broken on purpose if asked) into its own target dir, so the test binaries' own
+/// agent is untouched, and returns a copy of it.
+fn build(version: &str, broken: bool) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = root.join("target/update-e2e");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command
+        .args(["build", "--locked", "-p", "kanade-agent", "--bin", "kanade-agent"])
+        .env("KANADE_BUILD_VERSION", version)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("KANADE_BUILD_BROKEN")
+        .current_dir(&root);
+    if broken {
+        command.env("KANADE_BUILD_BROKEN", "1");
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(status.success(), "building the agent at {version} failed");
+    let copy = target.join(format!("kanade-agent-{version}"));
+    std::fs::copy(target.join("debug/kanade-agent"), &copy).unwrap();
+    copy
+}
+
+/// Runs a `kanade` command in-process; it must succeed.
+async fn kanade(url: &str, args: &[&str]) {
+    let cli = kanade::Cli::try_parse_from([&["kanade", "--nats-url", url], args].concat()).unwrap();
+    let code = kanade::run(cli).await.unwrap_or_else(|err| panic!("kanade {args:?}: {err:#}"));
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "kanade {args:?}");
+}
+
+type Exits = Arc<Mutex<HashMap<String, Vec<(Instant, i32)>>>>;
+
+/// One agent process per PC, restarted whenever it exits 64; records when each restart happened.
+struct Supervisor {
+    /// Every exit, with its code, per PC.
+    restarts: Exits,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Supervisor {
+    fn new() -> Self {
+        Self { restarts: Arc::default(), stop: tokio_util::sync::CancellationToken::new() }
+    }
+
+    /// Installs the v1 binary in `dir/bin` and runs it as `pc`, in `groups`.
+    fn start(&self, url: &str, dir: &Path, pc: &str, groups: &str) -> PathBuf {
+        let exe = dir.join("bin/kanade-agent");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_kanade-agent"), &exe).unwrap();
+        let (url, pc, groups, data) = (url.to_owned(), pc.to_owned(), groups.to_owned(), dir.join("data"));
+        let (restarts, stop, exe_path) = (self.restarts.clone(), self.stop.clone(), exe.clone());
+        let log = dir.join("agent.log");
+        tokio::spawn(async move {
+            loop {
+                let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+                let mut child = tokio::process::Command::new(&exe_path)
+                    .env_clear()
+                    .env("KANADE_AGENT_ID", &pc)
+                    .env("KANADE_AGENT_GROUPS", &groups)
+                    .env("KANADE_NATS_URL", &url)
+                    .env("KANADE_AGENT_DATA_DIR", &data)
+                    .env("KANADE_LOG", "info")
+                    .stdout(log_file.try_clone().unwrap())
+                    .stderr(log_file)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("start the agent");
+                let status = tokio::select! {
+                    status = child.wait() => status.expect("wait for the agent"),
+                    () = stop.cancelled() => {
+                        let _ = child.kill().await;
+                        return;
+                    }
+                };
+                let code = status.code().unwrap_or(-1);
+                let exits = {
+                    let mut all = restarts.lock().unwrap();
+                    let history = all.entry(pc.clone()).or_default();
+                    history.push((Instant::now(), code));
+                    history.len()
+                };
+                // Restart=on-failure with RestartForceExitStatus=64: a clean exit stays stopped.
+                if code == 0 || exits > 30 {
+                    tracing::warn!(%pc, %status, "supervisor: not restarting");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        exe
+    }
+
+    /// When `pc` exited 64 (updated).
+    fn restarts(&self, pc: &str) -> Vec<Instant> {
+        self.exits(pc).into_iter().filter(|(_, code)| *code == 64).map(|(at, _)| at).collect()
+    }
+
+    fn exits(&self, pc: &str) -> Vec<(Instant, i32)> {
+        self.restarts.lock().unwrap().get(pc).cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn version_of(client: &async_nats::Client, pc: &str) -> Option<String> {
+    let pc = PcId::new(pc).unwrap();
+    let (heartbeat, _) = kanade::commands::ping::ping(client, &pc, Duration::from_millis(500)).await.ok()?;
+    Some(heartbeat.agent_version)
+}
+
+async fn runs_version(client: &async_nats::Client, pc: &str, version: &str) {
+    eventually(&format!("{pc} runs {version}"), PATIENCE, || async {
+        (version_of(client, pc).await.as_deref() == Some(version)).then_some(())
+    })
+    .await;
+}
+
+/// The newest timeline event of `pc`.
+async fn last_event(js: &async_nats::jetstream::Context, pc: &str) -> Option<ObsEvent> {
+    let stream = js.get_stream(STREAM_OBS).await.ok()?;
+    let message = stream.get_last_raw_message_by_subject(&format!("obs.{pc}")).await.ok()?;
+    serde_json::from_slice(&message.payload).ok()
+}
+
+#[tokio::test]
+async fn agents_update_roll_back_refuse_a_corrupt_release_and_spread_a_group_rollout() {
+    init_logging();
+    let (v2_binary, broken_binary) =
+        tokio::task::spawn_blocking(|| (build(V2, false), build(BROKEN, true))).await.unwrap();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let (client, js) = connect(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let supervisor = Supervisor::new();
+    let pcs = ["pc-a", "pc-b", "pc-c", "pc-d", "pc-e"];
+    let mut exes = HashMap::new();
+    for pc in pcs {
+        exes.insert(pc, supervisor.start(&url, &dir.path().join(pc), pc, "lab"));
+    }
+    for pc in pcs {
+        runs_version(&client, pc, V1).await;
+    }
+    kanade(&url, &["agent", "publish", env!("CARGO_BIN_EXE_kanade-agent")]).await;
+    kanade(&url, &["agent", "publish", v2_binary.to_str().unwrap()]).await;
+
+    // One PC moves to v2; the others stay.
+    kanade(&url, &["agent", "rollout", V2, "--pcs", "pc-a"]).await;
+    runs_version(&client, "pc-a", V2).await;
+    assert_eq!(version_of(&client, "pc-b").await.as_deref(), Some(V1));
+    assert_eq!(supervisor.restarts("pc-a").len(), 1);
+    assert_eq!(
+        kanade_shared::release::marker_version(&std::fs::read(&exes["pc-a"]).unwrap()).unwrap().as_deref(),
+        Some(V2)
+    );
+    let event = last_event(&js, "pc-a").await.expect("a timeline event");
+    assert_eq!((event.event.as_str(), &event.details), ("agent_update", &serde_json::json!({ "from": V1, "to": V2 })));
+    eventually("the new binary removed .old", PATIENCE, || async {
+        (!exes["pc-a"].with_extension("old").exists()).then_some(())
+    })
+    .await;
+
+    // And back.
+    kanade(&url, &["agent", "rollout", V1, "--pcs", "pc-a"]).await;
+    runs_version(&client, "pc-a", V1).await;
+    assert_eq!(supervisor.restarts("pc-a").len(), 2);
+
+    // A release whose bytes are not what was published is refused; the agent keeps running v1.
+    let corrupt = "0.98.0";
+    let store = js.get_object_store(OBJ_AGENT_RELEASES).await.unwrap();
+    let mut bytes = std::fs::read(&v2_binary).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    let metadata = ObjectMetadata {
+        name: format!("{corrupt}/{}", kanade_agent::update::platform()),
+        metadata: [("sha256".to_owned(), "00".repeat(32))].into(),
+        ..Default::default()
+    };
+    store.put(metadata, &mut bytes.as_slice()).await.unwrap();
+    kanade(&url, &["agent", "rollout", corrupt, "--pcs", "pc-b"]).await;
+    eventually("pc-b refuses the corrupt release", PATIENCE, || async {
+        let event = last_event(&js, "pc-b").await?;
+        (event.event == "agent_update_refused").then_some(())
+    })
+    .await;
+    assert_eq!(version_of(&client, "pc-b").await.as_deref(), Some(V1));
+    assert!(supervisor.restarts("pc-b").is_empty());
+
+    // Everyone in the group, spread over an 8 s jitter.
+    for pc in ["pc-a", "pc-b"] {
+        kanade(&url, &["config", "unset", "--pc", pc, "target_version"]).await;
+    }
+    let rolled = Instant::now();
+    kanade(&url, &["agent", "rollout", V2, "--groups", "lab", "--jitter", "8s"]).await;
+    for pc in pcs {
+        runs_version(&client, pc, V2).await;
+    }
+    let swaps: Vec<Duration> = pcs.iter().map(|pc| *supervisor.restarts(pc).last().unwrap() - rolled).collect();
+    let (first, last) = (swaps.iter().min().unwrap(), swaps.iter().max().unwrap());
+    tracing::info!(?swaps, "group rollout: swaps after the rollout");
+    assert!(*last - *first >= Duration::from_secs(1), "five swaps within 1 s of each other: not spread: {swaps:?}");
+    assert!(*last < Duration::from_secs(8 + 20), "a swap came long after the jitter window: {swaps:?}");
+
+    // A release that never comes up healthy: after MAX_BOOTS failed starts the previous binary is put back.
+    kanade(&url, &["agent", "publish", broken_binary.to_str().unwrap()]).await;
+    kanade(&url, &["agent", "rollout", BROKEN, "--pcs", "pc-c"]).await;
+    eventually("pc-c rolls back", PATIENCE, || async {
+        let event = last_event(&js, "pc-c").await?;
+        (event.event == "agent_update_rolled_back").then_some(event)
+    })
+    .await;
+    runs_version(&client, "pc-c", V2).await;
+    let codes: Vec<i32> = supervisor.exits("pc-c").iter().map(|(_, code)| *code).collect();
+    let failed = codes.iter().filter(|c| **c != 64).count();
+    assert_eq!(failed, kanade_agent::update::MAX_BOOTS as usize, "exits of pc-c: {codes:?}");
+    assert_eq!(codes.last(), Some(&64), "the rollback restarts into the old binary: {codes:?}");
+    let event = last_event(&js, "pc-c").await.unwrap();
+    assert_eq!(event.details, serde_json::json!({ "from": BROKEN, "to": V2 }));
+    assert_eq!(
+        kanade_shared::release::marker_version(&std::fs::read(&exes["pc-c"]).unwrap()).unwrap().as_deref(),
+        Some(V2)
+    );
+    // It does not try that version again while it stays the target.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(version_of(&client, "pc-c").await.as_deref(), Some(V2));
+}

@@ -1,0 +1,341 @@
+//! Firing jobs and following them: `POST /api/exec/{job}`, `POST /api/deploy`, `GET /api/executions[/{id}]`,
+//! `GET /api/executions/{id}/results`, `POST /api/executions/{id}/approve|reject`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, Targets};
+use kanade_shared::{ExecId, GroupName, JobId, PcId};
+use serde::{Deserialize, Serialize};
+
+use super::jobs::{self, ManifestBody};
+use super::{
+    ApiError, ApiJson, ApiQuery, AppState, Caller, DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, OptionalJson, PathId,
+};
+use crate::db::{ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter};
+use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
+
+/// The most PCs one request may name; a larger fleet is addressed by group.
+pub const MAX_TARGET_PCS: usize = 10_000;
+
+/// `POST /api/exec/{job}`: targets default to the job's own (with its rollout); naming any fires them all at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    #[serde(default)]
+    pub pcs: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+    /// A duration: `5m`.
+    pub jitter: Option<String>,
+    /// A duration after sending: `24h`.
+    pub deadline: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_request", message)
+}
+
+fn duration(field: &str, raw: Option<&str>, max: Duration) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(None) };
+    let shown: String = raw.chars().take(40).collect();
+    let value =
+        humantime::parse_duration(raw).map_err(|e| invalid(format!("{field}: `{shown}` is not a duration: {e}")))?;
+    if value > max {
+        return Err(invalid(format!("{field}: `{shown}` is longer than {}", humantime::format_duration(max))));
+    }
+    Ok(Some(value))
+}
+
+impl ExecBody {
+    fn request(&self) -> Result<ExecRequest, ApiError> {
+        if self.pcs.len() > MAX_TARGET_PCS {
+            return Err(invalid(format!(
+                "{} pcs named; the limit is {MAX_TARGET_PCS} (target a group)",
+                self.pcs.len()
+            )));
+        }
+        let pcs = self
+            .pcs
+            .iter()
+            .map(|p| PcId::new(p.clone()).map_err(|e| invalid(format!("pcs: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| GroupName::new(g.clone()).map_err(|e| invalid(format!("groups: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let named = self.all || !pcs.is_empty() || !groups.is_empty();
+        Ok(ExecRequest {
+            targets: named.then_some(Targets { all: self.all, groups, pcs }),
+            jitter: duration("jitter", self.jitter.as_deref(), MAX_SPREAD)?,
+            deadline: duration("deadline", self.deadline.as_deref(), MAX_DEADLINE)?,
+        })
+    }
+}
+
+pub fn exec_error(err: ExecError) -> ApiError {
+    match err {
+        ExecError::JobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "job_not_found", err.to_string()),
+        ExecError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", err.to_string()),
+        ExecError::Revoked(_) => ApiError::new(StatusCode::CONFLICT, "job_revoked", err.to_string()),
+        ExecError::NotPending { .. } => ApiError::new(StatusCode::CONFLICT, "not_pending_approval", err.to_string()),
+        ExecError::SelfApproval { .. } => ApiError::new(StatusCode::FORBIDDEN, "self_approval", err.to_string()),
+        ExecError::Invalid(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_exec", err.to_string()),
+        ExecError::Ops(err) => super::ops_error(err),
+        ExecError::Db(err) => ApiError::from(err),
+    }
+}
+
+async fn fire(state: &AppState, job: &JobId, request: ExecRequest, caller: &Caller) -> Result<Response, ApiError> {
+    let exec = state.engine.exec(job, request, caller).await.map_err(exec_error)?;
+    let view = view_of(state, &exec).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+pub async fn exec(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(job): PathId<JobId>,
+    OptionalJson(body): OptionalJson<ExecBody>,
+) -> Result<Response, ApiError> {
+    fire(&state, &job, body.request()?, &caller).await
+}
+
+/// `POST /api/deploy`: store the manifest, then fire it at its own targets with its rollout.
+pub async fn deploy(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ManifestBody>,
+) -> Result<Response, ApiError> {
+    let stored = jobs::store(&state, &caller, &body).await?;
+    fire(&state, &stored.job.job.id, ExecRequest::default(), &caller).await
+}
+
+/// An execution as the API shows it: what was fired, its state, and its progress overall and per wave.
+#[derive(Debug, Serialize)]
+pub struct ExecutionView {
+    pub exec_id: String,
+    pub job_id: String,
+    pub version: String,
+    /// `pending_approval`, `rejected`, `starting`, `rolling_out`, `running`, `completed` (every target answered),
+    /// `halted`, `superseded`; `external` for a run fired straight over NATS (`kanade run`).
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub targets: serde_json::Value,
+    /// Known agents the targets matched when it was created.
+    pub target_count: i64,
+    /// Results received (from targets, and from agents that joined a targeted group later).
+    pub results: i64,
+    /// Targets with no result yet.
+    pub pending: i64,
+    pub by_status: BTreeMap<String, i64>,
+    pub requested_by: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub waves: Vec<WaveView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WaveView {
+    pub wave: i64,
+    pub group: String,
+    pub delay_ms: i64,
+    pub max_failure_pct: f64,
+    /// `pending`, `sending`, `sent`, or `cancelled` when the rollout stopped before it.
+    pub state: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When a pending wave will be sent.
+    pub due_at: Option<DateTime<Utc>>,
+    pub targets: i64,
+    pub by_status: BTreeMap<String, i64>,
+    pub failure_pct: f64,
+}
+
+fn pct(tally: &Tally) -> f64 {
+    if tally.targets == 0 { 0.0 } else { tally.failures() as f64 * 100.0 / tally.targets as f64 }
+}
+
+async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, ApiError> {
+    let exec = ExecId::new(row.exec_id.clone()).map_err(|e| invalid(e.to_string()))?;
+    let counts = WaveCounts::from_rows(state.db.target_counts(&exec).await?);
+    let total = counts.total();
+    let by_status: BTreeMap<String, i64> = state.db.exec_status_counts(&exec).await?.into_iter().collect();
+    let pending = total.by_status.get("pending").copied().unwrap_or(0);
+    let stopped = matches!(row.status.as_str(), "halted" | "superseded" | "rejected");
+    let waves_rows = state.db.waves(&exec).await?;
+    let next_pending = waves_rows.iter().find(|w| w.state == "pending").map(|w| w.wave);
+    let waves = waves_rows
+        .iter()
+        .map(|w| {
+            let tally = counts.wave(w.wave);
+            WaveView {
+                wave: w.wave,
+                group: w.group.clone(),
+                delay_ms: w.delay_ms,
+                max_failure_pct: w.max_failure_pct,
+                state: if stopped && w.state == "pending" { "cancelled".into() } else { w.state.clone() },
+                sent_at: w.fired_at,
+                due_at: (!stopped && Some(w.wave) == next_pending)
+                    .then(|| engine::due_at(&row, &waves_rows, w))
+                    .flatten(),
+                failure_pct: pct(&tally),
+                targets: tally.targets,
+                by_status: tally.by_status.into_iter().filter(|(s, _)| s != "pending").collect(),
+            }
+        })
+        .collect();
+    let status =
+        if row.status == ExecStatus::Running.as_str() && pending == 0 { "completed".into() } else { row.status };
+    Ok(ExecutionView {
+        exec_id: row.exec_id,
+        job_id: row.job_id,
+        version: row.version,
+        status,
+        status_reason: row.status_reason,
+        targets: row.targets,
+        target_count: row.target_count,
+        results: by_status.values().sum(),
+        pending,
+        by_status,
+        requested_by: Some(row.requested_by),
+        decided_by: row.decided_by,
+        decided_at: row.decided_at,
+        created_at: Some(row.created_at),
+        started_at: row.started_at,
+        waves,
+    })
+}
+
+async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiError> {
+    if let Some(row) = state.db.get_execution(exec).await? {
+        return build(state, row).await;
+    }
+    // Fired straight over NATS (`kanade run`, scripts): the results are all there is to show.
+    let by_status: BTreeMap<String, i64> = state.db.exec_status_counts(exec).await?.into_iter().collect();
+    if by_status.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", format!("no execution `{exec}`")));
+    }
+    let first =
+        state.db.list_results(&ResultFilter { exec_id: Some(exec.clone()), limit: 1, ..Default::default() }).await?;
+    let results: i64 = by_status.values().sum();
+    Ok(ExecutionView {
+        exec_id: exec.to_string(),
+        job_id: first.first().map(|r| r.job_id.clone()).unwrap_or_default(),
+        version: first.first().map(|r| r.version.clone()).unwrap_or_default(),
+        status: "external".into(),
+        status_reason: None,
+        targets: serde_json::Value::Null,
+        target_count: results,
+        results,
+        pending: 0,
+        by_status,
+        requested_by: None,
+        decided_by: None,
+        decided_at: None,
+        created_at: None,
+        started_at: None,
+        waves: Vec::new(),
+    })
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    PathId(exec): PathId<ExecId>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    Ok(Json(view_of(&state, &exec).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    job_id: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<ExecutionView>>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_query", m);
+    let limit = query.limit.unwrap_or(DEFAULT_RESULT_LIMIT);
+    if !(1..=MAX_RESULT_LIMIT).contains(&limit) {
+        return Err(bad(format!("limit must be between 1 and {MAX_RESULT_LIMIT}")));
+    }
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(StatusFilter::parse(raw).ok_or_else(|| {
+            bad(format!(
+                "status `{}` is not one of pending_approval, rejected, starting, rolling_out, running, completed, \
+                 halted, superseded",
+                raw.chars().take(40).collect::<String>()
+            ))
+        })?),
+    };
+    let job_id = query.job_id.filter(|j| !j.is_empty()).map(JobId::new).transpose().map_err(|e| bad(e.to_string()))?;
+    let rows = state.db.list_executions(&ExecutionFilter { job_id, status, limit }).await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for row in rows {
+        views.push(build(&state, row).await?);
+    }
+    Ok(Json(views))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn results(
+    State(state): State<Arc<AppState>>,
+    PathId(exec): PathId<ExecId>,
+    ApiQuery(query): ApiQuery<ResultsQuery>,
+) -> Result<Json<Vec<ResultRow>>, ApiError> {
+    let filter = super::parse_filter(super::ResultQuery {
+        pc_id: None,
+        exec_id: Some(exec.to_string()),
+        job_id: None,
+        status: query.status,
+        limit: query.limit,
+    })?;
+    Ok(Json(state.db.list_results(&filter).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    pub reason: Option<String>,
+}
+
+pub async fn approve(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(exec): PathId<ExecId>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    state.engine.approve(&exec, &caller).await.map_err(exec_error)?;
+    Ok(Json(view_of(&state, &exec).await?))
+}
+
+pub async fn reject(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(exec): PathId<ExecId>,
+    OptionalJson(body): OptionalJson<DecisionBody>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let reason = body.reason.map(|r| r.chars().take(500).collect::<String>());
+    state.engine.reject(&exec, &caller, reason.as_deref()).await.map_err(exec_error)?;
+    Ok(Json(view_of(&state, &exec).await?))
+}

@@ -1,0 +1,416 @@
+//! The exec engine: creates executions from the job catalogue, holds those that need approval, sends commands,
+//! and drives rollouts wave by wave.
+//!
+//! Everything it decides is in SQL before it acts, and every step is safe to repeat, so a backend killed at any
+//! point picks up where it stopped: an execution left `starting` or a wave left `sending` is sent again on the next
+//! tick, which the broker de-duplicates by message id (`<exec>:<subject>`) and the agents' run ledger would catch
+//! anyway. A wave therefore reaches its agents exactly once however often the backend restarts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kanade_ops::OpsError;
+use kanade_ops::audit::{self, Source};
+use kanade_ops::catalogue::{self, Catalogue};
+use kanade_ops::control;
+use kanade_shared::manifest::Targets;
+use kanade_shared::subject::Target;
+use kanade_shared::wire::Command;
+use kanade_shared::{Actor, ExecId, GroupName, JobId, PcId};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Caller;
+use crate::db::{Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
+
+/// How often the engine looks at running rollouts.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Result statuses that count against a wave's `max_failure_pct`. A kill or a skip is an operator's or the gate's
+/// decision, not the script failing.
+pub const FAILURES: &[&str] = &["failed", "timeout"];
+
+/// The identity the engine acts as when it decides on its own (halting a rollout).
+pub const ENGINE_ACTOR: &str = "kanade-backend";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("no job `{0}` in the catalogue")]
+    JobNotFound(JobId),
+    #[error("no execution `{0}`")]
+    NotFound(ExecId),
+    #[error("job `{0}` is revoked; run `kanade unrevoke {0}` first")]
+    Revoked(JobId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("execution `{exec}` is {status}, not pending approval")]
+    NotPending { exec: ExecId, status: String },
+    #[error("`{actor}` requested execution `{exec}` and cannot approve it: another operator must")]
+    SelfApproval { exec: ExecId, actor: Actor },
+    #[error(transparent)]
+    Ops(#[from] OpsError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What to fire: the job's own target and rollout unless the request names targets (which fires them all at once).
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub targets: Option<Targets>,
+    pub jitter: Option<Duration>,
+    pub deadline: Option<Duration>,
+}
+
+pub struct Engine {
+    db: Db,
+    nats: async_nats::Client,
+    /// One step at a time in this process: a request starting an execution and the tick never interleave.
+    step: tokio::sync::Mutex<()>,
+}
+
+impl Engine {
+    pub fn new(db: Db, nats: async_nats::Client) -> Arc<Self> {
+        Arc::new(Self { db, nats, step: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Creates an execution of `job` and, unless the job needs approval, sends it.
+    pub async fn exec(&self, job: &JobId, request: ExecRequest, caller: &Caller) -> Result<ExecId, ExecError> {
+        let catalogue = Catalogue::open(&self.nats).await?;
+        let stored = catalogue.get(job).await?.ok_or_else(|| ExecError::JobNotFound(job.clone()))?;
+        if control::is_revoked(&self.nats, job).await? {
+            return Err(ExecError::Revoked(job.clone()));
+        }
+        // Resolved now, so what an approver approves is exactly what will run (a script object is pinned by its
+        // SHA-256 and checked here).
+        let script = catalogue.script(&stored).await?;
+        let exec_id = ExecId::generate();
+        let command = catalogue::command_for(&stored, exec_id.clone(), script, request.jitter);
+        command.validate().map_err(|err| ExecError::Invalid(format!("job `{job}`: {err}")))?;
+        let (targets, waves) = match request.targets {
+            Some(targets) => (targets, Vec::new()),
+            None => (stored.job.targets.clone(), stored.job.waves.clone()),
+        };
+        if !targets.all && targets.groups.is_empty() && targets.pcs.is_empty() {
+            return Err(ExecError::Invalid("no targets: name pcs, groups or all".into()));
+        }
+        let agents = self.db.list_agents().await?;
+        let reached = resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
+        let deadline = request.deadline.or(stored.job.deadline);
+        let status = if stored.job.require_approval { ExecStatus::PendingApproval } else { ExecStatus::Starting };
+        let now = Utc::now();
+        let encode = |what, value: serde_json::Result<String>| {
+            value.map_err(|e| ExecError::Invalid(format!("cannot encode the {what}: {e}")))
+        };
+        self.db
+            .insert_execution(&NewExecution {
+                exec_id: &exec_id,
+                job_id: job,
+                version: &stored.job.version,
+                status,
+                targets_json: encode("targets", serde_json::to_string(&targets))?,
+                command_json: encode("command", serde_json::to_string(&command))?,
+                deadline_ms: deadline.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                requested_by: caller.actor.as_str(),
+                now,
+                targets: reached.clone(),
+                waves: waves
+                    .iter()
+                    .map(|w| NewWave {
+                        group: w.group.to_string(),
+                        delay_ms: i64::try_from(w.delay.as_millis()).unwrap_or(i64::MAX),
+                        max_failure_pct: w.max_failure_pct,
+                    })
+                    .collect(),
+            })
+            .await?;
+        let details = serde_json::json!({
+            "job_id": job, "version": stored.job.version, "target_count": reached.len(), "waves": waves.len(),
+            "status": status.as_str(), "identity": identity(caller),
+        });
+        self.audit(&caller.actor, "exec", exec_id.as_str(), details).await;
+        if status == ExecStatus::Starting {
+            self.start_now(&exec_id).await;
+        }
+        Ok(exec_id)
+    }
+
+    /// A second operator's approval: the execution is sent now.
+    pub async fn approve(&self, exec: &ExecId, caller: &Caller) -> Result<(), ExecError> {
+        let row = self.pending(exec).await?;
+        if row.requested_by == caller.actor.as_str() {
+            self.audit(
+                &caller.actor,
+                "approve-refused",
+                exec.as_str(),
+                serde_json::json!({ "reason": "self-approval" }),
+            )
+            .await;
+            return Err(ExecError::SelfApproval { exec: exec.clone(), actor: caller.actor.clone() });
+        }
+        if !self.db.decide(exec, ExecStatus::Starting, caller.actor.as_str(), None, Utc::now()).await? {
+            return Err(self.not_pending(exec).await);
+        }
+        let details =
+            serde_json::json!({ "job_id": row.job_id, "requested_by": row.requested_by, "identity": identity(caller) });
+        self.audit(&caller.actor, "approve", exec.as_str(), details).await;
+        self.start_now(exec).await;
+        Ok(())
+    }
+
+    /// Refuses a pending execution; nothing is ever sent. The requester may withdraw their own request this way.
+    pub async fn reject(&self, exec: &ExecId, caller: &Caller, reason: Option<&str>) -> Result<(), ExecError> {
+        let row = self.pending(exec).await?;
+        let reason = format!("rejected by `{}`{}", caller.actor, reason.map(|r| format!(": {r}")).unwrap_or_default());
+        if !self.db.decide(exec, ExecStatus::Rejected, caller.actor.as_str(), Some(&reason), Utc::now()).await? {
+            return Err(self.not_pending(exec).await);
+        }
+        let details = serde_json::json!({ "job_id": row.job_id, "requested_by": row.requested_by, "reason": reason });
+        self.audit(&caller.actor, "reject", exec.as_str(), details).await;
+        Ok(())
+    }
+
+    /// Sends a just-recorded execution at once rather than on the next tick. It is recorded either way: if sending
+    /// fails (the broker is away), the tick retries it, so the caller is told it was fired, with status `starting`.
+    async fn start_now(&self, exec: &ExecId) {
+        let _step = self.step.lock().await;
+        let started = match self.db.get_execution(exec).await {
+            Ok(Some(row)) if row.status == ExecStatus::Starting.as_str() => self.start(&row).await,
+            Ok(_) => Ok(()),
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = started {
+            tracing::warn!(exec_id = %exec, error = %err, "cannot send the execution yet; retrying on the next tick");
+        }
+    }
+
+    async fn pending(&self, exec: &ExecId) -> Result<ExecutionRow, ExecError> {
+        let row = self.db.get_execution(exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
+        if row.status != ExecStatus::PendingApproval.as_str() {
+            return Err(ExecError::NotPending { exec: exec.clone(), status: row.status });
+        }
+        Ok(row)
+    }
+
+    async fn not_pending(&self, exec: &ExecId) -> ExecError {
+        match self.db.get_execution(exec).await {
+            Ok(Some(row)) => ExecError::NotPending { exec: exec.clone(), status: row.status },
+            Ok(None) => ExecError::NotFound(exec.clone()),
+            Err(err) => err.into(),
+        }
+    }
+
+    /// Drives every unfinished execution until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(err) = self.tick().await {
+                        tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "exec engine step failed; retrying");
+                    }
+                }
+                () = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    /// One pass over the executions that still have something to send.
+    pub async fn tick(&self) -> Result<(), ExecError> {
+        let _step = self.step.lock().await;
+        for row in self.db.executions_in(&[ExecStatus::Starting, ExecStatus::RollingOut]).await? {
+            let step = if row.status == ExecStatus::Starting.as_str() {
+                self.start(&row).await
+            } else {
+                self.drive(&row).await
+            };
+            if let Err(err) = step {
+                tracing::warn!(exec_id = %row.exec_id, error = %err, "cannot advance execution; retrying");
+            }
+        }
+        Ok(())
+    }
+
+    /// `starting` -> `rolling_out` or `running`: makes this version the current one and sends (the first wave).
+    async fn start(&self, row: &ExecutionRow) -> Result<(), ExecError> {
+        let exec = ExecId::new(row.exec_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let job = JobId::new(row.job_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        control::set_current(&self.nats, &job, &row.version).await?;
+        let now = Utc::now();
+        for older in self.db.supersede(&job, &exec, &row.version, now).await? {
+            tracing::info!(exec_id = %older, newer = %exec, "rollout superseded by a newer version");
+        }
+        let waves = self.db.waves(&exec).await?;
+        if !waves.is_empty() {
+            if self.db.transition(&exec, ExecStatus::Starting, ExecStatus::RollingOut, None, now).await? {
+                let row = self.db.get_execution(&exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
+                self.drive(&row).await?;
+            }
+            return Ok(());
+        }
+        let targets: Targets = serde_json::from_value(row.targets.clone())
+            .map_err(|e| ExecError::Invalid(format!("execution `{exec}` has unreadable targets: {e}")))?;
+        for target in subjects(&targets) {
+            self.send(row, &target).await?;
+        }
+        self.db.transition(&exec, ExecStatus::Starting, ExecStatus::Running, None, Utc::now()).await?;
+        tracing::info!(exec_id = %exec, job_id = %job, targets = row.target_count, "execution sent");
+        Ok(())
+    }
+
+    /// One step of a rollout: halt it if a sent wave fails too much, else send the next wave when it is due.
+    async fn drive(&self, row: &ExecutionRow) -> Result<(), ExecError> {
+        let exec = ExecId::new(row.exec_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let waves = self.db.waves(&exec).await?;
+        let counts = WaveCounts::from_rows(self.db.target_counts(&exec).await?);
+        let now = Utc::now();
+        for wave in waves.iter().filter(|w| w.state == "sent") {
+            let tally = counts.wave(wave.wave);
+            let failed = tally.failures();
+            if tally.targets > 0 && failed as f64 * 100.0 / tally.targets as f64 > wave.max_failure_pct {
+                let reason = format!(
+                    "wave {} (group `{}`): {failed} of {} runs failed ({:.1}% > max_failure_pct {})",
+                    wave.wave,
+                    wave.group,
+                    tally.targets,
+                    failed as f64 * 100.0 / tally.targets as f64,
+                    wave.max_failure_pct
+                );
+                if self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Halted, Some(&reason), now).await? {
+                    tracing::warn!(exec_id = %exec, %reason, "rollout halted");
+                    let actor = Actor::from_login(ENGINE_ACTOR);
+                    self.audit(&actor, "rollout-halt", exec.as_str(), serde_json::json!({ "reason": reason })).await;
+                }
+                return Ok(());
+            }
+        }
+        let Some(next) = waves.iter().find(|w| w.state != "sent") else {
+            self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Running, None, now).await?;
+            return Ok(());
+        };
+        let group = GroupName::new(next.group.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+        if next.state == "pending" {
+            let Some(due) = due_at(row, &waves, next) else { return Ok(()) };
+            if now < due || !self.db.wave_transition(&exec, next.wave, "pending", "sending", now).await? {
+                return Ok(());
+            }
+        }
+        // `sending`: just claimed, or left so by a backend that stopped mid-send. Sending again is harmless.
+        self.send(row, &Target::Group(group)).await?;
+        self.db.wave_transition(&exec, next.wave, "sending", "sent", now).await?;
+        tracing::info!(exec_id = %exec, wave = next.wave, group = %next.group, "wave sent");
+        Ok(())
+    }
+
+    /// Publishes the execution's command to one target, stamped now, with its deadline counted from now.
+    async fn send(&self, row: &ExecutionRow, target: &Target) -> Result<(), ExecError> {
+        let mut command: Command = serde_json::from_str(&row.command_json)
+            .map_err(|e| ExecError::Invalid(format!("execution `{}` has an unreadable command: {e}", row.exec_id)))?;
+        let now = Utc::now();
+        command.issued_at = now;
+        command.deadline = row.deadline_ms.map(|ms| now + chrono::Duration::milliseconds(ms));
+        control::publish(&self.nats, target, &command).await?;
+        Ok(())
+    }
+
+    async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {
+        if let Err(err) = audit::record(&self.nats, Source::Backend, actor, action, target, details).await {
+            tracing::error!(error = %err, %action, %target, "action done but not audited");
+        }
+    }
+}
+
+fn identity(caller: &Caller) -> &'static str {
+    if caller.verified { "token" } else { "claimed" }
+}
+
+/// When `wave` is due: its delay after the previous wave was sent (the first wave: after the start).
+pub fn due_at(row: &ExecutionRow, waves: &[WaveRow], wave: &WaveRow) -> Option<DateTime<Utc>> {
+    let base = match waves.iter().rev().find(|w| w.wave < wave.wave) {
+        Some(previous) => previous.fired_at?,
+        None => row.started_at?,
+    };
+    Some(base + chrono::Duration::milliseconds(wave.delay_ms))
+}
+
+/// The subjects that reach `targets`.
+pub fn subjects(targets: &Targets) -> Vec<Target> {
+    if targets.all {
+        return vec![Target::All];
+    }
+    let groups = targets.groups.iter().cloned().map(Target::Group);
+    groups.chain(targets.pcs.iter().cloned().map(Target::Pc)).collect()
+}
+
+/// The known agents `targets` reach, each with the 1-based wave that reaches it first (0 without waves).
+pub fn resolve<'a>(
+    targets: &Targets,
+    waves: &[kanade_shared::manifest::Wave],
+    agents: impl Iterator<Item = (&'a str, &'a [String])>,
+) -> Vec<(String, i64)> {
+    let mut reached = Vec::new();
+    for (pc, groups) in agents {
+        let in_group = |g: &GroupName| groups.iter().any(|mine| mine == g.as_str());
+        let wave = if waves.is_empty() {
+            let hit =
+                targets.all || targets.groups.iter().any(in_group) || targets.pcs.iter().any(|p| p.as_str() == pc);
+            hit.then_some(0)
+        } else {
+            waves.iter().position(|w| in_group(&w.group)).map(|i| i64::try_from(i + 1).unwrap_or(i64::MAX))
+        };
+        if let (Some(wave), Ok(pc)) = (wave, PcId::new(pc)) {
+            reached.push((pc.to_string(), wave));
+        }
+    }
+    reached
+}
+
+/// Per wave, how many targets have a result of each status (`pending`: none yet).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Tally {
+    pub targets: i64,
+    pub by_status: BTreeMap<String, i64>,
+}
+
+impl Tally {
+    pub fn failures(&self) -> i64 {
+        FAILURES.iter().filter_map(|s| self.by_status.get(*s)).sum()
+    }
+
+    /// Targets with a result.
+    pub fn done(&self) -> i64 {
+        self.targets - self.by_status.get("pending").copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct WaveCounts(BTreeMap<i64, Tally>);
+
+impl WaveCounts {
+    pub fn from_rows(rows: Vec<(i64, Option<String>, i64)>) -> Self {
+        let mut out: BTreeMap<i64, Tally> = BTreeMap::new();
+        for (wave, status, n) in rows {
+            let tally = out.entry(wave).or_default();
+            tally.targets += n;
+            *tally.by_status.entry(status.unwrap_or_else(|| "pending".into())).or_default() += n;
+        }
+        Self(out)
+    }
+
+    pub fn wave(&self, wave: i64) -> Tally {
+        self.0.get(&wave).cloned().unwrap_or_default()
+    }
+
+    pub fn total(&self) -> Tally {
+        let mut total = Tally::default();
+        for tally in self.0.values() {
+            total.targets += tally.targets;
+            for (status, n) in &tally.by_status {
+                *total.by_status.entry(status.clone()).or_default() += n;
+            }
+        }
+        total
+    }
+}

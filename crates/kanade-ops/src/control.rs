@@ -1,0 +1,105 @@
+//! Firing and stopping jobs straight over the broker: the `script_current` / `script_status` KV the agents gate
+//! on, command publication into `EXEC`, and kills.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use futures::StreamExt;
+use kanade_shared::resources::{KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS};
+use kanade_shared::subject::{self, Target};
+use kanade_shared::wire::{Command, KillAck};
+use kanade_shared::{ExecId, JobId};
+
+use crate::OpsError;
+
+/// The values of `script_status`.
+pub const REVOKED: &str = "REVOKED";
+pub const ACTIVE: &str = "ACTIVE";
+
+async fn bucket(client: &async_nats::Client, name: &'static str) -> Result<jetstream::kv::Store, OpsError> {
+    jetstream::new(client.clone()).get_key_value(name).await.map_err(|_| OpsError::Missing { kind: "KV bucket", name })
+}
+
+/// Sets `job`'s status; `revoked` true stops its runs that have not started, on every agent.
+pub async fn set_revoked(client: &async_nats::Client, job: &JobId, revoked: bool) -> Result<(), OpsError> {
+    let value = if revoked { REVOKED } else { ACTIVE };
+    bucket(client, KV_SCRIPT_STATUS)
+        .await?
+        .put(job.as_str(), value.into())
+        .await
+        .map_err(|e| OpsError::nats(format!("cannot set `{job}` to {value}"), e))?;
+    Ok(())
+}
+
+/// Whether `job` is revoked now.
+pub async fn is_revoked(client: &async_nats::Client, job: &JobId) -> Result<bool, OpsError> {
+    let value = bucket(client, KV_SCRIPT_STATUS)
+        .await?
+        .get(job.as_str())
+        .await
+        .map_err(|e| OpsError::nats(format!("cannot read the status of `{job}`"), e))?;
+    Ok(value.is_some_and(|v| v.as_ref() == REVOKED.as_bytes()))
+}
+
+/// Makes `version` the one version of `job` that may run: agents skip any other as `superseded`.
+pub async fn set_current(client: &async_nats::Client, job: &JobId, version: &str) -> Result<(), OpsError> {
+    bucket(client, KV_SCRIPT_CURRENT)
+        .await?
+        .put(job.as_str(), version.to_owned().into())
+        .await
+        .map_err(|e| OpsError::nats(format!("cannot set the current version of `{job}`"), e))?;
+    Ok(())
+}
+
+/// Publishes `command` to `target` and waits for `EXEC`'s ack. The message id is the exec id and the target, so
+/// publishing the same command to the same target again (a retry, a backend restarted mid-wave) is stored once.
+pub async fn publish(client: &async_nats::Client, target: &Target, command: &Command) -> Result<(), OpsError> {
+    command.validate().map_err(|err| OpsError::Invalid(format!("command for `{}`: {err}", command.job_id)))?;
+    let subject = subject::command(target, &command.job_id);
+    let body = serde_json::to_vec(command).map_err(|source| OpsError::Encode { what: "command", source })?;
+    let message_id = format!("{}:{subject}", command.exec_id);
+    let what = || format!("cannot publish `{subject}`");
+    jetstream::new(client.clone())
+        .send_publish(subject.clone(), PublishMessage::build().payload(body.into()).message_id(message_id.as_str()))
+        .await
+        .map_err(|e| OpsError::nats(what(), e))?
+        .await
+        .map_err(|e| OpsError::nats(what(), e))?;
+    Ok(())
+}
+
+/// Sends a kill to `subject` and collects the agents' confirmations for `wait`.
+async fn kill_on(client: &async_nats::Client, subject: String, wait: Duration) -> Result<Vec<KillAck>, OpsError> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| OpsError::nats("cannot subscribe", e))?;
+    client
+        .publish_with_reply(subject.clone(), inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| OpsError::nats(format!("cannot send `{subject}`"), e))?;
+    client.flush().await.map_err(|e| OpsError::nats(format!("cannot send `{subject}`"), e))?;
+    let mut acks = Vec::new();
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            Some(message) = replies.next() => {
+                if let Ok(ack) = serde_json::from_slice::<KillAck>(&message.payload) {
+                    acks.push(ack);
+                }
+            }
+            () = &mut deadline => break,
+        }
+    }
+    acks.sort_by(|a, b| (&a.pc_id, &a.exec_id).cmp(&(&b.pc_id, &b.exec_id)));
+    Ok(acks)
+}
+
+/// Kills `exec`'s running and queued runs on every agent.
+pub async fn kill(client: &async_nats::Client, exec: &ExecId, wait: Duration) -> Result<Vec<KillAck>, OpsError> {
+    kill_on(client, subject::kill(exec), wait).await
+}
+
+/// Kills the running and queued runs of every execution of `job`, on every agent.
+pub async fn kill_job(client: &async_nats::Client, job: &JobId, wait: Duration) -> Result<Vec<KillAck>, OpsError> {
+    kill_on(client, subject::kill_job(job), wait).await
+}

@@ -1,0 +1,71 @@
+//! The backend's HTTP API as the CLI uses it: bearer token, the operator's name, and the API's error shape turned
+//! into a plain message.
+
+use anyhow::{Context as _, bail};
+use reqwest::Method;
+use serde::Serialize;
+
+use crate::Cli;
+
+/// The header that names the operator (believed by the backend only with a shared token; a per-operator token
+/// proves who is calling).
+pub const OPERATOR_HEADER: &str = "x-kanade-operator";
+
+pub struct Backend {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Backend {
+    pub fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(Self { http, base: cli.backend_url.trim_end_matches('/').to_owned(), token: cli.token.clone() })
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
+        self.send(Method::GET, path, query, None::<&()>).await
+    }
+
+    pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<serde_json::Value> {
+        self.send(Method::POST, path, &[], Some(body)).await
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query)
+            .header(OPERATOR_HEADER, crate::audit::operator());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
+        let status = response.status();
+        let text = response.text().await.context("cannot read the backend's answer")?;
+        let body: serde_json::Value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("the backend answered {status} with something that is not JSON"))?
+        };
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no message");
+            bail!("the backend refused ({status}): {message}");
+        }
+        Ok(body)
+    }
+}

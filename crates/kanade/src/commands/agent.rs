@@ -1,0 +1,177 @@
+//! `kanade agent publish|list|rollout|current`: agent releases in the `agent_releases` object store, and which
+//! version each scope should run (`target_version` in `agent_config`), straight over NATS.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use kanade_ops::agent_config::AgentConfigStore;
+use kanade_ops::objects::{self, Store};
+use kanade_ops::release;
+use kanade_shared::layered::{self, Scope};
+use kanade_shared::manifest::Version;
+use kanade_shared::{GroupName, PcId};
+use serde_json::json;
+
+use crate::output::{self, Format};
+use crate::{Cli, connect};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Upload an agent binary as `<version>/<os>-<arch>`, all three read from the binary itself.
+    Publish {
+        binary: PathBuf,
+        /// Only to confirm: publishing fails if the binary says otherwise.
+        #[arg(long, value_parser = |v: &str| Version::new(v))]
+        version: Option<Version>,
+    },
+    /// The published agent releases.
+    List,
+    /// Set the version agents should run, for some PCs, groups, or everyone.
+    Rollout {
+        #[arg(value_parser = |v: &str| Version::new(v))]
+        version: Version,
+        #[arg(long, value_delimiter = ',', required_unless_present_any = ["groups", "global"])]
+        pcs: Vec<PcId>,
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<GroupName>,
+        #[arg(long, conflicts_with_all = ["pcs", "groups"])]
+        global: bool,
+        /// Each agent waits a random time up to this before it updates (none: at once, unless a wider scope
+        /// sets `target_version_jitter`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        jitter: Option<Duration>,
+    },
+    /// The target version per scope.
+    Current,
+}
+
+pub async fn run(cli: &Cli, command: &AgentCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AgentCommand::Publish { binary, version } => publish(cli, binary, version.as_ref()).await,
+        AgentCommand::List => list(cli).await,
+        AgentCommand::Rollout { version, pcs, groups, global, jitter } => {
+            let mut scopes: Vec<Scope> = pcs.iter().cloned().map(Scope::Pc).collect();
+            scopes.extend(groups.iter().cloned().map(Scope::Group));
+            if *global {
+                scopes.push(Scope::Global);
+            }
+            rollout(cli, version, &scopes, *jitter).await
+        }
+        AgentCommand::Current => current(cli).await,
+    }
+}
+
+async fn publish(cli: &Cli, binary: &std::path::Path, confirm: Option<&Version>) -> anyhow::Result<ExitCode> {
+    let size = std::fs::metadata(binary).with_context(|| format!("cannot read `{}`", binary.display()))?.len();
+    if size > Store::Agents.max_bytes() {
+        bail!("`{}` is {size} bytes; the limit for agent binaries is {}", binary.display(), Store::Agents.max_bytes());
+    }
+    let bytes = std::fs::read(binary).with_context(|| format!("cannot read `{}`", binary.display()))?;
+    let info = release::inspect(&bytes).map_err(|e| anyhow::anyhow!("`{}`: {e}", binary.display()))?;
+    drop(bytes);
+    if let Some(confirm) = confirm
+        && confirm.as_str() != info.version
+    {
+        bail!(
+            "`{}` is version {} by its own account, not {}; --version only confirms, it never overrides",
+            binary.display(),
+            info.version,
+            confirm.as_str()
+        );
+    }
+    let client = connect(cli).await?;
+    let store = objects::open(&client, Store::Agents).await?;
+    let platform = info.platform();
+    let published = super::objects::publish(&store, Store::Agents, &info.version, &platform, binary).await?;
+    if published.action.is_none() {
+        let details = json!({ "sha256": published.sha256, "size": published.size });
+        crate::audit::record(&client, "agent-publish", &format!("{}/{platform}", info.version), details).await;
+    }
+    match cli.output {
+        Format::Json => output::json(&json!({
+            "version": info.version, "os": info.os, "arch": info.arch, "size": published.size,
+            "sha256": published.sha256, "unchanged": published.action == Some("unchanged"),
+        }))?,
+        Format::Table => {
+            output::note(&format!("kanade-agent {} for {platform}", info.version));
+            output::raw(false, &format!("{}\n", published.sha256));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let client = connect(cli).await?;
+    let all = objects::list(&objects::open(&client, Store::Agents).await?).await?;
+    match cli.output {
+        Format::Json => output::json(
+            &all.iter()
+                .map(|p| json!({ "version": p.name, "platform": p.version, "size": p.size, "sha256": p.sha256 }))
+                .collect::<Vec<_>>(),
+        )?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|p| vec![p.name.clone(), p.version.clone(), p.size.to_string(), p.sha256.clone()])
+                .collect();
+            output::table(&["VERSION", "PLATFORM", "BYTES", "SHA256"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rollout(cli: &Cli, version: &Version, scopes: &[Scope], jitter: Option<Duration>) -> anyhow::Result<ExitCode> {
+    let client = connect(cli).await?;
+    let releases = objects::list(&objects::open(&client, Store::Agents).await?).await?;
+    let platforms: Vec<&str> =
+        releases.iter().filter(|p| p.name == version.as_str()).map(|p| p.version.as_str()).collect();
+    if platforms.is_empty() {
+        bail!(
+            "agent version {} is not published; publish it first with `kanade agent publish <binary>` \
+             (`kanade agent list` shows what is)",
+            version.as_str()
+        );
+    }
+    let store = AgentConfigStore::open(&client).await?;
+    let jitter = jitter.map(|j| layered::parse("target_version_jitter", &humantime::format_duration(j).to_string()));
+    let jitter = jitter.transpose()?;
+    let target = layered::parse("target_version", version.as_str())?;
+    for scope in scopes {
+        // One write: an agent must never see the new target without its jitter (it would update at once).
+        let changes = [("target_version", Some(target.clone())), ("target_version_jitter", jitter.clone())];
+        store.change_many(scope, &changes).await?;
+        let details = json!({ "version": version.as_str(), "jitter": jitter });
+        crate::audit::record(&client, "agent-rollout", &scope.key(), details).await;
+        output::note(&format!("{scope}: target_version = {}", version.as_str()));
+    }
+    output::note(&format!("published for: {}", platforms.join(", ")));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn current(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let client = connect(cli).await?;
+    let all = AgentConfigStore::open(&client).await?.all().await?;
+    let targets: Vec<(String, String, String)> = all
+        .iter()
+        .filter_map(|(scope, layer)| {
+            let version = layer.get("target_version")?.as_str()?.to_owned();
+            let jitter = layer.get("target_version_jitter").and_then(|j| j.as_str()).unwrap_or("-").to_owned();
+            Some((scope.to_string(), version, jitter))
+        })
+        .collect();
+    match cli.output {
+        Format::Json => output::json(
+            &targets
+                .iter()
+                .map(|(s, v, j)| json!({ "scope": s, "target_version": v, "jitter": j }))
+                .collect::<Vec<_>>(),
+        )?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = targets.into_iter().map(|(s, v, j)| vec![s, v, j]).collect();
+            output::table(&["SCOPE", "TARGET VERSION", "JITTER"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
