@@ -1,11 +1,12 @@
 //! `kanade-agent`: parses flags, sets up logging, loads the config and runs the agent (or the fleet simulator)
-//! until Ctrl-C or SIGTERM.
+//! until Ctrl-C, SIGTERM or a stop from the service manager.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kanade_agent::simulate::{SimulateArgs, Simulation};
+use kanade_agent::{platform, update};
 use kanade_shared::config::{AgentConfig, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 
@@ -13,94 +14,131 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Environment overrides: KANADE_AGENT_ID, KANADE_AGENT_GROUPS (comma list), KANADE_AGENT_DATA_DIR,
 /// KANADE_NATS_URL (comma list), KANADE_NATS_TOKEN. Logging: KANADE_LOG (e.g. `info`, `kanade_agent=debug`).
+///
+/// Exit codes: 0 stopped as asked, 1 failed, 2 invalid configuration, 64 a new version of the agent is in place
+/// and wants to be started (the service manager restarts it: `deploy/kanade-agent.service`,
+/// `deploy/install-agent.ps1`).
 #[derive(Debug, Parser)]
 #[command(name = "kanade-agent", version = kanade_agent::VERSION)]
 struct Flags {
     /// A TOML config file (optional; the agent runs with no file at all).
-    #[arg(long, short, env = "KANADE_AGENT_CONFIG", value_name = "FILE")]
+    #[arg(long, short, env = "KANADE_AGENT_CONFIG", value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// Write the log to daily files `kanade-agent.<date>.log` in this folder (the last 14 are kept) instead of
+    /// stderr. For a service that has no console, such as a Windows service.
+    #[arg(long, env = "KANADE_LOG_DIR", value_name = "DIR", global = true)]
+    log_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run as a Windows service, under the service control manager (`deploy/install-agent.ps1` registers it so).
+    ///
+    /// A stop from the SCM stops the agent like SIGTERM; an exit for a self-update is reported as service-specific
+    /// error 64, which the failure actions turn into a restart. Elsewhere the same as no subcommand: systemd and
+    /// launchd run services in the foreground.
+    Service,
     /// Run many emulated agents in this process over the real agent code, to measure the system at fleet scale.
     ///
     /// Prints one JSON line on stdout once every agent is subscribed, then runs until Ctrl-C or SIGTERM.
     Simulate(SimulateArgs),
 }
 
+/// Daily log files kept by `--log-dir`.
+const LOG_FILES_KEPT: usize = 14;
+
 fn main() -> ExitCode {
     let flags = Flags::parse();
     // Keeps the version marker in the binary for `kanade agent publish` (it costs one pointer read).
     let _ = kanade_agent::version_marker().len();
-    init_tracing(if flags.command.is_some() { "warn" } else { "info" });
+    let simulating = matches!(flags.command, Some(Command::Simulate(_)));
+    if let Err(err) = init_tracing(if simulating { "warn" } else { "info" }, flags.log_dir.as_deref()) {
+        // Nothing to log with yet.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("kanade-agent: {err}");
+        }
+        return ExitCode::from(2);
+    }
+    match flags.command {
+        Some(Command::Simulate(args)) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(simulate(args)),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot start the async runtime");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Service) => {
+            let config = flags.config;
+            ExitCode::from(platform::run_service(Box::new(move |stop| agent(config.as_deref(), stop))))
+        }
+        None => ExitCode::from(agent(flags.config.as_deref(), CancellationToken::new())),
+    }
+}
+
+/// The agent process from start to exit code; `stop` ends it (as do Ctrl-C and SIGTERM).
+fn agent(config_file: Option<&Path>, stop: CancellationToken) -> u8 {
+    // Self-update first: a new binary's start is counted (and a failing one rolled back) before its config is
+    // read, so a release that rejects the config file is rolled back like one that crashes.
+    match std::env::current_exe() {
+        Ok(exe) => update::enable(exe),
+        Err(err) => tracing::warn!(error = %err, "cannot locate this executable; self-update is off"),
+    }
+    if update::on_start(kanade_agent::VERSION) == update::Start::RestartIntoOld {
+        return update::EXIT_UPDATED;
+    }
+    // A fault-injection build for the self-update test (`KANADE_BUILD_BROKEN=1` at build time): a release that
+    // fails as soon as it starts, the way one that rejects the existing config file would.
+    if option_env!("KANADE_BUILD_BROKEN").is_some() {
+        tracing::error!("this build is broken on purpose (KANADE_BUILD_BROKEN)");
+        return 1;
+    }
+    let hostname = sysinfo::System::host_name().unwrap_or_default();
+    let config = match AgentConfig::load(config_file, &ProcessEnv, &hostname) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(error = %err, "invalid configuration");
+            return 2;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(error = %err, "cannot start the async runtime");
-            return ExitCode::FAILURE;
+            return 1;
         }
     };
-    match flags.command {
-        Some(Command::Simulate(args)) => runtime.block_on(simulate(args)),
-        None => {
-            // Self-update first: a new binary's start is counted (and a failing one rolled back) before its
-            // config is read, so a release that rejects the config file is rolled back like one that crashes.
-            match std::env::current_exe() {
-                Ok(exe) => kanade_agent::update::enable(exe),
-                Err(err) => tracing::warn!(error = %err, "cannot locate this executable; self-update is off"),
+    runtime.block_on(async move {
+        stop_on_signal(stop.clone());
+        match kanade_agent::run(config, stop).await {
+            Ok(()) if update::updated() => update::EXIT_UPDATED,
+            Ok(()) => 0,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "agent failed");
+                1
             }
-            if kanade_agent::update::on_start(kanade_agent::VERSION) == kanade_agent::update::Start::RestartIntoOld {
-                return ExitCode::from(kanade_agent::update::EXIT_UPDATED);
-            }
-            // A fault-injection build for the self-update test (`KANADE_BUILD_BROKEN=1` at build time): a release
-            // that fails as soon as it starts, the way one that rejects the existing config file would.
-            if option_env!("KANADE_BUILD_BROKEN").is_some() {
-                tracing::error!("this build is broken on purpose (KANADE_BUILD_BROKEN)");
-                return ExitCode::FAILURE;
-            }
-            let hostname = sysinfo::System::host_name().unwrap_or_default();
-            let config = match AgentConfig::load(flags.config.as_deref(), &ProcessEnv, &hostname) {
-                Ok(config) => config,
-                Err(err) => {
-                    tracing::error!(error = %err, "invalid configuration");
-                    return ExitCode::from(2);
-                }
-            };
-            runtime.block_on(agent(config))
         }
-    }
+    })
 }
 
-fn shutdown_on_signal() -> CancellationToken {
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            kanade_agent::platform::shutdown_signal().await;
-            tracing::info!("shutdown requested");
-            shutdown.cancel();
+fn stop_on_signal(stop: CancellationToken) {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = platform::shutdown_signal() => {
+                tracing::info!("shutdown requested");
+                stop.cancel();
+            }
+            () = stop.cancelled() => {}
         }
     });
-    shutdown
-}
-
-async fn agent(config: AgentConfig) -> ExitCode {
-    match kanade_agent::run(config, shutdown_on_signal()).await {
-        Ok(()) if kanade_agent::update::updated() => ExitCode::from(kanade_agent::update::EXIT_UPDATED),
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "agent failed");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 #[allow(clippy::print_stdout)]
 async fn simulate(args: SimulateArgs) -> ExitCode {
-    let shutdown = shutdown_on_signal();
+    let shutdown = CancellationToken::new();
+    stop_on_signal(shutdown.clone());
     let simulation = match Simulation::start(&args).await {
         Ok(simulation) => simulation,
         Err(err) => {
@@ -120,12 +158,25 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, log_dir: Option<&Path>) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KANADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|err| format!("cannot write logs to `{}`: {err}", dir.display()))?;
+            let files = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("kanade-agent")
+                .filename_suffix("log")
+                .max_log_files(LOG_FILES_KEPT)
+                .build(dir)
+                .map_err(|err| format!("cannot write logs to `{}`: {err}", dir.display()))?;
+            builder.with_writer(files).with_ansi(false).init();
+        }
+        None => {
+            builder.with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+    }
+    Ok(())
 }

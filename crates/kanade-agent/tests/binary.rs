@@ -91,3 +91,58 @@ fn bad_configuration_is_refused_with_its_reason() {
         assert!(stderr.len() < 2_000, "the error message is bounded");
     }
 }
+
+/// `service` on Linux runs in the foreground (systemd supervises it); `--log-dir` puts the log in a daily file.
+#[tokio::test]
+async fn service_mode_logs_to_files_and_stops_on_sigterm() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, _js) = connect(&nats.url()).await;
+    let data = tempfile::tempdir().unwrap();
+    let logs = data.path().join("logs");
+    let mut child = agent()
+        .args(["service", "--log-dir"])
+        .arg(&logs)
+        .env("KANADE_NATS_URL", nats.url())
+        .env("KANADE_AGENT_ID", "svc-pc")
+        .env("KANADE_AGENT_DATA_DIR", data.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pc = PcId::new("svc-pc").unwrap();
+    eventually("the agent in service mode answers a ping", Duration::from_secs(20), || {
+        let (client, pc) = (client.clone(), pc.clone());
+        async move { kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+    })
+    .await;
+    terminate(&child);
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "agent exited with {status:?}");
+    assert!(stderr.is_empty(), "with --log-dir nothing goes to stderr: {stderr}");
+    let files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("kanade-agent.") && name.ends_with(".log"), "{name}");
+    let log = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(log.contains("kanade-agent starting") && log.contains("kanade-agent stopped"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in a log file");
+}
+
+#[test]
+fn a_log_dir_that_cannot_be_written_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let out = agent().arg("--log-dir").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot write logs to"), "{stderr}");
+}

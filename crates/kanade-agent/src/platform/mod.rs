@@ -96,6 +96,17 @@ pub async fn shutdown_signal() {
     imp::shutdown_signal().await;
 }
 
+/// The agent's body as a service: given the token a stop request from the service manager cancels, it runs the
+/// agent and returns the process's exit code.
+pub type ServiceBody = Box<dyn FnOnce(tokio_util::sync::CancellationToken) -> u8 + Send>;
+
+/// Runs `body` as this OS's service manager expects and returns its exit code. On Windows the process is handed
+/// to the service control manager, which calls the body on a thread of its own and hears the exit code as the
+/// service's; elsewhere the body simply runs (systemd and launchd supervise a foreground process).
+pub fn run_service(body: ServiceBody) -> u8 {
+    imp::run_service(body)
+}
+
 /// The OS name reported in heartbeats: `windows`, `linux`, `macos`, ...
 pub fn os_name() -> &'static str {
     std::env::consts::OS

@@ -64,9 +64,16 @@ pub async fn shutdown_signal() {
             }
         }
         Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No way to hear a stop request: only the caller's own token stops the agent.
+                std::future::pending::<()>().await;
+            }
         }
     }
+}
+
+pub fn run_service(body: super::ServiceBody) -> u8 {
+    body(tokio_util::sync::CancellationToken::new())
 }
 
 pub fn make_executable(path: &Path) -> std::io::Result<()> {

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use kanade_shared::wire::Shell;
 
-use super::{Launch, find, powershell_launch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Launch, ServiceBody, find, powershell_launch};
 
 /// `CREATE_NO_WINDOW`: a service has no console, and the script must not pop one up.
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
@@ -79,7 +81,106 @@ pub fn launch(shell: &Shell, script: &str, staging: &Path) -> Option<Launch> {
 /// Console Ctrl-C / Ctrl-Break. Running under the service control manager, the service wrapper turns a stop request
 /// into the same cancellation.
 pub async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No console to hear Ctrl-C from (a service): the service's own stop request is the only way to stop.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The name the install script registers the agent's service under (`deploy/install-agent.ps1`).
+pub const SERVICE_NAME: &str = "kanade-agent";
+
+/// The agent's body while the service control manager runs it; taken once by [`service_main`].
+static BODY: std::sync::Mutex<Option<ServiceBody>> = std::sync::Mutex::new(None);
+/// The body's exit code, for `main` once the dispatcher returns.
+static EXIT_CODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Hands the process to the service control manager, which calls [`service_main`] on a thread of its own; returns
+/// once the service has stopped, with the body's exit code.
+pub fn run_service(body: ServiceBody) -> u8 {
+    if let Ok(mut slot) = BODY.lock() {
+        *slot = Some(body);
+    }
+    match entry::dispatch() {
+        Ok(()) => EXIT_CODE.load(std::sync::atomic::Ordering::SeqCst),
+        Err(err) => {
+            // Started from a console rather than by the SCM (ERROR_FAILED_SERVICE_CONTROLLER_CONNECT).
+            tracing::error!(error = %err, "cannot connect to the service control manager; run without `service` from a console");
+            1
+        }
+    }
+}
+
+// The macro expands to the `extern "system"` entry point the SCM calls; it parses the service arguments from raw
+// pointers, which is the crate's documented use.
+#[allow(unsafe_code)]
+mod entry {
+    windows_service::define_windows_service!(ffi_service_main, service_main);
+
+    fn service_main(_arguments: Vec<std::ffi::OsString>) {
+        super::service_main();
+    }
+
+    /// Blocks in the service control dispatcher until the service has stopped.
+    pub(super) fn dispatch() -> windows_service::Result<()> {
+        windows_service::service_dispatcher::start(super::SERVICE_NAME, ffi_service_main)
+    }
+}
+
+fn service_main() {
+    use windows_service::service::{
+        ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
+    };
+    use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+
+    let stop = CancellationToken::new();
+    let handler = {
+        let stop = stop.clone();
+        move |control| match control {
+            ServiceControl::Stop | ServiceControl::Shutdown => {
+                stop.cancel();
+                ServiceControlHandlerResult::NoError
+            }
+            ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+            _ => ServiceControlHandlerResult::NotImplemented,
+        }
+    };
+    let status = match service_control_handler::register(SERVICE_NAME, handler) {
+        Ok(status) => status,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot register with the service control manager");
+            EXIT_CODE.store(1, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+    };
+    let report = |state: ServiceState, exit_code: ServiceExitCode| {
+        let controls = if state == ServiceState::Running {
+            ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
+        } else {
+            ServiceControlAccept::empty()
+        };
+        let reported = status.set_service_status(ServiceStatus {
+            service_type: ServiceType::OWN_PROCESS,
+            current_state: state,
+            controls_accepted: controls,
+            exit_code,
+            checkpoint: 0,
+            wait_hint: std::time::Duration::ZERO,
+            process_id: None,
+        });
+        if let Err(err) = reported {
+            tracing::warn!(error = %err, ?state, "cannot report the service state");
+        }
+    };
+    report(ServiceState::Running, ServiceExitCode::NO_ERROR);
+    let body = BODY.lock().ok().and_then(|mut slot| slot.take());
+    let code = body.map_or(1, |body| body(stop));
+    EXIT_CODE.store(code, std::sync::atomic::Ordering::SeqCst);
+    // A non-zero code makes the SCM run the failure actions (`sc.exe failureflag <name> 1`): exit 64 after a
+    // self-update is reported as service-specific error 64, and the `restart` action starts the new binary.
+    let exit_code =
+        if code == 0 { ServiceExitCode::NO_ERROR } else { ServiceExitCode::ServiceSpecific(u32::from(code)) };
+    report(ServiceState::Stopped, exit_code);
 }
 
 /// Windows runs any `.exe` the service account can read; there is no execute bit to set.
