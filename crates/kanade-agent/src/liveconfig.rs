@@ -16,12 +16,21 @@ use crate::jobstate::is_removal;
 pub struct LiveConfig {
     pc: PcId,
     groups: Vec<GroupName>,
-    layers: Mutex<BTreeMap<Scope, Layer>>,
+    layers: Mutex<Layers>,
+}
+
+#[derive(Default)]
+struct Layers {
+    by_scope: BTreeMap<Scope, Layer>,
+    /// Scopes changed by a live message, with the count of live changes then: a reload that began earlier keeps
+    /// their live value (it may have read the store before the change).
+    touched: BTreeMap<Scope, u64>,
+    changes: u64,
 }
 
 impl LiveConfig {
     pub fn new(pc: PcId, groups: Vec<GroupName>) -> Self {
-        Self { pc, groups, layers: Mutex::new(BTreeMap::new()) }
+        Self { pc, groups, layers: Mutex::default() }
     }
 
     /// The scopes that apply to this agent.
@@ -50,15 +59,19 @@ impl LiveConfig {
             Some(layered::decode(payload).ok_or_else(|| format!("`{key}` is not a JSON object"))?)
         };
         let Ok(mut layers) = self.layers.lock() else { return Err("config state poisoned".into()) };
+        layers.changes += 1;
+        let changes = layers.changes;
+        layers.touched.insert(scope.clone(), changes);
         match layer {
-            Some(layer) => layers.insert(scope, layer),
-            None => layers.remove(&scope),
+            Some(layer) => layers.by_scope.insert(scope, layer),
+            None => layers.by_scope.remove(&scope),
         };
         Ok(())
     }
 
     /// Re-reads every layer that applies (each key's short history; the last value wins).
     pub async fn reload(&self, client: &async_nats::Client) -> Result<(), CatchUpError> {
+        let since = self.layers.lock().map(|layers| layers.changes).unwrap_or(u64::MAX);
         let stream = kv_stream_name(KV_AGENT_CONFIG);
         let mut fresh = BTreeMap::new();
         for filter in self.subjects() {
@@ -73,15 +86,28 @@ impl LiveConfig {
                 fresh.insert(scope, layer);
             }
         }
-        if let Ok(mut layers) = self.layers.lock() {
-            *layers = fresh;
-        }
+        self.install(fresh, since);
         Ok(())
+    }
+
+    /// Puts what a reload read in place, except for scopes that changed live after it began (`since`).
+    fn install(&self, mut fresh: BTreeMap<Scope, Layer>, since: u64) {
+        let Ok(mut layers) = self.layers.lock() else { return };
+        for scope in self.scopes() {
+            if layers.touched.get(&scope).is_some_and(|at| *at > since) {
+                match layers.by_scope.get(&scope) {
+                    Some(live) => fresh.insert(scope, live.clone()),
+                    None => fresh.remove(&scope),
+                };
+            }
+        }
+        layers.by_scope = fresh;
     }
 
     /// The merged settings now, with any conflicts between groups.
     pub fn settings(&self) -> (Settings, Vec<String>) {
         let Ok(layers) = self.layers.lock() else { return (Settings::default(), Vec::new()) };
+        let layers = &layers.by_scope;
         let global = layers.get(&Scope::Global);
         let groups: Vec<(GroupName, Layer)> = self
             .groups
@@ -114,5 +140,27 @@ mod tests {
         del.insert("KV-Operation", "DEL");
         live.apply("$KV.agent_config.pcs.pc-1", Some(&del), b"").unwrap();
         assert_eq!(live.settings().0.heartbeat_interval, Some(std::time::Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_reload_keeps_what_changed_live_while_it_read() {
+        let live = LiveConfig::new(PcId::new("pc-1").unwrap(), vec![GroupName::new("lab").unwrap()]);
+        let layer = |raw: &str| layered::decode(raw.as_bytes()).unwrap();
+        live.apply("$KV.agent_config.global", None, br#"{"heartbeat_interval":"10s"}"#).unwrap();
+        let since = live.layers.lock().unwrap().changes;
+        // While the reload reads: the pc layer is set and the global one removed, live.
+        live.apply("$KV.agent_config.pcs.pc-1", None, br#"{"heartbeat_interval":"5s"}"#).unwrap();
+        let mut del = HeaderMap::new();
+        del.insert("KV-Operation", "DEL");
+        live.apply("$KV.agent_config.global", Some(&del), b"").unwrap();
+        // The reload read the store before both changes, and the group layer it did not know yet.
+        let mut fresh = BTreeMap::new();
+        fresh.insert(Scope::Global, layer(r#"{"heartbeat_interval":"10s"}"#));
+        fresh.insert(Scope::Group(GroupName::new("lab").unwrap()), layer(r#"{"max_local_concurrent":3}"#));
+        live.install(fresh, since);
+        let (settings, _) = live.settings();
+        assert_eq!(settings.heartbeat_interval, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(settings.max_local_concurrent, Some(3));
+        assert!(!live.layers.lock().unwrap().by_scope.contains_key(&Scope::Global), "the live removal stands");
     }
 }
