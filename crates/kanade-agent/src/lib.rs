@@ -519,12 +519,16 @@ impl Agent {
         }
         let mut backoff = Duration::from_secs(1);
         loop {
+            let one_at_a_time = tokio::select! {
+                guard = update::UPDATING.lock() => guard,
+                () = self.shutdown.cancelled() => return,
+            };
             if self.live.settings().0.target_version.as_deref() != Some(target.as_str()) {
                 tracing::info!(to = %target, "target version changed before the update; not updating to it");
                 break;
             }
-            let swapped =
-                update::download(&self.client, &target).await.and_then(|bytes| update::swap(VERSION, &target, &bytes));
+            let swapped = self.fetch_and_swap(&target).await;
+            drop(one_at_a_time);
             match swapped {
                 Ok(()) => {
                     tracing::info!(from = VERSION, to = %target, "new agent binary in place; restarting into it");
@@ -554,6 +558,18 @@ impl Agent {
         {
             *updating = None;
         }
+    }
+
+    /// Downloads and checks `target`, stages it as `<exe>.new`, makes sure it runs here, and swaps it in.
+    async fn fetch_and_swap(&self, target: &str) -> Result<(), update::UpdateError> {
+        let bytes = update::download(&self.client, target).await?;
+        let staged = update::stage(&bytes)?;
+        drop(bytes);
+        if let Err(err) = update::probe(&staged, &format!("{target}/{}", update::platform()), target).await {
+            let _ = std::fs::remove_file(&staged);
+            return Err(err);
+        }
+        update::swap(VERSION, target)
     }
 
     fn kill_all(&self) {

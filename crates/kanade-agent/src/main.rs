@@ -114,7 +114,10 @@ fn agent(config_file: Option<&Path>, stop: CancellationToken) -> u8 {
         stop_on_signal(stop.clone());
         match kanade_agent::run(config, stop).await {
             Ok(()) if update::updated() => update::EXIT_UPDATED,
-            Ok(()) => 0,
+            Ok(()) => {
+                update::stopped_cleanly(kanade_agent::VERSION);
+                0
+            }
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "agent failed");
                 1

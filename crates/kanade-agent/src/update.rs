@@ -226,6 +226,24 @@ pub fn healthy(running: &str) {
     tracing::info!(from = %armed.from, to = %armed.to, "the updated agent is healthy");
 }
 
+/// The agent stopped because it was asked to (a service stop, SIGTERM), not because it failed: a start of a new
+/// binary on probation that ends so is not held against it.
+pub fn stopped_cleanly(running: &str) {
+    let Some(exe) = exe() else { return };
+    let Ok(_one) = SWAPPING.lock() else { return };
+    if updated() {
+        return;
+    }
+    let Some(mut armed) = sentinel(exe) else { return };
+    if armed.to != running || armed.boots == 0 {
+        return;
+    }
+    armed.boots -= 1;
+    if let Err(err) = write_sentinel(exe, &armed) {
+        tracing::warn!(error = %err, "cannot record that this start of the updated binary ended cleanly");
+    }
+}
+
 fn remove_quietly(path: &Path) {
     if path.exists() {
         match std::fs::remove_file(path) {
@@ -247,6 +265,8 @@ pub enum UpdateError {
     Unverifiable { key: String },
     #[error("release `{key}` is version {actual} by its own account, not {expected}: refusing it")]
     WrongVersion { key: String, expected: String, actual: String },
+    #[error("release `{key}` does not run on this machine: {reason}; refusing it")]
+    WontRun { key: String, reason: String },
     #[error("cannot put the new binary in place: {0}")]
     Swap(#[source] std::io::Error),
 }
@@ -254,7 +274,10 @@ pub enum UpdateError {
 impl UpdateError {
     /// Errors that trying again cannot fix (the object is what it is); the others are retried.
     pub fn is_final(&self) -> bool {
-        matches!(self, Self::Corrupt { .. } | Self::Unverifiable { .. } | Self::WrongVersion { .. })
+        matches!(
+            self,
+            Self::Corrupt { .. } | Self::Unverifiable { .. } | Self::WrongVersion { .. } | Self::WontRun { .. }
+        )
     }
 }
 
@@ -298,9 +321,56 @@ pub async fn download(client: &async_nats::Client, version: &str) -> Result<Vec<
 /// One swap at a time in this process, and none after one succeeded.
 static SWAPPING: Mutex<()> = Mutex::new(());
 
-/// Puts `binary` (version `to`) in place of the running executable: the boot sentinel is armed first, then
-/// `.new` is written and synced, `exe` -> `.old`, `.new` -> `exe`. On success the process is marked updated.
-pub fn swap(from: &str, to: &str, binary: &[u8]) -> Result<(), UpdateError> {
+/// Held by whoever is fetching, staging and swapping a version, from the download to the swap: `<exe>.new` is
+/// written by one update at a time.
+pub static UPDATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long the staged binary gets to print its version.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes `binary` as `<exe>.new`, synced and executable, ready for [`probe`] and [`swap`].
+pub fn stage(binary: &[u8]) -> Result<PathBuf, UpdateError> {
+    use std::io::Write;
+    let Some(exe) = exe() else {
+        return Err(UpdateError::Swap(std::io::Error::other("self-update is not enabled in this process")));
+    };
+    let new = sibling(exe, ".new");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&new)?;
+        file.write_all(binary)?;
+        file.sync_all()?;
+        drop(file);
+        crate::platform::make_executable(&new)
+    };
+    write().map_err(UpdateError::Swap)?;
+    Ok(new)
+}
+
+/// Runs the staged binary with `--version` and expects it to name `version`: a release that cannot start here at
+/// all (another architecture, a missing library, a crash before `main`) is refused before anything is swapped,
+/// since no boot sentinel could count its starts.
+pub async fn probe(staged: &Path, key: &str, version: &str) -> Result<(), UpdateError> {
+    let wont_run = |reason: String| UpdateError::WontRun { key: key.to_owned(), reason };
+    let mut command = tokio::process::Command::new(staged);
+    command.arg("--version").stdin(std::process::Stdio::null()).kill_on_drop(true);
+    crate::platform::isolate(&mut command);
+    let output = match tokio::time::timeout(PROBE_TIMEOUT, command.output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(err)) => return Err(wont_run(format!("cannot start it: {err}"))),
+        Err(_) => return Err(wont_run(format!("`--version` did not finish in {PROBE_TIMEOUT:?}"))),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || stdout.split_whitespace().last() != Some(version) {
+        let mut said = format!("{}{}", stdout.trim(), String::from_utf8_lossy(&output.stderr).trim());
+        said.truncate(said.floor_char_boundary(200));
+        return Err(wont_run(format!("`--version` exited with {} and printed {said:?}", output.status)));
+    }
+    Ok(())
+}
+
+/// Puts the staged `<exe>.new` (version `to`) in place of the running executable: the boot sentinel is armed
+/// first, then `exe` -> `.old`, `.new` -> `exe`. On success the process is marked updated.
+pub fn swap(from: &str, to: &str) -> Result<(), UpdateError> {
     let Some(exe) = exe() else {
         return Err(UpdateError::Swap(std::io::Error::other("self-update is not enabled in this process")));
     };
@@ -310,16 +380,12 @@ pub fn swap(from: &str, to: &str, binary: &[u8]) -> Result<(), UpdateError> {
     if updated() {
         return Err(UpdateError::Swap(std::io::Error::other("another version was already swapped in")));
     }
+    let (new, old) = (sibling(exe, ".new"), sibling(exe, ".old"));
+    if !new.is_file() {
+        return Err(UpdateError::Swap(std::io::Error::other(format!("`{}` is not there", new.display()))));
+    }
     write_sentinel(exe, &Sentinel { from: from.to_owned(), to: to.to_owned(), boots: 0 }).map_err(UpdateError::Swap)?;
-    let new = sibling(exe, ".new");
-    let old = sibling(exe, ".old");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&new)?;
-        file.write_all(binary)?;
-        file.sync_all()?;
-        drop(file);
-        crate::platform::make_executable(&new)?;
+    let renames = || -> std::io::Result<()> {
         let _ = std::fs::remove_file(&old);
         std::fs::rename(exe, &old)?;
         if let Err(err) = std::fs::rename(&new, exe) {
@@ -329,7 +395,7 @@ pub fn swap(from: &str, to: &str, binary: &[u8]) -> Result<(), UpdateError> {
         }
         Ok(())
     };
-    match write() {
+    match renames() {
         Ok(()) => {
             if let Some(dir) = exe.parent() {
                 sync_dir(dir);

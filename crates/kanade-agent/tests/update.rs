@@ -1,7 +1,8 @@
 //! Self-update end to end on Linux: the agent built at two more versions (one of them broken on purpose), real
 //! agent processes under a small supervisor that restarts them as `deploy/kanade-agent.service` makes systemd do
-//! (on exit 64 and on failure), a rollout to one PC, a rollback, a corrupt release refused, a group rollout spread
-//! over its jitter, and a release that never comes up healthy rolled back by the boot sentinel.
+//! (on exit 64 and on failure), a rollout to one PC, a rollback, a corrupt release refused, a release that cannot
+//! run here refused before the swap, a group rollout spread over its jitter, and a release that never comes up
+//! healthy rolled back by the boot sentinel.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use kanade_shared::PcId;
 use kanade_shared::resources::{OBJ_AGENT_RELEASES, STREAM_OBS};
 use kanade_shared::wire::ObsEvent;
 use kanade_testkit::{NatsServer, connect, eventually, init_logging};
+use sha2::Digest as _;
 
 const V1: &str = kanade_agent::VERSION;
 /// The second build's version (`KANADE_BUILD_VERSION` at build time).
@@ -212,8 +214,33 @@ async fn agents_update_roll_back_refuse_a_corrupt_release_and_spread_a_group_rol
     assert_eq!(version_of(&client, "pc-b").await.as_deref(), Some(V1));
     assert!(supervisor.restarts("pc-b").is_empty());
 
+    // A release that is what was published but cannot run here (a script standing in for a binary of another
+    // architecture) is refused before the swap: `--version` must name its version.
+    let unrunnable = "0.96.0";
+    let mut script = b"#!/bin/sh\necho 'cannot execute binary file' >&2\nexit 126\n".to_vec();
+    script.extend_from_slice(kanade_shared::release::MARKER_PREFIX);
+    script.extend_from_slice(format!("{unrunnable}\0").as_bytes());
+    let sha: String = sha2::Sha256::digest(&script).iter().map(|b| format!("{b:02x}")).collect();
+    let metadata = ObjectMetadata {
+        name: format!("{unrunnable}/{}", kanade_agent::update::platform()),
+        metadata: [("sha256".to_owned(), sha)].into(),
+        ..Default::default()
+    };
+    store.put(metadata, &mut script.as_slice()).await.unwrap();
+    kanade(&url, &["agent", "rollout", unrunnable, "--pcs", "pc-d"]).await;
+    let refused = eventually("pc-d refuses the release that does not run", PATIENCE, || async {
+        let event = last_event(&js, "pc-d").await?;
+        (event.event == "agent_update_refused").then_some(event)
+    })
+    .await;
+    let error = refused.details["error"].as_str().unwrap();
+    assert!(error.contains("does not run on this machine") && error.contains("exit status: 126"), "{error}");
+    assert_eq!(version_of(&client, "pc-d").await.as_deref(), Some(V1));
+    assert!(supervisor.restarts("pc-d").is_empty());
+    assert!(!exes["pc-d"].with_extension("new").exists(), "the staged binary is removed");
+
     // Everyone in the group, spread over an 8 s jitter.
-    for pc in ["pc-a", "pc-b"] {
+    for pc in ["pc-a", "pc-b", "pc-d"] {
         kanade(&url, &["config", "unset", "--pc", pc, "target_version"]).await;
     }
     let rolled = Instant::now();
