@@ -2,13 +2,20 @@
 //! across redelivery, reconnects and agent restarts (DESIGN.md guarantee 1).
 //!
 //! One small file per exec id in `<data>/runs/`: created exclusively (so two deliveries racing in one process
-//! cannot both win) and flushed to disk before the script starts.
+//! cannot both win) and flushed to disk before the script starts. It goes through three states:
+//!
+//! - `claimed`: taken on, not started (waiting on its jitter or a slot). Found at start, the agent died before
+//!   the run began: the claim is dropped and the catch-up reads the command again, so it runs after all.
+//! - `started`: the script was started (the record says what is needed to report on it). Found at start, the
+//!   agent died while the script ran: the run is reported `failed` with reason `interrupted`, never run again.
+//! - `finished`: its result is in the outbox. The file stays as the claim, until it is pruned.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use kanade_shared::ExecId;
+use chrono::{DateTime, Utc};
+use kanade_shared::{ExecId, JobId};
 
 /// Markers older than this are pruned at start: `EXEC` keeps commands for 30 days, so an older exec can never be
 /// delivered again.
@@ -16,6 +23,27 @@ const RETENTION: Duration = Duration::from_secs(45 * 24 * 60 * 60);
 
 pub struct RunLedger {
     dir: PathBuf,
+}
+
+const CLAIMED: &[u8] = b"claimed\n";
+const FINISHED: &[u8] = b"finished\n";
+
+/// What the ledger keeps of a run while its script runs: enough to report it if the agent dies meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Started {
+    pub exec_id: ExecId,
+    pub job_id: JobId,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// What a previous life of the agent left unfinished.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unfinished {
+    /// Claimed but never started.
+    pub not_started: Vec<ExecId>,
+    /// Started, with no result recorded.
+    pub interrupted: Vec<Started>,
 }
 
 impl RunLedger {
@@ -36,7 +64,7 @@ impl RunLedger {
         let path = self.path(exec);
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut file) => {
-                file.write_all(b"claimed\n")?;
+                file.write_all(CLAIMED)?;
                 file.sync_all()?;
                 sync_dir(&self.dir);
                 Ok(true)
@@ -56,6 +84,75 @@ impl RunLedger {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(err),
         }
+    }
+
+    /// Records, durably, that the script of `run` is about to start: from here on a crash means `interrupted`,
+    /// never a second run.
+    pub fn started(&self, run: &Started) -> std::io::Result<()> {
+        let body = serde_json::to_vec(run).map_err(std::io::Error::other)?;
+        self.replace(&run.exec_id, &body, true)
+    }
+
+    /// Records that the run's result is in the outbox. Not synced: if this mark is lost in a crash, the run is
+    /// reported `interrupted` after the restart with the same result id, and the broker and the backend keep the
+    /// result that came first.
+    pub fn finished(&self, exec: &ExecId) -> std::io::Result<()> {
+        self.replace(exec, FINISHED, false)
+    }
+
+    /// Replaces the claim file's contents by writing a sibling and renaming it over the claim, so a crash leaves
+    /// the old state or the new one.
+    fn replace(&self, exec: &ExecId, body: &[u8], durable: bool) -> std::io::Result<()> {
+        let temp = self.dir.join(format!("{exec}.tmp"));
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(body)?;
+        if durable {
+            file.sync_all()?;
+        }
+        drop(file);
+        std::fs::rename(&temp, self.path(exec))?;
+        if durable {
+            sync_dir(&self.dir);
+        }
+        Ok(())
+    }
+
+    /// The runs a previous life of the agent took on and did not finish. Read once at start, before any new claim.
+    pub fn unfinished(&self) -> std::io::Result<Unfinished> {
+        let mut found = Unfinished::default();
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                // A state change cut short: the claim file itself still holds the state before it.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let Ok(exec) = ExecId::new(name) else { continue };
+            let body = match std::fs::read(&path) {
+                Ok(body) => body,
+                Err(err) => {
+                    tracing::warn!(file = %path.display(), error = %err, "cannot read a run record");
+                    continue;
+                }
+            };
+            if body == CLAIMED || body.is_empty() {
+                // Empty: the claim was created but its first write was lost; the script had not started.
+                found.not_started.push(exec);
+            } else if body != FINISHED {
+                match serde_json::from_slice::<Started>(&body) {
+                    Ok(run) if run.exec_id == exec => found.interrupted.push(run),
+                    _ => tracing::error!(
+                        file = %path.display(),
+                        "unreadable run record; the run is not run again and cannot be reported"
+                    ),
+                }
+            }
+        }
+        found.not_started.sort();
+        found.interrupted.sort_by(|a, b| a.exec_id.cmp(&b.exec_id));
+        Ok(found)
     }
 
     pub fn is_claimed(&self, exec: &ExecId) -> bool {
@@ -101,5 +198,35 @@ mod tests {
         assert!(reopened.is_claimed(&exec));
         reopened.release(&exec).unwrap();
         assert!(reopened.claim(&exec).unwrap(), "a released run can be claimed again");
+    }
+
+    #[test]
+    fn what_a_crash_left_is_found_by_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ledger = RunLedger::open(tmp.path().join("runs")).unwrap();
+        let id = |s: &str| ExecId::new(s).unwrap();
+        let run = |exec: &str| Started {
+            exec_id: id(exec),
+            job_id: JobId::new("job").unwrap(),
+            version: "1".into(),
+            started_at: Utc::now(),
+        };
+        for exec in ["waiting", "running", "done"] {
+            assert!(ledger.claim(&id(exec)).unwrap());
+        }
+        ledger.started(&run("running")).unwrap();
+        ledger.started(&run("done")).unwrap();
+        ledger.finished(&id("done")).unwrap();
+        std::fs::write(tmp.path().join("runs/cut.tmp"), b"half").unwrap();
+        std::fs::write(tmp.path().join("runs/garbled"), b"{not json").unwrap();
+        let found = RunLedger::open(tmp.path().join("runs")).unwrap().unfinished().unwrap();
+        assert_eq!(found.not_started, [id("waiting")]);
+        let interrupted: Vec<&str> = found.interrupted.iter().map(|r| r.exec_id.as_str()).collect();
+        assert_eq!(interrupted, ["running"]);
+        assert!(!tmp.path().join("runs/cut.tmp").exists());
+        // Every state is still a claim: nothing runs twice.
+        for exec in ["waiting", "running", "done", "garbled"] {
+            assert!(!ledger.claim(&id(exec)).unwrap(), "{exec}");
+        }
     }
 }

@@ -189,6 +189,7 @@ pub async fn serve(
         heartbeat_every: tokio::sync::watch::Sender::new(config_heartbeat),
         updating: Mutex::new(None),
     });
+    agent.recover().await;
     let mut subscriptions = Vec::new();
     for filter in &agent.command_filters {
         subscriptions
@@ -617,8 +618,69 @@ impl Agent {
                 None => return,
             },
         };
-        if let Err(err) = self.outbox.put(&result).await {
+        self.record(&result).await;
+    }
+
+    /// Puts a run's result in the outbox and marks the run finished in the ledger.
+    async fn record(&self, result: &ExecResult) {
+        if let Err(err) = self.outbox.put(result).await {
+            // Left `started` (or `claimed`) in the ledger, the run is reported `interrupted` at the next start.
             tracing::error!(result_id = %result.result_id, error = %err, "cannot write result to the outbox");
+            return;
+        }
+        if let Err(err) = self.ledger.finished(&result.exec_id) {
+            tracing::warn!(exec_id = %result.exec_id, error = %err, "cannot mark the run finished");
+        }
+    }
+
+    /// What a previous life of this agent left unfinished (it was killed, or the machine lost power): a run that
+    /// had not started is handed back to the catch-up, which runs it (within its deadline); a run whose script was
+    /// running is reported `failed` with reason `interrupted` and never run again, since what it did is unknown.
+    async fn recover(&self) {
+        let unfinished = match self.ledger.unfinished() {
+            Ok(unfinished) => unfinished,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the run ledger; unfinished runs are not reported");
+                return;
+            }
+        };
+        for exec in &unfinished.not_started {
+            tracing::info!(exec_id = %exec, "a run taken on before a crash never started; it runs after all");
+            if let Err(err) = self.ledger.release(exec) {
+                tracing::error!(exec_id = %exec, error = %err, "cannot release the run; it will not run");
+            }
+        }
+        if !unfinished.not_started.is_empty() {
+            self.catch_up.reset();
+        }
+        let pc = &self.config.pc_id;
+        for run in unfinished.interrupted {
+            let result_id = ResultId::for_run(&run.exec_id, pc);
+            if self.outbox.holds(&result_id) {
+                // Its result was written; only the ledger's mark was lost.
+                let _ = self.ledger.finished(&run.exec_id);
+                continue;
+            }
+            tracing::warn!(exec_id = %run.exec_id, job_id = %run.job_id, "the agent stopped while this run's script ran; reporting it interrupted");
+            let result = ExecResult {
+                result_id,
+                exec_id: run.exec_id,
+                job_id: run.job_id,
+                version: run.version,
+                pc_id: pc.clone(),
+                status: ResultStatus::Failed,
+                exit_code: None,
+                stdout: String::new(),
+                stderr: "the agent stopped while this script ran (killed, crashed or the machine lost power); \
+                         what the script did is unknown, and it is not run again"
+                    .into(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                started_at: Some(run.started_at),
+                finished_at: Utc::now(),
+                reason: Some(Reason::Interrupted),
+            };
+            self.record(&result).await;
         }
     }
 
@@ -731,6 +793,19 @@ impl Agent {
             tracing::debug!(error = %err, "started event not sent");
         }
 
+        let record = ledger::Started {
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            started_at: started.started_at,
+        };
+        if let Err(err) = self.ledger.started(&record) {
+            // Without the mark a crash during the script would hand the run back to run again: do not start it.
+            tracing::error!(exec_id = %command.exec_id, error = %err, "cannot record the run's start; not running it");
+            let mut result = ExecResult::not_started(command, pc, ResultStatus::Failed, None, Utc::now());
+            result.stderr = format!("the agent could not record the run's start in its ledger: {err}");
+            return result;
+        }
         let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
         let forward = tokio::spawn(forward_output(self.client.clone(), subject::output(pc, &command.exec_id), rx));
         let outcome = self.executor.run(command, Some(tx), cancel).await;

@@ -83,6 +83,15 @@ impl Outbox {
         Ok(())
     }
 
+    /// Whether a result with this id is waiting in the outbox.
+    pub fn holds(&self, result_id: &kanade_shared::ResultId) -> bool {
+        // Entries are named `<20-digit millis>-<result id>.json` (see `put`).
+        let name = format!("{result_id}.json");
+        self.entries().is_ok_and(|entries| {
+            entries.iter().any(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.get(21..)) == Some(&name))
+        })
+    }
+
     /// Wakes the publisher, for example after a reconnect.
     pub fn wake(&self) {
         self.wake.notify_one();

@@ -146,3 +146,84 @@ fn a_log_dir_that_cannot_be_written_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot write logs to"), "{stderr}");
 }
+
+/// Starts the agent binary as `pc` over `url` with its data in `data` (catch-up after 100 ms).
+fn spawn_agent(url: &str, pc: &str, data: &std::path::Path) -> Child {
+    let config = data.join("agent.toml");
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(&config, "catch_up_jitter = \"100ms\"\nheartbeat_interval = \"1s\"\n").unwrap();
+    agent()
+        .arg("--config")
+        .arg(&config)
+        .env("KANADE_NATS_URL", url)
+        .env("KANADE_AGENT_ID", pc)
+        .env("KANADE_AGENT_DATA_DIR", data.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn sigkill(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// SIGKILL while a script runs: after the restart the run is reported `failed` / `interrupted` and not run again.
+/// SIGKILL while a run waits on its jitter: after the restart it runs (once).
+#[tokio::test]
+async fn a_run_cut_short_by_sigkill_is_reported_interrupted_and_a_waiting_one_runs_after_the_restart() {
+    use kanade_shared::subject::Target;
+    use kanade_shared::wire::{Reason, ResultStatus};
+    use kanade_testkit::fleet::{ResultWatch, command, publish};
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runs, pid) = (dir.path().join("runs"), dir.path().join("pid"));
+    let mut results = ResultWatch::new(&client).await;
+    let mut child = spawn_agent(&nats.url(), "crash-pc", dir.path());
+    let target = Target::Pc(PcId::new("crash-pc").unwrap());
+    eventually("the agent is up", Duration::from_secs(20), || async {
+        kanade::commands::ping::ping(&client, target_pc(), Duration::from_millis(500)).await.ok()
+    })
+    .await;
+
+    let long = command(&format!("echo $$ > {}; echo run >> {}; sleep 60", pid.display(), runs.display()));
+    publish(&js, &target, &long).await;
+    eventually("the script is running", Duration::from_secs(20), || async { pid.exists().then_some(()) }).await;
+    sigkill(&mut child);
+    // A SIGKILLed agent cannot take its script with it on Linux (a Job Object does on Windows): end it here.
+    let script = std::fs::read_to_string(&pid).unwrap().trim().parse::<i32>().unwrap();
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(script), nix::sys::signal::Signal::SIGKILL);
+
+    // A run waiting on its jitter when the agent dies.
+    let mut waiting = command(&format!("echo waited >> {}", runs.display()));
+    waiting.jitter = Some(Duration::from_secs(2));
+    let claim = dir.path().join("data/runs").join(waiting.exec_id.as_str());
+    let mut child = spawn_agent(&nats.url(), "crash-pc", dir.path());
+    let interrupted = results.next_for(&long.exec_id, Duration::from_secs(20)).await;
+    assert_eq!((interrupted.status, interrupted.reason.clone()), (ResultStatus::Failed, Some(Reason::Interrupted)));
+    assert!(interrupted.started_at.is_some() && interrupted.stderr.contains("not run again"), "{interrupted:?}");
+    publish(&js, &target, &waiting).await;
+    eventually("the waiting run is claimed", Duration::from_secs(20), || async { claim.exists().then_some(()) }).await;
+    sigkill(&mut child);
+    assert_eq!(results.seen_for(&waiting.exec_id), 0, "killed during the jitter");
+
+    let mut child = spawn_agent(&nats.url(), "crash-pc", dir.path());
+    let ran = results.next_for(&waiting.exec_id, Duration::from_secs(20)).await;
+    assert_eq!(ran.status, ResultStatus::Ok, "{ran:?}");
+    // A last command through the same agent, so anything run twice would have shown by now.
+    let marker = command("true");
+    publish(&js, &target, &marker).await;
+    results.next_for(&marker.exec_id, Duration::from_secs(20)).await;
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\nwaited\n", "each script ran exactly once");
+    assert_eq!((results.seen_for(&long.exec_id), results.seen_for(&waiting.exec_id)), (1, 1));
+    terminate(&child);
+    child.wait().unwrap();
+}
+
+fn target_pc() -> &'static PcId {
+    static PC: std::sync::OnceLock<PcId> = std::sync::OnceLock::new();
+    PC.get_or_init(|| PcId::new("crash-pc").unwrap())
+}

@@ -101,20 +101,17 @@ impl Db {
         self.pool.close().await;
     }
 
-    /// Stores results idempotently: the same result id always lands on the same row.
-    pub async fn upsert_results(&self, rows: &[(ExecResult, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
+    /// Stores results idempotently: the same result id always lands on the same row, and the first result stored
+    /// for it stays. A run has one result; a second one with the same id is a re-publish of it, or an agent that
+    /// lost its ledger's "finished" mark in a crash reporting the run `interrupted` after its real result went out.
+    pub async fn insert_results(&self, rows: &[(ExecResult, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         for (result, stream_seq) in rows {
             sqlx::query(
                 "INSERT INTO results (result_id, exec_id, job_id, version, pc_id, status, exit_code, stdout, stderr,
                     stdout_truncated, stderr_truncated, started_at_ms, finished_at_ms, reason, stream_seq, recorded_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                 ON CONFLICT (result_id) DO UPDATE SET
-                    status = excluded.status, exit_code = excluded.exit_code, stdout = excluded.stdout,
-                    stderr = excluded.stderr, stdout_truncated = excluded.stdout_truncated,
-                    stderr_truncated = excluded.stderr_truncated, started_at_ms = excluded.started_at_ms,
-                    finished_at_ms = excluded.finished_at_ms, reason = excluded.reason,
-                    stream_seq = excluded.stream_seq",
+                 ON CONFLICT (result_id) DO NOTHING",
             )
             .bind(result.result_id.as_str())
             .bind(result.exec_id.as_str())

@@ -48,7 +48,7 @@ impl Projection for Results {
     }
 
     async fn commit(db: &Db, rows: &[(ExecResult, u64)]) -> Result<(), crate::db::DbError> {
-        db.upsert_results(rows, Utc::now()).await
+        db.insert_results(rows, Utc::now()).await
     }
 }
 

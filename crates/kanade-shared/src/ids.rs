@@ -201,7 +201,7 @@ impl JobId {
 }
 
 /// One run's result id: `<exec_id>.<pc_id>`, deterministic in (exec, pc), so a re-published result
-/// de-duplicates at the broker (`Nats-Msg-Id`) and upserts onto the same row in the backend. It is never used as a
+/// de-duplicates at the broker (`Nats-Msg-Id`) and lands on one row in the backend (the first stored stays). It is never used as a
 /// subject token; the `.` cannot occur in either part, so the pair is unambiguous.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
