@@ -12,6 +12,8 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 pub struct Counters {
     pub running: u32,
     pub outbox_pending: u64,
+    pub outbox_bytes: u64,
+    pub outbox_full: bool,
     pub malformed_messages: u64,
     pub heartbeat_interval: Duration,
     pub max_local_concurrent: u32,
@@ -90,6 +92,8 @@ impl HeartbeatSource {
             cpu_percent,
             running: counters.running,
             outbox_pending: counters.outbox_pending,
+            outbox_bytes: counters.outbox_bytes,
+            outbox_full: counters.outbox_full,
             malformed_messages: counters.malformed_messages,
             heartbeat_interval_ms: u64::try_from(counters.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
             max_local_concurrent: counters.max_local_concurrent,

@@ -146,7 +146,7 @@ pub async fn serve(
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
-        Outbox::open(data_dir.join("outbox"))
+        Outbox::open(data_dir.join("outbox"), config.outbox_max_bytes)
             .with_context(|| format!("cannot open outbox in `{}`", data_dir.display()))?,
     );
     let ledger = RunLedger::open(data_dir.join("runs"))
@@ -319,6 +319,8 @@ impl Agent {
         Counters {
             running: self.running_count(),
             outbox_pending: self.outbox.pending(),
+            outbox_bytes: self.outbox.bytes(),
+            outbox_full: self.outbox.is_full(),
             malformed_messages: self.malformed.load(Ordering::Relaxed),
             heartbeat_interval,
             max_local_concurrent: u32::try_from(slots).unwrap_or(u32::MAX),

@@ -1,10 +1,16 @@
 //! The crash-safe outbox (DESIGN.md guarantee 2): every result is written to disk before it is published, published
 //! to `RESULTS` with `Nats-Msg-Id` = result id, and deleted only after the broker's ack. It drains whenever a result
 //! is added and on every reconnect, oldest first.
+//!
+//! The outbox is capped (`outbox_max_bytes`) so that an agent cut off from the broker for long cannot fill its
+//! disk with script output. The policy when it is over the cap: a new result is still written, without its stdout
+//! and stderr (both flagged truncated, stderr saying why). What a run did — status, exit code, times, reason — is
+//! never dropped, so the outbox can exceed the cap only by such small results. The state is logged, and reported
+//! in every heartbeat (`outbox_pending`, `outbox_bytes`, `outbox_full`) and in `/api/agents`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -25,6 +31,9 @@ pub struct Outbox {
     dir: PathBuf,
     tmp: PathBuf,
     pending: AtomicU64,
+    bytes: AtomicU64,
+    max_bytes: u64,
+    full: AtomicBool,
     wake: Notify,
 }
 
@@ -41,16 +50,27 @@ pub enum DrainError {
 }
 
 impl Outbox {
-    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+    pub fn open(dir: PathBuf, max_bytes: u64) -> std::io::Result<Self> {
         let tmp = dir.join("tmp");
         std::fs::create_dir_all(&tmp)?;
         // A write cut short by a crash never got renamed into place; it was never acknowledged to anyone.
         for entry in std::fs::read_dir(&tmp)?.flatten() {
             let _ = std::fs::remove_file(entry.path());
         }
-        let outbox = Self { dir, tmp, pending: AtomicU64::new(0), wake: Notify::new() };
-        let count = outbox.entries()?.len();
-        outbox.pending.store(count as u64, Ordering::Relaxed);
+        let outbox = Self {
+            dir,
+            tmp,
+            pending: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            max_bytes,
+            full: AtomicBool::new(false),
+            wake: Notify::new(),
+        };
+        let entries = outbox.entries()?;
+        let bytes: u64 = entries.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        outbox.pending.store(entries.len() as u64, Ordering::Relaxed);
+        outbox.bytes.store(bytes, Ordering::Relaxed);
+        outbox.full.store(bytes > max_bytes, Ordering::Relaxed);
         Ok(outbox)
     }
 
@@ -59,13 +79,61 @@ impl Outbox {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Writes `result` durably, then wakes the publisher.
+    /// Bytes the pending results take.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Over the cap: new results are kept without their output.
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Writes `result` durably (without its output when the outbox is over its cap), then wakes the publisher.
     pub async fn put(self: &Arc<Self>, result: &ExecResult) -> std::io::Result<()> {
-        let body = serde_json::to_vec(result).map_err(std::io::Error::other)?;
+        let mut body = serde_json::to_vec(result).map_err(std::io::Error::other)?;
+        // The room is reserved before the write, so results finishing together cannot all squeeze under the cap.
+        let (max, len) = (self.max_bytes, body.len() as u64);
+        let reserved = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+            held.checked_add(len).filter(|total| *total <= max)
+        });
+        if let Err(held) = reserved {
+            let was_full = self.full.swap(true, Ordering::Relaxed);
+            if !result.stdout.is_empty() || !result.stderr.is_empty() {
+                let mut slim = result.clone();
+                slim.stdout = String::new();
+                slim.stderr = format!(
+                    "output dropped: the agent's outbox is full ({held} bytes waiting for the broker, cap {max} bytes)"
+                );
+                slim.stdout_truncated = true;
+                slim.stderr_truncated = true;
+                body = serde_json::to_vec(&slim).map_err(std::io::Error::other)?;
+                tracing::info!(result_id = %result.result_id, "result stored without its output: the outbox is full");
+            }
+            if !was_full {
+                tracing::warn!(
+                    bytes = held,
+                    cap = max,
+                    pending = self.pending(),
+                    "outbox full: new results are kept without their output until the broker takes the backlog"
+                );
+            }
+            // Kept whatever the cap says: what the run did is never dropped.
+            self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
+        let stored_len = body.len() as u64;
         // Millisecond time first so a directory listing sorts oldest first; the result id makes it unique.
         let name = format!("{:020}-{}.json", result.finished_at.timestamp_millis().max(0), result.result_id);
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.write_entry(&name, &body)).await.map_err(std::io::Error::other)??;
+        let written = tokio::task::spawn_blocking(move || this.write_entry(&name, &body))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|written| written);
+        if let Err(err) = written {
+            let _ =
+                self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(stored_len)));
+            return Err(err);
+        }
         self.pending.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(())
@@ -120,10 +188,11 @@ impl Outbox {
             let result: ExecResult = match serde_json::from_slice(&body) {
                 Ok(result) => result,
                 Err(err) => {
-                    self.quarantine(&path, &err.to_string()).await;
+                    self.quarantine(&path, body.len() as u64, &err.to_string()).await;
                     continue;
                 }
             };
+            let size = body.len() as u64;
             let message = PublishMessage::build().payload(body.into()).message_id(result.result_id.as_str());
             let publish = async {
                 js.send_publish(subject::result(&result.pc_id, &result.exec_id), message).await?.await?;
@@ -133,20 +202,30 @@ impl Outbox {
                 return Err(DrainError::Publish { result_id: result.result_id.to_string(), source });
             }
             tokio::fs::remove_file(&path).await?;
-            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.taken(size);
             sent += 1;
         }
         Ok(sent)
     }
 
     /// Moves an unreadable entry aside so it can neither block the queue nor vanish without a trace.
-    async fn quarantine(&self, path: &Path, why: &str) {
+    async fn quarantine(&self, path: &Path, size: u64, why: &str) {
         let target = path.with_extension("corrupt");
         tracing::error!(file = %path.display(), reason = why, "outbox entry is corrupt; moved aside and skipped");
         if let Err(err) = tokio::fs::rename(path, &target).await {
             tracing::error!(file = %path.display(), error = %err, "cannot move corrupt outbox entry");
         } else {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.taken(size);
+        }
+    }
+
+    /// One entry left the outbox (acknowledged, or moved aside).
+    fn taken(&self, size: u64) {
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        let before = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
+        let left = before.unwrap_or_default().saturating_sub(size);
+        if left <= self.max_bytes && self.full.swap(false, Ordering::Relaxed) {
+            tracing::info!(bytes = left, cap = self.max_bytes, "outbox below its cap again: results keep their output");
         }
     }
 
@@ -190,5 +269,78 @@ impl Outbox {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kanade_shared::wire::{Command, ResultStatus, Shell};
+    use kanade_shared::{ExecId, JobId, PcId};
+
+    use super::*;
+
+    fn result(stdout_bytes: usize) -> ExecResult {
+        let exec = ExecId::generate();
+        let command = Command {
+            job_id: JobId::adhoc(&exec),
+            exec_id: exec,
+            version: String::new(),
+            shell: Shell::Sh,
+            script: String::new(),
+            timeout: Duration::from_secs(1),
+            issued_at: chrono::Utc::now(),
+            deadline: None,
+            jitter: None,
+            run_as: Default::default(),
+            cwd: None,
+        };
+        let mut result =
+            ExecResult::not_started(&command, &PcId::new("pc").unwrap(), ResultStatus::Ok, None, chrono::Utc::now());
+        result.exit_code = Some(0);
+        result.stdout = "x".repeat(stdout_bytes);
+        result
+    }
+
+    fn stored(dir: &Path) -> Vec<ExecResult> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn over_its_cap_the_outbox_keeps_results_without_their_output_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Outbox::open(dir.path().to_owned(), 64 * 1024).unwrap());
+        let (first, second, third) = (result(40_000), result(40_000), result(30_000));
+        for r in [&first, &second, &third] {
+            outbox.put(r).await.unwrap();
+        }
+        assert!(outbox.is_full());
+        assert_eq!(outbox.pending(), 3);
+        let kept = stored(dir.path());
+        assert_eq!(kept.len(), 3, "no result is dropped");
+        assert_eq!(kept[0].stdout.len(), 40_000);
+        for slim in &kept[1..] {
+            assert!(slim.stdout.is_empty() && slim.stdout_truncated && slim.stderr_truncated, "{slim:?}");
+            assert!(slim.stderr.starts_with("output dropped: the agent's outbox is full"), "{}", slim.stderr);
+            assert_eq!((slim.status, slim.exit_code), (ResultStatus::Ok, Some(0)), "what the run did is kept");
+        }
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(outbox.bytes(), on_disk);
+        // Reopened (the agent restarted), it knows its size and state from the disk.
+        let reopened = Outbox::open(dir.path().to_owned(), 64 * 1024).unwrap();
+        assert_eq!((reopened.pending(), reopened.bytes(), reopened.is_full()), (3, on_disk, false));
+        let small = Outbox::open(dir.path().to_owned(), 40_000).unwrap();
+        assert!(small.is_full());
     }
 }

@@ -204,6 +204,7 @@ impl Simulation {
                 output_limit_bytes: DEFAULT_OUTPUT_LIMIT_BYTES,
                 catch_up_jitter: args.catch_up_jitter,
                 max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
+                outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,
                 nats: nats.clone(),
             };
             let slot = index % connections;

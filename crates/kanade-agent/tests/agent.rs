@@ -614,3 +614,100 @@ async fn a_run_still_waiting_when_the_agent_stops_is_taken_up_again_after_the_re
 fn pcs(acks: Vec<kanade_shared::wire::KillAck>) -> Vec<String> {
     acks.into_iter().map(|ack| ack.pc_id.to_string()).collect()
 }
+
+/// The outbox over its cap while the broker is away: every result still arrives, those over the cap without their
+/// output (and saying so), and the agent reports the state in its heartbeat once the backlog is gone.
+#[tokio::test]
+async fn over_its_cap_the_outbox_keeps_every_result_and_drops_only_output() {
+    init_logging();
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let (client, js) = connect(&url).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = kanade_testkit::agent_config(&url, "pc-1", &[], data.path());
+    config.outbox_max_bytes = 64 * 1024;
+    let agent = TestAgent::start_with(config, data).await;
+    let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
+    client.flush().await.unwrap();
+    let big: Vec<_> = (0..3).map(|_| command("sleep 2; head -c 40000 /dev/zero | tr '\\0' x")).collect();
+    for c in &big {
+        publish(&js, &pc("pc-1"), c).await;
+    }
+    for _ in &big {
+        tokio::time::timeout(PATIENCE, started.next()).await.expect("run started");
+    }
+    drop((started, client));
+    nats.kill();
+    let outbox = agent.data_dir().join("outbox");
+    eventually("three results wait in the outbox", PATIENCE, || {
+        let n = std::fs::read_dir(&outbox)
+            .map(|entries| entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+            .unwrap_or(0);
+        async move { (n == 3).then_some(()) }
+    })
+    .await;
+    nats.start_again();
+
+    let (client, _js) = connect(&url).await;
+    let mut results = ResultWatch::new(&client).await;
+    let mut full_output = 0;
+    for c in &big {
+        let result = results.next_for(&c.exec_id, PATIENCE).await;
+        assert_eq!((result.status, result.exit_code), (ResultStatus::Ok, Some(0)), "{}", result.stderr);
+        if result.stdout.len() == 40_000 {
+            full_output += 1;
+        } else {
+            assert!(result.stdout.is_empty() && result.stdout_truncated, "{result:?}");
+            assert!(result.stderr.contains("outbox is full"), "{}", result.stderr);
+        }
+    }
+    assert_eq!(full_output, 1, "64 KiB holds one 40 KB result with its output");
+    let beat = eventually("a heartbeat with the outbox empty", PATIENCE, || async {
+        let pc = PcId::new("pc-1").unwrap();
+        let (beat, _) = kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok()?;
+        (beat.outbox_pending == 0).then_some(beat)
+    })
+    .await;
+    assert_eq!((beat.outbox_bytes, beat.outbox_full), (0, false));
+    drop(agent);
+}
+
+/// Unreadable outbox entries (truncated by a crash, or garbage) are moved aside with a log line; the others drain.
+#[tokio::test]
+async fn corrupt_and_truncated_outbox_entries_are_set_aside_and_the_rest_drain() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, _js) = connect(&nats.url()).await;
+    let data = tempfile::tempdir().unwrap();
+    let config = kanade_testkit::agent_config(&nats.url(), "pc-1", &[], data.path());
+    let outbox = data.path().join("outbox");
+    std::fs::create_dir_all(&outbox).unwrap();
+    let pc = PcId::new("pc-1").unwrap();
+    let good: Vec<_> = (0..2).map(|_| command("true")).collect();
+    for (i, c) in good.iter().enumerate() {
+        let mut result =
+            kanade_shared::wire::ExecResult::not_started(c, &pc, ResultStatus::Ok, None, chrono::Utc::now());
+        result.stdout = format!("kept {i}");
+        let name = format!("{:020}-{}.json", 1000 + i * 2, result.result_id);
+        std::fs::write(outbox.join(name), serde_json::to_vec(&result).unwrap()).unwrap();
+    }
+    let valid = std::fs::read(std::fs::read_dir(&outbox).unwrap().next().unwrap().unwrap().path()).unwrap();
+    std::fs::write(outbox.join("00000000000000001001-truncated.json"), &valid[..valid.len() / 2]).unwrap();
+    std::fs::write(outbox.join("00000000000000000999-garbage.json"), b"\xff\xfe not json at all").unwrap();
+
+    let mut results = ResultWatch::new(&client).await;
+    let agent = TestAgent::start_with(config, data).await;
+    for (i, c) in good.iter().enumerate() {
+        assert_eq!(results.next_for(&c.exec_id, PATIENCE).await.stdout, format!("kept {i}"));
+    }
+    let outbox = agent.data_dir().join("outbox");
+    let mut left: Vec<String> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["00000000000000000999-garbage.corrupt", "00000000000000001001-truncated.corrupt"]);
+    drop(agent);
+}

@@ -62,6 +62,10 @@ fn bad_configuration_is_refused_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let unknown = dir.path().join("unknown.toml");
     std::fs::write(&unknown, "pc_id = \"a\"\nheartbeat = \"5s\"\n").unwrap();
+    let tiny_outbox = dir.path().join("outbox.toml");
+    std::fs::write(&tiny_outbox, "outbox_max_bytes = 10\n").unwrap();
+    let negative_outbox = dir.path().join("negative.toml");
+    std::fs::write(&negative_outbox, "outbox_max_bytes = -1\n").unwrap();
     let bad_group = dir.path().join("group.toml");
     std::fs::write(&bad_group, "groups = [\"Not OK\"]\n").unwrap();
     struct Case {
@@ -73,6 +77,8 @@ fn bad_configuration_is_refused_with_its_reason() {
     let cases = vec![
         case(vec![], vec!["--config".into(), unknown.display().to_string()], "unknown field `heartbeat`"),
         case(vec![], vec!["--config".into(), bad_group.display().to_string()], "group name `Not OK`"),
+        case(vec![], vec!["--config".into(), tiny_outbox.display().to_string()], "outbox_max_bytes"),
+        case(vec![], vec!["--config".into(), negative_outbox.display().to_string()], "outbox_max_bytes"),
         case(vec![], vec!["--config".into(), "/nonexistent/agent.toml".into()], "cannot read config file"),
         case(vec![("KANADE_AGENT_ID", "has.dot".into())], vec![], "pc_id `has.dot`"),
         case(vec![("KANADE_NATS_URL", "http://x".into())], vec![], "is not a NATS URL"),

@@ -144,15 +144,17 @@ impl Db {
             let groups: Vec<&str> = hb.groups.iter().map(|g| g.as_str()).collect();
             sqlx::query(
                 "INSERT INTO agents (pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs,
-                    rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+                    rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms,
+                    outbox_bytes, outbox_full)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)
                  ON CONFLICT (pc_id) DO UPDATE SET
                     hostname = excluded.hostname, os = excluded.os, os_version = excluded.os_version,
                     arch = excluded.arch, agent_version = excluded.agent_version, groups_json = excluded.groups_json,
                     uptime_secs = excluded.uptime_secs, rss_bytes = excluded.rss_bytes,
                     cpu_percent = excluded.cpu_percent, running = excluded.running,
                     outbox_pending = excluded.outbox_pending, malformed_messages = excluded.malformed_messages,
-                    last_seen_ms = excluded.last_seen_ms
+                    last_seen_ms = excluded.last_seen_ms, outbox_bytes = excluded.outbox_bytes,
+                    outbox_full = excluded.outbox_full
                  WHERE excluded.last_seen_ms >= agents.last_seen_ms",
             )
             .bind(hb.pc_id.as_str())
@@ -169,6 +171,8 @@ impl Db {
             .bind(clamp(hb.outbox_pending))
             .bind(clamp(hb.malformed_messages))
             .bind(seen.timestamp_millis())
+            .bind(clamp(hb.outbox_bytes))
+            .bind(i64::from(hb.outbox_full))
             .execute(&mut *tx)
             .await?;
         }
@@ -338,7 +342,8 @@ pub struct ResultFilter {
 }
 
 const AGENT_COLUMNS: &str = "pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs, \
-    rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms";
+    rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms, outbox_bytes, \
+    outbox_full";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentRow {
@@ -354,6 +359,9 @@ pub struct AgentRow {
     pub cpu_percent: f64,
     pub running: i64,
     pub outbox_pending: i64,
+    /// Bytes in the agent's outbox, and whether it is over its cap (new results then go without their output).
+    pub outbox_bytes: i64,
+    pub outbox_full: bool,
     pub malformed_messages: i64,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -375,6 +383,8 @@ impl AgentRow {
             cpu_percent: row.try_get("cpu_percent")?,
             running: row.try_get("running")?,
             outbox_pending: row.try_get("outbox_pending")?,
+            outbox_bytes: row.try_get("outbox_bytes")?,
+            outbox_full: row.try_get::<i64, _>("outbox_full")? != 0,
             malformed_messages: row.try_get("malformed_messages")?,
             first_seen: millis(row.try_get("first_seen_ms")?),
             last_seen: millis(row.try_get("last_seen_ms")?),

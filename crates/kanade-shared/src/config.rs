@@ -23,6 +23,11 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_OUTPUT_LIMIT_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_LOCAL_CONCURRENT: usize = 4;
+/// Bytes of results an agent's outbox holds before new results are kept without their output: 64 MiB, some hundreds
+/// of results with full output, or tens of thousands without.
+pub const DEFAULT_OUTBOX_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const MIN_OUTBOX_MAX_BYTES: u64 = 64 * 1024;
+const MAX_OUTBOX_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 pub const DEFAULT_CATCH_UP_JITTER: Duration = Duration::from_secs(3);
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
@@ -178,6 +183,9 @@ pub struct AgentConfig {
     pub catch_up_jitter: Duration,
     /// Runs started at once; the rest wait in arrival order.
     pub max_local_concurrent: usize,
+    /// Bytes of results the outbox holds while the broker is away before new results are kept without their
+    /// output (status, exit code and times are always kept).
+    pub outbox_max_bytes: u64,
     pub nats: NatsConfig,
 }
 
@@ -192,6 +200,7 @@ struct AgentFile {
     output_limit_bytes: Option<usize>,
     catch_up_jitter: Option<String>,
     max_local_concurrent: Option<usize>,
+    outbox_max_bytes: Option<u64>,
     #[serde(default)]
     nats: NatsFile,
     /// teravars' variables, already used by rendering.
@@ -266,6 +275,15 @@ impl AgentConfig {
             });
         }
 
+        let outbox_max_bytes = file.outbox_max_bytes.unwrap_or(DEFAULT_OUTBOX_MAX_BYTES);
+        if !(MIN_OUTBOX_MAX_BYTES..=MAX_OUTBOX_MAX_BYTES).contains(&outbox_max_bytes) {
+            return Err(ConfigError::InvalidValue {
+                key: "outbox_max_bytes".into(),
+                value: outbox_max_bytes.to_string(),
+                problem: format!("must be between {MIN_OUTBOX_MAX_BYTES} and {MAX_OUTBOX_MAX_BYTES}"),
+            });
+        }
+
         Ok(Self {
             pc_id,
             hostname: hostname.to_owned(),
@@ -275,6 +293,7 @@ impl AgentConfig {
             output_limit_bytes,
             catch_up_jitter,
             max_local_concurrent,
+            outbox_max_bytes,
             nats: file.nats.resolve(env)?,
         })
     }

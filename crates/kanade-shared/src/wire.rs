@@ -350,6 +350,12 @@ pub struct Heartbeat {
     /// Results waiting in the on-disk outbox for the broker's ack.
     #[serde(default)]
     pub outbox_pending: u64,
+    /// Bytes those results take on disk.
+    #[serde(default)]
+    pub outbox_bytes: u64,
+    /// The outbox is over its cap (`outbox_max_bytes`): new results are kept without their output.
+    #[serde(default)]
+    pub outbox_full: bool,
     /// Messages the agent could not decode since it started.
     #[serde(default)]
     pub malformed_messages: u64,
@@ -379,6 +385,8 @@ impl Heartbeat {
             cpu_percent: 0.0,
             running: 0,
             outbox_pending: 0,
+            outbox_bytes: 0,
+            outbox_full: false,
             malformed_messages: 0,
             heartbeat_interval_ms: 0,
             max_local_concurrent: 0,

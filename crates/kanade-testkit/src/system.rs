@@ -43,6 +43,7 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         output_limit_bytes: kanade_shared::config::DEFAULT_OUTPUT_LIMIT_BYTES,
         catch_up_jitter: Duration::from_millis(100),
         max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
+        outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,
         nats: NatsConfig { urls: vec![url.to_owned()], token: None },
     }
 }
