@@ -77,6 +77,9 @@ pub fn version_marker() -> &'static [u8] {
 /// How long an updated agent runs connected before it counts as healthy (and cannot be rolled back any more).
 const PROVEN_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a stopping agent waits to hand what it sent to the broker.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
+
 /// How long running scripts get to finish when the agent is asked to stop, before they are killed and reported
 /// as interrupted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -128,7 +131,8 @@ pub async fn run(mut config: AgentConfig, shutdown: CancellationToken) -> anyhow
     let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), config.output_limit_bytes));
     let heartbeat = Arc::new(HeartbeatSource::new());
     let result = serve(config, executor, heartbeat, client.clone(), connects, shutdown, None).await;
-    let _ = client.flush().await;
+    // Bounded: with the broker away a flush waits for a reconnect that may never come, and a stop must not hang.
+    let _ = tokio::time::timeout(FINAL_FLUSH, client.flush()).await;
     result
 }
 
@@ -238,7 +242,7 @@ pub async fn serve(
                         () = shutdown.cancelled() => return,
                     }
                     if client.connection_state() == async_nats::connection::State::Connected
-                        && client.flush().await.is_ok()
+                        && tokio::time::timeout(Duration::from_secs(10), client.flush()).await.is_ok_and(|f| f.is_ok())
                     {
                         break;
                     }

@@ -54,6 +54,9 @@ pub struct SimulateArgs {
     /// Keep the agents' data dirs at exit.
     #[arg(long)]
     pub keep_data: bool,
+    /// Append each emulated run's exec id to `<data-dir>/<pc_id>/runs.log` as it starts (for counting runs).
+    #[arg(long)]
+    pub record_runs: bool,
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
@@ -189,15 +192,20 @@ impl Simulation {
         }
 
         let heartbeat = Arc::new(HeartbeatSource::new());
-        let emulated =
-            Emulated { exec_time: args.exec_time, exit_code: args.exit_code, output_bytes: args.output_bytes };
+        let emulated = Emulated {
+            exec_time: args.exec_time,
+            exit_code: args.exit_code,
+            output_bytes: args.output_bytes,
+            record_runs: None,
+        };
         let ready = Arc::new(Semaphore::new(0));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         for (index, (pc, groups)) in ids.into_iter().zip(args.groups.assign(count)).enumerate() {
+            let agent_dir = data_dir.join(pc.as_str());
             let config = AgentConfig {
                 hostname: pc.to_string(),
-                data_dir: Some(data_dir.join(pc.as_str())),
+                data_dir: Some(agent_dir.clone()),
                 pc_id: pc,
                 groups,
                 heartbeat_interval: args.heartbeat_interval,
@@ -210,7 +218,10 @@ impl Simulation {
             let slot = index % connections;
             let task = crate::serve(
                 config,
-                Executor::Emulated(emulated.clone()),
+                Executor::Emulated(Emulated {
+                    record_runs: args.record_runs.then(|| agent_dir.join("runs.log")),
+                    ..emulated.clone()
+                }),
                 heartbeat.clone(),
                 clients[slot].clone(),
                 connects[slot].clone(),
@@ -238,7 +249,7 @@ impl Simulation {
         self.shutdown.cancel();
         self.tasks.wait().await;
         for client in &self.clients {
-            let _ = client.flush().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.flush()).await;
         }
         if !self.keep_data {
             let _ = std::fs::remove_dir_all(&self.data_dir);

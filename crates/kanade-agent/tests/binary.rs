@@ -233,3 +233,27 @@ fn target_pc() -> &'static PcId {
     static PC: std::sync::OnceLock<PcId> = std::sync::OnceLock::new();
     PC.get_or_init(|| PcId::new("crash-pc").unwrap())
 }
+
+/// Asked to stop while its broker is gone (and a result waits in the outbox), the agent still stops.
+#[tokio::test]
+async fn an_agent_stops_when_asked_even_with_the_broker_gone() {
+    init_logging();
+    let mut nats = NatsServer::start();
+    let (client, _js) = connect(&nats.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_agent(&nats.url(), "lonely-pc", dir.path());
+    let pc = PcId::new("lonely-pc").unwrap();
+    eventually("the agent is up", Duration::from_secs(20), || async {
+        kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok()
+    })
+    .await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminate(&child);
+    let exited = eventually("the agent exits after SIGTERM with no broker", Duration::from_secs(40), || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(exited.success(), "{exited:?}");
+}
