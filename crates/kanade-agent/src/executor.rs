@@ -76,7 +76,7 @@ impl Executor {
     ) -> Outcome {
         match self {
             Executor::Script(runner) => runner.run(command, chunks, cancel).await,
-            Executor::Emulated(emulated) => emulated.run(chunks, cancel).await,
+            Executor::Emulated(emulated) => emulated.run(command, chunks, cancel).await,
         }
     }
 }
@@ -87,11 +87,31 @@ pub struct Emulated {
     pub exec_time: Duration,
     pub exit_code: i32,
     pub output_bytes: usize,
+    /// Appends each run's exec id to this file as it starts, so a test can count how often each command really ran
+    /// (the script's own side effect, for a script that has none).
+    pub record_runs: Option<PathBuf>,
 }
 
 impl Emulated {
-    async fn run(&self, chunks: Option<mpsc::Sender<OutputChunk>>, cancel: CancellationToken) -> Outcome {
+    async fn run(
+        &self,
+        command: &Command,
+        chunks: Option<mpsc::Sender<OutputChunk>>,
+        cancel: CancellationToken,
+    ) -> Outcome {
         let started_at = Utc::now();
+        if let Some(path) = &self.record_runs {
+            use std::io::Write;
+            let line = format!("{}\n", command.exec_id);
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(line.as_bytes()));
+            if let Err(err) = appended {
+                tracing::warn!(file = %path.display(), error = %err, "cannot record the emulated run");
+            }
+        }
         let killed = tokio::select! {
             () = tokio::time::sleep(self.exec_time) => false,
             () = cancel.cancelled() => true,

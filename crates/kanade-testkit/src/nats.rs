@@ -52,13 +52,24 @@ fn greets(addr: SocketAddr) -> bool {
     stream.read_exact(&mut first).is_ok() && &first == b"INFO"
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+}
+
+/// How a server is started: its ports, and whether it is one node of a cluster.
+#[derive(Debug, Clone)]
+struct Node {
+    port: u16,
+    /// `jetstream.sync_interval: always`: every acknowledged write is on disk (docs/RELIABILITY.md).
+    sync_always: bool,
+    /// Server name, cluster name, this node's route port, and every node's route port.
+    cluster: Option<(String, String, u16, Vec<u16>)>,
 }
 
 pub struct NatsServer {
     binary: PathBuf,
-    port: u16,
+    node: Node,
     store: TempDir,
     child: Option<Child>,
 }
@@ -66,41 +77,88 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a JetStream-enabled server on a free port with a fresh store.
     pub fn start() -> Self {
-        let binary = nats_server_binary();
-        let store = tempfile::tempdir().expect("temp dir");
-        let mut server = Self { binary, port: free_port(), store, child: None };
+        Self::launch(Node { port: free_port(), sync_always: false, cluster: None })
+    }
+
+    /// Like [`NatsServer::start`], configured as docs/RELIABILITY.md asks of a production server: every
+    /// acknowledged JetStream write is synced to disk before the ack.
+    pub fn start_durable() -> Self {
+        Self::launch(Node { port: free_port(), sync_always: true, cluster: None })
+    }
+
+    fn launch(node: Node) -> Self {
+        let mut server =
+            Self { binary: nats_server_binary(), node, store: tempfile::tempdir().expect("temp dir"), child: None };
         server.spawn();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.node.port)
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.node.port
     }
 
     pub fn store_dir(&self) -> &Path {
         self.store.path()
     }
 
+    /// The config file the server runs from.
+    pub fn config_file(&self) -> PathBuf {
+        self.store.path().join("nats.conf")
+    }
+
+    /// Where the server writes its pid (a server started again from [`NatsServer::config_file`] by someone else,
+    /// such as a job's script, writes its own there too).
+    pub fn pid_file(&self) -> PathBuf {
+        self.store.path().join("nats.pid")
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Runs this server from a copy of its binary at `binary` from now on (effective at the next start).
+    pub fn use_binary(&mut self, binary: PathBuf) {
+        self.binary = binary;
+    }
+
+    fn write_config(&self) {
+        let store = self.store.path();
+        let quote = |p: &Path| format!("{:?}", p.display().to_string());
+        let mut conf = format!(
+            "listen: \"127.0.0.1:{port}\"\npid_file: {pid}\nlog_file: {log}\njetstream {{\n  store_dir: {js}\n{sync}}}\n",
+            port = self.node.port,
+            pid = quote(&self.pid_file()),
+            log = quote(&store.join("nats.log")),
+            js = quote(&store.join("js")),
+            sync = if self.node.sync_always { "  sync_interval: always\n" } else { "" },
+        );
+        if let Some((server, cluster, route_port, routes)) = &self.node.cluster {
+            let routes: Vec<String> = routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
+            conf.push_str(&format!(
+                "server_name: {server}\ncluster {{\n  name: {cluster}\n  listen: \"127.0.0.1:{route_port}\"\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
+        std::fs::write(self.config_file(), conf).expect("write nats.conf");
+    }
+
     fn spawn(&mut self) {
-        let port = self.port.to_string();
-        let store = self.store.path().join("js");
+        self.write_config();
         let log = self.store.path().join("nats.log");
         let child = Command::new(&self.binary)
-            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-            .arg(&store)
-            .arg("-l")
-            .arg(&log)
+            .arg("-c")
+            .arg(self.config_file())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.binary.display()));
         self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.node.port));
         let started = Instant::now();
         while !greets(addr) {
             if let Some(child) = &mut self.child
@@ -114,11 +172,19 @@ impl NatsServer {
         }
     }
 
-    /// Kills the server at once (SIGKILL): the harshest stop, as a crash would be.
+    /// Kills the server at once (SIGKILL): the harshest stop, as a crash would be. A server someone else started
+    /// from this config (its pid is in the pid file) is killed too.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        let own = self.child.take().map(|mut child| {
+            let pid = child.id();
             let _ = child.kill();
             let _ = child.wait();
+            pid
+        });
+        if let Some(other) = std::fs::read_to_string(self.pid_file()).ok().and_then(|p| p.trim().parse::<u32>().ok())
+            && Some(other) != own
+        {
+            let _ = Command::new("kill").args(["-KILL", &other.to_string()]).status();
         }
     }
 
@@ -138,5 +204,30 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A JetStream cluster of nodes on loopback ports, each with its own store, synced as [`NatsServer::start_durable`].
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes routed to each other and returns once they have elected a JetStream meta leader.
+    pub fn start(size: usize) -> Self {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let nodes: Vec<NatsServer> = (0..size)
+            .map(|i| {
+                let others: Vec<u16> = route_ports.iter().copied().filter(|p| *p != route_ports[i]).collect();
+                let cluster = Some((format!("n{}", i + 1), "kanade-test".to_owned(), route_ports[i], others));
+                NatsServer::launch(Node { port: free_port(), sync_always: true, cluster })
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// Every node's URL, comma-separated, as agents, backend and CLI take them.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
     }
 }

@@ -1,0 +1,381 @@
+//! The fault-injection harness: the real `kanade-backend` and `kanade-agent` binaries (and the agent's fleet
+//! simulator) as child processes over real `nats-server`s, so a fault can be a SIGKILL of any of them; a rollout
+//! fired through the backend's API; and a tally that counts, for every target, the result rows in the backend's
+//! SQLite database (lost) against how often the command really ran on that PC (duplicated: each real agent's
+//! script and each emulated run append the exec id to a file as they start).
+//!
+//! The suite itself is `tests/faults.rs` and `tests/cluster.rs`; `cargo xtask faults` runs it alone, and
+//! docs/RELIABILITY.md records what it measured.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kanade_testkit::{eventually, free_port};
+use tempfile::TempDir;
+
+/// How long the helpers wait for the system to get somewhere.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+/// The backend's API token in these tests.
+pub const TOKEN: &str = "fault-suite-token-0123456789";
+
+/// The binaries under test.
+pub struct Bins {
+    pub agent: PathBuf,
+    pub backend: PathBuf,
+}
+
+/// Builds the agent and backend binaries once per test process (a no-op when `cargo test` built them already)
+/// and returns where they are: the same target dir and profile as the running test.
+pub fn bins() -> &'static Bins {
+    static BINS: OnceLock<Bins> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        // target/<profile>/deps/<test>-<hash>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("a target/<profile> dir").to_owned();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--locked", "-p", "kanade-agent", "-p", "kanade-backend", "--bins"]).current_dir(&root);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building kanade-agent and kanade-backend failed");
+        let bins = Bins { agent: profile_dir.join("kanade-agent"), backend: profile_dir.join("kanade-backend") };
+        for bin in [&bins.agent, &bins.backend] {
+            assert!(bin.exists(), "`{}` is not there after the build", bin.display());
+        }
+        bins
+    })
+}
+
+fn log_to(path: &Path) -> Stdio {
+    std::fs::OpenOptions::new().create(true).append(true).open(path).map(Stdio::from).expect("open a log file")
+}
+
+fn sigkill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn sigterm(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+}
+
+/// `kanade-backend` as a child process, with its SQLite database in its own dir.
+pub struct Backend {
+    dir: TempDir,
+    port: u16,
+    nats: String,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl Backend {
+    /// Starts the backend over `nats` (one URL or a comma-separated list) and waits until it answers.
+    pub async fn start(nats: &str) -> Self {
+        let mut backend = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            nats: nats.to_owned(),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        backend.start_again().await;
+        backend
+    }
+
+    /// Starts the backend again (after [`Backend::kill`]) on the same port and database.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the backend is running");
+        let child = Command::new(&bins().backend)
+            .env("KANADE_BIND_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("KANADE_NATS_URL", &self.nats)
+            .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
+            .env("KANADE_BACKEND_DATA_DIR", self.dir.path())
+            .env("KANADE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_to(&self.dir.path().join("backend.log")))
+            .spawn()
+            .expect("start kanade-backend");
+        self.child = Some(child);
+        eventually("the backend answers /health", PATIENCE, || async {
+            let response = self.http.get(self.url("/health")).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    /// SIGKILL: no shutdown, no final flush.
+    pub fn kill(&mut self) {
+        sigkill(&mut self.child);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The backend's SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("kanade.db")
+    }
+
+    pub async fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let response = self.http.get(self.url(path)).bearer_auth(TOKEN).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .header("x-kanade-operator", "fault-suite")
+            .json(body)
+            .send()
+            .await
+            .expect("POST to the backend");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Waits until the backend knows `n` agents (they heartbeat); execs target the agents it knows.
+    pub async fn wait_for_agents(&self, n: usize) {
+        eventually(&format!("the backend knows {n} agents"), PATIENCE, || async {
+            let agents = self.get("/api/agents").await?;
+            (agents.as_array()?.len() >= n).then_some(())
+        })
+        .await;
+    }
+
+    /// Registers the job in `manifest` and fires it with its own target and rollout; returns the exec id.
+    pub async fn deploy(&self, manifest: &str) -> String {
+        let (status, body) = self.post("/api/deploy", &serde_json::json!({ "manifest": manifest })).await;
+        assert!(status == 200 || status == 201, "deploy: {status} {body}");
+        body["exec_id"].as_str().expect("an exec id").to_owned()
+    }
+
+    /// The execution as the API shows it.
+    pub async fn execution(&self, exec: &str) -> Option<serde_json::Value> {
+        self.get(&format!("/api/executions/{exec}")).await
+    }
+
+    /// Waits until every target of `exec` has a result (or `patience` passes).
+    pub async fn wait_until_answered(&self, exec: &str, patience: Duration) -> serde_json::Value {
+        eventually(&format!("every target of {exec} answered"), patience, || async {
+            let view = self.execution(exec).await?;
+            (view["status"] == "completed").then_some(view)
+        })
+        .await
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        sigterm(&mut self.child);
+    }
+}
+
+/// One real `kanade-agent` process. Its scripts find `KANADE_FAULT_RUNS` in their environment: the file where
+/// the rollout's script records each run.
+pub struct Agent {
+    pub pc: String,
+    dir: TempDir,
+    nats: String,
+    groups: String,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn start(nats: &str, pc: &str, groups: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("agent.toml"), "catch_up_jitter = \"500ms\"\nheartbeat_interval = \"1s\"\n")
+            .expect("write agent.toml");
+        let mut agent = Self { pc: pc.to_owned(), dir, nats: nats.to_owned(), groups: groups.to_owned(), child: None };
+        agent.start_again();
+        agent
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the agent is running");
+        let child = Command::new(&bins().agent)
+            .arg("--config")
+            .arg(self.dir.path().join("agent.toml"))
+            .env_remove("KANADE_AGENT_CONFIG")
+            .env("KANADE_AGENT_ID", &self.pc)
+            .env("KANADE_AGENT_GROUPS", &self.groups)
+            .env("KANADE_NATS_URL", &self.nats)
+            .env("KANADE_AGENT_DATA_DIR", self.dir.path().join("data"))
+            .env("KANADE_FAULT_RUNS", self.runs_file())
+            .env("KANADE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_to(&self.dir.path().join("agent.log")))
+            .spawn()
+            .expect("start kanade-agent");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        sigkill(&mut self.child);
+    }
+
+    fn runs_file(&self) -> PathBuf {
+        self.dir.path().join("runs.log")
+    }
+
+    /// How many times `exec`'s script started on this agent.
+    pub fn runs(&self, exec: &str) -> usize {
+        count_lines(&self.runs_file(), exec)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        sigterm(&mut self.child);
+    }
+}
+
+fn count_lines(file: &Path, exec: &str) -> usize {
+    std::fs::read_to_string(file).map(|text| text.lines().filter(|l| l.trim() == exec).count()).unwrap_or(0)
+}
+
+/// `kanade-agent simulate`: many agents running the real agent code in one process, each recording its runs.
+pub struct Fleet {
+    dir: TempDir,
+    pcs: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Fleet {
+    /// Starts `count` agents named `<prefix>00001...`, grouped per `groups` (`simulate --groups`), whose runs
+    /// take `exec_time`; returns once every one of them is subscribed.
+    pub async fn start(nats: &str, prefix: &str, count: u32, groups: &str, exec_time: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(&bins().agent)
+            .args(["simulate", "--count", &count.to_string(), "--id-prefix", prefix, "--groups", groups])
+            .args(["--exec-time", exec_time, "--record-runs", "--keep-data", "--catch-up-jitter", "1s"])
+            .args(["--heartbeat-interval", "1s", "--nats-url", nats, "--data-dir"])
+            .arg(dir.path().join("agents"))
+            .env("KANADE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_to(&dir.path().join("simulate.log")))
+            .spawn()
+            .expect("start kanade-agent simulate");
+        let stdout = child.stdout.take().expect("simulator stdout");
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        });
+        let line = tokio::time::timeout(PATIENCE, ready)
+            .await
+            .expect("the simulator did not get ready")
+            .expect("read the simulator's ready line")
+            .expect("read the simulator's ready line");
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+        assert_eq!(ready["ready"], count, "{line}");
+        let width = count.to_string().len().max(5);
+        let pcs = (1..=count).map(|i| format!("{prefix}{i:0width$}")).collect();
+        Self { dir, pcs, child: Some(child) }
+    }
+
+    pub fn pcs(&self) -> &[String] {
+        &self.pcs
+    }
+
+    /// How many times `exec` ran on `pc`.
+    pub fn runs(&self, pc: &str, exec: &str) -> usize {
+        count_lines(&self.dir.path().join("agents").join(pc).join("runs.log"), exec)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        sigterm(&mut self.child);
+    }
+}
+
+/// A job manifest for the suite: `sh` that records the run and takes `seconds`, rolled out in the waves given as
+/// (group, delay).
+pub fn manifest(job: &str, seconds: u32, waves: &[(&str, &str)]) -> String {
+    let groups: Vec<&str> = waves.iter().map(|(g, _)| *g).collect();
+    let mut yaml = format!(
+        "id: {job}\nversion: \"1\"\ntarget:\n  groups: [{}]\nexecute:\n  shell: sh\n  script: |\n    \
+         echo \"$KANADE_EXEC_ID\" >> \"$KANADE_FAULT_RUNS\"\n    sleep {seconds}\n    echo done\n  \
+         timeout: 5m\ndeadline: 1h\nrollout:\n  strategy: wave\n  waves:\n",
+        groups.join(", ")
+    );
+    for (group, delay) in waves {
+        yaml.push_str(&format!("    - group: {group}\n      delay: {delay}\n"));
+    }
+    yaml
+}
+
+/// What a fault cost: every target against its result rows in the database and its runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub targets: usize,
+    /// Targets with a result row.
+    pub results: usize,
+    /// Targets with no result row.
+    pub lost: usize,
+    /// Runs beyond the first, over all targets.
+    pub duplicated: usize,
+    /// Result rows per `status` (`status/reason` when there is a reason).
+    pub statuses: BTreeMap<String, usize>,
+}
+
+impl Tally {
+    /// Counts `exec`'s results in the backend's database for each of `targets`, with `runs(pc)` the times the
+    /// command ran there.
+    pub async fn count(database: &Path, exec: &str, targets: &[String], runs: impl Fn(&str) -> usize) -> Self {
+        use sqlx::Row;
+        let url = format!("sqlite://{}?mode=ro", database.display());
+        let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("open the db");
+        let rows = sqlx::query("SELECT pc_id, status, reason FROM results WHERE exec_id = ?")
+            .bind(exec)
+            .fetch_all(&pool)
+            .await
+            .expect("read results");
+        pool.close().await;
+        let mut by_pc: BTreeMap<String, usize> = BTreeMap::new();
+        let mut statuses = BTreeMap::new();
+        for row in &rows {
+            let pc: String = row.get("pc_id");
+            let status: String = row.get("status");
+            let reason: Option<String> = row.get("reason");
+            *by_pc.entry(pc).or_default() += 1;
+            let key = reason.map_or(status.clone(), |r| format!("{status}/{r}"));
+            *statuses.entry(key).or_default() += 1;
+        }
+        let strays: Vec<&String> = by_pc.keys().filter(|pc| !targets.contains(pc)).collect();
+        assert!(strays.is_empty(), "results from PCs that were not targets: {strays:?}");
+        let results = targets.iter().filter(|pc| by_pc.contains_key(*pc)).count();
+        let duplicated = targets.iter().map(|pc| runs(pc).saturating_sub(1)).sum();
+        Self { targets: targets.len(), results, lost: targets.len() - results, duplicated, statuses }
+    }
+
+    /// One line for the log and docs/RELIABILITY.md.
+    #[allow(clippy::print_stderr)]
+    pub fn report(&self, fault: &str) {
+        eprintln!(
+            "fault: {fault}: targets {} results {} lost {} duplicated {} statuses {:?}",
+            self.targets, self.results, self.lost, self.duplicated, self.statuses
+        );
+    }
+}
