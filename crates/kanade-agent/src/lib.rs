@@ -338,6 +338,17 @@ impl Agent {
 
     /// Reads back the commands missed while away and handles each like a live one, oldest first.
     async fn catch_up(self: Arc<Self>, runs: TaskTracker) {
+        // A stop does not wait for a read-back in flight (with the broker away, each request waits out its
+        // timeout). Cut short, it is simply done again after the restart: the position only moves at its end, and
+        // the ledger keeps what it already handed on from running twice.
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = self.catch_up_now(runs) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+
+    async fn catch_up_now(self: Arc<Self>, runs: TaskTracker) {
         let jitter = self.config.catch_up_jitter.mul_f64(rand::random_range(0.0..=1.0));
         tokio::select! {
             () = tokio::time::sleep(jitter) => {}
