@@ -64,6 +64,22 @@ fn sigkill(child: &mut Option<Child>) {
     }
 }
 
+/// SIGTERM, then waits up to `patience` for the exit; `None` if it is still running (it is then killed).
+async fn stop_within(child: &mut Option<Child>, patience: Duration) -> Option<std::process::ExitStatus> {
+    let mut child = child.take()?;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = tokio::time::Instant::now() + patience;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 fn sigterm(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
@@ -119,6 +135,11 @@ impl Backend {
     /// SIGKILL: no shutdown, no final flush.
     pub fn kill(&mut self) {
         sigkill(&mut self.child);
+    }
+
+    /// SIGTERM, then waits up to `patience` for the exit; `None` if it is still running (it is then killed).
+    pub async fn stop(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        stop_within(&mut self.child, patience).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -292,6 +313,11 @@ impl Fleet {
         let width = count.to_string().len().max(5);
         let pcs = (1..=count).map(|i| format!("{prefix}{i:0width$}")).collect();
         Self { dir, pcs, child: Some(child) }
+    }
+
+    /// SIGTERM, then waits up to `patience` for the exit; `None` if it is still running (it is then killed).
+    pub async fn stop(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        stop_within(&mut self.child, patience).await
     }
 
     pub fn pcs(&self) -> &[String] {

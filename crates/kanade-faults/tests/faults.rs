@@ -128,3 +128,82 @@ async fn agent_sigkilled_while_its_script_runs() {
     assert_eq!(tally.statuses.get("failed/interrupted"), Some(&1), "{tally:?}");
     assert_eq!(tally.statuses.get("ok"), Some(&(tally.targets - 1)), "{tally:?}");
 }
+
+/// The seed's "update the broker over the broker": a job whose script stops nats-server, swaps its binary and
+/// starts it again. The job's own result (kept in the agent's outbox while the broker is away) arrives, and the
+/// fleet works on the new broker.
+#[tokio::test]
+async fn a_job_updates_the_broker_it_came_through() {
+    let mut system = System::start().await;
+    let bin_dir = tempfile::tempdir().unwrap();
+    let (running, next) = (bin_dir.path().join("nats-server"), bin_dir.path().join("nats-server-next"));
+    std::fs::copy(system.nats.binary(), &running).unwrap();
+    std::fs::copy(system.nats.binary(), &next).unwrap();
+    system.nats.use_binary(running.clone());
+    system.nats.restart();
+    system.backend.wait_for_agents(system.targets().len()).await;
+
+    let script = format!(
+        "set -e\n\
+         pid=$(cat '{pid}')\n\
+         kill -TERM \"$pid\"\n\
+         while kill -0 \"$pid\" 2>/dev/null; do sleep 0.1; done\n\
+         cp '{next}' '{running}.new'\n\
+         mv '{running}.new' '{running}'\n\
+         setsid -f '{running}' -c '{config}' </dev/null >/dev/null 2>&1\n\
+         for i in $(seq 100); do\n\
+         \x20 new=$(cat '{pid}' 2>/dev/null || true)\n\
+         \x20 if [ -n \"$new\" ] && [ \"$new\" != \"$pid\" ] && kill -0 \"$new\" 2>/dev/null; then break; fi\n\
+         \x20 sleep 0.1\n\
+         done\n\
+         echo \"broker updated: pid $pid -> $new\"\n",
+        pid = system.nats.pid_file().display(),
+        next = next.display(),
+        running = running.display(),
+        config = system.nats.config_file().display(),
+    );
+    let indented: String = script.lines().map(|l| format!("    {l}\n")).collect();
+    let manifest = format!(
+        "id: update-broker\nversion: \"1\"\ntarget:\n  pcs: [real-1]\nexecute:\n  shell: sh\n  script: |\n{indented}  \
+         timeout: 2m\n"
+    );
+    let old_pid = std::fs::read_to_string(system.nats.pid_file()).unwrap();
+    let exec = system.backend.deploy(&manifest).await;
+    let view = system.backend.wait_until_answered(&exec, kanade_faults::PATIENCE).await;
+    assert_eq!(view["by_status"]["ok"], 1, "{view}");
+    let new_pid = std::fs::read_to_string(system.nats.pid_file()).unwrap();
+    assert_ne!(old_pid.trim(), new_pid.trim(), "a new nats-server process runs");
+    let tally = Tally::count(&system.backend.database(), &exec, &["real-1".to_owned()], |_| 1).await;
+    tally.report("a job stops, swaps and restarts the nats-server it came through");
+    assert_eq!((tally.lost, tally.duplicated), (0, 0), "{tally:?}");
+
+    // And the whole fleet, on the new broker.
+    let exec = system.roll_out("after-update", "1s").await;
+    system.settle("a rollout after the broker update", &exec).await;
+}
+
+/// Asked to stop with its broker gone, the backend stops (it does not wait for a reconnect that may never come).
+#[tokio::test]
+async fn the_backend_stops_when_asked_with_the_broker_gone() {
+    init_logging();
+    let mut nats = NatsServer::start();
+    let _ = connect(&nats.url()).await;
+    let mut backend = Backend::start(&nats.url()).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = backend.stop(Duration::from_secs(40)).await;
+    assert!(status.is_some_and(|s| s.success()), "the backend did not stop cleanly within 40 s: {status:?}");
+}
+
+/// The same for the fleet simulator: every agent in it stops.
+#[tokio::test]
+async fn simulated_agents_stop_when_asked_with_the_broker_gone() {
+    init_logging();
+    let mut nats = NatsServer::start();
+    let _ = connect(&nats.url()).await;
+    let mut fleet = Fleet::start(&nats.url(), "gone-", 20, "", "1s").await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = fleet.stop(Duration::from_secs(40)).await;
+    assert!(status.is_some_and(|s| s.success()), "the simulator did not stop cleanly within 40 s: {status:?}");
+}

@@ -71,7 +71,43 @@ pub struct NatsServer {
     binary: PathBuf,
     node: Node,
     store: TempDir,
-    child: Option<Child>,
+    child: Option<Running>,
+}
+
+/// A server process, reaped by a thread of its own as soon as it exits (as a service manager would), so that a
+/// server stopped by someone else — a job's script — is gone rather than a zombie that still answers `kill -0`.
+struct Running {
+    pid: u32,
+    exited: std::sync::Arc<std::sync::Mutex<Option<std::process::ExitStatus>>>,
+    reaper: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn new(mut child: Child) -> Self {
+        let exited = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let pid = child.id();
+        let reaper = std::thread::spawn({
+            let exited = exited.clone();
+            move || {
+                let status = child.wait().ok();
+                if let Ok(mut slot) = exited.lock() {
+                    *slot = status;
+                }
+            }
+        });
+        Self { pid, exited, reaper }
+    }
+
+    fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.exited.lock().ok().and_then(|s| *s)
+    }
+
+    fn kill(self) {
+        if self.exit_status().is_none() {
+            let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+        }
+        let _ = self.reaper.join();
+    }
 }
 
 impl NatsServer {
@@ -157,13 +193,11 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.binary.display()));
-        self.child = Some(child);
+        self.child = Some(Running::new(child));
         let addr = SocketAddr::from(([127, 0, 0, 1], self.node.port));
         let started = Instant::now();
         while !greets(addr) {
-            if let Some(child) = &mut self.child
-                && let Ok(Some(status)) = child.try_wait()
-            {
+            if let Some(status) = self.child.as_ref().and_then(Running::exit_status) {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
                 panic!("nats-server exited with {status} at start:\n{log}");
             }
@@ -175,10 +209,9 @@ impl NatsServer {
     /// Kills the server at once (SIGKILL): the harshest stop, as a crash would be. A server someone else started
     /// from this config (its pid is in the pid file) is killed too.
     pub fn kill(&mut self) {
-        let own = self.child.take().map(|mut child| {
-            let pid = child.id();
-            let _ = child.kill();
-            let _ = child.wait();
+        let own = self.child.take().map(|child| {
+            let pid = child.pid;
+            child.kill();
             pid
         });
         if let Some(other) = std::fs::read_to_string(self.pid_file()).ok().and_then(|p| p.trim().parse::<u32>().ok())
