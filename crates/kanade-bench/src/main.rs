@@ -32,6 +32,9 @@ const TOKEN: &str = "bench-token-0123456789abcdef";
 enum Cli {
     /// Fan-out, heartbeat load, memory and idle-agent figures for each fleet size.
     Fanout(FanoutArgs),
+    /// What `sync_interval: always` costs: result publishes acknowledged by a server that syncs every write,
+    /// against the same on a default server, in the same run.
+    Sync(SyncArgs),
     /// (Internal) the raw-NATS reference agents, run as their own process.
     RawAgents {
         #[arg(long)]
@@ -72,6 +75,22 @@ struct FanoutArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct SyncArgs {
+    /// Results published per measurement (each about `--bytes` long).
+    #[arg(long, default_value_t = 5000)]
+    results: usize,
+    /// Size of each result.
+    #[arg(long, default_value_t = 1024)]
+    bytes: usize,
+    /// Publishes in flight at once: 1 is one agent draining its outbox; more is a fleet.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    in_flight: Vec<usize>,
+    /// Measured rounds per setting (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +142,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli {
         Cli::RawAgents { nats_url, count, connections } => runtime.block_on(raw::agents(&nats_url, count, connections)),
+        Cli::Sync(args) => runtime.block_on(sync_cost(args)),
         Cli::Fanout(args) => {
             let bin = procs::build_binaries()?;
             runtime.block_on(fanout(args, &bin))
@@ -736,4 +756,60 @@ async fn idle_agent(bin: &Path, window: Duration) -> anyhow::Result<(u64, f64)> 
     let rss = agent.rss_bytes();
     agent.stop(Duration::from_secs(10)).await;
     Ok((rss, cpu_pct))
+}
+
+/// Publishes `n` results of `bytes` each to `RESULTS` with `in_flight` acks outstanding; returns the elapsed time.
+async fn publish_results(
+    js: &jetstream::Context,
+    n: usize,
+    bytes: usize,
+    in_flight: usize,
+) -> anyhow::Result<Duration> {
+    use futures::StreamExt;
+    let body = vec![b'x'; bytes];
+    let started = Instant::now();
+    let acks = futures::stream::iter(0..n)
+        .map(|i| {
+            let (js, body) = (js.clone(), body.clone());
+            async move {
+                let exec = ExecId::generate();
+                let message = PublishMessage::build().payload(body.into()).message_id(format!("{exec}.bench-{i}"));
+                js.send_publish(format!("results.bench-pc.{exec}"), message).await?.await?;
+                Ok::<(), anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(in_flight.max(1));
+    futures::pin_mut!(acks);
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    Ok(started.elapsed())
+}
+
+async fn sync_cost(args: SyncArgs) -> anyhow::Result<()> {
+    println!("| in flight | default sync (results/s) | sync_interval: always (results/s) | always / default |");
+    println!("|---|---|---|---|");
+    let default = NatsServer::start();
+    let durable = NatsServer::start_durable();
+    let (_, js_default) = kanade_testkit::connect(&default.url()).await;
+    let (_, js_durable) = kanade_testkit::connect(&durable.url()).await;
+    for in_flight in args.in_flight.iter().copied() {
+        let mut default_times = Vec::new();
+        let mut durable_times = Vec::new();
+        // A warm-up each, then the rounds alternate so drift on a shared machine hits both alike.
+        publish_results(&js_default, args.results / 10, args.bytes, in_flight).await?;
+        publish_results(&js_durable, args.results / 10, args.bytes, in_flight).await?;
+        for _ in 0..args.runs {
+            default_times.push(publish_results(&js_default, args.results, args.bytes, in_flight).await?);
+            durable_times.push(publish_results(&js_durable, args.results, args.bytes, in_flight).await?);
+        }
+        let median = |mut times: Vec<Duration>| {
+            times.sort();
+            times[times.len() / 2]
+        };
+        let rate = |d: Duration| args.results as f64 / d.as_secs_f64();
+        let (d, a) = (rate(median(default_times)), rate(median(durable_times)));
+        println!("| {in_flight} | {d:.0} | {a:.0} | {:.2} |", a / d);
+    }
+    Ok(())
 }

@@ -256,6 +256,12 @@ pub struct Status {
     pub current_replicas: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// The cluster's name, when the server runs clustered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Peers holding a replica that are offline or behind.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lagging: Vec<String>,
 }
 
 /// Reports every resource: whether it exists, its size and replication.
@@ -290,6 +296,14 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> 
                     consumers: info.state.consumer_count,
                     current_replicas,
                     leader: info.cluster.as_ref().and_then(|c| c.leader.clone()),
+                    cluster: info.cluster.as_ref().and_then(|c| c.name.clone()),
+                    lagging: info
+                        .cluster
+                        .as_ref()
+                        .map(|c| {
+                            c.replicas.iter().filter(|p| !p.current || p.offline).map(|p| p.name.clone()).collect()
+                        })
+                        .unwrap_or_default(),
                 }
             }
             Err(err) if is_not_found(&err) => Status {
@@ -302,6 +316,8 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> 
                 consumers: 0,
                 current_replicas: None,
                 leader: None,
+                cluster: None,
+                lagging: Vec::new(),
             },
             Err(err) => return Err(fail(kind, &name, err)),
         };

@@ -26,12 +26,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("nats") => nats_server().map(|path| println!("{}", path.display())),
         Some("ci") => ci(),
+        Some("faults") => faults(),
         Some("sandbox") => sandbox::run(&args[1..]).map(drop),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  sandbox [--smoke]  start nats-server, backend and an agent locally \
                  (--smoke: check them and stop)\n  ci                 run formatting, clippy and every test, as CI \
-                 does\n  nats               make sure nats-server is available and print its path"
+                 does\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path"
             );
             return ExitCode::from(2);
         }
@@ -121,12 +122,30 @@ fn ci() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The fault-injection suite alone: the system-level faults (kanade-faults) and the agent-level ones (a run
+/// cut short by SIGKILL, a stop with the broker gone, the outbox over its cap or holding unreadable entries).
+/// Each system-level test prints a `fault: ...` line with its counts, as docs/RELIABILITY.md records them.
+fn faults() -> anyhow::Result<()> {
+    let nats = nats_server()?;
+    let mut passed = cargo_test_args(&nats, &["-p", "kanade-faults", "--", "--nocapture"])?;
+    passed += cargo_test_args(&nats, &["-p", "kanade-agent", "--test", "binary", "--", "sigkill", "broker_gone"])?;
+    passed += cargo_test_args(&nats, &["-p", "kanade-agent", "--test", "agent", "--", "outbox"])?;
+    println!("faults: {passed} passed, 0 failed");
+    Ok(())
+}
+
 /// Runs the workspace's tests, passing their output through, and returns how many passed.
 fn cargo_test(nats: &Path) -> anyhow::Result<usize> {
+    cargo_test_args(nats, &["--workspace"])
+}
+
+/// `cargo test --locked <args>`, passing its output through; returns how many tests passed.
+fn cargo_test_args(nats: &Path, args: &[&str]) -> anyhow::Result<usize> {
     use std::io::{BufRead, BufReader};
-    eprintln!("xtask: cargo test --workspace --locked");
+    eprintln!("xtask: cargo test --locked {}", args.join(" "));
     let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "--workspace", "--locked"])
+        .args(["test", "--locked"])
+        .args(args)
         .env("KANADE_NATS_SERVER", nats)
         .current_dir(workspace_root())
         .stdout(std::process::Stdio::piped())

@@ -79,8 +79,8 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     children.0.push((
         "nats-server",
         Command::new(&nats)
-            .args(["-a", "127.0.0.1", "-p", &NATS_PORT.to_string(), "-js", "-sd"])
-            .arg(dir.join("nats"))
+            .arg("-c")
+            .arg(nats_config(&dir)?)
             .stdout(nats_log.try_clone()?)
             .stderr(nats_log)
             .spawn()
@@ -265,6 +265,19 @@ fn wait_for_port(port: u16, patience: Duration, children: &mut Children) -> anyh
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// The sandbox's nats-server config: loopback only, JetStream in the sandbox dir, and every acknowledged write
+/// synced to disk before the ack, as docs/RELIABILITY.md asks of any kanade broker (`deploy/nats-server.conf`).
+fn nats_config(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("nats-server.conf");
+    let store = dir.join("nats");
+    let conf = format!(
+        "listen: \"127.0.0.1:{NATS_PORT}\"\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+        store.display().to_string()
+    );
+    std::fs::write(&path, conf).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {

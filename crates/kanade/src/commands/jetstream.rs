@@ -49,23 +49,41 @@ pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
                             "-".into(),
                             "-".into(),
                             "-".into(),
+                            "-".into(),
                         ];
                     }
                     let replicas = match s.current_replicas {
                         Some(current) => format!("{current}/{} current", s.replicas),
                         None => s.replicas.to_string(),
                     };
+                    let state = if s.current_replicas.is_some_and(|c| c < s.replicas) { "degraded" } else { "ok" };
                     vec![
                         s.kind.label().into(),
                         s.name.clone(),
-                        "ok".into(),
+                        state.into(),
                         s.messages.to_string(),
                         s.bytes.to_string(),
                         replicas,
+                        s.leader.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
-            output::table(&["KIND", "NAME", "STATE", "MESSAGES", "BYTES", "REPLICAS"], &rows);
+            output::table(&["KIND", "NAME", "STATE", "MESSAGES", "BYTES", "REPLICAS", "LEADER"], &rows);
+            if let Some(cluster) = statuses.iter().find_map(|s| s.cluster.clone()) {
+                let mut lagging: Vec<&str> =
+                    statuses.iter().flat_map(|s| s.lagging.iter().map(String::as_str)).collect();
+                lagging.sort_unstable();
+                lagging.dedup();
+                let degraded = statuses.iter().filter(|s| s.current_replicas.is_some_and(|c| c < s.replicas)).count();
+                if lagging.is_empty() {
+                    output::note(&format!("cluster `{cluster}`: every replica current"));
+                } else {
+                    output::note(&format!(
+                        "cluster `{cluster}`: {degraded} resource(s) degraded; peers offline or behind: {}",
+                        lagging.join(", ")
+                    ));
+                }
+            }
             if missing > 0 {
                 output::note(&format!("{missing} resource(s) missing: run `kanade jetstream setup`"));
             }
