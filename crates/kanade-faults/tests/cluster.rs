@@ -75,12 +75,18 @@ async fn a_node_killed_mid_rollout_loses_and_repeats_nothing() {
     assert_eq!(tally.statuses.get("ok"), Some(&targets.len()), "{tally:?}");
 
     // Degraded while it is gone, healthy once it is back and has caught up.
-    let degraded = kanade::jetstream::status(&js).await.unwrap();
-    assert!(degraded.iter().any(|s| s.lagging.contains(&leader)), "{degraded:?}");
+    eventually(&format!("status shows {leader} offline"), PATIENCE, || async {
+        let statuses = kanade::jetstream::status(&js).await.ok()?;
+        statuses.iter().any(|s| s.lagging.contains(&leader)).then_some(())
+    })
+    .await;
     cluster.nodes[victim].start_again();
     eventually("every replica is current again", PATIENCE, || async {
         let statuses = kanade::jetstream::status(&js).await.ok()?;
-        statuses.iter().all(|s| s.current_replicas == Some(3) && s.lagging.is_empty()).then_some(())
+        statuses
+            .iter()
+            .all(|s| s.unavailable.is_none() && s.current_replicas == Some(3) && s.lagging.is_empty())
+            .then_some(())
     })
     .await;
     assert!(kanade(&urls, &["jetstream", "status"]).await);

@@ -262,6 +262,9 @@ pub struct Status {
     /// Peers holding a replica that are offline or behind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lagging: Vec<String>,
+    /// The resource did not answer (on a cluster: no leader right now, for example while one is elected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// Reports every resource: whether it exists, its size and replication.
@@ -297,6 +300,7 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> 
                     current_replicas,
                     leader: info.cluster.as_ref().and_then(|c| c.leader.clone()),
                     cluster: info.cluster.as_ref().and_then(|c| c.name.clone()),
+                    unavailable: None,
                     lagging: info
                         .cluster
                         .as_ref()
@@ -318,8 +322,23 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> 
                 leader: None,
                 cluster: None,
                 lagging: Vec::new(),
+                unavailable: None,
             },
-            Err(err) => return Err(fail(kind, &name, err)),
+            // One resource without an answer does not hide the others: that is when the report is wanted most.
+            Err(err) => Status {
+                kind,
+                name,
+                exists: true,
+                messages: 0,
+                bytes: 0,
+                replicas: 0,
+                consumers: 0,
+                current_replicas: None,
+                leader: None,
+                cluster: None,
+                lagging: Vec::new(),
+                unavailable: Some(err.to_string()),
+            },
         };
         out.push(status);
     }

@@ -41,6 +41,17 @@ pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
             let rows: Vec<Vec<String>> = statuses
                 .iter()
                 .map(|s| {
+                    if let Some(why) = &s.unavailable {
+                        return vec![
+                            s.kind.label().into(),
+                            s.name.clone(),
+                            format!("unavailable: {why}"),
+                            "-".into(),
+                            "-".into(),
+                            "-".into(),
+                            "-".into(),
+                        ];
+                    }
                     if !s.exists {
                         return vec![
                             s.kind.label().into(),
@@ -89,5 +100,9 @@ pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if missing > 0 { ExitCode::from(crate::EXIT_ERROR) } else { ExitCode::SUCCESS })
+    let unavailable = statuses.iter().filter(|s| s.unavailable.is_some()).count();
+    if unavailable > 0 && matches!(cli.output, Format::Table) {
+        output::note(&format!("{unavailable} resource(s) did not answer"));
+    }
+    Ok(if missing + unavailable > 0 { ExitCode::from(crate::EXIT_ERROR) } else { ExitCode::SUCCESS })
 }
