@@ -8,14 +8,16 @@
 //!   the run began: the claim is dropped and the catch-up reads the command again, so it runs after all.
 //! - `started`: the script was started (the record says what is needed to report on it). Found at start, the
 //!   agent died while the script ran: the run is reported `failed` with reason `interrupted`, never run again.
-//! - `finished`: its result is in the outbox. The file stays as the claim, until it is pruned.
+//! - `finished`: its result is in the outbox. The file stays as the claim, until it is pruned, and still says
+//!   which job the run was, so a result that is lost from the outbox (a damaged file) can be reported as lost.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use kanade_shared::{ExecId, JobId};
+use kanade_shared::wire::{ExecResult, Reason, ResultStatus};
+use kanade_shared::{ExecId, JobId, PcId, ResultId};
 
 /// Markers older than this are pruned at start: `EXEC` keeps commands for 30 days, so an older exec can never be
 /// delivered again.
@@ -26,15 +28,33 @@ pub struct RunLedger {
 }
 
 const CLAIMED: &[u8] = b"claimed\n";
+/// What an earlier agent wrote for a finished run, before the record kept the job.
 const FINISHED: &[u8] = b"finished\n";
 
-/// What the ledger keeps of a run while its script runs: enough to report it if the agent dies meanwhile.
+/// What the ledger keeps of a run once it started: enough to report it if the agent dies meanwhile, or if its
+/// result is lost from the outbox afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Started {
     pub exec_id: ExecId,
     pub job_id: JobId,
     pub version: String,
     pub started_at: DateTime<Utc>,
+    /// Set once the result is in the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Started {
+    /// The finished record of the run `result` reports.
+    pub fn finished(result: &ExecResult) -> Self {
+        Self {
+            exec_id: result.exec_id.clone(),
+            job_id: result.job_id.clone(),
+            version: result.version.clone(),
+            started_at: result.started_at.unwrap_or(result.finished_at),
+            finished_at: Some(result.finished_at),
+        }
+    }
 }
 
 /// What a previous life of the agent left unfinished.
@@ -96,8 +116,9 @@ impl RunLedger {
     /// Records that the run's result is in the outbox. Not synced: if this mark is lost in a crash, the run is
     /// reported `interrupted` after the restart with the same result id, and the broker and the backend keep the
     /// result that came first.
-    pub fn finished(&self, exec: &ExecId) -> std::io::Result<()> {
-        self.replace(exec, FINISHED, false)
+    pub fn finished(&self, run: &Started) -> std::io::Result<()> {
+        let body = serde_json::to_vec(run).map_err(std::io::Error::other)?;
+        self.replace(&run.exec_id, &body, false)
     }
 
     /// Replaces the claim file's contents by writing a sibling and renaming it over the claim, so a crash leaves
@@ -142,7 +163,8 @@ impl RunLedger {
                 found.not_started.push(exec);
             } else if body != FINISHED {
                 match serde_json::from_slice::<Started>(&body) {
-                    Ok(run) if run.exec_id == exec => found.interrupted.push(run),
+                    Ok(run) if run.exec_id == exec && run.finished_at.is_none() => found.interrupted.push(run),
+                    Ok(run) if run.exec_id == exec => {}
                     _ => tracing::error!(
                         file = %path.display(),
                         "unreadable run record; the run is not run again and cannot be reported"
@@ -153,6 +175,34 @@ impl RunLedger {
         found.not_started.sort();
         found.interrupted.sort_by(|a, b| a.exec_id.cmp(&b.exec_id));
         Ok(found)
+    }
+
+    /// A result for the run `result_id` names whose result was written to the outbox but cannot be read back:
+    /// `failed` with reason `result_lost`, built from the ledger's record of the run. `None` when the ledger does
+    /// not know the run (then nothing can say which job it was).
+    pub fn lost_result(dir: &Path, result_id: &str, why: &str) -> Option<ExecResult> {
+        let (exec, pc) = result_id.split_once('.')?;
+        let (exec, pc) = (ExecId::new(exec).ok()?, PcId::new(pc).ok()?);
+        let run: Started = serde_json::from_slice(&std::fs::read(dir.join(exec.as_str())).ok()?).ok()?;
+        (run.exec_id == exec).then(|| ExecResult {
+            result_id: ResultId::for_run(&exec, &pc),
+            exec_id: exec,
+            job_id: run.job_id,
+            version: run.version,
+            pc_id: pc,
+            status: ResultStatus::Failed,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: format!(
+                "the run's result was lost: its file in the agent's outbox could not be read back ({why}); what \
+                 the script did is unknown"
+            ),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            started_at: Some(run.started_at),
+            finished_at: run.finished_at.unwrap_or_else(Utc::now),
+            reason: Some(Reason::ResultLost),
+        })
     }
 
     pub fn is_claimed(&self, exec: &ExecId) -> bool {
@@ -210,13 +260,14 @@ mod tests {
             job_id: JobId::new("job").unwrap(),
             version: "1".into(),
             started_at: Utc::now(),
+            finished_at: None,
         };
         for exec in ["waiting", "running", "done"] {
             assert!(ledger.claim(&id(exec)).unwrap());
         }
         ledger.started(&run("running")).unwrap();
         ledger.started(&run("done")).unwrap();
-        ledger.finished(&id("done")).unwrap();
+        ledger.finished(&Started { finished_at: Some(Utc::now()), ..run("done") }).unwrap();
         std::fs::write(tmp.path().join("runs/cut.tmp"), b"half").unwrap();
         std::fs::write(tmp.path().join("runs/garbled"), b"{not json").unwrap();
         let found = RunLedger::open(tmp.path().join("runs")).unwrap().unfinished().unwrap();

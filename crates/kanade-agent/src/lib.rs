@@ -155,6 +155,8 @@ pub async fn serve(
     );
     let ledger = RunLedger::open(data_dir.join("runs"))
         .with_context(|| format!("cannot open run ledger in `{}`", data_dir.display()))?;
+    let runs_dir = data_dir.join("runs");
+    outbox.set_salvage(Box::new(move |result_id, why| RunLedger::lost_result(&runs_dir, result_id, why)));
     tracing::info!(
         pc_id = %config.pc_id,
         groups = ?config.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
@@ -645,7 +647,7 @@ impl Agent {
             tracing::error!(result_id = %result.result_id, error = %err, "cannot write result to the outbox");
             return;
         }
-        if let Err(err) = self.ledger.finished(&result.exec_id) {
+        if let Err(err) = self.ledger.finished(&ledger::Started::finished(result)) {
             tracing::warn!(exec_id = %result.exec_id, error = %err, "cannot mark the run finished");
         }
     }
@@ -675,7 +677,7 @@ impl Agent {
             let result_id = ResultId::for_run(&run.exec_id, pc);
             if self.outbox.holds(&result_id) {
                 // Its result was written; only the ledger's mark was lost.
-                let _ = self.ledger.finished(&run.exec_id);
+                let _ = self.ledger.finished(&ledger::Started { finished_at: Some(Utc::now()), ..run });
                 continue;
             }
             tracing::warn!(exec_id = %run.exec_id, job_id = %run.job_id, "the agent stopped while this run's script ran; reporting it interrupted");
@@ -815,6 +817,7 @@ impl Agent {
             job_id: command.job_id.clone(),
             version: command.version.clone(),
             started_at: started.started_at,
+            finished_at: None,
         };
         if let Err(err) = self.ledger.started(&record) {
             // Without the mark a crash during the script would hand the run back to run again: do not start it.

@@ -27,7 +27,11 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long the agent keeps trying to empty the outbox when it shuts down; the rest goes out at the next start.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 
+/// Builds a stand-in for a result whose outbox entry cannot be read back: (result id, what was wrong).
+pub type Salvage = Box<dyn Fn(&str, &str) -> Option<ExecResult> + Send + Sync>;
+
 pub struct Outbox {
+    salvage: std::sync::OnceLock<Salvage>,
     dir: PathBuf,
     tmp: PathBuf,
     pending: AtomicU64,
@@ -58,6 +62,7 @@ impl Outbox {
             let _ = std::fs::remove_file(entry.path());
         }
         let outbox = Self {
+            salvage: std::sync::OnceLock::new(),
             dir,
             tmp,
             pending: AtomicU64::new(0),
@@ -77,6 +82,11 @@ impl Outbox {
     /// Results written but not yet acknowledged by the broker.
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// How to report a result whose entry turns out unreadable (the agent builds it from its run ledger).
+    pub fn set_salvage(&self, salvage: Salvage) {
+        let _ = self.salvage.set(salvage);
     }
 
     /// Bytes the pending results take.
@@ -214,8 +224,31 @@ impl Outbox {
         tracing::error!(file = %path.display(), reason = why, "outbox entry is corrupt; moved aside and skipped");
         if let Err(err) = tokio::fs::rename(path, &target).await {
             tracing::error!(file = %path.display(), error = %err, "cannot move corrupt outbox entry");
-        } else {
-            self.taken(size);
+            return;
+        }
+        self.taken(size);
+        // The file name still says whose result it was: report the run as `result_lost` rather than not at all.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(result_id) = name.get(21..).and_then(|n| n.strip_suffix(".json")) else {
+            tracing::error!(file = %name, "the corrupt entry's name says no result id; nothing can be reported");
+            return;
+        };
+        let Some(lost) = self.salvage.get().and_then(|salvage| salvage(result_id, why)) else {
+            tracing::error!(result_id, "the run ledger does not know this run; its lost result cannot be reported");
+            return;
+        };
+        let stored = serde_json::to_vec(&lost).map_err(std::io::Error::other).and_then(|body| {
+            let name = format!("{:020}-{}.json", lost.finished_at.timestamp_millis().max(0), lost.result_id);
+            self.write_entry(&name, &body).map(|()| body.len() as u64)
+        });
+        match stored {
+            Ok(len) => {
+                self.pending.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(len, Ordering::Relaxed);
+                self.wake.notify_one();
+                tracing::warn!(result_id, "the run is reported failed with reason result_lost");
+            }
+            Err(err) => tracing::error!(result_id, error = %err, "cannot write the result_lost report"),
         }
     }
 

@@ -673,6 +673,8 @@ async fn over_its_cap_the_outbox_keeps_every_result_and_drops_only_output() {
 }
 
 /// Unreadable outbox entries (truncated by a crash, or garbage) are moved aside with a log line; the others drain.
+/// A damaged entry whose name says whose result it was is reported as `failed` / `result_lost` from the run
+/// ledger's record, not dropped.
 #[tokio::test]
 async fn corrupt_and_truncated_outbox_entries_are_set_aside_and_the_rest_drain() {
     init_logging();
@@ -680,19 +682,33 @@ async fn corrupt_and_truncated_outbox_entries_are_set_aside_and_the_rest_drain()
     let (client, _js) = connect(&nats.url()).await;
     let data = tempfile::tempdir().unwrap();
     let config = kanade_testkit::agent_config(&nats.url(), "pc-1", &[], data.path());
-    let outbox = data.path().join("outbox");
+    let (outbox, runs) = (data.path().join("outbox"), data.path().join("runs"));
     std::fs::create_dir_all(&outbox).unwrap();
+    std::fs::create_dir_all(&runs).unwrap();
     let pc = PcId::new("pc-1").unwrap();
-    let good: Vec<_> = (0..2).map(|_| command("true")).collect();
-    for (i, c) in good.iter().enumerate() {
+    let result_of = |c: &kanade_shared::wire::Command, stdout: &str| {
         let mut result =
             kanade_shared::wire::ExecResult::not_started(c, &pc, ResultStatus::Ok, None, chrono::Utc::now());
-        result.stdout = format!("kept {i}");
+        result.stdout = stdout.to_owned();
+        result
+    };
+    let good: Vec<_> = (0..2).map(|_| command("true")).collect();
+    for (i, c) in good.iter().enumerate() {
+        let result = result_of(c, &format!("kept {i}"));
         let name = format!("{:020}-{}.json", 1000 + i * 2, result.result_id);
         std::fs::write(outbox.join(name), serde_json::to_vec(&result).unwrap()).unwrap();
     }
-    let valid = std::fs::read(std::fs::read_dir(&outbox).unwrap().next().unwrap().unwrap().path()).unwrap();
-    std::fs::write(outbox.join("00000000000000001001-truncated.json"), &valid[..valid.len() / 2]).unwrap();
+    // A run whose result was written, then damaged on disk: the ledger knows the run.
+    let lost = command("true");
+    let result = result_of(&lost, "never seen");
+    let record = serde_json::json!({
+        "exec_id": lost.exec_id, "job_id": lost.job_id, "version": "", "started_at": result.finished_at,
+        "finished_at": result.finished_at,
+    });
+    std::fs::write(runs.join(lost.exec_id.as_str()), record.to_string()).unwrap();
+    let body = serde_json::to_vec(&result).unwrap();
+    let damaged = format!("{:020}-{}", 1001, result.result_id);
+    std::fs::write(outbox.join(format!("{damaged}.json")), &body[..body.len() / 2]).unwrap();
     std::fs::write(outbox.join("00000000000000000999-garbage.json"), b"\xff\xfe not json at all").unwrap();
 
     let mut results = ResultWatch::new(&client).await;
@@ -700,14 +716,21 @@ async fn corrupt_and_truncated_outbox_entries_are_set_aside_and_the_rest_drain()
     for (i, c) in good.iter().enumerate() {
         assert_eq!(results.next_for(&c.exec_id, PATIENCE).await.stdout, format!("kept {i}"));
     }
+    let reported = results.next_for(&lost.exec_id, PATIENCE).await;
+    assert_eq!((reported.status, reported.reason.clone()), (ResultStatus::Failed, Some(Reason::ResultLost)));
+    assert!(reported.stderr.contains("could not be read back"), "{}", reported.stderr);
     let outbox = agent.data_dir().join("outbox");
-    let mut left: Vec<String> = std::fs::read_dir(&outbox)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["00000000000000000999-garbage.corrupt", "00000000000000001001-truncated.corrupt"]);
+    eventually("only the damaged files are left", PATIENCE, || {
+        let mut left: Vec<String> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let expected = ["00000000000000000999-garbage.corrupt".to_owned(), format!("{damaged}.corrupt")];
+        async move { (left == expected).then_some(()) }
+    })
+    .await;
     drop(agent);
 }

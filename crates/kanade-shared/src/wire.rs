@@ -203,6 +203,8 @@ pub enum Reason {
     SpawnFailed,
     /// The command broke a limit (size, timeout) the agent enforces.
     Invalid,
+    /// The run's result was written but could not be read back from the agent's outbox (the file was damaged).
+    ResultLost,
     Other(String),
 }
 
@@ -217,6 +219,7 @@ impl Reason {
             Reason::Interrupted => "interrupted",
             Reason::SpawnFailed => "spawn_failed",
             Reason::Invalid => "invalid",
+            Reason::ResultLost => "result_lost",
             Reason::Other(other) => other,
         }
     }
@@ -231,6 +234,7 @@ impl Reason {
             "interrupted" => Reason::Interrupted,
             "spawn_failed" => Reason::SpawnFailed,
             "invalid" => Reason::Invalid,
+            "result_lost" => Reason::ResultLost,
             other => Reason::Other(other.to_owned()),
         }
     }
