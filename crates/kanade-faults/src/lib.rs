@@ -80,9 +80,19 @@ async fn stop_within(child: &mut Option<Child>, patience: Duration) -> Option<st
     None
 }
 
+/// SIGTERM and a bounded wait, then SIGKILL: a teardown never hangs, even on a process that would.
 fn sigterm(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::warn!(pid = child.id(), "did not stop within 30 s of SIGTERM; killing it");
+        let _ = child.kill();
         let _ = child.wait();
     }
 }
