@@ -267,6 +267,26 @@ pub struct Status {
     pub unavailable: Option<String>,
 }
 
+impl Status {
+    /// A resource known only by name: nothing read about it.
+    fn unknown(kind: Kind, name: String) -> Self {
+        Self {
+            kind,
+            name,
+            exists: true,
+            messages: 0,
+            bytes: 0,
+            replicas: 0,
+            consumers: 0,
+            current_replicas: None,
+            leader: None,
+            cluster: None,
+            lagging: Vec::new(),
+            unavailable: None,
+        }
+    }
+}
+
 /// Reports every resource: whether it exists, its size and replication.
 pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> {
     let mut wanted: Vec<(Kind, String, String)> =
@@ -310,35 +330,9 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> 
                         .unwrap_or_default(),
                 }
             }
-            Err(err) if is_not_found(&err) => Status {
-                kind,
-                name,
-                exists: false,
-                messages: 0,
-                bytes: 0,
-                replicas: 0,
-                consumers: 0,
-                current_replicas: None,
-                leader: None,
-                cluster: None,
-                lagging: Vec::new(),
-                unavailable: None,
-            },
+            Err(err) if is_not_found(&err) => Status { exists: false, ..Status::unknown(kind, name) },
             // One resource without an answer does not hide the others: that is when the report is wanted most.
-            Err(err) => Status {
-                kind,
-                name,
-                exists: true,
-                messages: 0,
-                bytes: 0,
-                replicas: 0,
-                consumers: 0,
-                current_replicas: None,
-                leader: None,
-                cluster: None,
-                lagging: Vec::new(),
-                unavailable: Some(err.to_string()),
-            },
+            Err(err) => Status { unavailable: Some(err.to_string()), ..Status::unknown(kind, name) },
         };
         out.push(status);
     }
