@@ -189,9 +189,10 @@ async fn a_run_cut_short_by_sigkill_is_reported_interrupted_and_a_waiting_one_ru
     let (runs, pid) = (dir.path().join("runs"), dir.path().join("pid"));
     let mut results = ResultWatch::new(&client).await;
     let mut child = spawn_agent(&nats.url(), "crash-pc", dir.path());
-    let target = Target::Pc(PcId::new("crash-pc").unwrap());
+    let pc = PcId::new("crash-pc").unwrap();
+    let target = Target::Pc(pc.clone());
     eventually("the agent is up", Duration::from_secs(20), || async {
-        kanade::commands::ping::ping(&client, target_pc(), Duration::from_millis(500)).await.ok()
+        kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok()
     })
     .await;
 
@@ -227,11 +228,6 @@ async fn a_run_cut_short_by_sigkill_is_reported_interrupted_and_a_waiting_one_ru
     assert_eq!((results.seen_for(&long.exec_id), results.seen_for(&waiting.exec_id)), (1, 1));
     terminate(&child);
     child.wait().unwrap();
-}
-
-fn target_pc() -> &'static PcId {
-    static PC: std::sync::OnceLock<PcId> = std::sync::OnceLock::new();
-    PC.get_or_init(|| PcId::new("crash-pc").unwrap())
 }
 
 /// Asked to stop while its broker is gone (and a result waits in the outbox), the agent still stops.

@@ -2,8 +2,6 @@
 //! simulated agents all given the three URLs, a rollout during which the node leading `RESULTS` is SIGKILLed,
 //! every result counted (lost 0, duplicated 0), and the node back with every replica current again.
 
-use std::time::Duration;
-
 use async_nats::ServerAddr;
 use clap::Parser as _;
 use kanade_faults::{Agent, Backend, Fleet, PATIENCE, Tally, manifest};
@@ -90,5 +88,4 @@ async fn a_node_killed_mid_rollout_loses_and_repeats_nothing() {
     })
     .await;
     assert!(kanade(&urls, &["jetstream", "status"]).await);
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }

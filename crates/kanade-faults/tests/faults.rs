@@ -78,29 +78,28 @@ impl System {
     }
 }
 
-#[tokio::test]
-async fn broker_sigkilled_and_restarted_mid_rollout() {
+/// The broker SIGKILLed once the rollout is under way and started again on the same store `down` later.
+async fn broker_outage(job: &str, down: Duration, fault: &str) {
     let mut system = System::start().await;
-    let exec = system.roll_out("nats-kill", "3s").await;
+    let exec = system.roll_out(job, "3s").await;
     system.results_reach(&exec, 5).await;
     system.nats.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(down).await;
     system.nats.start_again();
-    let tally = system.settle("nats-server SIGKILL and restart mid-rollout", &exec).await;
+    let tally = system.settle(fault, &exec).await;
     assert_eq!(tally.statuses.get("ok"), Some(&tally.targets), "{tally:?}");
 }
 
 #[tokio::test]
+async fn broker_sigkilled_and_restarted_mid_rollout() {
+    broker_outage("nats-kill", Duration::from_millis(500), "nats-server SIGKILL and restart mid-rollout").await;
+}
+
+#[tokio::test]
 async fn broker_down_longer_than_the_reconnect_backoff() {
-    let mut system = System::start().await;
-    let exec = system.roll_out("nats-down", "3s").await;
-    system.results_reach(&exec, 5).await;
-    system.nats.kill();
     // The agents' reconnect backoff tops out at 5-7.5 s.
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    system.nats.start_again();
-    let tally = system.settle("nats-server down 12 s (longer than the reconnect backoff)", &exec).await;
-    assert_eq!(tally.statuses.get("ok"), Some(&tally.targets), "{tally:?}");
+    let fault = "nats-server down 12 s (longer than the reconnect backoff)";
+    broker_outage("nats-down", Duration::from_secs(12), fault).await;
 }
 
 #[tokio::test]

@@ -123,8 +123,7 @@ async fn set_get_unset_and_list_round_trip_at_every_scope() {
         })
     );
     let (table, _) = ok(&url, &["config", "list"]).await;
-    let rows: Vec<Vec<&str>> =
-        table.lines().map(|line| line.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()).collect();
+    let rows = cells(&table);
     assert_eq!(
         rows,
         vec![
@@ -212,8 +211,7 @@ async fn effective_merges_global_groups_by_name_and_pc_and_reports_group_conflic
 
     let (table, stderr) = ok(&url, &["config", "effective", "pc-1"]).await;
     assert!(stderr.starts_with("conflict: heartbeat_interval:"), "{stderr}");
-    let rows: Vec<Vec<&str>> =
-        table.lines().map(|line| line.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()).collect();
+    let rows = cells(&table);
     assert_eq!(
         rows,
         vec![
@@ -459,4 +457,9 @@ fn chain_exists(from: &Value, last: &Value, printed: &[Value], assigned: &[(&str
         }
     }
     false
+}
+
+/// A table the CLI printed, as rows of cells (columns are two or more spaces apart).
+fn cells(table: &str) -> Vec<Vec<&str>> {
+    table.lines().map(|line| line.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()).collect()
 }
