@@ -5,6 +5,7 @@
 //! `kanade kill` work with it down.
 
 pub mod agent_config;
+pub mod agents;
 pub mod audit;
 pub mod catalogue;
 pub mod control;

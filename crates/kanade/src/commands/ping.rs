@@ -1,12 +1,12 @@
 //! `kanade ping <pc_id>`.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::{Client, Request, RequestErrorKind};
+// The ping itself lives in kanade-ops so the backend's `POST /api/agents/{pc}/ping` is the same request; re-exported
+// here because `kanade run`, the test kit and the benchmarks call it by this path.
+pub use kanade_ops::agents::{PingError, ping};
 use kanade_shared::PcId;
-use kanade_shared::subject;
-use kanade_shared::wire::Heartbeat;
 use serde::Serialize;
 
 use crate::output::{self, Format};
@@ -19,36 +19,6 @@ pub struct PingArgs {
     /// How long to wait for the answer.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PingError {
-    #[error("no agent `{0}` is connected: nobody answered its ping")]
-    NoAgent(PcId),
-    #[error("agent `{0}` did not answer within {1}")]
-    TimedOut(PcId, String),
-    #[error("agent `{0}` answered with an unreadable heartbeat")]
-    Malformed(PcId, #[source] serde_json::Error),
-    #[error("ping to `{0}` failed")]
-    Other(PcId, #[source] async_nats::RequestError),
-}
-
-/// Pings `pc` and returns its heartbeat and the round-trip time.
-pub async fn ping(client: &Client, pc: &PcId, timeout: Duration) -> Result<(Heartbeat, Duration), PingError> {
-    let started = Instant::now();
-    let reply =
-        client.send_request(subject::ping(pc), Request::new().timeout(Some(timeout))).await.map_err(|err| match err
-            .kind()
-        {
-            RequestErrorKind::NoResponders => PingError::NoAgent(pc.clone()),
-            RequestErrorKind::TimedOut => {
-                PingError::TimedOut(pc.clone(), humantime::format_duration(timeout).to_string())
-            }
-            _ => PingError::Other(pc.clone(), err),
-        })?;
-    let rtt = started.elapsed();
-    let heartbeat = serde_json::from_slice(&reply.payload).map_err(|err| PingError::Malformed(pc.clone(), err))?;
-    Ok((heartbeat, rtt))
 }
 
 #[derive(Serialize)]
