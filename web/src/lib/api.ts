@@ -1,0 +1,124 @@
+// The one way the dashboard talks to the backend: JSON over fetch, with the operator's token and name on every
+// request, and every failure turned into an `ApiError` that carries the backend's `{error: {code, message}}`.
+
+import type {
+  AgentConfig,
+  Agent,
+  AuditRow,
+  Execution,
+  ExecBody,
+  KillReply,
+  PingReply,
+  Preview,
+  ResultRow,
+  Session,
+  StoredJob,
+  TargetState,
+} from "./types";
+
+export interface Credentials {
+  token: string;
+  operator: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+
+  get unauthorized(): boolean {
+    return this.status === 401;
+  }
+}
+
+/// The headers that say who is calling. The operator name is believed by the backend only with the shared token.
+export function authHeaders(credentials: Credentials | null): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (credentials?.token) headers["Authorization"] = `Bearer ${credentials.token}`;
+  if (credentials?.operator) headers["X-Kanade-Operator"] = credentials.operator;
+  return headers;
+}
+
+/// Turns a failed response's body into the error it reports, whatever shape it arrived in.
+export function errorFrom(status: number, body: string): ApiError {
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown; message?: unknown } };
+    const { code, message } = parsed.error ?? {};
+    if (typeof code === "string" && typeof message === "string") return new ApiError(status, code, message);
+  } catch {
+    // Not JSON: a proxy's page, or a backend that is not kanade's.
+  }
+  const text = body.trim().slice(0, 200);
+  return new ApiError(status, "http_error", text ? `HTTP ${status}: ${text}` : `HTTP ${status}`);
+}
+
+/// Builds `path?k=v&...`, leaving out empty values.
+export function withQuery(path: string, query: Record<string, string | number | undefined | null>): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+  }
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+const seg = encodeURIComponent;
+
+export class Api {
+  constructor(
+    private readonly credentials: Credentials | null,
+    private readonly base = "",
+  ) {}
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { Accept: "application/json", ...authHeaders(this.credentials) };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response: Response;
+    try {
+      response = await fetch(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError(0, "unreachable", `the backend cannot be reached (${(err as Error).message})`);
+    }
+    const text = await response.text();
+    if (!response.ok) throw errorFrom(response.status, text);
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new ApiError(response.status, "bad_response", `the backend answered with something that is not JSON`);
+    }
+  }
+
+  session = () => this.request<Session>("GET", "/api/session");
+  agents = () => this.request<Agent[]>("GET", "/api/agents");
+  agent = (pc: string) => this.request<Agent>("GET", `/api/agents/${seg(pc)}`);
+  agentConfig = (pc: string) => this.request<AgentConfig>("GET", `/api/agents/${seg(pc)}/config`);
+  ping = (pc: string) => this.request<PingReply>("POST", `/api/agents/${seg(pc)}/ping`);
+  results = (query: { pc_id?: string; exec_id?: string; status?: string; limit?: number }) =>
+    this.request<ResultRow[]>("GET", withQuery("/api/results", query));
+  jobs = () => this.request<StoredJob[]>("GET", "/api/jobs");
+  preview = (job: string, body: ExecBody) => this.request<Preview>("POST", `/api/jobs/${seg(job)}/preview`, body);
+  exec = (job: string, body: ExecBody) => this.request<Execution>("POST", `/api/exec/${seg(job)}`, body);
+  revoke = (job: string, revoked: boolean) =>
+    this.request<{ job_id: string; revoked: boolean }>("POST", `/api/jobs/${seg(job)}/${revoked ? "revoke" : "unrevoke"}`);
+  executions = (query: { job_id?: string; status?: string; limit?: number } = {}) =>
+    this.request<Execution[]>("GET", withQuery("/api/executions", query));
+  execution = (exec: string) => this.request<Execution>("GET", `/api/executions/${seg(exec)}`);
+  targets = (exec: string) => this.request<TargetState[]>("GET", `/api/executions/${seg(exec)}/targets`);
+  execResults = (exec: string) => this.request<ResultRow[]>("GET", `/api/executions/${seg(exec)}/results?limit=1000`);
+  approve = (exec: string) => this.request<Execution>("POST", `/api/executions/${seg(exec)}/approve`);
+  reject = (exec: string, reason?: string) =>
+    this.request<Execution>("POST", `/api/executions/${seg(exec)}/reject`, reason ? { reason } : undefined);
+  kill = (exec: string) => this.request<KillReply>("POST", `/api/executions/${seg(exec)}/kill`);
+  audit = (query: { actor?: string; action?: string; since?: string; limit?: number }) =>
+    this.request<AuditRow[]>("GET", withQuery("/api/audit", query));
+}

@@ -1,0 +1,54 @@
+// What a change pushed by `/api/events` makes stale. Query keys are prefixes: ["execution"] covers every
+// ["execution", id]. Pure, so which page refreshes on which change is unit-tested.
+
+import type { Change } from "./types";
+
+export type QueryKey = readonly string[];
+
+export const keys = {
+  session: ["session"] as const,
+  agents: ["agents"] as const,
+  agent: (pc: string) => ["agent", pc] as const,
+  agentConfig: (pc: string) => ["agent-config", pc] as const,
+  results: (filter: string) => ["results", filter] as const,
+  jobs: ["jobs"] as const,
+  preview: (job: string, body: string) => ["preview", job, body] as const,
+  executions: (filter: string) => ["executions", filter] as const,
+  execution: (exec: string) => ["execution", exec] as const,
+  targets: (exec: string) => ["targets", exec] as const,
+  execResults: (exec: string) => ["exec-results", exec] as const,
+  audit: (filter: string) => ["audit", filter] as const,
+};
+
+/// The stale query-key prefixes for one change. An empty `ids` means "anything in this topic".
+export function stale(change: Change): QueryKey[] {
+  const each = (prefix: string) => (change.ids.length === 0 ? [[prefix]] : change.ids.map((id) => [prefix, id]));
+  switch (change.topic) {
+    case "agents":
+      return [["agents"], ...each("agent")];
+    case "results":
+      // Results move execution progress, an agent's recent results and the Fleet page's recent failures.
+      return [["results"], ["executions"], ...each("execution"), ...each("targets"), ...each("exec-results")];
+    case "executions":
+      return [["executions"], ...each("execution"), ...each("targets")];
+    case "audit":
+      return [["audit"]];
+    case "jobs":
+      return [["jobs"], ["preview"]];
+    default:
+      // `all` (the server dropped changes for this client) and topics this dashboard does not know yet.
+      return [[]];
+  }
+}
+
+/// Parses one `change` event's data; anything malformed is `null` and ignored by the caller.
+export function parseChange(data: string): Change | null {
+  try {
+    const value = JSON.parse(data) as { topic?: unknown; ids?: unknown };
+    if (typeof value.topic !== "string") return null;
+    const ids = Array.isArray(value.ids) ? value.ids.filter((id): id is string => typeof id === "string") : [];
+    return { topic: value.topic as Change["topic"], ids };
+  } catch {
+    return null;
+  }
+}

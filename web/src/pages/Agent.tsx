@@ -1,0 +1,162 @@
+// One agent: what it reported, a ping, the config that applies to it and its recent results.
+
+import { useMutation, useQuery } from "@tanstack/react-query";
+import { Link, useParams } from "react-router";
+
+import { useAuth } from "../auth";
+import { ErrorNote, Loading, OnlineBadge, PageTitle, StateBadge, When } from "../components";
+import { bytes, span, took } from "../lib/format";
+import { keys } from "../lib/live";
+
+export function AgentPage() {
+  const { pc = "" } = useParams();
+  const { api } = useAuth();
+  const agent = useQuery({ queryKey: keys.agent(pc), queryFn: () => api.agent(pc), refetchInterval: 15_000 });
+  const config = useQuery({ queryKey: keys.agentConfig(pc), queryFn: () => api.agentConfig(pc), enabled: agent.isSuccess });
+  const results = useQuery({
+    queryKey: keys.results(`pc_id=${pc}&limit=20`),
+    queryFn: () => api.results({ pc_id: pc, limit: 20 }),
+  });
+  const ping = useMutation({ mutationFn: () => api.ping(pc) });
+  const a = agent.data;
+  return (
+    <section aria-labelledby="page-title">
+      <PageTitle
+        actions={
+          <button type="button" onClick={() => ping.mutate()} disabled={ping.isPending}>
+            {ping.isPending ? "Pinging…" : "Ping"}
+          </button>
+        }
+      >
+        {pc} {a ? <OnlineBadge online={a.online} /> : null}
+      </PageTitle>
+      <p>
+        <Link to="/agents">← All agents</Link>
+      </p>
+      <div role="status" aria-live="polite" className="ping-result">
+        {ping.isSuccess ? (
+          <p className="ok-note">
+            Answered in {ping.data.rtt_ms.toFixed(1)} ms: {ping.data.agent_version} on {ping.data.os}, up{" "}
+            {span(ping.data.uptime_secs)}.
+          </p>
+        ) : null}
+        {ping.isError ? <ErrorNote error={ping.error} what="ping" /> : null}
+      </div>
+      {agent.isPending ? <Loading what="the agent" /> : null}
+      {agent.isError ? <ErrorNote error={agent.error} what="load the agent" /> : null}
+      {a ? (
+        <dl className="facts">
+          <dt>Hostname</dt>
+          <dd>{a.hostname || "—"}</dd>
+          <dt>OS</dt>
+          <dd>
+            {a.os} {a.os_version} {a.arch}
+          </dd>
+          <dt>Agent version</dt>
+          <dd>{a.agent_version}</dd>
+          <dt>Groups</dt>
+          <dd>{a.groups.join(", ") || "none"}</dd>
+          <dt>Last seen</dt>
+          <dd>
+            <When at={a.last_seen} />
+          </dd>
+          <dt>First seen</dt>
+          <dd>
+            <When at={a.first_seen} />
+          </dd>
+          <dt>Up for</dt>
+          <dd>{span(a.uptime_secs)}</dd>
+          <dt>Running</dt>
+          <dd>{a.running} run(s)</dd>
+          <dt>Outbox</dt>
+          <dd>
+            {a.outbox_pending} result(s), {bytes(a.outbox_bytes)}
+            {a.outbox_full ? <strong> — full: new results go without their output</strong> : null}
+          </dd>
+          <dt>Memory</dt>
+          <dd>{bytes(a.rss_bytes)}</dd>
+        </dl>
+      ) : null}
+
+      <div className="columns">
+        <section aria-labelledby="config-title" className="panel">
+          <h2 id="config-title">Effective config</h2>
+          {config.isError ? <ErrorNote error={config.error} what="load the config" /> : null}
+          {config.data && config.data.values.length === 0 ? (
+            <p className="muted">Nothing set for this agent: it runs with its built-in defaults and its config file.</p>
+          ) : null}
+          {config.data && config.data.values.length > 0 ? (
+            <div className="table-wrap">
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Key</th>
+                    <th scope="col">Value</th>
+                    <th scope="col">Set by</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {config.data.values.map((v) => (
+                    <tr key={v.key}>
+                      <td>
+                        <code>{v.key}</code>
+                      </td>
+                      <td>
+                        <code>{JSON.stringify(v.value)}</code>
+                      </td>
+                      <td>{v.from}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          ) : null}
+          {config.data?.conflicts.map((c) => (
+            <p key={c} className="warn">
+              Conflict: {c}
+            </p>
+          ))}
+        </section>
+
+        <section aria-labelledby="results-title" className="panel">
+          <h2 id="results-title">Recent results</h2>
+          {results.isError ? <ErrorNote error={results.error} what="load results" /> : null}
+          {results.data && results.data.length === 0 ? <p className="muted">No results yet.</p> : null}
+          {results.data && results.data.length > 0 ? (
+            <div className="table-wrap">
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Job</th>
+                    <th scope="col">Status</th>
+                    <th scope="col">Took</th>
+                    <th scope="col">Finished</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {results.data.map((r) => (
+                    <tr key={r.result_id}>
+                      <td>
+                        <Link to={`/activity/${encodeURIComponent(r.exec_id)}?pc=${encodeURIComponent(r.pc_id)}`}>
+                          {r.job_id}
+                        </Link>
+                      </td>
+                      <td>
+                        <StateBadge state={r.status} />
+                        {r.exit_code !== null ? <span className="muted"> exit {r.exit_code}</span> : null}
+                      </td>
+                      <td>{took(r.started_at, r.finished_at)}</td>
+                      <td>
+                        <When at={r.finished_at} />
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          ) : null}
+        </section>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,279 @@
+// Jobs: the catalogue, each manifest as written, and the dialog that fires one after showing whom it will hit.
+
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { type ReactNode, useEffect, useRef, useState } from "react";
+import { Link, useNavigate, useParams } from "react-router";
+
+import { useAuth } from "../auth";
+import { ErrorNote, Loading, PageTitle, When } from "../components";
+import { type ExecForm, EMPTY_FORM, check } from "../lib/execform";
+import { millis } from "../lib/format";
+import { keys } from "../lib/live";
+import type { StoredJob, Targets } from "../lib/types";
+
+export function describeTargets(t: Targets): string {
+  if (t.all) return "every agent";
+  const parts = [];
+  if (t.groups.length) parts.push(`group${t.groups.length > 1 ? "s" : ""} ${t.groups.join(", ")}`);
+  if (t.pcs.length) parts.push(`${t.pcs.length > 3 ? `${t.pcs.length} PCs` : `PC${t.pcs.length > 1 ? "s" : ""} ${t.pcs.join(", ")}`}`);
+  return parts.join(" and ") || "nobody";
+}
+
+export function JobsPage() {
+  const { job: selected } = useParams();
+  const { api } = useAuth();
+  const jobs = useQuery({ queryKey: keys.jobs, queryFn: api.jobs });
+  const current = jobs.data?.find((j) => j.job.id === selected);
+  return (
+    <section aria-labelledby="page-title">
+      <PageTitle>Jobs</PageTitle>
+      {jobs.isPending ? <Loading what="jobs" /> : null}
+      {jobs.isError ? <ErrorNote error={jobs.error} what="load the job catalogue" /> : null}
+      {jobs.data && jobs.data.length === 0 ? (
+        <p className="muted">
+          The catalogue is empty. Register a manifest with <code>kanade job create jobs/echo.yaml</code>.
+        </p>
+      ) : null}
+      <div className="split">
+        {jobs.data && jobs.data.length > 0 ? (
+          <nav aria-label="Jobs" className="job-list">
+            <ul className="plain">
+              {jobs.data.map((j) => (
+                <li key={j.job.id}>
+                  <Link
+                    to={`/jobs/${encodeURIComponent(j.job.id)}`}
+                    aria-current={j.job.id === selected ? "page" : undefined}
+                    className={j.job.id === selected ? "selected" : undefined}
+                  >
+                    <strong>{j.job.id}</strong> <span className="muted">v{j.job.version}</span>
+                    {j.revoked ? <span className="badge badge-failed"> revoked</span> : null}
+                    {j.job.require_approval ? <span className="badge badge-pending"> needs approval</span> : null}
+                    <br />
+                    <span className="muted small">{j.job.description || describeTargets(j.job.targets)}</span>
+                  </Link>
+                </li>
+              ))}
+            </ul>
+          </nav>
+        ) : null}
+        {current ? <JobDetail stored={current} /> : null}
+        {jobs.data && selected && !current ? <p className="error">No job `{selected}` in the catalogue.</p> : null}
+        {jobs.data && jobs.data.length > 0 && !selected ? <p className="muted">Choose a job to see its manifest.</p> : null}
+      </div>
+    </section>
+  );
+}
+
+function JobDetail({ stored }: { stored: StoredJob }) {
+  const { api } = useAuth();
+  const client = useQueryClient();
+  const [open, setOpen] = useState(false);
+  const job = stored.job;
+  const revoke = useMutation({
+    mutationFn: (revoked: boolean) => api.revoke(job.id, revoked),
+    onSuccess: () => client.invalidateQueries({ queryKey: keys.jobs }),
+  });
+  return (
+    <article className="job-detail" aria-labelledby="job-title">
+      <div className="page-title">
+        <h2 id="job-title">
+          {job.id} <span className="muted">v{job.version}</span>
+        </h2>
+        <div className="actions">
+          <button type="button" className="primary" onClick={() => setOpen(true)} disabled={stored.revoked}>
+            Run…
+          </button>
+          {stored.revoked ? (
+            <button type="button" onClick={() => revoke.mutate(false)} disabled={revoke.isPending}>
+              Allow again
+            </button>
+          ) : (
+            <button
+              type="button"
+              className="danger"
+              onClick={() => {
+                if (window.confirm(`Revoke ${job.id}? Runs that have not started are skipped on every agent.`)) revoke.mutate(true);
+              }}
+              disabled={revoke.isPending}
+            >
+              Revoke
+            </button>
+          )}
+        </div>
+      </div>
+      {revoke.isError ? <ErrorNote error={revoke.error} what="change the job" /> : null}
+      {stored.revoked ? (
+        <p className="warn">Revoked: agents skip its runs that have not started. Allow it again to run it.</p>
+      ) : null}
+      {job.description ? <p>{job.description}</p> : null}
+      <dl className="facts">
+        <dt>Targets</dt>
+        <dd>{describeTargets(job.targets)}</dd>
+        <dt>Waves</dt>
+        <dd>
+          {job.waves.length === 0
+            ? "none: all at once"
+            : job.waves.map((w, i) => `${i + 1}. ${w.group} after ${millis(w.delay)} (halt over ${w.max_failure_pct}% failed)`).join("; ")}
+        </dd>
+        <dt>Shell</dt>
+        <dd>{job.shell}</dd>
+        <dt>Timeout</dt>
+        <dd>{millis(job.timeout)}</dd>
+        <dt>Approval</dt>
+        <dd>{job.require_approval ? "a second operator must approve each run" : "not needed"}</dd>
+        <dt>Stored</dt>
+        <dd>
+          <When at={stored.created_at} /> by {stored.created_by}
+        </dd>
+      </dl>
+      <h3>Manifest</h3>
+      <pre className="code" tabIndex={0} aria-label={`Manifest of ${job.id}`}>
+        {stored.manifest}
+      </pre>
+      {open ? <ExecDialog stored={stored} onClose={() => setOpen(false)} /> : null}
+    </article>
+  );
+}
+
+/// Debounces a value: typing in the dialog asks for one preview, not one per key.
+function useSettled<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}
+
+function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => void }) {
+  const { api } = useAuth();
+  const navigate = useNavigate();
+  const dialog = useRef<HTMLDialogElement>(null);
+  const [form, setForm] = useState<ExecForm>(EMPTY_FORM);
+  const job = stored.job;
+  const checked = check(form);
+  const bodyText = checked.ok ? JSON.stringify(checked.body) : "";
+  const settledBody = useSettled(bodyText, 250);
+  const preview = useQuery({
+    queryKey: keys.preview(job.id, settledBody),
+    queryFn: () => api.preview(job.id, JSON.parse(settledBody)),
+    enabled: checked.ok && settledBody === bodyText,
+  });
+  const fire = useMutation({
+    mutationFn: () => (checked.ok ? api.exec(job.id, checked.body) : Promise.reject(new Error("fix the form first"))),
+    onSuccess: (exec) => navigate(`/activity/${encodeURIComponent(exec.exec_id)}`),
+  });
+  useEffect(() => {
+    const d = dialog.current;
+    if (d && !d.open) d.showModal();
+  }, []);
+  const set = (patch: Partial<ExecForm>) => setForm((f) => ({ ...f, ...patch }));
+  const errors = checked.ok ? {} : checked.errors;
+  const p = preview.data && settledBody === bodyText ? preview.data : null;
+  return (
+    <dialog ref={dialog} className="exec-dialog" aria-labelledby="exec-title" onClose={onClose} onCancel={onClose}>
+      <form
+        method="dialog"
+        onSubmit={(e) => {
+          e.preventDefault();
+          fire.mutate();
+        }}
+      >
+        <h2 id="exec-title">Run {job.id}</h2>
+        <fieldset>
+          <legend>Targets</legend>
+          {(
+            [
+              ["job", `The job's own: ${describeTargets(job.targets)}${job.waves.length ? `, in ${job.waves.length} waves` : ""}`],
+              ["all", "Every agent, at once"],
+              ["groups", "Groups, at once"],
+              ["pcs", "PCs, at once"],
+            ] as const
+          ).map(([mode, label]) => (
+            <label key={mode} className="check">
+              <input type="radio" name="mode" value={mode} checked={form.mode === mode} onChange={() => set({ mode })} /> {label}
+            </label>
+          ))}
+          {form.mode === "groups" ? (
+            <Field id="exec-groups" label="Groups (comma-separated)" error={errors.groups}>
+              <input id="exec-groups" value={form.groups} onChange={(e) => set({ groups: e.target.value })} autoFocus />
+            </Field>
+          ) : null}
+          {form.mode === "pcs" ? (
+            <Field id="exec-pcs" label="PC ids (comma-separated)" error={errors.pcs}>
+              <textarea id="exec-pcs" rows={3} value={form.pcs} onChange={(e) => set({ pcs: e.target.value })} autoFocus />
+            </Field>
+          ) : null}
+        </fieldset>
+        <div className="inline-fields">
+          <Field id="exec-jitter" label="Jitter" error={errors.jitter} help={`Spread starts over this long (job: ${millis(job.jitter)})`}>
+            <input id="exec-jitter" value={form.jitter} placeholder="e.g. 5m" onChange={(e) => set({ jitter: e.target.value })} />
+          </Field>
+          <Field id="exec-deadline" label="Deadline" error={errors.deadline} help={`Agents offline longer skip it (job: ${millis(job.deadline)})`}>
+            <input id="exec-deadline" value={form.deadline} placeholder="e.g. 24h" onChange={(e) => set({ deadline: e.target.value })} />
+          </Field>
+        </div>
+        <section className="preview" aria-live="polite" aria-labelledby="preview-title">
+          <h3 id="preview-title">Who it will hit</h3>
+          {!checked.ok ? <p className="muted">Fix the form to see the targets.</p> : null}
+          {checked.ok && !p && !preview.isError ? <p className="muted">Counting…</p> : null}
+          {preview.isError ? <ErrorNote error={preview.error} what="count the targets" /> : null}
+          {p ? (
+            <>
+              <p data-testid="preview-count">
+                <strong>
+                  {p.target_count} agent{p.target_count === 1 ? "" : "s"}
+                </strong>{" "}
+                will be hit ({p.online} online now
+                {p.target_count > p.online ? "; the others run it when they reconnect, before its deadline" : ""}).
+              </p>
+              {p.waves.length > 0 ? (
+                <ol>
+                  {p.waves.map((w) => (
+                    <li key={w.wave}>
+                      {w.group}: {w.targets}
+                    </li>
+                  ))}
+                </ol>
+              ) : null}
+              {p.pcs.length > 0 ? (
+                <details>
+                  <summary>Which PCs</summary>
+                  <p className="small">
+                    {p.pcs.join(", ")}
+                    {p.target_count > p.pcs.length ? ` and ${p.target_count - p.pcs.length} more` : ""}
+                  </p>
+                </details>
+              ) : null}
+              {p.require_approval ? <p className="warn">A second operator must approve this run before it is sent.</p> : null}
+            </>
+          ) : null}
+        </section>
+        {fire.isError ? <ErrorNote error={fire.error} what="run the job" /> : null}
+        <div className="actions">
+          <button type="button" onClick={() => dialog.current?.close()}>
+            Cancel
+          </button>
+          <button type="submit" className="primary" disabled={!checked.ok || !p || p.target_count === 0 || fire.isPending}>
+            {fire.isPending ? "Sending…" : p ? `Run on ${p.target_count} agent${p.target_count === 1 ? "" : "s"}` : "Run"}
+          </button>
+        </div>
+      </form>
+    </dialog>
+  );
+}
+
+function Field(props: { id: string; label: string; error?: string; help?: string; children: ReactNode }) {
+  return (
+    <div className="field">
+      <label htmlFor={props.id}>{props.label}</label>
+      {props.children}
+      {props.help ? <p className="help">{props.help}</p> : null}
+      {props.error ? (
+        <p className="error" role="alert">
+          {props.error}
+        </p>
+      ) : null}
+    </div>
+  );
+}
