@@ -215,7 +215,7 @@ function Shell() {
           </ul>
         </nav>
         <div className="who">
-          <span className={`live live-${live}`} role="status" aria-live="polite">
+          <span className={`live live-${live}`} role="status" aria-live="polite" data-testid="live-state">
             <span aria-hidden="true">{live === "live" ? "● " : "○ "}</span>
             {liveText}
           </span>

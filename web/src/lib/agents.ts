@@ -112,7 +112,10 @@ export function summarize(agents: readonly Agent[]): FleetSummary {
     offline: agents.length - online,
     versions: [...versions.entries()]
       .map(([version, v]) => ({ version, ...v }))
-      .sort((a, b) => compareVersions(b.version, a.version)),
+      // Agents that report no version are not the newest: they come last.
+      .sort(
+        (a, b) => Number(a.version === "unknown") - Number(b.version === "unknown") || compareVersions(b.version, a.version),
+      ),
     os: [...os.entries()].map(([name, count]) => ({ os: name, count })).sort((a, b) => b.count - a.count),
     outboxFull: outboxFull.sort(),
   };

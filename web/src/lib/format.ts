@@ -13,6 +13,7 @@ export function ago(at: string | null | undefined, now: number = Date.now()): st
 
 /// A duration in seconds as its largest unit: "45 s", "12 min", "3 h", "2 d".
 export function span(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "—";
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min`;
@@ -32,7 +33,7 @@ export function took(started: string | null | undefined, finished: string | null
 
 /// Milliseconds as an operator would write them in a manifest: "90s" reads "1 min 30 s".
 export function millis(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined) return "—";
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
   if (ms < 1000) return `${ms} ms`;
   const parts: string[] = [];
   let s = Math.round(ms / 1000);

@@ -8,6 +8,8 @@ export const MAX_LIVE_CHARS = 512 * 1024;
 
 export class LiveOutput {
   private parts: string[] = [];
+  /// Parts before this index have been dropped (shifting a long array on every chunk would be quadratic).
+  private head = 0;
   private chars = 0;
   private next = 0;
   /// Chunks that never arrived (the live stream is best-effort; the stored result is complete).
@@ -22,21 +24,26 @@ export class LiveOutput {
     this.next = chunk.seq + 1;
     this.parts.push(chunk.data);
     this.chars += chunk.data.length;
-    while (this.chars > MAX_LIVE_CHARS && this.parts.length > 1) {
-      const first = this.parts.shift() ?? "";
-      this.chars -= first.length;
-      this.dropped += first.length;
+    // Drop the oldest text, whole chunks while they fit in the excess, then just the excess of the oldest one left:
+    // a big chunk is not thrown away whole because a small one came after it.
+    while (this.chars > MAX_LIVE_CHARS) {
+      const excess = this.chars - MAX_LIVE_CHARS;
+      const first = this.parts[this.head] ?? "";
+      const cut = Math.min(excess, first.length);
+      if (cut === first.length) this.head++;
+      else this.parts[this.head] = first.slice(cut);
+      this.chars -= cut;
+      this.dropped += cut;
     }
-    if (this.chars > MAX_LIVE_CHARS) {
-      const only = this.parts[0] ?? "";
-      this.parts[0] = only.slice(only.length - MAX_LIVE_CHARS);
-      this.dropped += only.length - MAX_LIVE_CHARS;
-      this.chars = MAX_LIVE_CHARS;
+    if (this.head > 1024 && this.head * 2 > this.parts.length) {
+      this.parts = this.parts.slice(this.head);
+      this.head = 0;
     }
     return true;
   }
 
   text(): string {
-    return (this.dropped > 0 ? `[${this.dropped} earlier characters not shown]\n` : "") + this.parts.join("");
+    const shown = (this.head === 0 ? this.parts : this.parts.slice(this.head)).join("");
+    return (this.dropped > 0 ? `[${this.dropped} earlier characters not shown]\n` : "") + shown;
   }
 }

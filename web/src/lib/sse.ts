@@ -17,30 +17,56 @@ export const MAX_EVENT_BYTES = 1024 * 1024;
 /// Incremental parser for the `text/event-stream` format (WHATWG HTML, "Server-sent events"): feed it text as it
 /// arrives, in chunks split anywhere, and it returns the events completed so far.
 export class SseParser {
-  private buffer = "";
+  /// The pieces of the line not yet ended, kept apart so a long line arriving in small chunks is not copied again
+  /// and again.
+  private pending: string[] = [];
+  private pendingLength = 0;
   private data: string[] = [];
   private size = 0;
   private event = "";
   private id: string | undefined;
   private oversized = false;
+  /// The last chunk ended in `\r`: a `\n` starting the next one is the rest of that line ending, not a blank line.
+  private afterCr = false;
+  /// The start of the current line was dropped for being too long: its rest is dropped too when it ends.
+  private skipLine = false;
 
   feed(chunk: string): SseEvent[] {
-    this.buffer += chunk;
+    if (chunk === "") return [];
+    if (this.afterCr) {
+      this.afterCr = false;
+      if (chunk.startsWith("\n")) chunk = chunk.slice(1);
+    }
     const out: SseEvent[] = [];
-    for (;;) {
-      const match = /\r\n|\r|\n/.exec(this.buffer);
-      if (!match) break;
-      // A lone `\r` at the very end may be the first half of `\r\n`: wait for the next chunk.
-      if (match[0] === "\r" && match.index === this.buffer.length - 1) break;
-      const line = this.buffer.slice(0, match.index);
-      this.buffer = this.buffer.slice(match.index + match[0].length);
+    const eol = /\r\n|\r|\n/g;
+    let start = 0;
+    for (let match = eol.exec(chunk); match; match = eol.exec(chunk)) {
+      let line = chunk.slice(start, match.index);
+      start = match.index + match[0].length;
+      if (this.pending.length > 0) {
+        line = this.pending.join("") + line;
+        this.pending = [];
+        this.pendingLength = 0;
+      }
+      if (this.skipLine) {
+        this.skipLine = false;
+        continue;
+      }
       const done = this.line(line);
       if (done) out.push(done);
     }
-    if (this.buffer.length > MAX_EVENT_BYTES) {
+    // A lone `\r` at the very end ends its line now; a `\n` arriving next is skipped above.
+    if (start === chunk.length && chunk.endsWith("\r")) this.afterCr = true;
+    if (start < chunk.length) {
+      this.pending.push(chunk.slice(start));
+      this.pendingLength += chunk.length - start;
+    }
+    if (this.pendingLength > MAX_EVENT_BYTES) {
       // One line longer than any event may be: drop it and everything up to the next blank line.
-      this.buffer = "";
+      this.pending = [];
+      this.pendingLength = 0;
       this.oversized = true;
+      this.skipLine = true;
     }
     return out;
   }
@@ -56,6 +82,11 @@ export class SseParser {
       this.event = "";
       this.oversized = false;
       return event;
+    }
+    if (line.length > MAX_EVENT_BYTES) {
+      // The same line arriving in pieces is dropped by `feed`; arriving whole, it is dropped here.
+      this.oversized = true;
+      return null;
     }
     if (line.startsWith(":")) return null;
     const colon = line.indexOf(":");
@@ -135,6 +166,7 @@ export async function follow(options: FollowOptions, signal: AbortSignal): Promi
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
     const timer = setTimeout(resolve, ms);
     signal.addEventListener("abort", () => {
       clearTimeout(timer);

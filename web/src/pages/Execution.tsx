@@ -89,7 +89,7 @@ function TargetTable(props: { targets: TargetState[]; selected: string | null; o
         </thead>
         <tbody>
           {props.targets.map((t) => (
-            <tr key={t.pc_id} aria-selected={t.pc_id === props.selected} className={t.pc_id === props.selected ? "selected" : undefined}>
+            <tr key={t.pc_id} aria-current={t.pc_id === props.selected ? "true" : undefined} className={t.pc_id === props.selected ? "selected" : undefined}>
               <td>
                 <PcLink pc={t.pc_id} />
                 {t.wave > 0 ? <span className="muted small"> wave {t.wave}</span> : null}

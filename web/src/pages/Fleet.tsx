@@ -105,7 +105,7 @@ function Summary({ agents }: { agents: Parameters<typeof summarize>[0] }) {
   const s = summarize(agents);
   return (
     <>
-      <dl className="cards" aria-label="Agent counts">
+      <dl className="cards">
         <div className="card">
           <dt>Online</dt>
           <dd data-testid="online-count">{s.online}</dd>

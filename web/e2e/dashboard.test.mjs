@@ -1,0 +1,241 @@
+// The dashboard in headless Chromium against a real backend, nats-server and agent, which
+// crates/kanade-backend/tests/dashboard.rs starts and describes through the environment:
+//   KANADE_URL            the backend, serving the embedded dashboard
+//   KANADE_TOKEN          the shared API token
+//   KANADE_PC             the one agent's pc id
+//   KANADE_PENDING_EXEC   an execution of job `guarded` that alice requested and that waits for approval
+//   KANADE_ARTIFACTS      where screenshots go
+//   KANADE_CHROMIUM       the browser (Debian's chromium; playwright-core does not download one)
+// The steps run in order in one browser: each starts where the previous one left the page.
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set; run this through \`cargo test -p kanade-backend --test dashboard\``);
+  return value;
+};
+const URL = env("KANADE_URL");
+const TOKEN = env("KANADE_TOKEN");
+const PC = env("KANADE_PC");
+const PENDING = env("KANADE_PENDING_EXEC");
+const ARTIFACTS = env("KANADE_ARTIFACTS");
+const WIDE = { width: 1280, height: 800 };
+const NARROW = { width: 390, height: 844 };
+/// How long one expectation may take: results travel agent → NATS → projector → SSE → page.
+const PATIENCE = 30_000;
+
+let browser;
+let context;
+let page;
+const problems = [];
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: env("KANADE_CHROMIUM"),
+    headless: true,
+    // This machine has no internet: keep Chromium from trying to reach Google's services at every start.
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  // bypassCSP only so axe-core can be injected for the accessibility checks; the page itself runs under the CSP.
+  context = await browser.newContext({ viewport: WIDE, bypassCSP: true });
+  context.setDefaultTimeout(PATIENCE);
+  page = await context.newPage();
+  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function shot(name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+const require = createRequire(import.meta.url);
+
+/// Runs axe-core on the current page; fails on serious or critical violations.
+async function accessible(what) {
+  await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 3) }));
+  });
+  const serious = result.filter((v) => v.impact === "serious" || v.impact === "critical");
+  assert.deepEqual(serious, [], `${what}: accessibility violations:\n${JSON.stringify(serious, null, 2)}`);
+}
+
+test("the dashboard asks for a token and refuses a wrong one", async () => {
+  await page.goto(URL);
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await accessible("sign-in page");
+  await page.getByLabel("API token").fill("not-the-token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "not accepted" }).waitFor();
+  await shot("01-sign-in");
+});
+
+test("signing in shows the fleet with the agent online", async () => {
+  await page.getByLabel("API token").fill(TOKEN);
+  await page.getByLabel("Your name").fill("bob");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Fleet", level: 1 }).waitFor();
+  await page.getByTestId("online-count").filter({ hasText: /^1$/ }).waitFor();
+  assert.equal(await page.getByTestId("offline-count").textContent(), "0");
+  await page.getByTestId("live-state").filter({ hasText: "Live" }).waitFor();
+  await accessible("fleet page");
+  await shot("02-fleet");
+});
+
+test("the agents table finds the agent, and its page pings it", async () => {
+  await page.getByRole("link", { name: "Agents", exact: true }).click();
+  await page.getByRole("heading", { name: "Agents", level: 1 }).waitFor();
+  const search = page.getByLabel("Search");
+  await search.fill("no-such-pc");
+  await page.getByText("No agent matches the search.").waitFor();
+  await search.fill(`${PC} online`);
+  const row = page.getByRole("row").filter({ has: page.getByRole("link", { name: PC }) });
+  await row.getByText("online").waitFor();
+  await page.getByRole("button", { name: "Last seen" }).click();
+  assert.equal(await page.getByRole("columnheader", { name: /Last seen/ }).getAttribute("aria-sort"), "descending");
+  await accessible("agents page");
+  await shot("03-agents");
+
+  await row.getByRole("link", { name: PC }).click();
+  await page.getByRole("heading", { name: PC, level: 1 }).waitFor();
+  await page.getByRole("button", { name: "Ping" }).click();
+  await page.getByText(/Answered in [0-9.]+ ms/).waitFor();
+  await page.getByRole("heading", { name: "Effective config" }).waitFor();
+  await accessible("agent page");
+  await shot("04-agent");
+});
+
+test("a job fired from the exec dialog reaches 100% and its output can be read", async () => {
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("link", { name: /^hello/ }).click();
+  await page.getByLabel("Manifest of hello").filter({ hasText: "echo hello from kanade" }).waitFor();
+  await accessible("jobs page");
+  await shot("05-jobs");
+
+  await page.getByRole("button", { name: "Run…" }).click();
+  const dialog = page.getByRole("dialog", { name: "Run hello" });
+  await dialog.waitFor();
+  await dialog.getByLabel("Every agent, at once").check();
+  await dialog.getByLabel("Jitter").fill("soon");
+  await dialog.getByText("is not a duration").waitFor();
+  await dialog.getByLabel("Jitter").fill("");
+  await dialog.getByTestId("preview-count").filter({ hasText: "1 agent will be hit (1 online now" }).waitFor();
+  await accessible("exec dialog");
+  await shot("06-exec-dialog");
+  await dialog.getByRole("button", { name: "Run on 1 agent" }).click();
+
+  await page.waitForURL(/\/activity\/[a-z0-9_-]+$/);
+  const bar = page.getByRole("progressbar", { name: "Progress" });
+  await expectAttribute(bar, "aria-valuenow", "100");
+  await page.getByRole("button", { name: `Output of ${PC}` }).click();
+  await page.getByTestId("stdout").filter({ hasText: "hello from kanade" }).waitFor();
+  await accessible("execution page");
+  await shot("07-execution-result");
+});
+
+test("a running job's output streams onto the page", async () => {
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("link", { name: /^ticker/ }).click();
+  await page.getByRole("button", { name: "Run…" }).click();
+  const dialog = page.getByRole("dialog", { name: "Run ticker" });
+  await dialog.getByRole("button", { name: "Run on 1 agent" }).click();
+  await page.waitForURL(/\/activity\/[a-z0-9_-]+$/);
+  // The targets table learns that the run started from the pushed change, without a reload.
+  await page.getByRole("button", { name: `Output of ${PC}` }).filter({ hasText: "Watch" }).click();
+  await page.getByTestId("live-output").filter({ hasText: /tick \d+/ }).waitFor();
+  await shot("08-live-output");
+  // When it finishes, the stored result replaces the stream.
+  await page.getByTestId("stdout").filter({ hasText: "tick 16" }).waitFor();
+});
+
+test("an execution waiting for approval is approved from the Activity page", async () => {
+  await page.getByRole("link", { name: "Activity", exact: true }).click();
+  const card = page.getByRole("article").filter({ has: page.getByRole("link", { name: /^guarded/ }) });
+  await card.getByText("pending approval").waitFor();
+  await accessible("activity page");
+  await shot("09-activity-pending");
+  await card.getByRole("button", { name: `Approve guarded ${PENDING}` }).click();
+  await card.getByText("completed").waitFor();
+  await expectAttribute(card.getByRole("progressbar"), "aria-valuenow", "100");
+  await card.getByText("approved by bob").waitFor();
+  await shot("10-activity-approved");
+});
+
+test("the audit log shows who did what, filtered by operator", async () => {
+  await page.getByRole("link", { name: "Audit", exact: true }).click();
+  await page.getByLabel("Operator").fill("bob");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/actor=bob/);
+  const approve = page.getByRole("row").filter({ hasText: "approve" }).filter({ hasText: PENDING });
+  await approve.waitFor();
+  const operators = await page.locator("tbody tr td:nth-child(2)").allTextContents();
+  assert.ok(operators.length > 0 && operators.every((o) => o === "bob"), `only bob's actions are shown: ${operators}`);
+  await accessible("audit page");
+  await shot("11-audit");
+});
+
+test("everything is reachable from the keyboard", async () => {
+  await page.goto(`${URL}/`);
+  await page.getByRole("heading", { name: "Fleet", level: 1 }).waitFor();
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content");
+  // Tab on to the navigation and open Jobs with Enter; focus moves to the new page's heading.
+  let reached = false;
+  for (let i = 0; i < 10 && !reached; i++) {
+    await page.keyboard.press("Tab");
+    reached = (await page.evaluate(() => document.activeElement?.textContent)) === "Jobs";
+  }
+  assert.ok(reached, "the Jobs link is reachable with Tab");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Jobs", level: 1 }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "page-title");
+});
+
+test("the pages fit a narrow window", async () => {
+  await page.setViewportSize(NARROW);
+  for (const [path, heading, name] of [
+    ["/", "Fleet", "12-narrow-fleet"],
+    ["/agents", "Agents", "13-narrow-agents"],
+    ["/activity", "Activity", "14-narrow-activity"],
+  ]) {
+    await page.goto(`${URL}${path}`);
+    await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `${path} is ${overflow}px wider than a ${NARROW.width}px window`);
+    await shot(name);
+  }
+  await page.setViewportSize(WIDE);
+});
+
+test("the browser saw no errors", () => {
+  // A refused sign-in is a 401 the console reports as a failed resource; anything else is a real problem.
+  const real = problems.filter((p) => !/status of 401/.test(p));
+  assert.deepEqual(real, []);
+});
+
+async function expectAttribute(locator, name, value) {
+  const deadline = Date.now() + PATIENCE;
+  let last;
+  while (Date.now() < deadline) {
+    last = await locator.getAttribute(name);
+    if (last === value) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`${name} stayed ${last}, expected ${value}`);
+}

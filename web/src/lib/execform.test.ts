@@ -1,0 +1,152 @@
+import { describe, expect, it } from "vitest";
+import { check, EMPTY_FORM, splitNames, type ExecForm } from "./execform";
+
+const form = (over: Partial<ExecForm>): ExecForm => ({ ...EMPTY_FORM, ...over });
+
+function errorsOf(f: ExecForm) {
+  const checked = check(f);
+  if (checked.ok) throw new Error(`expected errors, got ${JSON.stringify(checked.body)}`);
+  return checked.errors;
+}
+
+function bodyOf(f: ExecForm) {
+  const checked = check(f);
+  if (!checked.ok) throw new Error(`expected a body, got ${JSON.stringify(checked.errors)}`);
+  return checked.body;
+}
+
+describe("splitNames", () => {
+  it("splits on commas and any whitespace, dropping empties", () => {
+    expect(splitNames("a, b,c\n d\t e,,, ,f")).toEqual(["a", "b", "c", "d", "e", "f"]);
+    expect(splitNames("")).toEqual([]);
+    expect(splitNames("  , ,\n\t ")).toEqual([]);
+  });
+
+  it("removes duplicates, keeping the first occurrence's order", () => {
+    expect(splitNames("b a b c a")).toEqual(["b", "a", "c"]);
+  });
+
+  it("keeps names case-sensitive (the check rejects uppercase, it does not fold it)", () => {
+    expect(splitNames("pc1 PC1")).toEqual(["pc1", "PC1"]);
+  });
+});
+
+describe("check", () => {
+  it("sends an empty body for the job's own targets", () => {
+    expect(check(EMPTY_FORM)).toEqual({ ok: true, body: {} });
+    // Text left in the other modes' boxes does not matter.
+    expect(bodyOf(form({ mode: "job", pcs: "NOT VALID!", groups: "x y" }))).toEqual({});
+  });
+
+  it("sends all: true for every agent", () => {
+    expect(bodyOf(form({ mode: "all" }))).toEqual({ all: true });
+  });
+
+  it("sends named groups, de-duplicated", () => {
+    expect(bodyOf(form({ mode: "groups", groups: "canary, office canary\nlab" }))).toEqual({ groups: ["canary", "office", "lab"] });
+  });
+
+  it("sends named PCs, de-duplicated", () => {
+    expect(bodyOf(form({ mode: "pcs", pcs: "pc-1 pc_2,pc-1\npc-1" }))).toEqual({ pcs: ["pc-1", "pc_2"] });
+  });
+
+  it("rejects an empty list of groups or PCs", () => {
+    expect(errorsOf(form({ mode: "groups", groups: "" })).groups).toMatch(/at least one group/);
+    expect(errorsOf(form({ mode: "groups", groups: " ,\n, " })).groups).toMatch(/at least one group/);
+    expect(errorsOf(form({ mode: "pcs", pcs: "   " })).pcs).toMatch(/at least one PC/);
+  });
+
+  it("rejects ids the backend would refuse", () => {
+    const bad = [
+      "PC-1",
+      "Pc1",
+      "a".repeat(65),
+      "pc.1",
+      "pc/1",
+      "../etc",
+      "pc:1",
+      "pc'1",
+      "pc\u00e91",
+      "ｐｃ１",
+      "pc\u200b1",
+      "πc",
+      "🎉",
+      "İ",
+    ];
+    for (const id of bad) {
+      const errors = errorsOf(form({ mode: "pcs", pcs: `good-1 ${id}` }));
+      expect(errors.pcs, id).toMatch(/is not a PC id/);
+      const gErrors = errorsOf(form({ mode: "groups", groups: `${id}, good` }));
+      expect(gErrors.groups, id).toMatch(/is not a group name/);
+    }
+  });
+
+  it("accepts ids of 1 to 64 allowed characters", () => {
+    expect(bodyOf(form({ mode: "pcs", pcs: "a" }))).toEqual({ pcs: ["a"] });
+    expect(bodyOf(form({ mode: "pcs", pcs: "a".repeat(64) }))).toEqual({ pcs: ["a".repeat(64)] });
+    expect(bodyOf(form({ mode: "pcs", pcs: "0_-z9" }))).toEqual({ pcs: ["0_-z9"] });
+  });
+
+  it("quotes a bad name shortened, so a pasted essay does not flood the dialog", () => {
+    const long = "X".repeat(5000);
+    const message = errorsOf(form({ mode: "pcs", pcs: long })).pcs ?? "";
+    expect(message.length).toBeLessThan(200);
+    expect(message).toContain("X".repeat(70));
+    expect(message).not.toContain("X".repeat(71));
+  });
+
+  it("rejects more than 10000 PCs and accepts exactly 10000", () => {
+    const names = (n: number) => Array.from({ length: n }, (_, i) => `pc-${i}`).join("\n");
+    expect(bodyOf(form({ mode: "pcs", pcs: names(10_000) })).pcs).toHaveLength(10_000);
+    expect(errorsOf(form({ mode: "pcs", pcs: names(10_001) })).pcs).toMatch(/10001 PCs named; the limit is 10000/);
+    // Duplicates do not count towards the limit.
+    expect(bodyOf(form({ mode: "pcs", pcs: `${names(10_000)}\n${names(10_000)}` })).pcs).toHaveLength(10_000);
+  });
+
+  it("leaves units to the backend, which knows humantime's", () => {
+    // The form checks the shape; the preview request reports a unit the backend does not know.
+    for (const d of ["1.5h", "5x", "5S"]) expect(bodyOf(form({ jitter: d })).jitter).toBe(d);
+  });
+
+  it("accepts humantime durations", () => {
+    for (const d of ["30s", "5m", "2h", "1d", "1w", "90 s", "1h30m", "1h 30m", "250ms", "10 minutes", "3 hours", "1µs", "7days", " 5m "]) {
+      const body = bodyOf(form({ jitter: d, deadline: d }));
+      expect(body.jitter, d).toBe(d.trim());
+      expect(body.deadline, d).toBe(d.trim());
+    }
+  });
+
+  it("leaves out empty or blank durations", () => {
+    expect(bodyOf(form({ jitter: "", deadline: "   " }))).toEqual({});
+  });
+
+  it("rejects what is not a duration", () => {
+    for (const d of ["5", "s", "abc", "-5s", "1h-", "5 m s", "5.s", "1h;rm -rf /", "5m\n6m\u0000", "٣s", "5 ms ms"]) {
+      const errors = errorsOf(form({ jitter: d }));
+      expect(errors.jitter, JSON.stringify(d)).toMatch(/is not a duration/);
+      expect(errors.deadline).toBeUndefined();
+      expect(errorsOf(form({ deadline: d })).deadline, JSON.stringify(d)).toMatch(/is not a duration/);
+    }
+  });
+
+  it("quotes a long bad duration shortened", () => {
+    const evil = "1".repeat(50_000) + "x";
+    const message = errorsOf(form({ jitter: evil })).jitter ?? "";
+    expect(message.length).toBeLessThan(100);
+    const evil2 = "1s ".repeat(20_000) + "x";
+    expect(errorsOf(form({ deadline: evil2 })).deadline).toMatch(/is not a duration/);
+  });
+
+  it("reports every bad field at once", () => {
+    const errors = errorsOf(form({ mode: "pcs", pcs: "", jitter: "soon", deadline: "later" }));
+    expect(Object.keys(errors).sort()).toEqual(["deadline", "jitter", "pcs"]);
+  });
+
+  it("combines targets and durations in one body", () => {
+    expect(bodyOf(form({ mode: "groups", groups: "lab", jitter: "30s", deadline: "1h" }))).toEqual({
+      groups: ["lab"],
+      jitter: "30s",
+      deadline: "1h",
+    });
+  });
+});

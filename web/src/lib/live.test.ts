@@ -1,0 +1,135 @@
+import { describe, expect, it } from "vitest";
+import { keys, parseChange, stale, type QueryKey } from "./live";
+import type { Change } from "./types";
+
+const change = (topic: string, ids: string[] = []): Change => ({ topic: topic as Change["topic"], ids });
+
+/// Whether `prefix` covers `key` the way TanStack Query matches a partial query key.
+const covers = (prefix: QueryKey, key: readonly string[]) => prefix.every((part, i) => key[i] === part);
+const anyCovers = (prefixes: QueryKey[], key: readonly string[]) => prefixes.some((p) => covers(p, key));
+
+describe("stale", () => {
+  it("agents: the list, and every agent page without ids", () => {
+    expect(stale(change("agents"))).toEqual([["agents"], ["agent"]]);
+  });
+
+  it("agents: the list and the named agents with ids", () => {
+    expect(stale(change("agents", ["pc-1", "pc-2"]))).toEqual([["agents"], ["agent", "pc-1"], ["agent", "pc-2"]]);
+    const prefixes = stale(change("agents", ["pc-1"]));
+    expect(anyCovers(prefixes, keys.agent("pc-1"))).toBe(true);
+    expect(anyCovers(prefixes, keys.agent("pc-2"))).toBe(false);
+    expect(anyCovers(prefixes, keys.agents)).toBe(true);
+    expect(anyCovers(prefixes, keys.jobs)).toBe(false);
+  });
+
+  it("results: results, the executions list and the named executions' pages", () => {
+    expect(stale(change("results", ["e1"]))).toEqual([
+      ["results"],
+      ["executions"],
+      ["execution", "e1"],
+      ["targets", "e1"],
+      ["exec-results", "e1"],
+    ]);
+    const prefixes = stale(change("results", ["e1"]));
+    expect(anyCovers(prefixes, keys.results("pc_id=pc-1"))).toBe(true);
+    expect(anyCovers(prefixes, keys.executions("job_id=x"))).toBe(true);
+    expect(anyCovers(prefixes, keys.execution("e1"))).toBe(true);
+    expect(anyCovers(prefixes, keys.targets("e1"))).toBe(true);
+    expect(anyCovers(prefixes, keys.execResults("e1"))).toBe(true);
+    expect(anyCovers(prefixes, keys.execution("e2"))).toBe(false);
+    expect(anyCovers(prefixes, keys.agents)).toBe(false);
+  });
+
+  it("results without ids: every execution's pages", () => {
+    expect(stale(change("results"))).toEqual([["results"], ["executions"], ["execution"], ["targets"], ["exec-results"]]);
+  });
+
+  it("executions: the list and the named executions' pages", () => {
+    expect(stale(change("executions", ["e1", "e2"]))).toEqual([
+      ["executions"],
+      ["execution", "e1"],
+      ["execution", "e2"],
+      ["targets", "e1"],
+      ["targets", "e2"],
+    ]);
+    expect(stale(change("executions"))).toEqual([["executions"], ["execution"], ["targets"]]);
+    expect(anyCovers(stale(change("executions", ["e1"])), keys.execResults("e1"))).toBe(false);
+  });
+
+  it("audit: the audit log, with or without ids", () => {
+    expect(stale(change("audit"))).toEqual([["audit"]]);
+    expect(stale(change("audit", ["whatever"]))).toEqual([["audit"]]);
+  });
+
+  it("jobs: the job list and every preview", () => {
+    expect(stale(change("jobs"))).toEqual([["jobs"], ["preview"]]);
+    expect(stale(change("jobs", ["j1"]))).toEqual([["jobs"], ["preview"]]);
+    expect(anyCovers(stale(change("jobs")), keys.preview("j1", "{}"))).toBe(true);
+  });
+
+  it("all and unknown topics: everything", () => {
+    for (const topic of ["all", "something-new", "", "AGENTS", "__proto__", "toString"]) {
+      const prefixes = stale(change(topic, ["x"]));
+      expect(prefixes, topic).toEqual([[]]);
+      expect(anyCovers(prefixes, keys.session)).toBe(true);
+      expect(anyCovers(prefixes, keys.agent("x"))).toBe(true);
+    }
+  });
+
+  it("never returns an empty list, so a change always refreshes something", () => {
+    for (const topic of ["agents", "results", "executions", "audit", "jobs", "all", "?"]) {
+      for (const ids of [[], ["a"], ["a", "b"]]) expect(stale(change(topic, ids)).length).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe("parseChange", () => {
+  it("parses a change", () => {
+    expect(parseChange('{"topic":"agents","ids":["pc-1","pc-2"]}')).toEqual({ topic: "agents", ids: ["pc-1", "pc-2"] });
+    expect(parseChange('{"topic":"audit","ids":[]}')).toEqual({ topic: "audit", ids: [] });
+  });
+
+  it("defaults missing or malformed ids to none, and drops ids that are not strings", () => {
+    expect(parseChange('{"topic":"jobs"}')).toEqual({ topic: "jobs", ids: [] });
+    expect(parseChange('{"topic":"jobs","ids":"pc-1"}')).toEqual({ topic: "jobs", ids: [] });
+    expect(parseChange('{"topic":"jobs","ids":{"0":"a"}}')).toEqual({ topic: "jobs", ids: [] });
+    expect(parseChange('{"topic":"agents","ids":["a",1,null,{},["b"],"c",true]}')).toEqual({ topic: "agents", ids: ["a", "c"] });
+  });
+
+  it("keeps an unknown topic, which then refreshes everything", () => {
+    const parsed = parseChange('{"topic":"brand-new","ids":["x"]}');
+    expect(parsed).toEqual({ topic: "brand-new", ids: ["x"] });
+    expect(stale(parsed as Change)).toEqual([[]]);
+  });
+
+  it("returns null for garbage", () => {
+    for (const data of [
+      "",
+      " ",
+      "not json",
+      "{",
+      "{'topic':'agents'}",
+      "null",
+      "true",
+      "42",
+      '"agents"',
+      "[]",
+      '["agents"]',
+      "{}",
+      '{"topic":null}',
+      '{"topic":7,"ids":[]}',
+      '{"topic":["agents"]}',
+      '{"ids":["a"]}',
+      '{"topic":"agents"}garbage',
+      "\u0000",
+    ]) {
+      expect(parseChange(data), JSON.stringify(data)).toBeNull();
+    }
+  });
+
+  it("is not fooled by prototype keys", () => {
+    const parsed = parseChange('{"__proto__":{"topic":"agents"},"ids":["a"]}');
+    expect(parsed).toBeNull();
+    expect(({} as { topic?: unknown }).topic).toBeUndefined();
+  });
+});
