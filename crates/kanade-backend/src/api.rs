@@ -1,5 +1,6 @@
 //! The HTTP API: JSON over axum. Every `/api` route needs `Authorization: Bearer <token>` unless auth is disabled;
 //! every error, including a rejected query or path, has the same shape: `{"error": {"code", "message"}}`.
+//! Everything outside `/api` and `/health` is the embedded web dashboard (`crate::web`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +24,15 @@ use crate::db::{AgentRow, Db, ResultFilter, ResultRow};
 
 pub const DEFAULT_RESULT_LIMIT: u32 = 100;
 pub const MAX_RESULT_LIMIT: u32 = 1000;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may take to produce its response. tower-http's `TimeoutLayer` bounds the handler's future,
+/// not the body it returns, so a live event stream is not cut off by it (`tests/live.rs` shows it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+mod agents;
 mod executions;
 mod jobs;
+mod streams;
 
 pub struct AppState {
     pub db: Db,
@@ -35,6 +40,12 @@ pub struct AppState {
     pub auth: AuthConfig,
     pub offline_after: Duration,
     pub engine: Arc<crate::engine::Engine>,
+    /// Announces changes to every replica's live clients.
+    pub live: crate::live::Publisher,
+    /// This replica's live clients.
+    pub hub: Arc<crate::live::Hub>,
+    /// Cancelled when the backend stops: live streams end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -48,19 +59,34 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, REQUEST_TIMEOUT)
+}
+
+/// The whole HTTP surface, with `request_timeout` in place of [`REQUEST_TIMEOUT`].
+pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
     let api = Router::new()
+        .route("/session", get(session))
         .route("/agents", get(list_agents))
         .route("/agents/{pc_id}", get(get_agent))
+        .route("/agents/{pc_id}/ping", post(agents::ping))
+        .route("/agents/{pc_id}/config", get(agents::config))
         .route("/results", get(list_results))
         .route("/jobs", get(jobs::list).post(jobs::create))
         .route("/jobs/{job_id}", get(jobs::get).delete(jobs::delete))
+        .route("/jobs/{job_id}/revoke", post(jobs::revoke))
+        .route("/jobs/{job_id}/unrevoke", post(jobs::unrevoke))
+        .route("/jobs/{job_id}/preview", post(executions::preview))
         .route("/exec/{job_id}", post(executions::exec))
         .route("/deploy", post(executions::deploy))
         .route("/executions", get(executions::list))
         .route("/executions/{exec_id}", get(executions::get))
         .route("/executions/{exec_id}/results", get(executions::results))
+        .route("/executions/{exec_id}/targets", get(executions::targets))
+        .route("/executions/{exec_id}/output", get(streams::output))
         .route("/executions/{exec_id}/approve", post(executions::approve))
         .route("/executions/{exec_id}/reject", post(executions::reject))
+        .route("/executions/{exec_id}/kill", post(executions::kill))
+        .route("/events", get(streams::events))
         .route("/audit", get(list_audit))
         .route("/app-packages/{name}/{version}", get(crate::packages::serve).head(crate::packages::serve))
         .method_not_allowed_fallback(api_method_not_allowed)
@@ -71,8 +97,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api", api)
         // The nested fallback matches `/api` and `/api/<anything>` but not `/api/` itself.
         .route("/api/", any(api_not_found))
+        .merge(crate::web::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .with_state(state)
 }
 
@@ -255,6 +282,13 @@ impl PathIdKind for JobId {
     }
 }
 
+impl PathIdKind for PcId {
+    const CODE: &'static str = "invalid_pc_id";
+    fn parse(raw: String) -> Result<Self, kanade_shared::IdError> {
+        PcId::new(raw)
+    }
+}
+
 impl PathIdKind for ExecId {
     const CODE: &'static str = "invalid_exec_id";
     fn parse(raw: String) -> Result<Self, kanade_shared::IdError> {
@@ -324,6 +358,36 @@ async fn api_method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this API route")
 }
 
+/// A request body that must be empty, or an empty JSON object: an action that takes no arguments refuses any.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
+/// `GET /api/session`: who the caller is, as the auth layer established it. The dashboard calls it to check a login.
+#[derive(Serialize)]
+struct Session {
+    actor: String,
+    /// True when a per-operator token proves the name; false when it is the client's claim (`x-kanade-operator`).
+    verified: bool,
+    /// `token`, or `disabled` (loopback only; every name is a claim).
+    auth: &'static str,
+    /// The backend's version.
+    version: &'static str,
+}
+
+async fn session(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Session> {
+    let auth = match state.auth {
+        AuthConfig::Disabled => "disabled",
+        AuthConfig::Tokens { .. } => "token",
+    };
+    Json(Session {
+        actor: caller.actor.to_string(),
+        verified: caller.verified,
+        auth,
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
@@ -354,8 +418,12 @@ pub struct AgentView {
 }
 
 fn view(agent: AgentRow, now: DateTime<Utc>, offline_after: Duration) -> AgentView {
-    let age = now.signed_duration_since(agent.last_seen).to_std().unwrap_or_default();
-    AgentView { online: age <= offline_after, agent }
+    AgentView { online: is_online(agent.last_seen, now, offline_after), agent }
+}
+
+/// An agent is online while its last heartbeat arrived at most `offline_after` ago.
+pub(crate) fn is_online(last_seen: DateTime<Utc>, now: DateTime<Utc>, offline_after: Duration) -> bool {
+    now.signed_duration_since(last_seen).to_std().unwrap_or_default() <= offline_after
 }
 
 async fn list_agents(State(state): State<Arc<AppState>>) -> Result<Json<Vec<AgentView>>, ApiError> {

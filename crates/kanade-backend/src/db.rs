@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat};
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, RunStarted};
 use kanade_shared::{ExecId, JobId, PcId};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -13,7 +13,9 @@ use sqlx::{AnyPool, Row};
 
 mod executions;
 
-pub use executions::{ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, WaveRow};
+pub use executions::{
+    ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, TargetRow, WaveRow,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -129,6 +131,25 @@ impl Db {
             .bind(result.reason.as_ref().map(|r| r.as_str().to_owned()))
             .bind(i64::try_from(*stream_seq).unwrap_or(i64::MAX))
             .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that runs began; the first record of a run stays (a redelivered event lands on the same row).
+    pub async fn insert_started(&self, rows: &[(RunStarted, u64)]) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for (started, _) in rows {
+            sqlx::query(
+                "INSERT INTO runs_started (exec_id, pc_id, job_id, started_at_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (exec_id, pc_id) DO NOTHING",
+            )
+            .bind(started.exec_id.as_str())
+            .bind(started.pc_id.as_str())
+            .bind(started.job_id.as_str())
+            .bind(started.started_at.timestamp_millis())
             .execute(&mut *tx)
             .await?;
         }
@@ -279,6 +300,27 @@ impl Db {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(|row| Ok((row.try_get("status")?, row.try_get("n")?))).collect()
+    }
+
+    /// How many of an execution's runs have begun and have no result yet (from any agent, targeted or not).
+    pub async fn exec_running_count(&self, exec: &ExecId) -> Result<i64, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM runs_started s WHERE s.exec_id = $1
+                AND NOT EXISTS (SELECT 1 FROM results r WHERE r.exec_id = s.exec_id AND r.pc_id = s.pc_id)",
+        )
+        .bind(exec.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The job of a run that began, for an execution known only from its agents' events.
+    pub async fn started_job(&self, exec: &ExecId) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT job_id FROM runs_started WHERE exec_id = $1 ORDER BY pc_id LIMIT 1")
+            .bind(exec.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| row.try_get("job_id")).transpose().map_err(Into::into)
     }
 
     /// How many results are stored, for tests and benchmarks.

@@ -15,7 +15,7 @@ use kanade_ops::OpsError;
 use kanade_ops::audit::{self, Source};
 use kanade_ops::catalogue::{self, Catalogue};
 use kanade_ops::control;
-use kanade_shared::manifest::Targets;
+use kanade_shared::manifest::{StoredJob, Targets, Wave};
 use kanade_shared::subject::Target;
 use kanade_shared::wire::Command;
 use kanade_shared::{Actor, ExecId, GroupName, JobId, PcId};
@@ -23,7 +23,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Caller;
-use crate::db::{Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
+use crate::db::{AgentRow, Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
+use crate::live::{Publisher, Topic};
 
 /// How often the engine looks at running rollouts.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -66,37 +67,70 @@ pub struct ExecRequest {
 pub struct Engine {
     db: Db,
     nats: async_nats::Client,
+    live: Publisher,
     /// One step at a time in this process: a request starting an execution and the tick never interleave.
     step: tokio::sync::Mutex<()>,
 }
 
+/// What firing a job would do, worked out exactly as firing works it out; nothing is sent or stored.
+pub struct Plan {
+    pub stored: StoredJob,
+    pub revoked: bool,
+    pub targets: Targets,
+    /// The rollout: the job's own waves when the request names no targets, else none.
+    pub waves: Vec<Wave>,
+    /// Known agents the targets reach, each with the 1-based wave that reaches it first (0 without waves).
+    pub reached: Vec<(String, i64)>,
+    /// Every known agent, as the targets were resolved against.
+    pub agents: Vec<AgentRow>,
+}
+
+impl Plan {
+    /// An execution must name someone, even if no known agent matches yet.
+    pub fn check_targets(&self) -> Result<(), ExecError> {
+        let targets = &self.targets;
+        if !targets.all && targets.groups.is_empty() && targets.pcs.is_empty() {
+            return Err(ExecError::Invalid("no targets: name pcs, groups or all".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Engine {
-    pub fn new(db: Db, nats: async_nats::Client) -> Arc<Self> {
-        Arc::new(Self { db, nats, step: tokio::sync::Mutex::new(()) })
+    pub fn new(db: Db, nats: async_nats::Client, live: Publisher) -> Arc<Self> {
+        Arc::new(Self { db, nats, live, step: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Works out whom firing `job` with `request` reaches, and in which waves. `exec` fires exactly this plan, so
+    /// a preview (`POST /api/jobs/{id}/preview`) and a fire right after it count the same targets.
+    pub async fn plan(&self, catalogue: &Catalogue, job: &JobId, request: &ExecRequest) -> Result<Plan, ExecError> {
+        let stored = catalogue.get(job).await?.ok_or_else(|| ExecError::JobNotFound(job.clone()))?;
+        let revoked = control::is_revoked(&self.nats, job).await?;
+        let (targets, waves) = match &request.targets {
+            Some(targets) => (targets.clone(), Vec::new()),
+            None => (stored.job.targets.clone(), stored.job.waves.clone()),
+        };
+        let agents = self.db.list_agents().await?;
+        let reached = resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
+        Ok(Plan { stored, revoked, targets, waves, reached, agents })
     }
 
     /// Creates an execution of `job` and, unless the job needs approval, sends it.
     pub async fn exec(&self, job: &JobId, request: ExecRequest, caller: &Caller) -> Result<ExecId, ExecError> {
         let catalogue = Catalogue::open(&self.nats).await?;
-        let stored = catalogue.get(job).await?.ok_or_else(|| ExecError::JobNotFound(job.clone()))?;
-        if control::is_revoked(&self.nats, job).await? {
+        let plan = self.plan(&catalogue, job, &request).await?;
+        if plan.revoked {
             return Err(ExecError::Revoked(job.clone()));
         }
+        let stored = &plan.stored;
         // Resolved now, so what an approver approves is exactly what will run (a script object is pinned by its
         // SHA-256 and checked here).
-        let script = catalogue.script(&stored).await?;
+        let script = catalogue.script(stored).await?;
         let exec_id = ExecId::generate();
-        let command = catalogue::command_for(&stored, exec_id.clone(), script, request.jitter);
+        let command = catalogue::command_for(stored, exec_id.clone(), script, request.jitter);
         command.validate().map_err(|err| ExecError::Invalid(format!("job `{job}`: {err}")))?;
-        let (targets, waves) = match request.targets {
-            Some(targets) => (targets, Vec::new()),
-            None => (stored.job.targets.clone(), stored.job.waves.clone()),
-        };
-        if !targets.all && targets.groups.is_empty() && targets.pcs.is_empty() {
-            return Err(ExecError::Invalid("no targets: name pcs, groups or all".into()));
-        }
-        let agents = self.db.list_agents().await?;
-        let reached = resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
+        plan.check_targets()?;
+        let Plan { targets, waves, reached, .. } = &plan;
         let deadline = request.deadline.or(stored.job.deadline);
         let status = if stored.job.require_approval { ExecStatus::PendingApproval } else { ExecStatus::Starting };
         let now = Utc::now();
@@ -130,6 +164,7 @@ impl Engine {
             "status": status.as_str(), "identity": identity(caller),
         });
         self.audit(&caller.actor, "exec", exec_id.as_str(), details).await;
+        self.changed(&exec_id).await;
         if status == ExecStatus::Starting {
             self.start_now(&exec_id).await;
         }
@@ -155,6 +190,7 @@ impl Engine {
         let details =
             serde_json::json!({ "job_id": row.job_id, "requested_by": row.requested_by, "identity": identity(caller) });
         self.audit(&caller.actor, "approve", exec.as_str(), details).await;
+        self.changed(exec).await;
         self.start_now(exec).await;
         Ok(())
     }
@@ -168,6 +204,7 @@ impl Engine {
         }
         let details = serde_json::json!({ "job_id": row.job_id, "requested_by": row.requested_by, "reason": reason });
         self.audit(&caller.actor, "reject", exec.as_str(), details).await;
+        self.changed(exec).await;
         Ok(())
     }
 
@@ -239,12 +276,17 @@ impl Engine {
         let job = JobId::new(row.job_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
         control::set_current(&self.nats, &job, &row.version).await?;
         let now = Utc::now();
-        for older in self.db.supersede(&job, &exec, &row.version, now).await? {
+        let superseded = self.db.supersede(&job, &exec, &row.version, now).await?;
+        for older in &superseded {
             tracing::info!(exec_id = %older, newer = %exec, "rollout superseded by a newer version");
+        }
+        if !superseded.is_empty() {
+            self.live.changed(Topic::Executions, superseded).await;
         }
         let waves = self.db.waves(&exec).await?;
         if !waves.is_empty() {
             if self.db.transition(&exec, ExecStatus::Starting, ExecStatus::RollingOut, None, now).await? {
+                self.changed(&exec).await;
                 let row = self.db.get_execution(&exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
                 self.drive(&row).await?;
             }
@@ -255,7 +297,9 @@ impl Engine {
         for target in subjects(&targets) {
             self.send(row, &target).await?;
         }
-        self.db.transition(&exec, ExecStatus::Starting, ExecStatus::Running, None, Utc::now()).await?;
+        if self.db.transition(&exec, ExecStatus::Starting, ExecStatus::Running, None, Utc::now()).await? {
+            self.changed(&exec).await;
+        }
         tracing::info!(exec_id = %exec, job_id = %job, targets = row.target_count, "execution sent");
         Ok(())
     }
@@ -282,12 +326,15 @@ impl Engine {
                     tracing::warn!(exec_id = %exec, %reason, "rollout halted");
                     let actor = Actor::from_login(ENGINE_ACTOR);
                     self.audit(&actor, "rollout-halt", exec.as_str(), serde_json::json!({ "reason": reason })).await;
+                    self.changed(&exec).await;
                 }
                 return Ok(());
             }
         }
         let Some(next) = waves.iter().find(|w| w.state != "sent") else {
-            self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Running, None, now).await?;
+            if self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Running, None, now).await? {
+                self.changed(&exec).await;
+            }
             return Ok(());
         };
         let group = GroupName::new(next.group.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
@@ -299,7 +346,9 @@ impl Engine {
         }
         // `sending`: just claimed, or left so by a backend that stopped mid-send. Sending again is harmless.
         self.send(row, &Target::Group(group)).await?;
-        self.db.wave_transition(&exec, next.wave, "sending", "sent", now).await?;
+        if self.db.wave_transition(&exec, next.wave, "sending", "sent", now).await? {
+            self.changed(&exec).await;
+        }
         tracing::info!(exec_id = %exec, wave = next.wave, group = %next.group, "wave sent");
         Ok(())
     }
@@ -313,6 +362,11 @@ impl Engine {
         command.deadline = row.deadline_ms.map(|ms| now + chrono::Duration::milliseconds(ms));
         control::publish(&self.nats, target, &command).await?;
         Ok(())
+    }
+
+    /// Tells live dashboards that `exec`'s status or one of its waves changed.
+    async fn changed(&self, exec: &ExecId) {
+        self.live.changed(Topic::Executions, [exec.as_str()]).await;
     }
 
     async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {

@@ -6,8 +6,10 @@
 pub mod api;
 pub mod db;
 pub mod engine;
+pub mod live;
 pub mod packages;
 pub mod projector;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub struct Bound {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     js: async_nats::jetstream::Context,
+    request_timeout: std::time::Duration,
 }
 
 impl Backend {
@@ -65,15 +68,40 @@ impl Backend {
             "kanade-backend listening"
         );
         let js = async_nats::jetstream::new(nats.clone());
-        let engine = engine::Engine::new(db.clone(), nats.clone());
-        let state = Arc::new(AppState { db, nats, auth: config.auth, offline_after: config.offline_after, engine });
-        Ok(Bound { listener, state, js })
+        let live = live::Publisher::new(nats.clone());
+        let engine = engine::Engine::new(db.clone(), nats.clone(), live.clone());
+        let state = Arc::new(AppState {
+            db,
+            nats,
+            auth: config.auth,
+            offline_after: config.offline_after,
+            engine,
+            live,
+            hub: Arc::new(live::Hub::default()),
+            shutdown: CancellationToken::new(),
+        });
+        Ok(Bound { listener, state, js, request_timeout: api::REQUEST_TIMEOUT })
     }
 }
 
 impl Bound {
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// How long a request may take to produce its response (not its body: a live stream goes on). For tests that
+    /// show a stream outlives it.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How many live streams this replica serves at once, in place of [`live::MAX_STREAMS`]. For tests.
+    pub fn with_stream_limit(mut self, streams: usize) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.hub = Arc::new(live::Hub::new(streams));
+        }
+        self
     }
 
     /// The read model, for tests that count rows.
@@ -83,24 +111,42 @@ impl Bound {
 
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let db = self.state.db.clone();
-        let results =
-            tokio::spawn(projector::project::<projector::Results>(self.js.clone(), db.clone(), shutdown.clone()));
-        let audit = tokio::spawn(projector::project::<projector::Audit>(self.js.clone(), db.clone(), shutdown.clone()));
-        let heartbeats = tokio::spawn({
-            let (client, db, shutdown) = (self.state.nats.clone(), db.clone(), shutdown.clone());
+        let live = self.state.live.clone();
+        // Live streams end when the backend stops, or graceful shutdown would wait for their clients forever.
+        let streams_end = self.state.shutdown.clone();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
             async move {
-                if let Err(err) = projector::heartbeats(client, db, shutdown).await {
+                shutdown.cancelled().await;
+                streams_end.cancel();
+            }
+        });
+        let notes = live::Hub::subscribe_notes(&self.state.nats).await.context("cannot subscribe to change notes")?;
+        let hub = tokio::spawn(self.state.hub.clone().run(notes, shutdown.clone()));
+        let (js, token) = (&self.js, &shutdown);
+        let results =
+            tokio::spawn(projector::project::<projector::Results>(js.clone(), db.clone(), live.clone(), token.clone()));
+        let events =
+            tokio::spawn(projector::project::<projector::Events>(js.clone(), db.clone(), live.clone(), token.clone()));
+        let audit =
+            tokio::spawn(projector::project::<projector::Audit>(js.clone(), db.clone(), live.clone(), token.clone()));
+        let heartbeats = tokio::spawn({
+            let (client, db, live, shutdown) = (self.state.nats.clone(), db.clone(), live.clone(), shutdown.clone());
+            async move {
+                if let Err(err) = projector::heartbeats(client, db, live, shutdown).await {
                     tracing::error!(error = format!("{err:#}"), "heartbeat projector stopped");
                 }
             }
         });
         let engine = tokio::spawn(self.state.engine.clone().run(shutdown.clone()));
-        let app = api::router(self.state.clone());
+        let app = api::router_with(self.state.clone(), self.request_timeout);
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         let _ = results.await;
+        let _ = events.await;
         let _ = audit.await;
         let _ = heartbeats.await;
         let _ = engine.await;
+        let _ = hub.await;
         // With the broker gone too (a whole host stopping), a flush would wait for a reconnect that never comes.
         if tokio::time::timeout(std::time::Duration::from_secs(2), self.state.nats.flush()).await.is_err() {
             tracing::warn!("NATS unreachable at shutdown; acks not yet sent are redelivered later");

@@ -1,21 +1,24 @@
-//! Projectors: the only writers of the read model. `RESULTS` is read through one durable pull consumer shared by
-//! every backend replica and acknowledged only after its rows are committed; heartbeats arrive on core NATS in a
-//! queue group and are folded to the newest per agent before each write.
+//! Projectors: the only writers of the read model. `RESULTS`, `AUDIT` and the run-started events of `EVENTS` are
+//! each read through one durable pull consumer shared by every backend replica and acknowledged only after their
+//! rows are committed; heartbeats arrive on core NATS in a queue group and are folded to the newest per agent before
+//! each write. After each commit a projector announces what changed (`crate::live`) so dashboards refetch it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kanade_shared::resources::{
-    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_RESULTS,
+    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT,
+    STREAM_EVENTS, STREAM_RESULTS,
 };
 use kanade_shared::subject;
-use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat};
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, RunStarted};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Db;
+use crate::live::{self, Publisher, Topic};
 
 /// Messages taken from a stream per database transaction, at most.
 const BATCH: usize = 500;
@@ -29,10 +32,14 @@ pub trait Projection: Send + Sync + 'static {
     type Row: Send + Sync;
     const STREAM: &'static str;
     const CONSUMER: &'static str;
+    /// The part of the stream this projection reads; `None` for all of it.
+    const FILTER_SUBJECT: Option<&'static str> = None;
     /// Decodes and checks one message; an `Err` is logged and the message terminated (it stays in the stream).
     fn decode(subject: &str, payload: &[u8]) -> Result<Self::Row, String>;
     /// Stores a batch in one transaction, idempotently (a redelivered message lands on the same row).
     fn commit(db: &Db, rows: &[(Self::Row, u64)]) -> impl Future<Output = Result<(), crate::db::DbError>> + Send;
+    /// What a committed batch changed, for live dashboards: a topic and the ids in it (none: "something").
+    fn changed(rows: &[(Self::Row, u64)]) -> (Topic, Vec<String>);
 }
 
 /// `RESULTS` -> `results`.
@@ -50,6 +57,40 @@ impl Projection for Results {
     async fn commit(db: &Db, rows: &[(ExecResult, u64)]) -> Result<(), crate::db::DbError> {
         db.insert_results(rows, Utc::now()).await
     }
+
+    fn changed(rows: &[(ExecResult, u64)]) -> (Topic, Vec<String>) {
+        (Topic::Results, distinct(rows.iter().map(|(r, _)| r.exec_id.as_str())))
+    }
+}
+
+/// `EVENTS` (`events.started.>`) -> `runs_started`: which runs have begun.
+pub struct Events;
+
+impl Projection for Events {
+    type Row = RunStarted;
+    const STREAM: &'static str = STREAM_EVENTS;
+    const CONSUMER: &'static str = CONSUMER_EVENTS_PROJECTOR;
+    const FILTER_SUBJECT: Option<&'static str> = Some(subject::EVENTS_STARTED_ALL);
+
+    fn decode(subject_name: &str, payload: &[u8]) -> Result<RunStarted, String> {
+        let started: RunStarted = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        if subject::event_started(&started.pc_id, &started.exec_id) != subject_name {
+            return Err(format!("start of `{}` on `{}` arrived on `{subject_name}`", started.exec_id, started.pc_id));
+        }
+        Ok(started)
+    }
+
+    async fn commit(db: &Db, rows: &[(RunStarted, u64)]) -> Result<(), crate::db::DbError> {
+        db.insert_started(rows).await
+    }
+
+    fn changed(rows: &[(RunStarted, u64)]) -> (Topic, Vec<String>) {
+        (Topic::Results, distinct(rows.iter().map(|(r, _)| r.exec_id.as_str())))
+    }
+}
+
+fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    ids.collect::<BTreeSet<_>>().into_iter().map(str::to_owned).collect()
 }
 
 /// `AUDIT` -> `audit`.
@@ -71,13 +112,17 @@ impl Projection for Audit {
     async fn commit(db: &Db, rows: &[(AuditEvent, u64)]) -> Result<(), crate::db::DbError> {
         db.upsert_audit(rows, Utc::now()).await
     }
+
+    fn changed(_rows: &[(AuditEvent, u64)]) -> (Topic, Vec<String>) {
+        (Topic::Audit, Vec::new())
+    }
 }
 
 /// Projects `P`'s stream into its table until `shutdown`, starting over after any interruption.
-pub async fn project<P: Projection>(js: jetstream::Context, db: Db, shutdown: CancellationToken) {
+pub async fn project<P: Projection>(js: jetstream::Context, db: Db, live: Publisher, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match project_once::<P>(&js, &db, &shutdown).await {
+        match project_once::<P>(&js, &db, &live, &shutdown).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(stream = P::STREAM, error = format!("{err:#}"), retry_in = ?backoff, "projector interrupted");
@@ -94,6 +139,7 @@ pub async fn project<P: Projection>(js: jetstream::Context, db: Db, shutdown: Ca
 async fn project_once<P: Projection>(
     js: &jetstream::Context,
     db: &Db,
+    live: &Publisher,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let stream = js.get_stream(P::STREAM).await.map_err(|err| {
@@ -108,6 +154,7 @@ async fn project_once<P: Projection>(
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(60),
                 max_ack_pending: 20_000,
+                filter_subject: P::FILTER_SUBJECT.unwrap_or_default().to_owned(),
                 ..Default::default()
             },
         )
@@ -120,7 +167,7 @@ async fn project_once<P: Projection>(
             () = shutdown.cancelled() => break,
         };
         let Some(batch) = batch else { anyhow::bail!("consumer message stream ended") };
-        store::<P>(db, batch, shutdown).await?;
+        store::<P>(db, live, batch, shutdown).await?;
     }
     // Messages the server has already handed to this client would otherwise wait out the ack timeout before another
     // backend (or this one, restarted) could have them: store what arrives until the stream is quiet.
@@ -128,7 +175,7 @@ async fn project_once<P: Projection>(
     while let Ok(Some(batch)) =
         tokio::time::timeout_at(until.min(tokio::time::Instant::now() + DRAIN_IDLE), messages.next()).await
     {
-        store::<P>(db, batch, shutdown).await?;
+        store::<P>(db, live, batch, shutdown).await?;
     }
     Ok(())
 }
@@ -136,6 +183,7 @@ async fn project_once<P: Projection>(
 /// Decodes a batch, commits its rows in one transaction, then acks them; a message that cannot decode is terminated.
 async fn store<P: Projection>(
     db: &Db,
+    live: &Publisher,
     batch: Vec<Result<jetstream::Message, pull::MessagesError>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -169,6 +217,10 @@ async fn store<P: Projection>(
             // The row is committed; a redelivery will upsert the same row again.
             tracing::debug!(error = %err, "ack failed after commit");
         }
+    }
+    if !rows.is_empty() {
+        let (topic, ids) = P::changed(&rows);
+        live.changed(topic, ids).await;
     }
     Ok(())
 }
@@ -209,13 +261,26 @@ pub fn decode_result(subject_name: &str, payload: &[u8]) -> Result<ExecResult, S
     Ok(result)
 }
 
-/// Projects heartbeats into the `agents` table until `shutdown`.
-pub async fn heartbeats(client: async_nats::Client, db: Db, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Projects heartbeats into the `agents` table until `shutdown`. The agents a batch updated are announced at most
+/// once per [`live::AGENTS_EVERY`] (merged), since every agent reports every few seconds.
+pub async fn heartbeats(
+    client: async_nats::Client,
+    db: Db,
+    live: Publisher,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let subscription = client.queue_subscribe(subject::HEARTBEATS_ALL, BACKEND_QUEUE_GROUP.to_owned()).await?;
     let mut batches = subscription.ready_chunks(BATCH * 4);
+    let mut announce = tokio::time::interval(live::AGENTS_EVERY);
+    announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut updated: BTreeSet<String> = BTreeSet::new();
     loop {
         let batch = tokio::select! {
             batch = batches.next() => batch,
+            _ = announce.tick(), if !updated.is_empty() => {
+                live.changed(Topic::Agents, std::mem::take(&mut updated)).await;
+                continue;
+            }
             () = shutdown.cancelled() => return Ok(()),
         };
         let Some(batch) = batch else { anyhow::bail!("heartbeat subscription ended") };
@@ -225,8 +290,11 @@ pub async fn heartbeats(client: async_nats::Client, db: Db, shutdown: Cancellati
             continue;
         }
         // Heartbeats are a stream of "latest state"; one that cannot be stored is replaced by the next.
-        if let Err(err) = db.upsert_agents(&latest).await {
-            tracing::error!(error = %err, source = ?std::error::Error::source(&err), agents = latest.len(), "cannot store heartbeats");
+        match db.upsert_agents(&latest).await {
+            Ok(()) => updated.extend(latest.iter().map(|(hb, _)| hb.pc_id.to_string())),
+            Err(err) => {
+                tracing::error!(error = %err, source = ?std::error::Error::source(&err), agents = latest.len(), "cannot store heartbeats")
+            }
         }
     }
 }
@@ -284,6 +352,14 @@ mod tests {
         assert_eq!(folded.len(), 2);
         assert_eq!(folded[0].0.agent_version, "2026-01-01T00:00:02Z");
         assert_eq!(folded[1].0.pc_id.as_str(), "b");
+    }
+
+    #[test]
+    fn run_starts_must_match_their_subject() {
+        let body = br#"{"exec_id":"e1","job_id":"j","pc_id":"pc-1","started_at":"2026-01-01T00:00:00Z","new":1}"#;
+        assert!(Events::decode("events.started.pc-1.e1", body).is_ok());
+        assert!(Events::decode("events.started.pc-2.e1", body).unwrap_err().contains("arrived on"));
+        assert!(Events::decode("events.started.pc-1.e1", b"{}").is_err());
     }
 
     #[test]

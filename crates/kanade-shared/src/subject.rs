@@ -62,6 +62,9 @@ pub fn event_started(pc: &PcId, exec: &ExecId) -> String {
 
 pub const EVENTS_ALL: &str = "events.>";
 
+/// Every `events.started.<pc>.<exec_id>`: what the backend's run-started projector reads of `EVENTS`.
+pub const EVENTS_STARTED_ALL: &str = "events.started.>";
+
 /// `output.<pc>.<exec_id>`: core, live stdout/stderr chunks of a running job.
 pub fn output(pc: &PcId, exec: &ExecId) -> String {
     format!("output.{pc}.{exec}")
@@ -109,6 +112,13 @@ pub fn audit(actor: &Actor, action: &Action) -> String {
 }
 
 pub const AUDIT_ALL: &str = "audit.>";
+
+/// `backend.changes`: core, backend -> every backend replica. A small note that something in the read model or the
+/// catalogue changed ([`crate::wire::Change`]), so each replica can tell its live dashboard clients to refetch.
+/// Not a queue group: every replica must hear every change.
+pub fn backend_changes() -> String {
+    "backend.changes".to_owned()
+}
 
 /// Every change to a KV bucket, as the server publishes it (`$KV.<bucket>.>`).
 pub fn kv_changes(bucket: &str) -> String {
@@ -182,5 +192,6 @@ mod tests {
         assert_eq!(obs(&pc()), "obs.pc-1");
         assert_eq!(perf_host(&pc()), "perf.host.pc-1");
         assert_eq!(perf_proc(&pc()), "perf.proc.pc-1");
+        assert_eq!(backend_changes(), "backend.changes");
     }
 }

@@ -463,6 +463,18 @@ pub struct KillAck {
     pub exec_id: ExecId,
 }
 
+/// Something in the backend's read model or the job catalogue changed, on `backend.changes` (core, backend ->
+/// every backend replica). Each replica passes it on to its live dashboard clients, which refetch what it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// `agents`, `results`, `executions`, `audit` or `jobs`; a replica passes on a topic it does not know.
+    pub topic: String,
+    /// What changed: pc ids for `agents`, exec ids for `results` and `executions`, job ids for `jobs`. Empty means
+    /// "something in this topic; refetch it all".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+}
+
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }

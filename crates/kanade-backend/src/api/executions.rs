@@ -1,5 +1,6 @@
-//! Firing jobs and following them: `POST /api/exec/{job}`, `POST /api/deploy`, `GET /api/executions[/{id}]`,
-//! `GET /api/executions/{id}/results`, `POST /api/executions/{id}/approve|reject`.
+//! Firing jobs and following them: `POST /api/exec/{job}`, `POST /api/jobs/{job}/preview`, `POST /api/deploy`,
+//! `GET /api/executions[/{id}]`, `GET /api/executions/{id}/results|targets`,
+//! `POST /api/executions/{id}/approve|reject|kill`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use super::jobs::{self, ManifestBody};
 use super::{
-    ApiError, ApiJson, ApiQuery, AppState, Caller, DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, OptionalJson, PathId,
+    ApiError, ApiJson, ApiQuery, AppState, Caller, DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, NoBody, OptionalJson, PathId,
 };
-use crate::db::{ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter};
+use crate::db::{
+    ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter, TargetFilter, TargetRow,
+};
 use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
 
 /// The most PCs one request may name; a larger fleet is addressed by group.
@@ -110,6 +113,75 @@ pub async fn exec(
     fire(&state, &job, body.request()?, &caller).await
 }
 
+/// How many pc ids a preview lists; the count covers them all.
+pub const PREVIEW_PCS: usize = 200;
+
+/// `POST /api/jobs/{job}/preview`: what `POST /api/exec/{job}` with the same body would fire at, worked out by the
+/// same code at this moment; nothing is sent or stored.
+#[derive(Debug, Serialize)]
+pub struct PreviewView {
+    pub job_id: String,
+    pub version: String,
+    pub require_approval: bool,
+    /// A revoked job cannot be fired until it is unrevoked.
+    pub revoked: bool,
+    /// Known agents the targets match: the `target_count` a fire right now would report.
+    pub target_count: usize,
+    /// How many of those are online now.
+    pub online: usize,
+    /// Per rollout wave, how many of the targets it reaches first; empty without a rollout.
+    pub waves: Vec<PreviewWave>,
+    /// The first [`PREVIEW_PCS`] targets, sorted.
+    pub pcs: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PreviewWave {
+    pub wave: i64,
+    pub group: String,
+    pub targets: usize,
+}
+
+pub async fn preview(
+    State(state): State<Arc<AppState>>,
+    PathId(job): PathId<JobId>,
+    OptionalJson(body): OptionalJson<ExecBody>,
+) -> Result<Json<PreviewView>, ApiError> {
+    let request = body.request()?;
+    let catalogue = kanade_ops::catalogue::Catalogue::open(&state.nats).await.map_err(super::ops_error)?;
+    let plan = state.engine.plan(&catalogue, &job, &request).await.map_err(exec_error)?;
+    plan.check_targets().map_err(exec_error)?;
+    let now = Utc::now();
+    let online_now: std::collections::HashSet<&str> = plan
+        .agents
+        .iter()
+        .filter(|a| super::is_online(a.last_seen, now, state.offline_after))
+        .map(|a| a.pc_id.as_str())
+        .collect();
+    let mut pcs: Vec<&str> = plan.reached.iter().map(|(pc, _)| pc.as_str()).collect();
+    pcs.sort_unstable();
+    let waves = plan
+        .waves
+        .iter()
+        .zip(1..)
+        .map(|(w, wave)| PreviewWave {
+            wave,
+            group: w.group.to_string(),
+            targets: plan.reached.iter().filter(|(_, reached_in)| *reached_in == wave).count(),
+        })
+        .collect();
+    Ok(Json(PreviewView {
+        job_id: job.to_string(),
+        version: plan.stored.job.version.to_string(),
+        require_approval: plan.stored.job.require_approval,
+        revoked: plan.revoked,
+        target_count: plan.reached.len(),
+        online: pcs.iter().filter(|pc| online_now.contains(**pc)).count(),
+        waves,
+        pcs: pcs.iter().take(PREVIEW_PCS).map(|pc| (*pc).to_owned()).collect(),
+    }))
+}
+
 /// `POST /api/deploy`: store the manifest, then fire it at its own targets with its rollout.
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
@@ -135,8 +207,9 @@ pub struct ExecutionView {
     pub target_count: i64,
     /// Results received (from targets, and from agents that joined a targeted group later).
     pub results: i64,
-    /// Targets with no result yet.
+    /// Targets whose run has neither begun nor reported a result.
     pub pending: i64,
+    /// Results per status, and `running`: runs that began and have no result yet.
     pub by_status: BTreeMap<String, i64>,
     pub requested_by: Option<String>,
     pub decided_by: Option<String>,
@@ -170,8 +243,9 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
     let exec = ExecId::new(row.exec_id.clone()).map_err(|e| invalid(e.to_string()))?;
     let counts = WaveCounts::from_rows(state.db.target_counts(&exec).await?);
     let total = counts.total();
-    let by_status: BTreeMap<String, i64> = state.db.exec_status_counts(&exec).await?.into_iter().collect();
+    let (by_status, results) = status_counts(state, &exec).await?;
     let pending = total.by_status.get("pending").copied().unwrap_or(0);
+    let unanswered = pending + total.by_status.get("running").copied().unwrap_or(0);
     let stopped = matches!(row.status.as_str(), "halted" | "superseded" | "rejected");
     let waves_rows = state.db.waves(&exec).await?;
     let next_pending = waves_rows.iter().find(|w| w.state == "pending").map(|w| w.wave);
@@ -196,7 +270,7 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
         })
         .collect();
     let status =
-        if row.status == ExecStatus::Running.as_str() && pending == 0 { "completed".into() } else { row.status };
+        if row.status == ExecStatus::Running.as_str() && unanswered == 0 { "completed".into() } else { row.status };
     Ok(ExecutionView {
         exec_id: row.exec_id,
         job_id: row.job_id,
@@ -205,7 +279,7 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
         status_reason: row.status_reason,
         targets: row.targets,
         target_count: row.target_count,
-        results: by_status.values().sum(),
+        results,
         pending,
         by_status,
         requested_by: Some(row.requested_by),
@@ -217,26 +291,40 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
     })
 }
 
+/// Results per status plus `running` (begun, no result yet), and how many results there are.
+async fn status_counts(state: &AppState, exec: &ExecId) -> Result<(BTreeMap<String, i64>, i64), ApiError> {
+    let mut by_status: BTreeMap<String, i64> = state.db.exec_status_counts(exec).await?.into_iter().collect();
+    let results = by_status.values().sum();
+    let running = state.db.exec_running_count(exec).await?;
+    if running > 0 {
+        by_status.insert("running".into(), running);
+    }
+    Ok((by_status, results))
+}
+
 async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiError> {
     if let Some(row) = state.db.get_execution(exec).await? {
         return build(state, row).await;
     }
-    // Fired straight over NATS (`kanade run`, scripts): the results are all there is to show.
-    let by_status: BTreeMap<String, i64> = state.db.exec_status_counts(exec).await?.into_iter().collect();
+    // Fired straight over NATS (`kanade run`, scripts): the runs that began and the results are all there is.
+    let (by_status, results) = status_counts(state, exec).await?;
     if by_status.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", format!("no execution `{exec}`")));
+        return Err(not_found(exec));
     }
     let first =
         state.db.list_results(&ResultFilter { exec_id: Some(exec.clone()), limit: 1, ..Default::default() }).await?;
-    let results: i64 = by_status.values().sum();
+    let job_id = match first.first() {
+        Some(result) => result.job_id.clone(),
+        None => state.db.started_job(exec).await?.unwrap_or_default(),
+    };
     Ok(ExecutionView {
         exec_id: exec.to_string(),
-        job_id: first.first().map(|r| r.job_id.clone()).unwrap_or_default(),
+        job_id,
         version: first.first().map(|r| r.version.clone()).unwrap_or_default(),
         status: "external".into(),
         status_reason: None,
         targets: serde_json::Value::Null,
-        target_count: results,
+        target_count: by_status.values().sum(),
         results,
         pending: 0,
         by_status,
@@ -247,6 +335,10 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
         started_at: None,
         waves: Vec::new(),
     })
+}
+
+fn not_found(exec: &ExecId) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", format!("no execution `{exec}`"))
 }
 
 pub async fn get(
@@ -338,4 +430,72 @@ pub async fn reject(
     let reason = body.reason.map(|r| r.chars().take(500).collect::<String>());
     state.engine.reject(&exec, &caller, reason.as_deref()).await.map_err(exec_error)?;
     Ok(Json(view_of(&state, &exec).await?))
+}
+
+/// The default and the largest `limit` of `GET /api/executions/{id}/targets`.
+pub const DEFAULT_TARGET_LIMIT: u32 = 1000;
+pub const MAX_TARGET_LIMIT: u32 = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsQuery {
+    /// `pending`, `running`, or a result status.
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/executions/{id}/targets`: every target and where its run is, by pc id. For an execution the backend
+/// did not record (`external`), the targets are the agents that reported a start or a result.
+pub async fn targets(
+    State(state): State<Arc<AppState>>,
+    PathId(exec): PathId<ExecId>,
+    ApiQuery(query): ApiQuery<TargetsQuery>,
+) -> Result<Json<Vec<TargetRow>>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_query", m);
+    let limit = query.limit.unwrap_or(DEFAULT_TARGET_LIMIT);
+    if !(1..=MAX_TARGET_LIMIT).contains(&limit) {
+        return Err(bad(format!("limit must be between 1 and {MAX_TARGET_LIMIT}")));
+    }
+    let wanted = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw @ ("pending" | "running")) => Some(raw.to_owned()),
+        Some(raw) => {
+            Some(kanade_shared::wire::ResultStatus::parse(raw).map(|status| status.as_str().to_owned()).ok_or_else(
+                || {
+                    bad(format!(
+                        "status `{}` is not one of pending, running, ok, failed, timeout, killed, skipped",
+                        raw.chars().take(40).collect::<String>()
+                    ))
+                },
+            )?)
+        }
+    };
+    let recorded = state.db.get_execution(&exec).await?.is_some();
+    if !recorded && status_counts(&state, &exec).await?.0.is_empty() {
+        return Err(not_found(&exec));
+    }
+    Ok(Json(state.db.targets(&exec, recorded, &TargetFilter { state: wanted, limit }).await?))
+}
+
+/// `POST /api/executions/{id}/kill`: what `kanade kill <exec_id>` does, audited the same way.
+#[derive(Debug, Serialize)]
+pub struct KillView {
+    pub exec_id: String,
+    /// The agents that had a running or queued run of it, as they confirmed within the wait.
+    pub killed: Vec<kanade_shared::wire::KillAck>,
+}
+
+/// How long a kill collects the agents' confirmations, as `kanade kill` does by default.
+pub const KILL_WAIT: Duration = Duration::from_secs(2);
+
+pub async fn kill(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(exec): PathId<ExecId>,
+    OptionalJson(NoBody {}): OptionalJson<NoBody>,
+) -> Result<Json<KillView>, ApiError> {
+    let killed = kanade_ops::control::kill(&state.nats, &exec, KILL_WAIT).await.map_err(super::ops_error)?;
+    let on: Vec<String> = killed.iter().map(|ack| ack.pc_id.to_string()).collect();
+    state.audit(&caller.actor, "kill", exec.as_str(), serde_json::json!({ "killed_on": on })).await;
+    Ok(Json(KillView { exec_id: exec.to_string(), killed }))
 }

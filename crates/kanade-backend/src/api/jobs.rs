@@ -1,5 +1,5 @@
-//! `GET|POST /api/jobs`, `GET|DELETE /api/jobs/{id}`: the job catalogue over HTTP, the same KV bucket and the same
-//! checks as `kanade job`.
+//! `GET|POST /api/jobs`, `GET|DELETE /api/jobs/{id}`, `POST /api/jobs/{id}/revoke|unrevoke`: the job catalogue
+//! over HTTP, the same KV bucket and the same checks as `kanade job`, `kanade revoke` and `kanade unrevoke`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,11 +9,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kanade_ops::catalogue::Catalogue;
+use kanade_shared::JobId;
 use kanade_shared::manifest::{Job, ScriptSource, StoredJob};
 use kanade_shared::wire::MAX_SCRIPT_BYTES;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, AppState, Caller, PathId, ops_error};
+use super::{ApiError, ApiJson, AppState, Caller, NoBody, OptionalJson, PathId, ops_error};
+use crate::live::Topic;
 
 /// A manifest as the API takes it: the YAML text, and the files its `script_file` names (a client cannot make the
 /// server read its disk).
@@ -67,6 +69,7 @@ pub async fn store(state: &AppState, caller: &Caller, body: &ManifestBody) -> Re
     let action = catalogue.store(&record).await.map_err(ops_error)?;
     let details = serde_json::json!({ "version": record.job.version, "script_sha256": record.script_sha256 });
     state.audit(&caller.actor, "job-create", record.job.id.as_str(), details).await;
+    state.live.changed(Topic::Jobs, [record.job.id.as_str()]).await;
     Ok(StoredView { job: record, action: action.as_str() })
 }
 
@@ -80,33 +83,97 @@ pub async fn create(
     Ok((status, Json(stored)).into_response())
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<StoredJob>>, ApiError> {
+/// A job as the API shows it: the stored job, and whether it is revoked now.
+#[derive(Serialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: StoredJob,
+    pub revoked: bool,
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<JobView>>, ApiError> {
     let (jobs, unreadable) = Catalogue::open(&state.nats).await.map_err(ops_error)?.list().await.map_err(ops_error)?;
     if !unreadable.is_empty() {
         tracing::warn!(?unreadable, "jobs in the catalogue that cannot be read");
     }
-    Ok(Json(jobs))
+    // One status read per job, at once; a catalogue is tens to hundreds of jobs.
+    let statuses =
+        futures::future::join_all(jobs.iter().map(|job| kanade_ops::control::is_revoked(&state.nats, &job.job.id)))
+            .await;
+    let mut views = Vec::with_capacity(jobs.len());
+    for (job, revoked) in jobs.into_iter().zip(statuses) {
+        views.push(JobView { job, revoked: revoked.map_err(ops_error)? });
+    }
+    Ok(Json(views))
 }
 
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    PathId(id): PathId<kanade_shared::JobId>,
-) -> Result<Json<StoredJob>, ApiError> {
+fn not_found(id: &JobId) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "job_not_found", format!("no job `{id}` in the catalogue"))
+}
+
+pub async fn get(State(state): State<Arc<AppState>>, PathId(id): PathId<JobId>) -> Result<Json<JobView>, ApiError> {
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
-    let job = catalogue.get(&id).await.map_err(ops_error)?;
-    job.map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "job_not_found", format!("no job `{id}` in the catalogue")))
+    let job = catalogue.get(&id).await.map_err(ops_error)?.ok_or_else(|| not_found(&id))?;
+    let revoked = kanade_ops::control::is_revoked(&state.nats, &id).await.map_err(ops_error)?;
+    Ok(Json(JobView { job, revoked }))
+}
+
+/// `POST /api/jobs/{id}/revoke` and `/unrevoke`: the job's status now.
+#[derive(Debug, Serialize)]
+pub struct RevokeView {
+    pub job_id: String,
+    pub revoked: bool,
+}
+
+/// `POST /api/jobs/{id}/revoke`: what `kanade revoke` does: runs that have not started are skipped on every agent,
+/// and the job cannot be fired until it is unrevoked.
+pub async fn revoke(
+    state: State<Arc<AppState>>,
+    caller: Caller,
+    id: PathId<JobId>,
+    _body: OptionalJson<NoBody>,
+) -> Result<Json<RevokeView>, ApiError> {
+    set_revoked(state, caller, id, true).await
+}
+
+pub async fn unrevoke(
+    state: State<Arc<AppState>>,
+    caller: Caller,
+    id: PathId<JobId>,
+    _body: OptionalJson<NoBody>,
+) -> Result<Json<RevokeView>, ApiError> {
+    set_revoked(state, caller, id, false).await
+}
+
+async fn set_revoked(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(id): PathId<JobId>,
+    revoked: bool,
+) -> Result<Json<RevokeView>, ApiError> {
+    // `kanade revoke` can stop a job that is not in the catalogue (fired by `kanade run`); the dashboard only shows
+    // catalogue jobs, so a name that is not there is more likely a mistake.
+    let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
+    if catalogue.get(&id).await.map_err(ops_error)?.is_none() {
+        return Err(not_found(&id));
+    }
+    kanade_ops::control::set_revoked(&state.nats, &id, revoked).await.map_err(ops_error)?;
+    let action = if revoked { "revoke" } else { "unrevoke" };
+    state.audit(&caller.actor, action, id.as_str(), serde_json::Value::Null).await;
+    state.live.changed(Topic::Jobs, [id.as_str()]).await;
+    Ok(Json(RevokeView { job_id: id.to_string(), revoked }))
 }
 
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    PathId(id): PathId<kanade_shared::JobId>,
+    PathId(id): PathId<JobId>,
 ) -> Result<StatusCode, ApiError> {
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
     if !catalogue.delete(&id).await.map_err(ops_error)? {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "job_not_found", format!("no job `{id}` in the catalogue")));
+        return Err(not_found(&id));
     }
     state.audit(&caller.actor, "job-delete", id.as_str(), serde_json::Value::Null).await;
+    state.live.changed(Topic::Jobs, [id.as_str()]).await;
     Ok(StatusCode::NO_CONTENT)
 }

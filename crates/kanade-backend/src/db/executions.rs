@@ -138,6 +138,28 @@ pub struct WaveRow {
     pub fired_at: Option<DateTime<Utc>>,
 }
 
+/// Which of an execution's targets to list.
+#[derive(Debug, Clone, Default)]
+pub struct TargetFilter {
+    /// `pending`, `running`, or a result status.
+    pub state: Option<String>,
+    pub limit: u32,
+}
+
+/// One target of an execution and where its run is.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRow {
+    pub pc_id: String,
+    /// The 1-based wave that reaches it, 0 without waves; null for a run the backend did not record.
+    pub wave: Option<i64>,
+    /// `pending` (not begun), `running` (begun, no result yet), or the result's status.
+    pub state: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
     pub job_id: Option<JobId>,
@@ -358,18 +380,85 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Per wave (0 without waves), how many of the execution's targets have a result of each status; `None` counts
-    /// the targets with no result yet.
+    /// Per wave (0 without waves), how many of the execution's targets have a result of each status; `running`
+    /// counts targets whose run began and has no result yet, `None` those with neither.
     pub async fn target_counts(&self, exec: &ExecId) -> Result<Vec<(i64, Option<String>, i64)>, DbError> {
         let rows = sqlx::query(
-            "SELECT t.wave AS wave, r.status AS status, COUNT(*) AS n
-             FROM execution_targets t LEFT JOIN results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
-             WHERE t.exec_id = $1 GROUP BY t.wave, r.status ORDER BY t.wave",
+            "SELECT t.wave AS wave,
+                CASE WHEN r.status IS NOT NULL THEN r.status WHEN s.pc_id IS NOT NULL THEN 'running' END AS status,
+                COUNT(*) AS n
+             FROM execution_targets t
+             LEFT JOIN results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
+             LEFT JOIN runs_started s ON s.exec_id = t.exec_id AND s.pc_id = t.pc_id
+             WHERE t.exec_id = $1
+             GROUP BY t.wave, CASE WHEN r.status IS NOT NULL THEN r.status WHEN s.pc_id IS NOT NULL THEN 'running' END
+             ORDER BY t.wave",
         )
         .bind(exec.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok((row.try_get("wave")?, row.try_get("status")?, row.try_get("n")?))).collect()
+    }
+
+    /// Every target of `exec` with its state, by pc id. `recorded` says whether the engine recorded the execution:
+    /// then its targets are the ones it stored; otherwise (`kanade run`, an external fire) they are the agents that
+    /// reported a start or a result for it.
+    pub async fn targets(
+        &self,
+        exec: &ExecId,
+        recorded: bool,
+        filter: &TargetFilter,
+    ) -> Result<Vec<TargetRow>, DbError> {
+        let source = if recorded {
+            "SELECT pc_id, wave FROM execution_targets WHERE exec_id = $1"
+        } else {
+            "SELECT pc_id, CAST(NULL AS BIGINT) AS wave FROM results WHERE exec_id = $1
+             UNION SELECT pc_id, CAST(NULL AS BIGINT) AS wave FROM runs_started WHERE exec_id = $1"
+        };
+        let condition = match filter.state.as_deref() {
+            None => "",
+            Some("pending") => " AND r.status IS NULL AND s.pc_id IS NULL",
+            Some("running") => " AND r.status IS NULL AND s.pc_id IS NOT NULL",
+            Some(_) => " AND r.status = $2",
+        };
+        let sql = format!(
+            "SELECT t.pc_id AS pc_id, t.wave AS wave, r.status AS status, r.exit_code AS exit_code,
+                r.started_at_ms AS result_started_ms, s.started_at_ms AS started_ms, r.finished_at_ms AS finished_ms,
+                r.reason AS reason
+             FROM ({source}) t
+             LEFT JOIN results r ON r.exec_id = $1 AND r.pc_id = t.pc_id
+             LEFT JOIN runs_started s ON s.exec_id = $1 AND s.pc_id = t.pc_id
+             WHERE 1 = 1{condition}
+             ORDER BY t.pc_id LIMIT {}",
+            filter.limit
+        );
+        let mut query = sqlx::query(&sql).bind(exec.as_str());
+        if let Some(state) = filter.state.as_deref().filter(|s| !matches!(*s, "pending" | "running")) {
+            query = query.bind(state.to_owned());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<String> = row.try_get("status")?;
+                let started: Option<i64> = row.try_get("started_ms")?;
+                let result_started: Option<i64> = row.try_get("result_started_ms")?;
+                let state = match (&status, started) {
+                    (Some(status), _) => status.clone(),
+                    (None, Some(_)) => "running".to_owned(),
+                    (None, None) => "pending".to_owned(),
+                };
+                Ok(TargetRow {
+                    pc_id: row.try_get("pc_id")?,
+                    wave: row.try_get("wave")?,
+                    state,
+                    // The result's own start time when there is one; else when the agent said it began.
+                    started_at: result_started.or(started).map(millis),
+                    finished_at: row.try_get::<Option<i64>, _>("finished_ms")?.map(millis),
+                    exit_code: row.try_get("exit_code")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     /// Executions of `job` at another version that still have waves to send: a newer fire supersedes them.

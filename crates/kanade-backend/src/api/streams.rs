@@ -1,0 +1,92 @@
+//! Server-sent event streams: `GET /api/events` (what changed, so the dashboard refetches it; see `crate::live`) and
+//! `GET /api/executions/{id}/output?pc_id=` (a running job's stdout and stderr as the agent sends it).
+//!
+//! Both hold one of the replica's [`crate::live::MAX_STREAMS`] slots while open, send a keep-alive comment every
+//! [`KEEP_ALIVE`] (so proxies do not close an idle stream) and end when the client goes away or the backend stops.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive};
+use axum::response::{IntoResponse, Response, Sse};
+use futures::{Stream, StreamExt};
+use kanade_shared::wire::OutputChunk;
+use kanade_shared::{ExecId, PcId, subject};
+use serde::Deserialize;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{ApiError, ApiQuery, AppState, PathId};
+
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// An output tail ends after this, whatever the run does: a forgotten browser tab does not hold a slot forever.
+pub const OUTPUT_MAX: Duration = Duration::from_secs(60 * 60);
+
+fn slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.hub.stream_slot().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!("this backend already serves {} live streams; close one or try later", crate::live::MAX_STREAMS),
+        )
+    })
+}
+
+fn sse<S>(stream: S) -> Response
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response()
+}
+
+/// `GET /api/events`: `event: change` with `{"topic", "ids"}` whenever something the dashboard shows changed.
+pub async fn events(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let slot = slot(&state)?;
+    Ok(sse(crate::live::change_events(state.hub.subscribe(), slot, state.shutdown.clone())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputQuery {
+    pc_id: Option<String>,
+}
+
+/// `GET /api/executions/{id}/output?pc_id=`: `event: chunk` with each [`OutputChunk`] (`{"seq", "stream", "data"}`)
+/// from then on. Output is live only (core NATS): what was printed before the client connected is in the result.
+pub async fn output(
+    State(state): State<Arc<AppState>>,
+    PathId(exec): PathId<ExecId>,
+    ApiQuery(query): ApiQuery<OutputQuery>,
+) -> Result<Response, ApiError> {
+    let raw = query
+        .pc_id
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "pc_id is required: whose output to follow"))?;
+    let pc = PcId::new(raw).map_err(|err| ApiError::bad_request("invalid_query", format!("pc_id: {err}")))?;
+    let slot = slot(&state)?;
+    let chunks = state.nats.subscribe(subject::output(&pc, &exec)).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot subscribe to output");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "cannot subscribe to the output")
+    })?;
+    let (exec_id, pc_id) = (exec.clone(), pc.clone());
+    let events = chunks
+        .filter_map(move |message| {
+            let chunk = serde_json::from_slice::<OutputChunk>(&message.payload);
+            if let Err(err) = &chunk {
+                tracing::debug!(exec_id = %exec_id, pc_id = %pc_id, error = %err, "malformed output chunk skipped");
+            }
+            std::future::ready(
+                chunk.ok().map(|chunk| Ok(Event::default().event("chunk").json_data(&chunk).unwrap_or_default())),
+            )
+        })
+        // The slot is held until the stream is dropped: when the client goes away, or the stream ends.
+        .map(move |event| {
+            let _held = &slot;
+            event
+        })
+        .take_until(tokio::time::sleep(OUTPUT_MAX))
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(sse(events))
+}
