@@ -175,10 +175,20 @@ async fn an_agents_config_shows_each_key_with_the_layer_it_came_from() {
 
 #[tokio::test]
 async fn a_run_is_pending_then_running_and_a_kill_over_http_stops_it_and_is_audited() {
+    run_and_kill(None).await;
+}
+
+#[tokio::test]
+async fn a_run_is_running_then_killed_on_postgres() {
+    let database = postgres::TestDatabase::create().await;
+    run_and_kill(Some(database.url.clone())).await;
+}
+
+async fn run_and_kill(database_url: Option<String>) {
     init_logging();
     let nats = NatsServer::start();
     connect(&nats.url()).await;
-    let backend = TestBackend::start(&nats.url()).await;
+    let backend = TestBackend::start_in(&nats.url(), tempfile::tempdir().unwrap(), database_url).await;
     let base = backend.url();
     let _a = TestAgent::start(&nats.url(), "pc-a", &["lab"]).await;
     backend.wait_for_agents(1).await;
@@ -228,6 +238,7 @@ async fn a_run_is_pending_then_running_and_a_kill_over_http_stops_it_and_is_audi
     assert_eq!(nothing.body, json!({ "exec_id": "nothing-here", "killed": [] }));
     assert_error(&post_raw(&base, "/api/executions/NOT.AN.ID/kill", None).await, 400, "invalid_exec_id", "bad id");
     assert_refuses_bodies(&base, &format!("/api/executions/{exec}/kill")).await;
+    backend.stop().await;
 }
 
 #[tokio::test]
@@ -356,11 +367,12 @@ async fn external_targets(database_url: Option<String>) {
     });
     js.publish("results.pc-b.ext-1", serde_json::to_vec(&result).unwrap().into()).await.unwrap().await.unwrap();
 
-    let view = backend
-        .execution_until("ext-1", "the start and the result", |v| {
-            v["by_status"] == json!({ "failed": 1, "running": 1 })
-        })
-        .await;
+    // Until the first event is projected the execution is unknown (404), so poll by hand.
+    let view = eventually("the start and the result", PATIENCE, || async {
+        let (_, view) = backend.get("/api/executions/ext-1").await;
+        (view["by_status"] == json!({ "failed": 1, "running": 1 })).then_some(view)
+    })
+    .await;
     assert_eq!(view["status"], "external");
     assert_eq!(view["job_id"], "adhoc-ext-1");
     assert_eq!((view["results"].clone(), view["target_count"].clone()), (json!(1), json!(2)));
@@ -378,6 +390,11 @@ async fn external_targets(database_url: Option<String>) {
     );
     let limited = get(&base, "/api/executions/ext-1/targets?limit=1&status=").await;
     assert_eq!(limited.body.as_array().map(Vec::len), Some(1));
+    let failed = get(&base, "/api/executions/ext-1/targets?status=failed").await;
+    assert_eq!(
+        failed.body.as_array().map(|rows| rows.iter().map(|r| r["pc_id"].clone()).collect()),
+        Some(vec![json!("pc-b")])
+    );
     let pending = get(&base, "/api/executions/ext-1/targets?status=pending").await;
     assert_eq!(pending.body, json!([]));
     let at_max = get(&base, "/api/executions/ext-1/targets?limit=10000").await;
