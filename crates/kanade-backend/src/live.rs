@@ -28,6 +28,8 @@ pub const MAX_IDS: usize = 100;
 pub const CLIENT_FLUSH: Duration = Duration::from_millis(250);
 /// The heartbeat projector says "agents changed" at most this often per replica.
 pub const AGENTS_EVERY: Duration = Duration::from_secs(1);
+/// How long announcing a change may wait for room in the NATS client's outgoing buffer.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(1);
 /// Changes buffered per client before it counts as lagging.
 const CHANNEL: usize = 1024;
 
@@ -91,8 +93,14 @@ impl Publisher {
                 return;
             }
         };
-        if let Err(err) = self.nats.publish(subject::backend_changes(), body.into()).await {
-            tracing::debug!(error = %err, topic = topic.as_str(), "change note not sent");
+        // A publish waits only when the client's outgoing buffer is full (the broker away for a while); a note is
+        // not worth holding up a projector or the engine for.
+        match tokio::time::timeout(PUBLISH_PATIENCE, self.nats.publish(subject::backend_changes(), body.into())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, topic = topic.as_str(), "change note not sent"),
+            Err(_) => {
+                tracing::debug!(topic = topic.as_str(), "change note dropped: the broker connection is backed up")
+            }
         }
     }
 }
