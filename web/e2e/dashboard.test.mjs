@@ -116,7 +116,8 @@ test("the agents table finds the agent, and its page pings it", async () => {
   await page.getByRole("heading", { name: PC, level: 1 }).waitFor();
   await page.getByRole("button", { name: "Ping" }).click();
   await page.getByText(/Answered in [0-9.]+ ms/).waitFor();
-  await page.getByRole("heading", { name: "Effective config" }).waitFor();
+  const setting = page.getByRole("row").filter({ hasText: "max_local_concurrent" });
+  await setting.filter({ hasText: "3" }).filter({ hasText: "group:lab" }).waitFor();
   await accessible("agent page");
   await shot("04-agent");
 });

@@ -9,6 +9,7 @@ import { Api, ApiError, type Credentials } from "./lib/api";
 import { keys, parseChange, stale } from "./lib/live";
 import * as storage from "./lib/session";
 import { type StreamState, follow } from "./lib/sse";
+import logo from "./favicon.svg";
 import { ActivityPage } from "./pages/Activity";
 import { AgentPage } from "./pages/Agent";
 import { AgentsPage } from "./pages/Agents";
@@ -21,14 +22,20 @@ export function App() {
   const [credentials, setCredentials] = useState<Credentials | null>(() => storage.load());
   const signOut = useRef<() => void>(() => {});
   const client = useMemo(() => {
-    const onError = (error: unknown) => {
-      if (error instanceof ApiError && error.unauthorized) signOut.current();
+    // A token that stops being accepted (revoked, the backend's config changed) ends the session. The sign-in
+    // check itself is left out: its 401 is how the sign-in page learns that it is needed.
+    const onError = (error: unknown, session = false) => {
+      if (!session && error instanceof ApiError && error.unauthorized) signOut.current();
     };
     return new QueryClient({
-      queryCache: new QueryCache({ onError }),
-      mutationCache: new MutationCache({ onError }),
+      queryCache: new QueryCache({ onError: (error, query) => onError(error, query.meta?.session === true) }),
+      mutationCache: new MutationCache({ onError: (error) => onError(error) }),
       defaultOptions: {
+        // The browser's idea of "online" says nothing about reaching a backend on this host or the LAN (headless
+        // or air-gapped machines report offline); the request itself tells.
+        mutations: { networkMode: "always" },
         queries: {
+          networkMode: "always",
           retry: (count, error) => !(error instanceof ApiError && error.status >= 400 && error.status < 500) && count < 2,
           staleTime: 2_000,
         },
@@ -36,6 +43,7 @@ export function App() {
     });
   }, []);
   signOut.current = () => {
+    if (credentials === null) return;
     storage.clear();
     client.clear();
     setCredentials(null);
@@ -51,7 +59,7 @@ export function App() {
 
 function Gate(props: { credentials: Credentials | null; onSignIn: (c: Credentials) => void; signOut: () => void }) {
   const api = useMemo(() => new Api(props.credentials), [props.credentials]);
-  const session = useQuery({ queryKey: [...keys.session, props.credentials?.token ?? "", props.credentials?.operator ?? ""], queryFn: api.session, retry: false });
+  const session = useQuery({ queryKey: [...keys.session, props.credentials?.token ?? "", props.credentials?.operator ?? ""], queryFn: api.session, retry: false, meta: { session: true } });
   if (session.isPending) {
     return (
       <main className="centered">
@@ -112,7 +120,7 @@ function Login({ onSignIn, rejected }: { onSignIn: (c: Credentials) => void; rej
   return (
     <main className="centered login">
       <h1>
-        <span aria-hidden="true">奏 </span>kanade
+        <img src={logo} alt="" width="28" height="28" /> kanade
       </h1>
       <form onSubmit={submit} aria-describedby={error ? "login-error" : undefined}>
         <h2>Sign in</h2>
@@ -184,13 +192,15 @@ function Shell() {
   const { session, signOut } = useAuth();
   const live = useLive();
   const location = useLocation();
-  const first = useRef(true);
+  const shown = useRef(location.pathname);
   useEffect(() => {
-    // After navigating, put keyboard and screen-reader focus on the new page's heading.
-    if (first.current) {
-      first.current = false;
-      return;
-    }
+    const section = NAV.filter(([to]) => to === "/" ? location.pathname === "/" : location.pathname.startsWith(to)).pop();
+    document.title = section ? `${section[1]} · kanade` : "kanade";
+  }, [location.pathname]);
+  useEffect(() => {
+    // After navigating (not on the first load), put keyboard and screen-reader focus on the new page's heading.
+    if (shown.current === location.pathname) return;
+    shown.current = location.pathname;
     document.getElementById("page-title")?.focus();
   }, [location.pathname]);
   const liveText = { connecting: "Connecting…", live: "Live", retrying: "Reconnecting…", unauthorized: "Signed out" }[live];
@@ -201,7 +211,7 @@ function Shell() {
       </a>
       <header className="top">
         <span className="brand">
-          <span aria-hidden="true">奏 </span>kanade
+          <img src={logo} alt="" width="22" height="22" /> kanade
         </span>
         <nav aria-label="Main">
           <ul>

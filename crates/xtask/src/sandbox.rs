@@ -1,5 +1,7 @@
 //! `cargo xtask sandbox`: the whole local system on fixed loopback ports — nats-server with JetStream on 4223,
-//! `kanade jetstream setup`, the backend on 8081 and one agent — with state and logs under `.sandbox/`.
+//! `kanade jetstream setup`, the backend on 8081 serving the dashboard, and one agent — with state and logs under
+//! `.sandbox/`. The dashboard is built first when Node.js is installed; without it the backend serves a page that
+//! says how to build it.
 //! `--smoke` checks it the way a new user would (`echo hello`, `exit 3`, both results and the agent online in the
 //! API, `kanade deploy jobs/echo.yaml --wait`) and stops.
 
@@ -55,6 +57,12 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     }
     let nats = nats_server()?;
     let root = workspace_root();
+    let dashboard = crate::web::node_available();
+    if dashboard {
+        crate::web::build()?;
+    } else {
+        eprintln!("xtask: Node.js 20.19+ not found; the backend will serve a page saying how to build the dashboard");
+    }
     cargo(&["build", "--workspace", "--bins", "--locked"], &nats)?;
     let bin = root.join("target/debug");
     let dir = root.join(".sandbox");
@@ -136,13 +144,14 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     }
 
     if smoke {
-        return smoke_test(&kanade, pc.as_str(), &token, &root.join("jobs/echo.yaml"));
+        return smoke_test(&kanade, pc.as_str(), &token, &root.join("jobs/echo.yaml"), dashboard);
     }
 
     println!(
         "\nkanade sandbox is up (state and logs in {dir}):\n\
          \x20 nats-server  {nats_url}\n\
          \x20 backend      {backend_url}\n\
+         \x20 dashboard    {backend_url}/  (sign in with the API token {token})\n\
          \x20 agent        {pc}\n\n\
          In another terminal:\n\
          \x20 export PATH=\"{bin}:$PATH\" KANADE_NATS_URL={nats_url} KANADE_BACKEND_URL={backend_url} KANADE_AUTH_TOKEN={token}\n\
@@ -177,8 +186,13 @@ fn smoke_test(
     pc: &str,
     token: &str,
     echo_job: &std::path::Path,
+    dashboard: bool,
 ) -> anyhow::Result<usize> {
     let mut passed = 0;
+    let (status, page) = http_get(BACKEND_PORT, "/agents", "")?;
+    let expected = if dashboard { "id=\"root\"" } else { "cargo xtask web" };
+    ensure!(status == 200 && page.contains(expected), "the dashboard at /agents: {status} {page}");
+    passed += 1;
     let hello = kanade(&["run", pc, "--", "echo hello"])?;
     ensure!(
         hello.status.code() == Some(0),

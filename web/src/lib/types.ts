@@ -115,7 +115,8 @@ export interface Execution {
 
 export interface TargetState {
   pc_id: string;
-  wave: number;
+  /// 1-based wave, 0 without waves, null for a run fired straight over NATS.
+  wave: number | null;
   /// `pending`, `running`, or the result's status.
   state: string;
   started_at: string | null;

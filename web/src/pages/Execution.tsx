@@ -92,7 +92,7 @@ function TargetTable(props: { targets: TargetState[]; selected: string | null; o
             <tr key={t.pc_id} aria-current={t.pc_id === props.selected ? "true" : undefined} className={t.pc_id === props.selected ? "selected" : undefined}>
               <td>
                 <PcLink pc={t.pc_id} />
-                {t.wave > 0 ? <span className="muted small"> wave {t.wave}</span> : null}
+                {t.wave ? <span className="muted small"> wave {t.wave}</span> : null}
               </td>
               <td>
                 <StateBadge state={t.state} />

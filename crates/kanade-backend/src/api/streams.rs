@@ -38,7 +38,10 @@ fn sse<S>(stream: S) -> Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response()
+    // A comment first, so the client sees the stream open at once rather than at the first change or keep-alive
+    // (a proxy may hold the headers back until body bytes flow).
+    let opened = futures::stream::once(std::future::ready(Ok(Event::default().comment("open"))));
+    Sse::new(opened.chain(stream)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response()
 }
 
 /// `GET /api/events`: `event: change` with `{"topic", "ids"}` whenever something the dashboard shows changed.
