@@ -9,7 +9,7 @@
 // The steps run in order in one browser: each starts where the previous one left the page.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -44,8 +44,8 @@ before(async () => {
     // This machine has no internet: keep Chromium from trying to reach Google's services at every start.
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-  // bypassCSP only so axe-core can be injected for the accessibility checks; the page itself runs under the CSP.
-  context = await browser.newContext({ viewport: WIDE, bypassCSP: true });
+  // The page runs under the backend's Content-Security-Policy; a violation is a console error, which fails the run.
+  context = await browser.newContext({ viewport: WIDE });
   context.setDefaultTimeout(PATIENCE);
   page = await context.newPage();
   page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
@@ -63,10 +63,12 @@ async function shot(name) {
 }
 
 const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 /// Runs axe-core on the current page; fails on serious or critical violations.
 async function accessible(what) {
-  await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
+  // Evaluated through the DevTools protocol, which the page's CSP does not govern (a <script> tag would be refused).
+  await page.evaluate(AXE);
   const result = await page.evaluate(async () => {
     // eslint-disable-next-line no-undef
     const r = await axe.run(document, { resultTypes: ["violations"] });
@@ -129,6 +131,14 @@ test("a job fired from the exec dialog reaches 100% and its output can be read",
   await accessible("jobs page");
   await shot("05-jobs");
 
+  // Revoked, the job cannot be run from the page; allowed again, it can.
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.getByRole("button", { name: "Revoke" }).click();
+  await page.getByText("Revoked: agents skip its runs").waitFor();
+  assert.ok(await page.getByRole("button", { name: "Run…" }).isDisabled(), "a revoked job's Run button is disabled");
+  await page.getByRole("button", { name: "Allow again" }).click();
+  await page.getByRole("button", { name: "Revoke" }).waitFor();
+
   await page.getByRole("button", { name: "Run…" }).click();
   const dialog = page.getByRole("dialog", { name: "Run hello" });
   await dialog.waitFor();
@@ -161,8 +171,43 @@ test("a running job's output streams onto the page", async () => {
   await page.getByRole("button", { name: `Output of ${PC}` }).filter({ hasText: "Watch" }).click();
   await page.getByTestId("live-output").filter({ hasText: /tick \d+/ }).waitFor();
   await shot("08-live-output");
-  // When it finishes, the stored result replaces the stream.
-  await page.getByTestId("stdout").filter({ hasText: "tick 16" }).waitFor();
+  // Killed from the page: the stored result replaces the stream, with what it printed until then.
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.getByRole("button", { name: /^Kill ticker / }).click();
+  await page.getByRole("status").filter({ hasText: "Killed 1 run(s)." }).waitFor();
+  await page.getByRole("region", { name: /Output of/ }).getByText("killed").first().waitFor();
+  const stdout = await page.getByTestId("stdout").textContent();
+  assert.match(stdout, /tick 1\b/);
+  assert.doesNotMatch(stdout, /tick 16/, "the run was cut short");
+});
+
+test("a rollout shows whom each wave hits before firing, and each wave's state after", async () => {
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("link", { name: /^rolling/ }).click();
+  await page.getByRole("button", { name: "Run…" }).click();
+  const dialog = page.getByRole("dialog", { name: "Run rolling" });
+  await dialog.getByTestId("preview-count").filter({ hasText: "1 agent will be hit" }).waitFor();
+  await dialog.getByRole("listitem").filter({ hasText: "lab: 1" }).waitFor();
+  await dialog.getByRole("listitem").filter({ hasText: "later: 0" }).waitFor();
+  await dialog.getByRole("button", { name: "Run on 1 agent" }).click();
+  await page.waitForURL(/\/activity\/[a-z0-9_-]+$/);
+  const waves = page.getByRole("list", { name: "Waves" });
+  await waves.getByRole("listitem").filter({ hasText: "1. lab sent" }).waitFor();
+  await expectAttribute(waves.getByRole("progressbar", { name: "Wave 1 (lab)" }), "aria-valuenow", "100");
+  await expectText(waves.getByRole("listitem").nth(1), /2\. later pending \(due in (1 h|\d+ min)\)/);
+  await shot("09-rollout");
+});
+
+test("markup in a job's description or a script's output is shown as text, never run", async () => {
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("link", { name: /^hostile/ }).filter({ hasText: '<img src=x onerror="window.__pwned=1">' }).click();
+  await page.getByRole("button", { name: "Run…" }).click();
+  await page.getByRole("dialog", { name: "Run hostile" }).getByRole("button", { name: "Run on 1 agent" }).click();
+  await page.waitForURL(/\/activity\/[a-z0-9_-]+$/);
+  await expectAttribute(page.getByRole("progressbar", { name: "Progress" }), "aria-valuenow", "100");
+  await page.getByRole("button", { name: `Output of ${PC}` }).click();
+  await page.getByTestId("stdout").filter({ hasText: "<script>window.__pwned=1</script>" }).waitFor();
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, "nothing from the data ran");
 });
 
 test("an execution waiting for approval is approved from the Activity page", async () => {
@@ -170,12 +215,12 @@ test("an execution waiting for approval is approved from the Activity page", asy
   const card = page.getByRole("article").filter({ has: page.getByRole("link", { name: /^guarded/ }) });
   await card.getByText("pending approval").waitFor();
   await accessible("activity page");
-  await shot("09-activity-pending");
+  await shot("10-activity-pending");
   await card.getByRole("button", { name: `Approve guarded ${PENDING}` }).click();
   await card.getByText("completed").waitFor();
   await expectAttribute(card.getByRole("progressbar"), "aria-valuenow", "100");
   await card.getByText("approved by bob").waitFor();
-  await shot("10-activity-approved");
+  await shot("11-activity-approved");
 });
 
 test("the audit log shows who did what, filtered by operator", async () => {
@@ -188,7 +233,7 @@ test("the audit log shows who did what, filtered by operator", async () => {
   const operators = await page.locator("tbody tr td:nth-child(2)").allTextContents();
   assert.ok(operators.length > 0 && operators.every((o) => o === "bob"), `only bob's actions are shown: ${operators}`);
   await accessible("audit page");
-  await shot("11-audit");
+  await shot("12-audit");
 });
 
 test("everything is reachable from the keyboard", async () => {
@@ -211,9 +256,9 @@ test("everything is reachable from the keyboard", async () => {
 test("the pages fit a narrow window", async () => {
   await page.setViewportSize(NARROW);
   for (const [path, heading, name] of [
-    ["/", "Fleet", "12-narrow-fleet"],
-    ["/agents", "Agents", "13-narrow-agents"],
-    ["/activity", "Activity", "14-narrow-activity"],
+    ["/", "Fleet", "13-narrow-fleet"],
+    ["/agents", "Agents", "14-narrow-agents"],
+    ["/activity", "Activity", "15-narrow-activity"],
   ]) {
     await page.goto(`${URL}${path}`);
     await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
@@ -239,4 +284,16 @@ async function expectAttribute(locator, name, value) {
     await new Promise((r) => setTimeout(r, 200));
   }
   assert.fail(`${name} stayed ${last}, expected ${value}`);
+}
+
+/// Waits until the locator's text matches; on failure says what it was instead.
+async function expectText(locator, pattern) {
+  const deadline = Date.now() + PATIENCE;
+  let last;
+  while (Date.now() < deadline) {
+    last = await locator.textContent({ timeout: PATIENCE }).catch(() => null);
+    if (last !== null && pattern.test(last)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`text stayed ${JSON.stringify(last)}, expected ${pattern}`);
 }
