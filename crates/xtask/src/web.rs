@@ -64,7 +64,34 @@ pub fn build() -> anyhow::Result<()> {
     if modified(&installed).is_none_or(|i| modified(&lock).is_some_and(|l| l > i)) {
         npm(&web, &["ci"])?;
     }
+    // A build rewrites every file in dist/, which makes cargo re-embed and relink the backend: skip it when
+    // nothing it is built from changed since.
+    if newest_source(&web)
+        .is_some_and(|source| modified(&web.join("dist/index.html")).is_some_and(|built| built > source))
+    {
+        eprintln!("xtask: web/dist is up to date");
+        return Ok(());
+    }
     npm(&web, &["run", "build"])
+}
+
+/// When the newest file the build reads was last changed: `src/`, `index.html`, the configs and the lock file.
+fn newest_source(web: &Path) -> Option<std::time::SystemTime> {
+    fn walk(path: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(meta) = std::fs::metadata(path) else { return };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(at) = meta.modified() {
+            *newest = (*newest).max(Some(at));
+        }
+    }
+    let mut newest = None;
+    for part in ["src", "index.html", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts"] {
+        walk(&web.join(part), &mut newest);
+    }
+    newest
 }
 
 /// Debian's Chromium for the browser tests: installed with apt when missing and this user may.
