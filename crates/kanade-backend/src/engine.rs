@@ -60,6 +60,8 @@ pub enum ExecError {
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
     pub targets: Option<Targets>,
+    /// A rollout of the request's own, over `targets` (which the request then names too).
+    pub waves: Option<Vec<kanade_shared::manifest::Wave>>,
     pub jitter: Option<Duration>,
     pub deadline: Option<Duration>,
 }
@@ -107,7 +109,7 @@ impl Engine {
         let stored = catalogue.get(job).await?.ok_or_else(|| ExecError::JobNotFound(job.clone()))?;
         let revoked = control::is_revoked(&self.nats, job).await?;
         let (targets, waves) = match &request.targets {
-            Some(targets) => (targets.clone(), Vec::new()),
+            Some(targets) => (targets.clone(), request.waves.clone().unwrap_or_default()),
             None => (stored.job.targets.clone(), stored.job.waves.clone()),
         };
         let agents = self.db.list_agents().await?;

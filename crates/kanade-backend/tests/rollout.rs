@@ -145,6 +145,76 @@ async fn a_rollout_sends_its_second_wave_after_the_delay() {
 }
 
 #[tokio::test]
+async fn a_request_may_bring_its_own_waves_checked_as_a_manifest_s_are() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let backend = TestBackend::start(&url).await;
+    let _c = TestAgent::start(&url, "pc-canary", &["canary"]).await;
+    let _w = TestAgent::start(&url, "pc-w1", &["wave1"]).await;
+    let _other = TestAgent::start(&url, "pc-other", &["other"]).await;
+    backend.wait_for_agents(3).await;
+    // The job itself fires at everyone at once; the request rolls it out canary first.
+    create_job(&backend, &manifest("plain", "1.0", "echo ok", ALL)).await;
+    let body = json!({ "waves": [
+        { "group": "canary", "max_failure_pct": 0 },
+        { "group": "wave1", "delay": "1h" },
+    ] });
+
+    let (status, preview) = backend.post("/api/jobs/plain/preview", &body).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["target_count"], 2, "only the waves' groups: {preview}");
+    assert_eq!(
+        preview["waves"],
+        json!([{ "wave": 1, "group": "canary", "targets": 1 }, { "wave": 2, "group": "wave1", "targets": 1 }])
+    );
+
+    let view = exec(&backend, "plain", body).await;
+    assert_eq!(view["target_count"], 2);
+    assert_eq!(view["targets"], json!({ "all": false, "groups": ["canary", "wave1"], "pcs": [] }));
+    let exec_id = view["exec_id"].as_str().unwrap().to_owned();
+    let first =
+        backend.execution_until(&exec_id, "the canary's result", |v| v["waves"][0]["by_status"]["ok"] == 1).await;
+    assert_eq!(first["status"], "rolling_out");
+    assert_eq!(first["waves"][1]["state"], "pending", "wave1 waits an hour: {first}");
+    assert_eq!(first["waves"][0]["max_failure_pct"], 0.0);
+    assert_eq!(first["waves"][1]["delay_ms"], 3_600_000);
+
+    // Waves over groups named with them must be among those groups; with `all`, any group.
+    let (status, view) =
+        backend.post("/api/jobs/plain/preview", &json!({ "all": true, "waves": [{ "group": "other" }] })).await;
+    assert_eq!((status, &view["target_count"]), (200, &json!(1)), "{view}");
+
+    let many: Vec<Value> = (0..51).map(|i| json!({ "group": format!("g{i}") })).collect();
+    for (body, says) in [
+        (json!({ "waves": many }), "51 waves given; the limit is 50"),
+        (
+            json!({ "waves": [{ "group": "canary" }, { "group": "canary" }] }),
+            "waves[1]: group `canary` has a wave already",
+        ),
+        (json!({ "pcs": ["pc-w1"], "waves": [{ "group": "canary" }] }), "not pcs"),
+        (json!({ "groups": ["wave1"], "waves": [{ "group": "canary" }] }), "waves[0]: group `canary` is not among"),
+        (json!({ "waves": [{ "group": "Canary" }] }), "waves[0].group"),
+        (json!({ "waves": [{ "group": "canary", "delay": "soon" }] }), "waves[0].delay: `soon` is not a duration"),
+        (json!({ "waves": [{ "group": "canary", "delay": "30d" }] }), "is longer than"),
+        (json!({ "waves": [{ "group": "canary", "max_failure_pct": 101 }] }), "between 0 and 100"),
+        (json!({ "waves": [{ "group": "canary", "max_failure_pct": -1 }] }), "between 0 and 100"),
+        (json!({ "waves": [{ "group": "canary", "halt": true }] }), "unknown field `halt`"),
+        (json!({ "waves": { "group": "canary" } }), "waves: invalid type"),
+    ] {
+        for path in ["/api/exec/plain", "/api/jobs/plain/preview"] {
+            let (status, reply) = backend.post(path, &body).await;
+            assert_eq!(status, 400, "{path} {body}: {reply}");
+            let message = reply["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(says), "{path} {body}: `{message}` should say `{says}`");
+        }
+    }
+    let (_, list) = backend.get("/api/executions?job_id=plain").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "no refused request created an execution");
+}
+
+#[tokio::test]
 async fn a_wave_that_fails_too_much_halts_the_rollout() {
     init_logging();
     let nats = NatsServer::start();

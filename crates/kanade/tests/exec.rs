@@ -139,6 +139,25 @@ async fn exec_prints_the_exec_id_and_wait_exits_by_the_outcome() {
     let fired = exec_id_of(&fired);
     backend.execution_until(&fired, "the unwaited run's result", |v| v["status"] == "completed").await;
 
+    // Waves of the operator's own: the lab group first, then a group nobody is in an hour later.
+    let rolled = run(&url, &burl, &["exec", "hello", "--wave", "lab::0", "--wave", "later:1h"]).await;
+    let rolled = exec_id_of(&rolled);
+    let view = backend.execution(&rolled).await;
+    let waves: Vec<(Value, Value, Value)> = view["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["group"].clone(), w["delay_ms"].clone(), w["max_failure_pct"].clone()))
+        .collect();
+    assert_eq!(
+        waves,
+        [(json!("lab"), json!(0), json!(0.0)), (json!("later"), json!(3_600_000), json!(100.0))],
+        "{view}"
+    );
+    let bad = run(&url, &burl, &["exec", "hello", "--wave", "lab:1h:150"]).await;
+    assert_eq!(bad.status.code(), Some(2), "a bad --wave is a usage error: {}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("`150` is not a number from 0 to 100"), "{}", text(&bad.stderr));
+
     let unknown = run(&url, &burl, &["exec", "nothere"]).await;
     let stderr = text(&unknown.stderr);
     assert_eq!(unknown.status.code(), Some(1), "{stderr}");

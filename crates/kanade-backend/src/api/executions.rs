@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, Targets};
+use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, Targets, Wave};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +27,16 @@ use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
 /// The most PCs one request may name; a larger fleet is addressed by group.
 pub const MAX_TARGET_PCS: usize = 10_000;
 
-/// `POST /api/exec/{job}`: targets default to the job's own (with its rollout); naming any fires them all at once.
+/// The most waves one request may give.
+pub const MAX_WAVES: usize = 50;
+
+/// `POST /api/exec/{job}`: targets default to the job's own (with its rollout); naming any fires them all at once,
+/// unless `waves` gives a rollout of its own (over the groups named, or over the waves' groups when none are).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecBody {
+    #[serde(default)]
+    pub waves: Vec<WaveBody>,
     #[serde(default)]
     pub pcs: Vec<String>,
     #[serde(default)]
@@ -41,6 +47,17 @@ pub struct ExecBody {
     pub jitter: Option<String>,
     /// A duration after sending: `24h`.
     pub deadline: Option<String>,
+}
+
+/// One wave of a request's own rollout, with a manifest's wave fields and defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveBody {
+    pub group: String,
+    /// How long after the previous wave this one is sent: `1h` (default: at once).
+    pub delay: Option<String>,
+    /// Halt the rollout when more than this percentage of the wave's targets fail (default 100: never).
+    pub max_failure_pct: Option<f64>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -76,12 +93,52 @@ impl ExecBody {
             .iter()
             .map(|g| GroupName::new(g.clone()).map_err(|e| invalid(format!("groups: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let named = self.all || !pcs.is_empty() || !groups.is_empty();
+        let waves = self.waves(&groups)?;
+        let named = self.all || !pcs.is_empty() || !groups.is_empty() || waves.is_some();
+        // Waves alone reach their own groups, as a manifest's rollout over exactly those groups would.
+        let groups = match (&waves, groups.is_empty() && !self.all) {
+            (Some(waves), true) => waves.iter().map(|w| w.group.clone()).collect(),
+            _ => groups,
+        };
         Ok(ExecRequest {
             targets: named.then_some(Targets { all: self.all, groups, pcs }),
+            waves,
             jitter: duration("jitter", self.jitter.as_deref(), MAX_SPREAD)?,
             deadline: duration("deadline", self.deadline.as_deref(), MAX_DEADLINE)?,
         })
+    }
+}
+
+impl ExecBody {
+    /// The request's own rollout, checked as a manifest's is.
+    fn waves(&self, groups: &[GroupName]) -> Result<Option<Vec<Wave>>, ApiError> {
+        if self.waves.is_empty() {
+            return Ok(None);
+        }
+        if self.waves.len() > MAX_WAVES {
+            return Err(invalid(format!("{} waves given; the limit is {MAX_WAVES}", self.waves.len())));
+        }
+        if !self.pcs.is_empty() {
+            return Err(invalid("waves reach groups: name groups (or all) with them, not pcs"));
+        }
+        let mut waves: Vec<Wave> = Vec::with_capacity(self.waves.len());
+        for (index, wave) in self.waves.iter().enumerate() {
+            let field = format!("waves[{index}]");
+            let group = GroupName::new(wave.group.clone()).map_err(|e| invalid(format!("{field}.group: {e}")))?;
+            if waves.iter().any(|w| w.group == group) {
+                return Err(invalid(format!("{field}: group `{group}` has a wave already")));
+            }
+            if !self.all && !groups.is_empty() && !groups.contains(&group) {
+                return Err(invalid(format!("{field}: group `{group}` is not among the groups named")));
+            }
+            let delay = duration(&format!("{field}.delay"), wave.delay.as_deref(), MAX_SPREAD)?.unwrap_or_default();
+            let max_failure_pct = wave.max_failure_pct.unwrap_or(100.0);
+            if !(0.0..=100.0).contains(&max_failure_pct) {
+                return Err(invalid(format!("{field}.max_failure_pct: must be between 0 and 100")));
+            }
+            waves.push(Wave { group, delay, max_failure_pct });
+        }
+        Ok(Some(waves))
     }
 }
 

@@ -32,6 +32,11 @@ pub struct ExecArgs {
     /// Fire at every agent instead of the job's own targets.
     #[arg(long)]
     pub all: bool,
+    /// Roll out in waves of your own instead of the job's, one flag per wave in order:
+    /// `--wave canary --wave lab:1h:10` (a group, how long after the previous wave, the failure percentage that
+    /// halts the rollout). Without --groups or --all, the waves' groups are the targets.
+    #[arg(long = "wave", value_name = "GROUP[:DELAY[:MAX_FAILURE_PCT]]", value_parser = parse_wave)]
+    pub waves: Vec<WaveArg>,
     /// Each agent waits a random time up to this before it starts (overrides the job's).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub jitter: Option<Duration>,
@@ -79,11 +84,39 @@ pub struct ExecutionsArgs {
     pub limit: u32,
 }
 
+/// One `--wave`, as `POST /api/exec` takes it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WaveArg {
+    group: GroupName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_failure_pct: Option<f64>,
+}
+
+fn parse_wave(raw: &str) -> Result<WaveArg, String> {
+    let mut parts = raw.splitn(3, ':');
+    let group = GroupName::new(parts.next().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let delay = match parts.next().filter(|d| !d.is_empty()) {
+        Some(d) => Some(humantime::parse_duration(d).map(|_| d.to_owned()).map_err(|e| format!("delay `{d}`: {e}"))?),
+        None => None,
+    };
+    let max_failure_pct = match parts.next() {
+        Some(p) => match p.parse::<f64>() {
+            Ok(pct) if (0.0..=100.0).contains(&pct) => Some(pct),
+            _ => return Err(format!("max failure percentage `{p}` is not a number from 0 to 100")),
+        },
+        None => None,
+    };
+    Ok(WaveArg { group, delay, max_failure_pct })
+}
+
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let body = serde_json::json!({
         "pcs": args.pcs,
         "groups": args.groups,
         "all": args.all,
+        "waves": args.waves,
         "jitter": args.jitter.map(|d| humantime::format_duration(d).to_string()),
         "deadline": args.deadline.map(|d| humantime::format_duration(d).to_string()),
     });
