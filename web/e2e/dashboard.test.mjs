@@ -196,6 +196,28 @@ test("a rollout shows whom each wave hits before firing, and each wave's state a
   await expectAttribute(waves.getByRole("progressbar", { name: "Wave 1 (lab)" }), "aria-valuenow", "100");
   await expectText(waves.getByRole("listitem").nth(1), /2\. later pending \(due in (1 h|\d+ min)\)/);
   await shot("09-rollout");
+
+  // The same from the dialog, with waves of the operator's own over a job that has none.
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("link", { name: /^hello/ }).click();
+  await page.getByRole("button", { name: "Run…" }).click();
+  const own = page.getByRole("dialog", { name: "Run hello" });
+  await own.getByLabel("Groups, in waves of your own").check();
+  await own.getByLabel("Wave 1 group").fill("lab");
+  await own.getByLabel("Wave 1 halts over % failed").fill("150");
+  await own.getByText("the failure percentage must be a number from 0 to 100").waitFor();
+  await own.getByLabel("Wave 1 halts over % failed").fill("10");
+  await own.getByRole("button", { name: "Add wave" }).click();
+  await own.getByLabel("Wave 2 group").fill("later");
+  await own.getByLabel("Wave 2 delay").fill("2h");
+  await own.getByRole("listitem").filter({ hasText: "later: 0" }).waitFor();
+  await own.getByTestId("preview-count").filter({ hasText: "1 agent will be hit" }).waitFor();
+  await shot("10-exec-dialog-waves");
+  await own.getByRole("button", { name: "Run on 1 agent" }).click();
+  await page.waitForURL(/\/activity\/[a-z0-9_-]+$/);
+  const ownWaves = page.getByRole("list", { name: "Waves" });
+  await ownWaves.getByRole("listitem").filter({ hasText: "1. lab sent" }).waitFor();
+  await expectText(ownWaves.getByRole("listitem").nth(1), /2\. later pending \(due in (2 h|1 h)\)/);
 });
 
 test("markup in a job's description or a script's output is shown as text, never run", async () => {
@@ -215,12 +237,12 @@ test("an execution waiting for approval is approved from the Activity page", asy
   const card = page.getByRole("article").filter({ has: page.getByRole("link", { name: /^guarded/ }) });
   await card.getByText("pending approval").waitFor();
   await accessible("activity page");
-  await shot("10-activity-pending");
+  await shot("11-activity-pending");
   await card.getByRole("button", { name: `Approve guarded ${PENDING}` }).click();
   await card.getByText("completed").waitFor();
   await expectAttribute(card.getByRole("progressbar"), "aria-valuenow", "100");
   await card.getByText("approved by bob").waitFor();
-  await shot("11-activity-approved");
+  await shot("12-activity-approved");
 });
 
 test("the audit log shows who did what, filtered by operator", async () => {
@@ -233,7 +255,7 @@ test("the audit log shows who did what, filtered by operator", async () => {
   const operators = await page.locator("tbody tr td:nth-child(2)").allTextContents();
   assert.ok(operators.length > 0 && operators.every((o) => o === "bob"), `only bob's actions are shown: ${operators}`);
   await accessible("audit page");
-  await shot("12-audit");
+  await shot("13-audit");
 });
 
 test("everything is reachable from the keyboard", async () => {
@@ -256,9 +278,9 @@ test("everything is reachable from the keyboard", async () => {
 test("the pages fit a narrow window", async () => {
   await page.setViewportSize(NARROW);
   for (const [path, heading, name] of [
-    ["/", "Fleet", "13-narrow-fleet"],
-    ["/agents", "Agents", "14-narrow-agents"],
-    ["/activity", "Activity", "15-narrow-activity"],
+    ["/", "Fleet", "14-narrow-fleet"],
+    ["/agents", "Agents", "15-narrow-agents"],
+    ["/activity", "Activity", "16-narrow-activity"],
   ]) {
     await page.goto(`${URL}${path}`);
     await page.getByRole("heading", { name: heading, level: 1 }).waitFor();

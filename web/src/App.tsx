@@ -96,11 +96,16 @@ function Login({ onSignIn, rejected }: { onSignIn: (c: Credentials) => void; rej
   const [remember, setRemember] = useState(false);
   const [error, setError] = useState<string | null>(rejected ? "The saved sign-in is no longer accepted." : null);
   const [busy, setBusy] = useState(false);
+  const recorded = storage.operatorName(operator);
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     const credentials = { token: token.trim(), operator: operator.trim() };
     if (!credentials.token) {
       setError("Enter the API token.");
+      return;
+    }
+    if ("error" in recorded) {
+      setError(`Your name: ${recorded.error}.`);
       return;
     }
     setBusy(true);
@@ -129,7 +134,9 @@ function Login({ onSignIn, rejected }: { onSignIn: (c: Credentials) => void; rej
         <label htmlFor="operator">Your name</label>
         <input id="operator" name="operator" autoComplete="username" value={operator} onChange={(e) => setOperator(e.target.value)} aria-describedby="operator-help" />
         <p id="operator-help" className="help">
-          Recorded in the audit log with what you do. A personal operator token names you itself.
+          Recorded in the audit log with what you do
+          {"name" in recorded && recorded.name && recorded.name !== operator.trim() ? ` (as ${recorded.name})` : ""}. A
+          personal operator token names you itself.
         </p>
         <label className="check">
           <input type="checkbox" checked={remember} onChange={(e) => setRemember(e.target.checked)} /> Remember me on this
@@ -155,7 +162,6 @@ function useLive(): StreamState {
   const [state, setState] = useState<StreamState>("connecting");
   useEffect(() => {
     const abort = new AbortController();
-    let wasLive = false;
     void follow(
       {
         path: "/api/events",
@@ -167,9 +173,9 @@ function useLive(): StreamState {
           for (const queryKey of stale(change)) void client.invalidateQueries({ queryKey });
         },
         onState: (next) => {
-          // Changes made while the stream was down were not pushed: refetch everything once it is back.
-          if (next === "live" && wasLive) void client.invalidateQueries();
-          if (next === "live") wasLive = true;
+          // Changes made before the stream opened (the pages' first requests race it) or while it was down were
+          // not pushed: refetch everything each time it goes live.
+          if (next === "live") void client.invalidateQueries();
           setState(next);
         },
       },

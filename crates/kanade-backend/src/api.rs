@@ -189,14 +189,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-fn claimed(request: &Request) -> Caller {
-    let actor = request
-        .headers()
-        .get(OPERATOR_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(Actor::from_login)
-        .unwrap_or_else(|| Actor::from_login("anonymous"));
-    Caller { actor, verified: false }
+fn claimed(request: &Request) -> Result<Caller, ApiError> {
+    let actor = match request.headers().get(OPERATOR_HEADER) {
+        None => Actor::from_login("anonymous"),
+        // Recorded as `anonymous` instead, the action would be audited under a name nobody gave.
+        Some(value) => Actor::from_login(value.to_str().map_err(|_| {
+            ApiError::bad_request("invalid_operator", format!("`{OPERATOR_HEADER}` must be plain ASCII"))
+        })?),
+    };
+    Ok(Caller { actor, verified: false })
 }
 
 /// A JSON body whose rejection is an [`ApiError`] naming what is wrong and where.
@@ -322,7 +323,10 @@ pub fn ops_error(err: kanade_ops::OpsError) -> ApiError {
 
 async fn require_auth(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let AuthConfig::Tokens { shared, operators } = &state.auth else {
-        let caller = claimed(&request);
+        let caller = match claimed(&request) {
+            Ok(caller) => caller,
+            Err(err) => return err.into_response(),
+        };
         request.extensions_mut().insert(caller);
         return next.run(request).await;
     };
@@ -341,7 +345,10 @@ async fn require_auth(State(state): State<Arc<AppState>>, mut request: Request, 
     let operator = operators.iter().fold(None, |found, o| if matches(&o.token) { Some(o) } else { found });
     let caller = match (operator, shared.as_deref().is_some_and(matches)) {
         (Some(operator), _) => Caller { actor: operator.name.clone(), verified: true },
-        (None, true) => claimed(&request),
+        (None, true) => match claimed(&request) {
+            Ok(caller) => caller,
+            Err(err) => return err.into_response(),
+        },
         (None, false) => {
             return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response();
         }

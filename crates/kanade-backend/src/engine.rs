@@ -434,11 +434,6 @@ impl Tally {
     pub fn failures(&self) -> i64 {
         FAILURES.iter().filter_map(|s| self.by_status.get(*s)).sum()
     }
-
-    /// Targets with a result.
-    pub fn done(&self) -> i64 {
-        self.targets - self.by_status.get("pending").copied().unwrap_or(0)
-    }
 }
 
 #[derive(Debug, Default)]

@@ -122,7 +122,7 @@ impl Bound {
             }
         });
         let notes = live::Hub::subscribe_notes(&self.state.nats).await.context("cannot subscribe to change notes")?;
-        let hub = tokio::spawn(self.state.hub.clone().run(notes, shutdown.clone()));
+        let hub = tokio::spawn(self.state.hub.clone().run(self.state.nats.clone(), notes, shutdown.clone()));
         let (js, token) = (&self.js, &shutdown);
         let results =
             tokio::spawn(projector::project::<projector::Results>(js.clone(), db.clone(), live.clone(), token.clone()));
@@ -132,8 +132,9 @@ impl Bound {
             tokio::spawn(projector::project::<projector::Audit>(js.clone(), db.clone(), live.clone(), token.clone()));
         let heartbeats = tokio::spawn({
             let (client, db, live, shutdown) = (self.state.nats.clone(), db.clone(), live.clone(), shutdown.clone());
+            let offline_after = self.state.offline_after;
             async move {
-                if let Err(err) = projector::heartbeats(client, db, live, shutdown).await {
+                if let Err(err) = projector::heartbeats(client, db, live, offline_after, shutdown).await {
                     tracing::error!(error = format!("{err:#}"), "heartbeat projector stopped");
                 }
             }

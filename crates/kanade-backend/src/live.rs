@@ -60,11 +60,14 @@ impl Topic {
     }
 }
 
+/// How often the hub looks whether its broker connection came back.
+const RECONNECT_CHECK: Duration = Duration::from_millis(500);
+
 /// The topic a lagging client is sent: it missed something, so it should refetch everything.
 pub const TOPIC_ALL: &str = "all";
 
-/// Announces changes to every replica. Cheap to clone; never fails the caller (a lost note costs a client a
-/// refetch it would have done on its next reconnect, nothing more).
+/// Announces changes to every replica. Cheap to clone; never fails the caller: a note lost while the broker is
+/// unreachable is made up for by the refetch-everything every hub sends when its connection comes back.
 #[derive(Clone)]
 pub struct Publisher {
     nats: async_nats::Client,
@@ -140,10 +143,36 @@ impl Hub {
     }
 
     /// Relays change notes into the broadcast channel until `shutdown`.
-    pub async fn run(self: Arc<Self>, mut notes: async_nats::Subscriber, shutdown: CancellationToken) {
+    ///
+    /// Notes are core NATS: any sent while this replica's connection was down are gone. So when the connection
+    /// comes back, this replica's clients are told to refetch everything, and so are every other replica's (this
+    /// replica's own notes from the gap were not delivered either).
+    pub async fn run(
+        self: Arc<Self>,
+        nats: async_nats::Client,
+        mut notes: async_nats::Subscriber,
+        shutdown: CancellationToken,
+    ) {
+        let mut check = tokio::time::interval(RECONNECT_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut connected = true;
         loop {
             let note = tokio::select! {
                 note = notes.next() => note,
+                _ = check.tick() => {
+                    let now = matches!(nats.connection_state(), async_nats::connection::State::Connected);
+                    if now && !connected {
+                        tracing::info!("broker connection back: live clients refetch everything");
+                        let all = Change { topic: TOPIC_ALL.to_owned(), ids: Vec::new() };
+                        drop(self.sender.send(all.clone()));
+                        if let Ok(body) = serde_json::to_vec(&all) {
+                            let publish = nats.publish(subject::backend_changes(), body.into());
+                            let _ = tokio::time::timeout(PUBLISH_PATIENCE, publish).await;
+                        }
+                    }
+                    connected = now;
+                    continue;
+                }
                 () = shutdown.cancelled() => return,
             };
             let Some(note) = note else { return };

@@ -267,8 +267,10 @@ pub async fn heartbeats(
     client: async_nats::Client,
     db: Db,
     live: Publisher,
+    offline_after: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut seen = Seen::new(offline_after);
     let subscription = client.queue_subscribe(subject::HEARTBEATS_ALL, BACKEND_QUEUE_GROUP.to_owned()).await?;
     let mut batches = subscription.ready_chunks(BATCH * 4);
     let mut announce = tokio::time::interval(live::AGENTS_EVERY);
@@ -291,10 +293,43 @@ pub async fn heartbeats(
         }
         // Heartbeats are a stream of "latest state"; one that cannot be stored is replaced by the next.
         match db.upsert_agents(&latest).await {
-            Ok(()) => updated.extend(latest.iter().map(|(hb, _)| hb.pc_id.to_string())),
+            Ok(()) => updated.extend(
+                latest
+                    .iter()
+                    .filter(|(hb, _)| seen.notable(hb, std::time::Instant::now()))
+                    .map(|(hb, _)| hb.pc_id.to_string()),
+            ),
             Err(err) => {
                 tracing::error!(error = %err, source = ?std::error::Error::source(&err), agents = latest.len(), "cannot store heartbeats")
             }
+        }
+    }
+}
+
+/// What this replica last heard from each agent, so that a heartbeat is announced to dashboards only when it
+/// changes what the agent lists show: a new agent, one back after being offline, or a changed version, OS, name,
+/// group or full outbox. Announcing every heartbeat would have every open agent list refetch the whole fleet every
+/// second. (Uptime, memory and "last seen" move with every heartbeat; the pages poll those.)
+pub struct Seen {
+    offline_after: Duration,
+    agents: HashMap<String, (u64, std::time::Instant)>,
+}
+
+impl Seen {
+    pub fn new(offline_after: Duration) -> Self {
+        Self { offline_after, agents: HashMap::new() }
+    }
+
+    pub fn notable(&mut self, hb: &Heartbeat, now: std::time::Instant) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&hb.hostname, &hb.os, &hb.os_version, &hb.arch, &hb.agent_version, &hb.groups, hb.outbox_full)
+            .hash(&mut hasher);
+        let shown = hasher.finish();
+        let before = self.agents.insert(hb.pc_id.to_string(), (shown, now));
+        match before {
+            None => true,
+            Some((was, at)) => was != shown || now.saturating_duration_since(at) > self.offline_after,
         }
     }
 }
@@ -333,6 +368,23 @@ mod tests {
 
     fn heartbeat(pc: &str, sent_at: &str) -> Vec<u8> {
         format!(r#"{{"pc_id":"{pc}","agent_version":"{sent_at}","sent_at":"{sent_at}"}}"#).into_bytes()
+    }
+
+    #[test]
+    fn only_heartbeats_that_change_the_agent_lists_are_announced() {
+        let mut seen = Seen::new(Duration::from_secs(30));
+        let hb = |version: &str| -> Heartbeat {
+            serde_json::from_str(&format!(
+                r#"{{"pc_id":"a","agent_version":"{version}","sent_at":"2026-01-01T00:00:00Z"}}"#
+            ))
+            .unwrap()
+        };
+        let t0 = std::time::Instant::now();
+        assert!(seen.notable(&hb("1.0"), t0), "a new agent");
+        assert!(!seen.notable(&hb("1.0"), t0 + Duration::from_secs(10)), "the same again");
+        assert!(seen.notable(&hb("1.1"), t0 + Duration::from_secs(20)), "a new version");
+        assert!(!seen.notable(&hb("1.1"), t0 + Duration::from_secs(40)));
+        assert!(seen.notable(&hb("1.1"), t0 + Duration::from_secs(80)), "back after longer than offline_after");
     }
 
     #[test]

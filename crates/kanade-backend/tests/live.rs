@@ -160,15 +160,21 @@ async fn a_running_jobs_output_is_relayed_chunk_by_chunk() {
     let next = tail.until(PATIENCE, "the second chunk", |e| e.json()["seq"] != 0).await;
     assert_eq!(next.json(), chunk(1, "world\n"), "the malformed chunk and the other pc's are not relayed");
 
-    // A real agent's run, followed from the moment it was fired.
+    // A real agent's run, followed from before it was sent: the job waits for approval, which comes (from another
+    // operator) only once the tail is open, so nothing the script prints can come before the tail.
     let _agent = TestAgent::start(&nats.url(), "pc-a", &["lab"]).await;
     backend.wait_for_agents(1).await;
-    let created =
-        post_json(&base, "/api/jobs", &json!({ "manifest": manifest("talk", "sleep 1; echo from-agent") })).await;
+    let guarded = format!("{}require_approval: true\n", manifest("talk", "echo from-agent"));
+    let created = post_json(&base, "/api/jobs", &json!({ "manifest": guarded })).await;
     assert_eq!(created.status, 201, "{}", created.raw);
     let fired = post_json(&base, "/api/exec/talk", &json!({ "pcs": ["pc-a"] })).await;
     let exec = fired.body["exec_id"].as_str().unwrap().to_owned();
     let mut live = SseStream::open(&base, &format!("/api/executions/{exec}/output?pc_id=pc-a")).await;
+    let alice = format!("Bearer {}", kanade_testkit::operator_token("alice"));
+    let approved =
+        request(&base, Method::POST, &format!("/api/executions/{exec}/approve"), &[("authorization", &alice)], None)
+            .await;
+    assert_eq!(approved.status, 200, "{}", approved.raw);
     let said = live.until(PATIENCE, "the agent's output", |e| e.data.contains("from-agent")).await;
     assert_eq!(said.event, "chunk");
     assert_eq!(said.json()["stream"], "stdout");

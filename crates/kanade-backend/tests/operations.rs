@@ -83,6 +83,17 @@ async fn session_says_who_is_calling_and_how_it_is_known() {
     assert_eq!((proven.body["actor"].clone(), proven.body["verified"].clone()), (json!("alice"), json!(true)));
     let anonymous = get(&base, "/api/session").await;
     assert_eq!(anonymous.body["actor"], "anonymous");
+    // A name that is not ASCII (Latin-1 bytes here) is refused, not recorded as `anonymous`.
+    let latin1 = reqwest::Client::new()
+        .get(format!("{base}/api/session"))
+        .header("authorization", &shared)
+        .header("x-kanade-operator", reqwest::header::HeaderValue::from_bytes(b"Jos\xe9").unwrap())
+        .send()
+        .await
+        .expect("HTTP request");
+    assert_eq!(latin1.status(), 400);
+    let body: serde_json::Value = latin1.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "invalid_operator", "{body}");
     assert_error(&request(&base, Method::GET, "/api/session", &[], None).await, 401, "unauthorized", "no token");
     let wrong = [("authorization", "Bearer wrong-token")];
     assert_error(&request(&base, Method::GET, "/api/session", &wrong, None).await, 401, "unauthorized", "bad token");
@@ -97,9 +108,14 @@ async fn ping_answers_for_a_connected_agent_and_says_why_not_for_others() {
     let backend = TestBackend::start(&nats.url()).await;
     let base = backend.url();
     let _agent = TestAgent::start(&nats.url(), "pc-a", &["lab"]).await;
+    backend.wait_for_agents(1).await;
 
-    let reply = post_raw(&base, "/api/agents/pc-a/ping", None).await;
-    assert_eq!(reply.status, 200, "{}", reply.raw);
+    // An agent answers pings once its subscription reaches the broker, which a busy machine may take a moment for.
+    let reply = kanade_testkit::eventually("pc-a answers a ping", Duration::from_secs(20), || async {
+        let reply = post_raw(&base, "/api/agents/pc-a/ping", None).await;
+        (reply.status == 200).then_some(reply)
+    })
+    .await;
     let mut keys: Vec<&String> = reply.body.as_object().unwrap().keys().collect();
     keys.sort_unstable();
     assert_eq!(keys, ["agent_version", "hostname", "os", "pc_id", "rtt_ms", "uptime_secs"]);
@@ -213,7 +229,11 @@ async fn run_and_kill(database_url: Option<String>) {
 
     let killed = post_raw(&base, &format!("/api/executions/{exec}/kill"), None).await;
     assert_eq!(killed.status, 200, "{}", killed.raw);
-    assert_eq!(killed.body, json!({ "exec_id": exec, "killed": [{ "pc_id": "pc-a", "exec_id": exec }] }));
+    assert_eq!(killed.body["exec_id"], exec.as_str());
+    // The agent's confirmation is collected for 2 s; on a loaded machine it may come later, and the kill still
+    // happens (the result below says so). What did arrive must be pc-a's.
+    let acks = killed.body["killed"].as_array().expect("killed is a list");
+    assert!(acks.iter().all(|a| *a == json!({ "pc_id": "pc-a", "exec_id": exec })), "{}", killed.raw);
 
     let done = backend.execution_until(&exec, "the kill's result", |v| v["status"] == "completed").await;
     assert_eq!(done["by_status"], json!({ "killed": 1 }));

@@ -75,6 +75,7 @@ async fn assets_are_immutable_and_no_path_climbs_out_of_the_embedded_files() {
         .ok()
         .and_then(|mut entries| entries.find_map(|e| e.ok()))
         .map(|entry| entry.file_name().to_string_lossy().into_owned());
+    assert!(built_asset.is_some(), "web/dist/assets is empty or missing: run `cargo xtask web`, then the test again");
     if let Some(name) = built_asset {
         let reply = request(&base, Method::GET, &format!("/assets/{name}"), &[], None).await;
         assert_eq!(reply.status, 200, "{name}");

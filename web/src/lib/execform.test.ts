@@ -150,3 +150,37 @@ describe("check", () => {
     });
   });
 });
+
+describe("check: waves of the operator's own", () => {
+  const wave = (group: string, delay = "", maxFailurePct = "") => ({ group, delay, maxFailurePct });
+
+  it("sends each wave in order with only the fields given", () => {
+    const body = bodyOf(form({ mode: "waves", waves: [wave("canary", "", "0"), wave(" lab ", "1h", "12.5")] }));
+    expect(body).toEqual({ waves: [{ group: "canary", max_failure_pct: 0 }, { group: "lab", delay: "1h", max_failure_pct: 12.5 }] });
+  });
+
+  it("ignores the wave rows unless waves are chosen", () => {
+    expect(bodyOf(form({ mode: "all", waves: [wave("NOT OK")] }))).toEqual({ all: true });
+  });
+
+  it("names the first bad wave and what is wrong with it", () => {
+    const cases: [ReturnType<typeof wave>[], RegExp][] = [
+      [[], /at least one wave/],
+      [[wave("")], /wave 1: `` is not a group name/],
+      [[wave("ok"), wave("Bad")], /wave 2: `Bad` is not a group name/],
+      [[wave("a"), wave("a")], /wave 2: group `a` has a wave already/],
+      [[wave("a", "soon")], /wave 1: `soon` is not a duration/],
+      [[wave("a", "", "101")], /wave 1: the failure percentage must be a number from 0 to 100/],
+      [[wave("a", "", "-1")], /from 0 to 100/],
+      [[wave("a", "", "ten")], /from 0 to 100/],
+      [[wave("a", "", "1e2")], /from 0 to 100/],
+      [[wave("a", "", "NaN")], /from 0 to 100/],
+      [Array.from({ length: 51 }, (_, i) => wave(`g${i}`)), /51 waves; the limit is 50/],
+    ];
+    for (const [waves, says] of cases) expect(errorsOf(form({ mode: "waves", waves })).waves, JSON.stringify(waves)).toMatch(says);
+  });
+
+  it("takes exactly 50 waves", () => {
+    expect(bodyOf(form({ mode: "waves", waves: Array.from({ length: 50 }, (_, i) => wave(`g${i}`)) })).waves).toHaveLength(50);
+  });
+});

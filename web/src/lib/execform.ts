@@ -2,18 +2,30 @@
 
 import type { ExecBody } from "./types";
 
-export type TargetMode = "job" | "all" | "groups" | "pcs";
+export type TargetMode = "job" | "all" | "groups" | "pcs" | "waves";
+
+/// One wave as typed: a group, how long after the previous wave, the failure percentage that halts the rollout.
+export interface WaveRow {
+  group: string;
+  delay: string;
+  maxFailurePct: string;
+}
 
 export interface ExecForm {
   mode: TargetMode;
   /// Comma- or whitespace-separated names.
   groups: string;
   pcs: string;
+  /// For mode `waves`, in order.
+  waves: WaveRow[];
   jitter: string;
   deadline: string;
 }
 
-export const EMPTY_FORM: ExecForm = { mode: "job", groups: "", pcs: "", jitter: "", deadline: "" };
+export const EMPTY_WAVE: WaveRow = { group: "", delay: "", maxFailurePct: "" };
+export const EMPTY_FORM: ExecForm = { mode: "job", groups: "", pcs: "", waves: [EMPTY_WAVE], jitter: "", deadline: "" };
+/// As many waves as the backend takes in one request.
+export const MAX_WAVES = 50;
 
 const ID = /^[a-z0-9_-]{1,64}$/;
 /// The shape of a humantime duration, one or more `<number><unit>` parts; which units exist is the backend's to say.
@@ -24,6 +36,38 @@ export function splitNames(text: string): string[] {
 }
 
 export type Checked = { ok: true; body: ExecBody } | { ok: false; errors: Partial<Record<keyof ExecForm, string>> };
+
+function durationError(value: string): string | null {
+  return value.length > 64 || !DURATION.test(value) ? `\`${value.slice(0, 40)}\` is not a duration (like 30s, 5m, 2h)` : null;
+}
+
+/// The waves as `POST /api/exec` takes them, or what is wrong with the first bad one.
+function checkWaves(rows: readonly WaveRow[]): { waves: NonNullable<ExecBody["waves"]> } | { error: string } {
+  if (rows.length === 0) return { error: "add at least one wave" };
+  if (rows.length > MAX_WAVES) return { error: `${rows.length} waves; the limit is ${MAX_WAVES}` };
+  const waves: NonNullable<ExecBody["waves"]> = [];
+  for (const [index, row] of rows.entries()) {
+    const n = index + 1;
+    const group = row.group.trim();
+    if (!ID.test(group)) return { error: `wave ${n}: \`${group.slice(0, 70)}\` is not a group name (a-z, 0-9, _ and -, up to 64)` };
+    if (waves.some((w) => w.group === group)) return { error: `wave ${n}: group \`${group}\` has a wave already` };
+    const wave: NonNullable<ExecBody["waves"]>[number] = { group };
+    const delay = row.delay.trim();
+    if (delay) {
+      const bad = durationError(delay);
+      if (bad) return { error: `wave ${n}: ${bad}` };
+      wave.delay = delay;
+    }
+    const pct = row.maxFailurePct.trim();
+    if (pct) {
+      const value = Number(pct);
+      if (!/^\d+(\.\d+)?$/.test(pct) || value > 100) return { error: `wave ${n}: the failure percentage must be a number from 0 to 100` };
+      wave.max_failure_pct = value;
+    }
+    waves.push(wave);
+  }
+  return { waves };
+}
 
 export function check(form: ExecForm): Checked {
   const errors: Partial<Record<keyof ExecForm, string>> = {};
@@ -44,10 +88,16 @@ export function check(form: ExecForm): Checked {
     else if (bad !== undefined) errors.pcs = `\`${bad.slice(0, 70)}\` is not a PC id (a-z, 0-9, _ and -, up to 64)`;
     else body.pcs = pcs;
   }
+  if (form.mode === "waves") {
+    const checked = checkWaves(form.waves);
+    if ("error" in checked) errors.waves = checked.error;
+    else body.waves = checked.waves;
+  }
   for (const field of ["jitter", "deadline"] as const) {
     const value = form[field].trim();
     if (!value) continue;
-    if (value.length > 64 || !DURATION.test(value)) errors[field] = `\`${value.slice(0, 40)}\` is not a duration (like 30s, 5m, 2h)`;
+    const bad = durationError(value);
+    if (bad) errors[field] = bad;
     else body[field] = value;
   }
   return Object.keys(errors).length > 0 ? { ok: false, errors } : { ok: true, body };

@@ -57,8 +57,9 @@ describe("stale", () => {
   });
 
   it("audit: the audit log, with or without ids", () => {
-    expect(stale(change("audit"))).toEqual([["audit"]]);
-    expect(stale(change("audit", ["whatever"]))).toEqual([["audit"]]);
+    const audit = [["audit"], ["jobs"], ["preview"], ["agent-config"]];
+    expect(stale(change("audit"))).toEqual(audit);
+    expect(stale(change("audit", ["whatever"]))).toEqual(audit);
   });
 
   it("jobs: the job list and every preview", () => {

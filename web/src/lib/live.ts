@@ -32,7 +32,8 @@ export function stale(change: Change): QueryKey[] {
     case "executions":
       return [["executions"], ...each("execution"), ...each("targets")];
     case "audit":
-      return [["audit"]];
+      // The CLI changes jobs and agent config straight over NATS; its audit record is the change the backend sees.
+      return [["audit"], ["jobs"], ["preview"], ["agent-config"]];
     case "jobs":
       return [["jobs"], ["preview"]];
     default:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BUCKETS, bucketOf, isSettled, progress, summary, type Bucket } from "./progress";
+import { BUCKETS, bucketOf, isSettled, mayBeRunning, progress, summary, type Bucket } from "./progress";
 
 /// A small seeded generator (mulberry32), so the property loops are the same on every run.
 function rng(seed: number): () => number {
@@ -176,5 +176,21 @@ describe("isSettled", () => {
   it("is true only for final statuses", () => {
     for (const s of ["completed", "halted", "superseded", "rejected"]) expect(isSettled(s), s).toBe(true);
     for (const s of ["running", "pending_approval", "scheduled", "", "Completed", "unknown"]) expect(isSettled(s), s).toBe(false);
+  });
+});
+
+describe("mayBeRunning", () => {
+  it("is true until an execution settles, and after it while waves already sent still run", () => {
+    expect(mayBeRunning({ status: "rolling_out", by_status: {} })).toBe(true);
+    expect(mayBeRunning({ status: "running", by_status: { ok: 1 } })).toBe(true);
+    expect(mayBeRunning({ status: "completed", by_status: { ok: 3 } })).toBe(false);
+    expect(mayBeRunning({ status: "halted", by_status: { failed: 2, running: 1 } })).toBe(true);
+    expect(mayBeRunning({ status: "superseded", by_status: { running: 4 } })).toBe(true);
+    expect(mayBeRunning({ status: "halted", by_status: { failed: 2 } })).toBe(false);
+  });
+
+  it("is false for what was never sent", () => {
+    expect(mayBeRunning({ status: "pending_approval", by_status: {} })).toBe(false);
+    expect(mayBeRunning({ status: "rejected", by_status: {} })).toBe(false);
   });
 });

@@ -83,3 +83,10 @@ export function summary(p: Progress): string {
 export function isSettled(status: string): boolean {
   return ["completed", "halted", "superseded", "rejected"].includes(status);
 }
+
+/// Whether runs of it may still be going: not settled, or settled with waves already sent still running (a halted
+/// or superseded rollout stops sending, not what it sent).
+export function mayBeRunning(exec: { status: string; by_status: Record<string, number> }): boolean {
+  if (exec.status === "pending_approval" || exec.status === "rejected") return false;
+  return !isSettled(exec.status) || (exec.by_status.running ?? 0) > 0;
+}

@@ -43,3 +43,18 @@ export function clear(): void {
     // Nothing stored.
   }
 }
+
+/// The name the backend will record for `raw`, as `Actor::from_login` makes it (lowercase; anything but a-z, 0-9,
+/// `_` and `-` becomes `-`; at most 64 characters), or why it cannot be sent: a header carries ASCII only.
+export function operatorName(raw: string): { name: string } | { error: string } {
+  const trimmed = raw.trim();
+  if (!trimmed) return { name: "" };
+  // eslint-disable-next-line no-control-regex
+  if (!/^[\x20-\x7e]+$/.test(trimmed)) return { error: "use plain ASCII letters, digits, `.`, `-` or `_` in your name" };
+  const name = trimmed
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, "-")
+    .slice(0, 64)
+    .replace(/^-+|-+$/g, "");
+  return name ? { name } : { error: "your name needs at least one letter or digit" };
+}

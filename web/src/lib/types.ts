@@ -192,4 +192,5 @@ export interface ExecBody {
   all?: boolean;
   jitter?: string;
   deadline?: string;
+  waves?: { group: string; delay?: string; max_failure_pct?: number }[];
 }

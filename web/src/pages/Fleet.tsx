@@ -8,7 +8,7 @@ import { useAuth } from "../auth";
 import { ErrorNote, ExecBadge, ExecLink, Loading, OnlineBadge, PageTitle, PcLink, ProgressBar, StateBadge, When } from "../components";
 import { summarize } from "../lib/agents";
 import { keys } from "../lib/live";
-import { isSettled, progress } from "../lib/progress";
+import { mayBeRunning, progress } from "../lib/progress";
 
 /// Statuses that count as a failure on this page.
 const FAILURES = ["failed", "timeout", "killed"] as const;
@@ -29,7 +29,7 @@ export function FleetPage() {
     .sort((a, b) => b.finished_at.localeCompare(a.finished_at))
     .slice(0, 10);
   const failureError = failures.find((q) => q.isError)?.error;
-  const active = (executions.data ?? []).filter((e) => !isSettled(e.status));
+  const active = (executions.data ?? []).filter((e) => mayBeRunning(e) || e.status === "pending_approval");
 
   return (
     <section aria-labelledby="page-title">

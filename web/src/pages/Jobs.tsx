@@ -6,7 +6,7 @@ import { Link, useNavigate, useParams } from "react-router";
 
 import { useAuth } from "../auth";
 import { ErrorNote, Loading, PageTitle, When } from "../components";
-import { type ExecForm, EMPTY_FORM, check } from "../lib/execform";
+import { type ExecForm, type WaveRow, EMPTY_FORM, EMPTY_WAVE, MAX_WAVES, check } from "../lib/execform";
 import { millis } from "../lib/format";
 import { keys } from "../lib/live";
 import type { StoredJob, Targets } from "../lib/types";
@@ -188,6 +188,7 @@ function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => voi
               ["all", "Every agent, at once"],
               ["groups", "Groups, at once"],
               ["pcs", "PCs, at once"],
+              ["waves", "Groups, in waves of your own"],
             ] as const
           ).map(([mode, label]) => (
             <label key={mode} className="check">
@@ -204,6 +205,7 @@ function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => voi
               <textarea id="exec-pcs" rows={3} value={form.pcs} onChange={(e) => set({ pcs: e.target.value })} autoFocus />
             </Field>
           ) : null}
+          {form.mode === "waves" ? <WaveEditor waves={form.waves} onChange={(waves) => set({ waves })} error={errors.waves} /> : null}
         </fieldset>
         <div className="inline-fields">
           <Field id="exec-jitter" label="Jitter" error={errors.jitter} help={`Spread starts over this long (job: ${millis(job.jitter)})`}>
@@ -260,6 +262,44 @@ function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => voi
         </div>
       </form>
     </dialog>
+  );
+}
+
+/// The waves of a rollout chosen in the dialog: one row per wave, in order.
+function WaveEditor(props: { waves: WaveRow[]; onChange: (waves: WaveRow[]) => void; error?: string }) {
+  const change = (index: number, patch: Partial<WaveRow>) =>
+    props.onChange(props.waves.map((w, i) => (i === index ? { ...w, ...patch } : w)));
+  return (
+    <div className="wave-editor">
+      <p className="help" id="waves-help">
+        Wave 1 is sent at once (or after its delay), each next one its delay after the one before; a wave whose failures
+        pass its percentage halts the rest.
+      </p>
+      <ol className="plain">
+        {props.waves.map((wave, index) => {
+          const n = index + 1;
+          return (
+            <li key={index} className="wave-row">
+              <span aria-hidden="true">{n}.</span>
+              <input aria-label={`Wave ${n} group`} placeholder="group" value={wave.group} onChange={(e) => change(index, { group: e.target.value })} autoFocus={index === props.waves.length - 1 && index > 0} />
+              <input aria-label={`Wave ${n} delay`} placeholder={index === 0 ? "delay: 0s" : "delay, e.g. 1h"} value={wave.delay} onChange={(e) => change(index, { delay: e.target.value })} />
+              <input aria-label={`Wave ${n} halts over % failed`} placeholder="halt over %" inputMode="decimal" value={wave.maxFailurePct} onChange={(e) => change(index, { maxFailurePct: e.target.value })} />
+              <button type="button" className="link" onClick={() => props.onChange(props.waves.filter((_, i) => i !== index))} disabled={props.waves.length === 1} aria-label={`Remove wave ${n}`}>
+                Remove
+              </button>
+            </li>
+          );
+        })}
+      </ol>
+      <button type="button" onClick={() => props.onChange([...props.waves, EMPTY_WAVE])} disabled={props.waves.length >= MAX_WAVES}>
+        Add wave
+      </button>
+      {props.error ? (
+        <p className="error" role="alert">
+          {props.error}
+        </p>
+      ) : null}
+    </div>
   );
 }
 

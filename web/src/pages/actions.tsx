@@ -6,7 +6,7 @@ import { useState } from "react";
 
 import { useAuth } from "../auth";
 import { ErrorNote } from "../components";
-import { isSettled } from "../lib/progress";
+import { mayBeRunning } from "../lib/progress";
 import type { Execution } from "../lib/types";
 
 export function ExecActions({ exec }: { exec: Execution }) {
@@ -68,7 +68,7 @@ export function ExecActions({ exec }: { exec: Execution }) {
           </button>
         </>
       ) : null}
-      {!pending && !isSettled(exec.status) && exec.status !== "rejected" ? (
+      {mayBeRunning(exec) ? (
         <button
           type="button"
           className="danger"

@@ -300,9 +300,16 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
     let exec = ExecId::new(row.exec_id.clone()).map_err(|e| invalid(e.to_string()))?;
     let counts = WaveCounts::from_rows(state.db.target_counts(&exec).await?);
     let total = counts.total();
-    let (by_status, results) = status_counts(state, &exec).await?;
+    let (mut by_status, results) = status_counts(state, &exec).await?;
     let pending = total.by_status.get("pending").copied().unwrap_or(0);
-    let unanswered = pending + total.by_status.get("running").copied().unwrap_or(0);
+    let running = total.by_status.get("running").copied().unwrap_or(0);
+    let unanswered = pending + running;
+    // Running as the targets count it, like `completed`: an agent that joined a targeted group after the fire may
+    // run it too, and its result is shown, but it is not waited for.
+    by_status.remove("running");
+    if running > 0 {
+        by_status.insert("running".into(), running);
+    }
     let stopped = matches!(row.status.as_str(), "halted" | "superseded" | "rejected");
     let waves_rows = state.db.waves(&exec).await?;
     let next_pending = waves_rows.iter().find(|w| w.state == "pending").map(|w| w.wave);

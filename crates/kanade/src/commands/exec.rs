@@ -196,7 +196,8 @@ fn count(view: &Value, status: &str) -> i64 {
 
 fn progress_line(view: &Value) -> String {
     let total = view["target_count"].as_i64().unwrap_or(0);
-    let done = total - view["pending"].as_i64().unwrap_or(0);
+    // `pending` counts targets that have not started; running ones are not done either.
+    let done = total - view["pending"].as_i64().unwrap_or(0) - count(view, "running");
     let failed: i64 = ["failed", "timeout", "killed"].iter().map(|s| count(view, s)).sum();
     let mut line = format!("{done}/{total} done, {} ok, {failed} failed", count(view, "ok"));
     let skipped = count(view, "skipped");
