@@ -110,7 +110,7 @@ test("the agents table finds the agent, and its page pings it", async () => {
   const row = page.getByRole("row").filter({ has: page.getByRole("link", { name: PC }) });
   await row.getByText("online").waitFor();
   await page.getByRole("button", { name: "Last seen" }).click();
-  assert.equal(await page.getByRole("columnheader", { name: /Last seen/ }).getAttribute("aria-sort"), "descending");
+  await expectAttribute(page.getByRole("columnheader", { name: /Last seen/ }), "aria-sort", "descending");
   await accessible("agents page");
   await shot("03-agents");
 
@@ -252,6 +252,7 @@ test("the audit log shows who did what, filtered by operator", async () => {
   await page.waitForURL(/actor=bob/);
   const approve = page.getByRole("row").filter({ hasText: "approve" }).filter({ hasText: PENDING });
   await approve.waitFor();
+  await expectText(page.locator("tbody"), /approve/);
   const operators = await page.locator("tbody tr td:nth-child(2)").allTextContents();
   assert.ok(operators.length > 0 && operators.every((o) => o === "bob"), `only bob's actions are shown: ${operators}`);
   await accessible("audit page");
@@ -272,7 +273,8 @@ test("everything is reachable from the keyboard", async () => {
   assert.ok(reached, "the Jobs link is reachable with Tab");
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Jobs", level: 1 }).waitFor();
-  assert.equal(await page.evaluate(() => document.activeElement?.id), "page-title");
+  // Focus moves in an effect after the page renders: wait for it rather than read it at once.
+  await page.waitForFunction(() => document.activeElement?.id === "page-title", null, { timeout: PATIENCE });
 });
 
 test("the pages fit a narrow window", async () => {

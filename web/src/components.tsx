@@ -4,8 +4,9 @@ import type { ReactNode } from "react";
 import { Link } from "react-router";
 
 import { ApiError } from "./lib/api";
-import { ago, stamp } from "./lib/format";
+import { ago, stamp, took } from "./lib/format";
 import { BUCKETS, type Progress, bucketOf, summary } from "./lib/progress";
+import type { ResultRow } from "./lib/types";
 
 const SYMBOL: Record<string, string> = {
   ok: "✓",
@@ -119,6 +120,47 @@ export function PageTitle({ children, actions }: { children: ReactNode; actions?
         {children}
       </h1>
       {actions ? <div className="actions">{actions}</div> : null}
+    </div>
+  );
+}
+
+/// Results as a table: (the PC,) the job linking to the result, its status and exit code, how long it took, when.
+export function ResultsTable({ results, showPc = false }: { results: ResultRow[]; showPc?: boolean }) {
+  return (
+    <div className="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            {showPc ? <th scope="col">PC</th> : null}
+            <th scope="col">Job</th>
+            <th scope="col">Status</th>
+            <th scope="col">Took</th>
+            <th scope="col">Finished</th>
+          </tr>
+        </thead>
+        <tbody>
+          {results.map((r) => (
+            <tr key={r.result_id}>
+              {showPc ? (
+                <td>
+                  <PcLink pc={r.pc_id} />
+                </td>
+              ) : null}
+              <td>
+                <Link to={`/activity/${encodeURIComponent(r.exec_id)}?pc=${encodeURIComponent(r.pc_id)}`}>{r.job_id}</Link>
+              </td>
+              <td>
+                <StateBadge state={r.status} />
+                {r.exit_code !== null ? <span className="muted"> exit {r.exit_code}</span> : null}
+              </td>
+              <td>{took(r.started_at, r.finished_at)}</td>
+              <td>
+                <When at={r.finished_at} />
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </div>
   );
 }

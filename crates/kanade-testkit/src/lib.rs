@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 pub use nats::{NatsCluster, NatsServer, free_port, nats_server_binary};
 pub use system::{
-    OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, connect, env_for, kanade_cli, operator_token,
+    OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, backend_config, connect, env_for, kanade_cli,
+    operator_token,
 };
 
 /// Polls `probe` until it returns `Some`, or panics after `patience` naming `what`. Used instead of sleeps.

@@ -102,6 +102,28 @@ impl Drop for TestAgent {
     }
 }
 
+/// A test backend's config: `127.0.0.1:0`, `data_dir`, the shared [`TEST_TOKEN`] and the [`OPERATORS`]' tokens,
+/// agents offline after 5 s.
+pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: Option<String>) -> BackendConfig {
+    BackendConfig {
+        bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: Some(data_dir.to_owned()),
+        database_url,
+        offline_after: Duration::from_secs(5),
+        auth: AuthConfig::Tokens {
+            shared: Some(TEST_TOKEN.to_owned()),
+            operators: OPERATORS
+                .iter()
+                .map(|(name, token)| kanade_shared::config::OperatorToken {
+                    name: kanade_shared::Actor::new(*name).expect("operator name"),
+                    token: (*token).to_owned(),
+                })
+                .collect(),
+        },
+        nats: NatsConfig { urls: vec![nats_url.to_owned()], token: None },
+    }
+}
+
 /// A backend running in-process on `127.0.0.1:0` with a temp SQLite database (or `database_url`).
 pub struct TestBackend {
     pub addr: SocketAddr,
@@ -119,23 +141,7 @@ impl TestBackend {
 
     /// Starts a backend on an existing data dir (to restart one) and an optional database URL.
     pub async fn start_in(url: &str, data_dir: TempDir, database_url: Option<String>) -> Self {
-        let config = BackendConfig {
-            bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: Some(data_dir.path().to_owned()),
-            database_url,
-            offline_after: Duration::from_secs(5),
-            auth: AuthConfig::Tokens {
-                shared: Some(TEST_TOKEN.to_owned()),
-                operators: OPERATORS
-                    .iter()
-                    .map(|(name, token)| kanade_shared::config::OperatorToken {
-                        name: kanade_shared::Actor::new(*name).expect("operator name"),
-                        token: (*token).to_owned(),
-                    })
-                    .collect(),
-            },
-            nats: NatsConfig { urls: vec![url.to_owned()], token: None },
-        };
+        let config = backend_config(url, data_dir.path(), database_url);
         let bound = kanade_backend::Backend::bind(config).await.expect("backend binds");
         let addr = bound.local_addr();
         let db = bound.db();

@@ -1,17 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BUCKETS, bucketOf, isSettled, mayBeRunning, progress, summary, type Bucket } from "./progress";
+import { rng } from "./seeded";
 
-/// A small seeded generator (mulberry32), so the property loops are the same on every run.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sum = (widths: Record<Bucket, number>) => BUCKETS.reduce((s, b) => s + widths[b], 0);
 

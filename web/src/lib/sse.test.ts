@@ -1,17 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { backoff, follow, MAX_EVENT_BYTES, SseParser, type SseEvent, type StreamState } from "./sse";
+import { rng } from "./seeded";
 
-/// A small seeded generator (mulberry32), so "random" chunkings are the same on every run.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function parse(chunks: Iterable<string>): SseEvent[] {
   const parser = new SseParser();

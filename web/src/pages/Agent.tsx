@@ -4,8 +4,8 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { Link, useParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, OnlineBadge, PageTitle, StateBadge, When } from "../components";
-import { bytes, span, took } from "../lib/format";
+import { ErrorNote, Loading, OnlineBadge, PageTitle, ResultsTable, When } from "../components";
+import { bytes, span } from "../lib/format";
 import { keys } from "../lib/live";
 
 export function AgentPage() {
@@ -122,39 +122,7 @@ export function AgentPage() {
           <h2 id="results-title">Recent results</h2>
           {results.isError ? <ErrorNote error={results.error} what="load results" /> : null}
           {results.data && results.data.length === 0 ? <p className="muted">No results yet.</p> : null}
-          {results.data && results.data.length > 0 ? (
-            <div className="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Job</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Took</th>
-                    <th scope="col">Finished</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {results.data.map((r) => (
-                    <tr key={r.result_id}>
-                      <td>
-                        <Link to={`/activity/${encodeURIComponent(r.exec_id)}?pc=${encodeURIComponent(r.pc_id)}`}>
-                          {r.job_id}
-                        </Link>
-                      </td>
-                      <td>
-                        <StateBadge state={r.status} />
-                        {r.exit_code !== null ? <span className="muted"> exit {r.exit_code}</span> : null}
-                      </td>
-                      <td>{took(r.started_at, r.finished_at)}</td>
-                      <td>
-                        <When at={r.finished_at} />
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          ) : null}
+          {results.data && results.data.length > 0 ? <ResultsTable results={results.data} /> : null}
         </section>
       </div>
     </section>

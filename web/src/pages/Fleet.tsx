@@ -5,7 +5,7 @@ import { useQueries, useQuery } from "@tanstack/react-query";
 import { Link } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, ExecBadge, ExecLink, Loading, OnlineBadge, PageTitle, PcLink, ProgressBar, StateBadge, When } from "../components";
+import { ErrorNote, ExecBadge, ExecLink, Loading, OnlineBadge, PageTitle, PcLink, ProgressBar, ResultsTable } from "../components";
 import { summarize } from "../lib/agents";
 import { keys } from "../lib/live";
 import { mayBeRunning, progress } from "../lib/progress";
@@ -62,39 +62,7 @@ export function FleetPage() {
           <h2 id="failures-title">Recent failures</h2>
           {failureError ? <ErrorNote error={failureError} what="load recent failures" /> : null}
           {recent.length === 0 && failures.every((q) => q.isSuccess) ? <p className="muted">No failures.</p> : null}
-          {recent.length > 0 ? (
-            <div className="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">PC</th>
-                    <th scope="col">Job</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">When</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {recent.map((r) => (
-                    <tr key={r.result_id}>
-                      <td>
-                        <PcLink pc={r.pc_id} />
-                      </td>
-                      <td>
-                        <Link to={`/activity/${encodeURIComponent(r.exec_id)}?pc=${encodeURIComponent(r.pc_id)}`}>{r.job_id}</Link>
-                      </td>
-                      <td>
-                        <StateBadge state={r.status} />
-                        {r.exit_code !== null ? <span className="muted"> exit {r.exit_code}</span> : null}
-                      </td>
-                      <td>
-                        <When at={r.finished_at} />
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          ) : null}
+          {recent.length > 0 ? <ResultsTable results={recent} showPc /> : null}
         </section>
       </div>
     </section>

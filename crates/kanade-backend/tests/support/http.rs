@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kanade_shared::config::{AuthConfig, BackendConfig, NatsConfig};
-use kanade_testkit::{OPERATORS, TEST_TOKEN};
+use kanade_testkit::TEST_TOKEN;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,23 +24,7 @@ pub struct Knobbed {
 impl Knobbed {
     pub async fn start(nats_url: &str, tune: impl FnOnce(kanade_backend::Bound) -> kanade_backend::Bound) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let config = BackendConfig {
-            bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: Some(data_dir.path().to_owned()),
-            database_url: None,
-            offline_after: Duration::from_secs(5),
-            auth: AuthConfig::Tokens {
-                shared: Some(TEST_TOKEN.to_owned()),
-                operators: OPERATORS
-                    .iter()
-                    .map(|(name, token)| kanade_shared::config::OperatorToken {
-                        name: kanade_shared::Actor::new(*name).expect("operator name"),
-                        token: (*token).to_owned(),
-                    })
-                    .collect(),
-            },
-            nats: NatsConfig { urls: vec![nats_url.to_owned()], token: None },
-        };
+        let config = kanade_testkit::backend_config(nats_url, data_dir.path(), None);
         let bound = tune(kanade_backend::Backend::bind(config).await.expect("backend binds"));
         let addr = bound.local_addr();
         let shutdown = CancellationToken::new();
