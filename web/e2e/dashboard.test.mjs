@@ -283,6 +283,8 @@ test("the pages fit a narrow window", async () => {
     ["/", "Fleet", "14-narrow-fleet"],
     ["/agents", "Agents", "15-narrow-agents"],
     ["/activity", "Activity", "16-narrow-activity"],
+    ["/jobs/hello", "Jobs", "17-narrow-job"],
+    ["/audit", "Audit", "18-narrow-audit"],
   ]) {
     await page.goto(`${URL}${path}`);
     await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
