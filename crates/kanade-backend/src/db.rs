@@ -303,11 +303,16 @@ impl Db {
     }
 
     /// How many of an execution's runs have begun and have no result yet (from any agent, targeted or not).
-    pub async fn exec_running_count(&self, exec: &ExecId) -> Result<i64, DbError> {
-        let row = sqlx::query(
+    pub async fn exec_running_count(&self, exec: &ExecId, targets_only: bool) -> Result<i64, DbError> {
+        let targets = if targets_only {
+            "AND EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = s.exec_id AND t.pc_id = s.pc_id)"
+        } else {
+            ""
+        };
+        let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n FROM runs_started s WHERE s.exec_id = $1
-                AND NOT EXISTS (SELECT 1 FROM results r WHERE r.exec_id = s.exec_id AND r.pc_id = s.pc_id)",
-        )
+                AND NOT EXISTS (SELECT 1 FROM results r WHERE r.exec_id = s.exec_id AND r.pc_id = s.pc_id) {targets}"
+        ))
         .bind(exec.as_str())
         .fetch_one(&self.pool)
         .await?;

@@ -128,11 +128,17 @@ async fn ping_answers_for_a_connected_agent_and_says_why_not_for_others() {
     assert_error(&post_raw(&base, "/api/agents/pc-gone/ping", None).await, 404, "agent_not_connected", "nobody");
 
     // Something answers to the subject but never replies: a hung agent.
+    // `flush` only writes the subscription out; until the server has it, the ping finds nobody (404): try again.
     let _hung = client.subscribe("agents.pc-hung.ping").await.unwrap();
     client.flush().await.unwrap();
-    let started = std::time::Instant::now();
-    assert_error(&post_raw(&base, "/api/agents/pc-hung/ping", None).await, 504, "ping_timeout", "hung");
-    assert!(started.elapsed() >= Duration::from_secs(3), "the timeout is 3 s");
+    let (reply, took) = kanade_testkit::eventually("the hung subscriber is known", Duration::from_secs(20), || async {
+        let started = std::time::Instant::now();
+        let reply = post_raw(&base, "/api/agents/pc-hung/ping", None).await;
+        (reply.status != 404).then(|| (reply, started.elapsed()))
+    })
+    .await;
+    assert_error(&reply, 504, "ping_timeout", "hung");
+    assert!(took >= Duration::from_secs(3), "the timeout is 3 s");
 
     for bad in ["UPPER", "a.b", "a%20b", "..%2f..", &"a".repeat(65)] {
         let path = format!("/api/agents/{bad}/ping");

@@ -300,16 +300,13 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
     let exec = ExecId::new(row.exec_id.clone()).map_err(|e| invalid(e.to_string()))?;
     let counts = WaveCounts::from_rows(state.db.target_counts(&exec).await?);
     let total = counts.total();
-    let (mut by_status, results) = status_counts(state, &exec).await?;
+    // Read after the targets: a result that lands in between is then counted in `by_status` rather than missed,
+    // and `completed` (from the targets) never shows before its last result does. `running` counts targets only,
+    // like `completed`: an agent that joined a targeted group after the fire may run it too, and its result is
+    // shown, but it is not waited for.
+    let (by_status, results) = status_counts(state, &exec, true).await?;
     let pending = total.by_status.get("pending").copied().unwrap_or(0);
-    let running = total.by_status.get("running").copied().unwrap_or(0);
-    let unanswered = pending + running;
-    // Running as the targets count it, like `completed`: an agent that joined a targeted group after the fire may
-    // run it too, and its result is shown, but it is not waited for.
-    by_status.remove("running");
-    if running > 0 {
-        by_status.insert("running".into(), running);
-    }
+    let unanswered = pending + total.by_status.get("running").copied().unwrap_or(0);
     let stopped = matches!(row.status.as_str(), "halted" | "superseded" | "rejected");
     let waves_rows = state.db.waves(&exec).await?;
     let next_pending = waves_rows.iter().find(|w| w.state == "pending").map(|w| w.wave);
@@ -356,10 +353,15 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
 }
 
 /// Results per status plus `running` (begun, no result yet), and how many results there are.
-async fn status_counts(state: &AppState, exec: &ExecId) -> Result<(BTreeMap<String, i64>, i64), ApiError> {
+async fn status_counts(
+    state: &AppState,
+    exec: &ExecId,
+    targets_only: bool,
+) -> Result<(BTreeMap<String, i64>, i64), ApiError> {
     let mut by_status: BTreeMap<String, i64> = state.db.exec_status_counts(exec).await?.into_iter().collect();
     let results = by_status.values().sum();
-    let running = state.db.exec_running_count(exec).await?;
+    // After the results: a run whose result lands in between is then missed for one look, never counted twice.
+    let running = state.db.exec_running_count(exec, targets_only).await?;
     if running > 0 {
         by_status.insert("running".into(), running);
     }
@@ -371,7 +373,7 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
         return build(state, row).await;
     }
     // Fired straight over NATS (`kanade run`, scripts): the runs that began and the results are all there is.
-    let (by_status, results) = status_counts(state, exec).await?;
+    let (by_status, results) = status_counts(state, exec, false).await?;
     if by_status.is_empty() {
         return Err(not_found(exec));
     }
@@ -535,7 +537,7 @@ pub async fn targets(
         }
     };
     let recorded = state.db.get_execution(&exec).await?.is_some();
-    if !recorded && status_counts(&state, &exec).await?.0.is_empty() {
+    if !recorded && status_counts(&state, &exec, false).await?.0.is_empty() {
         return Err(not_found(&exec));
     }
     Ok(Json(state.db.targets(&exec, recorded, &TargetFilter { state: wanted, limit }).await?))
