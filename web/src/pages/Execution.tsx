@@ -102,7 +102,12 @@ function TargetTable(props: { targets: TargetState[]; selected: string | null; o
               <td>{took(t.started_at, t.finished_at)}</td>
               <td>
                 {t.state !== "pending" ? (
-                  <button type="button" className="link" onClick={() => props.onSelect(t.pc_id)} aria-label={`Output of ${t.pc_id}`}>
+                  <button
+                    type="button"
+                    className="link"
+                    onClick={() => props.onSelect(t.pc_id)}
+                    aria-label={t.state === "running" ? `Watch output of ${t.pc_id}` : `Output of ${t.pc_id}`}
+                  >
                     {t.state === "running" ? "Watch" : "Output"}
                   </button>
                 ) : null}
