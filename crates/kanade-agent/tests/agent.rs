@@ -47,7 +47,7 @@ async fn wait_until_running(client: &async_nats::Client, pc: &str, n: u32) {
     eventually(&format!("{pc} holds {n} run(s)"), PATIENCE, || {
         let (client, pc) = (client.clone(), pc.clone());
         async move {
-            let (hb, _) = kanade::commands::ping::ping(&client, &pc, Duration::from_secs(2)).await.ok()?;
+            let (hb, _) = kanade_ops::agents::ping(&client, &pc, Duration::from_secs(2)).await.ok()?;
             (hb.running == n).then_some(())
         }
     })
@@ -386,7 +386,7 @@ async fn ping_answers_with_a_fresh_heartbeat() {
     let (client, _js) = connect(&nats.url()).await;
     let _agent = TestAgent::start(&nats.url(), "pc-1", &["canary", "wave1"]).await;
     let (hb, rtt) =
-        kanade::commands::ping::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2)).await.unwrap();
+        kanade_ops::agents::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2)).await.unwrap();
     assert!(rtt < Duration::from_secs(2));
     assert_eq!(hb.agent_version, kanade_agent::VERSION);
     assert_eq!(hb.os, std::env::consts::OS);
@@ -400,7 +400,7 @@ async fn ping_answers_with_a_fresh_heartbeat() {
     assert_eq!(beat.pc_id.as_str(), "pc-1");
 
     let err =
-        kanade::commands::ping::ping(&client, &PcId::new("nobody").unwrap(), Duration::from_secs(2)).await.unwrap_err();
+        kanade_ops::agents::ping(&client, &PcId::new("nobody").unwrap(), Duration::from_secs(2)).await.unwrap_err();
     assert!(err.to_string().contains("no agent `nobody` is connected"), "{err}");
 }
 
@@ -664,7 +664,7 @@ async fn over_its_cap_the_outbox_keeps_every_result_and_drops_only_output() {
     assert_eq!(full_output, 1, "64 KiB holds one 40 KB result with its output");
     let beat = eventually("a heartbeat with the outbox empty", PATIENCE, || async {
         let pc = PcId::new("pc-1").unwrap();
-        let (beat, _) = kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok()?;
+        let (beat, _) = kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok()?;
         (beat.outbox_pending == 0).then_some(beat)
     })
     .await;

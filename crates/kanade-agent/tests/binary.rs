@@ -36,7 +36,7 @@ async fn runs_from_environment_alone_and_stops_on_sigterm() {
     let pc = PcId::new("bin-pc").unwrap();
     let hb = eventually("the agent binary answers a ping", Duration::from_secs(20), || {
         let (client, pc) = (client.clone(), pc.clone());
-        async move { kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+        async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
     })
     .await
     .0;
@@ -119,7 +119,7 @@ async fn service_mode_logs_to_files_and_stops_on_sigterm() {
     let pc = PcId::new("svc-pc").unwrap();
     eventually("the agent in service mode answers a ping", Duration::from_secs(20), || {
         let (client, pc) = (client.clone(), pc.clone());
-        async move { kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+        async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
     })
     .await;
     terminate(&child);
@@ -192,7 +192,7 @@ async fn a_run_cut_short_by_sigkill_is_reported_interrupted_and_a_waiting_one_ru
     let pc = PcId::new("crash-pc").unwrap();
     let target = Target::Pc(pc.clone());
     eventually("the agent is up", Duration::from_secs(20), || async {
-        kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok()
+        kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok()
     })
     .await;
 
@@ -240,7 +240,7 @@ async fn an_agent_stops_when_asked_even_with_the_broker_gone() {
     let mut child = spawn_agent(&nats.url(), "lonely-pc", dir.path());
     let pc = PcId::new("lonely-pc").unwrap();
     eventually("the agent is up", Duration::from_secs(20), || async {
-        kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok()
+        kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok()
     })
     .await;
     nats.kill();

@@ -83,7 +83,7 @@ async fn the_heartbeat_interval_follows_the_layers_live_across_restarts() {
     let pinged = async_nats::connect(&url).await.unwrap();
     eventually("the agent is back after the broker restart", PATIENCE, || {
         let (client, pc) = (pinged.clone(), pc.clone());
-        async move { kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+        async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
     })
     .await;
     let client = async_nats::connect(&url).await.unwrap();
@@ -101,7 +101,7 @@ async fn slots_in_force(client: &async_nats::Client, n: u32) {
     eventually(&format!("pc-1 runs {n} at once"), PATIENCE, || {
         let (client, pc) = (client.clone(), pc.clone());
         async move {
-            let (hb, _) = kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok()?;
+            let (hb, _) = kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok()?;
             (hb.max_local_concurrent == n).then_some(())
         }
     })
@@ -161,6 +161,6 @@ async fn an_agent_started_before_jetstream_setup_takes_its_config_once_the_bucke
     set(&store, &Scope::Group(GroupName::new("lab").unwrap()), "heartbeat_interval", "1h").await;
     heartbeats_stop(&mut beats, Duration::from_secs(3)).await;
     let pc = PcId::new("pc-1").unwrap();
-    let (heartbeat, _) = kanade::commands::ping::ping(&client, &pc, Duration::from_secs(2)).await.unwrap();
+    let (heartbeat, _) = kanade_ops::agents::ping(&client, &pc, Duration::from_secs(2)).await.unwrap();
     assert_eq!(heartbeat.heartbeat_interval_ms, 3_600_000, "the agent did not restart and took the setting");
 }

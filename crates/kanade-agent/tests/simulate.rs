@@ -78,8 +78,7 @@ async fn two_hundred_simulated_agents_each_answer_exactly_once() {
     assert_eq!(results.seen_for(&canary.exec_id), 10, "a non-canary agent ran a canary command");
 
     for pc in ["sim-00001", "sim-00137", "sim-00200"] {
-        let (hb, _) =
-            kanade::commands::ping::ping(&client, &PcId::new(pc).unwrap(), Duration::from_secs(5)).await.unwrap();
+        let (hb, _) = kanade_ops::agents::ping(&client, &PcId::new(pc).unwrap(), Duration::from_secs(5)).await.unwrap();
         assert_eq!(hb.pc_id.as_str(), pc);
     }
     assert!(data_dir.join("sim-00001").join("runs").is_dir(), "each agent keeps its own state");

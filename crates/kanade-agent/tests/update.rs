@@ -134,7 +134,7 @@ impl Drop for Supervisor {
 
 async fn version_of(client: &async_nats::Client, pc: &str) -> Option<String> {
     let pc = PcId::new(pc).unwrap();
-    let (heartbeat, _) = kanade::commands::ping::ping(client, &pc, Duration::from_millis(500)).await.ok()?;
+    let (heartbeat, _) = kanade_ops::agents::ping(client, &pc, Duration::from_millis(500)).await.ok()?;
     Some(heartbeat.agent_version)
 }
 

@@ -22,7 +22,7 @@ use kanade_shared::{Actor, ExecId, GroupName, JobId, PcId};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::Caller;
+use crate::caller::Caller;
 use crate::db::{AgentRow, Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
 use crate::live::{Publisher, Topic};
 
@@ -105,9 +105,8 @@ impl Engine {
 
     /// Works out whom firing `job` with `request` reaches, and in which waves. `exec` fires exactly this plan, so
     /// a preview (`POST /api/jobs/{id}/preview`) and a fire right after it count the same targets.
-    pub async fn plan(&self, catalogue: &Catalogue, job: &JobId, request: &ExecRequest) -> Result<Plan, ExecError> {
-        let stored = catalogue.get(job).await?.ok_or_else(|| ExecError::JobNotFound(job.clone()))?;
-        let revoked = control::is_revoked(&self.nats, job).await?;
+    pub async fn plan(&self, stored: StoredJob, request: &ExecRequest) -> Result<Plan, ExecError> {
+        let revoked = control::is_revoked(&self.nats, &stored.job.id).await?;
         let (targets, waves) = match &request.targets {
             Some(targets) => (targets.clone(), request.waves.clone().unwrap_or_default()),
             None => (stored.job.targets.clone(), stored.job.waves.clone()),
@@ -117,17 +116,17 @@ impl Engine {
         Ok(Plan { stored, revoked, targets, waves, reached, agents })
     }
 
-    /// Creates an execution of `job` and, unless the job needs approval, sends it.
-    pub async fn exec(&self, job: &JobId, request: ExecRequest, caller: &Caller) -> Result<ExecId, ExecError> {
-        let catalogue = Catalogue::open(&self.nats).await?;
-        let plan = self.plan(&catalogue, job, &request).await?;
+    /// Creates an execution of `stored` (as the catalogue holds it) and, unless the job needs approval, sends it.
+    pub async fn exec(&self, stored: StoredJob, request: ExecRequest, caller: &Caller) -> Result<ExecId, ExecError> {
+        let job = &stored.job.id.clone();
+        let plan = self.plan(stored, &request).await?;
         if plan.revoked {
             return Err(ExecError::Revoked(job.clone()));
         }
         let stored = &plan.stored;
         // Resolved now, so what an approver approves is exactly what will run (a script object is pinned by its
         // SHA-256 and checked here).
-        let script = catalogue.script(stored).await?;
+        let script = Catalogue::open(&self.nats).await?.script(stored).await?;
         let exec_id = ExecId::generate();
         let command = catalogue::command_for(stored, exec_id.clone(), script, request.jitter);
         command.validate().map_err(|err| ExecError::Invalid(format!("job `{job}`: {err}")))?;
@@ -163,7 +162,7 @@ impl Engine {
             .await?;
         let details = serde_json::json!({
             "job_id": job, "version": stored.job.version, "target_count": reached.len(), "waves": waves.len(),
-            "status": status.as_str(), "identity": identity(caller),
+            "status": status.as_str(), "identity": caller.identity(),
         });
         self.audit(&caller.actor, "exec", exec_id.as_str(), details).await;
         self.changed(&exec_id).await;
@@ -189,8 +188,7 @@ impl Engine {
         if !self.db.decide(exec, ExecStatus::Starting, caller.actor.as_str(), None, Utc::now()).await? {
             return Err(self.not_pending(exec).await);
         }
-        let details =
-            serde_json::json!({ "job_id": row.job_id, "requested_by": row.requested_by, "identity": identity(caller) });
+        let details = serde_json::json!({ "job_id": row.job_id, "requested_by": row.requested_by, "identity": caller.identity() });
         self.audit(&caller.actor, "approve", exec.as_str(), details).await;
         self.changed(exec).await;
         self.start_now(exec).await;
@@ -376,10 +374,6 @@ impl Engine {
             tracing::error!(error = %err, %action, %target, "action done but not audited");
         }
     }
-}
-
-fn identity(caller: &Caller) -> &'static str {
-    if caller.verified { "token" } else { "claimed" }
 }
 
 /// When `wave` is due: its delay after the previous wave was sent (the first wave: after the start).

@@ -4,10 +4,10 @@
 //! read the address); [`Bound::serve`] runs the projectors and the server until shutdown.
 
 pub mod api;
+pub mod caller;
 pub mod db;
 pub mod engine;
 pub mod live;
-pub mod packages;
 pub mod projector;
 pub mod web;
 

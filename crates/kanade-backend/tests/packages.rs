@@ -1,7 +1,9 @@
 //! `GET|HEAD /api/app-packages/{name}/{version}` against a package really published into the object store:
 //! whole bodies, HEAD, byte ranges as BITS asks for them, and the refusals.
 
-use kanade::commands::objects::{self, Store};
+use kanade_ops::objects::{self, Store};
+// Published as an operator publishes it: with the CLI's `kanade app publish`.
+use kanade::commands::objects::publish;
 use kanade_testkit::{NatsServer, TEST_TOKEN, TestBackend, connect, init_logging};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
@@ -18,7 +20,7 @@ async fn packages_download_whole_in_ranges_and_by_head() {
     let file = dir.path().join("pkg.bin");
     std::fs::write(&file, &body).unwrap();
     let store = objects::open(&client, Store::Apps).await.unwrap();
-    let published = objects::publish(&store, Store::Apps, "kanade-backend", "0.43.0", &file).await.unwrap();
+    let published = publish(&store, Store::Apps, "kanade-backend", "0.43.0", &file).await.unwrap();
 
     let http = reqwest::Client::new();
     let url = format!("{}/api/app-packages/kanade-backend/0.43.0", backend.url());

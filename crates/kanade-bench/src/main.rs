@@ -317,7 +317,7 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
     let url = nats.url();
     let client = async_nats::connect(&url).await?;
     let js = jetstream::new(client.clone());
-    kanade::jetstream::setup(&js, 1).await?;
+    kanade_ops::jetstream::setup(&js, 1).await?;
     let connections = n.div_ceil(args.agents_per_connection).max(1);
 
     let backend = start_backend(bin, &url, work.path()).await?;
@@ -510,7 +510,7 @@ async fn ping_everyone(client: async_nats::Client, n: usize, since: Instant) -> 
             let client = client.clone();
             async move {
                 loop {
-                    if kanade::commands::ping::ping(&client, &pc, Duration::from_secs(2)).await.is_ok() {
+                    if kanade_ops::agents::ping(&client, &pc, Duration::from_secs(2)).await.is_ok() {
                         return Ok(since.elapsed());
                     }
                     if since.elapsed() > Duration::from_secs(300) {
@@ -731,7 +731,7 @@ async fn idle_agent(bin: &Path, window: Duration) -> anyhow::Result<(u64, f64)> 
     eprintln!("bench: real agent idle for {}", humantime::format_duration(window));
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await?;
-    kanade::jetstream::setup(&jetstream::new(client.clone()), 1).await?;
+    kanade_ops::jetstream::setup(&jetstream::new(client.clone()), 1).await?;
     let data = tempfile::tempdir()?;
     let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
     command
@@ -743,7 +743,7 @@ async fn idle_agent(bin: &Path, window: Duration) -> anyhow::Result<(u64, f64)> 
     let agent = Proc::spawn(command, &data.path().join("agent.log"))?;
     let pc = PcId::new("idle-agent")?;
     let started = Instant::now();
-    while kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.is_err() {
+    while kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.is_err() {
         if started.elapsed() > Duration::from_secs(30) {
             bail!("the idle agent never answered a ping");
         }

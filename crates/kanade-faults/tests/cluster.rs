@@ -36,7 +36,7 @@ async fn a_node_killed_mid_rollout_loses_and_repeats_nothing() {
     })
     .await;
     let js = connect(&urls).await;
-    let statuses = kanade::jetstream::status(&js).await.unwrap();
+    let statuses = kanade_ops::jetstream::status(&js).await.unwrap();
     assert!(statuses.iter().all(|s| s.exists && s.replicas == 3), "{statuses:?}");
 
     let backend = Backend::start(&urls).await;
@@ -74,13 +74,13 @@ async fn a_node_killed_mid_rollout_loses_and_repeats_nothing() {
 
     // Degraded while it is gone, healthy once it is back and has caught up.
     eventually(&format!("status shows {leader} offline"), PATIENCE, || async {
-        let statuses = kanade::jetstream::status(&js).await.ok()?;
+        let statuses = kanade_ops::jetstream::status(&js).await.ok()?;
         statuses.iter().any(|s| s.lagging.contains(&leader)).then_some(())
     })
     .await;
     cluster.nodes[victim].start_again();
     eventually("every replica is current again", PATIENCE, || async {
-        let statuses = kanade::jetstream::status(&js).await.ok()?;
+        let statuses = kanade_ops::jetstream::status(&js).await.ok()?;
         statuses
             .iter()
             .all(|s| s.unavailable.is_none() && s.current_replicas == Some(3) && s.lagging.is_empty())

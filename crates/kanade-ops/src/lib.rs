@@ -9,6 +9,7 @@ pub mod agents;
 pub mod audit;
 pub mod catalogue;
 pub mod control;
+pub mod jetstream;
 pub mod objects;
 pub mod release;
 

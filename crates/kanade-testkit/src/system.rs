@@ -28,7 +28,7 @@ pub fn operator_token(name: &str) -> &'static str {
 pub async fn connect(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
     let client = async_nats::connect(url).await.expect("connect to test nats-server");
     let js = async_nats::jetstream::new(client.clone());
-    kanade::jetstream::setup(&js, 1).await.expect("jetstream setup");
+    kanade_ops::jetstream::setup(&js, 1).await.expect("jetstream setup");
     (client, js)
 }
 
@@ -77,7 +77,7 @@ impl TestAgent {
         let pc = self.config.pc_id.clone();
         crate::eventually("agent answers ping", Duration::from_secs(15), || {
             let (client, pc) = (client.clone(), pc.clone());
-            async move { kanade::commands::ping::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+            async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
         })
         .await;
     }

@@ -5,7 +5,6 @@
 pub mod audit;
 pub mod backend;
 pub mod commands;
-pub mod jetstream;
 pub mod output;
 
 use std::process::ExitCode;
@@ -122,8 +121,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Job(command) => commands::job::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,
-        Command::Script(command) => commands::objects::run(&cli, commands::objects::Store::Scripts, command).await,
-        Command::App(command) => commands::objects::run(&cli, commands::objects::Store::Apps, command).await,
+        Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
+        Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
     }
 }
 

@@ -1,12 +1,14 @@
-//! Asking about one agent beyond its stored row: `POST /api/agents/{pc}/ping` (is it connected right now?) and
-//! `GET /api/agents/{pc}/config` (what its layered config resolves to).
+//! The agents: `GET /api/agents[/{pc}]` (their stored rows and whether each is online), `POST /api/agents/{pc}/ping`
+//! (is it connected right now?) and `GET /api/agents/{pc}/config` (what its layered config resolves to).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use kanade_ops::agent_config::AgentConfigStore;
 use kanade_ops::agents::PingError;
 use kanade_shared::layered::Scope;
@@ -14,9 +16,46 @@ use kanade_shared::{GroupName, PcId};
 use serde::Serialize;
 
 use super::{ApiError, AppState, NoBody, OptionalJson, PathId, ops_error};
+use crate::db::AgentRow;
 
 /// How long an agent has to answer a ping from the dashboard.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An agent as the API shows it: the stored row plus whether it is online now.
+#[derive(Serialize)]
+pub struct AgentView {
+    #[serde(flatten)]
+    agent: AgentRow,
+    online: bool,
+}
+
+fn view(agent: AgentRow, now: DateTime<Utc>, offline_after: Duration) -> AgentView {
+    AgentView { online: is_online(agent.last_seen, now, offline_after), agent }
+}
+
+/// An agent is online while its last heartbeat arrived at most `offline_after` ago.
+pub(crate) fn is_online(last_seen: DateTime<Utc>, now: DateTime<Utc>, offline_after: Duration) -> bool {
+    now.signed_duration_since(last_seen).to_std().unwrap_or_default() <= offline_after
+}
+
+pub(super) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<AgentView>>, ApiError> {
+    let now = Utc::now();
+    let agents = state.db.list_agents().await?;
+    Ok(Json(agents.into_iter().map(|a| view(a, now, state.offline_after)).collect()))
+}
+
+pub(super) async fn get(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    // A path that is not UTF-8 is rejected by the extractor; give it the same shape as any other bad id.
+    let Path(raw) = path.map_err(|rejection| ApiError::bad_request("invalid_pc_id", rejection.body_text()))?;
+    let pc = PcId::new(raw).map_err(|err| ApiError::bad_request("invalid_pc_id", err.to_string()))?;
+    let agent = state.db.get_agent(&pc).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "agent_not_found", format!("no agent `{pc}` has reported"))
+    })?;
+    Ok(Json(view(agent, Utc::now(), state.offline_after)))
+}
 
 /// `POST /api/agents/{pc}/ping`: the agent's own fresh answer, as `kanade ping -o json` prints it.
 #[derive(Debug, Serialize)]

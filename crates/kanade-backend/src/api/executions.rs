@@ -11,14 +11,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, Targets, Wave};
+use kanade_ops::catalogue::Catalogue;
+use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, StoredJob, Targets, Wave};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use serde::{Deserialize, Serialize};
 
 use super::jobs::{self, ManifestBody};
-use super::{
-    ApiError, ApiJson, ApiQuery, AppState, Caller, DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, NoBody, OptionalJson, PathId,
-};
+use super::results::{DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, ResultQuery, parse_filter};
+use super::{ApiError, ApiJson, ApiQuery, AppState, NoBody, OptionalJson, PathId};
+use crate::caller::Caller;
 use crate::db::{
     ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter, TargetFilter, TargetRow,
 };
@@ -155,7 +156,14 @@ pub fn exec_error(err: ExecError) -> ApiError {
     }
 }
 
-async fn fire(state: &AppState, job: &JobId, request: ExecRequest, caller: &Caller) -> Result<Response, ApiError> {
+/// The job as the catalogue holds it now.
+async fn catalogued(state: &AppState, job: &JobId) -> Result<StoredJob, ApiError> {
+    let catalogue = Catalogue::open(&state.nats).await.map_err(super::ops_error)?;
+    let stored = catalogue.get(job).await.map_err(super::ops_error)?;
+    stored.ok_or_else(|| exec_error(ExecError::JobNotFound(job.clone())))
+}
+
+async fn fire(state: &AppState, job: StoredJob, request: ExecRequest, caller: &Caller) -> Result<Response, ApiError> {
     let exec = state.engine.exec(job, request, caller).await.map_err(exec_error)?;
     let view = view_of(state, &exec).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -167,7 +175,8 @@ pub async fn exec(
     PathId(job): PathId<JobId>,
     OptionalJson(body): OptionalJson<ExecBody>,
 ) -> Result<Response, ApiError> {
-    fire(&state, &job, body.request()?, &caller).await
+    let request = body.request()?;
+    fire(&state, catalogued(&state, &job).await?, request, &caller).await
 }
 
 /// How many pc ids a preview lists; the count covers them all.
@@ -205,14 +214,13 @@ pub async fn preview(
     OptionalJson(body): OptionalJson<ExecBody>,
 ) -> Result<Json<PreviewView>, ApiError> {
     let request = body.request()?;
-    let catalogue = kanade_ops::catalogue::Catalogue::open(&state.nats).await.map_err(super::ops_error)?;
-    let plan = state.engine.plan(&catalogue, &job, &request).await.map_err(exec_error)?;
+    let plan = state.engine.plan(catalogued(&state, &job).await?, &request).await.map_err(exec_error)?;
     plan.check_targets().map_err(exec_error)?;
     let now = Utc::now();
     let online_now: std::collections::HashSet<&str> = plan
         .agents
         .iter()
-        .filter(|a| super::is_online(a.last_seen, now, state.offline_after))
+        .filter(|a| super::agents::is_online(a.last_seen, now, state.offline_after))
         .map(|a| a.pc_id.as_str())
         .collect();
     let mut pcs: Vec<&str> = plan.reached.iter().map(|(pc, _)| pc.as_str()).collect();
@@ -245,8 +253,9 @@ pub async fn deploy(
     caller: Caller,
     ApiJson(body): ApiJson<ManifestBody>,
 ) -> Result<Response, ApiError> {
+    // The engine fires exactly what was stored, not what the catalogue holds a moment later.
     let stored = jobs::store(&state, &caller, &body).await?;
-    fire(&state, &stored.job.job.id, ExecRequest::default(), &caller).await
+    fire(&state, stored.job, ExecRequest::default(), &caller).await
 }
 
 /// An execution as the API shows it: what was fired, its state, and its progress overall and per wave.
@@ -462,7 +471,7 @@ pub async fn results(
     PathId(exec): PathId<ExecId>,
     ApiQuery(query): ApiQuery<ResultsQuery>,
 ) -> Result<Json<Vec<ResultRow>>, ApiError> {
-    let filter = super::parse_filter(super::ResultQuery {
+    let filter = parse_filter(ResultQuery {
         pc_id: None,
         exec_id: Some(exec.to_string()),
         job_id: None,

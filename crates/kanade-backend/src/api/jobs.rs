@@ -14,7 +14,8 @@ use kanade_shared::manifest::{Job, ScriptSource, StoredJob};
 use kanade_shared::wire::MAX_SCRIPT_BYTES;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, AppState, Caller, NoBody, OptionalJson, PathId, ops_error};
+use super::{ApiError, ApiJson, AppState, NoBody, OptionalJson, PathId, ops_error};
+use crate::caller::Caller;
 use crate::live::Topic;
 
 /// A manifest as the API takes it: the YAML text, and the files its `script_file` names (a client cannot make the

@@ -149,7 +149,7 @@ pub async fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<ExitCode>
             let groups = match groups {
                 Some(groups) => groups.clone(),
                 None => {
-                    let (heartbeat, _) = super::ping::ping(&client, pc, Duration::from_secs(3))
+                    let (heartbeat, _) = kanade_ops::agents::ping(&client, pc, Duration::from_secs(3))
                         .await
                         .with_context(|| format!("cannot ask `{pc}` for its groups; name them with --groups"))?;
                     heartbeat.groups

@@ -2,14 +2,14 @@
 
 use std::process::ExitCode;
 
-use crate::jetstream::Action;
 use crate::output::{self, Format};
 use crate::{Cli, connect};
+use kanade_ops::jetstream::Action;
 
 pub async fn setup(cli: &Cli, replicas: usize) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
     let js = async_nats::jetstream::new(client);
-    let changes = crate::jetstream::setup(&js, replicas).await?;
+    let changes = kanade_ops::jetstream::setup(&js, replicas).await?;
     match cli.output {
         Format::Json => output::json(&changes)?,
         Format::Table => {
@@ -33,7 +33,7 @@ pub async fn setup(cli: &Cli, replicas: usize) -> anyhow::Result<ExitCode> {
 pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
     let js = async_nats::jetstream::new(client);
-    let statuses = crate::jetstream::status(&js).await?;
+    let statuses = kanade_ops::jetstream::status(&js).await?;
     let missing = statuses.iter().filter(|s| !s.exists).count();
     match cli.output {
         Format::Json => output::json(&statuses)?,

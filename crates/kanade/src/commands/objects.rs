@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::output::{self, Format};
 use crate::{Cli, connect};
 
-pub use kanade_ops::objects::{Published, SHA256_KEY, Store, broker_sha256, find, hex, key, list};
+use kanade_ops::objects::{Published, SHA256_KEY, Store, broker_sha256, find, hex, key, list};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ObjectCommand {

@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-// The ping itself lives in kanade-ops so the backend's `POST /api/agents/{pc}/ping` is the same request; re-exported
-// here because `kanade run`, the test kit and the benchmarks call it by this path.
-pub use kanade_ops::agents::{PingError, ping};
+// The ping itself lives in kanade-ops so the backend's `POST /api/agents/{pc}/ping` is the same request.
+use kanade_ops::agents::ping;
 use kanade_shared::PcId;
 use serde::Serialize;
 

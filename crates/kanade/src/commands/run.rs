@@ -94,7 +94,7 @@ fn default_shell(os: &str) -> Shell {
 async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
     let pc = &args.pc_id;
-    let (heartbeat, _) = super::ping::ping(&client, pc, PING_TIMEOUT).await?;
+    let (heartbeat, _) = kanade_ops::agents::ping(&client, pc, PING_TIMEOUT).await?;
 
     let exec = ExecId::generate();
     let job = JobId::adhoc(&exec);

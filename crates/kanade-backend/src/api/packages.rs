@@ -13,7 +13,7 @@ use kanade_shared::manifest::Version;
 use kanade_shared::resources::OBJ_APP_PACKAGES;
 use tokio::io::AsyncReadExt;
 
-use crate::api::{ApiError, AppState};
+use super::{ApiError, AppState};
 
 /// What a `Range` header asks for, against a body of `size` bytes.
 #[derive(Debug, PartialEq, Eq)]

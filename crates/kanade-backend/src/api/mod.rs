@@ -1,0 +1,105 @@
+//! The HTTP API: JSON over axum. Every `/api` route needs `Authorization: Bearer <token>` unless auth is disabled;
+//! every error, including a rejected query or path, has the same shape: `{"error": {"code", "message"}}`.
+//! Everything outside `/api` and `/health` is the embedded web dashboard (`crate::web`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{any, get, post};
+use kanade_shared::Actor;
+use kanade_shared::config::AuthConfig;
+
+use crate::db::Db;
+
+mod agents;
+mod audit;
+mod auth;
+mod error;
+mod executions;
+mod extract;
+mod jobs;
+mod packages;
+mod results;
+mod session;
+mod streams;
+
+pub use auth::OPERATOR_HEADER;
+pub use error::{ApiError, ops_error};
+pub use extract::{ApiJson, ApiQuery, NoBody, OptionalJson, PathId, PathIdKind};
+
+/// How long a request may take to produce its response. tower-http's `TimeoutLayer` bounds the handler's future,
+/// not the body it returns, so a live event stream is not cut off by it (`tests/live.rs` shows it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub struct AppState {
+    pub db: Db,
+    pub nats: async_nats::Client,
+    pub auth: AuthConfig,
+    pub offline_after: Duration,
+    pub engine: Arc<crate::engine::Engine>,
+    /// Announces changes to every replica's live clients.
+    pub live: crate::live::Publisher,
+    /// This replica's live clients.
+    pub hub: Arc<crate::live::Hub>,
+    /// Cancelled when the backend stops: live streams end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl AppState {
+    /// Records an operator's action on `AUDIT`. The action is done either way; a failure to record it is logged.
+    pub async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {
+        let source = kanade_ops::audit::Source::Backend;
+        if let Err(err) = kanade_ops::audit::record(&self.nats, source, actor, action, target, details).await {
+            tracing::error!(error = %err, %action, %target, "action done but not audited");
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, REQUEST_TIMEOUT)
+}
+
+/// The whole HTTP surface, with `request_timeout` in place of [`REQUEST_TIMEOUT`].
+pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
+    let api = Router::new()
+        .route("/session", get(session::session))
+        .route("/agents", get(agents::list))
+        .route("/agents/{pc_id}", get(agents::get))
+        .route("/agents/{pc_id}/ping", post(agents::ping))
+        .route("/agents/{pc_id}/config", get(agents::config))
+        .route("/results", get(results::list))
+        .route("/jobs", get(jobs::list).post(jobs::create))
+        .route("/jobs/{job_id}", get(jobs::get).delete(jobs::delete))
+        .route("/jobs/{job_id}/revoke", post(jobs::revoke))
+        .route("/jobs/{job_id}/unrevoke", post(jobs::unrevoke))
+        .route("/jobs/{job_id}/preview", post(executions::preview))
+        .route("/exec/{job_id}", post(executions::exec))
+        .route("/deploy", post(executions::deploy))
+        .route("/executions", get(executions::list))
+        .route("/executions/{exec_id}", get(executions::get))
+        .route("/executions/{exec_id}/results", get(executions::results))
+        .route("/executions/{exec_id}/targets", get(executions::targets))
+        .route("/executions/{exec_id}/output", get(streams::output))
+        .route("/executions/{exec_id}/approve", post(executions::approve))
+        .route("/executions/{exec_id}/reject", post(executions::reject))
+        .route("/executions/{exec_id}/kill", post(executions::kill))
+        .route("/events", get(streams::events))
+        .route("/audit", get(audit::list))
+        .route("/app-packages/{name}/{version}", get(packages::serve).head(packages::serve))
+        .method_not_allowed_fallback(error::api_method_not_allowed)
+        .fallback(error::api_not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+    Router::new()
+        .route("/health", get(session::health))
+        .nest("/api", api)
+        // The nested fallback matches `/api` and `/api/<anything>` but not `/api/` itself.
+        .route("/api/", any(error::api_not_found))
+        .merge(crate::web::router())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .with_state(state)
+}
