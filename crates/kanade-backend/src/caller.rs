@@ -1,6 +1,8 @@
 //! Who is acting: the caller's identity as the HTTP layer established it, which the engine records and checks (the
 //! two-person rule). Below both `api` and `engine`, so neither has to import the other for it.
 
+use kanade_ops::OpsError;
+use kanade_ops::audit::{Auditor, Source};
 use kanade_shared::Actor;
 
 /// Who is calling, as the auth layer established it.
@@ -16,4 +18,18 @@ impl Caller {
     pub fn identity(&self) -> &'static str {
         if self.verified { "token" } else { "claimed" }
     }
+
+    /// Records what this caller does, through the backend.
+    pub fn auditor(&self, nats: &async_nats::Client) -> Auditor {
+        auditor(nats, &self.actor)
+    }
+}
+
+/// The backend's auditor for `actor`. The action is done either way; a failure to record it is logged.
+pub fn auditor(nats: &async_nats::Client, actor: &Actor) -> Auditor {
+    Auditor::new(nats.clone(), Source::Backend, actor.clone(), log_unaudited)
+}
+
+fn log_unaudited(action: &str, target: &str, err: &OpsError) {
+    tracing::error!(error = %err, %action, %target, "action done but not audited");
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kanade_ops::OpsError;
-use kanade_ops::audit::{self, Source};
 use kanade_ops::catalogue::{self, Catalogue};
 use kanade_ops::control;
 use kanade_shared::manifest::{StoredJob, Targets, Wave};
@@ -370,9 +369,7 @@ impl Engine {
     }
 
     async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {
-        if let Err(err) = audit::record(&self.nats, Source::Backend, actor, action, target, details).await {
-            tracing::error!(error = %err, %action, %target, "action done but not audited");
-        }
+        crate::caller::auditor(&self.nats, actor).record(action, target, details).await;
     }
 }
 

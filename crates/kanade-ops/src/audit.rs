@@ -1,5 +1,6 @@
 //! Every operator action becomes an [`AuditEvent`] on `audit.<actor>.<action>` in stream `AUDIT`, published with
-//! its event id as `Nats-Msg-Id` so a retried publish is stored once.
+//! its event id as `Nats-Msg-Id` so a retried publish is stored once. An [`Auditor`] records the actions of one
+//! operator from one place; the CLI and the backend differ only in how they report a record that could not be made.
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use kanade_shared::subject;
@@ -56,4 +57,39 @@ pub async fn record(
         .await
         .map_err(|e| OpsError::nats(what(), e))?;
     Ok(())
+}
+
+/// What to do when an action was done but could not be audited: `(action, target, why)`. The action is not undone;
+/// the CLI warns on stderr, the backend logs an error.
+pub type Unaudited = fn(&str, &str, &OpsError);
+
+/// Records the actions of one operator (`actor`) taken through one `source`.
+#[derive(Clone)]
+pub struct Auditor {
+    client: async_nats::Client,
+    source: Source,
+    actor: Actor,
+    unaudited: Unaudited,
+}
+
+impl Auditor {
+    pub fn new(client: async_nats::Client, source: Source, actor: Actor, unaudited: Unaudited) -> Self {
+        Self { client, source, actor, unaudited }
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Records `action` on `target`, after the action succeeded. Never fails: a record that cannot be made goes to
+    /// the `unaudited` hook, since the action itself is done either way.
+    pub async fn record(&self, action: &str, target: &str, details: serde_json::Value) {
+        if let Err(err) = record(&self.client, self.source, &self.actor, action, target, details).await {
+            (self.unaudited)(action, target, &err);
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! Everything here talks to the broker only; nothing needs the backend, which is what lets `kanade revoke` and
 //! `kanade kill` work with it down.
 
+pub mod actions;
 pub mod agent_config;
 pub mod agents;
 pub mod audit;

@@ -8,6 +8,7 @@ pub mod layered;
 pub mod manifest;
 pub mod release;
 pub mod resources;
+pub mod rollout;
 pub mod subject;
 pub mod wire;
 

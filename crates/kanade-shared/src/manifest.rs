@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::ids::{GroupName, JobId, PcId};
+use crate::rollout::{WaveError, WaveSpec};
 use crate::wire::{MAX_SCRIPT_BYTES, MAX_TIMEOUT, RunAs, Shell};
 
 /// Largest manifest file accepted.
@@ -452,36 +453,24 @@ impl ManifestFile {
         let mut waves = Vec::new();
         if let Some(rollout) = self.rollout {
             let at = Some(&rollout.defined);
-            let rollout = rollout.value;
-            if rollout.waves.is_empty() {
-                return Err(ManifestError::at("rollout.waves", at, "is empty"));
-            }
-            for (index, wave) in rollout.waves.into_iter().enumerate() {
-                let field = format!("rollout.waves[{index}]");
-                if waves.iter().any(|w: &Wave| w.group == wave.group) {
-                    return Err(ManifestError::at(&field, at, format!("group `{}` has a wave already", wave.group)));
-                }
-                if !target.all && !target.groups.contains(&wave.group) {
-                    return Err(ManifestError::at(
+            let specs = rollout
+                .value
+                .waves
+                .into_iter()
+                .map(|w| WaveSpec { group: w.group, delay: w.delay.map(|d| d.0), max_failure_pct: w.max_failure_pct })
+                .collect();
+            let within = (!target.all).then_some(target.groups.as_slice());
+            waves = crate::rollout::check(specs, within).map_err(|err| {
+                let field = format!("rollout.waves{}", err.field());
+                match err {
+                    WaveError::NotTargeted { group, .. } => ManifestError::at(
                         &field,
                         at,
-                        format!("group `{}` is not in target.groups (or set target.all)", wave.group),
-                    ));
+                        format!("group `{group}` is not in target.groups (or set target.all)"),
+                    ),
+                    other => ManifestError::at(&field, at, other),
                 }
-                let delay = wave.delay.map_or(Duration::ZERO, |d| d.0);
-                if delay > MAX_SPREAD {
-                    return Err(ManifestError::at(&format!("{field}.delay"), at, "is longer than 7 days"));
-                }
-                let max_failure_pct = wave.max_failure_pct.unwrap_or(100.0);
-                if !(0.0..=100.0).contains(&max_failure_pct) {
-                    return Err(ManifestError::at(
-                        &format!("{field}.max_failure_pct"),
-                        at,
-                        "must be between 0 and 100",
-                    ));
-                }
-                waves.push(Wave { group: wave.group, delay, max_failure_pct });
-            }
+            })?;
         }
 
         let mut groups = target.groups;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kanade_ops::catalogue::Catalogue;
 use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, StoredJob, Targets, Wave};
+use kanade_shared::rollout::{self, MAX_WAVES, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +28,6 @@ use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
 
 /// The most PCs one request may name; a larger fleet is addressed by group.
 pub const MAX_TARGET_PCS: usize = 10_000;
-
-/// The most waves one request may give.
-pub const MAX_WAVES: usize = 50;
 
 /// `POST /api/exec/{job}`: targets default to the job's own (with its rollout); naming any fires them all at once,
 /// unless `waves` gives a rollout of its own (over the groups named, or over the waves' groups when none are).
@@ -117,28 +115,29 @@ impl ExecBody {
             return Ok(None);
         }
         if self.waves.len() > MAX_WAVES {
-            return Err(invalid(format!("{} waves given; the limit is {MAX_WAVES}", self.waves.len())));
+            return Err(invalid(WaveError::TooMany(self.waves.len()).to_string()));
         }
         if !self.pcs.is_empty() {
             return Err(invalid("waves reach groups: name groups (or all) with them, not pcs"));
         }
-        let mut waves: Vec<Wave> = Vec::with_capacity(self.waves.len());
+        let mut specs = Vec::with_capacity(self.waves.len());
         for (index, wave) in self.waves.iter().enumerate() {
             let field = format!("waves[{index}]");
             let group = GroupName::new(wave.group.clone()).map_err(|e| invalid(format!("{field}.group: {e}")))?;
-            if waves.iter().any(|w| w.group == group) {
-                return Err(invalid(format!("{field}: group `{group}` has a wave already")));
-            }
-            if !self.all && !groups.is_empty() && !groups.contains(&group) {
-                return Err(invalid(format!("{field}: group `{group}` is not among the groups named")));
-            }
-            let delay = duration(&format!("{field}.delay"), wave.delay.as_deref(), MAX_SPREAD)?.unwrap_or_default();
-            let max_failure_pct = wave.max_failure_pct.unwrap_or(100.0);
-            if !(0.0..=100.0).contains(&max_failure_pct) {
-                return Err(invalid(format!("{field}.max_failure_pct: must be between 0 and 100")));
-            }
-            waves.push(Wave { group, delay, max_failure_pct });
+            // Parsed here (the body carries text); how long a delay may be is the rule's.
+            let delay = duration(&format!("{field}.delay"), wave.delay.as_deref(), Duration::MAX)?;
+            specs.push(WaveSpec { group, delay, max_failure_pct: wave.max_failure_pct });
         }
+        let within = (!self.all && !groups.is_empty()).then_some(groups);
+        let waves = rollout::check(specs, within).map_err(|err| {
+            let field = format!("waves{}", err.field());
+            match err {
+                WaveError::NotTargeted { group, .. } => {
+                    invalid(format!("{field}: group `{group}` is not among the groups named"))
+                }
+                other => invalid(format!("{field}: {other}")),
+            }
+        })?;
         Ok(Some(waves))
     }
 }
@@ -569,8 +568,7 @@ pub async fn kill(
     PathId(exec): PathId<ExecId>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Result<Json<KillView>, ApiError> {
-    let killed = kanade_ops::control::kill(&state.nats, &exec, KILL_WAIT).await.map_err(super::ops_error)?;
-    let on: Vec<String> = killed.iter().map(|ack| ack.pc_id.to_string()).collect();
-    state.audit(&caller.actor, "kill", exec.as_str(), serde_json::json!({ "killed_on": on })).await;
+    let killed =
+        kanade_ops::actions::kill(&caller.auditor(&state.nats), &exec, KILL_WAIT).await.map_err(super::ops_error)?;
     Ok(Json(KillView { exec_id: exec.to_string(), killed }))
 }

@@ -67,9 +67,8 @@ pub async fn store(state: &AppState, caller: &Caller, body: &ManifestBody) -> Re
             kanade_ops::OpsError::Invalid(message) => ApiError::bad_request("invalid_manifest", message),
             other => ops_error(other),
         })?;
-    let action = catalogue.store(&record).await.map_err(ops_error)?;
-    let details = serde_json::json!({ "version": record.job.version, "script_sha256": record.script_sha256 });
-    state.audit(&caller.actor, "job-create", record.job.id.as_str(), details).await;
+    let action =
+        kanade_ops::actions::store_job(&catalogue, &caller.auditor(&state.nats), &record).await.map_err(ops_error)?;
     state.live.changed(Topic::Jobs, [record.job.id.as_str()]).await;
     Ok(StoredView { job: record, action: action.as_str() })
 }
@@ -158,9 +157,7 @@ async fn set_revoked(
     if catalogue.get(&id).await.map_err(ops_error)?.is_none() {
         return Err(not_found(&id));
     }
-    kanade_ops::control::set_revoked(&state.nats, &id, revoked).await.map_err(ops_error)?;
-    let action = if revoked { "revoke" } else { "unrevoke" };
-    state.audit(&caller.actor, action, id.as_str(), serde_json::Value::Null).await;
+    kanade_ops::actions::set_revoked(&caller.auditor(&state.nats), &id, revoked).await.map_err(ops_error)?;
     state.live.changed(Topic::Jobs, [id.as_str()]).await;
     Ok(Json(RevokeView { job_id: id.to_string(), revoked }))
 }
@@ -171,10 +168,9 @@ pub async fn delete(
     PathId(id): PathId<JobId>,
 ) -> Result<StatusCode, ApiError> {
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
-    if !catalogue.delete(&id).await.map_err(ops_error)? {
+    if !kanade_ops::actions::delete_job(&catalogue, &caller.auditor(&state.nats), &id).await.map_err(ops_error)? {
         return Err(not_found(&id));
     }
-    state.audit(&caller.actor, "job-delete", id.as_str(), serde_json::Value::Null).await;
     state.live.changed(Topic::Jobs, [id.as_str()]).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{any, get, post};
-use kanade_shared::Actor;
 use kanade_shared::config::AuthConfig;
 
 use crate::db::Db;
@@ -47,16 +46,6 @@ pub struct AppState {
     pub hub: Arc<crate::live::Hub>,
     /// Cancelled when the backend stops: live streams end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
-}
-
-impl AppState {
-    /// Records an operator's action on `AUDIT`. The action is done either way; a failure to record it is logged.
-    pub async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {
-        let source = kanade_ops::audit::Source::Backend;
-        if let Err(err) = kanade_ops::audit::record(&self.nats, source, actor, action, target, details).await {
-            tracing::error!(error = %err, %action, %target, "action done but not audited");
-        }
-    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kanade_shared::manifest::{Job, ScriptSource};
+use kanade_shared::rollout::{self, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use serde_json::Value;
 
@@ -94,21 +95,25 @@ pub struct WaveArg {
     max_failure_pct: Option<f64>,
 }
 
+/// Parses one `--wave` and checks it by the rollout rule the backend applies (`kanade_shared::rollout`), so a
+/// bad delay or percentage is refused before anything is sent; the backend checks the waves together.
 fn parse_wave(raw: &str) -> Result<WaveArg, String> {
     let mut parts = raw.splitn(3, ':');
     let group = GroupName::new(parts.next().unwrap_or_default()).map_err(|e| e.to_string())?;
     let delay = match parts.next().filter(|d| !d.is_empty()) {
-        Some(d) => Some(humantime::parse_duration(d).map(|_| d.to_owned()).map_err(|e| format!("delay `{d}`: {e}"))?),
+        Some(d) => Some((d, humantime::parse_duration(d).map_err(|e| format!("delay `{d}`: {e}"))?)),
         None => None,
     };
-    let max_failure_pct = match parts.next() {
-        Some(p) => match p.parse::<f64>() {
-            Ok(pct) if (0.0..=100.0).contains(&pct) => Some(pct),
-            _ => return Err(format!("max failure percentage `{p}` is not a number from 0 to 100")),
-        },
-        None => None,
-    };
-    Ok(WaveArg { group, delay, max_failure_pct })
+    let pct = parts.next();
+    let bad_pct = || format!("max failure percentage `{}` is not a number from 0 to 100", pct.unwrap_or_default());
+    let max_failure_pct = pct.map(|p| p.parse::<f64>().map_err(|_| bad_pct())).transpose()?;
+    let spec = WaveSpec { group: group.clone(), delay: delay.map(|(_, d)| d), max_failure_pct };
+    match rollout::check_one(0, spec) {
+        Ok(_) => {}
+        Err(WaveError::FailurePct { .. }) => return Err(bad_pct()),
+        Err(err) => return Err(format!("delay: {err}")),
+    }
+    Ok(WaveArg { group, delay: delay.map(|(d, _)| d.to_owned()), max_failure_pct })
 }
 
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitCode> {

@@ -88,11 +88,10 @@ pub async fn store_all(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<Vec<(Stor
             .map_err(|err| anyhow::anyhow!("{}: {err}; nothing was stored", file.display()))?;
         records.push(record);
     }
+    let audit = crate::audit::auditor(&client);
     let mut stored = Vec::new();
     for record in records {
-        let action = catalogue.store(&record).await?;
-        let details = serde_json::json!({ "version": record.job.version, "script_sha256": record.script_sha256 });
-        crate::audit::record(&client, "job-create", record.job.id.as_str(), details).await;
+        let action = kanade_ops::actions::store_job(&catalogue, &audit, &record).await?;
         stored.push((record, action));
     }
     Ok(stored)
@@ -149,10 +148,10 @@ async fn show(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
 
 async fn delete(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
-    if !Catalogue::open(&client).await?.delete(id).await? {
+    let catalogue = Catalogue::open(&client).await?;
+    if !kanade_ops::actions::delete_job(&catalogue, &crate::audit::auditor(&client), id).await? {
         bail!("no job `{id}` in the catalogue");
     }
-    crate::audit::record(&client, "job-delete", id.as_str(), serde_json::Value::Null).await;
     output::note(&format!("deleted job `{id}`"));
     Ok(ExitCode::SUCCESS)
 }

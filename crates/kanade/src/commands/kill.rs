@@ -35,15 +35,12 @@ struct KillOutput {
 
 pub async fn run(cli: &Cli, args: &KillArgs) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
-    let (killed, target, action) = match (&args.exec_id, &args.job) {
-        (Some(exec), _) => (kanade_ops::control::kill(&client, exec, args.wait).await?, exec.to_string(), "kill"),
-        (None, Some(job)) => {
-            (kanade_ops::control::kill_job(&client, job, args.wait).await?, job.to_string(), "kill-job")
-        }
+    let audit = crate::audit::auditor(&client);
+    let (killed, target) = match (&args.exec_id, &args.job) {
+        (Some(exec), _) => (kanade_ops::actions::kill(&audit, exec, args.wait).await?, exec.to_string()),
+        (None, Some(job)) => (kanade_ops::actions::kill_job(&audit, job, args.wait).await?, job.to_string()),
         (None, None) => anyhow::bail!("name an execution to kill, or --job"),
     };
-    let on: Vec<String> = killed.iter().map(|ack| ack.pc_id.to_string()).collect();
-    crate::audit::record(&client, action, &target, serde_json::json!({ "killed_on": on })).await;
     match cli.output {
         Format::Json => output::json(&KillOutput { exec_id: args.exec_id.clone(), job_id: args.job.clone(), killed })?,
         Format::Table => {

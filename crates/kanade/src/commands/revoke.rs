@@ -17,14 +17,7 @@ pub struct RevokeArgs {
 
 pub async fn run(cli: &Cli, args: &RevokeArgs, revoked: bool) -> anyhow::Result<ExitCode> {
     let client = connect(cli).await?;
-    kanade_ops::control::set_revoked(&client, &args.job, revoked).await?;
-    crate::audit::record(
-        &client,
-        if revoked { "revoke" } else { "unrevoke" },
-        args.job.as_str(),
-        serde_json::Value::Null,
-    )
-    .await;
+    kanade_ops::actions::set_revoked(&crate::audit::auditor(&client), &args.job, revoked).await?;
     output::note(&if revoked {
         format!("revoked `{}`: runs that have not started are skipped on every agent", args.job)
     } else {

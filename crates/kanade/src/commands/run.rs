@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use kanade_shared::resources::STREAM_RESULTS;
@@ -119,16 +119,11 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
     let mut results = client.subscribe(subject::result(pc, &exec)).await?;
     client.flush().await?;
 
+    // Published as every command is (`Nats-Msg-Id` `<exec>:<subject>`), so a retry is stored once.
+    kanade_ops::control::publish(&client, &Target::Pc(pc.clone()), &command)
+        .await
+        .context("the broker did not store the command (has `kanade jetstream setup` run?)")?;
     let js = jetstream::new(client.clone());
-    let body = serde_json::to_vec(&command)?;
-    js.send_publish(
-        subject::command(&Target::Pc(pc.clone()), &job),
-        PublishMessage::build().payload(body.into()).message_id(exec.as_str()),
-    )
-    .await
-    .context("cannot publish the command")?
-    .await
-    .context("the broker did not store the command (has `kanade jetstream setup` run?)")?;
     crate::audit::record(
         &client,
         "run",
