@@ -5,16 +5,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use kanade_shared::api::{AgentRow, AuditRow, ResultRow, TargetRow};
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, RunStarted};
 use kanade_shared::{ExecId, JobId, PcId};
-use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 mod executions;
 
 pub use executions::{
-    ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, TargetRow, WaveRow,
+    ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -204,7 +204,7 @@ impl Db {
     pub async fn list_agents(&self) -> Result<Vec<AgentRow>, DbError> {
         let rows =
             sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY pc_id")).fetch_all(&self.pool).await?;
-        rows.iter().map(AgentRow::from_row).collect()
+        rows.iter().map(agent_from_row).collect()
     }
 
     pub async fn get_agent(&self, pc: &PcId) -> Result<Option<AgentRow>, DbError> {
@@ -212,7 +212,7 @@ impl Db {
             .bind(pc.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(AgentRow::from_row).transpose()
+        row.as_ref().map(agent_from_row).transpose()
     }
 
     /// Results matching `filter`, newest first.
@@ -234,7 +234,7 @@ impl Db {
             query = query.bind(bind);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(ResultRow::from_row).collect()
+        rows.iter().map(result_from_row).collect()
     }
 
     /// Stores audit events idempotently by event id.
@@ -368,17 +368,6 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditRow {
-    pub event_id: String,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub details: serde_json::Value,
-    pub source: String,
-    pub at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ResultFilter {
     pub pc_id: Option<PcId>,
@@ -392,95 +381,50 @@ const AGENT_COLUMNS: &str = "pc_id, hostname, os, os_version, arch, agent_versio
     rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms, outbox_bytes, \
     outbox_full";
 
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentRow {
-    pub pc_id: String,
-    pub hostname: String,
-    pub os: String,
-    pub os_version: String,
-    pub arch: String,
-    pub agent_version: String,
-    pub groups: Vec<String>,
-    pub uptime_secs: i64,
-    pub rss_bytes: i64,
-    pub cpu_percent: f64,
-    pub running: i64,
-    pub outbox_pending: i64,
-    /// Bytes in the agent's outbox, and whether it is over its cap (new results then go without their output).
-    pub outbox_bytes: i64,
-    pub outbox_full: bool,
-    pub malformed_messages: i64,
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-}
-
-impl AgentRow {
-    fn from_row(row: &AnyRow) -> Result<Self, DbError> {
-        let groups_json: String = row.try_get("groups_json")?;
-        Ok(Self {
-            pc_id: row.try_get("pc_id")?,
-            hostname: row.try_get("hostname")?,
-            os: row.try_get("os")?,
-            os_version: row.try_get("os_version")?,
-            arch: row.try_get("arch")?,
-            agent_version: row.try_get("agent_version")?,
-            groups: serde_json::from_str(&groups_json).unwrap_or_default(),
-            uptime_secs: row.try_get("uptime_secs")?,
-            rss_bytes: row.try_get("rss_bytes")?,
-            cpu_percent: row.try_get("cpu_percent")?,
-            running: row.try_get("running")?,
-            outbox_pending: row.try_get("outbox_pending")?,
-            outbox_bytes: row.try_get("outbox_bytes")?,
-            outbox_full: row.try_get::<i64, _>("outbox_full")? != 0,
-            malformed_messages: row.try_get("malformed_messages")?,
-            first_seen: millis(row.try_get("first_seen_ms")?),
-            last_seen: millis(row.try_get("last_seen_ms")?),
-        })
-    }
+fn agent_from_row(row: &AnyRow) -> Result<AgentRow, DbError> {
+    let groups_json: String = row.try_get("groups_json")?;
+    Ok(AgentRow {
+        pc_id: row.try_get("pc_id")?,
+        hostname: row.try_get("hostname")?,
+        os: row.try_get("os")?,
+        os_version: row.try_get("os_version")?,
+        arch: row.try_get("arch")?,
+        agent_version: row.try_get("agent_version")?,
+        groups: serde_json::from_str(&groups_json).unwrap_or_default(),
+        uptime_secs: row.try_get("uptime_secs")?,
+        rss_bytes: row.try_get("rss_bytes")?,
+        cpu_percent: row.try_get("cpu_percent")?,
+        running: row.try_get("running")?,
+        outbox_pending: row.try_get("outbox_pending")?,
+        outbox_bytes: row.try_get("outbox_bytes")?,
+        outbox_full: row.try_get::<i64, _>("outbox_full")? != 0,
+        malformed_messages: row.try_get("malformed_messages")?,
+        first_seen: millis(row.try_get("first_seen_ms")?),
+        last_seen: millis(row.try_get("last_seen_ms")?),
+    })
 }
 
 const RESULT_COLUMNS: &str = "result_id, exec_id, job_id, version, pc_id, status, exit_code, stdout, stderr, \
     stdout_truncated, stderr_truncated, started_at_ms, finished_at_ms, reason, recorded_at_ms";
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ResultRow {
-    pub result_id: String,
-    pub exec_id: String,
-    pub job_id: String,
-    pub version: String,
-    pub pc_id: String,
-    pub status: String,
-    pub exit_code: Option<i64>,
-    pub stdout: String,
-    pub stderr: String,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: DateTime<Utc>,
-    pub reason: Option<String>,
-    pub recorded_at: DateTime<Utc>,
-}
-
-impl ResultRow {
-    fn from_row(row: &AnyRow) -> Result<Self, DbError> {
-        Ok(Self {
-            result_id: row.try_get("result_id")?,
-            exec_id: row.try_get("exec_id")?,
-            job_id: row.try_get("job_id")?,
-            version: row.try_get("version")?,
-            pc_id: row.try_get("pc_id")?,
-            status: row.try_get("status")?,
-            exit_code: row.try_get("exit_code")?,
-            stdout: row.try_get("stdout")?,
-            stderr: row.try_get("stderr")?,
-            stdout_truncated: row.try_get::<i64, _>("stdout_truncated")? != 0,
-            stderr_truncated: row.try_get::<i64, _>("stderr_truncated")? != 0,
-            started_at: row.try_get::<Option<i64>, _>("started_at_ms")?.map(millis),
-            finished_at: millis(row.try_get("finished_at_ms")?),
-            reason: row.try_get("reason")?,
-            recorded_at: millis(row.try_get("recorded_at_ms")?),
-        })
-    }
+fn result_from_row(row: &AnyRow) -> Result<ResultRow, DbError> {
+    Ok(ResultRow {
+        result_id: row.try_get("result_id")?,
+        exec_id: row.try_get("exec_id")?,
+        job_id: row.try_get("job_id")?,
+        version: row.try_get("version")?,
+        pc_id: row.try_get("pc_id")?,
+        status: row.try_get("status")?,
+        exit_code: row.try_get("exit_code")?,
+        stdout: row.try_get("stdout")?,
+        stderr: row.try_get("stderr")?,
+        stdout_truncated: row.try_get::<i64, _>("stdout_truncated")? != 0,
+        stderr_truncated: row.try_get::<i64, _>("stderr_truncated")? != 0,
+        started_at: row.try_get::<Option<i64>, _>("started_at_ms")?.map(millis),
+        finished_at: millis(row.try_get("finished_at_ms")?),
+        reason: row.try_get("reason")?,
+        recorded_at: millis(row.try_get("recorded_at_ms")?),
+    })
 }
 
 #[cfg(test)]

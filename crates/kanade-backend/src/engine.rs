@@ -22,7 +22,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::caller::Caller;
-use crate::db::{AgentRow, Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
+use kanade_shared::api::AgentRow;
+
+use crate::db::{Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
 use crate::live::{Publisher, Topic};
 
 /// How often the engine looks at running rollouts.

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures::{Stream, StreamExt};
+pub use kanade_shared::api::ClientChange;
 use kanade_shared::subject;
 use kanade_shared::wire::Change;
-use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -183,13 +183,6 @@ impl Hub {
             }
         }
     }
-}
-
-/// A change as a client receives it: `{"topic", "ids"}`, ids always present (empty: refetch the topic).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClientChange {
-    pub topic: String,
-    pub ids: Vec<String>,
 }
 
 /// One client's pending changes, merged per topic until the next flush.

@@ -246,3 +246,21 @@ async fn execution_ids_are_validated_and_an_unknown_one_is_not_found() {
     let reply = api.get("/api/executions/never-fired", None).await;
     assert_error(&reply, 401, "unauthorized", "no token");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_token_and_is_the_committed_one() {
+    let api = Api::start().await;
+    let reply = api.get("/api/openapi.json", None).await;
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schema/openapi.json")).unwrap();
+    assert_eq!(reply.raw, committed);
+    // Every documented route but the public ones refuses a caller without a token.
+    for (path, item) in reply.body["paths"].as_object().unwrap() {
+        if path == "/health" || path == "/api/openapi.json" || item.get("get").is_none() || path.contains('{') {
+            continue;
+        }
+        let refused = api.get(path, None).await;
+        assert_error(&refused, 401, "unauthorized", path);
+    }
+}

@@ -109,7 +109,23 @@ macro_rules! id_type {
                 schemars::json_schema!({ "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" })
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The OpenAPI schema of every validated id: what [`validate`] accepts.
+fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some("^[a-z0-9_-]{1,64}$"))
+        .into()
 }
 
 id_type!(

@@ -2,6 +2,7 @@
 //! config loading. This crate does no network I/O; it reads a config file and creates a default data dir only when
 //! asked to.
 
+pub mod api;
 pub mod config;
 pub mod ids;
 pub mod layered;

@@ -126,7 +126,7 @@ pub struct WaveFile {
     pub max_failure_pct: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryFile {
     /// How to show each result (free-form, read by the inventory views).
@@ -245,7 +245,7 @@ pub enum KnownRunAs {
 }
 
 /// Where a job's script comes from, once checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ScriptSource {
     Inline {
@@ -253,6 +253,7 @@ pub enum ScriptSource {
     },
     /// Relative to the manifest's directory until [`Job::inline_script_file`] reads it.
     File {
+        #[schema(value_type = String)]
         path: PathBuf,
     },
     Object {
@@ -262,23 +263,25 @@ pub enum ScriptSource {
 }
 
 /// Who a job runs on, once checked: all agents, or the union of some groups and pcs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Targets {
     pub all: bool,
     pub groups: Vec<GroupName>,
     pub pcs: Vec<PcId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Wave {
     pub group: GroupName,
+    /// Milliseconds after the previous wave.
     #[serde(with = "crate::wire::millis")]
+    #[schema(value_type = u64)]
     pub delay: Duration,
     pub max_failure_pct: f64,
 }
 
 /// A checked job: what `kanade job create` stores and every other part reads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: JobId,
     pub version: String,
@@ -286,13 +289,19 @@ pub struct Job {
     pub targets: Targets,
     pub shell: Shell,
     pub source: ScriptSource,
+    /// Milliseconds.
     #[serde(with = "crate::wire::millis")]
+    #[schema(value_type = u64)]
     pub timeout: Duration,
     pub run_as: RunAs,
     pub cwd: Option<String>,
+    /// Milliseconds.
     #[serde(with = "crate::wire::millis_opt")]
+    #[schema(value_type = Option<u64>)]
     pub jitter: Option<Duration>,
+    /// Milliseconds.
     #[serde(with = "crate::wire::millis_opt")]
+    #[schema(value_type = Option<u64>)]
     pub deadline: Option<Duration>,
     pub waves: Vec<Wave>,
     pub require_approval: bool,
@@ -301,7 +310,7 @@ pub struct Job {
 
 /// A job as kept in the `jobs` KV bucket: the checked job, the manifest as written, and when and by whom it was
 /// stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredJob {
     pub job: Job,
     /// The manifest's YAML as the operator wrote it.

@@ -67,6 +67,18 @@ impl Serialize for Shell {
     }
 }
 
+/// A shell is a name on the wire; an unknown one decodes too (see [`Shell::Other`]).
+impl utoipa::PartialSchema for Shell {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .examples(Shell::KNOWN.iter().map(|s| serde_json::Value::from(*s)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Shell {}
+
 impl<'de> Deserialize<'de> for Shell {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(Shell::parse(&String::deserialize(deserializer)?))
@@ -74,7 +86,7 @@ impl<'de> Deserialize<'de> for Shell {
 }
 
 /// The identity a script runs as (DESIGN.md, Scripts on the endpoint).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunAs {
     #[default]
@@ -400,7 +412,7 @@ impl Heartbeat {
 }
 
 /// Which stream an output chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputStream {
     Stdout,
@@ -408,7 +420,7 @@ pub enum OutputStream {
 }
 
 /// A piece of a running script's output, on `output.<pc>.<exec_id>`; best effort, the result carries the whole.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutputChunk {
     /// Counts from 0 per run across both streams, so a tail can tell that it missed a chunk.
     pub seq: u64,
@@ -457,7 +469,7 @@ pub struct AuditEvent {
 }
 
 /// An agent's answer to `kill.<exec_id>` when it had that run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KillAck {
     pub pc_id: PcId,
     pub exec_id: ExecId,
@@ -465,7 +477,7 @@ pub struct KillAck {
 
 /// Something in the backend's read model or the job catalogue changed, on `backend.changes` (core, backend ->
 /// every backend replica). Each replica passes it on to its live dashboard clients, which refetch what it names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// `agents`, `results`, `executions`, `audit` or `jobs`; a replica passes on a topic it does not know.
     pub topic: String,

@@ -4,6 +4,7 @@
 use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::Cli;
 
@@ -35,6 +36,16 @@ impl Backend {
         self.send(Method::POST, path, &[], Some(body)).await
     }
 
+    /// `get`, read as one of the API's response types (`kanade_shared::api`).
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
+        typed(path, self.get(path, query).await?)
+    }
+
+    /// `post`, read as one of the API's response types (`kanade_shared::api`).
+    pub async fn post_as<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        typed(path, self.post(path, body).await?)
+    }
+
     async fn send<B: Serialize>(
         &self,
         method: Method,
@@ -63,9 +74,14 @@ impl Backend {
                 .with_context(|| format!("the backend answered {status} with something that is not JSON"))?
         };
         if !status.is_success() {
+            // Read by field, not as `ErrorBody`: a newer backend's error code must not hide its message.
             let message = body["error"]["message"].as_str().unwrap_or("no message");
             bail!("the backend refused ({status}): {message}");
         }
         Ok(body)
     }
+}
+
+fn typed<T: DeserializeOwned>(path: &str, body: serde_json::Value) -> anyhow::Result<T> {
+    serde_json::from_value(body).with_context(|| format!("the backend's answer to `{path}` is not what this CLI reads"))
 }

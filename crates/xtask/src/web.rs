@@ -75,7 +75,8 @@ pub fn build() -> anyhow::Result<()> {
     npm(&web, &["run", "build"])
 }
 
-/// When the newest file the build reads was last changed: `src/`, `index.html`, the configs and the lock file.
+/// When the newest file the build reads was last changed: `src/`, `index.html`, the configs, the lock file, and the
+/// API's OpenAPI document, which the dashboard's types are generated from.
 fn newest_source(web: &Path) -> Option<std::time::SystemTime> {
     fn walk(path: &Path, newest: &mut Option<std::time::SystemTime>) {
         let Ok(meta) = std::fs::metadata(path) else { return };
@@ -88,7 +89,15 @@ fn newest_source(web: &Path) -> Option<std::time::SystemTime> {
         }
     }
     let mut newest = None;
-    for part in ["src", "index.html", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts"] {
+    for part in [
+        "src",
+        "index.html",
+        "package.json",
+        "package-lock.json",
+        "tsconfig.json",
+        "vite.config.ts",
+        "../schema/openapi.json",
+    ] {
         walk(&web.join(part), &mut newest);
     }
     newest

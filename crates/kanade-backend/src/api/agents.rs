@@ -11,23 +11,14 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use kanade_ops::agent_config::AgentConfigStore;
 use kanade_ops::agents::PingError;
+use kanade_shared::api::{AgentRow, AgentView, ConfigValue, ConfigView, ErrorBody, NoBody, PingView};
 use kanade_shared::layered::Scope;
 use kanade_shared::{GroupName, PcId};
-use serde::Serialize;
 
-use super::{ApiError, AppState, NoBody, OptionalJson, PathId, ops_error};
-use crate::db::AgentRow;
+use super::{ApiError, AppState, ErrorCode, OptionalJson, PathId, ops_error};
 
 /// How long an agent has to answer a ping from the dashboard.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// An agent as the API shows it: the stored row plus whether it is online now.
-#[derive(Serialize)]
-pub struct AgentView {
-    #[serde(flatten)]
-    agent: AgentRow,
-    online: bool,
-}
 
 fn view(agent: AgentRow, now: DateTime<Utc>, offline_after: Duration) -> AgentView {
     AgentView { online: is_online(agent.last_seen, now, offline_after), agent }
@@ -38,51 +29,43 @@ pub(crate) fn is_online(last_seen: DateTime<Utc>, now: DateTime<Utc>, offline_af
     now.signed_duration_since(last_seen).to_std().unwrap_or_default() <= offline_after
 }
 
+#[utoipa::path(get, path = "/api/agents", tag = "agents", operation_id = "agents_list", responses((status = 200, description = "every agent that has reported", body = [AgentView]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<AgentView>>, ApiError> {
     let now = Utc::now();
     let agents = state.db.list_agents().await?;
     Ok(Json(agents.into_iter().map(|a| view(a, now, state.offline_after)).collect()))
 }
 
+#[utoipa::path(get, path = "/api/agents/{pc_id}", tag = "agents", operation_id = "agents_get", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, body = AgentView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AgentView>, ApiError> {
     // A path that is not UTF-8 is rejected by the extractor; give it the same shape as any other bad id.
-    let Path(raw) = path.map_err(|rejection| ApiError::bad_request("invalid_pc_id", rejection.body_text()))?;
-    let pc = PcId::new(raw).map_err(|err| ApiError::bad_request("invalid_pc_id", err.to_string()))?;
+    let Path(raw) = path.map_err(|rejection| ApiError::bad_request(ErrorCode::InvalidPcId, rejection.body_text()))?;
+    let pc = PcId::new(raw).map_err(|err| ApiError::bad_request(ErrorCode::InvalidPcId, err.to_string()))?;
     let agent = state.db.get_agent(&pc).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "agent_not_found", format!("no agent `{pc}` has reported"))
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
     })?;
     Ok(Json(view(agent, Utc::now(), state.offline_after)))
 }
 
-/// `POST /api/agents/{pc}/ping`: the agent's own fresh answer, as `kanade ping -o json` prints it.
-#[derive(Debug, Serialize)]
-pub struct PingView {
-    pub pc_id: String,
-    pub hostname: String,
-    pub os: String,
-    pub agent_version: String,
-    pub uptime_secs: u64,
-    pub rtt_ms: f64,
-}
-
+#[utoipa::path(post, path = "/api/agents/{pc_id}/ping", tag = "agents", operation_id = "agents_ping", params(("pc_id" = String, Path, description = "the agent's pc id")), request_body(content = Option<NoBody>), responses((status = 200, body = PingView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn ping(
     State(state): State<Arc<AppState>>,
     PathId(pc): PathId<PcId>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Result<Json<PingView>, ApiError> {
     let (heartbeat, rtt) = kanade_ops::agents::ping(&state.nats, &pc, PING_TIMEOUT).await.map_err(|err| match err {
-        PingError::NoAgent(_) => ApiError::new(StatusCode::NOT_FOUND, "agent_not_connected", err.to_string()),
-        PingError::TimedOut(..) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "ping_timeout", err.to_string()),
+        PingError::NoAgent(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotConnected, err.to_string()),
+        PingError::TimedOut(..) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::PingTimeout, err.to_string()),
         PingError::Malformed(..) => {
             tracing::warn!(pc_id = %pc, error = %err, "unreadable ping answer");
-            ApiError::new(StatusCode::BAD_GATEWAY, "bad_agent_reply", err.to_string())
+            ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::BadAgentReply, err.to_string())
         }
         PingError::Other(..) => {
             tracing::error!(pc_id = %pc, error = %err, source = ?std::error::Error::source(&err), "ping failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", err.to_string())
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::BrokerUnavailable, err.to_string())
         }
     })?;
     Ok(Json(PingView {
@@ -95,27 +78,6 @@ pub async fn ping(
     }))
 }
 
-/// `GET /api/agents/{pc}/config`: every key the layers of `agent_config` set for this agent, with the layer that
-/// won, in the order DESIGN.md gives (global < groups sorted by name < pc). Built-in defaults that no layer
-/// overrides are not listed: they are the agent's own (its config file or compiled-in values), which the backend
-/// does not know. The groups are the ones the agent last reported in its heartbeat.
-#[derive(Debug, Serialize)]
-pub struct ConfigView {
-    pub pc_id: String,
-    pub groups: Vec<String>,
-    pub values: Vec<ConfigValue>,
-    /// One sentence per key that two of the agent's groups set differently, naming the group that wins.
-    pub conflicts: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ConfigValue {
-    pub key: String,
-    pub value: serde_json::Value,
-    /// The layer it came from: `global`, `group:<name>` or `pc`.
-    pub from: String,
-}
-
 /// How a layer is named in [`ConfigValue::from`].
 pub fn layer_name(scope: &Scope) -> String {
     match scope {
@@ -125,12 +87,13 @@ pub fn layer_name(scope: &Scope) -> String {
     }
 }
 
+#[utoipa::path(get, path = "/api/agents/{pc_id}/config", tag = "agents", operation_id = "agents_config", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, body = ConfigView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn config(
     State(state): State<Arc<AppState>>,
     PathId(pc): PathId<PcId>,
 ) -> Result<Json<ConfigView>, ApiError> {
     let agent = state.db.get_agent(&pc).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "agent_not_found", format!("no agent `{pc}` has reported"))
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
     })?;
     // The projector stored what the agent said; a name that is not a valid group cannot name a layer.
     let groups: Vec<GroupName> = agent.groups.iter().filter_map(|g| GroupName::new(g.as_str()).ok()).collect();

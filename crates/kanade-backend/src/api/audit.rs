@@ -5,26 +5,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use kanade_shared::api::{AuditQuery, AuditRow, ErrorBody};
 
 use super::results::{DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT};
-use super::{ApiError, ApiQuery, AppState};
+use super::{ApiError, ApiQuery, AppState, ErrorCode};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    actor: Option<String>,
-    action: Option<String>,
-    /// How far back: a duration (`1h`, `7d`) or an RFC 3339 time.
-    since: Option<String>,
-    limit: Option<u32>,
-}
-
+#[utoipa::path(get, path = "/api/audit", tag = "audit", operation_id = "audit_list", params(AuditQuery), responses((status = 200, description = "newest first", body = [AuditRow]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<Vec<crate::db::AuditRow>>, ApiError> {
-    let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+) -> Result<Json<Vec<AuditRow>>, ApiError> {
+    let invalid = |message: String| ApiError::bad_request(ErrorCode::InvalidQuery, message);
     let since = match query.since.as_deref().filter(|s| !s.is_empty()) {
         None => DateTime::<Utc>::MIN_UTC,
         Some(raw) => match humantime::parse_duration(raw) {

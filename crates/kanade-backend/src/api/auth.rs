@@ -11,7 +11,7 @@ use kanade_shared::Actor;
 use kanade_shared::config::AuthConfig;
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::caller::Caller;
 
 /// The header a client uses to say which operator it acts for. Believed only where no token proves it: with the
@@ -23,7 +23,7 @@ fn claimed(request: &Request) -> Result<Caller, ApiError> {
         None => Actor::from_login("anonymous"),
         // Recorded as `anonymous` instead, the action would be audited under a name nobody gave.
         Some(value) => Actor::from_login(value.to_str().map_err(|_| {
-            ApiError::bad_request("invalid_operator", format!("`{OPERATOR_HEADER}` must be plain ASCII"))
+            ApiError::bad_request(ErrorCode::InvalidOperator, format!("`{OPERATOR_HEADER}` must be plain ASCII"))
         })?),
     };
     Ok(Caller { actor, verified: false })
@@ -45,8 +45,12 @@ pub(super) async fn require_auth(State(state): State<Arc<AppState>>, mut request
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(token) = presented else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`")
-            .into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing `Authorization: Bearer <token>`",
+        )
+        .into_response();
     };
     let matches = |expected: &str| bool::from(token.as_bytes().ct_eq(expected.as_bytes()));
     // Every token is compared, so the time taken does not tell which one nearly matched.
@@ -58,7 +62,8 @@ pub(super) async fn require_auth(State(state): State<Arc<AppState>>, mut request
             Err(err) => return err.into_response(),
         },
         (None, false) => {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response();
+            return ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "invalid bearer token")
+                .into_response();
         }
     };
     request.extensions_mut().insert(caller);

@@ -10,57 +10,28 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use kanade_ops::catalogue::Catalogue;
+use kanade_shared::api::{
+    DecisionBody, ErrorBody, ExecBody, ExecutionResultsQuery, ExecutionView, ExecutionsQuery, KillView, ManifestBody,
+    NoBody, PreviewView, PreviewWave, ResultQuery, ResultRow, TargetRow, TargetsQuery, WaveView,
+};
 use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, StoredJob, Targets, Wave};
 use kanade_shared::rollout::{self, MAX_WAVES, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
-use serde::{Deserialize, Serialize};
 
-use super::jobs::{self, ManifestBody};
-use super::results::{DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, ResultQuery, parse_filter};
-use super::{ApiError, ApiJson, ApiQuery, AppState, NoBody, OptionalJson, PathId};
+use super::jobs;
+use super::results::{DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, parse_filter};
+use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorCode, OptionalJson, PathId};
 use crate::caller::Caller;
-use crate::db::{
-    ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter, TargetFilter, TargetRow,
-};
+use crate::db::{ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, StatusFilter, TargetFilter};
 use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
 
 /// The most PCs one request may name; a larger fleet is addressed by group.
 pub const MAX_TARGET_PCS: usize = 10_000;
 
-/// `POST /api/exec/{job}`: targets default to the job's own (with its rollout); naming any fires them all at once,
-/// unless `waves` gives a rollout of its own (over the groups named, or over the waves' groups when none are).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecBody {
-    #[serde(default)]
-    pub waves: Vec<WaveBody>,
-    #[serde(default)]
-    pub pcs: Vec<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub all: bool,
-    /// A duration: `5m`.
-    pub jitter: Option<String>,
-    /// A duration after sending: `24h`.
-    pub deadline: Option<String>,
-}
-
-/// One wave of a request's own rollout, with a manifest's wave fields and defaults.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WaveBody {
-    pub group: String,
-    /// How long after the previous wave this one is sent: `1h` (default: at once).
-    pub delay: Option<String>,
-    /// Halt the rollout when more than this percentage of the wave's targets fail (default 100: never).
-    pub max_failure_pct: Option<f64>,
-}
-
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_request", message)
+    ApiError::bad_request(ErrorCode::InvalidRequest, message)
 }
 
 fn duration(field: &str, raw: Option<&str>, max: Duration) -> Result<Option<Duration>, ApiError> {
@@ -74,82 +45,82 @@ fn duration(field: &str, raw: Option<&str>, max: Duration) -> Result<Option<Dura
     Ok(Some(value))
 }
 
-impl ExecBody {
-    fn request(&self) -> Result<ExecRequest, ApiError> {
-        if self.pcs.len() > MAX_TARGET_PCS {
-            return Err(invalid(format!(
-                "{} pcs named; the limit is {MAX_TARGET_PCS} (target a group)",
-                self.pcs.len()
-            )));
-        }
-        let pcs = self
-            .pcs
-            .iter()
-            .map(|p| PcId::new(p.clone()).map_err(|e| invalid(format!("pcs: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let groups = self
-            .groups
-            .iter()
-            .map(|g| GroupName::new(g.clone()).map_err(|e| invalid(format!("groups: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let waves = self.waves(&groups)?;
-        let named = self.all || !pcs.is_empty() || !groups.is_empty() || waves.is_some();
-        // Waves alone reach their own groups, as a manifest's rollout over exactly those groups would.
-        let groups = match (&waves, groups.is_empty() && !self.all) {
-            (Some(waves), true) => waves.iter().map(|w| w.group.clone()).collect(),
-            _ => groups,
-        };
-        Ok(ExecRequest {
-            targets: named.then_some(Targets { all: self.all, groups, pcs }),
-            waves,
-            jitter: duration("jitter", self.jitter.as_deref(), MAX_SPREAD)?,
-            deadline: duration("deadline", self.deadline.as_deref(), MAX_DEADLINE)?,
-        })
+/// What the engine is asked to fire, from a request's body.
+fn request(body: &ExecBody) -> Result<ExecRequest, ApiError> {
+    if body.pcs.len() > MAX_TARGET_PCS {
+        return Err(invalid(format!("{} pcs named; the limit is {MAX_TARGET_PCS} (target a group)", body.pcs.len())));
     }
+    let pcs = body
+        .pcs
+        .iter()
+        .map(|p| PcId::new(p.clone()).map_err(|e| invalid(format!("pcs: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let groups = body
+        .groups
+        .iter()
+        .map(|g| GroupName::new(g.clone()).map_err(|e| invalid(format!("groups: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let waves = waves_of(body, &groups)?;
+    let named = body.all || !pcs.is_empty() || !groups.is_empty() || waves.is_some();
+    // Waves alone reach their own groups, as a manifest's rollout over exactly those groups would.
+    let groups = match (&waves, groups.is_empty() && !body.all) {
+        (Some(waves), true) => waves.iter().map(|w| w.group.clone()).collect(),
+        _ => groups,
+    };
+    Ok(ExecRequest {
+        targets: named.then_some(Targets { all: body.all, groups, pcs }),
+        waves,
+        jitter: duration("jitter", body.jitter.as_deref(), MAX_SPREAD)?,
+        deadline: duration("deadline", body.deadline.as_deref(), MAX_DEADLINE)?,
+    })
 }
 
-impl ExecBody {
-    /// The request's own rollout, checked as a manifest's is.
-    fn waves(&self, groups: &[GroupName]) -> Result<Option<Vec<Wave>>, ApiError> {
-        if self.waves.is_empty() {
-            return Ok(None);
-        }
-        if self.waves.len() > MAX_WAVES {
-            return Err(invalid(WaveError::TooMany(self.waves.len()).to_string()));
-        }
-        if !self.pcs.is_empty() {
-            return Err(invalid("waves reach groups: name groups (or all) with them, not pcs"));
-        }
-        let mut specs = Vec::with_capacity(self.waves.len());
-        for (index, wave) in self.waves.iter().enumerate() {
-            let field = format!("waves[{index}]");
-            let group = GroupName::new(wave.group.clone()).map_err(|e| invalid(format!("{field}.group: {e}")))?;
-            // Parsed here (the body carries text); how long a delay may be is the rule's.
-            let delay = duration(&format!("{field}.delay"), wave.delay.as_deref(), Duration::MAX)?;
-            specs.push(WaveSpec { group, delay, max_failure_pct: wave.max_failure_pct });
-        }
-        let within = (!self.all && !groups.is_empty()).then_some(groups);
-        let waves = rollout::check(specs, within).map_err(|err| {
-            let field = format!("waves{}", err.field());
-            match err {
-                WaveError::NotTargeted { group, .. } => {
-                    invalid(format!("{field}: group `{group}` is not among the groups named"))
-                }
-                other => invalid(format!("{field}: {other}")),
-            }
-        })?;
-        Ok(Some(waves))
+/// The request's own rollout, checked as a manifest's is.
+fn waves_of(body: &ExecBody, groups: &[GroupName]) -> Result<Option<Vec<Wave>>, ApiError> {
+    if body.waves.is_empty() {
+        return Ok(None);
     }
+    if body.waves.len() > MAX_WAVES {
+        return Err(invalid(WaveError::TooMany(body.waves.len()).to_string()));
+    }
+    if !body.pcs.is_empty() {
+        return Err(invalid("waves reach groups: name groups (or all) with them, not pcs"));
+    }
+    let mut specs = Vec::with_capacity(body.waves.len());
+    for (index, wave) in body.waves.iter().enumerate() {
+        let field = format!("waves[{index}]");
+        let group = GroupName::new(wave.group.clone()).map_err(|e| invalid(format!("{field}.group: {e}")))?;
+        // Parsed here (the body carries text); how long a delay may be is the rule's.
+        let delay = duration(&format!("{field}.delay"), wave.delay.as_deref(), Duration::MAX)?;
+        specs.push(WaveSpec { group, delay, max_failure_pct: wave.max_failure_pct });
+    }
+    let within = (!body.all && !groups.is_empty()).then_some(groups);
+    let waves = rollout::check(specs, within).map_err(|err| {
+        let field = format!("waves{}", err.field());
+        match err {
+            WaveError::NotTargeted { group, .. } => {
+                invalid(format!("{field}: group `{group}` is not among the groups named"))
+            }
+            other => invalid(format!("{field}: {other}")),
+        }
+    })?;
+    Ok(Some(waves))
 }
 
 pub fn exec_error(err: ExecError) -> ApiError {
     match err {
-        ExecError::JobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "job_not_found", err.to_string()),
-        ExecError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", err.to_string()),
-        ExecError::Revoked(_) => ApiError::new(StatusCode::CONFLICT, "job_revoked", err.to_string()),
-        ExecError::NotPending { .. } => ApiError::new(StatusCode::CONFLICT, "not_pending_approval", err.to_string()),
-        ExecError::SelfApproval { .. } => ApiError::new(StatusCode::FORBIDDEN, "self_approval", err.to_string()),
-        ExecError::Invalid(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_exec", err.to_string()),
+        ExecError::JobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::JobNotFound, err.to_string()),
+        ExecError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ExecutionNotFound, err.to_string()),
+        ExecError::Revoked(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::JobRevoked, err.to_string()),
+        ExecError::NotPending { .. } => {
+            ApiError::new(StatusCode::CONFLICT, ErrorCode::NotPendingApproval, err.to_string())
+        }
+        ExecError::SelfApproval { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, ErrorCode::SelfApproval, err.to_string())
+        }
+        ExecError::Invalid(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::CannotExec, err.to_string())
+        }
         ExecError::Ops(err) => super::ops_error(err),
         ExecError::Db(err) => ApiError::from(err),
     }
@@ -168,51 +139,27 @@ async fn fire(state: &AppState, job: StoredJob, request: ExecRequest, caller: &C
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(post, path = "/api/exec/{job_id}", tag = "executions", operation_id = "executions_exec", params(("job_id" = String, Path, description = "the job id")), request_body(content = Option<ExecBody>), responses((status = 201, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn exec(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathId(job): PathId<JobId>,
     OptionalJson(body): OptionalJson<ExecBody>,
 ) -> Result<Response, ApiError> {
-    let request = body.request()?;
+    let request = request(&body)?;
     fire(&state, catalogued(&state, &job).await?, request, &caller).await
 }
 
 /// How many pc ids a preview lists; the count covers them all.
 pub const PREVIEW_PCS: usize = 200;
 
-/// `POST /api/jobs/{job}/preview`: what `POST /api/exec/{job}` with the same body would fire at, worked out by the
-/// same code at this moment; nothing is sent or stored.
-#[derive(Debug, Serialize)]
-pub struct PreviewView {
-    pub job_id: String,
-    pub version: String,
-    pub require_approval: bool,
-    /// A revoked job cannot be fired until it is unrevoked.
-    pub revoked: bool,
-    /// Known agents the targets match: the `target_count` a fire right now would report.
-    pub target_count: usize,
-    /// How many of those are online now.
-    pub online: usize,
-    /// Per rollout wave, how many of the targets it reaches first; empty without a rollout.
-    pub waves: Vec<PreviewWave>,
-    /// The first [`PREVIEW_PCS`] targets, sorted.
-    pub pcs: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PreviewWave {
-    pub wave: i64,
-    pub group: String,
-    pub targets: usize,
-}
-
+#[utoipa::path(post, path = "/api/jobs/{job_id}/preview", tag = "executions", operation_id = "executions_preview", params(("job_id" = String, Path, description = "the job id")), request_body(content = Option<ExecBody>), responses((status = 200, body = PreviewView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn preview(
     State(state): State<Arc<AppState>>,
     PathId(job): PathId<JobId>,
     OptionalJson(body): OptionalJson<ExecBody>,
 ) -> Result<Json<PreviewView>, ApiError> {
-    let request = body.request()?;
+    let request = request(&body)?;
     let plan = state.engine.plan(catalogued(&state, &job).await?, &request).await.map_err(exec_error)?;
     plan.check_targets().map_err(exec_error)?;
     let now = Utc::now();
@@ -247,6 +194,7 @@ pub async fn preview(
 }
 
 /// `POST /api/deploy`: store the manifest, then fire it at its own targets with its rollout.
+#[utoipa::path(post, path = "/api/deploy", tag = "executions", operation_id = "executions_deploy", request_body = ManifestBody, responses((status = 201, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -255,49 +203,6 @@ pub async fn deploy(
     // The engine fires exactly what was stored, not what the catalogue holds a moment later.
     let stored = jobs::store(&state, &caller, &body).await?;
     fire(&state, stored.job, ExecRequest::default(), &caller).await
-}
-
-/// An execution as the API shows it: what was fired, its state, and its progress overall and per wave.
-#[derive(Debug, Serialize)]
-pub struct ExecutionView {
-    pub exec_id: String,
-    pub job_id: String,
-    pub version: String,
-    /// `pending_approval`, `rejected`, `starting`, `rolling_out`, `running`, `completed` (every target answered),
-    /// `halted`, `superseded`; `external` for a run fired straight over NATS (`kanade run`).
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub targets: serde_json::Value,
-    /// Known agents the targets matched when it was created.
-    pub target_count: i64,
-    /// Results received (from targets, and from agents that joined a targeted group later).
-    pub results: i64,
-    /// Targets whose run has neither begun nor reported a result.
-    pub pending: i64,
-    /// Results per status, and `running`: runs that began and have no result yet.
-    pub by_status: BTreeMap<String, i64>,
-    pub requested_by: Option<String>,
-    pub decided_by: Option<String>,
-    pub decided_at: Option<DateTime<Utc>>,
-    pub created_at: Option<DateTime<Utc>>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub waves: Vec<WaveView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct WaveView {
-    pub wave: i64,
-    pub group: String,
-    pub delay_ms: i64,
-    pub max_failure_pct: f64,
-    /// `pending`, `sending`, `sent`, or `cancelled` when the rollout stopped before it.
-    pub state: String,
-    pub sent_at: Option<DateTime<Utc>>,
-    /// When a pending wave will be sent.
-    pub due_at: Option<DateTime<Utc>>,
-    pub targets: i64,
-    pub by_status: BTreeMap<String, i64>,
-    pub failure_pct: f64,
 }
 
 fn pct(tally: &Tally) -> f64 {
@@ -412,9 +317,10 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
 }
 
 fn not_found(exec: &ExecId) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", format!("no execution `{exec}`"))
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ExecutionNotFound, format!("no execution `{exec}`"))
 }
 
+#[utoipa::path(get, path = "/api/executions/{exec_id}", tag = "executions", operation_id = "executions_get", params(("exec_id" = String, Path, description = "the execution id")), responses((status = 200, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     PathId(exec): PathId<ExecId>,
@@ -422,19 +328,12 @@ pub async fn get(
     Ok(Json(view_of(&state, &exec).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    job_id: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
-}
-
+#[utoipa::path(get, path = "/api/executions", tag = "executions", operation_id = "executions_list", params(ExecutionsQuery), responses((status = 200, description = "newest first", body = [ExecutionView]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<ExecutionsQuery>,
 ) -> Result<Json<Vec<ExecutionView>>, ApiError> {
-    let bad = |m: String| ApiError::bad_request("invalid_query", m);
+    let bad = |m: String| ApiError::bad_request(ErrorCode::InvalidQuery, m);
     let limit = query.limit.unwrap_or(DEFAULT_RESULT_LIMIT);
     if !(1..=MAX_RESULT_LIMIT).contains(&limit) {
         return Err(bad(format!("limit must be between 1 and {MAX_RESULT_LIMIT}")));
@@ -458,17 +357,11 @@ pub async fn list(
     Ok(Json(views))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResultsQuery {
-    status: Option<String>,
-    limit: Option<u32>,
-}
-
+#[utoipa::path(get, path = "/api/executions/{exec_id}/results", tag = "executions", operation_id = "executions_results", params(("exec_id" = String, Path, description = "the execution id"), ExecutionResultsQuery), responses((status = 200, body = [ResultRow]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn results(
     State(state): State<Arc<AppState>>,
     PathId(exec): PathId<ExecId>,
-    ApiQuery(query): ApiQuery<ResultsQuery>,
+    ApiQuery(query): ApiQuery<ExecutionResultsQuery>,
 ) -> Result<Json<Vec<ResultRow>>, ApiError> {
     let filter = parse_filter(ResultQuery {
         pc_id: None,
@@ -480,12 +373,7 @@ pub async fn results(
     Ok(Json(state.db.list_results(&filter).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionBody {
-    pub reason: Option<String>,
-}
-
+#[utoipa::path(post, path = "/api/executions/{exec_id}/approve", tag = "executions", operation_id = "executions_approve", params(("exec_id" = String, Path, description = "the execution id")), responses((status = 200, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn approve(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -495,6 +383,7 @@ pub async fn approve(
     Ok(Json(view_of(&state, &exec).await?))
 }
 
+#[utoipa::path(post, path = "/api/executions/{exec_id}/reject", tag = "executions", operation_id = "executions_reject", params(("exec_id" = String, Path, description = "the execution id")), request_body(content = Option<DecisionBody>), responses((status = 200, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn reject(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -510,22 +399,15 @@ pub async fn reject(
 pub const DEFAULT_TARGET_LIMIT: u32 = 1000;
 pub const MAX_TARGET_LIMIT: u32 = 10_000;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetsQuery {
-    /// `pending`, `running`, or a result status.
-    status: Option<String>,
-    limit: Option<u32>,
-}
-
 /// `GET /api/executions/{id}/targets`: every target and where its run is, by pc id. For an execution the backend
 /// did not record (`external`), the targets are the agents that reported a start or a result.
+#[utoipa::path(get, path = "/api/executions/{exec_id}/targets", tag = "executions", operation_id = "executions_targets", params(("exec_id" = String, Path, description = "the execution id"), TargetsQuery), responses((status = 200, body = [TargetRow]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn targets(
     State(state): State<Arc<AppState>>,
     PathId(exec): PathId<ExecId>,
     ApiQuery(query): ApiQuery<TargetsQuery>,
 ) -> Result<Json<Vec<TargetRow>>, ApiError> {
-    let bad = |m: String| ApiError::bad_request("invalid_query", m);
+    let bad = |m: String| ApiError::bad_request(ErrorCode::InvalidQuery, m);
     let limit = query.limit.unwrap_or(DEFAULT_TARGET_LIMIT);
     if !(1..=MAX_TARGET_LIMIT).contains(&limit) {
         return Err(bad(format!("limit must be between 1 and {MAX_TARGET_LIMIT}")));
@@ -551,17 +433,10 @@ pub async fn targets(
     Ok(Json(state.db.targets(&exec, recorded, &TargetFilter { state: wanted, limit }).await?))
 }
 
-/// `POST /api/executions/{id}/kill`: what `kanade kill <exec_id>` does, audited the same way.
-#[derive(Debug, Serialize)]
-pub struct KillView {
-    pub exec_id: String,
-    /// The agents that had a running or queued run of it, as they confirmed within the wait.
-    pub killed: Vec<kanade_shared::wire::KillAck>,
-}
-
 /// How long a kill collects the agents' confirmations, as `kanade kill` does by default.
 pub const KILL_WAIT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(post, path = "/api/executions/{exec_id}/kill", tag = "executions", operation_id = "executions_kill", params(("exec_id" = String, Path, description = "the execution id")), request_body(content = Option<NoBody>), responses((status = 200, body = KillView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn kill(
     State(state): State<Arc<AppState>>,
     caller: Caller,

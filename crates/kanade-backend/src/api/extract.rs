@@ -5,10 +5,9 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use kanade_shared::{ExecId, JobId, PcId};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 use crate::caller::Caller;
 
 /// `Query` whose rejection is an [`ApiError`].
@@ -20,7 +19,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| Self(value))
-            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+            .map_err(|rejection| ApiError::bad_request(ErrorCode::InvalidQuery, rejection.body_text()))
     }
 }
 
@@ -28,7 +27,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no caller identity; see the backend log")
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "no caller identity; see the backend log",
+            )
         })
     }
 }
@@ -53,7 +56,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         let json = is_json(&request);
         let bytes = bytes::Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))?;
+            .map_err(|rejection| ApiError::new(rejection.status(), ErrorCode::InvalidBody, rejection.body_text()))?;
         // No body at all (`curl -X POST` sends a form content type with it) means "the defaults".
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
@@ -77,7 +80,7 @@ fn is_json(request: &Request) -> bool {
 fn not_json() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        ErrorCode::UnsupportedMediaType,
         "send the body as `Content-Type: application/json`",
     )
 }
@@ -88,7 +91,7 @@ async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<bytes
     }
     bytes::Bytes::from_request(request, state)
         .await
-        .map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))
+        .map_err(|rejection| ApiError::new(rejection.status(), ErrorCode::InvalidBody, rejection.body_text()))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -97,7 +100,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let at = if path == "." { String::new() } else { format!("{path}: ") };
-        ApiError::bad_request("invalid_body", format!("{at}{inner}"))
+        ApiError::bad_request(ErrorCode::InvalidBody, format!("{at}{inner}"))
     })
 }
 
@@ -105,26 +108,26 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 pub struct PathId<T>(pub T);
 
 pub trait PathIdKind: Sized {
-    const CODE: &'static str;
+    const CODE: ErrorCode;
     fn parse(raw: String) -> Result<Self, kanade_shared::IdError>;
 }
 
 impl PathIdKind for JobId {
-    const CODE: &'static str = "invalid_job_id";
+    const CODE: ErrorCode = ErrorCode::InvalidJobId;
     fn parse(raw: String) -> Result<Self, kanade_shared::IdError> {
         JobId::new(raw)
     }
 }
 
 impl PathIdKind for PcId {
-    const CODE: &'static str = "invalid_pc_id";
+    const CODE: ErrorCode = ErrorCode::InvalidPcId;
     fn parse(raw: String) -> Result<Self, kanade_shared::IdError> {
         PcId::new(raw)
     }
 }
 
 impl PathIdKind for ExecId {
-    const CODE: &'static str = "invalid_exec_id";
+    const CODE: ErrorCode = ErrorCode::InvalidExecId;
     fn parse(raw: String) -> Result<Self, kanade_shared::IdError> {
         ExecId::new(raw)
     }
@@ -139,8 +142,3 @@ impl<T: PathIdKind, S: Send + Sync> FromRequestParts<S> for PathId<T> {
         T::parse(raw).map(Self).map_err(|err| ApiError::bad_request(T::CODE, err.to_string()))
     }
 }
-
-/// A request body that must be empty, or an empty JSON object: an action that takes no arguments refuses any.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoBody {}

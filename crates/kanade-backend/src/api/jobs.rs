@@ -1,7 +1,6 @@
 //! `GET|POST /api/jobs`, `GET|DELETE /api/jobs/{id}`, `POST /api/jobs/{id}/revoke|unrevoke`: the job catalogue
 //! over HTTP, the same KV bucket and the same checks as `kanade job`, `kanade revoke` and `kanade unrevoke`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,46 +9,29 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kanade_ops::catalogue::Catalogue;
 use kanade_shared::JobId;
-use kanade_shared::manifest::{Job, ScriptSource, StoredJob};
+use kanade_shared::api::{ErrorBody, JobView, ManifestBody, NoBody, RevokeView, StoredView};
+use kanade_shared::manifest::{Job, ScriptSource};
 use kanade_shared::wire::MAX_SCRIPT_BYTES;
-use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, AppState, NoBody, OptionalJson, PathId, ops_error};
+use super::{ApiError, ApiJson, AppState, ErrorCode, OptionalJson, PathId, ops_error};
 use crate::caller::Caller;
 use crate::live::Topic;
 
-/// A manifest as the API takes it: the YAML text, and the files its `script_file` names (a client cannot make the
-/// server read its disk).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ManifestBody {
-    pub manifest: String,
-    #[serde(default)]
-    pub files: BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-pub struct StoredView {
-    #[serde(flatten)]
-    pub job: StoredJob,
-    pub action: &'static str,
-}
-
 /// Checks a manifest body as `kanade job validate` would, inlining an uploaded `script_file`.
 pub fn check(body: &ManifestBody) -> Result<Job, ApiError> {
-    let mut job =
-        Job::from_yaml(&body.manifest).map_err(|err| ApiError::bad_request("invalid_manifest", err.to_string()))?;
+    let mut job = Job::from_yaml(&body.manifest)
+        .map_err(|err| ApiError::bad_request(ErrorCode::InvalidManifest, err.to_string()))?;
     if let ScriptSource::File { path } = &job.source {
         let name = path.to_string_lossy().into_owned();
         let script = body.files.get(&name).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_manifest",
+                ErrorCode::InvalidManifest,
                 format!("execute.script_file: `{name}` was not sent with the manifest (put its text in `files`)"),
             )
         })?;
         if script.len() > MAX_SCRIPT_BYTES {
             return Err(ApiError::bad_request(
-                "invalid_manifest",
+                ErrorCode::InvalidManifest,
                 format!("execute.script_file: `{name}` is {} bytes; the limit is {MAX_SCRIPT_BYTES}", script.len()),
             ));
         }
@@ -64,15 +46,16 @@ pub async fn store(state: &AppState, caller: &Caller, body: &ManifestBody) -> Re
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
     let record =
         catalogue.prepare(job, body.manifest.clone(), caller.actor.as_str()).await.map_err(|err| match err {
-            kanade_ops::OpsError::Invalid(message) => ApiError::bad_request("invalid_manifest", message),
+            kanade_ops::OpsError::Invalid(message) => ApiError::bad_request(ErrorCode::InvalidManifest, message),
             other => ops_error(other),
         })?;
     let action =
         kanade_ops::actions::store_job(&catalogue, &caller.auditor(&state.nats), &record).await.map_err(ops_error)?;
     state.live.changed(Topic::Jobs, [record.job.id.as_str()]).await;
-    Ok(StoredView { job: record, action: action.as_str() })
+    Ok(StoredView { job: record, action: action.as_str().to_owned() })
 }
 
+#[utoipa::path(post, path = "/api/jobs", tag = "jobs", operation_id = "jobs_create", request_body = ManifestBody, responses((status = 201, description = "created", body = StoredView), (status = 200, description = "updated or unchanged", body = StoredView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -83,14 +66,7 @@ pub async fn create(
     Ok((status, Json(stored)).into_response())
 }
 
-/// A job as the API shows it: the stored job, and whether it is revoked now.
-#[derive(Serialize)]
-pub struct JobView {
-    #[serde(flatten)]
-    pub job: StoredJob,
-    pub revoked: bool,
-}
-
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs", operation_id = "jobs_list", responses((status = 200, body = [JobView]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<JobView>>, ApiError> {
     let (jobs, unreadable) = Catalogue::open(&state.nats).await.map_err(ops_error)?.list().await.map_err(ops_error)?;
     if !unreadable.is_empty() {
@@ -108,9 +84,10 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<JobView
 }
 
 fn not_found(id: &JobId) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "job_not_found", format!("no job `{id}` in the catalogue"))
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::JobNotFound, format!("no job `{id}` in the catalogue"))
 }
 
+#[utoipa::path(get, path = "/api/jobs/{job_id}", tag = "jobs", operation_id = "jobs_get", params(("job_id" = String, Path, description = "the job id")), responses((status = 200, body = JobView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn get(State(state): State<Arc<AppState>>, PathId(id): PathId<JobId>) -> Result<Json<JobView>, ApiError> {
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
     let job = catalogue.get(&id).await.map_err(ops_error)?.ok_or_else(|| not_found(&id))?;
@@ -118,15 +95,9 @@ pub async fn get(State(state): State<Arc<AppState>>, PathId(id): PathId<JobId>) 
     Ok(Json(JobView { job, revoked }))
 }
 
-/// `POST /api/jobs/{id}/revoke` and `/unrevoke`: the job's status now.
-#[derive(Debug, Serialize)]
-pub struct RevokeView {
-    pub job_id: String,
-    pub revoked: bool,
-}
-
 /// `POST /api/jobs/{id}/revoke`: what `kanade revoke` does: runs that have not started are skipped on every agent,
 /// and the job cannot be fired until it is unrevoked.
+#[utoipa::path(post, path = "/api/jobs/{job_id}/revoke", tag = "jobs", operation_id = "jobs_revoke", params(("job_id" = String, Path, description = "the job id")), request_body(content = Option<NoBody>), responses((status = 200, body = RevokeView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn revoke(
     state: State<Arc<AppState>>,
     caller: Caller,
@@ -136,6 +107,7 @@ pub async fn revoke(
     set_revoked(state, caller, id, true).await
 }
 
+#[utoipa::path(post, path = "/api/jobs/{job_id}/unrevoke", tag = "jobs", operation_id = "jobs_unrevoke", params(("job_id" = String, Path, description = "the job id")), request_body(content = Option<NoBody>), responses((status = 200, body = RevokeView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn unrevoke(
     state: State<Arc<AppState>>,
     caller: Caller,
@@ -162,6 +134,7 @@ async fn set_revoked(
     Ok(Json(RevokeView { job_id: id.to_string(), revoked }))
 }
 
+#[utoipa::path(delete, path = "/api/jobs/{job_id}", tag = "jobs", operation_id = "jobs_delete", params(("job_id" = String, Path, description = "the job id")), responses((status = 204, description = "deleted"), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -20,14 +20,16 @@ mod error;
 mod executions;
 mod extract;
 mod jobs;
+mod openapi;
 mod packages;
 mod results;
 mod session;
 mod streams;
 
 pub use auth::OPERATOR_HEADER;
-pub use error::{ApiError, ops_error};
-pub use extract::{ApiJson, ApiQuery, NoBody, OptionalJson, PathId, PathIdKind};
+pub use error::{ApiError, ErrorCode, ops_error};
+pub use extract::{ApiJson, ApiQuery, OptionalJson, PathId, PathIdKind};
+pub use openapi::{ApiDoc, document as openapi_document};
 
 /// How long a request may take to produce its response. tower-http's `TimeoutLayer` bounds the handler's future,
 /// not the body it returns, so a live event stream is not cut off by it (`tests/live.rs` shows it).
@@ -84,6 +86,8 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
     Router::new()
         .route("/health", get(session::health))
+        // The contract is public, as `/health` is: it describes the API and holds no data.
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .nest("/api", api)
         // The nested fallback matches `/api` and `/api/<anything>` but not `/api/` itself.
         .route("/api/", any(error::api_not_found))

@@ -13,7 +13,8 @@ use kanade_shared::manifest::Version;
 use kanade_shared::resources::OBJ_APP_PACKAGES;
 use tokio::io::AsyncReadExt;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
+use kanade_shared::api::ErrorBody;
 
 /// What a `Range` header asks for, against a body of `size` bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,14 +56,15 @@ pub fn requested(range: Option<&str>, size: u64) -> Requested {
     }
 }
 
+#[utoipa::path(get, path = "/api/app-packages/{name}/{version}", tag = "packages", operation_id = "packages_serve", params(("name" = String, Path), ("version" = String, Path), ("Range" = Option<String>, Header, description = "one byte range")), responses((status = 200, description = "the package", content_type = "application/octet-stream"), (status = 206, description = "the range asked for", content_type = "application/octet-stream"), (status = 416, description = "the range is outside the package"), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn serve(
     State(state): State<Arc<AppState>>,
     method: Method,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = JobId::new(name).map_err(|e| ApiError::bad_request("invalid_package", e.to_string()))?;
-    let version = Version::new(&version).map_err(|e| ApiError::bad_request("invalid_package", e))?;
+    let name = JobId::new(name).map_err(|e| ApiError::bad_request(ErrorCode::InvalidPackage, e.to_string()))?;
+    let version = Version::new(&version).map_err(|e| ApiError::bad_request(ErrorCode::InvalidPackage, e))?;
     let key = format!("{name}/{}", version.as_str());
     let js = async_nats::jetstream::new(state.nats.clone());
     let store = js.get_object_store(OBJ_APP_PACKAGES).await.map_err(|e| ApiError::internal(&e))?;
@@ -121,7 +123,7 @@ pub async fn serve(
 }
 
 fn not_found(key: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "package_not_found", format!("no package `{key}` is published"))
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::PackageNotFound, format!("no package `{key}` is published"))
 }
 
 #[cfg(test)]

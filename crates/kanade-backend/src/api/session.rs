@@ -6,24 +6,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use kanade_shared::api::{ErrorBody, Health, Session};
 use kanade_shared::config::AuthConfig;
-use serde::Serialize;
 
 use super::AppState;
 use crate::caller::Caller;
 
-/// `GET /api/session`: who the caller is, as the auth layer established it. The dashboard calls it to check a login.
-#[derive(Serialize)]
-pub struct Session {
-    actor: String,
-    /// True when a per-operator token proves the name; false when it is the client's claim (`x-kanade-operator`).
-    verified: bool,
-    /// `token`, or `disabled` (loopback only; every name is a claim).
-    auth: &'static str,
-    /// The backend's version.
-    version: &'static str,
-}
-
+#[utoipa::path(get, path = "/api/session", tag = "session", operation_id = "session", responses((status = 200, body = Session), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn session(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Session> {
     let auth = match state.auth {
         AuthConfig::Disabled => "disabled",
@@ -32,19 +21,12 @@ pub(super) async fn session(State(state): State<Arc<AppState>>, caller: Caller) 
     Json(Session {
         actor: caller.actor.to_string(),
         verified: caller.verified,
-        auth,
-        version: env!("CARGO_PKG_VERSION"),
+        auth: auth.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
     })
 }
 
-#[derive(Serialize)]
-pub struct Health {
-    status: &'static str,
-    version: &'static str,
-    nats: &'static str,
-    database: &'static str,
-}
-
+#[utoipa::path(get, path = "/health", tag = "session", operation_id = "health", security(), responses((status = 200, body = Health), (status = 503, description = "the database does not answer", body = Health)))]
 pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
     let nats = match state.nats.connection_state() {
         async_nats::connection::State::Connected => "connected",
@@ -52,8 +34,12 @@ pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
     };
     let database = if state.db.ping().await.is_ok() { "ok" } else { "unavailable" };
     let healthy = database == "ok";
-    let body =
-        Health { status: if healthy { "ok" } else { "degraded" }, version: env!("CARGO_PKG_VERSION"), nats, database };
+    let body = Health {
+        status: if healthy { "ok" } else { "degraded" }.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        nats: nats.to_owned(),
+        database: database.to_owned(),
+    };
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }

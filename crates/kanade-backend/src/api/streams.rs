@@ -13,12 +13,12 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive};
 use axum::response::{IntoResponse, Response, Sse};
 use futures::{Stream, StreamExt};
+use kanade_shared::api::{ClientChange, ErrorBody, OutputQuery};
 use kanade_shared::wire::OutputChunk;
 use kanade_shared::{ExecId, PcId, subject};
-use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{ApiError, ApiQuery, AppState, PathId};
+use super::{ApiError, ApiQuery, AppState, ErrorCode, PathId};
 
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// An output tail ends after this, whatever the run does: a forgotten browser tab does not hold a slot forever.
@@ -28,7 +28,7 @@ fn slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
     state.hub.stream_slot().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
+            ErrorCode::TooManyStreams,
             format!("this backend already serves {} live streams; close one or try later", crate::live::MAX_STREAMS),
         )
     })
@@ -45,19 +45,15 @@ where
 }
 
 /// `GET /api/events`: `event: change` with `{"topic", "ids"}` whenever something the dashboard shows changed.
+#[utoipa::path(get, path = "/api/events", tag = "live", operation_id = "live_events", responses((status = 200, description = "server-sent events: `event: change` with a `Change`; `event: open` first", content_type = "text/event-stream", body = ClientChange), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn events(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let slot = slot(&state)?;
     Ok(sse(crate::live::change_events(state.hub.subscribe(), slot, state.shutdown.clone())))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputQuery {
-    pc_id: Option<String>,
-}
-
 /// `GET /api/executions/{id}/output?pc_id=`: `event: chunk` with each [`OutputChunk`] (`{"seq", "stream", "data"}`)
 /// from then on. Output is live only (core NATS): what was printed before the client connected is in the result.
+#[utoipa::path(get, path = "/api/executions/{exec_id}/output", tag = "live", operation_id = "live_output", params(("exec_id" = String, Path, description = "the execution id"), OutputQuery), responses((status = 200, description = "server-sent events: `event: chunk` with an `OutputChunk`", content_type = "text/event-stream", body = OutputChunk), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn output(
     State(state): State<Arc<AppState>>,
     PathId(exec): PathId<ExecId>,
@@ -66,12 +62,12 @@ pub async fn output(
     let raw = query
         .pc_id
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "pc_id is required: whose output to follow"))?;
-    let pc = PcId::new(raw).map_err(|err| ApiError::bad_request("invalid_query", format!("pc_id: {err}")))?;
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "pc_id is required: whose output to follow"))?;
+    let pc = PcId::new(raw).map_err(|err| ApiError::bad_request(ErrorCode::InvalidQuery, format!("pc_id: {err}")))?;
     let slot = slot(&state)?;
     let chunks = state.nats.subscribe(subject::output(&pc, &exec)).await.map_err(|err| {
         tracing::error!(error = %err, "cannot subscribe to output");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "cannot subscribe to the output")
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::BrokerUnavailable, "cannot subscribe to the output")
     })?;
     let (exec_id, pc_id) = (exec.clone(), pc.clone());
     let events = chunks

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, and_equals, millis};
+use super::{Db, DbError, TargetRow, and_equals, millis};
 
 /// An execution's lifecycle, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,20 +144,6 @@ pub struct TargetFilter {
     /// `pending`, `running`, or a result status.
     pub state: Option<String>,
     pub limit: u32,
-}
-
-/// One target of an execution and where its run is.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetRow {
-    pub pc_id: String,
-    /// The 1-based wave that reaches it, 0 without waves; null for a run the backend did not record.
-    pub wave: Option<i64>,
-    /// `pending` (not begun), `running` (begun, no result yet), or the result's status.
-    pub state: String,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub exit_code: Option<i64>,
-    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]

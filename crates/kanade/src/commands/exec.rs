@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kanade_shared::api::{DecisionBody, ExecBody, ExecutionView, ManifestBody, WaveBody};
 use kanade_shared::manifest::{Job, ScriptSource};
 use kanade_shared::rollout::{self, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
@@ -37,7 +38,7 @@ pub struct ExecArgs {
     /// `--wave canary --wave lab:1h:10` (a group, how long after the previous wave, the failure percentage that
     /// halts the rollout). Without --groups or --all, the waves' groups are the targets.
     #[arg(long = "wave", value_name = "GROUP[:DELAY[:MAX_FAILURE_PCT]]", value_parser = parse_wave)]
-    pub waves: Vec<WaveArg>,
+    pub waves: Vec<WaveBody>,
     /// Each agent waits a random time up to this before it starts (overrides the job's).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub jitter: Option<Duration>,
@@ -85,19 +86,9 @@ pub struct ExecutionsArgs {
     pub limit: u32,
 }
 
-/// One `--wave`, as `POST /api/exec` takes it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct WaveArg {
-    group: GroupName,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delay: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_failure_pct: Option<f64>,
-}
-
 /// Parses one `--wave` and checks it by the rollout rule the backend applies (`kanade_shared::rollout`), so a
 /// bad delay or percentage is refused before anything is sent; the backend checks the waves together.
-fn parse_wave(raw: &str) -> Result<WaveArg, String> {
+fn parse_wave(raw: &str) -> Result<WaveBody, String> {
     let mut parts = raw.splitn(3, ':');
     let group = GroupName::new(parts.next().unwrap_or_default()).map_err(|e| e.to_string())?;
     let delay = match parts.next().filter(|d| !d.is_empty()) {
@@ -113,18 +104,18 @@ fn parse_wave(raw: &str) -> Result<WaveArg, String> {
         Err(WaveError::FailurePct { .. }) => return Err(bad_pct()),
         Err(err) => return Err(format!("delay: {err}")),
     }
-    Ok(WaveArg { group, delay: delay.map(|(d, _)| d.to_owned()), max_failure_pct })
+    Ok(WaveBody { group: group.to_string(), delay: delay.map(|(d, _)| d.to_owned()), max_failure_pct })
 }
 
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitCode> {
-    let body = serde_json::json!({
-        "pcs": args.pcs,
-        "groups": args.groups,
-        "all": args.all,
-        "waves": args.waves,
-        "jitter": args.jitter.map(|d| humantime::format_duration(d).to_string()),
-        "deadline": args.deadline.map(|d| humantime::format_duration(d).to_string()),
-    });
+    let body = ExecBody {
+        pcs: args.pcs.iter().map(ToString::to_string).collect(),
+        groups: args.groups.iter().map(ToString::to_string).collect(),
+        all: args.all,
+        waves: args.waves.clone(),
+        jitter: args.jitter.map(|d| humantime::format_duration(d).to_string()),
+        deadline: args.deadline.map(|d| humantime::format_duration(d).to_string()),
+    };
     let backend = Backend::new(cli)?;
     let view = backend.post(&format!("/api/exec/{}", args.job), &body).await?;
     fired(cli, &backend, view, args.wait.then_some(args.wait_timeout)).await
@@ -138,7 +129,7 @@ pub async fn deploy(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The manifest as `POST /api/jobs|deploy` take it: its text, and the text of the `script_file` it names.
-pub fn manifest_body(path: &Path) -> anyhow::Result<Value> {
+pub fn manifest_body(path: &Path) -> anyhow::Result<ManifestBody> {
     // Checked here first, for the file-and-line errors a local check gives.
     Job::load(path)?;
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
@@ -148,17 +139,19 @@ pub fn manifest_body(path: &Path) -> anyhow::Result<Value> {
         let script = std::fs::read_to_string(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
         files.insert(relative.to_string_lossy().into_owned(), script);
     }
-    Ok(serde_json::json!({ "manifest": text, "files": files }))
+    Ok(ManifestBody { manifest: text, files })
 }
 
 /// Exit code of `--wait` when `--wait-timeout` passed first.
 pub const EXIT_WAIT_TIMEOUT: u8 = 124;
 
 /// Prints the new execution's id at once (stdout), then follows it if asked (`wait`: `Some(limit)`).
-async fn fired(cli: &Cli, backend: &Backend, view: Value, wait: Option<Option<Duration>>) -> anyhow::Result<ExitCode> {
-    let exec = view["exec_id"].as_str().unwrap_or_default().to_owned();
+/// `-o json` prints the backend's answer as it came, so a newer backend's fields reach scripts too.
+async fn fired(cli: &Cli, backend: &Backend, raw: Value, wait: Option<Option<Duration>>) -> anyhow::Result<ExitCode> {
+    let view = execution(raw.clone())?;
+    let exec = view.exec_id.clone();
     match cli.output {
-        Format::Json if wait.is_none() => output::json(&view)?,
+        Format::Json if wait.is_none() => output::json(&raw)?,
         Format::Json => {}
         Format::Table => {
             output::raw(false, &format!("{exec}\n"));
@@ -166,12 +159,12 @@ async fn fired(cli: &Cli, backend: &Backend, view: Value, wait: Option<Option<Du
         }
     }
     let Some(limit) = wait else { return Ok(ExitCode::SUCCESS) };
-    if view["status"] == "pending_approval" {
+    if view.status == "pending_approval" {
         output::note(&format!("waiting for another operator: `kanade approve {exec}` (or `kanade reject {exec}`)"));
     }
-    let (last, timed_out) = follow(backend, &exec, limit).await?;
+    let (last_raw, last, timed_out) = follow(backend, &exec, limit).await?;
     if cli.output == Format::Json {
-        output::json(&last)?;
+        output::json(&last_raw)?;
     } else {
         output::note(&summary(&last));
     }
@@ -182,60 +175,69 @@ async fn fired(cli: &Cli, backend: &Backend, view: Value, wait: Option<Option<Du
     Ok(if succeeded(&last) { ExitCode::SUCCESS } else { ExitCode::from(EXIT_ERROR) })
 }
 
-fn describe(view: &Value) -> String {
-    let waves = view["waves"].as_array().map_or(0, Vec::len);
+/// An execution as the API shows it, read from the backend's answer.
+fn execution(raw: Value) -> anyhow::Result<ExecutionView> {
+    serde_json::from_value(raw).context("the backend's execution is not what this CLI reads")
+}
+
+fn describe(view: &ExecutionView) -> String {
+    let waves = view.waves.len();
     format!(
         "execution `{}` of `{}` {}: {} target(s){}, {}",
-        view["exec_id"].as_str().unwrap_or_default(),
-        view["job_id"].as_str().unwrap_or_default(),
-        view["version"].as_str().unwrap_or_default(),
-        view["target_count"],
+        view.exec_id,
+        view.job_id,
+        view.version,
+        view.target_count,
         if waves > 0 { format!(" in {waves} wave(s)") } else { String::new() },
-        view["status"].as_str().unwrap_or_default().replace('_', " "),
+        view.status.replace('_', " "),
     )
 }
 
-fn count(view: &Value, status: &str) -> i64 {
-    view["by_status"][status].as_i64().unwrap_or(0)
+fn count(view: &ExecutionView, status: &str) -> i64 {
+    view.by_status.get(status).copied().unwrap_or(0)
 }
 
-fn progress_line(view: &Value) -> String {
-    let total = view["target_count"].as_i64().unwrap_or(0);
+fn progress_line(view: &ExecutionView) -> String {
+    let total = view.target_count;
     // `pending` counts targets that have not started; running ones are not done either.
-    let done = total - view["pending"].as_i64().unwrap_or(0) - count(view, "running");
+    let done = total - view.pending - count(view, "running");
     let failed: i64 = ["failed", "timeout", "killed"].iter().map(|s| count(view, s)).sum();
     let mut line = format!("{done}/{total} done, {} ok, {failed} failed", count(view, "ok"));
     let skipped = count(view, "skipped");
     if skipped > 0 {
         line.push_str(&format!(", {skipped} skipped"));
     }
-    line.push_str(&format!(" [{}]", view["status"].as_str().unwrap_or_default()));
-    if let Some(waves) = view["waves"].as_array().filter(|w| !w.is_empty()) {
-        let sent = waves.iter().filter(|w| w["state"] == "sent").count();
-        line.push_str(&format!(" wave {sent}/{}", waves.len()));
+    line.push_str(&format!(" [{}]", view.status));
+    if !view.waves.is_empty() {
+        let sent = view.waves.iter().filter(|w| w.state == "sent").count();
+        line.push_str(&format!(" wave {sent}/{}", view.waves.len()));
     }
     line
 }
 
-fn finished(view: &Value) -> bool {
-    matches!(view["status"].as_str(), Some("completed" | "halted" | "rejected" | "superseded" | "external"))
+fn finished(view: &ExecutionView) -> bool {
+    matches!(view.status.as_str(), "completed" | "halted" | "rejected" | "superseded" | "external")
 }
 
-fn succeeded(view: &Value) -> bool {
-    view["status"] == "completed"
-        && view["by_status"].as_object().is_none_or(|counts| counts.iter().all(|(s, n)| s == "ok" || n == 0))
+fn succeeded(view: &ExecutionView) -> bool {
+    view.status == "completed" && view.by_status.iter().all(|(s, n)| s == "ok" || *n == 0)
 }
 
-fn summary(view: &Value) -> String {
+fn summary(view: &ExecutionView) -> String {
     let mut text = progress_line(view);
-    if let Some(reason) = view["status_reason"].as_str() {
+    if let Some(reason) = &view.status_reason {
         text.push_str(&format!("\n{reason}"));
     }
     text
 }
 
-/// Polls the execution until it has finished (or `limit` passed: then `true`), showing progress on stderr.
-async fn follow(backend: &Backend, exec: &str, limit: Option<Duration>) -> anyhow::Result<(Value, bool)> {
+/// Polls the execution until it has finished (or `limit` passed: then `true`), showing progress on stderr; the
+/// last answer as it came and as read.
+async fn follow(
+    backend: &Backend,
+    exec: &str,
+    limit: Option<Duration>,
+) -> anyhow::Result<(Value, ExecutionView, bool)> {
     let started = tokio::time::Instant::now();
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new_spinner()
@@ -244,7 +246,8 @@ async fn follow(backend: &Backend, exec: &str, limit: Option<Duration>) -> anyho
     };
     let mut last_line = String::new();
     loop {
-        let view = backend.get(&format!("/api/executions/{exec}"), &[]).await?;
+        let raw = backend.get(&format!("/api/executions/{exec}"), &[]).await?;
+        let view = execution(raw.clone())?;
         let line = progress_line(&view);
         if line != last_line {
             if bar.is_hidden() {
@@ -256,11 +259,11 @@ async fn follow(backend: &Backend, exec: &str, limit: Option<Duration>) -> anyho
         }
         if finished(&view) {
             bar.finish_and_clear();
-            return Ok((view, false));
+            return Ok((raw, view, false));
         }
         if limit.is_some_and(|limit| started.elapsed() >= limit) {
             bar.finish_and_clear();
-            return Ok((view, true));
+            return Ok((raw, view, true));
         }
         bar.tick();
         tokio::time::sleep(POLL).await;
@@ -270,10 +273,10 @@ async fn follow(backend: &Backend, exec: &str, limit: Option<Duration>) -> anyho
 pub async fn decide(cli: &Cli, args: &DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
     let backend = Backend::new(cli)?;
     let path = format!("/api/executions/{}/{}", args.exec_id, if approve { "approve" } else { "reject" });
-    let view = backend.post(&path, &serde_json::json!({ "reason": args.reason })).await?;
+    let raw = backend.post(&path, &DecisionBody { reason: args.reason.clone() }).await?;
     match cli.output {
-        Format::Json => output::json(&view)?,
-        Format::Table => output::note(&describe(&view)),
+        Format::Json => output::json(&raw)?,
+        Format::Table => output::note(&describe(&execution(raw)?)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -281,24 +284,24 @@ pub async fn decide(cli: &Cli, args: &DecideArgs, approve: bool) -> anyhow::Resu
 pub async fn executions(cli: &Cli, args: &ExecutionsArgs) -> anyhow::Result<ExitCode> {
     let backend = Backend::new(cli)?;
     if let Some(exec) = &args.exec_id {
-        let view = backend.get(&format!("/api/executions/{exec}"), &[]).await?;
+        let raw = backend.get(&format!("/api/executions/{exec}"), &[]).await?;
         match cli.output {
-            Format::Json => output::json(&view)?,
+            Format::Json => output::json(&raw)?,
             Format::Table => {
+                let view = execution(raw)?;
                 output::note(&describe(&view));
                 output::note(&summary(&view));
-                let rows: Vec<Vec<String>> = view["waves"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows: Vec<Vec<String>> = view
+                    .waves
+                    .iter()
                     .map(|w| {
                         vec![
-                            w["wave"].to_string(),
-                            w["group"].as_str().unwrap_or_default().to_owned(),
-                            w["state"].as_str().unwrap_or_default().to_owned(),
-                            w["targets"].to_string(),
-                            format!("{:.1}%", w["failure_pct"].as_f64().unwrap_or(0.0)),
-                            w["sent_at"].as_str().or(w["due_at"].as_str()).unwrap_or_default().to_owned(),
+                            w.wave.to_string(),
+                            w.group.clone(),
+                            w.state.clone(),
+                            w.targets.to_string(),
+                            format!("{:.1}%", w.failure_pct),
+                            w.sent_at.or(w.due_at).map(|t| rfc3339(&t)).unwrap_or_default(),
                         ]
                     })
                     .collect();
@@ -312,23 +315,22 @@ pub async fn executions(cli: &Cli, args: &ExecutionsArgs) -> anyhow::Result<Exit
     let mut query = vec![("limit", args.limit.to_string())];
     query.extend(args.job.as_ref().map(|j| ("job_id", j.to_string())));
     query.extend(args.status.clone().map(|s| ("status", s)));
-    let list = backend.get("/api/executions", &query).await?;
+    let raw = backend.get("/api/executions", &query).await?;
     match cli.output {
-        Format::Json => output::json(&list)?,
+        Format::Json => output::json(&raw)?,
         Format::Table => {
+            let list: Vec<ExecutionView> =
+                serde_json::from_value(raw).context("the backend's executions are not what this CLI reads")?;
             let rows: Vec<Vec<String>> = list
-                .as_array()
-                .into_iter()
-                .flatten()
+                .iter()
                 .map(|v| {
-                    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
                     vec![
-                        text("exec_id"),
-                        text("job_id"),
-                        text("version"),
-                        text("status"),
+                        v.exec_id.clone(),
+                        v.job_id.clone(),
+                        v.version.clone(),
+                        v.status.clone(),
                         progress_line(v),
-                        text("requested_by"),
+                        v.requested_by.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
@@ -336,4 +338,9 @@ pub async fn executions(cli: &Cli, args: &ExecutionsArgs) -> anyhow::Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A time as the API wrote it (RFC 3339, UTC, `Z`), for tables that showed the API's text before it was typed.
+fn rfc3339(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

@@ -1,0 +1,116 @@
+//! The OpenAPI document of the HTTP API, generated from the handlers' `#[utoipa::path]` annotations and the
+//! contract types in `kanade_shared::api`. It is committed as `schema/openapi.json` (a test fails when it is
+//! stale), served at `GET /api/openapi.json`, and the dashboard's TypeScript types are generated from it.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{agents, audit, executions, jobs, packages, results, session, streams};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kanade backend",
+        description = "The HTTP API of kanade-backend. Every `/api` route needs `Authorization: Bearer <token>` \
+                       unless auth is disabled; with the shared token, `x-kanade-operator` names the operator. Every \
+                       error has the same body: `{\"error\": {\"code\", \"message\"}}`, with `code` one of \
+                       `ErrorCode`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    paths(
+        session::session,
+        session::health,
+        agents::list,
+        agents::get,
+        agents::ping,
+        agents::config,
+        results::list,
+        jobs::list,
+        jobs::create,
+        jobs::get,
+        jobs::delete,
+        jobs::revoke,
+        jobs::unrevoke,
+        executions::preview,
+        executions::exec,
+        executions::deploy,
+        executions::list,
+        executions::get,
+        executions::results,
+        executions::targets,
+        streams::output,
+        executions::approve,
+        executions::reject,
+        executions::kill,
+        streams::events,
+        audit::list,
+        packages::serve,
+        openapi_json,
+    ),
+    components(schemas(kanade_shared::api::ErrorCode, kanade_shared::api::ExecutionView))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as committed: pretty JSON with a trailing newline.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_else(|err| {
+        // The document is built from types, not input: failing to encode it is a bug, reported in the body.
+        tracing::error!(error = %err, "cannot encode the OpenAPI document");
+        String::from("{}")
+    });
+    text.push('\n');
+    text
+}
+
+/// `GET /api/openapi.json`: the API's contract. Public, like `/health`: it describes the API, it holds no data.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "session", operation_id = "openapi_json", security(), responses((status = 200, description = "this document", content_type = "application/json")))]
+pub(super) async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(document).clone();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_committed_openapi_document_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/openapi.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != document() {
+            if std::env::var_os("KANADE_BLESS").is_some() {
+                std::fs::write(&path, document()).unwrap();
+            } else {
+                panic!(
+                    "schema/openapi.json is stale: run `KANADE_BLESS=1 cargo test -p kanade-backend --lib` and commit it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_document() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+        assert_eq!(codes.as_array().map(Vec::len), Some(29), "{codes}");
+    }
+}

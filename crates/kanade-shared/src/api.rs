@@ -1,0 +1,568 @@
+//! The HTTP API's contract: every request body, query and response of `kanade-backend`'s `/api`, and the
+//! exhaustive list of error codes. The backend serves these types, the CLI reads them, and the OpenAPI document
+//! generated from them (`schema/openapi.json`, `GET /api/openapi.json`) is what the dashboard's types are made
+//! from. Times are RFC 3339 strings; durations in requests are human (`30s`, `5m`, `24h`), in responses
+//! milliseconds.
+//!
+//! Requests are strict (an unknown field is a 400 naming it); responses are read leniently by the CLI, so an older
+//! CLI reads a newer backend's answers.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::manifest::StoredJob;
+use crate::wire::KillAck;
+
+/// Every error code the API answers with, as `{"error": {"code", "message"}}`. Stable: clients branch on these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No or a wrong bearer token (401).
+    Unauthorized,
+    /// `x-kanade-operator` is not plain ASCII (400).
+    InvalidOperator,
+    /// A query parameter is malformed or out of range (400).
+    InvalidQuery,
+    /// A body is not the JSON the route takes, or too large (400, 413).
+    InvalidBody,
+    /// The body is not `application/json` (415).
+    UnsupportedMediaType,
+    /// A field of an exec request is wrong: targets, waves, durations (400).
+    InvalidRequest,
+    /// A job manifest does not validate (400).
+    InvalidManifest,
+    /// A pc id in the path is malformed (400).
+    InvalidPcId,
+    /// A job id in the path is malformed (400).
+    InvalidJobId,
+    /// An exec id in the path is malformed (400).
+    InvalidExecId,
+    /// A package name or version in the path is malformed (400).
+    InvalidPackage,
+    /// No such API route (404).
+    NotFound,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
+    /// No agent with this pc id has reported (404).
+    AgentNotFound,
+    /// No agent with this pc id answers on the broker now (404).
+    AgentNotConnected,
+    /// The agent did not answer a ping in time (504).
+    PingTimeout,
+    /// The agent answered with something that is not a heartbeat (502).
+    BadAgentReply,
+    /// No such job in the catalogue (404).
+    JobNotFound,
+    /// The job is revoked and cannot be fired (409).
+    JobRevoked,
+    /// No such execution (404).
+    ExecutionNotFound,
+    /// The execution is not waiting for approval (409).
+    NotPendingApproval,
+    /// The requester of an execution cannot approve it (403).
+    SelfApproval,
+    /// The job cannot be fired as it is (its command does not validate, no targets) (422).
+    CannotExec,
+    /// No such published package (404).
+    PackageNotFound,
+    /// The broker refused what was asked (422).
+    Invalid,
+    /// A JetStream resource is missing: run `kanade jetstream setup` (503).
+    NotSetUp,
+    /// The broker cannot be reached (503).
+    BrokerUnavailable,
+    /// This replica serves as many live streams as it may (503).
+    TooManyStreams,
+    /// A failure of the backend's own; the message is generic and the cause is in its log (500).
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidOperator => "invalid_operator",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidBody => "invalid_body",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidManifest => "invalid_manifest",
+            Self::InvalidPcId => "invalid_pc_id",
+            Self::InvalidJobId => "invalid_job_id",
+            Self::InvalidExecId => "invalid_exec_id",
+            Self::InvalidPackage => "invalid_package",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::AgentNotFound => "agent_not_found",
+            Self::AgentNotConnected => "agent_not_connected",
+            Self::PingTimeout => "ping_timeout",
+            Self::BadAgentReply => "bad_agent_reply",
+            Self::JobNotFound => "job_not_found",
+            Self::JobRevoked => "job_revoked",
+            Self::ExecutionNotFound => "execution_not_found",
+            Self::NotPendingApproval => "not_pending_approval",
+            Self::SelfApproval => "self_approval",
+            Self::CannotExec => "cannot_exec",
+            Self::PackageNotFound => "package_not_found",
+            Self::Invalid => "invalid",
+            Self::NotSetUp => "not_set_up",
+            Self::BrokerUnavailable => "broker_unavailable",
+            Self::TooManyStreams => "too_many_streams",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every error's body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; may change between versions.
+    pub message: String,
+}
+
+/// `GET /api/session`: who the caller is, as the auth layer established it. The dashboard calls it to check a login.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    pub actor: String,
+    /// True when a per-operator token proves the name; false when it is the client's claim (`x-kanade-operator`).
+    pub verified: bool,
+    /// `token`, or `disabled` (loopback only; every name is a claim).
+    pub auth: String,
+    /// The backend's version.
+    pub version: String,
+}
+
+/// `GET /health`: 200 when the backend can serve (its database answers), else 503.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: String,
+    pub version: String,
+    /// `connected` or `disconnected`.
+    pub nats: String,
+    /// `ok` or `unavailable`.
+    pub database: String,
+}
+
+/// An agent as its latest heartbeat described it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentRow {
+    pub pc_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: String,
+    pub arch: String,
+    pub agent_version: String,
+    pub groups: Vec<String>,
+    pub uptime_secs: i64,
+    pub rss_bytes: i64,
+    pub cpu_percent: f64,
+    pub running: i64,
+    pub outbox_pending: i64,
+    /// Bytes in the agent's outbox, and whether it is over its cap (new results then go without their output).
+    pub outbox_bytes: i64,
+    pub outbox_full: bool,
+    pub malformed_messages: i64,
+    pub first_seen: DateTime<Utc>,
+    /// When the backend received its latest heartbeat (the backend's clock).
+    pub last_seen: DateTime<Utc>,
+}
+
+/// `GET /api/agents[/{pc}]`: the stored row plus whether the agent is online now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    #[serde(flatten)]
+    pub agent: AgentRow,
+    /// Its latest heartbeat arrived within the backend's `offline_after`.
+    pub online: bool,
+}
+
+/// `POST /api/agents/{pc}/ping`: the agent's fresh heartbeat, and how long it took.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PingView {
+    pub pc_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub agent_version: String,
+    pub uptime_secs: u64,
+    /// Round trip, backend -> broker -> agent -> back.
+    pub rtt_ms: f64,
+}
+
+/// `GET /api/agents/{pc}/config`: every key the layers of `agent_config` set for this agent, with the layer that
+/// won, in the order DESIGN.md gives (global < groups sorted by name < pc). Built-in defaults that no layer
+/// overrides are not listed: they are the agent's own (its config file or compiled-in values), which the backend
+/// does not know. The groups are the ones the agent last reported in its heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfigView {
+    pub pc_id: String,
+    pub groups: Vec<String>,
+    pub values: Vec<ConfigValue>,
+    /// One sentence per key that two of the agent's groups set differently, naming the group that wins.
+    pub conflicts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfigValue {
+    pub key: String,
+    pub value: serde_json::Value,
+    /// The layer it came from: `global`, `group:<name>` or `pc`.
+    pub from: String,
+}
+
+/// One run's result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResultRow {
+    pub result_id: String,
+    pub exec_id: String,
+    pub job_id: String,
+    pub version: String,
+    pub pc_id: String,
+    /// `ok`, `failed`, `timeout`, `killed` or `skipped` (a newer agent may report another).
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    /// Why it was skipped or failed without running: `superseded`, `revoked`, `expired`, `interrupted`, ...
+    pub reason: Option<String>,
+    /// When the backend stored it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// `GET /api/results` (and `GET /api/executions/{id}/results`, which takes `status` and `limit` only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResultQuery {
+    pub pc_id: Option<String>,
+    pub exec_id: Option<String>,
+    pub job_id: Option<String>,
+    /// `ok`, `failed`, `timeout`, `killed` or `skipped`.
+    pub status: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/executions/{id}/results`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExecutionResultsQuery {
+    /// `ok`, `failed`, `timeout`, `killed` or `skipped`.
+    pub status: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// An operator action, as recorded on `AUDIT`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditRow {
+    pub event_id: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+    /// `cli` or `backend`.
+    pub source: String,
+    pub at: DateTime<Utc>,
+}
+
+/// `GET /api/audit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// How far back: a duration (`1h`, `7d`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// A manifest as the API takes it (`POST /api/jobs`, `POST /api/deploy`): the YAML text, and the files its
+/// `script_file` names (a client cannot make the server read its disk).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestBody {
+    pub manifest: String,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// `POST /api/jobs`: the job as stored, and whether it was `created`, `updated` or `unchanged`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StoredView {
+    #[serde(flatten)]
+    pub job: StoredJob,
+    pub action: String,
+}
+
+/// `GET /api/jobs[/{id}]`: a stored job, and whether it is revoked now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: StoredJob,
+    pub revoked: bool,
+}
+
+/// `POST /api/jobs/{id}/revoke` and `/unrevoke`: the job's status now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevokeView {
+    pub job_id: String,
+    pub revoked: bool,
+}
+
+/// `POST /api/exec/{job}` and `POST /api/jobs/{job}/preview`: targets default to the job's own (with its
+/// rollout); naming any fires them all at once, unless `waves` gives a rollout of its own (over the groups named,
+/// or over the waves' groups when none are).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveBody>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pcs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// A duration: `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// A duration after sending: `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+/// One wave of a request's own rollout, with a manifest's wave fields and defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaveBody {
+    pub group: String,
+    /// How long after the previous wave this one is sent: `1h` (default: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// Halt the rollout when more than this percentage of the wave's targets fail (default 100: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_pct: Option<f64>,
+}
+
+/// `POST /api/jobs/{job}/preview`: what `POST /api/exec/{job}` with the same body would fire at, worked out by the
+/// same code at this moment; nothing is sent or stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PreviewView {
+    pub job_id: String,
+    pub version: String,
+    pub require_approval: bool,
+    /// A revoked job cannot be fired until it is unrevoked.
+    pub revoked: bool,
+    /// Known agents the targets match: the `target_count` a fire right now would report.
+    pub target_count: usize,
+    /// How many of those are online now.
+    pub online: usize,
+    /// Per rollout wave, how many of the targets it reaches first; empty without a rollout.
+    pub waves: Vec<PreviewWave>,
+    /// The first 200 targets, sorted.
+    pub pcs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PreviewWave {
+    pub wave: i64,
+    pub group: String,
+    pub targets: usize,
+}
+
+/// An execution as the API shows it: what was fired, its state, and its progress overall and per wave.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionView {
+    pub exec_id: String,
+    pub job_id: String,
+    pub version: String,
+    /// `pending_approval`, `rejected`, `starting`, `rolling_out`, `running`, `completed` (every target answered),
+    /// `halted`, `superseded`; `external` for a run fired straight over NATS (`kanade run`).
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// The targets as fired (`{all, groups, pcs}`); null for an `external` run.
+    #[schema(value_type = Option<crate::manifest::Targets>)]
+    pub targets: serde_json::Value,
+    /// Known agents the targets matched when it was created.
+    pub target_count: i64,
+    /// Results received (from targets, and from agents that joined a targeted group later).
+    pub results: i64,
+    /// Targets whose run has neither begun nor reported a result.
+    pub pending: i64,
+    /// Results per status, and `running`: runs that began and have no result yet.
+    pub by_status: BTreeMap<String, i64>,
+    pub requested_by: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub waves: Vec<WaveView>,
+}
+
+/// One wave of an execution's rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WaveView {
+    pub wave: i64,
+    pub group: String,
+    pub delay_ms: i64,
+    pub max_failure_pct: f64,
+    /// `pending`, `sending`, `sent`, or `cancelled` when the rollout stopped before it.
+    pub state: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When a pending wave will be sent.
+    pub due_at: Option<DateTime<Utc>>,
+    pub targets: i64,
+    pub by_status: BTreeMap<String, i64>,
+    pub failure_pct: f64,
+}
+
+/// `GET /api/executions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExecutionsQuery {
+    pub job_id: Option<String>,
+    /// `pending_approval`, `rejected`, `starting`, `rolling_out`, `running`, `completed`, `halted` or
+    /// `superseded`.
+    pub status: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// `POST /api/executions/{id}/reject`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// Why (kept in the execution and the audit trail; up to 500 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One target of an execution and where its run is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TargetRow {
+    pub pc_id: String,
+    /// The 1-based wave that reaches it, 0 without waves; null for a run the backend did not record.
+    pub wave: Option<i64>,
+    /// `pending` (not begun), `running` (begun, no result yet), or the result's status.
+    pub state: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// `GET /api/executions/{id}/targets`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TargetsQuery {
+    /// `pending`, `running`, or a result status.
+    pub status: Option<String>,
+    /// 1 to 10000 (default 1000).
+    pub limit: Option<u32>,
+}
+
+/// `POST /api/executions/{id}/kill`: what `kanade kill <exec_id>` does, audited the same way.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KillView {
+    pub exec_id: String,
+    /// The agents that had a running or queued run of it, as they confirmed within the wait.
+    pub killed: Vec<KillAck>,
+}
+
+/// `GET /api/executions/{id}/output`: whose output to follow (default every target's).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OutputQuery {
+    pub pc_id: Option<String>,
+}
+
+/// `GET /api/events`: a change as a client receives it (`event: change`), ids always present (empty: refetch the
+/// topic). `topic` is `agents`, `results`, `executions`, `audit`, `jobs`, or `all` (refetch everything).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClientChange {
+    pub topic: String,
+    pub ids: Vec<String>,
+}
+
+/// A request body that must be empty, or an empty JSON object: an action that takes no arguments refuses any.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_serialises_as_its_name() {
+        // The list a client can branch on; `as_str` and serde must never disagree.
+        for code in [
+            ErrorCode::Unauthorized,
+            ErrorCode::InvalidOperator,
+            ErrorCode::InvalidQuery,
+            ErrorCode::InvalidBody,
+            ErrorCode::UnsupportedMediaType,
+            ErrorCode::InvalidRequest,
+            ErrorCode::InvalidManifest,
+            ErrorCode::InvalidPcId,
+            ErrorCode::InvalidJobId,
+            ErrorCode::InvalidExecId,
+            ErrorCode::InvalidPackage,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::AgentNotFound,
+            ErrorCode::AgentNotConnected,
+            ErrorCode::PingTimeout,
+            ErrorCode::BadAgentReply,
+            ErrorCode::JobNotFound,
+            ErrorCode::JobRevoked,
+            ErrorCode::ExecutionNotFound,
+            ErrorCode::NotPendingApproval,
+            ErrorCode::SelfApproval,
+            ErrorCode::CannotExec,
+            ErrorCode::PackageNotFound,
+            ErrorCode::Invalid,
+            ErrorCode::NotSetUp,
+            ErrorCode::BrokerUnavailable,
+            ErrorCode::TooManyStreams,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
+            assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(code.as_str())).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn an_exec_body_leaves_out_what_it_does_not_set() {
+        assert_eq!(serde_json::to_value(ExecBody::default()).unwrap(), serde_json::json!({}));
+        let body: ExecBody = serde_json::from_value(serde_json::json!({ "groups": ["a"], "all": false })).unwrap();
+        assert_eq!(body.groups, ["a"]);
+        assert!(serde_json::from_value::<ExecBody>(serde_json::json!({ "group": ["a"] })).is_err());
+    }
+}
