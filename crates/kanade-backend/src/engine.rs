@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Caller;
-use crate::db::{AgentRow, Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
+use crate::db::{AgentRow, Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow, WaveState};
 use crate::live::{Publisher, Topic};
 
 /// How often the engine looks at running rollouts.
@@ -47,7 +47,7 @@ pub enum ExecError {
     #[error("{0}")]
     Invalid(String),
     #[error("execution `{exec}` is {status}, not pending approval")]
-    NotPending { exec: ExecId, status: String },
+    NotPending { exec: ExecId, status: ExecStatus },
     #[error("`{actor}` requested execution `{exec}` and cannot approve it: another operator must")]
     SelfApproval { exec: ExecId, actor: Actor },
     #[error(transparent)]
@@ -215,7 +215,7 @@ impl Engine {
     async fn start_now(&self, exec: &ExecId) {
         let _step = self.step.lock().await;
         let started = match self.db.get_execution(exec).await {
-            Ok(Some(row)) if row.status == ExecStatus::Starting.as_str() => self.start(&row).await,
+            Ok(Some(row)) if row.status == ExecStatus::Starting => self.start(&row).await,
             Ok(_) => Ok(()),
             Err(err) => Err(err.into()),
         };
@@ -226,7 +226,7 @@ impl Engine {
 
     async fn pending(&self, exec: &ExecId) -> Result<ExecutionRow, ExecError> {
         let row = self.db.get_execution(exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
-        if row.status != ExecStatus::PendingApproval.as_str() {
+        if row.status != ExecStatus::PendingApproval {
             return Err(ExecError::NotPending { exec: exec.clone(), status: row.status });
         }
         Ok(row)
@@ -260,11 +260,7 @@ impl Engine {
     pub async fn tick(&self) -> Result<(), ExecError> {
         let _step = self.step.lock().await;
         for row in self.db.executions_in(&[ExecStatus::Starting, ExecStatus::RollingOut]).await? {
-            let step = if row.status == ExecStatus::Starting.as_str() {
-                self.start(&row).await
-            } else {
-                self.drive(&row).await
-            };
+            let step = if row.status == ExecStatus::Starting { self.start(&row).await } else { self.drive(&row).await };
             if let Err(err) = step {
                 tracing::warn!(exec_id = %row.exec_id, error = %err, "cannot advance execution; retrying");
             }
@@ -274,22 +270,21 @@ impl Engine {
 
     /// `starting` -> `rolling_out` or `running`: makes this version the current one and sends (the first wave).
     async fn start(&self, row: &ExecutionRow) -> Result<(), ExecError> {
-        let exec = ExecId::new(row.exec_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        let job = JobId::new(row.job_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        control::set_current(&self.nats, &job, &row.version).await?;
+        let (exec, job) = (&row.exec_id, &row.job_id);
+        control::set_current(&self.nats, job, &row.version).await?;
         let now = Utc::now();
-        let superseded = self.db.supersede(&job, &exec, &row.version, now).await?;
+        let superseded = self.db.supersede(job, exec, &row.version, now).await?;
         for older in &superseded {
             tracing::info!(exec_id = %older, newer = %exec, "rollout superseded by a newer version");
         }
         if !superseded.is_empty() {
-            self.live.changed(Topic::Executions, superseded).await;
+            self.live.changed(Topic::Executions, superseded.iter().map(ExecId::as_str)).await;
         }
-        let waves = self.db.waves(&exec).await?;
+        let waves = self.db.waves(exec).await?;
         if !waves.is_empty() {
-            if self.db.transition(&exec, ExecStatus::Starting, ExecStatus::RollingOut, None, now).await? {
-                self.changed(&exec).await;
-                let row = self.db.get_execution(&exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
+            if self.db.transition(exec, ExecStatus::Starting, ExecStatus::RollingOut, None, now).await? {
+                self.changed(exec).await;
+                let row = self.db.get_execution(exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
                 self.drive(&row).await?;
             }
             return Ok(());
@@ -299,8 +294,8 @@ impl Engine {
         for target in subjects(&targets) {
             self.send(row, &target).await?;
         }
-        if self.db.transition(&exec, ExecStatus::Starting, ExecStatus::Running, None, Utc::now()).await? {
-            self.changed(&exec).await;
+        if self.db.transition(exec, ExecStatus::Starting, ExecStatus::Running, None, Utc::now()).await? {
+            self.changed(exec).await;
         }
         tracing::info!(exec_id = %exec, job_id = %job, targets = row.target_count, "execution sent");
         Ok(())
@@ -308,11 +303,11 @@ impl Engine {
 
     /// One step of a rollout: halt it if a sent wave fails too much, else send the next wave when it is due.
     async fn drive(&self, row: &ExecutionRow) -> Result<(), ExecError> {
-        let exec = ExecId::new(row.exec_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        let waves = self.db.waves(&exec).await?;
-        let counts = WaveCounts::from_rows(self.db.target_counts(&exec).await?);
+        let exec = &row.exec_id;
+        let waves = self.db.waves(exec).await?;
+        let counts = WaveCounts::from_rows(self.db.target_counts(exec).await?);
         let now = Utc::now();
-        for wave in waves.iter().filter(|w| w.state == "sent") {
+        for wave in waves.iter().filter(|w| w.state == WaveState::Sent) {
             let tally = counts.wave(wave.wave);
             let failed = tally.failures();
             if tally.targets > 0 && failed as f64 * 100.0 / tally.targets as f64 > wave.max_failure_pct {
@@ -324,32 +319,33 @@ impl Engine {
                     failed as f64 * 100.0 / tally.targets as f64,
                     wave.max_failure_pct
                 );
-                if self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Halted, Some(&reason), now).await? {
+                if self.db.transition(exec, ExecStatus::RollingOut, ExecStatus::Halted, Some(&reason), now).await? {
                     tracing::warn!(exec_id = %exec, %reason, "rollout halted");
                     let actor = Actor::from_login(ENGINE_ACTOR);
                     self.audit(&actor, "rollout-halt", exec.as_str(), serde_json::json!({ "reason": reason })).await;
-                    self.changed(&exec).await;
+                    self.changed(exec).await;
                 }
                 return Ok(());
             }
         }
-        let Some(next) = waves.iter().find(|w| w.state != "sent") else {
-            if self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Running, None, now).await? {
-                self.changed(&exec).await;
+        let Some(next) = waves.iter().find(|w| w.state != WaveState::Sent) else {
+            if self.db.transition(exec, ExecStatus::RollingOut, ExecStatus::Running, None, now).await? {
+                self.changed(exec).await;
             }
             return Ok(());
         };
-        let group = GroupName::new(next.group.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        if next.state == "pending" {
+        if next.state == WaveState::Pending {
             let Some(due) = due_at(row, &waves, next) else { return Ok(()) };
-            if now < due || !self.db.wave_transition(&exec, next.wave, "pending", "sending", now).await? {
+            if now < due
+                || !self.db.wave_transition(exec, next.wave, WaveState::Pending, WaveState::Sending, now).await?
+            {
                 return Ok(());
             }
         }
         // `sending`: just claimed, or left so by a backend that stopped mid-send. Sending again is harmless.
-        self.send(row, &Target::Group(group)).await?;
-        if self.db.wave_transition(&exec, next.wave, "sending", "sent", now).await? {
-            self.changed(&exec).await;
+        self.send(row, &Target::Group(next.group.clone())).await?;
+        if self.db.wave_transition(exec, next.wave, WaveState::Sending, WaveState::Sent, now).await? {
+            self.changed(exec).await;
         }
         tracing::info!(exec_id = %exec, wave = next.wave, group = %next.group, "wave sent");
         Ok(())

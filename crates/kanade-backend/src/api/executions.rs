@@ -21,6 +21,7 @@ use super::{
 };
 use crate::db::{
     ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter, TargetFilter, TargetRow,
+    WaveState,
 };
 use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
 
@@ -297,29 +298,29 @@ fn pct(tally: &Tally) -> f64 {
 }
 
 async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, ApiError> {
-    let exec = ExecId::new(row.exec_id.clone()).map_err(|e| invalid(e.to_string()))?;
-    let counts = WaveCounts::from_rows(state.db.target_counts(&exec).await?);
+    let exec = &row.exec_id;
+    let counts = WaveCounts::from_rows(state.db.target_counts(exec).await?);
     let total = counts.total();
     // Read after the targets: a result that lands in between is then counted in `by_status` rather than missed,
     // and `completed` (from the targets) never shows before its last result does. `running` counts targets only,
     // like `completed`: an agent that joined a targeted group after the fire may run it too, and its result is
     // shown, but it is not waited for.
-    let (by_status, results) = status_counts(state, &exec, true).await?;
+    let (by_status, results) = status_counts(state, exec, true).await?;
     let pending = total.by_status.get("pending").copied().unwrap_or(0);
     let unanswered = pending + total.by_status.get("running").copied().unwrap_or(0);
-    let stopped = matches!(row.status.as_str(), "halted" | "superseded" | "rejected");
-    let waves_rows = state.db.waves(&exec).await?;
-    let next_pending = waves_rows.iter().find(|w| w.state == "pending").map(|w| w.wave);
+    let stopped = matches!(row.status, ExecStatus::Halted | ExecStatus::Superseded | ExecStatus::Rejected);
+    let waves_rows = state.db.waves(exec).await?;
+    let next_pending = waves_rows.iter().find(|w| w.state == WaveState::Pending).map(|w| w.wave);
     let waves = waves_rows
         .iter()
         .map(|w| {
             let tally = counts.wave(w.wave);
             WaveView {
                 wave: w.wave,
-                group: w.group.clone(),
+                group: w.group.to_string(),
                 delay_ms: w.delay_ms,
                 max_failure_pct: w.max_failure_pct,
-                state: if stopped && w.state == "pending" { "cancelled".into() } else { w.state.clone() },
+                state: if stopped && w.state == WaveState::Pending { "cancelled".into() } else { w.state.to_string() },
                 sent_at: w.fired_at,
                 due_at: (!stopped && Some(w.wave) == next_pending)
                     .then(|| engine::due_at(&row, &waves_rows, w))
@@ -330,13 +331,12 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
             }
         })
         .collect();
-    let status =
-        if row.status == ExecStatus::Running.as_str() && unanswered == 0 { "completed".into() } else { row.status };
+    let status = if row.status == ExecStatus::Running && unanswered == 0 { "completed" } else { row.status.as_str() };
     Ok(ExecutionView {
-        exec_id: row.exec_id,
-        job_id: row.job_id,
+        exec_id: row.exec_id.to_string(),
+        job_id: row.job_id.to_string(),
         version: row.version,
-        status,
+        status: status.to_owned(),
         status_reason: row.status_reason,
         targets: row.targets,
         target_count: row.target_count,
