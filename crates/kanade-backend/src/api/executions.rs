@@ -20,10 +20,10 @@ use super::{
     ApiError, ApiJson, ApiQuery, AppState, Caller, DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, NoBody, OptionalJson, PathId,
 };
 use crate::db::{
-    ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter, TargetFilter, TargetRow,
-    WaveState,
+    ExecutionFilter, ExecutionRow, ResultFilter, ResultRow, StatusFilter, TargetFilter, TargetRow, WaveState,
 };
-use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
+use crate::engine::{ExecError, ExecRequest};
+use crate::rollout::{self, ShownStatus, ShownWaveState, WaveCounts};
 
 /// The most PCs one request may name; a larger fleet is addressed by group.
 pub const MAX_TARGET_PCS: usize = 10_000;
@@ -293,10 +293,6 @@ pub struct WaveView {
     pub failure_pct: f64,
 }
 
-fn pct(tally: &Tally) -> f64 {
-    if tally.targets == 0 { 0.0 } else { tally.failures() as f64 * 100.0 / tally.targets as f64 }
-}
-
 async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, ApiError> {
     let exec = &row.exec_id;
     let counts = WaveCounts::from_rows(state.db.target_counts(exec).await?);
@@ -306,9 +302,8 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
     // like `completed`: an agent that joined a targeted group after the fire may run it too, and its result is
     // shown, but it is not waited for.
     let (by_status, results) = status_counts(state, exec, true).await?;
-    let pending = total.by_status.get("pending").copied().unwrap_or(0);
-    let unanswered = pending + total.by_status.get("running").copied().unwrap_or(0);
-    let stopped = matches!(row.status, ExecStatus::Halted | ExecStatus::Superseded | ExecStatus::Rejected);
+    let pending = total.pending();
+    let stopped = rollout::stopped(row.status);
     let waves_rows = state.db.waves(exec).await?;
     let next_pending = waves_rows.iter().find(|w| w.state == WaveState::Pending).map(|w| w.wave);
     let waves = waves_rows
@@ -320,23 +315,23 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
                 group: w.group.to_string(),
                 delay_ms: w.delay_ms,
                 max_failure_pct: w.max_failure_pct,
-                state: if stopped && w.state == WaveState::Pending { "cancelled".into() } else { w.state.to_string() },
+                state: ShownWaveState::of(row.status, w.state).as_str().to_owned(),
                 sent_at: w.fired_at,
                 due_at: (!stopped && Some(w.wave) == next_pending)
-                    .then(|| engine::due_at(&row, &waves_rows, w))
+                    .then(|| rollout::due_at(row.started_at, &waves_rows, w))
                     .flatten(),
-                failure_pct: pct(&tally),
+                failure_pct: tally.failure_pct(),
                 targets: tally.targets,
                 by_status: tally.by_status.into_iter().filter(|(s, _)| s != "pending").collect(),
             }
         })
         .collect();
-    let status = if row.status == ExecStatus::Running && unanswered == 0 { "completed" } else { row.status.as_str() };
+    let status = ShownStatus::of(Some(row.status), total.unanswered());
     Ok(ExecutionView {
         exec_id: row.exec_id.to_string(),
         job_id: row.job_id.to_string(),
         version: row.version,
-        status: status.to_owned(),
+        status: status.as_str().to_owned(),
         status_reason: row.status_reason,
         targets: row.targets,
         target_count: row.target_count,
@@ -387,7 +382,7 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
         exec_id: exec.to_string(),
         job_id,
         version: first.first().map(|r| r.version.clone()).unwrap_or_default(),
-        status: "external".into(),
+        status: ShownStatus::External.as_str().to_owned(),
         status_reason: None,
         targets: serde_json::Value::Null,
         target_count: by_status.values().sum(),

@@ -221,7 +221,10 @@ pub struct ExecutionFilter {
 }
 
 /// A status to list by: a stored one, or `completed` (stored `running`, every target answered), which the API
-/// shows in place of `running` once it is true.
+/// shows in place of `running` once it is true. The filter is the SQL side of `rollout::ShownStatus::of`: a
+/// target is unanswered when it has no result row (`HAS_PENDING` here, `Tally::unanswered` there), so
+/// `status=completed` lists exactly the executions shown `completed` and `status=running` exactly those shown
+/// `running` (`tests/executions.rs` checks both on SQLite and PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     Stored(ExecStatus),
@@ -234,7 +237,13 @@ impl StatusFilter {
     }
 }
 
-/// Some target of the execution has no result yet.
+/// `count` numbered placeholders from `$first`: `$5, $6`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Some target of the execution has no result yet (a run that began and has not finished counts too; a result from
+/// an agent that is not a target does not answer for one).
 const HAS_PENDING: &str = "EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = executions.exec_id
     AND NOT EXISTS (SELECT 1 FROM results r WHERE r.exec_id = t.exec_id AND r.pc_id = t.pc_id))";
 
@@ -327,14 +336,31 @@ impl Db {
 
     /// Every execution in one of `statuses`, oldest first: the engine's work list.
     pub async fn executions_in(&self, statuses: &[ExecStatus]) -> Result<Vec<ExecutionRow>, DbError> {
-        let placeholders: Vec<String> = (1..=statuses.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN ({}) ORDER BY created_at_ms, exec_id",
-            placeholders.join(", ")
-        );
+        self.executions_where(None, statuses).await
+    }
+
+    /// The executions of `job` in one of `statuses`, oldest first.
+    pub async fn job_executions_in(&self, job: &JobId, statuses: &[ExecStatus]) -> Result<Vec<ExecutionRow>, DbError> {
+        self.executions_where(Some(job), statuses).await
+    }
+
+    async fn executions_where(
+        &self,
+        job: Option<&JobId>,
+        statuses: &[ExecStatus],
+    ) -> Result<Vec<ExecutionRow>, DbError> {
+        let mut sql =
+            format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN ({})", placeholders(1, statuses.len()));
+        if job.is_some() {
+            sql.push_str(&format!(" AND job_id = ${}", statuses.len() + 1));
+        }
+        sql.push_str(" ORDER BY created_at_ms, exec_id");
         let mut query = sqlx::query(&sql);
         for status in statuses {
             query = query.bind(status.as_str());
+        }
+        if let Some(job) = job {
+            query = query.bind(job.as_str());
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(ExecutionRow::from_row).collect()
@@ -349,18 +375,30 @@ impl Db {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query(
+        self.transition_from(exec, &[from], to, reason, now).await
+    }
+
+    /// Moves `exec` from any of `from` to `to`; false if it was in none of them (someone else moved it first).
+    pub async fn transition_from(
+        &self,
+        exec: &ExecId,
+        from: &[ExecStatus],
+        to: ExecStatus,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let sql = format!(
             "UPDATE executions SET status = $1, status_reason = COALESCE($2, status_reason), updated_at_ms = $3,
                 started_at_ms = CASE WHEN $1 = 'starting' THEN $3 ELSE started_at_ms END
-             WHERE exec_id = $4 AND status = $5",
-        )
-        .bind(to.as_str())
-        .bind(reason)
-        .bind(now.timestamp_millis())
-        .bind(exec.as_str())
-        .bind(from.as_str())
-        .execute(&self.pool)
-        .await?;
+             WHERE exec_id = $4 AND status IN ({})",
+            placeholders(5, from.len())
+        );
+        let mut query =
+            sqlx::query(&sql).bind(to.as_str()).bind(reason).bind(now.timestamp_millis()).bind(exec.as_str());
+        for status in from {
+            query = query.bind(status.as_str());
+        }
+        let done = query.execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -513,43 +551,6 @@ impl Db {
                 })
             })
             .collect()
-    }
-
-    /// Executions of `job` at another version that still have waves to send: a newer fire supersedes them.
-    pub async fn supersede(
-        &self,
-        job: &JobId,
-        newer: &ExecId,
-        version: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ExecId>, DbError> {
-        let rows = sqlx::query(
-            "SELECT exec_id FROM executions WHERE job_id = $1 AND exec_id <> $2 AND version <> $3
-                AND status IN ('rolling_out', 'starting')",
-        )
-        .bind(job.as_str())
-        .bind(newer.as_str())
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut superseded = Vec::new();
-        for row in &rows {
-            let exec = stored_exec_id(row.try_get("exec_id")?)?;
-            let reason = format!("superseded by `{newer}` (version {version})");
-            let done = sqlx::query(
-                "UPDATE executions SET status = 'superseded', status_reason = $1, updated_at_ms = $2
-                 WHERE exec_id = $3 AND status IN ('rolling_out', 'starting')",
-            )
-            .bind(reason)
-            .bind(now.timestamp_millis())
-            .bind(exec.as_str())
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() == 1 {
-                superseded.push(exec);
-            }
-        }
-        Ok(superseded)
     }
 }
 
