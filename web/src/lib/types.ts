@@ -99,6 +99,9 @@ export interface Execution {
   job_id: string;
   version: string;
   status: string;
+  /// The backend's word on whether nothing it sends or waits for is left (completed, halted, rejected,
+  /// superseded, external). Runs a stopped rollout already sent may still be going: see `by_status.running`.
+  settled: boolean;
   status_reason: string | null;
   targets: Targets | null;
   target_count: number;

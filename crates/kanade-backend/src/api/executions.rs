@@ -259,6 +259,11 @@ pub struct ExecutionView {
     /// `pending_approval`, `rejected`, `starting`, `rolling_out`, `running`, `completed` (every target answered),
     /// `halted`, `superseded`; `external` for a run fired straight over NATS (`kanade run`).
     pub status: String,
+    /// Whether nothing the backend sends or waits for is left: `completed`, `halted`, `rejected`, `superseded` or
+    /// `external` (`rollout::ShownStatus::settled`). Runs a halted or superseded rollout already sent may still be
+    /// going (`by_status.running`). Clients stop following an execution when this is true rather than deciding
+    /// from `status` themselves.
+    pub settled: bool,
     pub status_reason: Option<String>,
     pub targets: serde_json::Value,
     /// Known agents the targets matched when it was created.
@@ -332,6 +337,7 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
         job_id: row.job_id.to_string(),
         version: row.version,
         status: status.as_str().to_owned(),
+        settled: status.settled(),
         status_reason: row.status_reason,
         targets: row.targets,
         target_count: row.target_count,
@@ -383,6 +389,7 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
         job_id,
         version: first.first().map(|r| r.version.clone()).unwrap_or_default(),
         status: ShownStatus::External.as_str().to_owned(),
+        settled: ShownStatus::External.settled(),
         status_reason: None,
         targets: serde_json::Value::Null,
         target_count: by_status.values().sum(),

@@ -212,8 +212,10 @@ fn progress_line(view: &Value) -> String {
     line
 }
 
+/// Whether `--wait` is done with the execution: the backend says when it is settled, so the CLI, the dashboard and
+/// the `status` filter cannot each decide it their own way.
 fn finished(view: &Value) -> bool {
-    matches!(view["status"].as_str(), Some("completed" | "halted" | "rejected" | "superseded" | "external"))
+    view["settled"] == true
 }
 
 fn succeeded(view: &Value) -> bool {
