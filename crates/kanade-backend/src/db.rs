@@ -14,7 +14,7 @@ use sqlx::{AnyPool, Row};
 mod executions;
 
 pub use executions::{
-    ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow,
+    ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow, WaveState,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -41,6 +41,8 @@ pub enum DbError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Query(#[from] sqlx::Error),
+    #[error("the database holds {what} `{value}`, which this backend cannot read")]
+    Unreadable { what: &'static str, value: String },
 }
 
 /// The default database: a SQLite file in the data dir.

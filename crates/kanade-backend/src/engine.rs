@@ -5,8 +5,10 @@
 //! point picks up where it stopped: an execution left `starting` or a wave left `sending` is sent again on the next
 //! tick, which the broker de-duplicates by message id (`<exec>:<subject>`) and the agents' run ledger would catch
 //! anyway. A wave therefore reaches its agents exactly once however often the backend restarts.
+//!
+//! What to do is decided by [`crate::rollout`]'s pure functions over the rows read; this module performs the answer
+//! (the compare-and-set, the send, the audit event, the change note) and decides nothing else.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,22 +19,18 @@ use kanade_ops::control;
 use kanade_shared::manifest::{StoredJob, Targets, Wave};
 use kanade_shared::subject::Target;
 use kanade_shared::wire::Command;
-use kanade_shared::{Actor, ExecId, GroupName, JobId, PcId};
-use serde::Serialize;
+use kanade_shared::{Actor, ExecId, GroupName, JobId};
 use tokio_util::sync::CancellationToken;
 
-use crate::caller::Caller;
 use kanade_shared::api::AgentRow;
 
-use crate::db::{Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveRow};
+use crate::caller::Caller;
+use crate::db::{Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveState};
 use crate::live::{Publisher, Topic};
+use crate::rollout::{self, Step, WaveCounts};
 
 /// How often the engine looks at running rollouts.
 pub const TICK: Duration = Duration::from_millis(250);
-
-/// Result statuses that count against a wave's `max_failure_pct`. A kill or a skip is an operator's or the gate's
-/// decision, not the script failing.
-pub const FAILURES: &[&str] = &["failed", "timeout"];
 
 /// The identity the engine acts as when it decides on its own (halting a rollout).
 pub const ENGINE_ACTOR: &str = "kanade-backend";
@@ -48,7 +46,7 @@ pub enum ExecError {
     #[error("{0}")]
     Invalid(String),
     #[error("execution `{exec}` is {status}, not pending approval")]
-    NotPending { exec: ExecId, status: String },
+    NotPending { exec: ExecId, status: ExecStatus },
     #[error("`{actor}` requested execution `{exec}` and cannot approve it: another operator must")]
     SelfApproval { exec: ExecId, actor: Actor },
     #[error(transparent)]
@@ -113,7 +111,8 @@ impl Engine {
             None => (stored.job.targets.clone(), stored.job.waves.clone()),
         };
         let agents = self.db.list_agents().await?;
-        let reached = resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
+        let reached =
+            rollout::resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
         Ok(Plan { stored, revoked, targets, waves, reached, agents })
     }
 
@@ -214,7 +213,7 @@ impl Engine {
     async fn start_now(&self, exec: &ExecId) {
         let _step = self.step.lock().await;
         let started = match self.db.get_execution(exec).await {
-            Ok(Some(row)) if row.status == ExecStatus::Starting.as_str() => self.start(&row).await,
+            Ok(Some(row)) if row.status == ExecStatus::Starting => self.start(&row).await,
             Ok(_) => Ok(()),
             Err(err) => Err(err.into()),
         };
@@ -225,7 +224,7 @@ impl Engine {
 
     async fn pending(&self, exec: &ExecId) -> Result<ExecutionRow, ExecError> {
         let row = self.db.get_execution(exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
-        if row.status != ExecStatus::PendingApproval.as_str() {
+        if row.status != ExecStatus::PendingApproval {
             return Err(ExecError::NotPending { exec: exec.clone(), status: row.status });
         }
         Ok(row)
@@ -259,11 +258,7 @@ impl Engine {
     pub async fn tick(&self) -> Result<(), ExecError> {
         let _step = self.step.lock().await;
         for row in self.db.executions_in(&[ExecStatus::Starting, ExecStatus::RollingOut]).await? {
-            let step = if row.status == ExecStatus::Starting.as_str() {
-                self.start(&row).await
-            } else {
-                self.drive(&row).await
-            };
+            let step = if row.status == ExecStatus::Starting { self.start(&row).await } else { self.drive(&row).await };
             if let Err(err) = step {
                 tracing::warn!(exec_id = %row.exec_id, error = %err, "cannot advance execution; retrying");
             }
@@ -273,84 +268,101 @@ impl Engine {
 
     /// `starting` -> `rolling_out` or `running`: makes this version the current one and sends (the first wave).
     async fn start(&self, row: &ExecutionRow) -> Result<(), ExecError> {
-        let exec = ExecId::new(row.exec_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        let job = JobId::new(row.job_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        control::set_current(&self.nats, &job, &row.version).await?;
+        let (exec, job) = (&row.exec_id, &row.job_id);
+        control::set_current(&self.nats, job, &row.version).await?;
         let now = Utc::now();
-        let superseded = self.db.supersede(&job, &exec, &row.version, now).await?;
-        for older in &superseded {
-            tracing::info!(exec_id = %older, newer = %exec, "rollout superseded by a newer version");
-        }
-        if !superseded.is_empty() {
-            self.live.changed(Topic::Executions, superseded).await;
-        }
-        let waves = self.db.waves(&exec).await?;
+        self.supersede_older(row, now).await?;
+        let waves = self.db.waves(exec).await?;
         if !waves.is_empty() {
-            if self.db.transition(&exec, ExecStatus::Starting, ExecStatus::RollingOut, None, now).await? {
-                self.changed(&exec).await;
-                let row = self.db.get_execution(&exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
+            if self.db.transition(exec, ExecStatus::Starting, ExecStatus::RollingOut, None, now).await? {
+                self.changed(exec).await;
+                let row = self.db.get_execution(exec).await?.ok_or_else(|| ExecError::NotFound(exec.clone()))?;
                 self.drive(&row).await?;
             }
             return Ok(());
         }
         let targets: Targets = serde_json::from_value(row.targets.clone())
             .map_err(|e| ExecError::Invalid(format!("execution `{exec}` has unreadable targets: {e}")))?;
-        for target in subjects(&targets) {
+        for target in rollout::subjects(&targets) {
             self.send(row, &target).await?;
         }
-        if self.db.transition(&exec, ExecStatus::Starting, ExecStatus::Running, None, Utc::now()).await? {
-            self.changed(&exec).await;
+        if self.db.transition(exec, ExecStatus::Starting, ExecStatus::Running, None, Utc::now()).await? {
+            self.changed(exec).await;
         }
         tracing::info!(exec_id = %exec, job_id = %job, targets = row.target_count, "execution sent");
         Ok(())
     }
 
-    /// One step of a rollout: halt it if a sent wave fails too much, else send the next wave when it is due.
+    /// Stops the executions of another version of this job that still have something to send
+    /// ([`rollout::supersedes`]), each with a compare-and-set, so one that moved on meanwhile is left alone.
+    async fn supersede_older(&self, newer: &ExecutionRow, now: DateTime<Utc>) -> Result<(), ExecError> {
+        let reason = rollout::superseded_reason(newer);
+        let mut superseded = Vec::new();
+        for older in self.db.job_executions_in(&newer.job_id, rollout::SUPERSEDABLE).await? {
+            if !rollout::supersedes(newer, &older) {
+                continue;
+            }
+            let (exec, to) = (&older.exec_id, ExecStatus::Superseded);
+            if self.db.transition_from(exec, rollout::SUPERSEDABLE, to, Some(&reason), now).await? {
+                tracing::info!(exec_id = %exec, newer = %newer.exec_id, "rollout superseded by a newer version");
+                superseded.push(older.exec_id);
+            }
+        }
+        if !superseded.is_empty() {
+            self.live.changed(Topic::Executions, superseded.iter().map(ExecId::as_str)).await;
+        }
+        Ok(())
+    }
+
+    /// One step of a rollout, as [`rollout::next_step`] decides it from the rows: halt it, finish it, or send the
+    /// next wave when it is due.
     async fn drive(&self, row: &ExecutionRow) -> Result<(), ExecError> {
-        let exec = ExecId::new(row.exec_id.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        let waves = self.db.waves(&exec).await?;
-        let counts = WaveCounts::from_rows(self.db.target_counts(&exec).await?);
+        let exec = &row.exec_id;
+        let waves = self.db.waves(exec).await?;
+        let counts = WaveCounts::from_rows(self.db.target_counts(exec).await?);
         let now = Utc::now();
-        for wave in waves.iter().filter(|w| w.state == "sent") {
-            let tally = counts.wave(wave.wave);
-            let failed = tally.failures();
-            if tally.targets > 0 && failed as f64 * 100.0 / tally.targets as f64 > wave.max_failure_pct {
-                let reason = format!(
-                    "wave {} (group `{}`): {failed} of {} runs failed ({:.1}% > max_failure_pct {})",
-                    wave.wave,
-                    wave.group,
-                    tally.targets,
-                    failed as f64 * 100.0 / tally.targets as f64,
-                    wave.max_failure_pct
-                );
-                if self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Halted, Some(&reason), now).await? {
+        match rollout::next_step(&row.into(), &waves, &counts, now) {
+            Step::Nothing | Step::Wait { .. } => {}
+            Step::Halt { reason } => {
+                if self.db.transition(exec, ExecStatus::RollingOut, ExecStatus::Halted, Some(&reason), now).await? {
                     tracing::warn!(exec_id = %exec, %reason, "rollout halted");
                     let actor = Actor::from_login(ENGINE_ACTOR);
                     self.audit(&actor, "rollout-halt", exec.as_str(), serde_json::json!({ "reason": reason })).await;
-                    self.changed(&exec).await;
+                    self.changed(exec).await;
                 }
-                return Ok(());
             }
-        }
-        let Some(next) = waves.iter().find(|w| w.state != "sent") else {
-            if self.db.transition(&exec, ExecStatus::RollingOut, ExecStatus::Running, None, now).await? {
-                self.changed(&exec).await;
+            Step::Finish => {
+                if self.db.transition(exec, ExecStatus::RollingOut, ExecStatus::Running, None, now).await? {
+                    self.changed(exec).await;
+                }
             }
-            return Ok(());
-        };
-        let group = GroupName::new(next.group.clone()).map_err(|e| ExecError::Invalid(e.to_string()))?;
-        if next.state == "pending" {
-            let Some(due) = due_at(row, &waves, next) else { return Ok(()) };
-            if now < due || !self.db.wave_transition(&exec, next.wave, "pending", "sending", now).await? {
-                return Ok(());
+            // Claimed before it is sent, so a backend that stops mid-send leaves it `sending` for the next tick; a
+            // claim another engine won first is its to send.
+            Step::SendWave { wave, group } => {
+                if self.db.wave_transition(exec, wave, WaveState::Pending, WaveState::Sending, now).await? {
+                    self.send_wave(row, wave, &group, now).await?;
+                }
             }
+            // Left `sending` by a backend that stopped mid-send. Sending again is harmless.
+            Step::ResumeSending { wave, group } => self.send_wave(row, wave, &group, now).await?,
         }
-        // `sending`: just claimed, or left so by a backend that stopped mid-send. Sending again is harmless.
-        self.send(row, &Target::Group(group)).await?;
-        if self.db.wave_transition(&exec, next.wave, "sending", "sent", now).await? {
-            self.changed(&exec).await;
+        Ok(())
+    }
+
+    /// Sends a claimed (`sending`) wave and marks it `sent`.
+    async fn send_wave(
+        &self,
+        row: &ExecutionRow,
+        wave: i64,
+        group: &GroupName,
+        now: DateTime<Utc>,
+    ) -> Result<(), ExecError> {
+        let exec = &row.exec_id;
+        self.send(row, &Target::Group(group.clone())).await?;
+        if self.db.wave_transition(exec, wave, WaveState::Sending, WaveState::Sent, now).await? {
+            self.changed(exec).await;
         }
-        tracing::info!(exec_id = %exec, wave = next.wave, group = %next.group, "wave sent");
+        tracing::info!(exec_id = %exec, wave, group = %group, "wave sent");
         Ok(())
     }
 
@@ -372,89 +384,5 @@ impl Engine {
 
     async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {
         crate::caller::auditor(&self.nats, actor).record(action, target, details).await;
-    }
-}
-
-/// When `wave` is due: its delay after the previous wave was sent (the first wave: after the start).
-pub fn due_at(row: &ExecutionRow, waves: &[WaveRow], wave: &WaveRow) -> Option<DateTime<Utc>> {
-    let base = match waves.iter().rev().find(|w| w.wave < wave.wave) {
-        Some(previous) => previous.fired_at?,
-        None => row.started_at?,
-    };
-    Some(base + chrono::Duration::milliseconds(wave.delay_ms))
-}
-
-/// The subjects that reach `targets`.
-pub fn subjects(targets: &Targets) -> Vec<Target> {
-    if targets.all {
-        return vec![Target::All];
-    }
-    let groups = targets.groups.iter().cloned().map(Target::Group);
-    groups.chain(targets.pcs.iter().cloned().map(Target::Pc)).collect()
-}
-
-/// The known agents `targets` reach, each with the 1-based wave that reaches it first (0 without waves).
-pub fn resolve<'a>(
-    targets: &Targets,
-    waves: &[kanade_shared::manifest::Wave],
-    agents: impl Iterator<Item = (&'a str, &'a [String])>,
-) -> Vec<(String, i64)> {
-    let mut reached = Vec::new();
-    for (pc, groups) in agents {
-        let in_group = |g: &GroupName| groups.iter().any(|mine| mine == g.as_str());
-        let wave = if waves.is_empty() {
-            let hit =
-                targets.all || targets.groups.iter().any(in_group) || targets.pcs.iter().any(|p| p.as_str() == pc);
-            hit.then_some(0)
-        } else {
-            waves.iter().position(|w| in_group(&w.group)).map(|i| i64::try_from(i + 1).unwrap_or(i64::MAX))
-        };
-        if let (Some(wave), Ok(pc)) = (wave, PcId::new(pc)) {
-            reached.push((pc.to_string(), wave));
-        }
-    }
-    reached
-}
-
-/// Per wave, how many targets have a result of each status (`pending`: none yet).
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Tally {
-    pub targets: i64,
-    pub by_status: BTreeMap<String, i64>,
-}
-
-impl Tally {
-    pub fn failures(&self) -> i64 {
-        FAILURES.iter().filter_map(|s| self.by_status.get(*s)).sum()
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct WaveCounts(BTreeMap<i64, Tally>);
-
-impl WaveCounts {
-    pub fn from_rows(rows: Vec<(i64, Option<String>, i64)>) -> Self {
-        let mut out: BTreeMap<i64, Tally> = BTreeMap::new();
-        for (wave, status, n) in rows {
-            let tally = out.entry(wave).or_default();
-            tally.targets += n;
-            *tally.by_status.entry(status.unwrap_or_else(|| "pending".into())).or_default() += n;
-        }
-        Self(out)
-    }
-
-    pub fn wave(&self, wave: i64) -> Tally {
-        self.0.get(&wave).cloned().unwrap_or_default()
-    }
-
-    pub fn total(&self) -> Tally {
-        let mut total = Tally::default();
-        for tally in self.0.values() {
-            total.targets += tally.targets;
-            for (status, n) in &tally.by_status {
-                *total.by_status.entry(status.clone()).or_default() += n;
-            }
-        }
-        total
     }
 }

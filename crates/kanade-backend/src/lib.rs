@@ -9,6 +9,7 @@ pub mod db;
 pub mod engine;
 pub mod live;
 pub mod projector;
+pub mod rollout;
 pub mod web;
 
 use std::net::SocketAddr;

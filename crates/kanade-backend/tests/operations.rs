@@ -401,6 +401,7 @@ async fn external_targets(database_url: Option<String>) {
     .await;
     assert_eq!(view["status"], "external");
     assert_eq!(view["job_id"], "adhoc-ext-1");
+    assert_eq!(view["settled"], true, "the backend waits for nothing of a run it did not send: {view}");
     assert_eq!((view["results"].clone(), view["target_count"].clone()), (json!(1), json!(2)));
 
     let targets = get(&base, "/api/executions/ext-1/targets").await;

@@ -59,6 +59,7 @@ async fn a_job_fired_at_pcs_runs_and_its_execution_reports_progress() {
     let done = backend.execution_until(&exec_id, "pc-a's result", |v| v["status"] == "completed").await;
     assert_eq!(done["by_status"], json!({ "ok": 1 }));
     assert_eq!(done["pending"], 0);
+    assert_eq!(done["settled"], true, "completed is settled: {done}");
     assert_eq!(done["requested_by"], "anonymous", "the shared token with no operator header");
 
     let (status, results) = backend.get(&format!("/api/executions/{exec_id}/results")).await;
@@ -76,6 +77,7 @@ async fn a_job_fired_at_pcs_runs_and_its_execution_reports_progress() {
     let view = exec(&backend, "hello", json!({ "groups": ["nobody-here"] })).await;
     assert_eq!(view["target_count"], 0);
     assert_eq!(view["status"], "completed");
+    assert_eq!(view["settled"], true, "nothing to wait for: {view}");
 
     let (status, list) = backend.get("/api/executions?job_id=hello").await;
     assert_eq!(status, 200);
@@ -83,6 +85,7 @@ async fn a_job_fired_at_pcs_runs_and_its_execution_reports_progress() {
     assert_eq!(list[2]["exec_id"], exec_id.as_str(), "newest first");
     let (_, completed) = backend.get("/api/executions?status=completed").await;
     assert_eq!(completed.as_array().unwrap().len(), 3, "completed is a status one can list by: {completed}");
+    assert!(completed.as_array().unwrap().iter().all(|v| v["settled"] == true), "{completed}");
     let (_, running) = backend.get("/api/executions?status=running").await;
     assert_eq!(running, json!([]), "running lists only executions still waiting for a target");
 
@@ -236,6 +239,7 @@ async fn a_wave_that_fails_too_much_halts_the_rollout() {
     let reason = halted["status_reason"].as_str().unwrap();
     assert!(reason.contains("wave 1 (group `canary`)") && reason.contains("max_failure_pct 10"), "{reason}");
     assert_eq!(halted["waves"][1]["state"], "cancelled");
+    assert_eq!(halted["settled"], true, "halted is settled: {halted}");
 
     // Well past the second wave's delay, its agent has still not been sent anything.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -331,6 +335,7 @@ async fn approval(database_url: Option<String>) {
     let (status, view) = backend.send(Method::POST, "/api/exec/guarded", alice, Some(&json!({}))).await;
     assert_eq!(status, 201, "{view}");
     assert_eq!(view["status"], "pending_approval");
+    assert_eq!(view["settled"], false, "an approval may still come: {view}");
     assert_eq!(view["requested_by"], "alice");
     let exec_id = view["exec_id"].as_str().unwrap().to_owned();
     let approve = format!("/api/executions/{exec_id}/approve");
@@ -359,6 +364,7 @@ async fn approval(database_url: Option<String>) {
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["status"], "rejected");
     assert!(view["status_reason"].as_str().unwrap().contains("not today"));
+    assert_eq!(view["settled"], true, "a rejection is final: {view}");
     let (status, _) = backend.send(Method::POST, &format!("/api/executions/{rejected}/approve"), bob, None).await;
     assert_eq!(status, 409);
 
@@ -395,6 +401,7 @@ async fn a_newer_version_supersedes_an_unfinished_rollout() {
     let superseded = backend.execution_until(&old, "v1 superseded", |v| v["status"] == "superseded").await;
     assert!(superseded["status_reason"].as_str().unwrap().contains(&new), "{superseded}");
     assert_eq!(superseded["waves"][1]["state"], "cancelled");
+    assert_eq!(superseded["settled"], true, "superseded is settled: {superseded}");
     backend.execution_until(&new, "v2's canary ran", |v| v["waves"][0]["by_status"]["ok"] == 1).await;
 }
 

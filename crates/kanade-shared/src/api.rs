@@ -402,6 +402,10 @@ pub struct ExecutionView {
     /// `pending_approval`, `rejected`, `starting`, `rolling_out`, `running`, `completed` (every target answered),
     /// `halted`, `superseded`; `external` for a run fired straight over NATS (`kanade run`).
     pub status: String,
+    /// Whether nothing the backend sends or waits for is left: `completed`, `halted`, `rejected`, `superseded` or
+    /// `external`. Runs a halted or superseded rollout already sent may still be going (`by_status.running`).
+    /// Clients stop following an execution when this is true rather than deciding from `status` themselves.
+    pub settled: bool,
     pub status_reason: Option<String>,
     /// The targets as fired (`{all, groups, pcs}`); null for an `external` run.
     #[schema(value_type = Option<crate::manifest::Targets>)]

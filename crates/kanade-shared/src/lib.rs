@@ -9,8 +9,8 @@ pub mod layered;
 pub mod manifest;
 pub mod release;
 pub mod resources;
-pub mod rollout;
 pub mod subject;
+pub mod waves;
 pub mod wire;
 
 pub use ids::{Action, Actor, ExecId, GroupName, IdError, InventoryKind, JobId, PcId, ResultId};

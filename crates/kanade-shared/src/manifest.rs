@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::ids::{GroupName, JobId, PcId};
-use crate::rollout::{WaveError, WaveSpec};
+use crate::waves::{WaveError, WaveSpec};
 use crate::wire::{MAX_SCRIPT_BYTES, MAX_TIMEOUT, RunAs, Shell};
 
 /// Largest manifest file accepted.
@@ -469,7 +469,7 @@ impl ManifestFile {
                 .map(|w| WaveSpec { group: w.group, delay: w.delay.map(|d| d.0), max_failure_pct: w.max_failure_pct })
                 .collect();
             let within = (!target.all).then_some(target.groups.as_slice());
-            waves = crate::rollout::check(specs, within).map_err(|err| {
+            waves = crate::waves::check(specs, within).map_err(|err| {
                 let field = format!("rollout.waves{}", err.field());
                 match err {
                     WaveError::NotTargeted { group, .. } => ManifestError::at(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BUCKETS, bucketOf, isSettled, mayBeRunning, progress, summary, type Bucket } from "./progress";
+import { BUCKETS, bucketOf, mayBeRunning, progress, summary, type Bucket } from "./progress";
 import { rng } from "./seeded";
 
 
@@ -162,25 +162,29 @@ describe("summary", () => {
   });
 });
 
-describe("isSettled", () => {
-  it("is true only for final statuses", () => {
-    for (const s of ["completed", "halted", "superseded", "rejected"]) expect(isSettled(s), s).toBe(true);
-    for (const s of ["running", "pending_approval", "scheduled", "", "Completed", "unknown"]) expect(isSettled(s), s).toBe(false);
-  });
-});
-
+// Which statuses are settled is the backend's rule now (`rollout::ShownStatus::settled`, tested there); these
+// feed `settled` as the API sends it with each status.
 describe("mayBeRunning", () => {
   it("is true until an execution settles, and after it while waves already sent still run", () => {
-    expect(mayBeRunning({ status: "rolling_out", by_status: {} })).toBe(true);
-    expect(mayBeRunning({ status: "running", by_status: { ok: 1 } })).toBe(true);
-    expect(mayBeRunning({ status: "completed", by_status: { ok: 3 } })).toBe(false);
-    expect(mayBeRunning({ status: "halted", by_status: { failed: 2, running: 1 } })).toBe(true);
-    expect(mayBeRunning({ status: "superseded", by_status: { running: 4 } })).toBe(true);
-    expect(mayBeRunning({ status: "halted", by_status: { failed: 2 } })).toBe(false);
+    expect(mayBeRunning({ status: "rolling_out", settled: false, by_status: {} })).toBe(true);
+    expect(mayBeRunning({ status: "running", settled: false, by_status: { ok: 1 } })).toBe(true);
+    expect(mayBeRunning({ status: "completed", settled: true, by_status: { ok: 3 } })).toBe(false);
+    expect(mayBeRunning({ status: "halted", settled: true, by_status: { failed: 2, running: 1 } })).toBe(true);
+    expect(mayBeRunning({ status: "superseded", settled: true, by_status: { running: 4 } })).toBe(true);
+    expect(mayBeRunning({ status: "halted", settled: true, by_status: { failed: 2 } })).toBe(false);
+  });
+
+  it("goes by settled, not by the status's name", () => {
+    // A run fired straight over NATS is settled: only its runs still going can be killed.
+    expect(mayBeRunning({ status: "external", settled: true, by_status: { running: 1 } })).toBe(true);
+    expect(mayBeRunning({ status: "external", settled: true, by_status: { ok: 1 } })).toBe(false);
+    // A status this dashboard does not know yet is followed until the backend says it is settled.
+    expect(mayBeRunning({ status: "paused", settled: false, by_status: {} })).toBe(true);
+    expect(mayBeRunning({ status: "archived", settled: true, by_status: {} })).toBe(false);
   });
 
   it("is false for what was never sent", () => {
-    expect(mayBeRunning({ status: "pending_approval", by_status: {} })).toBe(false);
-    expect(mayBeRunning({ status: "rejected", by_status: {} })).toBe(false);
+    expect(mayBeRunning({ status: "pending_approval", settled: false, by_status: {} })).toBe(false);
+    expect(mayBeRunning({ status: "rejected", settled: true, by_status: {} })).toBe(false);
   });
 });

@@ -79,14 +79,10 @@ export function summary(p: Progress): string {
   return `${finished} of ${p.total} done: ${parts.join(", ")}`;
 }
 
-/// Statuses after which nothing more will happen to an execution.
-export function isSettled(status: string): boolean {
-  return ["completed", "halted", "superseded", "rejected"].includes(status);
-}
-
 /// Whether runs of it may still be going: not settled, or settled with waves already sent still running (a halted
-/// or superseded rollout stops sending, not what it sent).
-export function mayBeRunning(exec: { status: string; by_status: Record<string, number> }): boolean {
+/// or superseded rollout stops sending, not what it sent). Whether it is settled is the backend's to say
+/// (`settled` in the API), so the dashboard, the CLI and the `status` filter agree.
+export function mayBeRunning(exec: { status: string; settled: boolean; by_status: Record<string, number> }): boolean {
   if (exec.status === "pending_approval" || exec.status === "rejected") return false;
-  return !isSettled(exec.status) || (exec.by_status.running ?? 0) > 0;
+  return !exec.settled || (exec.by_status.running ?? 0) > 0;
 }

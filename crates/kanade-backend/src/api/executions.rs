@@ -17,15 +17,16 @@ use kanade_shared::api::{
     NoBody, PreviewView, PreviewWave, ResultQuery, ResultRow, TargetRow, TargetsQuery, WaveView,
 };
 use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, StoredJob, Targets, Wave};
-use kanade_shared::rollout::{self, MAX_WAVES, WaveError, WaveSpec};
+use kanade_shared::waves::{self, MAX_WAVES, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 
 use super::jobs;
 use super::results::{DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, parse_filter};
 use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorCode, OptionalJson, PathId};
 use crate::caller::Caller;
-use crate::db::{ExecStatus, ExecutionFilter, ExecutionRow, ResultFilter, StatusFilter, TargetFilter};
-use crate::engine::{self, ExecError, ExecRequest, Tally, WaveCounts};
+use crate::db::{ExecutionFilter, ExecutionRow, ResultFilter, StatusFilter, TargetFilter, WaveState};
+use crate::engine::{ExecError, ExecRequest};
+use crate::rollout::{self, ShownStatus, ShownWaveState, WaveCounts};
 
 /// The most PCs one request may name; a larger fleet is addressed by group.
 pub const MAX_TARGET_PCS: usize = 10_000;
@@ -95,7 +96,7 @@ fn waves_of(body: &ExecBody, groups: &[GroupName]) -> Result<Option<Vec<Wave>>, 
         specs.push(WaveSpec { group, delay, max_failure_pct: wave.max_failure_pct });
     }
     let within = (!body.all && !groups.is_empty()).then_some(groups);
-    let waves = rollout::check(specs, within).map_err(|err| {
+    let waves = waves::check(specs, within).map_err(|err| {
         let field = format!("waves{}", err.field());
         match err {
             WaveError::NotTargeted { group, .. } => {
@@ -205,51 +206,46 @@ pub async fn deploy(
     fire(&state, stored.job, ExecRequest::default(), &caller).await
 }
 
-fn pct(tally: &Tally) -> f64 {
-    if tally.targets == 0 { 0.0 } else { tally.failures() as f64 * 100.0 / tally.targets as f64 }
-}
-
 async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, ApiError> {
-    let exec = ExecId::new(row.exec_id.clone()).map_err(|e| invalid(e.to_string()))?;
-    let counts = WaveCounts::from_rows(state.db.target_counts(&exec).await?);
+    let exec = &row.exec_id;
+    let counts = WaveCounts::from_rows(state.db.target_counts(exec).await?);
     let total = counts.total();
     // Read after the targets: a result that lands in between is then counted in `by_status` rather than missed,
     // and `completed` (from the targets) never shows before its last result does. `running` counts targets only,
     // like `completed`: an agent that joined a targeted group after the fire may run it too, and its result is
     // shown, but it is not waited for.
-    let (by_status, results) = status_counts(state, &exec, true).await?;
-    let pending = total.by_status.get("pending").copied().unwrap_or(0);
-    let unanswered = pending + total.by_status.get("running").copied().unwrap_or(0);
-    let stopped = matches!(row.status.as_str(), "halted" | "superseded" | "rejected");
-    let waves_rows = state.db.waves(&exec).await?;
-    let next_pending = waves_rows.iter().find(|w| w.state == "pending").map(|w| w.wave);
+    let (by_status, results) = status_counts(state, exec, true).await?;
+    let pending = total.pending();
+    let stopped = rollout::stopped(row.status);
+    let waves_rows = state.db.waves(exec).await?;
+    let next_pending = waves_rows.iter().find(|w| w.state == WaveState::Pending).map(|w| w.wave);
     let waves = waves_rows
         .iter()
         .map(|w| {
             let tally = counts.wave(w.wave);
             WaveView {
                 wave: w.wave,
-                group: w.group.clone(),
+                group: w.group.to_string(),
                 delay_ms: w.delay_ms,
                 max_failure_pct: w.max_failure_pct,
-                state: if stopped && w.state == "pending" { "cancelled".into() } else { w.state.clone() },
+                state: ShownWaveState::of(row.status, w.state).as_str().to_owned(),
                 sent_at: w.fired_at,
                 due_at: (!stopped && Some(w.wave) == next_pending)
-                    .then(|| engine::due_at(&row, &waves_rows, w))
+                    .then(|| rollout::due_at(row.started_at, &waves_rows, w))
                     .flatten(),
-                failure_pct: pct(&tally),
+                failure_pct: tally.failure_pct(),
                 targets: tally.targets,
                 by_status: tally.by_status.into_iter().filter(|(s, _)| s != "pending").collect(),
             }
         })
         .collect();
-    let status =
-        if row.status == ExecStatus::Running.as_str() && unanswered == 0 { "completed".into() } else { row.status };
+    let status = ShownStatus::of(Some(row.status), total.unanswered());
     Ok(ExecutionView {
-        exec_id: row.exec_id,
-        job_id: row.job_id,
+        exec_id: row.exec_id.to_string(),
+        job_id: row.job_id.to_string(),
         version: row.version,
-        status,
+        status: status.as_str().to_owned(),
+        settled: status.settled(),
         status_reason: row.status_reason,
         targets: row.targets,
         target_count: row.target_count,
@@ -300,7 +296,8 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
         exec_id: exec.to_string(),
         job_id,
         version: first.first().map(|r| r.version.clone()).unwrap_or_default(),
-        status: "external".into(),
+        status: ShownStatus::External.as_str().to_owned(),
+        settled: ShownStatus::External.settled(),
         status_reason: None,
         targets: serde_json::Value::Null,
         target_count: by_status.values().sum(),

@@ -3,8 +3,10 @@
 //! Every state change is a compare-and-set (`UPDATE ... WHERE status = <expected>`), so two engines (two backend
 //! replicas, or a tick racing a request) never both make the same transition.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
-use kanade_shared::{ExecId, JobId};
+use kanade_shared::{ExecId, GroupName, JobId};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -32,6 +34,16 @@ pub enum ExecStatus {
 }
 
 impl ExecStatus {
+    pub const ALL: [Self; 7] = [
+        Self::PendingApproval,
+        Self::Rejected,
+        Self::Starting,
+        Self::RollingOut,
+        Self::Running,
+        Self::Halted,
+        Self::Superseded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingApproval => "pending_approval",
@@ -45,26 +57,67 @@ impl ExecStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::PendingApproval,
-            Self::Rejected,
-            Self::Starting,
-            Self::RollingOut,
-            Self::Running,
-            Self::Halted,
-            Self::Superseded,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
     }
+}
+
+impl fmt::Display for ExecStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rollout wave's progress, as stored: claimed (`sending`) before its command is published, so a backend that
+/// stops mid-send finds it and sends it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveState {
+    /// Not sent yet; due its delay after the previous wave was sent.
+    Pending,
+    /// Claimed for sending, and stamped with the send time; its command may or may not be out.
+    Sending,
+    /// Its command is out.
+    Sent,
+}
+
+impl WaveState {
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Sending, Self::Sent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+impl fmt::Display for WaveState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads a typed value from its stored text. Anything unreadable is an error rather than a guess, because the
+/// engine acts on these values: a status it does not know (a newer backend's, or a hand edit) must stop it.
+fn stored<T>(what: &'static str, raw: String, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, DbError> {
+    parse(&raw).ok_or(DbError::Unreadable { what, value: raw })
+}
+
+fn stored_exec_id(raw: String) -> Result<ExecId, DbError> {
+    stored("exec id", raw, |r| ExecId::new(r).ok())
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutionRow {
-    pub exec_id: String,
-    pub job_id: String,
+    pub exec_id: ExecId,
+    pub job_id: JobId,
     pub version: String,
-    pub status: String,
+    pub status: ExecStatus,
     pub status_reason: Option<String>,
     pub targets: serde_json::Value,
     #[serde(skip)]
@@ -84,10 +137,10 @@ impl ExecutionRow {
     fn from_row(row: &AnyRow) -> Result<Self, DbError> {
         let targets: String = row.try_get("targets_json")?;
         Ok(Self {
-            exec_id: row.try_get("exec_id")?,
-            job_id: row.try_get("job_id")?,
+            exec_id: stored_exec_id(row.try_get("exec_id")?)?,
+            job_id: stored("job id", row.try_get("job_id")?, |r| JobId::new(r).ok())?,
             version: row.try_get("version")?,
-            status: row.try_get("status")?,
+            status: stored("execution status", row.try_get("status")?, ExecStatus::parse)?,
             status_reason: row.try_get("status_reason")?,
             targets: serde_json::from_str(&targets).unwrap_or(serde_json::Value::Null),
             command_json: row.try_get("command_json")?,
@@ -131,10 +184,10 @@ pub struct NewWave {
 #[derive(Debug, Clone, Serialize)]
 pub struct WaveRow {
     pub wave: i64,
-    pub group: String,
+    pub group: GroupName,
     pub delay_ms: i64,
     pub max_failure_pct: f64,
-    pub state: String,
+    pub state: WaveState,
     pub fired_at: Option<DateTime<Utc>>,
 }
 
@@ -154,7 +207,10 @@ pub struct ExecutionFilter {
 }
 
 /// A status to list by: a stored one, or `completed` (stored `running`, every target answered), which the API
-/// shows in place of `running` once it is true.
+/// shows in place of `running` once it is true. The filter is the SQL side of `rollout::ShownStatus::of`: a
+/// target is unanswered when it has no result row (`HAS_PENDING` here, `Tally::unanswered` there), so
+/// `status=completed` lists exactly the executions shown `completed` and `status=running` exactly those shown
+/// `running` (`tests/executions.rs` checks both on SQLite and PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     Stored(ExecStatus),
@@ -167,7 +223,13 @@ impl StatusFilter {
     }
 }
 
-/// Some target of the execution has no result yet.
+/// `count` numbered placeholders from `$first`: `$5, $6`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Some target of the execution has no result yet (a run that began and has not finished counts too; a result from
+/// an agent that is not a target does not answer for one).
 const HAS_PENDING: &str = "EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = executions.exec_id
     AND NOT EXISTS (SELECT 1 FROM results r WHERE r.exec_id = t.exec_id AND r.pc_id = t.pc_id))";
 
@@ -208,13 +270,14 @@ impl Db {
         for (index, wave) in new.waves.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO execution_waves (exec_id, wave, group_name, delay_ms, max_failure_pct, state)
-                 VALUES ($1, $2, $3, $4, $5, 'pending')",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(new.exec_id.as_str())
             .bind(i64::try_from(index + 1).unwrap_or(i64::MAX))
             .bind(wave.group.as_str())
             .bind(wave.delay_ms)
             .bind(wave.max_failure_pct)
+            .bind(WaveState::Pending.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -259,14 +322,31 @@ impl Db {
 
     /// Every execution in one of `statuses`, oldest first: the engine's work list.
     pub async fn executions_in(&self, statuses: &[ExecStatus]) -> Result<Vec<ExecutionRow>, DbError> {
-        let placeholders: Vec<String> = (1..=statuses.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN ({}) ORDER BY created_at_ms, exec_id",
-            placeholders.join(", ")
-        );
+        self.executions_where(None, statuses).await
+    }
+
+    /// The executions of `job` in one of `statuses`, oldest first.
+    pub async fn job_executions_in(&self, job: &JobId, statuses: &[ExecStatus]) -> Result<Vec<ExecutionRow>, DbError> {
+        self.executions_where(Some(job), statuses).await
+    }
+
+    async fn executions_where(
+        &self,
+        job: Option<&JobId>,
+        statuses: &[ExecStatus],
+    ) -> Result<Vec<ExecutionRow>, DbError> {
+        let mut sql =
+            format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN ({})", placeholders(1, statuses.len()));
+        if job.is_some() {
+            sql.push_str(&format!(" AND job_id = ${}", statuses.len() + 1));
+        }
+        sql.push_str(" ORDER BY created_at_ms, exec_id");
         let mut query = sqlx::query(&sql);
         for status in statuses {
             query = query.bind(status.as_str());
+        }
+        if let Some(job) = job {
+            query = query.bind(job.as_str());
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(ExecutionRow::from_row).collect()
@@ -281,18 +361,30 @@ impl Db {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query(
+        self.transition_from(exec, &[from], to, reason, now).await
+    }
+
+    /// Moves `exec` from any of `from` to `to`; false if it was in none of them (someone else moved it first).
+    pub async fn transition_from(
+        &self,
+        exec: &ExecId,
+        from: &[ExecStatus],
+        to: ExecStatus,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let sql = format!(
             "UPDATE executions SET status = $1, status_reason = COALESCE($2, status_reason), updated_at_ms = $3,
                 started_at_ms = CASE WHEN $1 = 'starting' THEN $3 ELSE started_at_ms END
-             WHERE exec_id = $4 AND status = $5",
-        )
-        .bind(to.as_str())
-        .bind(reason)
-        .bind(now.timestamp_millis())
-        .bind(exec.as_str())
-        .bind(from.as_str())
-        .execute(&self.pool)
-        .await?;
+             WHERE exec_id = $4 AND status IN ({})",
+            placeholders(5, from.len())
+        );
+        let mut query =
+            sqlx::query(&sql).bind(to.as_str()).bind(reason).bind(now.timestamp_millis()).bind(exec.as_str());
+        for status in from {
+            query = query.bind(status.as_str());
+        }
+        let done = query.execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -332,10 +424,10 @@ impl Db {
             .map(|row| {
                 Ok(WaveRow {
                     wave: row.try_get("wave")?,
-                    group: row.try_get("group_name")?,
+                    group: stored("wave group", row.try_get("group_name")?, |r| GroupName::new(r).ok())?,
                     delay_ms: row.try_get("delay_ms")?,
                     max_failure_pct: row.try_get("max_failure_pct")?,
-                    state: row.try_get("state")?,
+                    state: stored("wave state", row.try_get("state")?, WaveState::parse)?,
                     fired_at: row.try_get::<Option<i64>, _>("fired_at_ms")?.map(millis),
                 })
             })
@@ -347,8 +439,8 @@ impl Db {
         &self,
         exec: &ExecId,
         wave: i64,
-        from: &str,
-        to: &str,
+        from: WaveState,
+        to: WaveState,
         now: DateTime<Utc>,
     ) -> Result<bool, DbError> {
         let done = sqlx::query(
@@ -356,11 +448,11 @@ impl Db {
                 fired_at_ms = CASE WHEN $1 = 'sending' THEN $2 ELSE fired_at_ms END
              WHERE exec_id = $3 AND wave = $4 AND state = $5",
         )
-        .bind(to)
+        .bind(to.as_str())
         .bind(now.timestamp_millis())
         .bind(exec.as_str())
         .bind(wave)
-        .bind(from)
+        .bind(from.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -446,41 +538,62 @@ impl Db {
             })
             .collect()
     }
+}
 
-    /// Executions of `job` at another version that still have waves to send: a newer fire supersedes them.
-    pub async fn supersede(
-        &self,
-        job: &JobId,
-        newer: &ExecId,
-        version: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query(
-            "SELECT exec_id FROM executions WHERE job_id = $1 AND exec_id <> $2 AND version <> $3
-                AND status IN ('rolling_out', 'starting')",
-        )
-        .bind(job.as_str())
-        .bind(newer.as_str())
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut superseded = Vec::new();
-        for row in &rows {
-            let exec: String = row.try_get("exec_id")?;
-            let reason = format!("superseded by `{newer}` (version {version})");
-            let done = sqlx::query(
-                "UPDATE executions SET status = 'superseded', status_reason = $1, updated_at_ms = $2
-                 WHERE exec_id = $3 AND status IN ('rolling_out', 'starting')",
-            )
-            .bind(reason)
-            .bind(now.timestamp_millis())
-            .bind(exec.as_str())
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() == 1 {
-                superseded.push(exec);
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_decodes_or_is_an_error() {
+        for status in ExecStatus::ALL {
+            assert_eq!(stored("execution status", status.as_str().to_owned(), ExecStatus::parse).ok(), Some(status));
         }
-        Ok(superseded)
+        for state in WaveState::ALL {
+            assert_eq!(stored("wave state", state.as_str().to_owned(), WaveState::parse).ok(), Some(state));
+        }
+        // `completed` and `cancelled` are what the API shows, never what is stored.
+        for (what, raw) in [("execution status", "completed"), ("execution status", "Running")] {
+            let err = stored(what, raw.to_owned(), ExecStatus::parse).expect_err(raw);
+            assert_eq!(err.to_string(), format!("the database holds {what} `{raw}`, which this backend cannot read"));
+        }
+        assert!(stored("wave state", "cancelled".to_owned(), WaveState::parse).is_err());
+        assert!(stored_exec_id("Not An Id".to_owned()).is_err());
+    }
+
+    /// An execution or wave in a state this backend does not know (a newer backend's, a hand edit) must stop the
+    /// engine with an error, not be read as something else or panic.
+    #[tokio::test]
+    async fn an_unknown_status_in_the_database_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&super::super::default_url(dir.path())).await.expect("open sqlite");
+        let exec = ExecId::generate();
+        let job = JobId::new("patch").expect("job id");
+        db.insert_execution(&NewExecution {
+            exec_id: &exec,
+            job_id: &job,
+            version: "1.0",
+            status: ExecStatus::Starting,
+            targets_json: "{}".into(),
+            command_json: "{}".into(),
+            deadline_ms: None,
+            requested_by: "alice",
+            now: Utc::now(),
+            targets: vec![],
+            waves: vec![NewWave { group: "canary".into(), delay_ms: 0, max_failure_pct: 100.0 }],
+        })
+        .await
+        .expect("insert");
+        let row = db.get_execution(&exec).await.expect("readable").expect("stored");
+        assert_eq!((row.exec_id.clone(), row.job_id.clone(), row.status), (exec.clone(), job, ExecStatus::Starting));
+        assert_eq!(db.waves(&exec).await.expect("readable")[0].state, WaveState::Pending);
+
+        sqlx::query("UPDATE executions SET status = 'paused'").execute(&db.pool).await.expect("edit");
+        let err = db.get_execution(&exec).await.expect_err("unknown status");
+        assert!(matches!(&err, DbError::Unreadable { value, .. } if value == "paused"), "{err}");
+        assert!(db.executions_in(&[ExecStatus::Starting]).await.expect("nothing matches").is_empty());
+        sqlx::query("UPDATE execution_waves SET state = 'paused'").execute(&db.pool).await.expect("edit");
+        assert!(matches!(db.waves(&exec).await, Err(DbError::Unreadable { what: "wave state", .. })));
+        db.close().await;
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kanade_shared::api::{DecisionBody, ExecBody, ExecutionView, ManifestBody, WaveBody};
 use kanade_shared::manifest::{Job, ScriptSource};
-use kanade_shared::rollout::{self, WaveError, WaveSpec};
+use kanade_shared::waves::{self, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use serde_json::Value;
 
@@ -86,7 +86,7 @@ pub struct ExecutionsArgs {
     pub limit: u32,
 }
 
-/// Parses one `--wave` and checks it by the rollout rule the backend applies (`kanade_shared::rollout`), so a
+/// Parses one `--wave` and checks it by the rollout rule the backend applies (`kanade_shared::waves`), so a
 /// bad delay or percentage is refused before anything is sent; the backend checks the waves together.
 fn parse_wave(raw: &str) -> Result<WaveBody, String> {
     let mut parts = raw.splitn(3, ':');
@@ -99,7 +99,7 @@ fn parse_wave(raw: &str) -> Result<WaveBody, String> {
     let bad_pct = || format!("max failure percentage `{}` is not a number from 0 to 100", pct.unwrap_or_default());
     let max_failure_pct = pct.map(|p| p.parse::<f64>().map_err(|_| bad_pct())).transpose()?;
     let spec = WaveSpec { group: group.clone(), delay: delay.map(|(_, d)| d), max_failure_pct };
-    match rollout::check_one(0, spec) {
+    match waves::check_one(0, spec) {
         Ok(_) => {}
         Err(WaveError::FailurePct { .. }) => return Err(bad_pct()),
         Err(err) => return Err(format!("delay: {err}")),
@@ -215,8 +215,10 @@ fn progress_line(view: &ExecutionView) -> String {
     line
 }
 
+/// Whether `--wait` is done with the execution: the backend says when it is settled, so the CLI, the dashboard and
+/// the `status` filter cannot each decide it their own way.
 fn finished(view: &ExecutionView) -> bool {
-    matches!(view.status.as_str(), "completed" | "halted" | "rejected" | "superseded" | "external")
+    view.settled
 }
 
 fn succeeded(view: &ExecutionView) -> bool {

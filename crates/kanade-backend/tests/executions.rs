@@ -1,0 +1,219 @@
+//! The exec engine's SQL on SQLite and on PostgreSQL, without a broker: the compare-and-sets superseding stands
+//! on, and the `status` filter of `GET /api/executions` agreeing with the status the API shows
+//! (`rollout::ShownStatus`), which is where "settled" is decided.
+
+use chrono::Utc;
+use kanade_backend::db::{Db, ExecStatus, ExecutionFilter, NewExecution, StatusFilter};
+use kanade_backend::rollout::{self, ShownStatus, WaveCounts};
+use kanade_shared::wire::{ExecResult, ResultStatus, RunStarted};
+use kanade_shared::{ExecId, JobId, PcId, ResultId};
+
+#[path = "support/postgres.rs"]
+mod postgres;
+
+fn job(id: &str) -> JobId {
+    JobId::new(id).expect("test job id")
+}
+
+fn pc(id: &str) -> PcId {
+    PcId::new(id).expect("test pc id")
+}
+
+/// Records an execution of `job` at `version` over `targets` (no waves), then walks it through `path`.
+async fn execution(db: &Db, job_id: &str, version: &str, targets: &[&str], path: &[ExecStatus]) -> ExecId {
+    let exec = ExecId::generate();
+    db.insert_execution(&NewExecution {
+        exec_id: &exec,
+        job_id: &job(job_id),
+        version,
+        status: ExecStatus::Starting,
+        targets_json: "{}".into(),
+        command_json: "{}".into(),
+        deadline_ms: None,
+        requested_by: "alice",
+        now: Utc::now(),
+        targets: targets.iter().map(|pc| ((*pc).to_owned(), 0)).collect(),
+        waves: vec![],
+    })
+    .await
+    .expect("insert execution");
+    let mut at = ExecStatus::Starting;
+    for &next in path {
+        assert!(db.transition(&exec, at, next, None, Utc::now()).await.expect("transition"), "{at} -> {next}");
+        at = next;
+    }
+    exec
+}
+
+async fn answer(db: &Db, exec: &ExecId, pc_id: &str, status: ResultStatus) {
+    let pc_id = pc(pc_id);
+    let result = ExecResult {
+        result_id: ResultId::for_run(exec, &pc_id),
+        exec_id: exec.clone(),
+        job_id: job("patch"),
+        version: "1.0".into(),
+        pc_id,
+        status,
+        exit_code: Some(0),
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        started_at: None,
+        finished_at: Utc::now(),
+        reason: None,
+    };
+    db.insert_results(&[(result, 1)], Utc::now()).await.expect("insert result");
+}
+
+async fn begin(db: &Db, exec: &ExecId, pc_id: &str) {
+    let started = RunStarted {
+        exec_id: exec.clone(),
+        job_id: job("patch"),
+        version: "1.0".into(),
+        pc_id: pc(pc_id),
+        started_at: Utc::now(),
+    };
+    db.insert_started(&[(started, 1)]).await.expect("insert start");
+}
+
+async fn list(db: &Db, status: Option<StatusFilter>) -> Vec<ExecId> {
+    let mut ids: Vec<ExecId> = db
+        .list_executions(&ExecutionFilter { job_id: None, status, limit: 1000 })
+        .await
+        .expect("list executions")
+        .into_iter()
+        .map(|row| row.exec_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `status=completed` lists exactly the executions the API shows as `completed` (and `status=running` exactly
+/// those it shows as `running`): both count a target as unanswered when it has no result row, whoever else
+/// answered.
+async fn the_status_filter_agrees_with_the_shown_status(db: &Db) {
+    use ExecStatus::{Halted, RollingOut, Running};
+    let all_answered = execution(db, "patch", "1.0", &["pc-a", "pc-b"], &[Running]).await;
+    answer(db, &all_answered, "pc-a", ResultStatus::Ok).await;
+    answer(db, &all_answered, "pc-b", ResultStatus::Failed).await;
+    let one_running = execution(db, "patch", "1.0", &["pc-a", "pc-b"], &[Running]).await;
+    answer(db, &one_running, "pc-a", ResultStatus::Ok).await;
+    begin(db, &one_running, "pc-b").await;
+    let none_begun = execution(db, "patch", "1.0", &["pc-a"], &[Running]).await;
+    let no_targets = execution(db, "patch", "1.0", &[], &[Running]).await;
+    // An agent that joined a targeted group later may answer too; it is shown, not waited for.
+    let stranger_only = execution(db, "patch", "1.0", &["pc-a"], &[Running]).await;
+    answer(db, &stranger_only, "pc-z", ResultStatus::Ok).await;
+    let stranger_too = execution(db, "patch", "1.0", &["pc-a"], &[Running]).await;
+    answer(db, &stranger_too, "pc-a", ResultStatus::Killed).await;
+    answer(db, &stranger_too, "pc-z", ResultStatus::Ok).await;
+    let halted = execution(db, "patch", "1.0", &["pc-a"], &[RollingOut, Halted]).await;
+    let rolling = execution(db, "patch", "1.0", &["pc-a"], &[RollingOut]).await;
+
+    let mut shown = Vec::new();
+    for exec in list(db, None).await {
+        let row = db.get_execution(&exec).await.expect("read").expect("stored");
+        let unanswered = WaveCounts::from_rows(db.target_counts(&exec).await.expect("counts")).total().unanswered();
+        shown.push((exec, ShownStatus::of(Some(row.status), unanswered)));
+    }
+    let shown_as = |want: ShownStatus| {
+        let mut ids: Vec<ExecId> = shown.iter().filter(|(_, s)| *s == want).map(|(e, _)| e.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let mut completed = vec![all_answered, no_targets, stranger_too];
+    completed.sort();
+    assert_eq!(shown_as(ShownStatus::Completed), completed, "the shown status itself");
+    assert_eq!(list(db, Some(StatusFilter::Completed)).await, completed);
+    let mut running = vec![one_running, none_begun, stranger_only];
+    running.sort();
+    assert_eq!(shown_as(ShownStatus::Stored(Running)), running);
+    assert_eq!(list(db, Some(StatusFilter::Stored(Running))).await, running);
+    for status in ExecStatus::ALL.into_iter().filter(|s| *s != Running) {
+        let listed = list(db, Some(StatusFilter::Stored(status))).await;
+        assert_eq!(listed, shown_as(ShownStatus::Stored(status)), "status={status}");
+    }
+    assert_eq!(list(db, Some(StatusFilter::Stored(Halted))).await, vec![halted]);
+    assert_eq!(list(db, Some(StatusFilter::Stored(RollingOut))).await, vec![rolling]);
+    for (exec, status) in &shown {
+        let settled = matches!(status, ShownStatus::Completed | ShownStatus::Stored(Halted));
+        assert_eq!(status.settled(), settled, "{exec}: {status:?}");
+    }
+}
+
+/// What superseding reads and writes: the job's executions still sending, and a compare-and-set from either
+/// sending status that only one caller wins.
+async fn superseding_reads_the_job_s_unfinished_executions_and_sets_each_once(db: &Db) {
+    use ExecStatus::{RollingOut, Running, Starting, Superseded};
+    let rolling = execution(db, "patch", "1.0", &["pc-a"], &[RollingOut]).await;
+    let starting = execution(db, "patch", "1.0", &["pc-a"], &[]).await;
+    let same_version = execution(db, "patch", "2.0", &["pc-a"], &[RollingOut]).await;
+    let _sent = execution(db, "patch", "1.0", &["pc-a"], &[Running]).await;
+    let _other_job = execution(db, "other", "1.0", &["pc-a"], &[RollingOut]).await;
+    let newer = execution(db, "patch", "2.0", &["pc-a"], &[]).await;
+    let newer = db.get_execution(&newer).await.expect("read").expect("stored");
+
+    let candidates = db.job_executions_in(&job("patch"), rollout::SUPERSEDABLE).await.expect("candidates");
+    let mut candidate_ids: Vec<ExecId> = candidates.iter().map(|row| row.exec_id.clone()).collect();
+    candidate_ids.sort();
+    let mut want = vec![rolling.clone(), starting.clone(), same_version.clone(), newer.exec_id.clone()];
+    want.sort();
+    assert_eq!(candidate_ids, want, "the job's executions in a sending status, and no other");
+    let mut chosen: Vec<ExecId> =
+        candidates.iter().filter(|older| rollout::supersedes(&newer, older)).map(|r| r.exec_id.clone()).collect();
+    chosen.sort();
+    let mut want = vec![rolling.clone(), starting.clone()];
+    want.sort();
+    assert_eq!(chosen, want);
+
+    let reason = rollout::superseded_reason(&newer);
+    for exec in &chosen {
+        let now = Utc::now();
+        assert!(db.transition_from(exec, rollout::SUPERSEDABLE, Superseded, Some(&reason), now).await.expect("cas"));
+        assert!(
+            !db.transition_from(exec, rollout::SUPERSEDABLE, Superseded, Some(&reason), now).await.expect("cas"),
+            "a second engine loses the compare-and-set"
+        );
+        let row = db.get_execution(exec).await.expect("read").expect("stored");
+        assert_eq!((row.status, row.status_reason.as_deref()), (Superseded, Some(reason.as_str())));
+    }
+    let left = db.job_executions_in(&job("patch"), &[Starting]).await.expect("left");
+    assert_eq!(left.iter().map(|row| &row.exec_id).collect::<Vec<_>>(), vec![&newer.exec_id]);
+}
+
+async fn sqlite() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Db::connect(&kanade_backend::db::default_url(dir.path())).await.expect("open sqlite");
+    (dir, db)
+}
+
+#[tokio::test]
+async fn the_status_filter_agrees_with_the_shown_status_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    the_status_filter_agrees_with_the_shown_status(&db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_status_filter_agrees_with_the_shown_status_on_postgres() {
+    let database = postgres::TestDatabase::create().await;
+    let db = Db::connect(&database.url).await.expect("open postgres");
+    the_status_filter_agrees_with_the_shown_status(&db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn superseding_sets_each_older_execution_once_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    superseding_reads_the_job_s_unfinished_executions_and_sets_each_once(&db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn superseding_sets_each_older_execution_once_on_postgres() {
+    let database = postgres::TestDatabase::create().await;
+    let db = Db::connect(&database.url).await.expect("open postgres");
+    superseding_reads_the_job_s_unfinished_executions_and_sets_each_once(&db).await;
+    db.close().await;
+}
