@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use kanade_shared::config::AuthConfig;
 use kanade_shared::wire::ResultStatus;
 use kanade_shared::{Actor, ExecId, JobId, PcId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use crate::config::AuthConfig;
 use crate::db::{AgentRow, Db, ResultFilter, ResultRow};
 
 pub const DEFAULT_RESULT_LIMIT: u32 = 100;

@@ -4,6 +4,7 @@
 //! read the address); [`Bound::serve`] runs the projectors and the server until shutdown.
 
 pub mod api;
+pub mod config;
 pub mod db;
 pub mod engine;
 pub mod live;
@@ -15,10 +16,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kanade_shared::config::{BackendConfig, default_data_dir};
+use kanade_shared::config::default_data_dir;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
+use crate::config::{AuthConfig, BackendConfig};
 use crate::db::Db;
 
 pub struct Backend;
@@ -58,8 +60,8 @@ impl Backend {
             database = %db::redact_url(&url),
             nats = ?config.nats.urls,
             auth = match &config.auth {
-                kanade_shared::config::AuthConfig::Disabled => "disabled".to_owned(),
-                kanade_shared::config::AuthConfig::Tokens { shared, operators } => format!(
+                AuthConfig::Disabled => "disabled".to_owned(),
+                AuthConfig::Tokens { shared, operators } => format!(
                     "{}{} operator token(s)",
                     if shared.is_some() { "shared token, " } else { "" },
                     operators.len()
