@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod caller;
+pub mod config;
 pub mod db;
 pub mod engine;
 pub mod live;
@@ -16,10 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kanade_shared::config::{BackendConfig, default_data_dir};
+use kanade_shared::config::default_data_dir;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
+use crate::config::{AuthConfig, BackendConfig};
 use crate::db::Db;
 
 pub struct Backend;
@@ -59,8 +61,8 @@ impl Backend {
             database = %db::redact_url(&url),
             nats = ?config.nats.urls,
             auth = match &config.auth {
-                kanade_shared::config::AuthConfig::Disabled => "disabled".to_owned(),
-                kanade_shared::config::AuthConfig::Tokens { shared, operators } => format!(
+                AuthConfig::Disabled => "disabled".to_owned(),
+                AuthConfig::Tokens { shared, operators } => format!(
                     "{}{} operator token(s)",
                     if shared.is_some() { "shared token, " } else { "" },
                     operators.len()

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kanade_shared::config::{BackendConfig, ProcessEnv};
+use kanade_backend::config::BackendConfig;
+use kanade_shared::config::ProcessEnv;
 use tokio_util::sync::CancellationToken;
 
 /// kanade's backend: projects JetStream into SQL and serves the HTTP API.

@@ -8,10 +8,9 @@ use kanade_testkit::{NatsServer, TEST_TOKEN, TestAgent, TestBackend, connect, in
 use reqwest::Method;
 use serde_json::{Value, json};
 
-#[path = "support/http.rs"]
-mod http;
+mod support;
 
-use http::{Knobbed, SseStream, assert_error, get, post_json, request};
+use support::http::{Knobbed, SseStream, assert_error, get, post_json, request};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 

@@ -11,12 +11,10 @@ use kanade_testkit::{NatsServer, TEST_TOKEN, TestAgent, TestBackend, connect, ev
 use reqwest::Method;
 use serde_json::json;
 
-#[path = "support/http.rs"]
-mod http;
-#[path = "support/postgres.rs"]
-mod postgres;
+mod support;
 
-use http::{Reply, assert_error, get, post_json, request};
+use support::http::{Reply, assert_error, get, post_json, request};
+use support::postgres;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 

@@ -14,6 +14,10 @@ use kanade_testkit::fleet::{self, ResultWatch};
 use kanade_testkit::{NatsServer, TestAgent, TestBackend, connect, eventually, init_logging};
 use serde_json::Value;
 
+mod support;
+
+use support::postgres;
+
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn pc(id: &str) -> PcId {
@@ -424,6 +428,3 @@ async fn malformed_heartbeats_are_ignored_and_agents_still_show() {
     assert!(skew < 60_000, "last_seen is when the backend heard it, not the agent's clock: {pc_after}");
     assert_eq!(listed[1]["online"], true, "{}", listed[1]);
 }
-
-#[path = "support/postgres.rs"]
-mod postgres;

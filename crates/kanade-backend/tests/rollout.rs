@@ -9,8 +9,9 @@ use kanade_testkit::{NatsServer, TestAgent, TestBackend, connect, eventually, in
 use reqwest::Method;
 use serde_json::{Value, json};
 
-#[path = "support/postgres.rs"]
-mod postgres;
+mod support;
+
+use support::postgres;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 const ALL: &str = "target:\n  all: true\n";

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use kanade_testkit::{NatsServer, TestBackend, connect, init_logging};
 use reqwest::Method;
 
-#[path = "support/http.rs"]
-mod http;
+mod support;
 
-use http::{Reply, assert_error, get, request};
+use support::http::{self, Reply, assert_error, get, request};
 
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";

@@ -1,5 +1,6 @@
-//! Config loading for the agent and the backend: an optional TOML file, rendered as a template first, then
-//! environment overrides, then validation into a checked config.
+//! Config loading for every component: an optional TOML file, rendered as a template first, then environment
+//! overrides, then validation into a checked config. This module holds that machinery, the `[nats]` table every
+//! component shares and the agent's config; the backend's own keys are checked in `kanade-backend`'s `config`.
 //!
 //! Templating uses `teravars` (tera plus a `[vars]` table), which is what the seed's config files were written
 //! for: `{{ system.host }}`, `{{ env(name="X", default="Y") }}`, `{{ vars.name }}`. Evaluated against writing our
@@ -29,8 +30,6 @@ pub const DEFAULT_OUTBOX_MAX_BYTES: u64 = 64 * 1024 * 1024;
 const MIN_OUTBOX_MAX_BYTES: u64 = 64 * 1024;
 const MAX_OUTBOX_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 pub const DEFAULT_CATCH_UP_JITTER: Duration = Duration::from_secs(3);
-pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
-pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 
 /// Where environment variables come from; tests pass a map instead of touching the process environment.
 pub trait EnvSource {
@@ -86,9 +85,10 @@ pub struct NatsConfig {
     pub token: Option<String>,
 }
 
+/// The `[nats]` table of a config file, as written; [`NatsFile::resolve`] applies the environment and checks it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NatsFile {
+pub struct NatsFile {
     url: Option<String>,
     #[serde(default)]
     urls: Vec<String>,
@@ -96,7 +96,9 @@ struct NatsFile {
 }
 
 impl NatsFile {
-    fn resolve(self, env: &dyn EnvSource) -> Result<NatsConfig, ConfigError> {
+    /// `KANADE_NATS_URL` (a comma list) over the file's `urls` and `url`, the default when none; `KANADE_NATS_TOKEN`
+    /// over the file's `token`.
+    pub fn resolve(self, env: &dyn EnvSource) -> Result<NatsConfig, ConfigError> {
         let urls = match env.var("KANADE_NATS_URL") {
             Some(list) => split_list(&list),
             None => {
@@ -135,7 +137,8 @@ fn split_list(value: &str) -> Vec<String> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+/// A humantime duration (`30s`, `5m`) for `key`, or an error naming the key and the value.
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value).map_err(|err| ConfigError::InvalidValue {
         key: key.to_owned(),
         value: value.to_owned(),
@@ -143,8 +146,9 @@ fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     })
 }
 
-/// Reads, renders and parses a config file into its serde file type.
-fn load_file<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
+/// Reads, renders and parses a config file into its serde file type (strict: the type denies unknown fields); no
+/// file is the type's default.
+pub fn load_file<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
     let Some(path) = path else { return Ok(T::default()) };
     let read_err = |source| ConfigError::Read { path: path.to_owned(), source };
     let size = std::fs::metadata(path).map_err(read_err)?.len();
@@ -299,186 +303,6 @@ impl AgentConfig {
     }
 }
 
-/// The backend's checked config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendConfig {
-    pub bind_addr: std::net::SocketAddr,
-    /// `None`: the backend picks its per-OS default.
-    pub data_dir: Option<PathBuf>,
-    /// `None`: a SQLite file in the data dir.
-    pub database_url: Option<String>,
-    /// An agent is shown offline when its last heartbeat is older than this.
-    pub offline_after: Duration,
-    pub auth: AuthConfig,
-    pub nats: NatsConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthConfig {
-    /// `Authorization: Bearer <token>` on every `/api` route: a shared token, per-operator tokens, or both.
-    Tokens {
-        /// Whoever holds it acts as the operator the client names (`X-Kanade-Operator`), so actions are attributed
-        /// but not proven; the two-person rule for approvals is only enforced between [`OperatorToken`]s.
-        shared: Option<String>,
-        operators: Vec<OperatorToken>,
-    },
-    /// No auth at all; only allowed on a loopback address.
-    Disabled,
-}
-
-impl AuthConfig {
-    /// One shared token and no per-operator tokens.
-    pub fn static_token(token: impl Into<String>) -> Self {
-        Self::Tokens { shared: Some(token.into()), operators: Vec::new() }
-    }
-}
-
-/// A token that identifies one operator: actions taken with it are that operator's, whatever the client claims.
-#[derive(Clone, PartialEq, Eq)]
-pub struct OperatorToken {
-    pub name: crate::ids::Actor,
-    pub token: String,
-}
-
-impl std::fmt::Debug for OperatorToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OperatorToken").field("name", &self.name).field("token", &"***").finish()
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackendFile {
-    bind_addr: Option<String>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    offline_after: Option<String>,
-    #[serde(default)]
-    auth: AuthFile,
-    #[serde(default)]
-    nats: NatsFile,
-    #[serde(default)]
-    #[allow(dead_code)]
-    vars: toml::Table,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuthFile {
-    static_token: Option<String>,
-    #[serde(default)]
-    disable: bool,
-    #[serde(default)]
-    operators: Vec<OperatorFile>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OperatorFile {
-    name: String,
-    token: String,
-}
-
-/// Checks `[[auth.operators]]`: valid names, long enough tokens, no name or token twice.
-fn operator_tokens(raw: Vec<OperatorFile>) -> Result<Vec<OperatorToken>, ConfigError> {
-    let mut out: Vec<OperatorToken> = Vec::new();
-    for (index, operator) in raw.into_iter().enumerate() {
-        let field = format!("auth.operators[{index}]");
-        let name = crate::ids::Actor::new(operator.name.clone()).map_err(|err| ConfigError::InvalidValue {
-            key: format!("{field}.name"),
-            value: operator.name.clone(),
-            problem: err.to_string(),
-        })?;
-        if operator.token.len() < MIN_TOKEN_LEN {
-            return Err(ConfigError::Invalid(format!(
-                "{field}.token is {} characters; use at least {MIN_TOKEN_LEN}",
-                operator.token.len()
-            )));
-        }
-        if out.iter().any(|o| o.name == name) {
-            return Err(ConfigError::Invalid(format!("{field}: operator `{name}` is listed twice")));
-        }
-        if out.iter().any(|o| o.token == operator.token) {
-            return Err(ConfigError::Invalid(format!("{field}: operator `{name}` has another operator's token")));
-        }
-        out.push(OperatorToken { name, token: operator.token });
-    }
-    Ok(out)
-}
-
-/// Shortest static token accepted: a guessable token is worse than none, because it looks like protection.
-pub const MIN_TOKEN_LEN: usize = 16;
-
-impl BackendConfig {
-    /// Loads the backend's config: the file (if any), then `KANADE_BIND_ADDR`, `KANADE_BACKEND_DATA_DIR`,
-    /// `KANADE_DATABASE_URL`, `KANADE_AUTH_STATIC_TOKEN`, `KANADE_AUTH_DISABLE=1`, `KANADE_NATS_URL`,
-    /// `KANADE_NATS_TOKEN`.
-    pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let file: BackendFile = load_file(path)?;
-        let raw_bind = env.var("KANADE_BIND_ADDR").or(file.bind_addr).unwrap_or_else(|| DEFAULT_BIND_ADDR.into());
-        let bind_addr = raw_bind.parse().map_err(|_| ConfigError::InvalidValue {
-            key: "bind_addr".into(),
-            value: raw_bind.clone(),
-            problem: "is not an address of the form ip:port".into(),
-        })?;
-        let offline_after = match file.offline_after {
-            Some(raw) => parse_duration("offline_after", &raw)?,
-            None => DEFAULT_OFFLINE_AFTER,
-        };
-
-        let disable = match env.var("KANADE_AUTH_DISABLE") {
-            Some(v) => match v.as_str() {
-                "1" | "true" => true,
-                "0" | "false" | "" => false,
-                _ => {
-                    return Err(ConfigError::InvalidValue {
-                        key: "KANADE_AUTH_DISABLE".into(),
-                        value: v,
-                        problem: "must be 1 or 0".into(),
-                    });
-                }
-            },
-            None => file.auth.disable,
-        };
-        let token = env.var("KANADE_AUTH_STATIC_TOKEN").or(file.auth.static_token).filter(|t| !t.is_empty());
-        let operators = operator_tokens(file.auth.operators)?;
-        let auth = match (disable, token) {
-            (true, _) => AuthConfig::Disabled,
-            (false, Some(token)) if token.len() < MIN_TOKEN_LEN => {
-                return Err(ConfigError::Invalid(format!(
-                    "auth.static_token is {} characters; use at least {MIN_TOKEN_LEN}",
-                    token.len()
-                )));
-            }
-            (false, Some(token)) if operators.iter().any(|o| o.token == token) => {
-                return Err(ConfigError::Invalid("auth.static_token is also an operator's token".into()));
-            }
-            (false, shared) if shared.is_some() || !operators.is_empty() => AuthConfig::Tokens { shared, operators },
-            (false, _) => {
-                return Err(ConfigError::Invalid(
-                    "no auth configured: set auth.static_token (or KANADE_AUTH_STATIC_TOKEN) or [[auth.operators]], \
-                     or KANADE_AUTH_DISABLE=1 on a loopback address"
-                        .into(),
-                ));
-            }
-        };
-        if auth == AuthConfig::Disabled && !std::net::SocketAddr::ip(&bind_addr).is_loopback() {
-            return Err(ConfigError::Invalid(format!(
-                "auth is disabled but bind_addr `{bind_addr}` is not a loopback address; refusing to serve an open API"
-            )));
-        }
-
-        Ok(Self {
-            bind_addr,
-            data_dir: env.var("KANADE_BACKEND_DATA_DIR").map(PathBuf::from).or(file.data_dir),
-            database_url: env.var("KANADE_DATABASE_URL").or(file.database_url).filter(|u| !u.is_empty()),
-            offline_after,
-            auth,
-            nats: file.nats.resolve(env)?,
-        })
-    }
-}
-
 /// Candidate data directories for `component`, best first; the caller takes the first it can create. A service
 /// runs as root/SYSTEM and wants the machine-wide place; a developer's run falls back to the user's data dir.
 pub fn data_dir_candidates(component: &str, env: &dyn EnvSource) -> Vec<PathBuf> {
@@ -606,64 +430,9 @@ mod tests {
     }
 
     #[test]
-    fn backend_refuses_unsafe_auth() {
-        let err = BackendConfig::load(None, &env(&[])).unwrap_err().to_string();
-        assert!(err.starts_with("no auth configured"), "{err}");
-        let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BIND_ADDR", "0.0.0.0:80")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not a loopback address"), "{err}");
-        let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_STATIC_TOKEN", "short")])).unwrap_err().to_string();
-        assert!(err.contains("at least 16"), "{err}");
-        let cfg = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1")])).unwrap();
-        assert_eq!(cfg.auth, AuthConfig::Disabled);
-        let cfg = BackendConfig::load(
-            None,
-            &env(&[("KANADE_AUTH_STATIC_TOKEN", "0123456789abcdef"), ("KANADE_BIND_ADDR", "0.0.0.0:8081")]),
-        )
-        .unwrap();
-        assert_eq!(cfg.auth, AuthConfig::static_token("0123456789abcdef"));
-        assert_eq!(cfg.bind_addr.port(), 8081);
-    }
-
-    #[test]
-    fn operator_tokens_are_checked() {
-        let load = |text: &str| {
-            let file = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(file.path(), text).unwrap();
-            BackendConfig::load(Some(file.path()), &env(&[])).map(|c| c.auth).map_err(|e| e.to_string())
-        };
-        let ok = load("[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\n").unwrap();
-        let AuthConfig::Tokens { shared: None, operators } = ok else { panic!("{ok:?}") };
-        assert_eq!(operators[0].name.as_str(), "alice");
-        assert!(!format!("{:?}", operators[0]).contains("0123456789"), "a token must not reach the log");
-        let two = "[[auth.operators]]\nname = \"alice\"\ntoken = \"same-0123456789abcdef\"\n\
-                   [[auth.operators]]\nname = \"bob\"\ntoken = \"same-0123456789abcdef\"\n";
-        assert!(load(two).unwrap_err().contains("another operator's token"));
-        let short = "[[auth.operators]]\nname = \"alice\"\ntoken = \"short\"\n";
-        assert!(load(short).unwrap_err().contains("auth.operators[0].token is 5 characters"));
-        let bad = "[[auth.operators]]\nname = \"Alice Smith\"\ntoken = \"alice-0123456789abcdef\"\n";
-        assert!(load(bad).unwrap_err().contains("auth.operators[0].name"));
-        let unknown = "[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\nrole = \"x\"\n";
-        assert!(load(unknown).unwrap_err().contains("role"));
-    }
-
-    #[test]
-    fn the_example_configs_load() {
+    fn the_example_agent_config_loads() {
         let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
         let agent = AgentConfig::load(Some(&deploy.join("agent.example.toml")), &env(&[]), "h").unwrap();
         assert_eq!(agent.groups.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["tokyo", "wave1"]);
-        let backend =
-            BackendConfig::load(Some(&deploy.join("backend.example.toml")), &env(&[("KANADE_AUTH_DISABLE", "1")]))
-                .unwrap();
-        assert_eq!(backend.offline_after, Duration::from_secs(90));
-    }
-
-    #[test]
-    fn backend_rejects_bad_addresses() {
-        let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BIND_ADDR", "localhost")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("bind_addr: `localhost` is not an address"), "{err}");
     }
 }

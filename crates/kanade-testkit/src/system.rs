@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kanade_shared::config::{AgentConfig, AuthConfig, BackendConfig, NatsConfig};
+use kanade_backend::config::{AuthConfig, BackendConfig, OperatorToken};
+use kanade_shared::config::{AgentConfig, NatsConfig};
 use kanade_shared::{GroupName, PcId};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +115,7 @@ pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: 
             shared: Some(TEST_TOKEN.to_owned()),
             operators: OPERATORS
                 .iter()
-                .map(|(name, token)| kanade_shared::config::OperatorToken {
+                .map(|(name, token)| OperatorToken {
                     name: kanade_shared::Actor::new(*name).expect("operator name"),
                     token: (*token).to_owned(),
                 })

@@ -4,11 +4,10 @@ import { useQuery } from "@tanstack/react-query";
 import { useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, ExecBadge, ExecLink, Loading, PageTitle, ProgressBar, When } from "../components";
+import { ErrorNote, ExecActions, ExecBadge, ExecLink, Loading, PageTitle, ProgressBar, When } from "../components";
 import { keys } from "../lib/live";
 import { progress } from "../lib/progress";
 import type { Execution } from "../lib/types";
-import { ExecActions } from "./actions";
 
 const STATUSES = ["pending_approval", "rolling_out", "running", "completed", "halted", "rejected", "superseded"];
 

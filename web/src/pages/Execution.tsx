@@ -6,7 +6,7 @@ import { useEffect, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, ExecBadge, Loading, PageTitle, PcLink, ProgressBar, StateBadge, When } from "../components";
+import { ErrorNote, ExecActions, ExecBadge, Loading, PageTitle, PcLink, ProgressBar, StateBadge, When } from "../components";
 import { took } from "../lib/format";
 import { keys } from "../lib/live";
 import { LiveOutput } from "../lib/output";
@@ -14,7 +14,6 @@ import { progress } from "../lib/progress";
 import { follow } from "../lib/sse";
 import type { OutputChunk, ResultRow, TargetState } from "../lib/types";
 import { Waves } from "./Activity";
-import { ExecActions } from "./actions";
 
 export function ExecutionPage() {
   const { exec = "" } = useParams();

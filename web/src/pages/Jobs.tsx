@@ -9,15 +9,8 @@ import { ErrorNote, Loading, PageTitle, When } from "../components";
 import { type ExecForm, type WaveRow, EMPTY_FORM, EMPTY_WAVE, MAX_WAVES, check } from "../lib/execform";
 import { millis } from "../lib/format";
 import { keys } from "../lib/live";
-import type { StoredJob, Targets } from "../lib/types";
-
-export function describeTargets(t: Targets): string {
-  if (t.all) return "every agent";
-  const parts = [];
-  if (t.groups.length) parts.push(`group${t.groups.length > 1 ? "s" : ""} ${t.groups.join(", ")}`);
-  if (t.pcs.length) parts.push(`${t.pcs.length > 3 ? `${t.pcs.length} PCs` : `PC${t.pcs.length > 1 ? "s" : ""} ${t.pcs.join(", ")}`}`);
-  return parts.join(" and ") || "nobody";
-}
+import { describeTargets } from "../lib/targets";
+import type { StoredJob } from "../lib/types";
 
 export function JobsPage() {
   const { job: selected } = useParams();

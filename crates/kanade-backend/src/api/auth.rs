@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::config::AuthConfig;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kanade_shared::Actor;
-use kanade_shared::config::AuthConfig;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState, ErrorCode};

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::AuthConfig;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{any, get, post};
-use kanade_shared::config::AuthConfig;
 
 use crate::db::Db;
 

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::config::AuthConfig;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kanade_shared::api::{ErrorBody, Health, Session};
-use kanade_shared::config::AuthConfig;
 
 use super::AppState;
 use crate::caller::Caller;

@@ -2,8 +2,6 @@
 //! limit), requests with any headers and body, server-sent events read off a response, and raw requests that no
 //! client normalises.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
