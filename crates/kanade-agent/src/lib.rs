@@ -11,7 +11,9 @@ pub mod jobstate;
 pub mod ledger;
 pub mod liveconfig;
 pub mod outbox;
+pub mod pipeline;
 pub mod platform;
+pub mod running;
 pub mod simulate;
 pub mod update;
 
