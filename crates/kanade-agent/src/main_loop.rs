@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_nats::{Client, Message, Subscriber};
 use futures::StreamExt as _;
 use futures::stream::{Select, SelectAll};
+use kanade_shared::PcId;
 use kanade_shared::config::AgentConfig;
 use kanade_shared::wire::KillAck;
-use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,10 +46,48 @@ pub enum Event {
     HeartbeatDue,
     /// The connection came (back) up.
     Reconnected,
+    /// One of the loop's own tasks reported back.
+    Report(Report),
+}
+
+/// What the loop's own tasks report back to it.
+pub enum Report {
     /// A catch-up read back what was published while the agent was away.
     CaughtUp(ReadBack),
     /// A reload of the `agent_config` layers after a (re)connect finished.
     AgentConfigRead,
+}
+
+/// The way back from the loop's tasks into the loop. A queue and a wake-up rather than a channel: a tokio
+/// channel allocates a block of slots up front, which ten thousand simulated agents would each pay for, for a
+/// report that comes once per (re)connect.
+#[derive(Clone, Default)]
+struct Reports(Arc<ReportQueue>);
+
+#[derive(Default)]
+struct ReportQueue {
+    queue: std::sync::Mutex<std::collections::VecDeque<Report>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Reports {
+    fn send(&self, report: Report) {
+        if let Ok(mut queue) = self.0.queue.lock() {
+            queue.push_back(report);
+        }
+        // Stores a permit when the loop is not waiting, so no report is left unseen.
+        self.0.ready.notify_one();
+    }
+
+    /// The next report. Cancel-safe: nothing is taken from the queue until it is returned.
+    async fn recv(&self) -> Report {
+        loop {
+            if let Some(report) = self.0.queue.lock().ok().and_then(|mut queue| queue.pop_front()) {
+                return report;
+            }
+            self.0.ready.notified().await;
+        }
+    }
 }
 
 /// The agent's subscriptions, made before the first catch-up reads anything back, so a command published in
@@ -68,7 +106,7 @@ struct Sources {
     heartbeat: Interval,
     connects: Connects,
     /// What the loop's own tasks send back (catch-up, config reload).
-    reports: mpsc::UnboundedReceiver<Event>,
+    reports: Reports,
     shutdown: CancellationToken,
 }
 
@@ -90,7 +128,7 @@ impl Sources {
             Some(message) = subscriptions.config_changes.next() => Some(Event::AgentConfigChanged(message)),
             _ = self.heartbeat.tick() => Some(Event::HeartbeatDue),
             Ok(()) = self.connects.changed() => Some(Event::Reconnected),
-            Some(event) = self.reports.recv() => Some(event),
+            report = self.reports.recv() => Some(Event::Report(report)),
             () = self.shutdown.cancelled() => None,
         }
     }
@@ -114,7 +152,9 @@ pub struct Parts {
 }
 
 pub struct MainLoop {
-    config: AgentConfig,
+    pc: PcId,
+    /// The config file's values, which the `agent_config` layers override.
+    defaults: Applied,
     client: Client,
     pipeline: Arc<Pipeline>,
     outbox: Arc<Outbox>,
@@ -126,7 +166,7 @@ pub struct MainLoop {
     catch_up: Arc<CatchUp>,
     updater: Option<Updater>,
     sources: Sources,
-    reports: mpsc::UnboundedSender<Event>,
+    reports: Reports,
     /// Runs, and the catch-ups that hand runs on.
     runs: TaskTracker,
     /// Everything else the agent starts: config reloads, self-update, slot changes.
@@ -153,17 +193,18 @@ impl MainLoop {
         } = parts;
         // Only reconnects from here on: the first catch-up is started by `run` itself.
         connects.mark_unchanged();
-        let (reports, reported) = mpsc::unbounded_channel();
+        let reports = Reports::default();
         let sources = Sources {
             subscriptions,
             heartbeat: heartbeat_timer(config.heartbeat_interval),
             connects,
-            reports: reported,
+            reports: reports.clone(),
             shutdown: shutdown.clone(),
         };
         Self {
+            pc: config.pc_id.clone(),
+            defaults: Applied::from_config(&config),
             applied: Applied::from_config(&config),
-            config,
             client,
             pipeline,
             outbox,
@@ -228,7 +269,7 @@ impl MainLoop {
                 self.heartbeats.publish(self.counters()).await;
                 self.start_catch_up();
             }
-            Event::CaughtUp(read) => {
+            Event::Report(Report::CaughtUp(read)) => {
                 // Handed on oldest first; the position moves only now that every one of them is.
                 for command in &read.commands {
                     let pipeline = self.pipeline.clone();
@@ -236,7 +277,7 @@ impl MainLoop {
                 }
                 self.catch_up.handed_on(&read);
             }
-            Event::AgentConfigRead => self.reconfigure(),
+            Event::Report(Report::AgentConfigRead) => self.reconfigure(),
         }
     }
 
@@ -260,7 +301,7 @@ impl MainLoop {
         };
         for exec in self.pipeline.kill(&target) {
             if let Some(reply) = &message.reply {
-                let ack = KillAck { pc_id: self.config.pc_id.clone(), exec_id: exec };
+                let ack = KillAck { pc_id: self.pc.clone(), exec_id: exec };
                 if let Ok(body) = serde_json::to_vec(&ack) {
                     let _ = self.client.publish(reply.clone(), body.into()).await;
                 }
@@ -280,7 +321,7 @@ impl MainLoop {
                 background.spawn(async move {
                     // A stop does not wait for a read in flight (with the broker away it waits out its timeout).
                     tokio::select! {
-                        () = live.reload_until_read(&client) => { let _ = reports.send(Event::AgentConfigRead); }
+                        () = live.reload_until_read(&client) => { reports.send(Report::AgentConfigRead); }
                         () = shutdown.cancelled() => {}
                     }
                 });
@@ -291,7 +332,7 @@ impl MainLoop {
                 () = shutdown.cancelled() => None,
             };
             if let Some(read) = read {
-                let _ = reports.send(Event::CaughtUp(read));
+                reports.send(Report::CaughtUp(read));
             }
         });
     }
@@ -306,7 +347,7 @@ impl MainLoop {
         for rejected in &settings.rejected {
             tracing::warn!(value = %rejected, "agent_config: ignoring a value this agent cannot use");
         }
-        let changes = self.applied.update(&settings, Applied::from_config(&self.config));
+        let changes = self.applied.update(&settings, self.defaults);
         if let Some((from, to)) = changes.heartbeat_interval {
             tracing::info!(from = ?from, to = ?to, "heartbeat interval changed");
             self.sources.heartbeat = heartbeat_timer(to);
