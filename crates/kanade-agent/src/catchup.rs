@@ -2,6 +2,11 @@
 //! direct get (`$JS.API.DIRECT.GET.EXEC`, `next_by_subj` + `batch`), one request per filter — all, each group,
 //! this pc. Direct get leaves no state on the server, unlike a consumer per agent (DESIGN.md measured both).
 //! De-duplication is the run ledger's: a command seen live and again here still runs once.
+//!
+//! [`CatchUp::read_back`] is the whole read after a (re)connect: a jittered wait (so a fleet that reconnects
+//! together does not read together), the job state reloaded first (so what is read back is judged against the
+//! current state), each filter read with retry and backoff, and everything merged oldest first. The position moves
+//! only once what was read has been handed on ([`CatchUp::handed_on`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +15,9 @@ use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
 use kanade_shared::resources::STREAM_EXEC;
+use tokio_util::sync::CancellationToken;
+
+use crate::jobstate::JobStates;
 
 /// Messages asked for per request.
 const BATCH: u64 = 256;
@@ -17,6 +25,10 @@ const BATCH: u64 = 256;
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Stop after this many messages per filter in one catch-up: a bounded amount of work however large `EXEC` is.
 const MAX_PER_FILTER: usize = 10_000;
+/// The first wait before a failed filter read is tried again; it doubles up to [`GIVE_UP_AFTER`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// A filter read is given up (until the next reconnect) once the wait before the next try would reach this.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 /// A message read back from a stream.
 #[derive(Debug, Clone)]
@@ -117,8 +129,106 @@ pub async fn fetch_from(client: &Client, stream: &str, filter: &str, from: u64) 
     }
 }
 
+/// What one catch-up read on all filters, oldest first.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    pub commands: Vec<Fetched>,
+    /// How far every filter was read to: the position once these commands are handed on. `None` when a filter's
+    /// end was not known (the position then stays).
+    complete_to: Option<u64>,
+}
+
+/// Merges what each filter read: one list in stream order, complete only as far as the least complete filter.
+pub fn merge(reads: Vec<Read>) -> ReadBack {
+    let mut complete_to = Some(u64::MAX);
+    let mut commands = Vec::new();
+    for read in reads {
+        complete_to = complete_to.zip(read.complete_to).map(|(a, b)| a.min(b));
+        commands.extend(read.commands);
+    }
+    commands.sort_by_key(|f| f.seq);
+    ReadBack { commands, complete_to: complete_to.filter(|s| *s != u64::MAX) }
+}
+
+/// One agent's catch-up: its filters, where it got to, and how long it may wait before reading.
+pub struct CatchUp {
+    filters: Vec<String>,
+    position: Position,
+    jitter: Duration,
+}
+
+impl CatchUp {
+    pub fn new(filters: Vec<String>, position: Position, jitter: Duration) -> Self {
+        Self { filters, position, jitter }
+    }
+
+    /// The subjects the agent takes commands on: all, its groups, itself.
+    pub fn filters(&self) -> &[String] {
+        &self.filters
+    }
+
+    /// Reads back the commands published since the last complete catch-up. `job_state_read` is called once the
+    /// job state is reloaded (the agent starts its config reload there, after the same jitter). `None` when cut
+    /// short by `shutdown` or given up: it is simply done again on the next (re)connect, since the position only
+    /// moves at the end and the ledger keeps what was already handed on from running twice.
+    pub async fn read_back(
+        &self,
+        client: &Client,
+        jobs: &JobStates,
+        shutdown: &CancellationToken,
+        job_state_read: impl FnOnce(),
+    ) -> Option<ReadBack> {
+        let jitter = self.jitter.mul_f64(rand::random_range(0.0..=1.0));
+        tokio::select! {
+            () = tokio::time::sleep(jitter) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        if let Err(err) = jobs.reload(client).await {
+            tracing::warn!(error = %err, "cannot re-read job state; live updates still apply");
+        }
+        job_state_read();
+        let from = self.position.load() + 1;
+        let mut reads = Vec::with_capacity(self.filters.len());
+        for filter in &self.filters {
+            let mut backoff = RETRY_FIRST;
+            let read = loop {
+                match fetch(client, filter, from).await {
+                    Ok(read) => break read,
+                    Err(err) if backoff < GIVE_UP_AFTER => {
+                        tracing::warn!(filter, error = %err, retry_in = ?backoff, "catch-up failed");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = shutdown.cancelled() => return None,
+                        }
+                        backoff *= 2;
+                    }
+                    Err(err) => {
+                        tracing::error!(filter, error = %err, "catch-up gave up; missed commands wait for the next reconnect");
+                        return None;
+                    }
+                }
+            };
+            reads.push(read);
+        }
+        let read = merge(reads);
+        if !read.commands.is_empty() {
+            tracing::info!(commands = read.commands.len(), from, "caught up on commands published while away");
+        }
+        Some(read)
+    }
+
+    /// Everything `read` returned has been handed to the pipeline (claimed or about to be): the next catch-up
+    /// starts after it.
+    pub fn handed_on(&self, read: &ReadBack) {
+        if let Some(seq) = read.complete_to {
+            self.position.save(seq);
+        }
+    }
+}
+
 /// Where the agent remembers how far it has caught up, so the next catch-up reads only what is newer. Losing it
 /// costs a longer read, never a second run (the ledger de-duplicates).
+#[derive(Debug, Clone)]
 pub struct Position {
     path: PathBuf,
 }
@@ -141,5 +251,41 @@ impl Position {
         if let Err(err) = std::fs::write(&self.path, seq.to_string()) {
             tracing::warn!(file = %self.path.display(), error = %err, "cannot record the catch-up position");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(seq: u64) -> Fetched {
+        Fetched { seq, subject: format!("commands.all.j{seq}"), payload: Bytes::new(), headers: None }
+    }
+
+    #[test]
+    fn a_read_back_is_in_stream_order_and_complete_as_far_as_its_least_complete_filter() {
+        let all = Read { commands: vec![fetched(2), fetched(9)], complete_to: Some(12) };
+        let own = Read { commands: vec![fetched(5)], complete_to: Some(10) };
+        let read = merge(vec![all, own]);
+        assert_eq!(read.commands.iter().map(|f| f.seq).collect::<Vec<_>>(), [2, 5, 9]);
+        assert_eq!(read.complete_to, Some(10));
+
+        let unknown = Read { commands: vec![fetched(3)], complete_to: None };
+        let read = merge(vec![Read { commands: vec![], complete_to: Some(4) }, unknown]);
+        assert_eq!(read.complete_to, None, "a filter whose end is not known keeps the position where it was");
+        assert_eq!(merge(Vec::new()).complete_to, None, "nothing read, nothing to record");
+    }
+
+    #[test]
+    fn the_position_moves_only_when_handed_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let catch_up = CatchUp::new(Vec::new(), Position::new(tmp.path()), Duration::ZERO);
+        assert_eq!(catch_up.position.load(), 0);
+        catch_up.handed_on(&merge(vec![Read { commands: vec![fetched(7)], complete_to: Some(8) }]));
+        assert_eq!(catch_up.position.load(), 8);
+        catch_up.handed_on(&merge(vec![Read { commands: vec![], complete_to: None }]));
+        assert_eq!(catch_up.position.load(), 8);
+        catch_up.position.reset();
+        assert_eq!(catch_up.position.load(), 0);
     }
 }

@@ -1,11 +1,30 @@
-//! Heartbeats: what the agent reports about itself every interval and in answer to a ping.
+//! Heartbeats: what the agent reports about itself every interval and in answer to a ping, and the count of
+//! malformed messages it reports.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use kanade_shared::config::AgentConfig;
+use kanade_shared::subject;
 use kanade_shared::wire::Heartbeat;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// Messages the agent could not use: logged and counted, never fatal (one bad message cannot stop the daemon).
+#[derive(Debug, Default)]
+pub struct Malformed(AtomicU64);
+
+impl Malformed {
+    pub fn record(&self, subject: &str, bytes: usize, error: &dyn std::fmt::Display) {
+        let total = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(subject, bytes, error = %error, total, "ignoring malformed message");
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// The agent's live counters at the moment a heartbeat is built.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,7 +95,7 @@ impl HeartbeatSource {
         (rss, cpu)
     }
 
-    pub fn build(&self, config: &kanade_shared::config::AgentConfig, counters: Counters) -> Heartbeat {
+    pub fn build(&self, config: &AgentConfig, counters: Counters) -> Heartbeat {
         let (rss_bytes, cpu_percent) = self.sample();
         Heartbeat {
             pc_id: config.pc_id.clone(),
@@ -98,6 +117,41 @@ impl HeartbeatSource {
             heartbeat_interval_ms: u64::try_from(counters.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
             max_local_concurrent: counters.max_local_concurrent,
             sent_at: Utc::now(),
+        }
+    }
+}
+
+/// Sends one agent's heartbeats: every interval on `heartbeat.<pc>`, and in answer to a ping.
+pub struct Heartbeats {
+    source: std::sync::Arc<HeartbeatSource>,
+    client: async_nats::Client,
+    config: AgentConfig,
+}
+
+impl Heartbeats {
+    pub fn new(source: std::sync::Arc<HeartbeatSource>, client: async_nats::Client, config: AgentConfig) -> Self {
+        Self { source, client, config }
+    }
+
+    /// Publishes a heartbeat now (best effort: the next one follows an interval later).
+    pub async fn publish(&self, counters: Counters) {
+        let heartbeat = self.source.build(&self.config, counters);
+        match serde_json::to_vec(&heartbeat) {
+            Ok(body) => {
+                if let Err(err) = self.client.publish(subject::heartbeat(&self.config.pc_id), body.into()).await {
+                    tracing::debug!(error = %err, "heartbeat not sent");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "cannot encode heartbeat"),
+        }
+    }
+
+    /// Answers a ping with a fresh heartbeat.
+    pub async fn answer(&self, ping: &async_nats::Message, counters: Counters) {
+        let Some(reply) = &ping.reply else { return };
+        let heartbeat = self.source.build(&self.config, counters);
+        if let Ok(body) = serde_json::to_vec(&heartbeat) {
+            let _ = self.client.publish(reply.clone(), body.into()).await;
         }
     }
 }

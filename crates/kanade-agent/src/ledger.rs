@@ -66,6 +66,39 @@ pub struct Unfinished {
     pub interrupted: Vec<Started>,
 }
 
+/// What recovery did with what a previous life of the agent left unfinished, and what is left to report.
+#[derive(Debug, Default, PartialEq)]
+pub struct Recovery {
+    /// Runs that were claimed but never started: their claims are dropped, so the catch-up reads them again (from
+    /// the start: the caller resets its position) and they run after all, within their deadline.
+    pub handed_back: Vec<ExecId>,
+    /// A `failed` / `interrupted` result for each run whose script was running: what it did is unknown, and it is
+    /// never run again. The caller records them like any result.
+    pub interrupted: Vec<ExecResult>,
+}
+
+/// The result of a run the agent died in.
+pub fn interrupted(run: &Started, pc: &PcId, now: DateTime<Utc>) -> ExecResult {
+    ExecResult {
+        result_id: ResultId::for_run(&run.exec_id, pc),
+        exec_id: run.exec_id.clone(),
+        job_id: run.job_id.clone(),
+        version: run.version.clone(),
+        pc_id: pc.clone(),
+        status: ResultStatus::Failed,
+        exit_code: None,
+        stdout: String::new(),
+        stderr: "the agent stopped while this script ran (killed, crashed or the machine lost power); what the \
+                 script did is unknown, and it is not run again"
+            .into(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        started_at: Some(run.started_at),
+        finished_at: now,
+        reason: Some(Reason::Interrupted),
+    }
+}
+
 impl RunLedger {
     pub fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
@@ -177,6 +210,36 @@ impl RunLedger {
         Ok(found)
     }
 
+    /// Settles what a previous life of this agent (`pc`) left unfinished (it was killed, or the machine lost power).
+    /// A run that had not started is released; a run whose result the outbox already holds (`has_result`) only
+    /// lost its `finished` mark, which is put back; every other started run is returned as `interrupted`. Called
+    /// once at start, before any new claim.
+    pub fn recover(
+        &self,
+        pc: &PcId,
+        has_result: impl Fn(&ResultId) -> bool,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<Recovery> {
+        let unfinished = self.unfinished()?;
+        for exec in &unfinished.not_started {
+            tracing::info!(exec_id = %exec, "a run taken on before a crash never started; it runs after all");
+            if let Err(err) = self.release(exec) {
+                tracing::error!(exec_id = %exec, error = %err, "cannot release the run; it will not run");
+            }
+        }
+        let mut interrupted_runs = Vec::new();
+        for run in unfinished.interrupted {
+            if has_result(&ResultId::for_run(&run.exec_id, pc)) {
+                // Its result was written; only the ledger's mark was lost.
+                let _ = self.finished(&Started { finished_at: Some(now), ..run });
+                continue;
+            }
+            tracing::warn!(exec_id = %run.exec_id, job_id = %run.job_id, "the agent stopped while this run's script ran; reporting it interrupted");
+            interrupted_runs.push(interrupted(&run, pc, now));
+        }
+        Ok(Recovery { handed_back: unfinished.not_started, interrupted: interrupted_runs })
+    }
+
     /// A result for the run `result_id` names whose result was written to the outbox but cannot be read back:
     /// `failed` with reason `result_lost`, built from the ledger's record of the run. `None` when the ledger does
     /// not know the run (then nothing can say which job it was).
@@ -248,6 +311,46 @@ mod tests {
         assert!(reopened.is_claimed(&exec));
         reopened.release(&exec).unwrap();
         assert!(reopened.claim(&exec).unwrap(), "a released run can be claimed again");
+    }
+
+    #[test]
+    fn recovery_hands_back_what_never_started_and_reports_what_was_running() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ledger = RunLedger::open(tmp.path().join("runs")).unwrap();
+        let (id, pc) = (|s: &str| ExecId::new(s).unwrap(), PcId::new("pc-1").unwrap());
+        let started_at = Utc::now();
+        let run = |exec: &str| Started {
+            exec_id: id(exec),
+            job_id: JobId::new("job").unwrap(),
+            version: "7".into(),
+            started_at,
+            finished_at: None,
+        };
+        for exec in ["waiting", "running", "written", "done"] {
+            assert!(ledger.claim(&id(exec)).unwrap());
+        }
+        for exec in ["running", "written", "done"] {
+            ledger.started(&run(exec)).unwrap();
+        }
+        ledger.finished(&Started { finished_at: Some(Utc::now()), ..run("done") }).unwrap();
+        // `written` has its result in the outbox: its `finished` mark is what a crash lost.
+        let in_outbox = ResultId::for_run(&id("written"), &pc);
+
+        let now = Utc::now();
+        let recovery = ledger.recover(&pc, |result| *result == in_outbox, now).unwrap();
+        assert_eq!(recovery.handed_back, [id("waiting")]);
+        assert_eq!(recovery.interrupted, [interrupted(&run("running"), &pc, now)]);
+        let result = &recovery.interrupted[0];
+        assert_eq!((result.status, result.reason.clone()), (ResultStatus::Failed, Some(Reason::Interrupted)));
+        assert_eq!((result.result_id.as_str(), result.version.as_str()), ("running.pc-1", "7"));
+
+        assert!(ledger.claim(&id("waiting")).unwrap(), "a handed-back run can be taken on again");
+        let left = ledger.unfinished().unwrap();
+        let left: Vec<&str> = left.interrupted.iter().map(|r| r.exec_id.as_str()).collect();
+        assert_eq!(left, ["running"], "the written one is marked finished; the caller records the running one");
+        for exec in ["running", "written", "done"] {
+            assert!(!ledger.claim(&id(exec)).unwrap(), "{exec} never runs again");
+        }
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The agent's copy of the layers of KV `agent_config` that apply to it (`global`, `groups.<g>` for each of its
 //! groups, `pcs.<pc>`), kept current like the job state: core subscriptions on exactly those keys' subjects and a
 //! batch direct get on every (re)connect. No KV watch: a watch is a consumer per agent (DESIGN.md).
+//!
+//! [`Applied`] is what of it is in force; [`Applied::update`] says what a new set of settings changes, and the
+//! agent's main loop carries that out.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_nats::HeaderMap;
+use kanade_shared::config::AgentConfig;
 use kanade_shared::layered::{self, Layer, Scope, Settings};
 use kanade_shared::resources::{KV_AGENT_CONFIG, kv_stream_name};
 use kanade_shared::{GroupName, PcId, subject};
@@ -104,6 +109,22 @@ impl LiveConfig {
         layers.by_scope = fresh;
     }
 
+    /// Re-reads the layers like [`LiveConfig::reload`], retrying with backoff while the bucket is not there (a
+    /// broker set up after the agent started) or the broker does not answer. Returns once they are read.
+    pub async fn reload_until_read(&self, client: &async_nats::Client) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.reload(client).await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "cannot read agent_config yet; live changes still apply");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
     /// The merged settings now, with any conflicts between groups.
     pub fn settings(&self) -> (Settings, Vec<String>) {
         let Ok(layers) = self.layers.lock() else { return (Settings::default(), Vec::new()) };
@@ -117,6 +138,41 @@ impl LiveConfig {
         let own = layers.get(&Scope::Pc(self.pc.clone())).map(|l| (&self.pc, l));
         let effective = layered::effective(global, &groups, own);
         (Settings::from_effective(&effective), effective.conflicts)
+    }
+}
+
+/// The `agent_config` values in force. The local config file's values are the defaults the layers override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub heartbeat_interval: Duration,
+    pub slots: usize,
+}
+
+/// What putting new settings in force changes: each as (from, to).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub heartbeat_interval: Option<(Duration, Duration)>,
+    pub slots: Option<(usize, usize)>,
+}
+
+impl Applied {
+    /// What the config file says, before any layer is read.
+    pub fn from_config(config: &AgentConfig) -> Self {
+        Self { heartbeat_interval: config.heartbeat_interval, slots: config.max_local_concurrent.max(1) }
+    }
+
+    /// Puts `settings` in force over `defaults` (the config file's, [`Applied::from_config`]), and says what
+    /// changed. A run needs a slot, so there is always at least one.
+    pub fn update(&mut self, settings: &Settings, defaults: Applied) -> Changes {
+        let heartbeat_interval = settings.heartbeat_interval.unwrap_or(defaults.heartbeat_interval);
+        let slots = settings.max_local_concurrent.unwrap_or(defaults.slots).max(1);
+        let changes = Changes {
+            heartbeat_interval: (heartbeat_interval != self.heartbeat_interval)
+                .then_some((self.heartbeat_interval, heartbeat_interval)),
+            slots: (slots != self.slots).then_some((self.slots, slots)),
+        };
+        *self = Self { heartbeat_interval, slots };
+        changes
     }
 }
 
@@ -162,5 +218,26 @@ mod tests {
         assert_eq!(settings.heartbeat_interval, Some(std::time::Duration::from_secs(5)));
         assert_eq!(settings.max_local_concurrent, Some(3));
         assert!(!live.layers.lock().unwrap().by_scope.contains_key(&Scope::Global), "the live removal stands");
+    }
+
+    #[test]
+    fn applied_settings_fall_back_to_the_config_file_and_say_what_changed() {
+        let config = Applied { heartbeat_interval: Duration::from_secs(30), slots: 1 };
+        let mut applied = config;
+
+        let mut settings = Settings { max_local_concurrent: Some(0), ..Settings::default() };
+        assert_eq!(applied.update(&settings, config), Changes::default(), "always one slot");
+        assert_eq!(applied.update(&settings, config), Changes::default());
+        settings.heartbeat_interval = Some(Duration::from_secs(5));
+        settings.max_local_concurrent = Some(4);
+        let changes = applied.update(&settings, config);
+        assert_eq!(changes.heartbeat_interval, Some((Duration::from_secs(30), Duration::from_secs(5))));
+        assert_eq!(changes.slots, Some((1, 4)));
+        assert_eq!(applied.update(&settings, config), Changes::default(), "the same settings again change nothing");
+
+        // A layer removed: back to the file's values.
+        let changes = applied.update(&Settings::default(), config);
+        assert_eq!(changes.heartbeat_interval, Some((Duration::from_secs(5), Duration::from_secs(30))));
+        assert_eq!(changes.slots, Some((4, 1)));
     }
 }

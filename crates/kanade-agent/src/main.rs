@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use kanade_agent::platform;
 use kanade_agent::simulate::{SimulateArgs, Simulation};
-use kanade_agent::{platform, update};
+use kanade_agent::update::{self, SelfUpdate};
 use kanade_shared::config::{AgentConfig, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 
@@ -82,11 +84,14 @@ fn main() -> ExitCode {
 fn agent(config_file: Option<&Path>, stop: CancellationToken) -> u8 {
     // Self-update first: a new binary's start is counted (and a failing one rolled back) before its config is
     // read, so a release that rejects the config file is rolled back like one that crashes.
-    match std::env::current_exe() {
-        Ok(exe) => update::enable(exe),
-        Err(err) => tracing::warn!(error = %err, "cannot locate this executable; self-update is off"),
-    }
-    if update::on_start(kanade_agent::VERSION) == update::Start::RestartIntoOld {
+    let update = match std::env::current_exe() {
+        Ok(exe) => Some(Arc::new(SelfUpdate::new(exe))),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot locate this executable; self-update is off");
+            None
+        }
+    };
+    if update.as_ref().is_some_and(|update| update.on_start(kanade_agent::VERSION) == update::Start::RestartIntoOld) {
         return update::EXIT_UPDATED;
     }
     // A fault-injection build for the self-update test (`KANADE_BUILD_BROKEN=1` at build time): a release that
@@ -112,10 +117,12 @@ fn agent(config_file: Option<&Path>, stop: CancellationToken) -> u8 {
     };
     runtime.block_on(async move {
         stop_on_signal(stop.clone());
-        match kanade_agent::run(config, stop).await {
-            Ok(()) if update::updated() => update::EXIT_UPDATED,
+        match kanade_agent::run(config, stop, update.clone()).await {
+            Ok(()) if update.as_ref().is_some_and(|update| update.updated()) => update::EXIT_UPDATED,
             Ok(()) => {
-                update::stopped_cleanly(kanade_agent::VERSION);
+                if let Some(update) = &update {
+                    update.stopped_cleanly(kanade_agent::VERSION);
+                }
                 0
             }
             Err(err) => {

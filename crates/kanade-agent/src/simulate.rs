@@ -216,18 +216,19 @@ impl Simulation {
                 nats: nats.clone(),
             };
             let slot = index % connections;
-            let task = crate::serve(
-                config,
-                Executor::Emulated(Emulated {
+            let parts = crate::Parts {
+                executor: Executor::Emulated(Emulated {
                     record_runs: args.record_runs.then(|| agent_dir.join("runs.log")),
                     ..emulated.clone()
                 }),
-                heartbeat.clone(),
-                clients[slot].clone(),
-                connects[slot].clone(),
-                shutdown.clone(),
-                Some(ready.clone()),
-            );
+                heartbeat: heartbeat.clone(),
+                client: clients[slot].clone(),
+                connects: connects[slot].clone(),
+                ready: Some(ready.clone()),
+                // Agents sharing a process never replace its executable.
+                update: None,
+            };
+            let task = crate::serve(config, parts, shutdown.clone());
             tasks.spawn(async move {
                 if let Err(err) = task.await {
                     tracing::error!(error = format!("{err:#}"), "simulated agent failed");

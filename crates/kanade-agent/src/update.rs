@@ -15,20 +15,28 @@
 //! one version that comes up as another is refused the same way (the loop guard: it would otherwise download and
 //! restart forever).
 //!
-//! Only the real agent process updates itself ([`enable`] from `main`): an agent in a test or in the simulator
-//! shares its process with others and must never replace the executable it runs in.
+//! Only the real agent process updates itself: `main` builds the one [`SelfUpdate`] of the process from its
+//! executable's path and hands it to the agent, which follows the target with an [`Updater`]. An agent in a test
+//! or in the simulator gets none: it shares its process with others and must never replace the executable it runs
+//! in.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use kanade_shared::layered::Settings;
 use kanade_shared::resources::OBJ_AGENT_RELEASES;
 use kanade_shared::wire::ObsEvent;
 use kanade_shared::{PcId, subject};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::VERSION;
+use crate::liveconfig::LiveConfig;
 
 /// The exit code that asks the service manager for a restart into the new binary.
 pub const EXIT_UPDATED: u8 = 64;
@@ -38,21 +46,8 @@ const MAX_BINARY: u64 = 512 * 1024 * 1024;
 /// Starts a new binary gets before it is rolled back.
 pub const MAX_BOOTS: u32 = 3;
 
-static EXE: OnceLock<PathBuf> = OnceLock::new();
-static UPDATED: AtomicBool = AtomicBool::new(false);
-/// A timeline event decided at start (before there is a connection), published once connected.
-static PENDING_EVENT: Mutex<Option<(String, serde_json::Value)>> = Mutex::new(None);
-
-/// The event [`UpdateState::on_start`] left for the agent to record once connected.
-pub fn take_pending_event() -> Option<(String, serde_json::Value)> {
-    PENDING_EVENT.lock().ok().and_then(|mut e| e.take())
-}
-
-fn leave_event(event: &str, details: serde_json::Value) {
-    if let Ok(mut pending) = PENDING_EVENT.lock() {
-        *pending = Some((event.to_owned(), details));
-    }
-}
+/// How long an updated agent runs connected before it counts as healthy (and cannot be rolled back any more).
+const PROVEN_AFTER: Duration = Duration::from_secs(5);
 
 /// What the boot sentinel holds while a new binary proves itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,18 +66,23 @@ pub enum Start {
     RestartIntoOld,
 }
 
-/// Allows this process to replace `exe` (the running executable).
-pub fn enable(exe: PathBuf) {
-    let _ = EXE.set(exe);
-}
-
-fn exe() -> Option<&'static Path> {
-    EXE.get().map(PathBuf::as_path)
-}
-
-/// True once a new binary is in place and the agent stopped for it: `main` exits with [`EXIT_UPDATED`].
-pub fn updated() -> bool {
-    UPDATED.load(Ordering::SeqCst)
+/// This process's right to replace its own executable, and what it knows about doing so. Built once, by `main`,
+/// from the running executable's path; an agent without one (in a test or the simulator, which share their
+/// process with others) never touches the executable it runs in.
+pub struct SelfUpdate {
+    exe: PathBuf,
+    /// Set once a new binary is in place (or the old one put back) and the agent stopped for it: `main` exits
+    /// with [`EXIT_UPDATED`].
+    updated: AtomicBool,
+    /// A timeline event decided at start (before there is a connection), published once connected.
+    pending_event: Mutex<Option<(String, serde_json::Value)>>,
+    /// One swap (or sentinel change) at a time, and none after one succeeded.
+    swapping: Mutex<()>,
+    /// Held by whoever is fetching, staging and swapping a version, from the download to the swap: `<exe>.new`
+    /// is written by one update at a time.
+    fetching: tokio::sync::Mutex<()>,
+    /// The version an update is scheduled or under way for, so a repeated config change does not start another.
+    target: Mutex<Option<String>>,
 }
 
 fn sibling(exe: &Path, suffix: &str) -> PathBuf {
@@ -109,22 +109,6 @@ fn state_file(exe: &Path, name: &str) -> PathBuf {
     sibling(exe, &format!(".update-{name}"))
 }
 
-/// The version this agent will not try again until the target changes.
-pub fn blocked() -> Option<String> {
-    let exe = exe()?;
-    std::fs::read_to_string(state_file(exe, "blocked")).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-/// Remembers not to try `version` again (until the target moves to another version and back).
-pub fn block(version: &str, why: &str) {
-    tracing::error!(version, why, "not updating to this version again until the target changes");
-    if let Some(exe) = exe()
-        && let Err(err) = std::fs::write(state_file(exe, "blocked"), version)
-    {
-        tracing::warn!(error = %err, "cannot remember the blocked version; it may be tried again after a restart");
-    }
-}
-
 fn sentinel(exe: &Path) -> Option<Sentinel> {
     serde_json::from_slice(&std::fs::read(state_file(exe, "sentinel.json")).ok()?).ok()
 }
@@ -149,98 +133,204 @@ fn disarm(exe: &Path) {
     let _ = std::fs::remove_file(state_file(exe, "sentinel.json"));
 }
 
-/// First thing at start, before the config is read or anything connects: clears a half-done swap, counts this
-/// boot of a new binary, and rolls a failing one back.
-pub fn on_start(running: &str) -> Start {
-    let Some(exe) = exe() else { return Start::Run };
-    let Ok(_one) = SWAPPING.lock() else { return Start::Run };
-    let (new, old) = (sibling(exe, ".new"), sibling(exe, ".old"));
-    remove_quietly(&new);
-    // What a rollback could not delete while the bad binary was running (Windows keeps a running image).
-    remove_quietly(&sibling(exe, ".bad"));
-    let rolled_back_file = state_file(exe, "rolled-back");
-    if let Ok(failed) = std::fs::read_to_string(&rolled_back_file) {
-        let _ = std::fs::remove_file(&rolled_back_file);
-        block(failed.trim(), "it did not come up healthy; rolled back");
-        leave_event("agent_update_rolled_back", serde_json::json!({ "from": failed.trim(), "to": running }));
-        remove_quietly(&old);
-        return Start::Run;
-    }
-    let Some(mut armed) = sentinel(exe) else {
-        remove_quietly(&old);
-        return Start::Run;
-    };
-    if armed.from == running && armed.to != running {
-        // Armed, but the swap never happened (the agent stopped between the two): nothing to judge.
-        disarm(exe);
-        remove_quietly(&old);
-        return Start::Run;
-    }
-    if armed.to != running {
-        disarm(exe);
-        block(&armed.to, &format!("the binary fetched as {} runs as {running}", armed.to));
-        leave_event("agent_update_refused", serde_json::json!({ "expected": armed.to, "running": running }));
-        remove_quietly(&old);
-        return Start::Run;
-    }
-    armed.boots += 1;
-    if armed.boots <= MAX_BOOTS {
-        tracing::info!(from = %armed.from, to = running, boot = armed.boots, "starting the updated binary");
-        if let Err(err) = write_sentinel(exe, &armed) {
-            tracing::error!(error = %err, "cannot count this start of the updated binary");
+impl SelfUpdate {
+    /// Allows this process to replace `exe` (the running executable).
+    pub fn new(exe: PathBuf) -> Self {
+        Self {
+            exe,
+            updated: AtomicBool::new(false),
+            pending_event: Mutex::new(None),
+            swapping: Mutex::new(()),
+            fetching: tokio::sync::Mutex::const_new(()),
+            target: Mutex::new(None),
         }
-        return Start::Run;
     }
-    tracing::error!(to = running, boots = armed.boots - 1, "the updated binary never came up healthy; rolling back");
-    let bad = sibling(exe, ".bad");
-    let rolled = std::fs::rename(exe, &bad).and_then(|()| std::fs::rename(&old, exe));
-    if let Err(err) = rolled {
-        // Nothing to roll back to: keep running what is there and stop counting.
-        tracing::error!(error = %err, "cannot put the previous binary back");
-        let _ = std::fs::rename(&bad, exe);
+
+    /// True once a new binary is in place and the agent stopped for it: `main` exits with [`EXIT_UPDATED`].
+    pub fn updated(&self) -> bool {
+        self.updated.load(Ordering::SeqCst)
+    }
+
+    /// The event [`SelfUpdate::on_start`] left for the agent to record once connected.
+    fn take_pending_event(&self) -> Option<(String, serde_json::Value)> {
+        self.pending_event.lock().ok().and_then(|mut e| e.take())
+    }
+
+    fn leave_event(&self, event: &str, details: serde_json::Value) {
+        if let Ok(mut pending) = self.pending_event.lock() {
+            *pending = Some((event.to_owned(), details));
+        }
+    }
+
+    /// The version this agent will not try again until the target changes.
+    fn blocked(&self) -> Option<String> {
+        std::fs::read_to_string(state_file(&self.exe, "blocked"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Remembers not to try `version` again (until the target moves to another version and back).
+    fn block(&self, version: &str, why: &str) {
+        tracing::error!(version, why, "not updating to this version again until the target changes");
+        if let Err(err) = std::fs::write(state_file(&self.exe, "blocked"), version) {
+            tracing::warn!(error = %err, "cannot remember the blocked version; it may be tried again after a restart");
+        }
+    }
+
+    /// First thing at start, before the config is read or anything connects: clears a half-done swap, counts this
+    /// boot of a new binary, and rolls a failing one back.
+    pub fn on_start(&self, running: &str) -> Start {
+        let exe = self.exe.as_path();
+        let Ok(_one) = self.swapping.lock() else { return Start::Run };
+        let (new, old) = (sibling(exe, ".new"), sibling(exe, ".old"));
+        remove_quietly(&new);
+        // What a rollback could not delete while the bad binary was running (Windows keeps a running image).
+        remove_quietly(&sibling(exe, ".bad"));
+        let rolled_back_file = state_file(exe, "rolled-back");
+        if let Ok(failed) = std::fs::read_to_string(&rolled_back_file) {
+            let _ = std::fs::remove_file(&rolled_back_file);
+            self.block(failed.trim(), "it did not come up healthy; rolled back");
+            self.leave_event("agent_update_rolled_back", serde_json::json!({ "from": failed.trim(), "to": running }));
+            remove_quietly(&old);
+            return Start::Run;
+        }
+        let Some(mut armed) = sentinel(exe) else {
+            remove_quietly(&old);
+            return Start::Run;
+        };
+        if armed.from == running && armed.to != running {
+            // Armed, but the swap never happened (the agent stopped between the two): nothing to judge.
+            disarm(exe);
+            remove_quietly(&old);
+            return Start::Run;
+        }
+        if armed.to != running {
+            disarm(exe);
+            self.block(&armed.to, &format!("the binary fetched as {} runs as {running}", armed.to));
+            self.leave_event("agent_update_refused", serde_json::json!({ "expected": armed.to, "running": running }));
+            remove_quietly(&old);
+            return Start::Run;
+        }
+        armed.boots += 1;
+        if armed.boots <= MAX_BOOTS {
+            tracing::info!(from = %armed.from, to = running, boot = armed.boots, "starting the updated binary");
+            if let Err(err) = write_sentinel(exe, &armed) {
+                tracing::error!(error = %err, "cannot count this start of the updated binary");
+            }
+            return Start::Run;
+        }
+        tracing::error!(
+            to = running,
+            boots = armed.boots - 1,
+            "the updated binary never came up healthy; rolling back"
+        );
+        let bad = sibling(exe, ".bad");
+        let rolled = std::fs::rename(exe, &bad).and_then(|()| std::fs::rename(&old, exe));
+        if let Err(err) = rolled {
+            // Nothing to roll back to: keep running what is there and stop counting.
+            tracing::error!(error = %err, "cannot put the previous binary back");
+            let _ = std::fs::rename(&bad, exe);
+            disarm(exe);
+            return Start::Run;
+        }
+        let _ = std::fs::write(&rolled_back_file, running);
         disarm(exe);
-        return Start::Run;
+        remove_quietly(&bad);
+        self.updated.store(true, Ordering::SeqCst);
+        Start::RestartIntoOld
     }
-    let _ = std::fs::write(&rolled_back_file, running);
-    disarm(exe);
-    remove_quietly(&bad);
-    UPDATED.store(true, Ordering::SeqCst);
-    Start::RestartIntoOld
-}
 
-/// The agent is connected and working: if this binary (`running`) is a new one on probation, it has proven itself.
-/// A sentinel armed for a later swap (this process already fetched the next version) is left alone: it belongs to
-/// the binary about to start.
-pub fn healthy(running: &str) {
-    let Some(exe) = exe() else { return };
-    let Ok(_one) = SWAPPING.lock() else { return };
-    if updated() {
-        return;
+    /// The agent is connected and working: if this binary (`running`) is a new one on probation, it has proven
+    /// itself. A sentinel armed for a later swap (this process already fetched the next version) is left alone: it
+    /// belongs to the binary about to start.
+    fn healthy(&self, running: &str) {
+        let exe = self.exe.as_path();
+        let Ok(_one) = self.swapping.lock() else { return };
+        if self.updated() {
+            return;
+        }
+        let Some(armed) = sentinel(exe) else { return };
+        if armed.to != running {
+            return;
+        }
+        disarm(exe);
+        remove_quietly(&sibling(exe, ".old"));
+        tracing::info!(from = %armed.from, to = %armed.to, "the updated agent is healthy");
     }
-    let Some(armed) = sentinel(exe) else { return };
-    if armed.to != running {
-        return;
-    }
-    disarm(exe);
-    remove_quietly(&sibling(exe, ".old"));
-    tracing::info!(from = %armed.from, to = %armed.to, "the updated agent is healthy");
-}
 
-/// The agent stopped because it was asked to (a service stop, SIGTERM), not because it failed: a start of a new
-/// binary on probation that ends so is not held against it.
-pub fn stopped_cleanly(running: &str) {
-    let Some(exe) = exe() else { return };
-    let Ok(_one) = SWAPPING.lock() else { return };
-    if updated() {
-        return;
+    /// The agent stopped because it was asked to (a service stop, SIGTERM), not because it failed: a start of a
+    /// new binary on probation that ends so is not held against it.
+    pub fn stopped_cleanly(&self, running: &str) {
+        let exe = self.exe.as_path();
+        let Ok(_one) = self.swapping.lock() else { return };
+        if self.updated() {
+            return;
+        }
+        let Some(mut armed) = sentinel(exe) else { return };
+        if armed.to != running || armed.boots == 0 {
+            return;
+        }
+        armed.boots -= 1;
+        if let Err(err) = write_sentinel(exe, &armed) {
+            tracing::warn!(error = %err, "cannot record that this start of the updated binary ended cleanly");
+        }
     }
-    let Some(mut armed) = sentinel(exe) else { return };
-    if armed.to != running || armed.boots == 0 {
-        return;
+
+    /// Writes `binary` as `<exe>.new`, synced and executable, ready for [`probe`] and [`SelfUpdate::swap`].
+    fn stage(&self, binary: &[u8]) -> Result<PathBuf, UpdateError> {
+        use std::io::Write;
+        let new = sibling(&self.exe, ".new");
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&new)?;
+            file.write_all(binary)?;
+            file.sync_all()?;
+            drop(file);
+            crate::platform::make_executable(&new)
+        };
+        write().map_err(UpdateError::Swap)?;
+        Ok(new)
     }
-    armed.boots -= 1;
-    if let Err(err) = write_sentinel(exe, &armed) {
-        tracing::warn!(error = %err, "cannot record that this start of the updated binary ended cleanly");
+
+    /// Puts the staged `<exe>.new` (version `to`) in place of the running executable: the boot sentinel is armed
+    /// first, then `exe` -> `.old`, `.new` -> `exe`. On success the process is marked updated.
+    fn swap(&self, from: &str, to: &str) -> Result<(), UpdateError> {
+        let exe = self.exe.as_path();
+        let Ok(_one) = self.swapping.lock() else {
+            return Err(UpdateError::Swap(std::io::Error::other("the swap lock is poisoned")));
+        };
+        if self.updated() {
+            return Err(UpdateError::Swap(std::io::Error::other("another version was already swapped in")));
+        }
+        let (new, old) = (sibling(exe, ".new"), sibling(exe, ".old"));
+        if !new.is_file() {
+            return Err(UpdateError::Swap(std::io::Error::other(format!("`{}` is not there", new.display()))));
+        }
+        write_sentinel(exe, &Sentinel { from: from.to_owned(), to: to.to_owned(), boots: 0 })
+            .map_err(UpdateError::Swap)?;
+        let renames = || -> std::io::Result<()> {
+            let _ = std::fs::remove_file(&old);
+            std::fs::rename(exe, &old)?;
+            if let Err(err) = std::fs::rename(&new, exe) {
+                // Put the running binary back where the service manager will look for it.
+                let _ = std::fs::rename(&old, exe);
+                return Err(err);
+            }
+            Ok(())
+        };
+        match renames() {
+            Ok(()) => {
+                if let Some(dir) = exe.parent() {
+                    sync_dir(dir);
+                }
+                self.updated.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(err) => {
+                disarm(exe);
+                Err(UpdateError::Swap(err))
+            }
+        }
     }
 }
 
@@ -318,33 +408,8 @@ pub async fn download(client: &async_nats::Client, version: &str) -> Result<Vec<
     }
 }
 
-/// One swap at a time in this process, and none after one succeeded.
-static SWAPPING: Mutex<()> = Mutex::new(());
-
-/// Held by whoever is fetching, staging and swapping a version, from the download to the swap: `<exe>.new` is
-/// written by one update at a time.
-pub static UPDATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// How long the staged binary gets to print its version.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Writes `binary` as `<exe>.new`, synced and executable, ready for [`probe`] and [`swap`].
-pub fn stage(binary: &[u8]) -> Result<PathBuf, UpdateError> {
-    use std::io::Write;
-    let Some(exe) = exe() else {
-        return Err(UpdateError::Swap(std::io::Error::other("self-update is not enabled in this process")));
-    };
-    let new = sibling(exe, ".new");
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&new)?;
-        file.write_all(binary)?;
-        file.sync_all()?;
-        drop(file);
-        crate::platform::make_executable(&new)
-    };
-    write().map_err(UpdateError::Swap)?;
-    Ok(new)
-}
 
 /// Runs the staged binary with `--version` and expects it to name `version`: a release that cannot start here at
 /// all (another architecture, a missing library, a crash before `main`) is refused before anything is swapped,
@@ -366,48 +431,6 @@ pub async fn probe(staged: &Path, key: &str, version: &str) -> Result<(), Update
         return Err(wont_run(format!("`--version` exited with {} and printed {said:?}", output.status)));
     }
     Ok(())
-}
-
-/// Puts the staged `<exe>.new` (version `to`) in place of the running executable: the boot sentinel is armed
-/// first, then `exe` -> `.old`, `.new` -> `exe`. On success the process is marked updated.
-pub fn swap(from: &str, to: &str) -> Result<(), UpdateError> {
-    let Some(exe) = exe() else {
-        return Err(UpdateError::Swap(std::io::Error::other("self-update is not enabled in this process")));
-    };
-    let Ok(_one) = SWAPPING.lock() else {
-        return Err(UpdateError::Swap(std::io::Error::other("the swap lock is poisoned")));
-    };
-    if updated() {
-        return Err(UpdateError::Swap(std::io::Error::other("another version was already swapped in")));
-    }
-    let (new, old) = (sibling(exe, ".new"), sibling(exe, ".old"));
-    if !new.is_file() {
-        return Err(UpdateError::Swap(std::io::Error::other(format!("`{}` is not there", new.display()))));
-    }
-    write_sentinel(exe, &Sentinel { from: from.to_owned(), to: to.to_owned(), boots: 0 }).map_err(UpdateError::Swap)?;
-    let renames = || -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&old);
-        std::fs::rename(exe, &old)?;
-        if let Err(err) = std::fs::rename(&new, exe) {
-            // Put the running binary back where the service manager will look for it.
-            let _ = std::fs::rename(&old, exe);
-            return Err(err);
-        }
-        Ok(())
-    };
-    match renames() {
-        Ok(()) => {
-            if let Some(dir) = exe.parent() {
-                sync_dir(dir);
-            }
-            UPDATED.store(true, Ordering::SeqCst);
-            Ok(())
-        }
-        Err(err) => {
-            disarm(exe);
-            Err(UpdateError::Swap(err))
-        }
-    }
 }
 
 /// Makes renames in `dir` durable where the OS allows it (a directory cannot be opened for syncing everywhere).
@@ -432,7 +455,139 @@ pub async fn obs(client: &async_nats::Client, pc: &PcId, event: &str, details: s
     }
 }
 
-/// Whether this process may update itself at all.
-pub fn enabled() -> bool {
-    exe().is_some()
+/// One agent's side of self-update: it proves a new binary healthy once connected, and follows the effective
+/// `target_version`. Every task it starts is tracked by the agent and ends on shutdown.
+#[derive(Clone)]
+pub struct Updater {
+    update: Arc<SelfUpdate>,
+    client: async_nats::Client,
+    pc: PcId,
+    live: Arc<LiveConfig>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Updater {
+    pub fn new(
+        update: Arc<SelfUpdate>,
+        client: async_nats::Client,
+        pc: PcId,
+        live: Arc<LiveConfig>,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        Self { update, client, pc, live, shutdown, tasks }
+    }
+
+    /// Starts the probation check: a new binary has proven itself once it has run connected, subscribed and
+    /// answering a round trip, for a while; then the boot sentinel is cleared, and what the start decided goes on
+    /// the timeline.
+    pub fn prove_healthy(&self) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(PROVEN_AFTER) => {}
+                    () = this.shutdown.cancelled() => return,
+                }
+                if this.client.connection_state() == async_nats::connection::State::Connected
+                    && tokio::time::timeout(Duration::from_secs(10), this.client.flush()).await.is_ok_and(|f| f.is_ok())
+                {
+                    break;
+                }
+            }
+            this.update.healthy(VERSION);
+            if let Some((event, details)) = this.update.take_pending_event() {
+                obs(&this.client, &this.pc, &event, details).await;
+            }
+        });
+    }
+
+    /// Starts fetching the target version when it differs from this agent's own (once per target).
+    pub fn consider(&self, settings: &Settings) {
+        let Some(target) = settings.target_version.clone() else { return };
+        if target == VERSION {
+            return;
+        }
+        if self.update.blocked().as_deref() == Some(target.as_str()) {
+            return;
+        }
+        let Ok(mut scheduled) = self.update.target.lock() else { return };
+        if scheduled.as_deref() == Some(target.as_str()) {
+            return;
+        }
+        *scheduled = Some(target.clone());
+        let jitter = settings.target_version_jitter.unwrap_or_default();
+        self.tasks.spawn(self.clone().update_to(target, jitter));
+    }
+
+    /// Waits out the jitter, then fetches, checks and swaps in `target` and stops the agent for the restart;
+    /// retries what may pass (the broker away, the release not there yet) and gives up on what cannot (a
+    /// corrupt or mislabelled release) until the target changes.
+    async fn update_to(self, target: String, jitter: Duration) {
+        let wait = jitter.mul_f64(rand::random_range(0.0..=1.0));
+        tracing::info!(from = VERSION, to = %target, wait = ?wait, "agent update scheduled");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.shutdown.cancelled() => return,
+        }
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let one_at_a_time = tokio::select! {
+                guard = self.update.fetching.lock() => guard,
+                () = self.shutdown.cancelled() => return,
+            };
+            if self.live.settings().0.target_version.as_deref() != Some(target.as_str()) {
+                tracing::info!(to = %target, "target version changed before the update; not updating to it");
+                break;
+            }
+            // A stop does not wait for a download: cut short, nothing has moved yet (`<exe>.new` is cleared at the
+            // next start), and the swap itself happens in one step that is never cut.
+            let swapped = tokio::select! {
+                swapped = self.fetch_and_swap(&target) => swapped,
+                () = self.shutdown.cancelled() => return,
+            };
+            drop(one_at_a_time);
+            match swapped {
+                Ok(()) => {
+                    tracing::info!(from = VERSION, to = %target, "new agent binary in place; restarting into it");
+                    let details = serde_json::json!({ "from": VERSION, "to": target });
+                    obs(&self.client, &self.pc, "agent_update", details).await;
+                    self.shutdown.cancel();
+                    return;
+                }
+                Err(err) if err.is_final() => {
+                    self.update.block(&target, &err.to_string());
+                    let details = serde_json::json!({ "to": target, "error": err.to_string() });
+                    obs(&self.client, &self.pc, "agent_update_refused", details).await;
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(to = %target, error = %err, retry_in = ?backoff, "agent update failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                }
+            }
+        }
+        if let Ok(mut scheduled) = self.update.target.lock()
+            && scheduled.as_deref() == Some(target.as_str())
+        {
+            *scheduled = None;
+        }
+    }
+
+    /// Downloads and checks `target`, stages it as `<exe>.new`, makes sure it runs here, and swaps it in.
+    async fn fetch_and_swap(&self, target: &str) -> Result<(), UpdateError> {
+        let bytes = download(&self.client, target).await?;
+        let staged = self.update.stage(&bytes)?;
+        drop(bytes);
+        if let Err(err) = probe(&staged, &format!("{target}/{}", platform()), target).await {
+            let _ = std::fs::remove_file(&staged);
+            return Err(err);
+        }
+        self.update.swap(VERSION, target)
+    }
 }

@@ -66,7 +66,7 @@ impl TestAgent {
 
     pub async fn start_with(config: AgentConfig, data_dir: TempDir) -> Self {
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(kanade_agent::run(config.clone(), shutdown.clone()));
+        let task = tokio::spawn(kanade_agent::run(config.clone(), shutdown.clone(), None));
         let agent = Self { config, data_dir: Some(data_dir), shutdown, task: Some(task) };
         agent.wait_until_reachable().await;
         agent

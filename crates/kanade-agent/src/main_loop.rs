@@ -1,0 +1,368 @@
+//! The agent's main loop: every source it listens to — commands, kills, pings, job-state and `agent_config`
+//! changes, the heartbeat timer, reconnects, and what its own tasks report back — becomes one [`Event`], and the
+//! loop handles one event at a time until shutdown. A new feature adds a variant, not a branch to a `select!` that
+//! grows forever. Every task the loop starts is tracked, and the loop returns only after all of them ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, Message, Subscriber};
+use futures::StreamExt as _;
+use futures::stream::{Select, SelectAll};
+use kanade_shared::PcId;
+use kanade_shared::config::AgentConfig;
+use kanade_shared::wire::KillAck;
+use tokio::time::{Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::VERSION;
+use crate::catchup::{CatchUp, ReadBack};
+use crate::connection::Connects;
+use crate::heartbeat::{Counters, Heartbeats, Malformed};
+use crate::liveconfig::{Applied, LiveConfig};
+use crate::outbox::Outbox;
+use crate::pipeline::Pipeline;
+use crate::running::KillTarget;
+use crate::update::Updater;
+
+/// How long running scripts get to finish when the agent is asked to stop, before they are killed and reported
+/// as interrupted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything the main loop reacts to. Shutdown is the end of the stream of events.
+pub enum Event {
+    /// A command on one of the agent's command subjects.
+    Command(Message),
+    /// `kill.<exec>` or `kill.job.<job>`.
+    Kill(Message),
+    /// `agents.<pc>.ping`.
+    Ping(Message),
+    /// A change to `script_current` or `script_status`.
+    JobStateChanged(Message),
+    /// A change to one of this agent's `agent_config` layers.
+    AgentConfigChanged(Message),
+    /// The heartbeat interval has passed.
+    HeartbeatDue,
+    /// The connection came (back) up.
+    Reconnected,
+    /// One of the loop's own tasks reported back.
+    Report(Report),
+}
+
+/// What the loop's own tasks report back to it.
+pub enum Report {
+    /// A catch-up read back what was published while the agent was away.
+    CaughtUp(ReadBack),
+    /// A reload of the `agent_config` layers after a (re)connect finished.
+    AgentConfigRead,
+}
+
+/// The way back from the loop's tasks into the loop. A queue and a wake-up rather than a channel: a tokio
+/// channel allocates a block of slots up front, which ten thousand simulated agents would each pay for, for a
+/// report that comes once per (re)connect.
+#[derive(Clone, Default)]
+struct Reports(Arc<ReportQueue>);
+
+#[derive(Default)]
+struct ReportQueue {
+    queue: std::sync::Mutex<std::collections::VecDeque<Report>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Reports {
+    fn send(&self, report: Report) {
+        if let Ok(mut queue) = self.0.queue.lock() {
+            queue.push_back(report);
+        }
+        // Stores a permit when the loop is not waiting, so no report is left unseen.
+        self.0.ready.notify_one();
+    }
+
+    /// The next report. Cancel-safe: nothing is taken from the queue until it is returned.
+    async fn recv(&self) -> Report {
+        loop {
+            if let Some(report) = self.0.queue.lock().ok().and_then(|mut queue| queue.pop_front()) {
+                return report;
+            }
+            self.0.ready.notified().await;
+        }
+    }
+}
+
+/// The agent's subscriptions, made before the first catch-up reads anything back, so a command published in
+/// between arrives one way or the other (or both, and the ledger runs it once).
+pub struct Subscriptions {
+    pub commands: SelectAll<Subscriber>,
+    pub kills: Select<Subscriber, Subscriber>,
+    pub pings: Subscriber,
+    pub job_changes: Select<Subscriber, Subscriber>,
+    pub config_changes: SelectAll<Subscriber>,
+}
+
+/// The sources of [`Event`]s, merged by [`Sources::next`].
+struct Sources {
+    subscriptions: Subscriptions,
+    heartbeat: Interval,
+    connects: Connects,
+    /// What the loop's own tasks send back (catch-up, config reload).
+    reports: Reports,
+    shutdown: CancellationToken,
+}
+
+fn heartbeat_timer(every: Duration) -> Interval {
+    let mut timer = tokio::time::interval(every);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    timer
+}
+
+impl Sources {
+    /// The next event, or `None` once the agent is to stop.
+    async fn next(&mut self) -> Option<Event> {
+        let subscriptions = &mut self.subscriptions;
+        tokio::select! {
+            Some(message) = subscriptions.commands.next() => Some(Event::Command(message)),
+            Some(message) = subscriptions.kills.next() => Some(Event::Kill(message)),
+            Some(message) = subscriptions.pings.next() => Some(Event::Ping(message)),
+            Some(message) = subscriptions.job_changes.next() => Some(Event::JobStateChanged(message)),
+            Some(message) = subscriptions.config_changes.next() => Some(Event::AgentConfigChanged(message)),
+            _ = self.heartbeat.tick() => Some(Event::HeartbeatDue),
+            Ok(()) = self.connects.changed() => Some(Event::Reconnected),
+            report = self.reports.recv() => Some(Event::Report(report)),
+            () = self.shutdown.cancelled() => None,
+        }
+    }
+}
+
+/// What the main loop is built from.
+pub struct Parts {
+    pub config: AgentConfig,
+    pub client: Client,
+    pub pipeline: Arc<Pipeline>,
+    pub outbox: Arc<Outbox>,
+    pub heartbeats: Heartbeats,
+    pub malformed: Arc<Malformed>,
+    pub live: Arc<LiveConfig>,
+    pub catch_up: Arc<CatchUp>,
+    pub updater: Option<Updater>,
+    pub subscriptions: Subscriptions,
+    pub connects: Connects,
+    pub background: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+pub struct MainLoop {
+    pc: PcId,
+    /// The config file's values, which the `agent_config` layers override.
+    defaults: Applied,
+    client: Client,
+    pipeline: Arc<Pipeline>,
+    outbox: Arc<Outbox>,
+    heartbeats: Heartbeats,
+    malformed: Arc<Malformed>,
+    live: Arc<LiveConfig>,
+    /// The `agent_config` values in force.
+    applied: Applied,
+    catch_up: Arc<CatchUp>,
+    updater: Option<Updater>,
+    sources: Sources,
+    reports: Reports,
+    /// Runs, and the catch-ups that hand runs on.
+    runs: TaskTracker,
+    /// Everything else the agent starts: config reloads, self-update, slot changes.
+    background: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl MainLoop {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            config,
+            client,
+            pipeline,
+            outbox,
+            heartbeats,
+            malformed,
+            live,
+            catch_up,
+            updater,
+            subscriptions,
+            mut connects,
+            background,
+            shutdown,
+        } = parts;
+        // Only reconnects from here on: the first catch-up is started by `run` itself.
+        connects.mark_unchanged();
+        let reports = Reports::default();
+        let sources = Sources {
+            subscriptions,
+            heartbeat: heartbeat_timer(config.heartbeat_interval),
+            connects,
+            reports: reports.clone(),
+            shutdown: shutdown.clone(),
+        };
+        Self {
+            pc: config.pc_id.clone(),
+            defaults: Applied::from_config(&config),
+            applied: Applied::from_config(&config),
+            client,
+            pipeline,
+            outbox,
+            heartbeats,
+            malformed,
+            live,
+            catch_up,
+            updater,
+            sources,
+            reports,
+            runs: TaskTracker::new(),
+            background,
+            shutdown,
+        }
+    }
+
+    /// Handles events until shutdown, then stops as DESIGN.md says: no new commands, runs not yet started handed
+    /// back, started ones given [`SHUTDOWN_GRACE`] and then killed (reported `interrupted`), and every task ended.
+    pub async fn run(mut self) {
+        self.start_catch_up();
+        if let Some(updater) = &self.updater {
+            updater.prove_healthy();
+        }
+        while let Some(event) = self.sources.next().await {
+            self.handle(event).await;
+        }
+
+        let Self { sources, pipeline, runs, background, .. } = self;
+        tracing::info!(running = pipeline.running(), "shutting down: no new commands taken");
+        drop(sources);
+        runs.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, runs.wait()).await.is_err() {
+            tracing::warn!(running = pipeline.running(), "runs still going after the grace period; killing them");
+            pipeline.kill_remaining();
+            runs.wait().await;
+        }
+        background.close();
+        background.wait().await;
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Command(message) => {
+                self.runs.spawn(self.pipeline.clone().handle_command(message.subject.to_string(), message.payload));
+            }
+            Event::Kill(message) => self.kill(&message).await,
+            Event::Ping(message) => self.heartbeats.answer(&message, self.counters()).await,
+            Event::JobStateChanged(message) => {
+                if !self.pipeline.job_state_changed(&message) {
+                    self.malformed.record(&message.subject, message.payload.len(), &"not a job state change");
+                }
+            }
+            Event::AgentConfigChanged(message) => {
+                match self.live.apply(&message.subject, message.headers.as_ref(), &message.payload) {
+                    Ok(()) => self.reconfigure(),
+                    Err(why) => self.malformed.record(&message.subject, message.payload.len(), &why),
+                }
+            }
+            Event::HeartbeatDue => self.heartbeats.publish(self.counters()).await,
+            Event::Reconnected => {
+                self.outbox.wake();
+                self.heartbeats.publish(self.counters()).await;
+                self.start_catch_up();
+            }
+            Event::Report(Report::CaughtUp(read)) => {
+                // Handed on oldest first; the position moves only now that every one of them is.
+                for command in &read.commands {
+                    let pipeline = self.pipeline.clone();
+                    self.runs.spawn(pipeline.handle_command(command.subject.clone(), command.payload.clone()));
+                }
+                self.catch_up.handed_on(&read);
+            }
+            Event::Report(Report::AgentConfigRead) => self.reconfigure(),
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            running: self.pipeline.running(),
+            outbox_pending: self.outbox.pending(),
+            outbox_bytes: self.outbox.bytes(),
+            outbox_full: self.outbox.is_full(),
+            malformed_messages: self.malformed.count(),
+            heartbeat_interval: self.applied.heartbeat_interval,
+            max_local_concurrent: u32::try_from(self.applied.slots).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Kills what the request names, queued or running, and confirms each to the requester.
+    async fn kill(&self, message: &Message) {
+        let Some(target) = KillTarget::of_subject(&message.subject) else {
+            let why = "kill subject does not end in a valid exec or job id";
+            return self.malformed.record(&message.subject, message.payload.len(), &why);
+        };
+        for exec in self.pipeline.kill(&target) {
+            if let Some(reply) = &message.reply {
+                let ack = KillAck { pc_id: self.pc.clone(), exec_id: exec };
+                if let Ok(body) = serde_json::to_vec(&ack) {
+                    let _ = self.client.publish(reply.clone(), body.into()).await;
+                }
+            }
+        }
+    }
+
+    /// Reads back what was missed (in a task of `runs`), after a jitter; the agent_config layers are re-read
+    /// beside it once the job state is, apart so a bucket not there yet delays nothing else.
+    fn start_catch_up(&self) {
+        let (catch_up, pipeline, client, shutdown) =
+            (self.catch_up.clone(), self.pipeline.clone(), self.client.clone(), self.shutdown.clone());
+        let (reports, background, live) = (self.reports.clone(), self.background.clone(), self.live.clone());
+        self.runs.spawn(async move {
+            let reload_config = || {
+                let (live, client, reports, shutdown) = (live, client.clone(), reports.clone(), shutdown.clone());
+                background.spawn(async move {
+                    // A stop does not wait for a read in flight (with the broker away it waits out its timeout).
+                    tokio::select! {
+                        () = live.reload_until_read(&client) => { reports.send(Report::AgentConfigRead); }
+                        () = shutdown.cancelled() => {}
+                    }
+                });
+            };
+            // Nor for a read-back: cut short, it is done again after the restart.
+            let read = tokio::select! {
+                read = catch_up.read_back(&client, pipeline.jobs(), &shutdown, reload_config) => read,
+                () = shutdown.cancelled() => None,
+            };
+            if let Some(read) = read {
+                reports.send(Report::CaughtUp(read));
+            }
+        });
+    }
+
+    /// Puts the effective `agent_config` in force: the heartbeat interval, the number of run slots, and the target
+    /// version.
+    fn reconfigure(&mut self) {
+        let (settings, conflicts) = self.live.settings();
+        for conflict in conflicts {
+            tracing::warn!(%conflict, "agent_config: two of this agent's groups disagree");
+        }
+        for rejected in &settings.rejected {
+            tracing::warn!(value = %rejected, "agent_config: ignoring a value this agent cannot use");
+        }
+        let changes = self.applied.update(&settings, self.defaults);
+        if let Some((from, to)) = changes.heartbeat_interval {
+            tracing::info!(from = ?from, to = ?to, "heartbeat interval changed");
+            self.sources.heartbeat = heartbeat_timer(to);
+        }
+        if let Some((from, to)) = changes.slots {
+            tracing::info!(from, to, "max_local_concurrent changed");
+            self.pipeline.resize_slots(from, to, &self.background);
+        }
+        match &self.updater {
+            Some(updater) => updater.consider(&settings),
+            None => {
+                if let Some(target) = settings.target_version.as_deref().filter(|target| *target != VERSION) {
+                    tracing::debug!(target, "target version differs, but this process does not update itself");
+                }
+            }
+        }
+    }
+}

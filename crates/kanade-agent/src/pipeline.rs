@@ -1,0 +1,575 @@
+//! The run pipeline: one command from arrival to result. Claim it in the ledger (before anything else, so it runs
+//! once), gate it, wait out its jitter and its turn for a `max_local_concurrent` slot (gated again on every change
+//! of its job's KV state), gate it right before it starts, record the start durably, run it, and put the result in
+//! the outbox; or, when the agent stops before the run started, hand it back.
+//!
+//! What happens at each step is decided by the pure functions at the top of this file ([`on_arrival`],
+//! [`on_wake`], [`finished_reason`]), tested without a broker; [`Pipeline`] does the I/O around them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_nats::Client;
+use chrono::{DateTime, Utc};
+use kanade_shared::wire::{Command, ExecResult, OutputChunk, Reason, ResultStatus, RunStarted};
+use kanade_shared::{PcId, ResultId, subject};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::catchup::Position;
+use crate::executor::Executor;
+use crate::gate::{self, JobView};
+use crate::heartbeat::Malformed;
+use crate::jobstate::JobStates;
+use crate::ledger::{self, RunLedger};
+use crate::outbox::Outbox;
+use crate::running::{KillTarget, Running};
+
+/// Live output chunks buffered per run before new ones are dropped (the result still carries all of it).
+const OUTPUT_BUFFER: usize = 256;
+
+/// What the ledger said when the command was claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This agent takes the run on now.
+    Taken,
+    /// It had already (a redelivery, or a read-back of a command seen live).
+    AlreadyTaken,
+    /// The claim could not be written.
+    Failed,
+}
+
+/// What to do with an arriving command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// Handled before: nothing to do.
+    AlreadyHandled,
+    /// Without a durable claim the agent cannot promise to run it only once, so it does not run it.
+    NotClaimed,
+    /// It names another version than the mirror holds: re-read the job's state before calling it stale.
+    Reread,
+    /// Settled now, with this reason.
+    Skip(Reason),
+    /// On to wait for its jitter and a slot.
+    Wait,
+}
+
+/// Decides what an arriving command gets, from the ledger's claim and the gate's view of its job. `reread` says
+/// the view was re-read for this command already.
+pub fn on_arrival(claim: Claim, command: &Command, now: DateTime<Utc>, view: &JobView, reread: bool) -> Arrival {
+    match claim {
+        Claim::Taken => {}
+        Claim::AlreadyTaken => return Arrival::AlreadyHandled,
+        Claim::Failed => return Arrival::NotClaimed,
+    }
+    // The operator sets `script_current` before sending a new version, but this agent may see the command first
+    // (its subscriptions are polled in no fixed order): it reads the key itself before calling the command stale.
+    if !reread && !command.version.is_empty() && view.current_version.as_ref().is_some_and(|v| *v != command.version) {
+        return Arrival::Reread;
+    }
+    match gate::decide(command, now, view) {
+        gate::Decision::Run => Arrival::Wait,
+        gate::Decision::Skip(reason) => Arrival::Skip(reason),
+    }
+}
+
+/// What woke a run that waits to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Its jitter is over.
+    JitterOver,
+    /// It has a slot.
+    SlotFree,
+    /// The slots are gone (the semaphore was closed).
+    SlotsClosed,
+    /// Someone killed it.
+    Killed,
+    /// The agent is stopping.
+    Stopping,
+    /// Its job's KV state (current version, revocation) changed.
+    JobChanged,
+}
+
+/// What a waiting run does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// Keep waiting in the same stage.
+    Wait,
+    /// This stage is over: after the jitter, wait for a slot; with a slot, start.
+    Go,
+    /// It will not start.
+    Stop(Stop),
+}
+
+/// Why a run does not reach its script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// Killed before it started: a `killed` result.
+    Killed,
+    /// Revoked, superseded or expired while it waited: a `skipped` result.
+    Skip(Reason),
+    /// The agent is stopping: the run is handed back, to run after the restart, and has no result.
+    Release,
+}
+
+/// Decides what a waiting run does on `wake`. Every change to its job's state is judged at once, so a revocation
+/// or a newer version stops the run now rather than when the wait would have ended; and the gate is asked once more
+/// with the slot in hand, since the deadline may have passed during the wait and a change may have slipped between
+/// two checks.
+pub fn on_wake(wake: Wake, command: &Command, now: DateTime<Utc>, view: &JobView) -> Turn {
+    let gate = || match gate::decide(command, now, view) {
+        gate::Decision::Run => None,
+        gate::Decision::Skip(reason) => Some(reason),
+    };
+    match wake {
+        Wake::JitterOver => Turn::Go,
+        Wake::Killed | Wake::SlotsClosed => Turn::Stop(Stop::Killed),
+        Wake::Stopping => Turn::Stop(Stop::Release),
+        Wake::JobChanged => gate().map_or(Turn::Wait, |reason| Turn::Stop(Stop::Skip(reason))),
+        Wake::SlotFree => gate().map_or(Turn::Go, |reason| Turn::Stop(Stop::Skip(reason))),
+    }
+}
+
+/// The reason a finished run's result carries: the executor's own, or `interrupted` for a run killed because the
+/// agent itself is stopping, so nobody mistakes it for an operator's kill.
+pub fn finished_reason(status: ResultStatus, reason: Option<Reason>, stopping: bool) -> Option<Reason> {
+    reason.or_else(|| (status == ResultStatus::Killed && stopping).then_some(Reason::Interrupted))
+}
+
+/// Everything a run needs, shared by all runs of one agent.
+pub struct Pipeline {
+    pc: PcId,
+    client: Client,
+    outbox: Arc<Outbox>,
+    ledger: RunLedger,
+    executor: Executor,
+    /// The KV state the gate reads, and a wake-up for runs waiting on it.
+    jobs: JobStates,
+    jobs_changed: Notify,
+    /// `max_local_concurrent` run slots; a tokio semaphore serves waiters in arrival order.
+    slots: Arc<Semaphore>,
+    running: Running,
+    /// Set once the grace period of a stop ran out and the remaining runs are being killed.
+    stopping: AtomicBool,
+    /// Reset when a run is handed back, so the next catch-up reads it again.
+    position: Position,
+    shutdown: CancellationToken,
+    malformed: Arc<Malformed>,
+}
+
+/// What a [`Pipeline`] is built from.
+pub struct PipelineParts {
+    pub pc: PcId,
+    pub client: Client,
+    pub outbox: Arc<Outbox>,
+    pub ledger: RunLedger,
+    pub executor: Executor,
+    pub slots: usize,
+    pub position: Position,
+    pub shutdown: CancellationToken,
+    pub malformed: Arc<Malformed>,
+}
+
+impl Pipeline {
+    pub fn new(parts: PipelineParts) -> Self {
+        let PipelineParts { pc, client, outbox, ledger, executor, slots, position, shutdown, malformed } = parts;
+        Self {
+            pc,
+            client,
+            outbox,
+            ledger,
+            executor,
+            jobs: JobStates::default(),
+            jobs_changed: Notify::new(),
+            slots: Arc::new(Semaphore::new(slots)),
+            running: Running::default(),
+            stopping: AtomicBool::new(false),
+            position,
+            shutdown,
+            malformed,
+        }
+    }
+
+    /// The gate's copy of the job state (re-read by the catch-up).
+    pub fn jobs(&self) -> &JobStates {
+        &self.jobs
+    }
+
+    /// Applies a live job-state change and wakes the waiting runs to judge it. False for a message that is not one.
+    pub fn job_state_changed(&self, message: &async_nats::Message) -> bool {
+        let applied = self.jobs.apply(&message.subject, message.headers.as_ref(), &message.payload);
+        if applied {
+            self.jobs_changed.notify_waiters();
+        }
+        applied
+    }
+
+    /// How many runs are held (waiting or running).
+    pub fn running(&self) -> u32 {
+        self.running.count()
+    }
+
+    /// Kills the held runs `target` names, queued or running, and says which.
+    pub fn kill(&self, target: &KillTarget) -> Vec<kanade_shared::ExecId> {
+        let killed = self.running.kill(target);
+        for exec in &killed {
+            tracing::info!(exec_id = %exec, "kill requested");
+        }
+        killed
+    }
+
+    /// The grace period of a stop is over: the runs still going are killed and reported `interrupted`.
+    pub fn kill_remaining(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.running.kill_all();
+    }
+
+    /// Changes the number of run slots from `from` to `to`. Fewer slots are taken in turn like any run's slot (in
+    /// a task of `tasks`), so runs under way finish and the queue keeps its order.
+    pub fn resize_slots(&self, from: usize, to: usize, tasks: &TaskTracker) {
+        if to > from {
+            self.slots.add_permits(to - from);
+        } else if to < from {
+            let (slots, fewer) = (self.slots.clone(), u32::try_from(from - to).unwrap_or(u32::MAX));
+            let shutdown = self.shutdown.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    permits = slots.acquire_many_owned(fewer) => {
+                        if let Ok(permits) = permits {
+                            permits.forget();
+                        }
+                    }
+                    // Nothing starts after a stop, so the slots need not be taken any more.
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    /// What a previous life of this agent left unfinished (see [`RunLedger::recover`]): runs that never started
+    /// are handed back to the catch-up, runs whose script was running are reported.
+    pub async fn recover(&self) {
+        let recovery = match self.ledger.recover(&self.pc, |result_id| self.outbox.holds(result_id), Utc::now()) {
+            Ok(recovery) => recovery,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the run ledger; unfinished runs are not reported");
+                return;
+            }
+        };
+        if !recovery.handed_back.is_empty() {
+            self.position.reset();
+        }
+        for result in &recovery.interrupted {
+            self.record(result).await;
+        }
+    }
+
+    /// Takes one command (live or read back) through the whole pipeline.
+    pub async fn handle_command(self: Arc<Self>, subject_name: String, payload: bytes::Bytes) {
+        let command: Command = match serde_json::from_slice(&payload) {
+            Ok(command) => command,
+            Err(err) => return self.malformed.record(&subject_name, payload.len(), &err),
+        };
+        if subject::job_of_command(&subject_name).as_ref() != Some(&command.job_id) {
+            let why = format!("job id `{}` does not match the subject", command.job_id);
+            return self.malformed.record(&subject_name, payload.len(), &why);
+        }
+        let claim = match self.ledger.claim(&command.exec_id) {
+            Ok(true) => Claim::Taken,
+            Ok(false) => Claim::AlreadyTaken,
+            Err(err) => {
+                tracing::error!(exec_id = %command.exec_id, error = %err, "cannot record the run; command not run");
+                Claim::Failed
+            }
+        };
+        let mut reread = false;
+        let result = loop {
+            match on_arrival(claim, &command, Utc::now(), &self.jobs.view(&command.job_id), reread) {
+                Arrival::AlreadyHandled => {
+                    tracing::debug!(exec_id = %command.exec_id, "already handled; ignoring redelivery");
+                    return;
+                }
+                Arrival::NotClaimed => return,
+                Arrival::Reread => {
+                    if let Err(err) = self.jobs.refresh(&self.client, &command.job_id).await {
+                        tracing::warn!(job_id = %command.job_id, error = %err, "cannot re-read the job's current version");
+                    }
+                    reread = true;
+                }
+                Arrival::Skip(reason) => {
+                    tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, %reason, "command skipped");
+                    break ExecResult::skipped(&command, &self.pc, reason, Utc::now());
+                }
+                Arrival::Wait => match self.execute(&command).await {
+                    Some(result) => break result,
+                    None => return,
+                },
+            }
+        };
+        self.record(&result).await;
+    }
+
+    /// Puts a run's result in the outbox and marks the run finished in the ledger.
+    async fn record(&self, result: &ExecResult) {
+        if let Err(err) = self.outbox.put(result).await {
+            // Left `started` (or `claimed`) in the ledger, the run is reported `interrupted` at the next start.
+            tracing::error!(result_id = %result.result_id, error = %err, "cannot write result to the outbox");
+            return;
+        }
+        if let Err(err) = self.ledger.finished(&ledger::Started::finished(result)) {
+            tracing::warn!(exec_id = %result.exec_id, error = %err, "cannot mark the run finished");
+        }
+    }
+
+    /// Waits out the command's jitter and its turn in the local queue (either can be cut short by a kill), and
+    /// runs it. `None` when the run was handed back because the agent is stopping.
+    async fn execute(&self, command: &Command) -> Option<ExecResult> {
+        let cancel = self.running.hold(&command.exec_id, &command.job_id);
+        let result = match self.wait_turn(command, &cancel).await {
+            Ok(permit) => {
+                let result = self.run_now(command, cancel).await;
+                drop(permit);
+                Some(result)
+            }
+            Err(Stop::Killed) => {
+                tracing::info!(exec_id = %command.exec_id, "killed before it started");
+                Some(ExecResult::not_started(command, &self.pc, ResultStatus::Killed, None, Utc::now()))
+            }
+            Err(Stop::Skip(reason)) => {
+                tracing::info!(exec_id = %command.exec_id, %reason, "skipped while waiting to start");
+                Some(ExecResult::skipped(command, &self.pc, reason, Utc::now()))
+            }
+            Err(Stop::Release) => {
+                self.release(command);
+                None
+            }
+        };
+        self.running.forget(&command.exec_id);
+        result
+    }
+
+    /// Gives back a run that never started because the agent is stopping: its claim is dropped and the next
+    /// catch-up reads `EXEC` from the start, so the run happens after the restart (within its deadline) instead of
+    /// being lost.
+    fn release(&self, command: &Command) {
+        tracing::info!(exec_id = %command.exec_id, "stopping before the run started; it runs after the restart");
+        if let Err(err) = self.ledger.release(&command.exec_id) {
+            tracing::error!(exec_id = %command.exec_id, error = %err, "cannot release the run; it will not run again");
+        }
+        self.position.reset();
+    }
+
+    /// The jitter, then a slot; each wake-up judged by [`on_wake`].
+    async fn wait_turn(&self, command: &Command, cancel: &CancellationToken) -> Result<OwnedSemaphorePermit, Stop> {
+        let judge = |wake| on_wake(wake, command, Utc::now(), &self.jobs.view(&command.job_id));
+        if let Some(jitter) = command.jitter.filter(|j| !j.is_zero()) {
+            let until = tokio::time::Instant::now() + jitter.mul_f64(rand::random_range(0.0..=1.0));
+            loop {
+                let wake = tokio::select! {
+                    () = tokio::time::sleep_until(until) => Wake::JitterOver,
+                    () = cancel.cancelled() => Wake::Killed,
+                    () = self.shutdown.cancelled() => Wake::Stopping,
+                    () = self.jobs_changed.notified() => Wake::JobChanged,
+                };
+                match judge(wake) {
+                    Turn::Wait => {}
+                    Turn::Go => break,
+                    Turn::Stop(stop) => return Err(stop),
+                }
+            }
+        }
+        let acquire = self.slots.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            let (wake, permit) = tokio::select! {
+                permit = &mut acquire => match permit {
+                    Ok(permit) => (Wake::SlotFree, Some(permit)),
+                    Err(_) => (Wake::SlotsClosed, None),
+                },
+                () = cancel.cancelled() => (Wake::Killed, None),
+                () = self.shutdown.cancelled() => (Wake::Stopping, None),
+                () = self.jobs_changed.notified() => (Wake::JobChanged, None),
+            };
+            match (judge(wake), permit) {
+                (Turn::Go, Some(permit)) => return Ok(permit),
+                (Turn::Stop(stop), _) => return Err(stop),
+                // Only a granted slot says go in this stage.
+                (Turn::Wait | Turn::Go, _) => {}
+            }
+        }
+    }
+
+    async fn run_now(&self, command: &Command, cancel: CancellationToken) -> ExecResult {
+        let pc = &self.pc;
+        tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, shell = %command.shell, "run started");
+        let started = RunStarted {
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            pc_id: pc.clone(),
+            started_at: Utc::now(),
+        };
+        // Best effort: the event tells watchers a run is under way; the result is what must not be lost.
+        if let Ok(body) = serde_json::to_vec(&started)
+            && let Err(err) = self.client.publish(subject::event_started(pc, &command.exec_id), body.into()).await
+        {
+            tracing::debug!(error = %err, "started event not sent");
+        }
+
+        let record = ledger::Started {
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            started_at: started.started_at,
+            finished_at: None,
+        };
+        if let Err(err) = self.ledger.started(&record) {
+            // Without the mark a crash during the script would hand the run back to run again: do not start it.
+            tracing::error!(exec_id = %command.exec_id, error = %err, "cannot record the run's start; not running it");
+            let mut result = ExecResult::not_started(command, pc, ResultStatus::Failed, None, Utc::now());
+            result.stderr = format!("the agent could not record the run's start in its ledger: {err}");
+            return result;
+        }
+        let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
+        // Forwarded beside the run in this same task: the chunks end when the executor drops its sender.
+        let forward = forward_output(self.client.clone(), subject::output(pc, &command.exec_id), rx);
+        let (outcome, ()) = tokio::join!(self.executor.run(command, Some(tx), cancel), forward);
+        tracing::info!(exec_id = %command.exec_id, status = %outcome.status, exit_code = ?outcome.exit_code, "run finished");
+
+        ExecResult {
+            result_id: ResultId::for_run(&command.exec_id, pc),
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            pc_id: pc.clone(),
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            stdout: outcome.stdout.text,
+            stderr: outcome.stderr.text,
+            stdout_truncated: outcome.stdout.truncated,
+            stderr_truncated: outcome.stderr.truncated,
+            started_at: outcome.started_at,
+            finished_at: outcome.finished_at,
+            reason: finished_reason(outcome.status, outcome.reason, self.stopping.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+async fn forward_output(client: Client, subject: String, mut rx: mpsc::Receiver<OutputChunk>) {
+    while let Some(chunk) = rx.recv().await {
+        if let Ok(body) = serde_json::to_vec(&chunk) {
+            let _ = client.publish(subject.clone(), body.into()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kanade_shared::wire::{RunAs, Shell};
+    use kanade_shared::{ExecId, JobId};
+
+    use super::*;
+
+    fn command(version: &str) -> Command {
+        Command {
+            exec_id: ExecId::new("e").unwrap(),
+            job_id: JobId::new("j").unwrap(),
+            version: version.into(),
+            shell: Shell::Sh,
+            script: "true".into(),
+            timeout: Duration::from_secs(1),
+            issued_at: Utc::now(),
+            deadline: None,
+            jitter: Some(Duration::from_secs(60)),
+            run_as: RunAs::System,
+            cwd: None,
+        }
+    }
+
+    fn current(version: &str) -> JobView {
+        JobView { current_version: Some(version.into()), revoked: false }
+    }
+
+    #[test]
+    fn an_arrival_is_claimed_before_anything_else() {
+        let (cmd, now) = (command("1"), Utc::now());
+        // Even a command the gate would refuse is ignored when the ledger had it, or could not record it.
+        let revoked = JobView { revoked: true, ..current("1") };
+        assert_eq!(on_arrival(Claim::AlreadyTaken, &cmd, now, &revoked, false), Arrival::AlreadyHandled);
+        assert_eq!(on_arrival(Claim::Failed, &cmd, now, &current("1"), false), Arrival::NotClaimed);
+        assert_eq!(on_arrival(Claim::Taken, &cmd, now, &current("1"), false), Arrival::Wait);
+        assert_eq!(on_arrival(Claim::Taken, &cmd, now, &revoked, false), Arrival::Skip(Reason::Revoked));
+    }
+
+    #[test]
+    fn another_version_than_the_mirror_is_reread_once_before_it_is_superseded() {
+        let (cmd, now) = (command("2"), Utc::now());
+        assert_eq!(on_arrival(Claim::Taken, &cmd, now, &current("1"), false), Arrival::Reread);
+        // The re-read found the command's version: it runs.
+        assert_eq!(on_arrival(Claim::Taken, &cmd, now, &current("2"), true), Arrival::Wait);
+        // The re-read still says another one: stale.
+        assert_eq!(on_arrival(Claim::Taken, &cmd, now, &current("1"), true), Arrival::Skip(Reason::Superseded));
+        // Ad-hoc runs carry no version, and a job with no current version has nothing to compare.
+        assert_eq!(on_arrival(Claim::Taken, &command(""), now, &current("1"), false), Arrival::Wait);
+        assert_eq!(on_arrival(Claim::Taken, &cmd, now, &JobView::default(), false), Arrival::Wait);
+    }
+
+    #[test]
+    fn revoked_while_queued_stops_at_once() {
+        let (cmd, now) = (command("1"), Utc::now());
+        assert_eq!(on_wake(Wake::JobChanged, &cmd, now, &current("1")), Turn::Wait, "a change that leaves it runnable");
+        let revoked = JobView { revoked: true, ..current("1") };
+        assert_eq!(on_wake(Wake::JobChanged, &cmd, now, &revoked), Turn::Stop(Stop::Skip(Reason::Revoked)));
+    }
+
+    #[test]
+    fn superseded_while_queued_stops_at_once() {
+        let (cmd, now) = (command("1"), Utc::now());
+        assert_eq!(on_wake(Wake::JobChanged, &cmd, now, &current("2")), Turn::Stop(Stop::Skip(Reason::Superseded)));
+    }
+
+    #[test]
+    fn expired_while_waiting_is_caught_with_the_slot_in_hand() {
+        let now = Utc::now();
+        let mut cmd = command("1");
+        cmd.deadline = Some(now + chrono::Duration::seconds(1));
+        assert_eq!(on_wake(Wake::SlotFree, &cmd, now, &current("1")), Turn::Go);
+        // The jitter and the queue took longer than the deadline allowed.
+        let later = now + chrono::Duration::seconds(2);
+        assert_eq!(on_wake(Wake::JitterOver, &cmd, later, &current("1")), Turn::Go, "on to the slot, checked there");
+        assert_eq!(on_wake(Wake::SlotFree, &cmd, later, &current("1")), Turn::Stop(Stop::Skip(Reason::Expired)));
+        assert_eq!(on_wake(Wake::JobChanged, &cmd, later, &current("1")), Turn::Stop(Stop::Skip(Reason::Expired)));
+    }
+
+    #[test]
+    fn killed_before_start_is_killed_whatever_the_gate_says() {
+        let (cmd, now) = (command("1"), Utc::now());
+        for view in [current("1"), JobView { revoked: true, ..current("1") }] {
+            assert_eq!(on_wake(Wake::Killed, &cmd, now, &view), Turn::Stop(Stop::Killed));
+        }
+        assert_eq!(on_wake(Wake::SlotsClosed, &cmd, now, &current("1")), Turn::Stop(Stop::Killed));
+    }
+
+    #[test]
+    fn released_on_shutdown_before_start() {
+        let (cmd, now) = (command("1"), Utc::now());
+        assert_eq!(on_wake(Wake::Stopping, &cmd, now, &current("1")), Turn::Stop(Stop::Release));
+        // Not a skip either: a run handed back has no result, and runs after the restart.
+        assert_eq!(on_wake(Wake::Stopping, &cmd, now, &current("2")), Turn::Stop(Stop::Release));
+    }
+
+    #[test]
+    fn interrupted_when_stopping() {
+        assert_eq!(finished_reason(ResultStatus::Killed, None, true), Some(Reason::Interrupted));
+        assert_eq!(finished_reason(ResultStatus::Killed, None, false), None, "an operator's kill says nothing");
+        assert_eq!(finished_reason(ResultStatus::Ok, None, true), None, "a run that finished in the grace period");
+        assert_eq!(
+            finished_reason(ResultStatus::Skipped, Some(Reason::UnsupportedShell), true),
+            Some(Reason::UnsupportedShell),
+            "the executor's own reason stays"
+        );
+    }
+}
