@@ -111,7 +111,9 @@ mod tests {
     #[test]
     fn each_problem_names_its_wave_and_field() {
         let group = |g: &str| GroupName::new(g).unwrap();
-        let cases: Vec<(Vec<WaveSpec>, Option<Vec<GroupName>>, WaveError, &str)> = vec![
+        // (the waves, the groups they must lie in, the error, the field it names)
+        type Case = (Vec<WaveSpec>, Option<Vec<GroupName>>, WaveError, &'static str);
+        let cases: Vec<Case> = vec![
             (vec![], None, WaveError::Empty, ""),
             ((0..51).map(|i| spec(&format!("g{i}"))).collect(), None, WaveError::TooMany(51), ""),
             (vec![spec("a"), spec("a")], None, WaveError::Duplicate { index: 1, group: group("a") }, "[1]"),
