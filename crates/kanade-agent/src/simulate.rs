@@ -17,6 +17,9 @@ use tokio_util::task::TaskTracker;
 use crate::executor::{Emulated, Executor};
 use crate::heartbeat::HeartbeatSource;
 
+/// How many request timeouts the simulator waits for the server to confirm each connection's subscriptions.
+const READY_ATTEMPTS: u32 = 6;
+
 /// `kanade-agent simulate`: run many emulated agents in this process.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
@@ -239,8 +242,18 @@ impl Simulation {
         let all = u32::try_from(count)?;
         let _ = ready.acquire_many(all).await.context("simulated agents did not start")?;
         // Subscribed means the server has the subscriptions, not just our socket: one round trip per connection.
+        // Agents that started first are already catching up (and a fresh fleet replays every command `EXEC` still
+        // holds), so a connection may be busy for longer than one request's timeout: a timeout is asked again, up
+        // to `READY_ATTEMPTS` times, before the simulation counts as failed.
         for client in &clients {
-            crate::connection::round_trip(client).await.context("the server did not confirm the subscriptions")?;
+            let mut attempt = 1;
+            while let Err(err) = crate::connection::round_trip(client).await {
+                if attempt == READY_ATTEMPTS || err.kind() != async_nats::RequestErrorKind::TimedOut {
+                    return Err(err).context("the server did not confirm the subscriptions");
+                }
+                tracing::warn!(attempt, error = %err, "the server has not confirmed the subscriptions yet; asking again");
+                attempt += 1;
+            }
         }
         Ok(Self { count, connections, data_dir, keep_data: args.keep_data, clients, shutdown, tasks })
     }

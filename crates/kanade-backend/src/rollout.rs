@@ -175,6 +175,14 @@ impl Tally {
         self.count("pending")
     }
 
+    /// Targets not begun, when `running_later` of them were found running by a read made after this tally. A run
+    /// that began between the two reads would otherwise count as pending here and as running there; bounded by what
+    /// the later read leaves unanswered, it does not, and the count never falls below the true one at the later
+    /// read (unanswered targets only become fewer).
+    pub fn pending_given_running(&self, running_later: i64) -> i64 {
+        self.pending().min((self.unanswered() - running_later).max(0))
+    }
+
     /// Targets without a result: not begun, or begun and not finished. The same targets `status=running` and
     /// `status=completed` look for in SQL (`db::executions`, `HAS_PENDING`): a target row with no result row.
     pub fn unanswered(&self) -> i64 {
@@ -654,5 +662,26 @@ mod tests {
         assert_eq!(ShownWaveState::of(ExecStatus::Halted, Pending), ShownWaveState::Cancelled);
         assert_eq!(ShownWaveState::of(ExecStatus::Halted, Sent), ShownWaveState::Stored(Sent));
         assert_eq!(ShownWaveState::of(ExecStatus::RollingOut, Pending), ShownWaveState::Stored(Pending));
+    }
+
+    #[test]
+    fn a_run_that_began_between_two_reads_is_not_counted_pending_and_running() {
+        let tally = |pending: i64, running: i64, ok: i64| Tally {
+            targets: pending + running + ok,
+            by_status: [("pending", pending), ("running", running), ("ok", ok)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(s, n)| (s.to_owned(), n))
+                .collect(),
+        };
+        // Read as not begun, then found running.
+        assert_eq!(tally(1, 0, 0).pending_given_running(1), 0);
+        // Three not begun and one running; by the later read two run: at most two are still not begun.
+        assert_eq!(tally(3, 1, 5).pending_given_running(2), 2);
+        // Nothing began in between, or a run finished in between: the tally's own count.
+        assert_eq!(tally(3, 1, 5).pending_given_running(1), 3);
+        assert_eq!(tally(3, 1, 5).pending_given_running(0), 3);
+        // More running later than were unanswered (results read in between): never negative.
+        assert_eq!(tally(0, 1, 0).pending_given_running(4), 0);
     }
 }

@@ -215,7 +215,7 @@ async fn build(state: &AppState, row: ExecutionRow) -> Result<ExecutionView, Api
     // like `completed`: an agent that joined a targeted group after the fire may run it too, and its result is
     // shown, but it is not waited for.
     let (by_status, results) = status_counts(state, exec, true).await?;
-    let pending = total.pending();
+    let pending = total.pending_given_running(by_status.get("running").copied().unwrap_or(0));
     let stopped = rollout::stopped(row.status);
     let waves_rows = state.db.waves(exec).await?;
     let next_pending = waves_rows.iter().find(|w| w.state == WaveState::Pending).map(|w| w.wave);
