@@ -81,6 +81,39 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order above.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::Unauthorized,
+        Self::InvalidOperator,
+        Self::InvalidQuery,
+        Self::InvalidBody,
+        Self::UnsupportedMediaType,
+        Self::InvalidRequest,
+        Self::InvalidManifest,
+        Self::InvalidPcId,
+        Self::InvalidJobId,
+        Self::InvalidExecId,
+        Self::InvalidPackage,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::AgentNotFound,
+        Self::AgentNotConnected,
+        Self::PingTimeout,
+        Self::BadAgentReply,
+        Self::JobNotFound,
+        Self::JobRevoked,
+        Self::ExecutionNotFound,
+        Self::NotPendingApproval,
+        Self::SelfApproval,
+        Self::CannotExec,
+        Self::PackageNotFound,
+        Self::Invalid,
+        Self::NotSetUp,
+        Self::BrokerUnavailable,
+        Self::TooManyStreams,
+        Self::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
@@ -526,37 +559,7 @@ mod tests {
     #[test]
     fn every_error_code_serialises_as_its_name() {
         // The list a client can branch on; `as_str` and serde must never disagree.
-        for code in [
-            ErrorCode::Unauthorized,
-            ErrorCode::InvalidOperator,
-            ErrorCode::InvalidQuery,
-            ErrorCode::InvalidBody,
-            ErrorCode::UnsupportedMediaType,
-            ErrorCode::InvalidRequest,
-            ErrorCode::InvalidManifest,
-            ErrorCode::InvalidPcId,
-            ErrorCode::InvalidJobId,
-            ErrorCode::InvalidExecId,
-            ErrorCode::InvalidPackage,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotAllowed,
-            ErrorCode::AgentNotFound,
-            ErrorCode::AgentNotConnected,
-            ErrorCode::PingTimeout,
-            ErrorCode::BadAgentReply,
-            ErrorCode::JobNotFound,
-            ErrorCode::JobRevoked,
-            ErrorCode::ExecutionNotFound,
-            ErrorCode::NotPendingApproval,
-            ErrorCode::SelfApproval,
-            ErrorCode::CannotExec,
-            ErrorCode::PackageNotFound,
-            ErrorCode::Invalid,
-            ErrorCode::NotSetUp,
-            ErrorCode::BrokerUnavailable,
-            ErrorCode::TooManyStreams,
-            ErrorCode::Internal,
-        ] {
+        for &code in ErrorCode::ALL {
             assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
             assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(code.as_str())).unwrap(), code);
         }

@@ -82,6 +82,7 @@ fn waves_of(body: &ExecBody, groups: &[GroupName]) -> Result<Option<Vec<Wave>>, 
         return Ok(None);
     }
     if body.waves.len() > MAX_WAVES {
+        // The rule's own limit, checked before any wave is parsed, so an oversized body costs nothing more.
         return Err(invalid(WaveError::TooMany(body.waves.len()).to_string()));
     }
     if !body.pcs.is_empty() {
