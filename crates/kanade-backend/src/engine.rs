@@ -16,8 +16,9 @@ use chrono::{DateTime, Utc};
 use kanade_ops::OpsError;
 use kanade_ops::catalogue::{self, Catalogue};
 use kanade_ops::control;
-use kanade_shared::manifest::{StoredJob, Targets, Wave};
+use kanade_shared::manifest::{Job, StoredJob, Targets, Wave};
 use kanade_shared::subject::Target;
+use kanade_shared::waves::{self, WaveError, WaveSpec};
 use kanade_shared::wire::Command;
 use kanade_shared::{Actor, ExecId, GroupName, JobId};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,8 @@ pub enum ExecError {
     Revoked(JobId),
     #[error("{0}")]
     Invalid(String),
+    #[error("job `{0}` has no target of its own: name the pcs, groups or all to fire it at")]
+    TargetsRequired(JobId),
     #[error("execution `{exec}` is {status}, not pending approval")]
     NotPending { exec: ExecId, status: ExecStatus },
     #[error("`{actor}` requested execution `{exec}` and cannot approve it: another operator must")]
@@ -56,6 +59,7 @@ pub enum ExecError {
 }
 
 /// What to fire: the job's own target and rollout unless the request names targets (which fires them all at once).
+/// A job without a target of its own must be given targets; its rollout, if it has one, then runs over them.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
     pub targets: Option<Targets>,
@@ -78,7 +82,8 @@ pub struct Plan {
     pub stored: StoredJob,
     pub revoked: bool,
     pub targets: Targets,
-    /// The rollout: the job's own waves when the request names no targets, else none.
+    /// The rollout: the request's own waves; else the job's when the request names no targets or the job has no
+    /// target of its own; else none.
     pub waves: Vec<Wave>,
     /// Known agents the targets reach, each with the 1-based wave that reaches it first (0 without waves).
     pub reached: Vec<(String, i64)>,
@@ -97,6 +102,44 @@ impl Plan {
     }
 }
 
+/// Whom a fire of `job` reaches and in which waves, as [`Engine::plan`] works it out: the request's targets (with
+/// its own waves) replace the job's; a job with no target of its own needs the request's, and runs its own rollout
+/// over them, checked by the one waves rule ([`waves::check`]) against the groups named.
+pub fn fired_at(job: &Job, request: &ExecRequest) -> Result<(Targets, Vec<Wave>), ExecError> {
+    let Some(targets) = &request.targets else {
+        let own = job.targets.clone().ok_or_else(|| ExecError::TargetsRequired(job.id.clone()))?;
+        return Ok((own, job.waves.clone()));
+    };
+    if let Some(waves) = &request.waves {
+        return Ok((targets.clone(), waves.clone()));
+    }
+    if job.targets.is_some() || job.waves.is_empty() {
+        return Ok((targets.clone(), Vec::new()));
+    }
+    if !targets.pcs.is_empty() {
+        return Err(ExecError::Invalid(format!(
+            "job `{}` rolls out in waves, which reach groups: name groups or all, not pcs (or give waves of your own)",
+            job.id
+        )));
+    }
+    let specs = job
+        .waves
+        .iter()
+        .map(|w| WaveSpec { group: w.group.clone(), delay: Some(w.delay), max_failure_pct: Some(w.max_failure_pct) })
+        .collect();
+    let within = (!targets.all).then_some(targets.groups.as_slice());
+    let waves = waves::check(specs, within).map_err(|err| {
+        let field = format!("job `{}`: rollout.waves{}", job.id, err.field());
+        match err {
+            WaveError::NotTargeted { group, .. } => {
+                ExecError::Invalid(format!("{field}: group `{group}` is not among the groups named"))
+            }
+            other => ExecError::Invalid(format!("{field}: {other}")),
+        }
+    })?;
+    Ok((targets.clone(), waves))
+}
+
 impl Engine {
     pub fn new(db: Db, nats: async_nats::Client, live: Publisher) -> Arc<Self> {
         Arc::new(Self { db, nats, live, step: tokio::sync::Mutex::new(()) })
@@ -105,11 +148,8 @@ impl Engine {
     /// Works out whom firing `job` with `request` reaches, and in which waves. `exec` fires exactly this plan, so
     /// a preview (`POST /api/jobs/{id}/preview`) and a fire right after it count the same targets.
     pub async fn plan(&self, stored: StoredJob, request: &ExecRequest) -> Result<Plan, ExecError> {
+        let (targets, waves) = fired_at(&stored.job, request)?;
         let revoked = control::is_revoked(&self.nats, &stored.job.id).await?;
-        let (targets, waves) = match &request.targets {
-            Some(targets) => (targets.clone(), request.waves.clone().unwrap_or_default()),
-            None => (stored.job.targets.clone(), stored.job.waves.clone()),
-        };
         let agents = self.db.list_agents().await?;
         let reached =
             rollout::resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));

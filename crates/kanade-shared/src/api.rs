@@ -76,6 +76,8 @@ pub enum ErrorCode {
     BrokerUnavailable,
     /// This replica serves as many live streams as it may (503).
     TooManyStreams,
+    /// The job has no target of its own and the request names none: name pcs, groups or all (400).
+    TargetsRequired,
     /// A failure of the backend's own; the message is generic and the cause is in its log (500).
     Internal,
 }
@@ -111,6 +113,7 @@ impl ErrorCode {
         Self::NotSetUp,
         Self::BrokerUnavailable,
         Self::TooManyStreams,
+        Self::TargetsRequired,
         Self::Internal,
     ];
 
@@ -144,6 +147,7 @@ impl ErrorCode {
             Self::NotSetUp => "not_set_up",
             Self::BrokerUnavailable => "broker_unavailable",
             Self::TooManyStreams => "too_many_streams",
+            Self::TargetsRequired => "targets_required",
             Self::Internal => "internal",
         }
     }
@@ -340,6 +344,10 @@ pub struct ManifestBody {
     pub manifest: String,
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// Store (and fire) the job as this version instead of the manifest's own (`kanade deploy --version`); checked
+    /// as a manifest's version is. The stored manifest text stays as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// `POST /api/jobs`: the job as stored, and whether it was `created`, `updated` or `unchanged`.
@@ -367,7 +375,8 @@ pub struct RevokeView {
 
 /// `POST /api/exec/{job}` and `POST /api/jobs/{job}/preview`: targets default to the job's own (with its
 /// rollout); naming any fires them all at once, unless `waves` gives a rollout of its own (over the groups named,
-/// or over the waves' groups when none are).
+/// or over the waves' groups when none are). A job without a target of its own must be given some (else
+/// `targets_required`), and its own rollout then runs over the groups (or all) named. `all` stands alone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecBody {

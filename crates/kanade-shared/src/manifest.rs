@@ -1,7 +1,7 @@
 //! Job manifests (`jobs/*.yaml`), parsed in two steps: the serde file type [`ManifestFile`] (strict: an unknown key
 //! is an error with its path, line and column; documented for the JSON schema) and [`ManifestFile::validate`],
-//! which checks what no single field can — exactly one script source, a target, sane durations — and yields the
-//! checked [`Job`] the rest of the system uses.
+//! which checks what no single field can — exactly one script source, a target that names someone (or none at all,
+//! to be chosen at fire time), sane durations — and yields the checked [`Job`] the rest of the system uses.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,9 +35,11 @@ pub struct ManifestFile {
     /// What the job does, for people.
     #[serde(default)]
     pub description: String,
-    /// Which agents it runs on.
-    #[schemars(with = "TargetFile")]
-    pub target: Spanned<TargetFile>,
+    /// Which agents it runs on. Leave it out (or `null`) for a job whose targets are chosen each time it is fired
+    /// (`kanade exec <job> --pcs|--groups|--all`); firing such a job without naming targets is refused.
+    #[serde(default)]
+    #[schemars(with = "Option<TargetFile>")]
+    pub target: Option<Spanned<TargetFile>>,
     /// What runs.
     #[schemars(with = "ExecuteFile")]
     pub execute: Spanned<ExecuteFile>,
@@ -286,7 +288,9 @@ pub struct Job {
     pub id: JobId,
     pub version: String,
     pub description: String,
-    pub targets: Targets,
+    /// Whom the job runs on when fired without naming targets; none: they are named each time it is fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
     pub shell: Shell,
     pub source: ScriptSource,
     /// Milliseconds.
@@ -372,14 +376,10 @@ pub fn parse(text: &str) -> Result<ManifestFile, ManifestError> {
 impl ManifestFile {
     /// Checks what the fields cannot check alone and returns the job.
     pub fn validate(self) -> Result<Job, ManifestError> {
-        let target = self.target.value;
-        let target_at = Some(&self.target.defined);
-        if target.all && !(target.groups.is_empty() && target.pcs.is_empty()) {
-            return Err(ManifestError::at("target", target_at, "`all: true` cannot be combined with groups or pcs"));
-        }
-        if !target.all && target.groups.is_empty() && target.pcs.is_empty() {
-            return Err(ManifestError::at("target", target_at, "names no agents: set `all: true`, `groups` or `pcs`"));
-        }
+        let targets = match self.target {
+            Some(target) => Some(checked_target(target)?),
+            None => None,
+        };
 
         let execute = self.execute.value;
         let execute_at = Some(&self.execute.defined);
@@ -468,7 +468,8 @@ impl ManifestFile {
                 .into_iter()
                 .map(|w| WaveSpec { group: w.group, delay: w.delay.map(|d| d.0), max_failure_pct: w.max_failure_pct })
                 .collect();
-            let within = (!target.all).then_some(target.groups.as_slice());
+            // Without a target the waves are checked against the targets named when the job is fired.
+            let within = targets.as_ref().filter(|t| !t.all).map(|t| t.groups.as_slice());
             waves = crate::waves::check(specs, within).map_err(|err| {
                 let field = format!("rollout.waves{}", err.field());
                 match err {
@@ -482,17 +483,11 @@ impl ManifestFile {
             })?;
         }
 
-        let mut groups = target.groups;
-        groups.sort();
-        groups.dedup();
-        let mut pcs = target.pcs;
-        pcs.sort();
-        pcs.dedup();
         Ok(Job {
             id: self.id,
             version: self.version.0,
             description: self.description,
-            targets: Targets { all: target.all, groups, pcs },
+            targets,
             shell: execute.shell.0,
             source,
             timeout,
@@ -505,6 +500,30 @@ impl ManifestFile {
             inventory: self.inventory,
         })
     }
+}
+
+/// A manifest's `target:` block, checked: it names someone, and `all` stands alone. An empty block is a mistake
+/// rather than "no target" (which is written by leaving `target:` out).
+fn checked_target(target: Spanned<TargetFile>) -> Result<Targets, ManifestError> {
+    let at = Some(&target.defined);
+    let target = target.value;
+    if target.all && !(target.groups.is_empty() && target.pcs.is_empty()) {
+        return Err(ManifestError::at("target", at, "`all: true` cannot be combined with groups or pcs"));
+    }
+    if !target.all && target.groups.is_empty() && target.pcs.is_empty() {
+        return Err(ManifestError::at(
+            "target",
+            at,
+            "names no agents: set `all: true`, `groups` or `pcs`, or leave `target:` out to choose at fire time",
+        ));
+    }
+    let mut groups = target.groups;
+    groups.sort();
+    groups.dedup();
+    let mut pcs = target.pcs;
+    pcs.sort();
+    pcs.dedup();
+    Ok(Targets { all: target.all, groups, pcs })
 }
 
 impl Job {
@@ -577,7 +596,7 @@ mod tests {
         assert_eq!(job.timeout, DEFAULT_TIMEOUT);
         assert_eq!(job.run_as, RunAs::System);
         assert_eq!(job.source, ScriptSource::Inline { script: "echo hi".into() });
-        assert!(job.targets.all && job.waves.is_empty() && !job.require_approval);
+        assert!(job.targets.as_ref().is_some_and(|t| t.all) && job.waves.is_empty() && !job.require_approval);
     }
 
     #[test]
@@ -609,7 +628,7 @@ inventory:
   display: {columns: [name, version]}
 "#;
         let job = Job::from_yaml(text).unwrap();
-        assert_eq!(job.targets.groups.len(), 2);
+        assert_eq!(job.targets.as_ref().map(|t| t.groups.len()), Some(2));
         assert_eq!(
             job.source,
             ScriptSource::Object { name: JobId::new("deploy-backend").unwrap(), version: "0.43.0".into() }
@@ -618,6 +637,62 @@ inventory:
         assert_eq!(job.waves[1].max_failure_pct, 100.0);
         assert_eq!(job.jitter, Some(Duration::from_secs(300)));
         assert!(job.require_approval);
+    }
+
+    /// The installer jobs of the documents, in their exact shape: no `target:`, chosen when fired.
+    const INSTALL_CLIENT: &str = r#"
+id: install-kanade-client
+version: "0.43.0"
+execute:
+  shell: powershell
+  script_object: deploy-client/0.43.0
+  timeout: 15m
+  run_as: system
+require_approval: false
+inventory:
+  display: {columns: [name, version]}
+"#;
+
+    #[test]
+    fn a_manifest_without_a_target_leaves_it_to_fire_time() {
+        let job = Job::from_yaml(INSTALL_CLIENT).unwrap();
+        assert_eq!(job.targets, None);
+        assert_eq!(job.run_as, RunAs::System);
+        // Stored without the key, so the catalogue's JSON says "no target" by leaving it out.
+        let json = serde_json::to_value(&job).unwrap();
+        assert!(json.get("targets").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<Job>(json).unwrap(), job);
+        // `target: null` and a bare `target:` are the same as leaving it out.
+        for null in ["target: null\n", "target:\n", "target: ~\n"] {
+            let job = Job::from_yaml(&format!("{INSTALL_CLIENT}{null}")).unwrap();
+            assert_eq!(job.targets, None, "{null}");
+        }
+        let script_file = INSTALL_CLIENT.replace("script_object: deploy-client/0.43.0", "script_file: install.ps1");
+        assert_eq!(Job::from_yaml(&script_file).unwrap().targets, None);
+    }
+
+    #[test]
+    fn an_empty_target_block_is_a_mistake_not_no_target() {
+        for empty in ["target: {}\n", "target:\n  all: false\n", "target:\n  pcs: []\n  groups: []\n"] {
+            let err = error(&format!("{INSTALL_CLIENT}{empty}"));
+            assert!(err.contains("target") && err.contains("names no agents"), "{err}");
+            assert!(err.contains("leave `target:` out to choose at fire time"), "{err}");
+        }
+        for hostile in ["target: all\n", "target: [a]\n", "target: 7\n", "target:\n  everyone: true\n"] {
+            let err = error(&format!("{INSTALL_CLIENT}{hostile}"));
+            assert!(err.starts_with("target"), "{hostile}: {err}");
+        }
+    }
+
+    #[test]
+    fn waves_without_a_target_take_any_group_until_fire_time() {
+        let text =
+            format!("{INSTALL_CLIENT}rollout:\n  strategy: wave\n  waves:\n  - group: canary\n  - group: rest\n");
+        let job = Job::from_yaml(&text).unwrap();
+        assert_eq!((job.targets, job.waves.len()), (None, 2));
+        // The rest of the waves rule still holds.
+        let twice = format!("{INSTALL_CLIENT}rollout:\n  strategy: wave\n  waves:\n  - group: a\n  - group: a\n");
+        assert!(error(&twice).contains("rollout.waves[1]"), "{}", error(&twice));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The backend's HTTP API as the CLI uses it: bearer token, the operator's name, and the API's error shape turned
 //! into a plain message.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,6 +11,16 @@ use crate::Cli;
 /// The header that names the operator (believed by the backend only with a shared token; a per-operator token
 /// proves who is calling).
 pub const OPERATOR_HEADER: &str = "x-kanade-operator";
+
+/// The backend said no: its status, its stable error `code` (empty when it gave none) and its message. Commands
+/// that give one refusal an exit code of its own find it with `downcast_ref`.
+#[derive(Debug, thiserror::Error)]
+#[error("the backend refused ({status}): {message}")]
+pub struct Refused {
+    pub status: reqwest::StatusCode,
+    pub code: String,
+    pub message: String,
+}
 
 pub struct Backend {
     http: reqwest::Client,
@@ -75,8 +85,9 @@ impl Backend {
         };
         if !status.is_success() {
             // Read by field, not as `ErrorBody`: a newer backend's error code must not hide its message.
-            let message = body["error"]["message"].as_str().unwrap_or("no message");
-            bail!("the backend refused ({status}): {message}");
+            let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
+            let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+            return Err(Refused { status, code, message }.into());
         }
         Ok(body)
     }

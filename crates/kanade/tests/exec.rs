@@ -392,3 +392,126 @@ async fn executions_lists_and_shows_what_was_fired() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused.stderr).contains("401"), "{}", text(&refused.stderr));
 }
+
+/// An installer job in the documents' exact shape (id, version, execute {shell, script_file or script_object,
+/// timeout, run_as}, require_approval, inventory) and no target.
+fn installer(id: &str, source: &str) -> String {
+    format!(
+        "id: {id}\nversion: \"0.43.0\"\nexecute:\n  shell: sh\n  {source}\n  timeout: 15m\n  run_as: system\n\
+         require_approval: false\ninventory:\n  display: {{columns: [name, version]}}\n"
+    )
+}
+
+#[tokio::test]
+async fn installer_jobs_without_a_target_are_created_and_fired_only_at_the_targets_named() {
+    let World { nats: _nats, url, backend, burl, agents: _agents, .. } = World::start(&["host-1", "host-2"]).await;
+    // One from the `scripts` object store, one from a file beside the manifest, as the documents' jobs are.
+    let script = std::env::temp_dir().join(format!("kanade-installer-{}.sh", std::process::id()));
+    std::fs::write(&script, "echo installing the client\n").unwrap();
+    let published = run(&url, &burl, &["script", "publish", "deploy-client", "0.43.0", script.to_str().unwrap()]).await;
+    assert_eq!(published.status.code(), Some(0), "script publish: {}", text(&published.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("scripts/install-nats.sh"), "echo installing nats\n").unwrap();
+    let jobs = [
+        ("install-kanade-client", installer("install-kanade-client", "script_object: deploy-client/0.43.0")),
+        ("install-kanade-nats", installer("install-kanade-nats", "script_file: scripts/install-nats.sh")),
+    ];
+    for (name, body) in &jobs {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), body).unwrap();
+    }
+    let created = run(&url, &burl, &["job", "create", dir.path().to_str().unwrap()]).await;
+    assert_eq!(created.status.code(), Some(0), "job create: {}", text(&created.stderr));
+    let listed = run(&url, &burl, &["job", "list"]).await;
+    let stdout = text(&listed.stdout);
+    assert_eq!(stdout.matches("none: choose at fire time").count(), 2, "{stdout}");
+    let shown = run(&url, &burl, &["job", "show", "install-kanade-nats"]).await;
+    assert!(text(&shown.stderr).contains("target: none: choose at fire time"), "{}", text(&shown.stderr));
+
+    // Fired without targets: exit 2, the flags named, and nothing recorded or sent.
+    let bare = run(&url, &burl, &["exec", "install-kanade-client"]).await;
+    let stderr = text(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("job `install-kanade-client` has no target of its own"), "{stderr}");
+    assert!(stderr.contains("--pcs") && stderr.contains("--groups") && stderr.contains("--all"), "{stderr}");
+    assert!(text(&bare.stdout).is_empty(), "no exec id: {}", text(&bare.stdout));
+    let (_, list) = backend.get("/api/executions?job_id=install-kanade-client").await;
+    assert_eq!(list, json!([]), "nothing was fired");
+
+    // Hostile flags are refused by the CLI itself (exit 2, clap's usage errors).
+    for args in [
+        vec!["exec", "install-kanade-client", "--pcs", ""],
+        vec!["exec", "install-kanade-client", "--pcs", "host-1,"],
+        vec!["exec", "install-kanade-client", "--pcs", "Host 1"],
+        vec!["exec", "install-kanade-client", "--groups", ""],
+        vec!["exec", "install-kanade-client", "--all", "--pcs", "host-1"],
+        vec!["exec", "install-kanade-client", "--all", "--groups", "lab"],
+    ] {
+        let out = run(&url, &burl, &args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+    }
+
+    // Named, each runs where it was told to on a real agent.
+    let one = run(&url, &burl, &["exec", "install-kanade-client", "--pcs", "host-1", "--wait"]).await;
+    let exec = exec_id_of(&one);
+    assert!(text(&one.stderr).contains("1/1 done, 1 ok"), "{}", text(&one.stderr));
+    let (_, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    assert_eq!(
+        (results[0]["pc_id"].clone(), results[0]["stdout"].clone()),
+        (json!("host-1"), json!("installing the client\n"))
+    );
+    let group = run(&url, &burl, &["exec", "install-kanade-nats", "--groups", "lab", "--wait"]).await;
+    let exec = exec_id_of(&group);
+    assert!(text(&group.stderr).contains("2/2 done, 2 ok"), "{}", text(&group.stderr));
+    let (_, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    assert!(results.as_array().unwrap().iter().all(|r| r["stdout"] == "installing nats\n"), "{results}");
+    let all = run(&url, &burl, &["exec", "install-kanade-nats", "--all", "--wait"]).await;
+    exec_id_of(&all);
+
+    // `kanade deploy` of such a manifest is refused before anything is stored.
+    let path = dir.path().join("install-kanade-client.yaml");
+    std::fs::write(&path, installer("install-kanade-backend", "script: 'echo backend'")).unwrap();
+    let deploy = run(&url, &burl, &["deploy", path.to_str().unwrap()]).await;
+    let stderr = text(&deploy.stderr);
+    assert_eq!(deploy.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--pcs") && stderr.contains("kanade job create"), "{stderr}");
+    let missing = run(&url, &burl, &["job", "show", "install-kanade-backend"]).await;
+    assert_eq!(missing.status.code(), Some(1), "not stored: {}", text(&missing.stdout));
+    std::fs::remove_file(&script).ok();
+}
+
+#[tokio::test]
+async fn deploy_version_stores_and_fires_that_version_instead_of_the_file_s() {
+    let World { nats: _nats, url, backend, burl, agents: _agents, .. } = World::start(&["pc-1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pinned.yaml");
+    std::fs::write(&path, manifest("pinned", "echo $KANADE_JOB_ID", "target:\n  pcs: [pc-1]\n")).unwrap();
+    let path = path.to_str().unwrap();
+
+    for bad in ["", "a b", "1.0/2", &"9".repeat(65), "--"] {
+        let out = run(&url, &burl, &["deploy", path, "--version", bad]).await;
+        assert_eq!(out.status.code(), Some(2), "--version {bad:?}: {}", text(&out.stderr));
+    }
+    let out = run(&url, &burl, &["deploy", path, "--version", "a b"]).await;
+    assert!(text(&out.stderr).contains("must be 1-64 characters"), "{}", text(&out.stderr));
+    let (status, _) = backend.get("/api/jobs/pinned").await;
+    assert_eq!(status, 404, "nothing was stored");
+
+    let out = run(&url, &burl, &["deploy", path, "--version", "1.1.0+hotfix", "--wait"]).await;
+    let exec = exec_id_of(&out);
+    let view = backend.execution(&exec).await;
+    assert_eq!((view["version"].clone(), view["by_status"].clone()), (json!("1.1.0+hotfix"), json!({ "ok": 1 })));
+    let (_, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    assert_eq!(results[0]["version"], "1.1.0+hotfix", "the file's `1.0` is not what ran: {results}");
+    let listed = run(&url, &burl, &["job", "list", "-o", "json"]).await;
+    let jobs: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(jobs[0]["job"]["version"], "1.1.0+hotfix", "{jobs}");
+    let shown = run(&url, &burl, &["job", "show", "pinned"]).await;
+    assert!(text(&shown.stderr).contains("stored as version `1.1.0+hotfix` (the manifest says `1.0`)"));
+
+    // Without --version the file's own version is deployed again; `kanade --version` is still the CLI's own.
+    let out = run(&url, &burl, &["deploy", path, "--wait"]).await;
+    assert_eq!(backend.execution(&exec_id_of(&out)).await["version"], "1.0");
+    let version = run(&url, &burl, &["--version"]).await;
+    assert!(text(&version.stdout).starts_with("kanade "), "{}", text(&version.stdout));
+}

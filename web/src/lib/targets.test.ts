@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeTargets } from "./targets";
+import { describeTargets, NO_TARGET } from "./targets";
 import type { Targets } from "./types";
 
 const targets = (patch: Partial<Targets>): Targets => ({ all: false, groups: [], pcs: [], ...patch });
@@ -28,5 +28,11 @@ describe("describeTargets", () => {
 
   it("says nobody when the targets name no one", () => {
     expect(describeTargets(targets({}))).toBe("nobody");
+  });
+
+  it("says to choose at run time for a job without targets of its own", () => {
+    expect(describeTargets(null)).toBe(NO_TARGET);
+    expect(describeTargets(undefined)).toBe(NO_TARGET);
+    expect(NO_TARGET).toContain("choose");
   });
 });

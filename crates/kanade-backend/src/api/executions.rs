@@ -61,6 +61,9 @@ fn request(body: &ExecBody) -> Result<ExecRequest, ApiError> {
         .iter()
         .map(|g| GroupName::new(g.clone()).map_err(|e| invalid(format!("groups: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    if body.all && !(pcs.is_empty() && groups.is_empty()) {
+        return Err(invalid("`all` cannot be combined with pcs or groups: it reaches every agent already"));
+    }
     let waves = waves_of(body, &groups)?;
     let named = body.all || !pcs.is_empty() || !groups.is_empty() || waves.is_some();
     // Waves alone reach their own groups, as a manifest's rollout over exactly those groups would.
@@ -123,6 +126,7 @@ pub fn exec_error(err: ExecError) -> ApiError {
         ExecError::Invalid(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::CannotExec, err.to_string())
         }
+        ExecError::TargetsRequired(_) => ApiError::bad_request(ErrorCode::TargetsRequired, err.to_string()),
         ExecError::Ops(err) => super::ops_error(err),
         ExecError::Db(err) => ApiError::from(err),
     }
@@ -195,13 +199,19 @@ pub async fn preview(
     }))
 }
 
-/// `POST /api/deploy`: store the manifest, then fire it at its own targets with its rollout.
+/// `POST /api/deploy`: store the manifest, then fire it at its own targets with its rollout. A manifest without a
+/// target is refused (`targets_required`) and not stored: create it and fire it at named targets instead.
 #[utoipa::path(post, path = "/api/deploy", tag = "executions", operation_id = "executions_deploy", request_body = ManifestBody, responses((status = 201, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(body): ApiJson<ManifestBody>,
 ) -> Result<Response, ApiError> {
+    // Refused before anything is stored: a deploy either stores and fires, or does neither.
+    let job = jobs::check(&body)?;
+    if job.targets.is_none() {
+        return Err(exec_error(ExecError::TargetsRequired(job.id)));
+    }
     // The engine fires exactly what was stored, not what the catalogue holds a moment later.
     let stored = jobs::store(&state, &caller, &body).await?;
     fire(&state, stored.job, ExecRequest::default(), &caller).await

@@ -10,14 +10,15 @@ use axum::response::{IntoResponse, Response};
 use kanade_ops::catalogue::Catalogue;
 use kanade_shared::JobId;
 use kanade_shared::api::{ErrorBody, JobView, ManifestBody, NoBody, RevokeView, StoredView};
-use kanade_shared::manifest::{Job, ScriptSource};
+use kanade_shared::manifest::{Job, ScriptSource, Version};
 use kanade_shared::wire::MAX_SCRIPT_BYTES;
 
 use super::{ApiError, ApiJson, AppState, ErrorCode, OptionalJson, PathId, ops_error};
 use crate::caller::Caller;
 use crate::live::Topic;
 
-/// Checks a manifest body as `kanade job validate` would, inlining an uploaded `script_file`.
+/// Checks a manifest body as `kanade job validate` would, inlining an uploaded `script_file`, and puts the body's
+/// `version` (when it gives one) in place of the manifest's.
 pub fn check(body: &ManifestBody) -> Result<Job, ApiError> {
     let mut job = Job::from_yaml(&body.manifest)
         .map_err(|err| ApiError::bad_request(ErrorCode::InvalidManifest, err.to_string()))?;
@@ -36,6 +37,11 @@ pub fn check(body: &ManifestBody) -> Result<Job, ApiError> {
             ));
         }
         job.source = ScriptSource::Inline { script: script.clone() };
+    }
+    if let Some(version) = &body.version {
+        let version = Version::new(version)
+            .map_err(|err| ApiError::bad_request(ErrorCode::InvalidRequest, format!("version: {err}")))?;
+        job.version = version.as_str().to_owned();
     }
     Ok(job)
 }

@@ -8,31 +8,42 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kanade_shared::api::{DecisionBody, ExecBody, ExecutionView, ManifestBody, WaveBody};
-use kanade_shared::manifest::{Job, ScriptSource};
+use kanade_shared::api::{DecisionBody, ErrorCode, ExecBody, ExecutionView, ManifestBody, WaveBody};
+use kanade_shared::manifest::{Job, ScriptSource, Version};
 use kanade_shared::waves::{self, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use serde_json::Value;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Refused};
 use crate::output::{self, Format};
 use crate::{Cli, EXIT_ERROR};
 
 /// How often `--wait` asks the backend for progress.
 const POLL: Duration = Duration::from_millis(500);
 
+/// Exit code of `exec` and `deploy` for a job without a target fired without `--pcs`, `--groups` or `--all` (the
+/// same code as any other bad arguments).
+pub const EXIT_TARGETS_REQUIRED: u8 = 2;
+
+const EXEC_EXIT_CODES: &str = "Exit codes: 0 fired (with --wait: every target answered ok); 1 kanade failed, or with \
+--wait a target did not succeed; 2 bad arguments, or a job without a target of its own fired without --pcs, --groups \
+or --all; 124 --wait-timeout passed first (the execution goes on).";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXEC_EXIT_CODES)]
 pub struct ExecArgs {
     /// The job to fire, from the catalogue.
     pub job: JobId,
-    /// Fire at these PCs (comma-separated) instead of the job's own targets.
+    /// Fire at these PCs (comma-separated) instead of the job's own targets. A job without a target of its own
+    /// must be given --pcs, --groups or --all.
     #[arg(long, value_delimiter = ',')]
     pub pcs: Vec<PcId>,
-    /// Fire at these groups (comma-separated) instead of the job's own targets.
+    /// Fire at these groups (comma-separated) instead of the job's own targets; a job without a target of its own
+    /// rolls out its waves over them.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<GroupName>,
     /// Fire at every agent instead of the job's own targets.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["pcs", "groups"])]
     pub all: bool,
     /// Roll out in waves of your own instead of the job's, one flag per wave in order:
     /// `--wave canary --wave lab:1h:10` (a group, how long after the previous wave, the failure percentage that
@@ -54,9 +65,14 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXEC_EXIT_CODES)]
 pub struct DeployArgs {
-    /// A job manifest: stored in the catalogue, then fired at its own targets with its rollout.
+    /// A job manifest: stored in the catalogue, then fired at its own targets with its rollout. A manifest without
+    /// a target is refused (exit 2) and not stored: `kanade job create` it and `kanade exec <job> --pcs ...`.
     pub manifest: PathBuf,
+    /// Store and fire the job as this version instead of the manifest's own (1-64 of A-Z a-z 0-9 . _ + -).
+    #[arg(long, value_parser = parse_version)]
+    pub version: Option<String>,
     /// Show progress until every target has answered; exit 1 if any did not succeed.
     #[arg(long)]
     pub wait: bool,
@@ -107,6 +123,24 @@ fn parse_wave(raw: &str) -> Result<WaveBody, String> {
     Ok(WaveBody { group: group.to_string(), delay: delay.map(|(d, _)| d.to_owned()), max_failure_pct })
 }
 
+/// A version as a manifest's is checked.
+fn parse_version(raw: &str) -> Result<String, String> {
+    Version::new(raw).map(|v| v.as_str().to_owned())
+}
+
+/// Says that `job` needs targets named, in the flags' own words, and gives the exit code for it.
+fn targets_required(job: &str) -> ExitCode {
+    output::note(&format!(
+        "error: job `{job}` has no target of its own: name them with --pcs <pc,...>, --groups <group,...> or --all"
+    ));
+    ExitCode::from(EXIT_TARGETS_REQUIRED)
+}
+
+/// The backend's refusal of a fire because the job has no target and none were named.
+fn is_targets_required(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Refused>().is_some_and(|r| r.code == ErrorCode::TargetsRequired.as_str())
+}
+
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let body = ExecBody {
         pcs: args.pcs.iter().map(ToString::to_string).collect(),
@@ -117,14 +151,32 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         deadline: args.deadline.map(|d| humantime::format_duration(d).to_string()),
     };
     let backend = Backend::new(cli)?;
-    let view = backend.post(&format!("/api/exec/{}", args.job), &body).await?;
+    let view = match backend.post(&format!("/api/exec/{}", args.job), &body).await {
+        Err(err) if is_targets_required(&err) => return Ok(targets_required(args.job.as_str())),
+        other => other?,
+    };
     fired(cli, &backend, view, args.wait.then_some(args.wait_timeout)).await
 }
 
 pub async fn deploy(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
-    let body = manifest_body(&args.manifest)?;
+    let job = Job::load(&args.manifest)?;
+    if job.targets.is_none() {
+        // Refused before anything is stored or sent.
+        let code = targets_required(job.id.as_str());
+        output::note(&format!(
+            "`kanade deploy` fires a manifest at its own target: add `target:` to `{}`, or `kanade job create` it \
+             and `kanade exec {} --pcs ...`",
+            args.manifest.display(),
+            job.id
+        ));
+        return Ok(code);
+    }
+    let body = ManifestBody { version: args.version.clone(), ..manifest_body(&args.manifest)? };
     let backend = Backend::new(cli)?;
-    let view = backend.post("/api/deploy", &body).await?;
+    let view = match backend.post("/api/deploy", &body).await {
+        Err(err) if is_targets_required(&err) => return Ok(targets_required(job.id.as_str())),
+        other => other?,
+    };
     fired(cli, &backend, view, args.wait.then_some(args.wait_timeout)).await
 }
 
@@ -139,7 +191,7 @@ pub fn manifest_body(path: &Path) -> anyhow::Result<ManifestBody> {
         let script = std::fs::read_to_string(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
         files.insert(relative.to_string_lossy().into_owned(), script);
     }
-    Ok(ManifestBody { manifest: text, files })
+    Ok(ManifestBody { manifest: text, files, version: None })
 }
 
 /// Exit code of `--wait` when `--wait-timeout` passed first.

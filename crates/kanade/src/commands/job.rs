@@ -141,7 +141,16 @@ async fn show(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
     let Some(stored) = catalogue(cli).await?.get(id).await? else { bail!("no job `{id}` in the catalogue") };
     match cli.output {
         Format::Json => output::json(&stored)?,
-        Format::Table => output::raw(false, &stored.manifest),
+        Format::Table => {
+            output::raw(false, &stored.manifest);
+            if stored.job.targets.is_none() {
+                output::note(&format!("target: {NO_TARGET} (`kanade exec {id} --pcs|--groups|--all`)"));
+            }
+            let written = Job::from_yaml(&stored.manifest).map(|job| job.version).unwrap_or_default();
+            if written != stored.job.version {
+                output::note(&format!("stored as version `{}` (the manifest says `{written}`)", stored.job.version));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -205,13 +214,18 @@ fn validate(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `TARGET` says of a job without a target of its own.
+pub const NO_TARGET: &str = "none: choose at fire time";
+
 fn summary(file: &Path, job: &Job) -> Vec<String> {
-    let target = if job.targets.all {
-        "all".to_owned()
-    } else {
-        let mut parts: Vec<String> = job.targets.groups.iter().map(|g| format!("group:{g}")).collect();
-        parts.extend(job.targets.pcs.iter().map(|p| format!("pc:{p}")));
-        parts.join(",")
+    let target = match &job.targets {
+        None => NO_TARGET.to_owned(),
+        Some(targets) if targets.all => "all".to_owned(),
+        Some(targets) => {
+            let mut parts: Vec<String> = targets.groups.iter().map(|g| format!("group:{g}")).collect();
+            parts.extend(targets.pcs.iter().map(|p| format!("pc:{p}")));
+            parts.join(",")
+        }
     };
     vec![file.display().to_string(), job.id.to_string(), job.version.clone(), target, job.waves.len().to_string()]
 }
