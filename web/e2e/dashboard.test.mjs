@@ -220,6 +220,8 @@ test("a rollout shows whom each wave hits before firing, and each wave's state a
   await expectText(ownWaves.getByRole("listitem").nth(1), /2\. later pending \(due in (2 h|1 h)\)/);
 });
 
+test("a job without a target makes the operator choose before it runs", aJobWithoutATargetMakesTheOperatorChoose);
+
 test("markup in a job's description or a script's output is shown as text, never run", async () => {
   await page.getByRole("link", { name: "Jobs", exact: true }).click();
   await page.getByRole("link", { name: /^hostile/ }).filter({ hasText: '<img src=x onerror="window.__pwned=1">' }).click();
@@ -300,6 +302,32 @@ test("the browser saw no errors", () => {
   const real = problems.filter((p) => !/status of 401/.test(p));
   assert.deepEqual(real, []);
 });
+
+/// The `installer` job has no target of its own (the documents' installer jobs): the Run dialog opens with nothing
+/// chosen, offers no "job's own" choice, and will not send until PCs, groups or all are chosen.
+async function aJobWithoutATargetMakesTheOperatorChoose() {
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("link", { name: /^installer/ }).filter({ hasText: "none: choose at run time" }).click();
+  await page.getByRole("definition").filter({ hasText: "none: choose at run time" }).waitFor();
+  await page.getByRole("button", { name: "Run…" }).click();
+  const dialog = page.getByRole("dialog", { name: "Run installer" });
+  await dialog.getByTestId("choose-targets").filter({ hasText: "This job has no target of its own" }).waitFor();
+  assert.equal(await dialog.getByLabel(/^The job's own/).count(), 0, "no job's own targets to offer");
+  assert.equal(await dialog.getByRole("radio", { checked: true }).count(), 0, "nothing is chosen yet");
+  await dialog.getByText("Choose the targets to see who it will hit.").waitFor();
+  assert.ok(await dialog.getByRole("button", { name: "Run", exact: true }).isDisabled(), "Run waits for a choice");
+  await accessible("exec dialog of a job without a target");
+  await shot("10b-exec-dialog-no-target");
+  await dialog.getByLabel("PCs, at once").check();
+  await dialog.getByLabel("PC ids (comma-separated)").fill(PC);
+  assert.equal(await dialog.getByTestId("choose-targets").count(), 0, "the message goes once a choice is made");
+  await dialog.getByTestId("preview-count").filter({ hasText: "1 agent will be hit" }).waitFor();
+  await dialog.getByRole("button", { name: "Run on 1 agent" }).click();
+  await page.waitForURL(/\/activity\/[a-z0-9_-]+$/);
+  await expectAttribute(page.getByRole("progressbar", { name: "Progress" }), "aria-valuenow", "100");
+  await page.getByRole("button", { name: `Output of ${PC}` }).click();
+  await page.getByTestId("stdout").filter({ hasText: "installed by the dashboard" }).waitFor();
+}
 
 async function expectAttribute(locator, name, value) {
   const deadline = Date.now() + PATIENCE;

@@ -88,6 +88,10 @@ async fn the_dashboard_works_in_a_real_browser() {
         "id: hostile\nversion: \"1.0\"\ndescription: '<img src=x onerror=\"window.__pwned=1\">'\ntarget:\n  all: true\n\
          execute:\n  shell: sh\n  script: 'echo \"<script>window.__pwned=1</script>\"'\n  timeout: 60s\n"
             .to_owned(),
+        // No target of its own, in the installer jobs' shape: the Run dialog makes the operator choose.
+        "id: installer\nversion: \"1.0\"\nexecute:\n  shell: sh\n  script: 'echo installed by the dashboard'\n  \
+         timeout: 60s\n  run_as: system\nrequire_approval: false\n"
+            .to_owned(),
         // Two waves: `lab` (this agent) at once, `later` (nobody) an hour after.
         manifest(
             "rolling",

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { check, EMPTY_FORM, splitNames, type ExecForm } from "./execform";
+import { CHOOSE_TARGETS, check, EMPTY_FORM, initialForm, splitNames, type ExecForm } from "./execform";
 
 const form = (over: Partial<ExecForm>): ExecForm => ({ ...EMPTY_FORM, ...over });
 
@@ -182,5 +182,32 @@ describe("check: waves of the operator's own", () => {
 
   it("takes exactly 50 waves", () => {
     expect(bodyOf(form({ mode: "waves", waves: Array.from({ length: 50 }, (_, i) => wave(`g${i}`)) })).waves).toHaveLength(50);
+  });
+});
+
+describe("a job without a target of its own", () => {
+  it("opens with nothing chosen, and a job with targets opens with its own", () => {
+    expect(initialForm(null).mode).toBe("none");
+    expect(initialForm(undefined).mode).toBe("none");
+    expect(initialForm({ all: false, groups: ["lab"], pcs: [] }).mode).toBe("job");
+  });
+
+  it("will not submit until PCs, groups, all or waves are chosen", () => {
+    expect(errorsOf(initialForm(null))).toEqual({ mode: CHOOSE_TARGETS });
+    // The job's own targets are not a choice when it has none, whatever the form says.
+    expect(check(form({ mode: "job" }), false)).toEqual({ ok: false, errors: { mode: CHOOSE_TARGETS } });
+    // Text typed into a mode not chosen does not count as a choice.
+    expect(errorsOf(form({ mode: "none", pcs: "pc-1", groups: "lab" })).mode).toBe(CHOOSE_TARGETS);
+  });
+
+  it("fires at what the operator chose", () => {
+    expect(check(form({ mode: "pcs", pcs: "host-1" }), false)).toEqual({ ok: true, body: { pcs: ["host-1"] } });
+    expect(check(form({ mode: "groups", groups: "lab" }), false)).toEqual({ ok: true, body: { groups: ["lab"] } });
+    expect(check(form({ mode: "all" }), false)).toEqual({ ok: true, body: { all: true } });
+  });
+
+  it("still checks what was chosen, and reports both problems together", () => {
+    expect(errorsOf({ ...initialForm(null), jitter: "soon" })).toEqual({ mode: CHOOSE_TARGETS, jitter: expect.stringContaining("not a duration") });
+    expect(check(form({ mode: "pcs", pcs: "" }), false)).toEqual({ ok: false, errors: { pcs: "name at least one PC" } });
   });
 });

@@ -1,8 +1,9 @@
 // The exec dialog's form, checked the way the backend checks it, so a typo is caught before anything is fired.
 
-import type { ExecBody } from "./types";
+import type { ExecBody, Targets } from "./types";
 
-export type TargetMode = "job" | "all" | "groups" | "pcs" | "waves";
+/// `job`: the job's own targets; `none`: nothing chosen yet (where a job without a target of its own starts).
+export type TargetMode = "job" | "none" | "all" | "groups" | "pcs" | "waves";
 
 /// One wave as typed: a group, how long after the previous wave, the failure percentage that halts the rollout.
 export interface WaveRow {
@@ -24,6 +25,14 @@ export interface ExecForm {
 
 export const EMPTY_WAVE: WaveRow = { group: "", delay: "", maxFailurePct: "" };
 export const EMPTY_FORM: ExecForm = { mode: "job", groups: "", pcs: "", waves: [EMPTY_WAVE], jitter: "", deadline: "" };
+/// What the operator is told when nothing is chosen for a job that has no target of its own.
+export const CHOOSE_TARGETS = "This job has no target of its own: choose every agent, groups, PCs or waves.";
+
+/// The form a Run dialog opens with: the job's own targets when it has some, else none chosen.
+export function initialForm(targets: Targets | null | undefined): ExecForm {
+  return { ...EMPTY_FORM, mode: targets ? "job" : "none" };
+}
+
 /// As many waves as the backend takes in one request.
 export const MAX_WAVES = 50;
 
@@ -69,9 +78,11 @@ function checkWaves(rows: readonly WaveRow[]): { waves: NonNullable<ExecBody["wa
   return { waves };
 }
 
-export function check(form: ExecForm): Checked {
+/// `jobHasTargets`: whether the job has a target of its own; without one the operator must choose.
+export function check(form: ExecForm, jobHasTargets = true): Checked {
   const errors: Partial<Record<keyof ExecForm, string>> = {};
   const body: ExecBody = {};
+  if (form.mode === "none" || (form.mode === "job" && !jobHasTargets)) errors.mode = CHOOSE_TARGETS;
   if (form.mode === "all") body.all = true;
   if (form.mode === "groups") {
     const groups = splitNames(form.groups);

@@ -6,7 +6,7 @@ import { Link, useNavigate, useParams } from "react-router";
 
 import { useAuth } from "../auth";
 import { ErrorNote, Loading, PageTitle, When } from "../components";
-import { type ExecForm, type WaveRow, EMPTY_FORM, EMPTY_WAVE, MAX_WAVES, check } from "../lib/execform";
+import { type ExecForm, type WaveRow, EMPTY_WAVE, MAX_WAVES, check, initialForm } from "../lib/execform";
 import { millis } from "../lib/format";
 import { keys } from "../lib/live";
 import { describeTargets } from "../lib/targets";
@@ -142,9 +142,9 @@ function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => voi
   const { api } = useAuth();
   const navigate = useNavigate();
   const dialog = useRef<HTMLDialogElement>(null);
-  const [form, setForm] = useState<ExecForm>(EMPTY_FORM);
   const job = stored.job;
-  const checked = check(form);
+  const [form, setForm] = useState<ExecForm>(() => initialForm(job.targets));
+  const checked = check(form, !!job.targets);
   const bodyText = checked.ok ? JSON.stringify(checked.body) : "";
   const settledBody = useSettled(bodyText, 250);
   const preview = useQuery({
@@ -177,9 +177,11 @@ function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => voi
           <legend>Targets</legend>
           {(
             [
-              ["job", `The job's own: ${describeTargets(job.targets)}${job.waves.length ? `, in ${job.waves.length} waves` : ""}`],
-              ["all", "Every agent, at once"],
-              ["groups", "Groups, at once"],
+              ...(job.targets
+                ? ([["job", `The job's own: ${describeTargets(job.targets)}${job.waves.length ? `, in ${job.waves.length} waves` : ""}`]] as const)
+                : []),
+              ["all", job.targets || !job.waves.length ? "Every agent, at once" : `Every agent, in the job's ${job.waves.length} waves`],
+              ["groups", job.targets || !job.waves.length ? "Groups, at once" : `Groups, in the job's ${job.waves.length} waves`],
               ["pcs", "PCs, at once"],
               ["waves", "Groups, in waves of your own"],
             ] as const
@@ -188,6 +190,11 @@ function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => voi
               <input type="radio" name="mode" value={mode} checked={form.mode === mode} onChange={() => set({ mode })} /> {label}
             </label>
           ))}
+          {errors.mode ? (
+            <p className="error" role="alert" data-testid="choose-targets">
+              {errors.mode}
+            </p>
+          ) : null}
           {form.mode === "groups" ? (
             <Field id="exec-groups" label="Groups (comma-separated)" error={errors.groups}>
               <input id="exec-groups" value={form.groups} onChange={(e) => set({ groups: e.target.value })} autoFocus />
@@ -210,7 +217,7 @@ function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => voi
         </div>
         <section className="preview" aria-live="polite" aria-labelledby="preview-title">
           <h3 id="preview-title">Who it will hit</h3>
-          {!checked.ok ? <p className="muted">Fix the form to see the targets.</p> : null}
+          {!checked.ok ? <p className="muted">{errors.mode ? "Choose the targets to see who it will hit." : "Fix the form to see the targets."}</p> : null}
           {checked.ok && !p && !preview.isError ? <p className="muted">Counting…</p> : null}
           {preview.isError ? <ErrorNote error={preview.error} what="count the targets" /> : null}
           {p ? (
