@@ -426,3 +426,71 @@ impl Engine {
         crate::caller::auditor(&self.nats, actor).record(action, target, details).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(yaml_tail: &str) -> Job {
+        let text = format!("id: j\nversion: 1\nexecute: {{shell: sh, script: x}}\n{yaml_tail}");
+        Job::from_yaml(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn targets(all: bool, groups: &[&str], pcs: &[&str]) -> Targets {
+        Targets {
+            all,
+            groups: groups.iter().map(|g| GroupName::new(*g).unwrap()).collect(),
+            pcs: pcs.iter().map(|p| kanade_shared::PcId::new(*p).unwrap()).collect(),
+        }
+    }
+
+    fn asked(targets: Targets) -> ExecRequest {
+        ExecRequest { targets: Some(targets), ..ExecRequest::default() }
+    }
+
+    fn groups_of(waves: &[Wave]) -> Vec<&str> {
+        waves.iter().map(|w| w.group.as_str()).collect()
+    }
+
+    const WAVES: &str = "rollout:\n  strategy: wave\n  waves:\n  - group: canary\n  - group: rest\n    delay: 1h\n";
+
+    #[test]
+    fn a_job_without_a_target_needs_the_request_s() {
+        let loose = job("");
+        let err = fired_at(&loose, &ExecRequest::default()).unwrap_err();
+        assert!(matches!(&err, ExecError::TargetsRequired(id) if id.as_str() == "j"), "{err}");
+        assert!(err.to_string().contains("name the pcs, groups or all"), "{err}");
+        let named = targets(false, &[], &["host-1"]);
+        assert_eq!(fired_at(&loose, &asked(named.clone())).unwrap(), (named, vec![]));
+    }
+
+    #[test]
+    fn a_job_with_a_target_fires_at_its_own_or_at_the_request_s_at_once() {
+        let own = job(&format!("target:\n  groups: [canary, rest]\n{WAVES}"));
+        let (t, waves) = fired_at(&own, &ExecRequest::default()).unwrap();
+        assert_eq!((t, groups_of(&waves)), (targets(false, &["canary", "rest"], &[]), vec!["canary", "rest"]));
+        // Targets named replace the job's and its rollout, as they always have.
+        let (t, waves) = fired_at(&own, &asked(targets(false, &[], &["pc-1"]))).unwrap();
+        assert_eq!((t, waves.len()), (targets(false, &[], &["pc-1"]), 0));
+    }
+
+    #[test]
+    fn a_job_without_a_target_rolls_its_waves_out_over_the_groups_named() {
+        let loose = job(WAVES);
+        let (_, waves) = fired_at(&loose, &asked(targets(false, &["rest", "canary"], &[]))).unwrap();
+        assert_eq!(groups_of(&waves), ["canary", "rest"], "the job's order");
+        assert_eq!(waves[1].delay, Duration::from_secs(3600));
+        let (_, waves) = fired_at(&loose, &asked(targets(true, &[], &[]))).unwrap();
+        assert_eq!(waves.len(), 2, "all: any group");
+
+        let err = fired_at(&loose, &asked(targets(false, &["canary"], &[]))).unwrap_err().to_string();
+        assert!(err.contains("job `j`: rollout.waves[1]: group `rest` is not among the groups named"), "{err}");
+        let err = fired_at(&loose, &asked(targets(false, &["canary", "rest"], &["pc-1"]))).unwrap_err().to_string();
+        assert!(err.contains("name groups or all, not pcs"), "{err}");
+
+        // The request's own waves win over the job's.
+        let own = vec![Wave { group: GroupName::new("lab").unwrap(), delay: Duration::ZERO, max_failure_pct: 5.0 }];
+        let request = ExecRequest { waves: Some(own.clone()), ..asked(targets(false, &["lab"], &[])) };
+        assert_eq!(fired_at(&loose, &request).unwrap().1, own);
+    }
+}
