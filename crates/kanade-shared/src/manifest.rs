@@ -695,6 +695,46 @@ inventory:
         assert!(error(&twice).contains("rollout.waves[1]"), "{}", error(&twice));
     }
 
+    proptest::proptest! {
+        /// Whatever target block is written (or none), validation either yields exactly its agents, sorted and
+        /// de-duplicated, or refuses the two shapes that cannot be a target; it never invents one.
+        #[test]
+        fn any_target_block_is_kept_exactly_or_refused(
+            block in proptest::option::of((
+                proptest::option::of(proptest::bool::ANY),
+                proptest::option::of(proptest::collection::vec("[a-c]{1,2}", 0..4)),
+                proptest::option::of(proptest::collection::vec("(pc|host)-[0-3]", 0..4)),
+            ))
+        ) {
+            let mut text = INSTALL_CLIENT.to_owned();
+            if let Some((all, groups, pcs)) = &block {
+                text.push_str("target:\n");
+                if let Some(all) = all { text.push_str(&format!("  all: {all}\n")); }
+                if let Some(groups) = groups { text.push_str(&format!("  groups: [{}]\n", groups.join(", "))); }
+                if let Some(pcs) = pcs { text.push_str(&format!("  pcs: [{}]\n", pcs.join(", "))); }
+                if all.is_none() && groups.is_none() && pcs.is_none() { text.push_str("  {}\n"); }
+            }
+            let checked = Job::from_yaml(&text);
+            match block {
+                None => proptest::prop_assert_eq!(checked.map(|j| j.targets), Ok(None)),
+                Some((all, groups, pcs)) => {
+                    let (all, groups, pcs) = (all.unwrap_or(false), groups.unwrap_or_default(), pcs.unwrap_or_default());
+                    let sorted = |mut v: Vec<String>| { v.sort(); v.dedup(); v };
+                    let (groups, pcs) = (sorted(groups), sorted(pcs));
+                    if all && !(groups.is_empty() && pcs.is_empty()) || !all && groups.is_empty() && pcs.is_empty() {
+                        let err = checked.unwrap_err().to_string();
+                        proptest::prop_assert!(err.starts_with("target"), "{}", err);
+                    } else {
+                        let t = checked.unwrap().targets.unwrap();
+                        proptest::prop_assert_eq!(t.all, all);
+                        proptest::prop_assert_eq!(t.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>(), groups);
+                        proptest::prop_assert_eq!(t.pcs.iter().map(|p| p.to_string()).collect::<Vec<_>>(), pcs);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn unknown_keys_name_their_path_line_and_column() {
         let err =
