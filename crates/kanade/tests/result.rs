@@ -55,7 +55,9 @@ async fn result_show_prints_the_inline_part_and_full_prints_every_byte() {
     assert!(stdout.contains(&format!("result:    {id}")), "{stdout}");
     assert!(stdout.contains("status:    ok (exit 0)"), "{stdout}");
     assert!(
-        stdout.contains(&format!("--- stdout (first 256.0 KiB of 1.0 MiB; all of it: kanade result show {id} --full) ---")),
+        stdout.contains(&format!(
+            "--- stdout (first 256.0 KiB of 1.0 MiB; all of it: kanade result show {id} --full) ---"
+        )),
         "{}",
         &stdout[..400.min(stdout.len())]
     );
@@ -87,6 +89,12 @@ async fn result_show_prints_the_inline_part_and_full_prints_every_byte() {
         assert!(text(&out.stderr).contains(needle), "{args:?}: {}", text(&out.stderr));
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+    // `kanade run` says where the rest of a long output is.
+    let ran = run(&url, &base, &["run", "pc-1", "--", "head -c 300000 /dev/zero | tr -c x r"]).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    assert_eq!(ran.stdout.len(), 256 * 1024);
+    assert!(text(&ran.stderr).contains("all of it: kanade result show "), "{}", text(&ran.stderr));
+
     let unknown = format!("{}.pc-1", kanade_shared::ExecId::generate());
     let out = run(&url, &base, &["result", "show", &unknown]).await;
     assert_eq!(out.status.code(), Some(1));
