@@ -13,8 +13,8 @@
 //! the cap they are deleted and the result says its full output is unavailable. The publisher uploads them into the
 //! `result_output` object store before it publishes the result (an upload is publishes to the store's stream, no
 //! consumer), and deletes them only after the result's ack. An upload the broker keeps refusing while connected
-//! (store full, not set up) is given up after [`MAX_UPLOAD_TRIES`]: the result goes out flagged `unavailable`
-//! rather than block the outbox.
+//! (store full, not set up) is given up after [`MAX_UPLOAD_TRIES`] (and for a minute after that at its first
+//! refusal): the result goes out flagged `unavailable` rather than block the outbox.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +40,9 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 pub const SPOOL_DIR: &str = "output";
 /// Uploads of one output the broker may refuse, while the connection is up, before the result goes out without it.
 pub const MAX_UPLOAD_TRIES: u32 = 5;
+/// After an output was given up, outputs refused within this long are given up at their first refusal, so a full
+/// store costs each waiting result one try rather than five with backoff.
+const REFUSING_WINDOW: Duration = Duration::from_secs(60);
 const STREAMS: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
 
 /// The spool file of one run's output stream, in `spool_dir` (the outbox's [`SPOOL_DIR`]).
@@ -80,6 +83,8 @@ pub struct Outbox {
     spool: PathBuf,
     /// Failed uploads per object name, reset by a restart.
     upload_tries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// When the broker last made the outbox give an output up.
+    gave_up_at: std::sync::Mutex<Option<std::time::Instant>>,
     pending: AtomicU64,
     bytes: AtomicU64,
     max_bytes: u64,
@@ -121,6 +126,7 @@ impl Outbox {
             tmp,
             spool,
             upload_tries: std::sync::Mutex::default(),
+            gave_up_at: std::sync::Mutex::default(),
             pending: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             max_bytes,
@@ -373,11 +379,14 @@ impl Outbox {
             if js.client().connection_state() != async_nats::connection::State::Connected {
                 return UploadFailed::Retry(err);
             }
+            let mut gave_up_at = self.gave_up_at.lock().unwrap_or_else(|e| e.into_inner());
+            let refusing = gave_up_at.is_some_and(|at| at.elapsed() < REFUSING_WINDOW);
             let mut tries = self.upload_tries.lock().unwrap_or_else(|e| e.into_inner());
             let count = tries.entry(full.object.clone()).or_default();
             *count += 1;
-            if *count >= MAX_UPLOAD_TRIES {
-                UploadFailed::GiveUp(format!("the broker refused the output {count} times: {err}"))
+            if *count >= MAX_UPLOAD_TRIES || refusing {
+                *gave_up_at = Some(std::time::Instant::now());
+                UploadFailed::GiveUp(format!("the broker refused the output {count} time(s): {err}"))
             } else {
                 UploadFailed::Retry(err)
             }

@@ -137,7 +137,11 @@ async fn a_store_that_refuses_the_output_does_not_hold_the_result_back() {
     assert_eq!(result.stdout.len(), kanade_shared::config::DEFAULT_OUTPUT_LIMIT_BYTES, "the inline part stays");
     let why = full(&result).unavailable.clone().expect("flagged unavailable");
     assert!(why.contains("refused"), "{why}");
-    // The next run is not stuck behind it.
+    // The next long one is given up at its first refusal, and a short one is not stuck behind either.
+    let again = command("head -c 600000 /dev/zero | tr '\\0' z");
+    publish(&js, &pc("pc-1"), &again).await;
+    let why = full(&results.next_for(&again.exec_id, PATIENCE).await).unavailable.clone().expect("flagged");
+    assert!(why.contains("refused the output 1 time(s)"), "{why}");
     let next = command("echo next");
     publish(&js, &pc("pc-1"), &next).await;
     assert_eq!(results.next_for(&next.exec_id, PATIENCE).await.stdout, "next\n");
