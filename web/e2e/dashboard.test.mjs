@@ -181,6 +181,8 @@ test("a running job's output streams onto the page", async () => {
   assert.doesNotMatch(stdout, /tick 16/, "the run was cut short");
 });
 
+test("a result's whole output is offered and shown past the inline part", wholeOutputs);
+
 test("a rollout shows whom each wave hits before firing, and each wave's state after", async () => {
   await page.getByRole("link", { name: "Jobs", exact: true }).click();
   await page.getByRole("link", { name: /^rolling/ }).click();
@@ -327,6 +329,28 @@ async function aJobWithoutATargetMakesTheOperatorChoose() {
   await expectAttribute(page.getByRole("progressbar", { name: "Progress" }), "aria-valuenow", "100");
   await page.getByRole("button", { name: `Output of ${PC}` }).click();
   await page.getByTestId("stdout").filter({ hasText: "installed by the dashboard" }).waitFor();
+}
+
+/// A run whose stdout outgrew the inline part: the result view offers "Full output (N KiB)", fetches it with the
+/// token in a header, and shows all of it (the inline part holds only its first 256 KiB).
+async function wholeOutputs() {
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("link", { name: /^chatty/ }).click();
+  await page.getByRole("button", { name: "Run…" }).click();
+  await page.getByRole("dialog", { name: "Run chatty" }).getByRole("button", { name: "Run on 1 agent" }).click();
+  await page.waitForURL(/\/activity\/[a-z0-9_-]+$/);
+  await expectAttribute(page.getByRole("progressbar", { name: "Progress" }), "aria-valuenow", "100");
+  await page.getByRole("button", { name: `Output of ${PC}` }).click();
+  const inline = await page.getByTestId("stdout").textContent();
+  assert.equal(inline.length, 256 * 1024, "the result itself carries the first 256 KiB");
+  const action = page.getByTestId("stdout-full");
+  await expectText(action, /^Full output \(585\.9 KiB\)$/);
+  await action.click();
+  const whole = await page.getByTestId("stdout-whole").textContent();
+  assert.equal(whole.length, 600_005, "every byte the script wrote");
+  assert.ok(whole.endsWith("\nEND\n"), "down to its last line");
+  await accessible("whole output");
+  await shot("09-whole-output");
 }
 
 async function expectAttribute(locator, name, value) {

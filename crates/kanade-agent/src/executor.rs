@@ -1,6 +1,10 @@
 //! Runs one command's script: stages it, starts it through the platform's launcher in its own process tree,
 //! streams and caps its output, enforces the timeout and kill by killing the whole tree, and cleans up.
 //!
+//! Each output stream keeps its first `output_limit_bytes` in memory for the result. A stream that outgrows them is
+//! spooled whole (up to `output_max_bytes`, hashed on the way) to a file in the outbox's spool dir, never held in
+//! memory; the outbox puts that file into the `result_output` object store before it publishes the result.
+//!
 //! The executor knows nothing of NATS: output chunks go to a channel and the outcome is returned, so the fleet
 //! simulator puts [`Emulated`] in its place and keeps everything else of the agent as it is.
 
@@ -12,7 +16,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kanade_shared::wire::{Command, OutputChunk, OutputStream, Reason, ResultStatus};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +51,7 @@ impl Outcome {
             status,
             exit_code: None,
             stdout: Captured::default(),
-            stderr: Captured { text: message, truncated: false },
+            stderr: Captured { text: message, ..Captured::default() },
             started_at: None,
             finished_at: Utc::now(),
             reason: Some(reason),
@@ -54,11 +59,39 @@ impl Outcome {
     }
 }
 
-/// Output kept for the result: at most the configured limit per stream.
+/// Output kept for the result: at most the configured limit per stream inline, and the whole stream spooled when it
+/// outgrew that.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Captured {
     pub text: String,
+    /// `text` is the beginning of a longer stream.
     pub truncated: bool,
+    pub spooled: Option<Spooled>,
+}
+
+/// A whole output stream written to a spool file (synced), waiting for the outbox to upload it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spooled {
+    pub path: PathBuf,
+    /// Bytes in the file.
+    pub size: u64,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+    /// The stream went on past the ceiling; the file holds its first `size` bytes.
+    pub capped: bool,
+    /// The spool file could not be written (why); whatever it holds is not to be uploaded.
+    pub failed: Option<String>,
+}
+
+/// How much of each output stream a run keeps, and where a long one is spooled.
+#[derive(Debug, Clone)]
+pub struct OutputLimits {
+    /// Bytes kept inline in the result (`output_limit_bytes`).
+    pub inline: usize,
+    /// Bytes kept in all (`output_max_bytes`); at least `inline`.
+    pub max: u64,
+    /// Where whole streams are spooled (the outbox's spool dir).
+    pub spool_dir: PathBuf,
 }
 
 /// What turns a command into an outcome: real scripts, or the fleet simulator's stand-in.
@@ -130,7 +163,7 @@ impl Emulated {
         Outcome {
             status,
             exit_code: (!killed).then_some(self.exit_code),
-            stdout: Captured { text, truncated: false },
+            stdout: Captured { text, ..Captured::default() },
             stderr: Captured::default(),
             started_at: Some(started_at),
             finished_at: Utc::now(),
@@ -142,12 +175,12 @@ impl Emulated {
 /// Runs real scripts under real shells.
 pub struct ScriptRunner {
     staging_root: PathBuf,
-    output_limit: usize,
+    limits: OutputLimits,
 }
 
 impl ScriptRunner {
-    pub fn new(staging_root: PathBuf, output_limit: usize) -> Self {
-        Self { staging_root, output_limit }
+    pub fn new(staging_root: PathBuf, limits: OutputLimits) -> Self {
+        Self { staging_root, limits }
     }
 
     /// Runs `command` to its end. `chunks` receives live output (best effort: a full channel drops a chunk, and the
@@ -217,13 +250,16 @@ impl ScriptRunner {
         };
 
         let seq = Arc::new(AtomicU64::new(0));
+        let spool = |stream| crate::outbox::spool_file(&self.limits.spool_dir, &command.exec_id, stream);
         let stdout = child.stdout.take().map(|pipe| {
-            tokio::spawn(read_pipe(pipe, OutputStream::Stdout, self.output_limit, chunks.clone(), seq.clone()))
+            let sink =
+                Sink { stream: OutputStream::Stdout, spool: Some(spool(OutputStream::Stdout)), chunks: chunks.clone() };
+            tokio::spawn(read_pipe(pipe, sink, self.limits.clone(), seq.clone()))
         });
-        let stderr = child
-            .stderr
-            .take()
-            .map(|pipe| tokio::spawn(read_pipe(pipe, OutputStream::Stderr, self.output_limit, chunks, seq.clone())));
+        let stderr = child.stderr.take().map(|pipe| {
+            let sink = Sink { stream: OutputStream::Stderr, spool: Some(spool(OutputStream::Stderr)), chunks };
+            tokio::spawn(read_pipe(pipe, sink, self.limits.clone(), seq.clone()))
+        });
 
         enum End {
             Exited(std::io::Result<ExitStatus>),
@@ -294,22 +330,104 @@ async fn collect(reader: Option<tokio::task::JoinHandle<Captured>>) -> Captured 
             // A process outside the tree still holds the pipe; what was read so far is lost with the task, so
             // say so rather than return silence.
             reader.abort();
-            Captured { text: "[output unavailable: a detached process kept the pipe open]".into(), truncated: true }
+            Captured {
+                text: "[output unavailable: a detached process kept the pipe open]".into(),
+                truncated: true,
+                spooled: None,
+            }
         }
     }
 }
 
-/// Reads one pipe to its end: keeps up to `limit` bytes, streams the same bytes as chunks, and discards (but keeps
-/// draining) the rest so the script never blocks on a full pipe.
+/// Where one pipe's bytes go besides the result's inline part.
+struct Sink {
+    stream: OutputStream,
+    /// The spool file to open once the stream outgrows the inline part; `None` keeps only the inline part.
+    spool: Option<PathBuf>,
+    chunks: Option<mpsc::Sender<OutputChunk>>,
+}
+
+/// A spool file being written.
+struct Spooling {
+    file: tokio::fs::File,
+    path: PathBuf,
+    size: u64,
+    hash: Sha256,
+    capped: bool,
+    failed: Option<String>,
+}
+
+impl Spooling {
+    async fn open(path: PathBuf) -> Result<Self, (PathBuf, String)> {
+        if let Some(dir) = path.parent()
+            && let Err(err) = tokio::fs::create_dir_all(dir).await
+        {
+            return Err((path, format!("cannot create the spool dir: {err}")));
+        }
+        match tokio::fs::File::create(&path).await {
+            Ok(file) => Ok(Self { file, path, size: 0, hash: Sha256::new(), capped: false, failed: None }),
+            Err(err) => Err((path, format!("cannot create the spool file: {err}"))),
+        }
+    }
+
+    /// Appends what fits under `max`; a write error stops the spooling (the pipe is still drained).
+    async fn write(&mut self, bytes: &[u8], max: u64) {
+        if self.failed.is_some() || self.capped {
+            return;
+        }
+        let room = usize::try_from(max.saturating_sub(self.size)).unwrap_or(usize::MAX);
+        let take = bytes.len().min(room);
+        if take < bytes.len() {
+            self.capped = true;
+        }
+        if take == 0 {
+            return;
+        }
+        match self.file.write_all(&bytes[..take]).await {
+            Ok(()) => {
+                self.hash.update(&bytes[..take]);
+                self.size += take as u64;
+            }
+            Err(err) => self.failed = Some(format!("cannot write the spool file: {err}")),
+        }
+    }
+
+    /// Flushes and syncs the file: once the result that points at it is in the outbox, both survive a crash.
+    async fn finish(mut self) -> Spooled {
+        if self.failed.is_none() {
+            let synced = async {
+                self.file.flush().await?;
+                self.file.sync_all().await
+            };
+            if let Err(err) = synced.await {
+                self.failed = Some(format!("cannot sync the spool file: {err}"));
+            }
+        }
+        Spooled {
+            path: self.path,
+            size: self.size,
+            sha256: format!("{:x}", self.hash.finalize()),
+            capped: self.capped,
+            failed: self.failed,
+        }
+    }
+}
+
+/// Reads one pipe to its end: keeps up to `limits.inline` bytes, streams the same bytes as chunks, spools the whole
+/// stream (up to `limits.max`) once it outgrows the inline part, and discards (but keeps draining) the rest so the
+/// script never blocks on a full pipe.
 async fn read_pipe(
     mut pipe: impl AsyncRead + Unpin,
-    stream: OutputStream,
-    limit: usize,
-    chunks: Option<mpsc::Sender<OutputChunk>>,
+    sink: Sink,
+    limits: OutputLimits,
     seq: Arc<AtomicU64>,
 ) -> Captured {
+    let Sink { stream, mut spool, chunks } = sink;
+    let limit = limits.inline;
     let mut kept: Vec<u8> = Vec::new();
     let mut truncated = false;
+    let mut spooling: Option<Spooling> = None;
+    let mut spool_failed: Option<Spooled> = None;
     let mut undecoded: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -321,6 +439,23 @@ async fn read_pipe(
         let take = n.min(room);
         if take < n {
             truncated = true;
+            // The first byte past the inline part: from here on the whole stream goes to the spool file.
+            if let Some(path) = spool.take() {
+                match Spooling::open(path).await {
+                    Ok(mut file) => {
+                        file.write(&kept, limits.max).await;
+                        spooling = Some(file);
+                    }
+                    Err((path, why)) => {
+                        tracing::warn!(file = %path.display(), error = %why, "cannot spool the whole output");
+                        let sha256 = String::new();
+                        spool_failed = Some(Spooled { path, size: 0, sha256, capped: false, failed: Some(why) });
+                    }
+                }
+            }
+        }
+        if let Some(file) = &mut spooling {
+            file.write(&buf[..n], limits.max).await;
         }
         if take == 0 {
             continue;
@@ -341,7 +476,11 @@ async fn read_pipe(
         let data = String::from_utf8_lossy(&undecoded).into_owned();
         let _ = tx.try_send(OutputChunk { seq: seq.fetch_add(1, Ordering::Relaxed), stream, data });
     }
-    Captured { text: String::from_utf8_lossy(&kept).into_owned(), truncated }
+    let spooled = match spooling {
+        Some(file) => Some(file.finish().await),
+        None => spool_failed,
+    };
+    Captured { text: String::from_utf8_lossy(&kept).into_owned(), truncated, spooled }
 }
 
 /// Takes the longest prefix of `pending` that is complete UTF-8, leaving a character split across two reads for
@@ -378,11 +517,76 @@ mod tests {
         assert!(pending.is_empty());
     }
 
+    fn limits(inline: usize, max: u64, dir: &Path) -> OutputLimits {
+        OutputLimits { inline, max, spool_dir: dir.to_owned() }
+    }
+
+    fn sink(spool: Option<PathBuf>) -> Sink {
+        Sink { stream: OutputStream::Stdout, spool, chunks: None }
+    }
+
     #[tokio::test]
-    async fn output_beyond_the_limit_is_dropped_and_flagged() {
+    async fn output_beyond_the_limit_is_dropped_and_flagged_without_a_spool() {
         let data = vec![b'x'; 10_000];
-        let captured = read_pipe(&data[..], OutputStream::Stdout, 100, None, Arc::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let captured = read_pipe(&data[..], sink(None), limits(100, 1000, dir.path()), Arc::default()).await;
         assert_eq!(captured.text.len(), 100);
         assert!(captured.truncated);
+        assert_eq!(captured.spooled, None);
+    }
+
+    #[tokio::test]
+    async fn output_within_the_inline_part_writes_no_spool_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool").join("x.stdout");
+        let captured =
+            read_pipe(&b"short"[..], sink(Some(path.clone())), limits(100, 1000, dir.path()), Arc::default()).await;
+        assert_eq!((captured.text.as_str(), captured.truncated, captured.spooled), ("short", false, None));
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_long_stream_is_spooled_whole_with_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool").join("x.stdout");
+        // Many reads of odd sizes, so the inline boundary falls inside one.
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let reader = tokio::io::BufReader::with_capacity(7_777, &data[..]);
+        let captured =
+            read_pipe(reader, sink(Some(path.clone())), limits(1000, 1 << 20, dir.path()), Arc::default()).await;
+        assert!(captured.truncated);
+        assert_eq!(captured.text, String::from_utf8_lossy(&data[..1000]));
+        let spooled = captured.spooled.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(spooled.size, data.len() as u64);
+        assert_eq!(spooled.sha256, format!("{:x}", Sha256::digest(&data)));
+        assert!(!spooled.capped && spooled.failed.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_past_the_ceiling_is_cut_there_and_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.stdout");
+        let data = vec![b'y'; 300_000];
+        let captured =
+            read_pipe(&data[..], sink(Some(path.clone())), limits(10, 100_000, dir.path()), Arc::default()).await;
+        let spooled = captured.spooled.unwrap();
+        assert!(spooled.capped);
+        assert_eq!(spooled.size, 100_000);
+        assert_eq!(std::fs::read(&path).unwrap(), &data[..100_000]);
+        assert_eq!(spooled.sha256, format!("{:x}", Sha256::digest(&data[..100_000])));
+    }
+
+    #[tokio::test]
+    async fn a_spool_that_cannot_be_created_is_reported_and_the_pipe_still_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the spool dir should be.
+        std::fs::write(dir.path().join("blocked"), b"").unwrap();
+        let path = dir.path().join("blocked").join("x.stdout");
+        let data = vec![b'z'; 50_000];
+        let captured = read_pipe(&data[..], sink(Some(path)), limits(10, 100_000, dir.path()), Arc::default()).await;
+        assert_eq!(captured.text.len(), 10);
+        let failed = captured.spooled.unwrap().failed.unwrap();
+        assert!(failed.starts_with("cannot create the spool"), "{failed}");
     }
 }

@@ -96,6 +96,8 @@ pub fn interrupted(run: &Started, pc: &PcId, now: DateTime<Utc>) -> ExecResult {
         started_at: Some(run.started_at),
         finished_at: now,
         reason: Some(Reason::Interrupted),
+        stdout_full: None,
+        stderr_full: None,
     }
 }
 
@@ -265,6 +267,8 @@ impl RunLedger {
             started_at: Some(run.started_at),
             finished_at: run.finished_at.unwrap_or_else(Utc::now),
             reason: Some(Reason::ResultLost),
+            stdout_full: None,
+            stderr_full: None,
         })
     }
 

@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 
 pub use crate::version::{VERSION, VERSION_MARKER, version_marker};
 
-use crate::executor::{Executor, ScriptRunner};
+use crate::executor::{Executor, OutputLimits, ScriptRunner};
 use crate::heartbeat::{HeartbeatSource, Heartbeats, Malformed};
 use crate::ledger::RunLedger;
 use crate::main_loop::{MainLoop, Subscriptions};
@@ -58,7 +58,12 @@ pub async fn run(
     let (client, connects) = connection::connect(&config.nats, &format!("kanade-agent {}", config.pc_id))
         .await
         .context("cannot set up the NATS connection")?;
-    let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), config.output_limit_bytes));
+    let limits = OutputLimits {
+        inline: config.output_limit_bytes,
+        max: config.output_max_bytes,
+        spool_dir: data_dir.join("outbox").join(outbox::SPOOL_DIR),
+    };
+    let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), limits));
     let heartbeat = Arc::new(HeartbeatSource::new());
     let parts = Parts { executor, heartbeat, client: client.clone(), connects, ready: None, update };
     let result = serve(config, parts, shutdown).await;

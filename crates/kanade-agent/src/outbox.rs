@@ -7,6 +7,14 @@
 //! and stderr (both flagged truncated, stderr saying why). What a run did — status, exit code, times, reason — is
 //! never dropped, so the outbox can exceed the cap only by such small results. The state is logged, and reported
 //! in every heartbeat (`outbox_pending`, `outbox_bytes`, `outbox_full`) and in `/api/agents`.
+//!
+//! A result whose output outgrew the inline part comes with spool files (`output/<exec_id>.stdout|stderr`, written
+//! and synced by the executor before the result is put here). They count against the cap like the entry itself; over
+//! the cap they are deleted and the result says its full output is unavailable. The publisher uploads them into the
+//! `result_output` object store before it publishes the result (an upload is publishes to the store's stream, no
+//! consumer), and deletes them only after the result's ack. An upload the broker keeps refusing while connected
+//! (store full, not set up) is given up after [`MAX_UPLOAD_TRIES`] (and for a minute after that at its first
+//! refusal): the result goes out flagged `unavailable` rather than block the outbox.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,8 +23,10 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
-use kanade_shared::subject;
-use kanade_shared::wire::ExecResult;
+use async_nats::jetstream::object_store::ObjectMetadata;
+use kanade_shared::resources::{OBJ_RESULT_OUTPUT, OBJECT_SHA256_KEY};
+use kanade_shared::wire::{ExecResult, FullOutput, OutputStream};
+use kanade_shared::{ExecId, subject};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +36,42 @@ const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long the agent keeps trying to empty the outbox when it shuts down; the rest goes out at the next start.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
+/// The outbox's subdirectory holding whole output streams waiting to be uploaded.
+pub const SPOOL_DIR: &str = "output";
+/// Uploads of one output the broker may refuse, while the connection is up, before the result goes out without it.
+pub const MAX_UPLOAD_TRIES: u32 = 5;
+/// After an output was given up, outputs refused within this long are given up at their first refusal, so a full
+/// store costs each waiting result one try rather than five with backoff.
+const REFUSING_WINDOW: Duration = Duration::from_secs(60);
+const STREAMS: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
+
+/// The spool file of one run's output stream, in `spool_dir` (the outbox's [`SPOOL_DIR`]).
+pub fn spool_file(spool_dir: &Path, exec: &ExecId, stream: OutputStream) -> PathBuf {
+    spool_dir.join(format!("{exec}.{stream}"))
+}
+
+fn full_mut(result: &mut ExecResult, stream: OutputStream) -> Option<&mut FullOutput> {
+    match stream {
+        OutputStream::Stdout => result.stdout_full.as_mut(),
+        OutputStream::Stderr => result.stderr_full.as_mut(),
+    }
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %path.display(), error = %err, "cannot remove a spooled output");
+    }
+}
+
+/// Why an output was not uploaded.
+enum UploadFailed {
+    /// Try again with the next drain (the broker is away, or refused fewer than [`MAX_UPLOAD_TRIES`] times).
+    Retry(async_nats::Error),
+    /// Publish the result without it: why.
+    GiveUp(String),
+}
 
 /// Builds a stand-in for a result whose outbox entry cannot be read back: (result id, what was wrong).
 pub type Salvage = Box<dyn Fn(&str, &str) -> Option<ExecResult> + Send + Sync>;
@@ -34,6 +80,11 @@ pub struct Outbox {
     salvage: std::sync::OnceLock<Salvage>,
     dir: PathBuf,
     tmp: PathBuf,
+    spool: PathBuf,
+    /// Failed uploads per object name, reset by a restart.
+    upload_tries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// When the broker last made the outbox give an output up.
+    gave_up_at: std::sync::Mutex<Option<std::time::Instant>>,
     pending: AtomicU64,
     bytes: AtomicU64,
     max_bytes: u64,
@@ -51,6 +102,12 @@ pub enum DrainError {
         #[source]
         source: async_nats::Error,
     },
+    #[error("cannot upload output `{object}`")]
+    Upload {
+        object: String,
+        #[source]
+        source: async_nats::Error,
+    },
 }
 
 impl Outbox {
@@ -61,10 +118,15 @@ impl Outbox {
         for entry in std::fs::read_dir(&tmp)?.flatten() {
             let _ = std::fs::remove_file(entry.path());
         }
+        let spool = dir.join(SPOOL_DIR);
+        std::fs::create_dir_all(&spool)?;
         let outbox = Self {
             salvage: std::sync::OnceLock::new(),
             dir,
             tmp,
+            spool,
+            upload_tries: std::sync::Mutex::default(),
+            gave_up_at: std::sync::Mutex::default(),
             pending: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             max_bytes,
@@ -72,11 +134,41 @@ impl Outbox {
             wake: Notify::new(),
         };
         let entries = outbox.entries()?;
-        let bytes: u64 = entries.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        let mut bytes: u64 = entries.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        bytes += outbox.sweep_spool(&entries)?;
         outbox.pending.store(entries.len() as u64, Ordering::Relaxed);
         outbox.bytes.store(bytes, Ordering::Relaxed);
         outbox.full.store(bytes > max_bytes, Ordering::Relaxed);
         Ok(outbox)
+    }
+
+    /// Deletes spool files no entry points at (a run that crashed, a spool whose result was acknowledged just
+    /// before a crash) and returns the bytes the others take.
+    fn sweep_spool(&self, entries: &[PathBuf]) -> std::io::Result<u64> {
+        let execs: std::collections::HashSet<&str> =
+            entries.iter().filter_map(|p| p.file_name()?.to_str()?.get(21..)?.split('.').next()).collect();
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(&self.spool)?.flatten() {
+            let name = entry.file_name();
+            let exec = name.to_str().and_then(|n| n.split('.').next()).unwrap_or_default();
+            if execs.contains(exec) {
+                bytes += entry.metadata().map(|m| m.len()).unwrap_or_default();
+            } else {
+                tracing::info!(file = %entry.path().display(), "removing a spooled output no result points at");
+                remove_quietly(&entry.path());
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The spool file of `exec`'s `stream`.
+    pub fn spool_file(&self, exec: &ExecId, stream: OutputStream) -> PathBuf {
+        spool_file(&self.spool, exec, stream)
+    }
+
+    /// Bytes the spool files of `exec` take now.
+    fn spool_bytes(&self, exec: &ExecId) -> u64 {
+        STREAMS.iter().filter_map(|s| std::fs::metadata(self.spool_file(exec, *s)).ok()).map(|m| m.len()).sum()
     }
 
     /// Results written but not yet acknowledged by the broker.
@@ -99,17 +191,39 @@ impl Outbox {
         self.full.load(Ordering::Relaxed)
     }
 
-    /// Writes `result` durably (without its output when the outbox is over its cap), then wakes the publisher.
+    /// Writes `result` durably (without its output when the outbox is over its cap), then wakes the publisher. Its
+    /// spool files, if it has any, are on disk already; they count against the cap with it.
     pub async fn put(self: &Arc<Self>, result: &ExecResult) -> std::io::Result<()> {
-        let mut body = serde_json::to_vec(result).map_err(std::io::Error::other)?;
+        let mut result = result.clone();
+        let mut spooled = 0;
+        for stream in STREAMS {
+            let path = self.spool_file(&result.exec_id, stream);
+            let Some(full) = full_mut(&mut result, stream) else {
+                remove_quietly(&path);
+                continue;
+            };
+            if full.unavailable.is_some() {
+                remove_quietly(&path);
+                continue;
+            }
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.len() == full.size => spooled += meta.len(),
+                _ => {
+                    full.unavailable = Some("the spooled output is missing or damaged".into());
+                    remove_quietly(&path);
+                }
+            }
+        }
+        let mut body = serde_json::to_vec(&result).map_err(std::io::Error::other)?;
         // The room is reserved before the write, so results finishing together cannot all squeeze under the cap.
-        let (max, len) = (self.max_bytes, body.len() as u64);
+        let (max, len) = (self.max_bytes, body.len() as u64 + spooled);
         let reserved = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
             held.checked_add(len).filter(|total| *total <= max)
         });
+        let mut counted = len;
         if let Err(held) = reserved {
             let was_full = self.full.swap(true, Ordering::Relaxed);
-            if !result.stdout.is_empty() || !result.stderr.is_empty() {
+            if !result.stdout.is_empty() || !result.stderr.is_empty() || spooled > 0 {
                 let mut slim = result.clone();
                 slim.stdout = String::new();
                 slim.stderr = format!(
@@ -117,6 +231,14 @@ impl Outbox {
                 );
                 slim.stdout_truncated = true;
                 slim.stderr_truncated = true;
+                for stream in STREAMS {
+                    if let Some(full) = full_mut(&mut slim, stream)
+                        && full.unavailable.is_none()
+                    {
+                        full.unavailable = Some("the agent's outbox was full".into());
+                    }
+                    remove_quietly(&self.spool_file(&slim.exec_id, stream));
+                }
                 body = serde_json::to_vec(&slim).map_err(std::io::Error::other)?;
                 tracing::info!(result_id = %result.result_id, "result stored without its output: the outbox is full");
             }
@@ -129,9 +251,9 @@ impl Outbox {
                 );
             }
             // Kept whatever the cap says: what the run did is never dropped.
-            self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            counted = body.len() as u64;
+            self.bytes.fetch_add(counted, Ordering::Relaxed);
         }
-        let stored_len = body.len() as u64;
         // Millisecond time first so a directory listing sorts oldest first; the result id makes it unique.
         let name = format!("{:020}-{}.json", result.finished_at.timestamp_millis().max(0), result.result_id);
         let this = Arc::clone(self);
@@ -140,8 +262,7 @@ impl Outbox {
             .map_err(std::io::Error::other)
             .and_then(|written| written);
         if let Err(err) = written {
-            let _ =
-                self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(stored_len)));
+            let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(counted)));
             return Err(err);
         }
         self.pending.fetch_add(1, Ordering::Relaxed);
@@ -185,8 +306,9 @@ impl Outbox {
         Ok(entries)
     }
 
-    /// Publishes every pending result, oldest first, deleting each after its ack. Stops at the first publish that
-    /// fails; the rest stay for the next try.
+    /// Publishes every pending result, oldest first, each after its spooled outputs are uploaded, deleting the entry
+    /// and its spool files after the result's ack. Stops at the first publish that fails; the rest stay for the next
+    /// try.
     pub async fn drain(&self, js: &jetstream::Context) -> Result<usize, DrainError> {
         let mut sent = 0;
         for path in self.entries()? {
@@ -195,15 +317,36 @@ impl Outbox {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => return Err(err.into()),
             };
-            let result: ExecResult = match serde_json::from_slice(&body) {
+            let mut result: ExecResult = match serde_json::from_slice(&body) {
                 Ok(result) => result,
                 Err(err) => {
                     self.quarantine(&path, body.len() as u64, &err.to_string()).await;
                     continue;
                 }
             };
+            let mut given_up = false;
+            let result_id = result.result_id.clone();
+            for stream in STREAMS {
+                let spool = self.spool_file(&result.exec_id, stream);
+                let Some(full) = full_mut(&mut result, stream).filter(|full| full.unavailable.is_none()) else {
+                    continue;
+                };
+                match self.upload(js, &spool, full).await {
+                    Ok(()) => {}
+                    Err(UploadFailed::Retry(source)) => {
+                        return Err(DrainError::Upload { object: full.object.clone(), source });
+                    }
+                    Err(UploadFailed::GiveUp(why)) => {
+                        tracing::warn!(result_id = %result_id, object = %full.object, reason = %why, "full output given up; the result goes out without it");
+                        full.unavailable = Some(why);
+                        given_up = true;
+                    }
+                }
+            }
             let size = body.len() as u64;
-            let message = PublishMessage::build().payload(body.into()).message_id(result.result_id.as_str());
+            // The entry on disk stays as it was: a crash before the ack uploads (or gives up) again.
+            let payload = if given_up { serde_json::to_vec(&result).map_err(std::io::Error::other)? } else { body };
+            let message = PublishMessage::build().payload(payload.into()).message_id(result.result_id.as_str());
             let publish = async {
                 js.send_publish(subject::result(&result.pc_id, &result.exec_id), message).await?.await?;
                 Ok::<(), async_nats::Error>(())
@@ -212,10 +355,59 @@ impl Outbox {
                 return Err(DrainError::Publish { result_id: result.result_id.to_string(), source });
             }
             tokio::fs::remove_file(&path).await?;
-            self.taken(size);
+            let spooled = self.spool_bytes(&result.exec_id);
+            for stream in STREAMS {
+                remove_quietly(&self.spool_file(&result.exec_id, stream));
+                if let Some(full) = full_mut(&mut result, stream) {
+                    self.upload_tries.lock().unwrap_or_else(|e| e.into_inner()).remove(&full.object);
+                }
+            }
+            self.taken(size + spooled);
             sent += 1;
         }
         Ok(sent)
+    }
+
+    /// Puts one spool file into `result_output` as `full.object`, unless an earlier try already did.
+    async fn upload(&self, js: &jetstream::Context, spool: &Path, full: &FullOutput) -> Result<(), UploadFailed> {
+        let mut file = match tokio::fs::File::open(spool).await {
+            Ok(file) => file,
+            Err(err) => return Err(UploadFailed::GiveUp(format!("the spooled output cannot be read: {err}"))),
+        };
+        let refused = |err: async_nats::Error| {
+            // Away from the broker nothing is refused yet: the next reconnect tries again, for as long as it takes.
+            if js.client().connection_state() != async_nats::connection::State::Connected {
+                return UploadFailed::Retry(err);
+            }
+            let mut gave_up_at = self.gave_up_at.lock().unwrap_or_else(|e| e.into_inner());
+            let refusing = gave_up_at.is_some_and(|at| at.elapsed() < REFUSING_WINDOW);
+            let mut tries = self.upload_tries.lock().unwrap_or_else(|e| e.into_inner());
+            let count = tries.entry(full.object.clone()).or_default();
+            *count += 1;
+            if *count >= MAX_UPLOAD_TRIES || refusing {
+                *gave_up_at = Some(std::time::Instant::now());
+                UploadFailed::GiveUp(format!("the broker refused the output {count} time(s): {err}"))
+            } else {
+                UploadFailed::Retry(err)
+            }
+        };
+        let store = js.get_object_store(OBJ_RESULT_OUTPUT).await.map_err(|err| refused(err.into()))?;
+        // Stored by a try whose result did not get out: do not send the bytes twice.
+        if let Ok(info) = store.info(&full.object).await
+            && !info.deleted
+            && info.size as u64 == full.size
+            && info.metadata.get(OBJECT_SHA256_KEY) == Some(&full.sha256)
+        {
+            return Ok(());
+        }
+        let meta = ObjectMetadata {
+            name: full.object.clone(),
+            description: Some("a run's whole output stream".into()),
+            metadata: [(OBJECT_SHA256_KEY.to_owned(), full.sha256.clone())].into(),
+            ..Default::default()
+        };
+        store.put(meta, &mut file).await.map_err(|err| refused(err.into()))?;
+        Ok(())
     }
 
     /// Moves an unreadable entry aside so it can neither block the queue nor vanish without a trace.
@@ -226,13 +418,22 @@ impl Outbox {
             tracing::error!(file = %path.display(), error = %err, "cannot move corrupt outbox entry");
             return;
         }
-        self.taken(size);
         // The file name still says whose result it was: report the run as `result_lost` rather than not at all.
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let Some(result_id) = name.get(21..).and_then(|n| n.strip_suffix(".json")) else {
+            self.taken(size);
             tracing::error!(file = %name, "the corrupt entry's name says no result id; nothing can be reported");
             return;
         };
+        // Its spooled outputs cannot be reported without it.
+        let mut spooled = 0;
+        if let Some(exec) = result_id.split('.').next().and_then(|e| ExecId::new(e).ok()) {
+            spooled = self.spool_bytes(&exec);
+            for stream in STREAMS {
+                remove_quietly(&self.spool_file(&exec, stream));
+            }
+        }
+        self.taken(size + spooled);
         let Some(lost) = self.salvage.get().and_then(|salvage| salvage(result_id, why)) else {
             tracing::error!(result_id, "the run ledger does not know this run; its lost result cannot be reported");
             return;
@@ -375,5 +576,61 @@ mod tests {
         assert_eq!((reopened.pending(), reopened.bytes(), reopened.is_full()), (3, on_disk, false));
         let small = Outbox::open(dir.path().to_owned(), 40_000).unwrap();
         assert!(small.is_full());
+    }
+
+    /// A result with a spooled stdout as the pipeline hands it over: the spool file on disk, the result pointing at it.
+    fn spooled(outbox: &Outbox, bytes: usize) -> ExecResult {
+        let mut result = result(1000);
+        let path = outbox.spool_file(&result.exec_id, OutputStream::Stdout);
+        std::fs::write(&path, vec![b's'; bytes]).unwrap();
+        result.stdout_truncated = true;
+        result.stdout_full = Some(FullOutput {
+            object: kanade_shared::resources::result_output_object(&result.result_id, OutputStream::Stdout),
+            size: bytes as u64,
+            sha256: "00".repeat(32),
+            capped: false,
+            unavailable: None,
+        });
+        result
+    }
+
+    #[tokio::test]
+    async fn spooled_outputs_count_against_the_cap_and_over_it_are_dropped_and_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Outbox::open(dir.path().to_owned(), 200_000).unwrap());
+        let (first, second) = (spooled(&outbox, 150_000), spooled(&outbox, 150_000));
+        outbox.put(&first).await.unwrap();
+        assert!(!outbox.is_full());
+        assert!(outbox.bytes() > 150_000, "the spool file counts: {}", outbox.bytes());
+        outbox.put(&second).await.unwrap();
+        assert!(outbox.is_full());
+        assert!(outbox.spool_file(&first.exec_id, OutputStream::Stdout).exists());
+        assert!(!outbox.spool_file(&second.exec_id, OutputStream::Stdout).exists(), "over the cap it is deleted");
+        let kept = stored(dir.path());
+        assert_eq!(kept[0].stdout_full, first.stdout_full);
+        let slim = kept.iter().find(|r| r.result_id == second.result_id).unwrap();
+        assert_eq!(slim.stdout_full.as_ref().unwrap().unavailable.as_deref(), Some("the agent's outbox was full"));
+        assert_eq!(slim.status, ResultStatus::Ok);
+
+        // Reopened, it counts the spool files again and deletes the ones no entry points at.
+        let orphan = outbox.spool_file(&ExecId::generate(), OutputStream::Stderr);
+        std::fs::write(&orphan, b"left by a crash").unwrap();
+        let bytes = outbox.bytes();
+        drop(outbox);
+        let reopened = Outbox::open(dir.path().to_owned(), 200_000).unwrap();
+        assert_eq!(reopened.bytes(), bytes);
+        assert!(!orphan.exists());
+    }
+
+    #[tokio::test]
+    async fn a_result_whose_spool_file_vanished_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Outbox::open(dir.path().to_owned(), 200_000).unwrap());
+        let result = spooled(&outbox, 10_000);
+        std::fs::remove_file(outbox.spool_file(&result.exec_id, OutputStream::Stdout)).unwrap();
+        outbox.put(&result).await.unwrap();
+        let kept = stored(dir.path());
+        let why = kept[0].stdout_full.as_ref().unwrap().unavailable.clone().unwrap();
+        assert!(why.contains("missing"), "{why}");
     }
 }

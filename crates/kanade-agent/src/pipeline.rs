@@ -11,14 +11,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::Client;
 use chrono::{DateTime, Utc};
-use kanade_shared::wire::{Command, ExecResult, OutputChunk, Reason, ResultStatus, RunStarted};
-use kanade_shared::{PcId, ResultId, subject};
+use kanade_shared::wire::{
+    Command, ExecResult, FullOutput, OutputChunk, OutputStream, Reason, ResultStatus, RunStarted,
+};
+use kanade_shared::{PcId, ResultId, resources, subject};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::catchup::Position;
-use crate::executor::Executor;
+use crate::executor::{Executor, Spooled};
 use crate::gate::{self, JobView};
 use crate::heartbeat::Malformed;
 use crate::jobstate::JobStates;
@@ -437,8 +439,11 @@ impl Pipeline {
         let (outcome, ()) = tokio::join!(self.executor.run(command, Some(tx), cancel), forward);
         tracing::info!(exec_id = %command.exec_id, status = %outcome.status, exit_code = ?outcome.exit_code, "run finished");
 
+        let result_id = ResultId::for_run(&command.exec_id, pc);
+        let stdout_full = full_output(&result_id, OutputStream::Stdout, outcome.stdout.spooled.as_ref());
+        let stderr_full = full_output(&result_id, OutputStream::Stderr, outcome.stderr.spooled.as_ref());
         ExecResult {
-            result_id: ResultId::for_run(&command.exec_id, pc),
+            result_id,
             exec_id: command.exec_id.clone(),
             job_id: command.job_id.clone(),
             version: command.version.clone(),
@@ -452,8 +457,23 @@ impl Pipeline {
             started_at: outcome.started_at,
             finished_at: outcome.finished_at,
             reason: finished_reason(outcome.status, outcome.reason, self.stopping.load(Ordering::Relaxed)),
+            stdout_full,
+            stderr_full,
         }
     }
+}
+
+/// Where a result says its whole `stream` is, from what the executor spooled: the object the outbox will upload it
+/// as, its size and hash, the ceiling flag, and why it is unavailable when spooling failed.
+pub fn full_output(result: &ResultId, stream: OutputStream, spooled: Option<&Spooled>) -> Option<FullOutput> {
+    let spooled = spooled?;
+    Some(FullOutput {
+        object: resources::result_output_object(result, stream),
+        size: spooled.size,
+        sha256: spooled.sha256.clone(),
+        capped: spooled.capped,
+        unavailable: spooled.failed.clone(),
+    })
 }
 
 async fn forward_output(client: Client, subject: String, mut rx: mpsc::Receiver<OutputChunk>) {

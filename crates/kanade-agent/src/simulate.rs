@@ -213,6 +213,7 @@ impl Simulation {
                 groups,
                 heartbeat_interval: args.heartbeat_interval,
                 output_limit_bytes: DEFAULT_OUTPUT_LIMIT_BYTES,
+                output_max_bytes: kanade_shared::config::DEFAULT_OUTPUT_MAX_BYTES,
                 catch_up_jitter: args.catch_up_jitter,
                 max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
                 outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,

@@ -12,10 +12,12 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 mod executions;
+mod outputs;
 
 pub use executions::{
     ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow, WaveState,
 };
+pub use outputs::StoredOutput;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -111,7 +113,7 @@ impl Db {
     pub async fn insert_results(&self, rows: &[(ExecResult, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         for (result, stream_seq) in rows {
-            sqlx::query(
+            let stored = sqlx::query(
                 "INSERT INTO results (result_id, exec_id, job_id, version, pc_id, status, exit_code, stdout, stderr,
                     stdout_truncated, stderr_truncated, started_at_ms, finished_at_ms, reason, stream_seq, recorded_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
@@ -135,6 +137,10 @@ impl Db {
             .bind(now.timestamp_millis())
             .execute(&mut *tx)
             .await?;
+            // Where its whole outputs are belongs to the result stored first, like everything else of it.
+            if stored.rows_affected() == 1 {
+                Self::insert_outputs(&mut tx, result).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -236,7 +242,9 @@ impl Db {
             query = query.bind(bind);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(result_from_row).collect()
+        let mut rows = rows.iter().map(result_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.attach_outputs(&mut rows).await?;
+        Ok(rows)
     }
 
     /// Stores audit events idempotently by event id.
@@ -426,6 +434,8 @@ fn result_from_row(row: &AnyRow) -> Result<ResultRow, DbError> {
         finished_at: millis(row.try_get("finished_at_ms")?),
         reason: row.try_get("reason")?,
         recorded_at: millis(row.try_get("recorded_at_ms")?),
+        stdout_full: None,
+        stderr_full: None,
     })
 }
 

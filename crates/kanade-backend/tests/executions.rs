@@ -62,6 +62,8 @@ async fn answer(db: &Db, exec: &ExecId, pc_id: &str, status: ResultStatus) {
         started_at: None,
         finished_at: Utc::now(),
         reason: None,
+        stdout_full: None,
+        stderr_full: None,
     };
     db.insert_results(&[(result, 1)], Utc::now()).await.expect("insert result");
 }

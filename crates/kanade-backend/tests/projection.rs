@@ -89,6 +89,8 @@ fn result_for(pc_id: &str, stdout: &str) -> ExecResult {
         started_at: Some(finished_at - chrono::Duration::milliseconds(5)),
         finished_at,
         reason: None,
+        stdout_full: None,
+        stderr_full: None,
     }
 }
 

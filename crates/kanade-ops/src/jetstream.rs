@@ -138,7 +138,7 @@ fn object_store_owned(spec: &ObjectStoreSpec, replicas: usize) -> Owned {
         description: Some(spec.description.to_owned()),
         subjects: None,
         max_messages_per_subject: 0,
-        max_age: Duration::ZERO,
+        max_age: spec.max_age,
         duplicate_window: None,
         allow_direct: true,
         max_message_size: None,
@@ -228,6 +228,7 @@ pub async fn setup(js: &jetstream::Context, replicas: usize) -> Result<Vec<Chang
                 js.create_object_store(object_store::Config {
                     bucket: spec.name.to_owned(),
                     description: Some(spec.description.to_owned()),
+                    max_age: spec.max_age,
                     storage: stream::StorageType::File,
                     num_replicas: replicas,
                     ..Default::default()

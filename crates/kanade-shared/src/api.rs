@@ -78,6 +78,12 @@ pub enum ErrorCode {
     TooManyStreams,
     /// The job has no target of its own and the request names none: name pcs, groups or all (400).
     TargetsRequired,
+    /// A result id in the path is malformed (400).
+    InvalidResultId,
+    /// No result with this id is stored (404).
+    ResultNotFound,
+    /// The result's whole output is no longer in the `result_output` store (aged out or deleted) (404).
+    OutputGone,
     /// A failure of the backend's own; the message is generic and the cause is in its log (500).
     Internal,
 }
@@ -114,6 +120,9 @@ impl ErrorCode {
         Self::BrokerUnavailable,
         Self::TooManyStreams,
         Self::TargetsRequired,
+        Self::InvalidResultId,
+        Self::ResultNotFound,
+        Self::OutputGone,
         Self::Internal,
     ];
 
@@ -148,6 +157,9 @@ impl ErrorCode {
             Self::BrokerUnavailable => "broker_unavailable",
             Self::TooManyStreams => "too_many_streams",
             Self::TargetsRequired => "targets_required",
+            Self::InvalidResultId => "invalid_result_id",
+            Self::ResultNotFound => "result_not_found",
+            Self::OutputGone => "output_gone",
             Self::Internal => "internal",
         }
     }
@@ -283,7 +295,45 @@ pub struct ResultRow {
     pub reason: Option<String>,
     /// When the backend stored it.
     pub recorded_at: DateTime<Utc>,
+    /// Where the whole stdout is kept, when it outgrew `stdout`.
+    #[serde(default)]
+    pub stdout_full: Option<FullOutputInfo>,
+    /// Where the whole stderr is kept, when it outgrew `stderr`.
+    #[serde(default)]
+    pub stderr_full: Option<FullOutputInfo>,
 }
+
+// ---- Whole outputs: `GET /api/results/{result_id}/output` ----
+
+/// A result's output stream kept whole (up to the agent's `output_max_bytes`) because it outgrew the inline part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FullOutputInfo {
+    /// Bytes of the whole stream kept; `GET /api/results/{result_id}/output` serves them.
+    pub size: u64,
+    /// Their SHA-256, lowercase hex.
+    pub sha256: String,
+    /// The stream outgrew the agent's `output_max_bytes`: what is kept is its beginning.
+    pub capped: bool,
+    /// Why only the inline part exists (the agent's outbox was full, the store refused it, ...), if so.
+    #[serde(default)]
+    pub unavailable: Option<String>,
+}
+
+/// `GET /api/results/{result_id}/output`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResultOutputQuery {
+    /// `stdout` (the default) or `stderr`.
+    pub stream: Option<String>,
+}
+
+/// Response header of `GET /api/results/{result_id}/output`: `object` (the whole stream, from the object store) or
+/// `inline` (the result's own text).
+pub const OUTPUT_SOURCE_HEADER: &str = "x-kanade-output-source";
+/// Response header of `GET /api/results/{result_id}/output`: `true` when the body is the stream as the script
+/// wrote it, `false` when it is only its beginning (cut at the agent's limit or ceiling).
+pub const OUTPUT_COMPLETE_HEADER: &str = "x-kanade-output-complete";
 
 /// `GET /api/results` (and `GET /api/executions/{id}/results`, which takes `status` and `limit` only).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]

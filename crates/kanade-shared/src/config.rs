@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_LOCAL_CONCURRENT: usize = 4;
 /// Bytes of results an agent's outbox holds before new results are kept without their output: 64 MiB, some hundreds
 /// of results with full output, or tens of thousands without.
 pub const DEFAULT_OUTBOX_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Bytes of one stream of one run kept whole (spooled, then put into `result_output`). A quarter of the default
+/// outbox, so a few such runs fit while the broker is away.
+pub const DEFAULT_OUTPUT_MAX_BYTES: u64 = 16 * 1024 * 1024;
 const MIN_OUTBOX_MAX_BYTES: u64 = 64 * 1024;
 const MAX_OUTBOX_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 pub const DEFAULT_CATCH_UP_JITTER: Duration = Duration::from_secs(3);
@@ -180,8 +183,11 @@ pub struct AgentConfig {
     /// `None`: the agent picks its per-OS default.
     pub data_dir: Option<PathBuf>,
     pub heartbeat_interval: Duration,
-    /// Captured bytes kept per stream (stdout, stderr) of one run.
+    /// Captured bytes kept per stream (stdout, stderr) of one run inside its result.
     pub output_limit_bytes: usize,
+    /// Bytes kept per stream of one run in all: what outgrows `output_limit_bytes` is spooled to disk and put into
+    /// the `result_output` object store, up to this ceiling; beyond it the stream is cut and flagged `capped`.
+    pub output_max_bytes: u64,
     /// After each (re)connect the agent waits a random time up to this before reading back missed commands, so a
     /// fleet that reconnects together does not ask together.
     pub catch_up_jitter: Duration,
@@ -202,6 +208,7 @@ struct AgentFile {
     data_dir: Option<PathBuf>,
     heartbeat_interval: Option<String>,
     output_limit_bytes: Option<usize>,
+    output_max_bytes: Option<u64>,
     catch_up_jitter: Option<String>,
     max_local_concurrent: Option<usize>,
     outbox_max_bytes: Option<u64>,
@@ -288,6 +295,21 @@ impl AgentConfig {
             });
         }
 
+        // The whole output is counted against the outbox while it waits there, so one run's stream must fit it.
+        // Unset, it is the default bounded by the outbox (and never below the inline part, which is kept anyway).
+        let inline = output_limit_bytes as u64;
+        let output_max_bytes =
+            file.output_max_bytes.unwrap_or_else(|| DEFAULT_OUTPUT_MAX_BYTES.min(outbox_max_bytes).max(inline));
+        if file.output_max_bytes.is_some() && !(inline..=outbox_max_bytes).contains(&output_max_bytes) {
+            return Err(ConfigError::InvalidValue {
+                key: "output_max_bytes".into(),
+                value: output_max_bytes.to_string(),
+                problem: format!(
+                    "must be between output_limit_bytes ({output_limit_bytes}) and outbox_max_bytes ({outbox_max_bytes})"
+                ),
+            });
+        }
+
         Ok(Self {
             pc_id,
             hostname: hostname.to_owned(),
@@ -295,6 +317,7 @@ impl AgentConfig {
             data_dir,
             heartbeat_interval,
             output_limit_bytes,
+            output_max_bytes,
             catch_up_jitter,
             max_local_concurrent,
             outbox_max_bytes,
@@ -407,6 +430,10 @@ mod tests {
             ("heartbeat_interval = \"1ms\"", "shorter than the minimum"),
             ("output_limit_bytes = 0", "output_limit_bytes: `0` must be between"),
             ("catch_up_jitter = \"1h\"", "catch_up_jitter: `1h` is longer than the maximum"),
+            ("output_max_bytes = 1000", "output_max_bytes: `1000` must be between output_limit_bytes (262144)"),
+            ("output_max_bytes = 68719476736", "and outbox_max_bytes (67108864)"),
+            ("output_max_bytes = -1", "invalid value"),
+            ("output_max_bytes = \"big\"", "invalid type"),
             ("max_local_concurrent = 0", "max_local_concurrent: `0` must be between 1 and 256"),
             ("groups = [\"a.b\"]", "groups: group name `a.b`"),
             ("[nats]\nurl = \"http://x\"", "is not a NATS URL"),

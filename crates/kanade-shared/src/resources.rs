@@ -133,14 +133,38 @@ pub const KV_BUCKETS: &[BucketSpec] = &[
 pub struct ObjectStoreSpec {
     pub name: &'static str,
     pub description: &'static str,
+    /// Objects older than this are removed by the broker; zero keeps them.
+    pub max_age: Duration,
 }
 
 pub const OBJECT_STORES: &[ObjectStoreSpec] = &[
-    ObjectStoreSpec { name: OBJ_AGENT_RELEASES, description: "agent binaries: <version>/<os>-<arch>" },
-    ObjectStoreSpec { name: OBJ_APP_PACKAGES, description: "application packages: <name>/<version>" },
-    ObjectStoreSpec { name: OBJ_SCRIPTS, description: "script objects: <name>/<version>" },
-    ObjectStoreSpec { name: OBJ_RESULT_OUTPUT, description: "run outputs too large to inline" },
+    ObjectStoreSpec {
+        name: OBJ_AGENT_RELEASES,
+        description: "agent binaries: <version>/<os>-<arch>",
+        max_age: Duration::ZERO,
+    },
+    ObjectStoreSpec {
+        name: OBJ_APP_PACKAGES,
+        description: "application packages: <name>/<version>",
+        max_age: Duration::ZERO,
+    },
+    ObjectStoreSpec { name: OBJ_SCRIPTS, description: "script objects: <name>/<version>", max_age: Duration::ZERO },
+    ObjectStoreSpec {
+        name: OBJ_RESULT_OUTPUT,
+        description: "whole run outputs too large to inline: <result_id>/stdout|stderr",
+        // As long as `RESULTS` keeps the results that point at them. Its size is bounded by the server's JetStream
+        // storage (or a `max_bytes` an operator sets on `OBJ_result_output`, which setup leaves alone): a full store
+        // refuses new objects (it never evicts old ones for them), and those results say their output is
+        // unavailable.
+        max_age: Duration::from_secs(30 * 24 * 60 * 60),
+    },
 ];
+
+/// The name of a run's whole output stream in `result_output`: `<result_id>/stdout` or `<result_id>/stderr`. A result
+/// id is `[a-z0-9_.-]` only, so the name is a safe object name and says whose output it is.
+pub fn result_output_object(result: &crate::ResultId, stream: crate::wire::OutputStream) -> String {
+    format!("{result}/{stream}")
+}
 
 /// The stream behind a KV bucket, as the server names it.
 pub fn kv_stream_name(bucket: &str) -> String {

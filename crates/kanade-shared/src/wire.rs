@@ -296,6 +296,32 @@ pub struct ExecResult {
     pub finished_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+    /// Where the whole stdout is, when it outgrew the inline part (`stdout` then holds its beginning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_full: Option<FullOutput>,
+    /// Where the whole stderr is, when it outgrew the inline part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_full: Option<FullOutput>,
+}
+
+/// One output stream of a run kept whole (up to the agent's `output_max_bytes`) in the `result_output` object store,
+/// because it outgrew what a result carries inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FullOutput {
+    /// The object's name in `result_output`: `<result_id>/stdout` or `<result_id>/stderr`
+    /// ([`crate::resources::result_output_object`]).
+    pub object: String,
+    /// Bytes the object holds.
+    pub size: u64,
+    /// SHA-256 of those bytes, lowercase hex.
+    pub sha256: String,
+    /// The stream went on past `output_max_bytes`: the object holds its first `size` bytes, the rest was dropped.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub capped: bool,
+    /// Set when the object could not be stored (the outbox was full, the store refused it, the spooled file was
+    /// lost): why. Then only the inline part exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 impl ExecResult {
@@ -327,6 +353,8 @@ impl ExecResult {
             started_at: None,
             finished_at: now,
             reason,
+            stdout_full: None,
+            stderr_full: None,
         }
     }
 }
@@ -417,6 +445,30 @@ impl Heartbeat {
 pub enum OutputStream {
     Stdout,
     Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+
+    /// `stdout` or `stderr`; anything else is `None`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "stdout" => Some(OutputStream::Stdout),
+            "stderr" => Some(OutputStream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OutputStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A piece of a running script's output, on `output.<pc>.<exec_id>`; best effort, the result carries the whole.
@@ -613,6 +665,34 @@ mod tests {
           "reason": "unsupported_shell"
         }
         "#);
+    }
+
+    #[test]
+    fn whole_output_fields_are_skipped_when_empty_and_an_older_result_still_decodes() {
+        let pc = PcId::new("pc-1").unwrap();
+        let mut result = ExecResult::skipped(&command(), &pc, Reason::UnsupportedShell, command().issued_at);
+        let older = serde_json::to_string(&result).unwrap();
+        assert!(!older.contains("_full"), "{older}");
+        assert_eq!(serde_json::from_str::<ExecResult>(&older).unwrap().stdout_full, None);
+        result.stdout_full = Some(FullOutput {
+            object: crate::resources::result_output_object(&result.result_id, OutputStream::Stdout),
+            size: 1 << 20,
+            sha256: "ab".repeat(32),
+            capped: false,
+            unavailable: None,
+        });
+        let json = serde_json::to_value(&result).unwrap();
+        insta::assert_json_snapshot!(json["stdout_full"], @r#"
+        {
+          "object": "0190a1b2-0000-7000-8000-000000000001.pc-1/stdout",
+          "sha256": "abababababababababababababababababababababababababababababababab",
+          "size": 1048576
+        }
+        "#);
+        assert_eq!(serde_json::from_value::<ExecResult>(json).unwrap(), result);
+        // A newer agent's extra fields inside it are ignored.
+        let newer = r#"{"object": "x", "size": 1, "sha256": "", "capped": true, "compressed": "zstd"}"#;
+        assert!(serde_json::from_str::<FullOutput>(newer).unwrap().capped);
     }
 
     proptest::proptest! {

@@ -42,6 +42,7 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         data_dir: Some(data_dir.to_owned()),
         heartbeat_interval: Duration::from_millis(500),
         output_limit_bytes: kanade_shared::config::DEFAULT_OUTPUT_LIMIT_BYTES,
+        output_max_bytes: kanade_shared::config::DEFAULT_OUTPUT_MAX_BYTES,
         catch_up_jitter: Duration::from_millis(100),
         max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
         outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,

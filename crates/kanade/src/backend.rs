@@ -56,6 +56,29 @@ impl Backend {
         typed(path, self.post(path, body).await?)
     }
 
+    /// A GET whose body is not JSON (a run's whole output): the response once its status is a success, for the
+    /// caller to stream. Allowed longer than a JSON call, since the body can be large.
+    pub async fn get_raw(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Response> {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .timeout(std::time::Duration::from_secs(600))
+            .header(OPERATOR_HEADER, crate::audit::operator());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
+            let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+            return Err(Refused { status, code, message }.into());
+        }
+        Ok(response)
+    }
+
     async fn send<B: Serialize>(
         &self,
         method: Method,

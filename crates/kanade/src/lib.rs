@@ -60,6 +60,9 @@ pub enum Command {
     Reject(commands::exec::DecideArgs),
     /// List executions, or show one with its waves and progress.
     Executions(commands::exec::ExecutionsArgs),
+    /// One run's result: its fields and inline output, or with `--full` the whole output.
+    #[command(subcommand)]
+    Result(commands::result::ResultCommand),
     /// Kill the running and queued runs of an execution (or of every execution of a job) on every agent.
     Kill(commands::kill::KillArgs),
     /// Stop every not-yet-started run of a job, on every agent (works with the backend down).
@@ -110,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => commands::exec::decide(&cli, args, true).await,
         Command::Reject(args) => commands::exec::decide(&cli, args, false).await,
         Command::Executions(args) => commands::exec::executions(&cli, args).await,
+        Command::Result(command) => commands::result::run(&cli, command).await,
         Command::Kill(args) => commands::kill::run(&cli, args).await,
         Command::Revoke(args) => commands::revoke::run(&cli, args, true).await,
         Command::Unrevoke(args) => commands::revoke::run(&cli, args, false).await,

@@ -98,6 +98,23 @@ export class Api {
     }
   }
 
+  /// A non-JSON body (a run's whole output) as text, or as a Blob for a download; `range` asks for part of it.
+  async raw(path: string, range: string | null, as: "text"): Promise<{ body: string; complete: boolean }>;
+  async raw(path: string, range: string | null, as: "blob"): Promise<{ body: Blob; complete: boolean }>;
+  async raw(path: string, range: string | null, as: "text" | "blob"): Promise<{ body: string | Blob; complete: boolean }> {
+    const headers: Record<string, string> = authHeaders(this.credentials);
+    if (range) headers["Range"] = range;
+    let response: Response;
+    try {
+      response = await fetch(this.base + path, { headers });
+    } catch (err) {
+      throw new ApiError(0, "unreachable", `the backend cannot be reached (${(err as Error).message})`);
+    }
+    if (!response.ok) throw errorFrom(response.status, await response.text());
+    const complete = response.headers.get("x-kanade-output-complete") !== "false";
+    return { body: as === "text" ? await response.text() : await response.blob(), complete };
+  }
+
   session = () => this.request<Session>("GET", "/api/session");
   agents = () => this.request<Agent[]>("GET", "/api/agents");
   agent = (pc: string) => this.request<Agent>("GET", `/api/agents/${seg(pc)}`);

@@ -6,6 +6,7 @@ import { useEffect, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
+import { FullOutput } from "../FullOutput";
 import { ErrorNote, ExecActions, ExecBadge, Loading, PageTitle, PcLink, ProgressBar, StateBadge, When } from "../components";
 import { took } from "../lib/format";
 import { keys } from "../lib/live";
@@ -152,12 +153,12 @@ function StoredResult({ result }: { result: ResultRow }) {
       <pre className="code output" tabIndex={0} aria-label="Standard output" data-testid="stdout">
         {result.stdout || <span className="muted">(empty)</span>}
       </pre>
-      {result.stdout_truncated ? <p className="warn">stdout was cut at the agent's output limit.</p> : null}
+      <FullOutput result={result} stream="stdout" />
       <h3>stderr</h3>
       <pre className="code output" tabIndex={0} aria-label="Standard error" data-testid="stderr">
         {result.stderr || <span className="muted">(empty)</span>}
       </pre>
-      {result.stderr_truncated ? <p className="warn">stderr was cut at the agent's output limit.</p> : null}
+      <FullOutput result={result} stream="stderr" />
     </>
   );
 }

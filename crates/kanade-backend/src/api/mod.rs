@@ -21,6 +21,7 @@ mod executions;
 mod extract;
 mod jobs;
 mod openapi;
+mod output;
 mod packages;
 mod results;
 mod session;
@@ -63,6 +64,7 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/agents/{pc_id}/ping", post(agents::ping))
         .route("/agents/{pc_id}/config", get(agents::config))
         .route("/results", get(results::list))
+        .route("/results/{result_id}/output", get(output::output))
         .route("/jobs", get(jobs::list).post(jobs::create))
         .route("/jobs/{job_id}", get(jobs::get).delete(jobs::delete))
         .route("/jobs/{job_id}/revoke", post(jobs::revoke))

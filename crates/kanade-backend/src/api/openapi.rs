@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, audit, executions, jobs, packages, results, session, streams};
+use super::{agents, audit, executions, jobs, output, packages, results, session, streams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,6 +49,7 @@ use super::{agents, audit, executions, jobs, packages, results, session, streams
         streams::events,
         audit::list,
         packages::serve,
+        output::output,
         openapi_json,
     ),
     components(schemas(kanade_shared::api::ErrorCode, kanade_shared::api::ExecutionView))

@@ -179,7 +179,14 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
         Format::Table => {
             shown.complete(OutputStream::Stdout, &result.stdout);
             shown.complete(OutputStream::Stderr, &result.stderr);
-            if result.stdout_truncated || result.stderr_truncated {
+            let kept_whole =
+                |full: &Option<kanade_shared::wire::FullOutput>| full.as_ref().is_some_and(|f| f.unavailable.is_none());
+            if kept_whole(&result.stdout_full) || kept_whole(&result.stderr_full) {
+                output::note(&format!(
+                    "kanade: output was cut at the agent's output limit; all of it: kanade result show {} --full",
+                    result.result_id
+                ));
+            } else if result.stdout_truncated || result.stderr_truncated {
                 output::note("kanade: output was cut at the agent's output limit");
             }
             if let Some(message) = summary(&result, args.timeout) {
