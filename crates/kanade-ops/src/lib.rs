@@ -13,6 +13,7 @@ pub mod control;
 pub mod jetstream;
 pub mod objects;
 pub mod release;
+pub mod store;
 
 /// What can go wrong talking to the broker on an operator's behalf.
 #[derive(Debug, thiserror::Error)]

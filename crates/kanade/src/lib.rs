@@ -17,6 +17,8 @@ use crate::output::Format;
 
 /// Exit code for a failure of kanade itself (as opposed to a remote script's own exit code).
 pub const EXIT_ERROR: u8 = 1;
+/// Exit code for a command line kanade refuses (bad arguments, a change that needs `--yes`).
+pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,6 +100,12 @@ pub enum JetstreamCommand {
     },
     /// List every resource with its message count, bytes and replicas.
     Status,
+    /// Any KV bucket by hand: list buckets or keys, get, put, delete (kanade's own need --yes to change).
+    #[command(subcommand)]
+    Kv(commands::jetstream::KvCommand),
+    /// Any object store by hand: list, info, get (streamed), rm (kanade's own need --yes to delete).
+    #[command(subcommand)]
+    Object(commands::jetstream::ObjectCommand),
 }
 
 /// Runs one CLI invocation and returns the process exit code.
@@ -118,6 +126,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::jetstream::setup(&cli, usize::from(*replicas)).await
         }
         Command::Jetstream(JetstreamCommand::Status) => commands::jetstream::status(&cli).await,
+        Command::Jetstream(JetstreamCommand::Kv(command)) => commands::jetstream::kv(&cli, command).await,
+        Command::Jetstream(JetstreamCommand::Object(command)) => commands::jetstream::object(&cli, command).await,
         Command::Job(command) => commands::job::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,
