@@ -11,6 +11,7 @@ pub mod audit;
 pub mod catalogue;
 pub mod control;
 pub mod jetstream;
+pub mod logs;
 pub mod objects;
 pub mod release;
 pub mod store;

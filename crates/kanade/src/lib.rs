@@ -52,6 +52,8 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Ask an agent for a fresh heartbeat: version, uptime and round-trip time.
     Ping(commands::ping::PingArgs),
+    /// Print the tail of an agent's own log file (--lines, --since, --follow); asked of the agent, audited.
+    Logs(commands::logs::LogsArgs),
     /// Fire a job from the catalogue (through the backend); prints the execution id.
     Exec(commands::exec::ExecArgs),
     /// Store a manifest and fire it at its own targets with its rollout (`job create` + `exec`).
@@ -113,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args).await,
         Command::Ping(args) => commands::ping::run(&cli, args).await,
+        Command::Logs(args) => commands::logs::run(&cli, args).await,
         Command::Exec(args) => commands::exec::exec(&cli, args).await,
         Command::Deploy(args) => commands::exec::deploy(&cli, args).await,
         Command::Approve(args) => commands::exec::decide(&cli, args, true).await,
