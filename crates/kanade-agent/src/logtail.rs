@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_nats::{Client, Message};
 use chrono::{DateTime, Utc};
-use kanade_shared::wire::{LogPosition, LogsRefusal, LogsReply, LogsRequest, MAX_LOG_REPLY_BYTES};
+use kanade_shared::wire::{LogPosition, LogsRefusal, LogsReply, LogsRequest, MAX_LOG_LINES, MAX_LOG_REPLY_BYTES};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
@@ -139,6 +139,9 @@ pub fn read(files: &LogFiles, request: &LogsRequest, lines: u32, now: DateTime<U
     let listed = list(files)?;
     let cutoff = request.since.and_then(|since| chrono::Duration::from_std(since).ok()).map(|since| now - since);
     let mut out = Collected::new(lines as usize);
+    // A tail that stops at the most lines any answer carries was cut by the bound, not by the asker; a follow
+    // continues from its position, so nothing is lost there.
+    out.bound_by_lines = request.after.is_none() && lines == MAX_LOG_LINES;
     let position = match &request.after {
         None => tail(files, &listed, cutoff, &mut out)?,
         Some(after) => follow(files, &listed, after, &mut out)?,
@@ -153,17 +156,20 @@ struct Collected {
     bytes: usize,
     scanned: u64,
     truncated: bool,
+    /// Reaching `max_lines` means more was there than an answer carries.
+    bound_by_lines: bool,
 }
 
 impl Collected {
     fn new(max_lines: usize) -> Self {
-        Self { lines: Vec::new(), max_lines, bytes: 0, scanned: 0, truncated: false }
+        Self { lines: Vec::new(), max_lines, bytes: 0, scanned: 0, truncated: false, bound_by_lines: false }
     }
 
     /// Takes a line if it fits; false once the answer has the lines asked for, or is full (then marked
     /// truncated: more was there than a reply carries).
     fn push(&mut self, raw: &[u8], cut: bool) -> bool {
         if self.lines.len() >= self.max_lines {
+            self.truncated |= self.bound_by_lines;
             return false;
         }
         let mut line = String::from_utf8_lossy(raw.strip_suffix(b"\r").unwrap_or(raw)).into_owned();
@@ -529,6 +535,9 @@ mod tests {
         assert_eq!(reply.lines.len(), 10_000);
         assert_eq!(reply.lines.first().unwrap(), "line 10000");
         assert_eq!(reply.lines.last().unwrap(), "line 19999");
+        assert!(reply.truncated, "more was there than the most an answer carries");
+        let reply = ask(&files, lines(9_999));
+        assert_eq!(reply.lines.len(), 9_999);
         assert!(!reply.truncated, "as many lines as were asked for");
 
         let wide: String = (0..100).map(|i| format!("{i} {}\n", "\u{1}".repeat(8000))).collect();

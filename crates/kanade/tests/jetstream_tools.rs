@@ -254,6 +254,20 @@ async fn object_tools_list_describe_stream_and_remove_objects() {
     assert_eq!(to_file.status.code(), Some(0), "{}", text(&to_file.stderr));
     assert_eq!(hex(&Sha256::digest(std::fs::read(&target).unwrap())), digest);
     assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 1, "no partial file left beside it");
+    // Not to a terminal: `script` gives the CLI a pseudo-terminal as stdout.
+    let on_terminal = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} jetstream object get files tools/big.bin", env!("CARGO_BIN_EXE_kanade")),
+            "/dev/null",
+        ])
+        .env("KANADE_NATS_URL", &url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(on_terminal.status.code(), Some(2), "{}", text(&on_terminal.stdout));
+    assert!(text(&on_terminal.stdout).contains("not writing it to a terminal"), "{}", text(&on_terminal.stdout));
+    assert!(on_terminal.stdout.len() < 1024, "no object bytes on the terminal");
     // A reader that stops early (`| head -c`) is not an error.
     let mut head = kanade(&url)
         .args(["jetstream", "object", "get", "files", "tools/big.bin"])
