@@ -53,6 +53,9 @@ pub enum Command {
     /// Ask an agent for a fresh heartbeat: version, uptime and round-trip time.
     Ping(commands::ping::PingArgs),
     /// Print the tail of an agent's own log file (--lines, --since, --follow); asked of the agent, audited.
+    ///
+    /// Exit codes: 0 printed (--follow: stopped with Ctrl-C), 1 no agent answered or it could not (it logs to
+    /// stderr only, its log is unreadable), 2 bad arguments.
     Logs(commands::logs::LogsArgs),
     /// Fire a job from the catalogue (through the backend); prints the execution id.
     Exec(commands::exec::ExecArgs),
@@ -78,7 +81,7 @@ pub enum Command {
     /// The layered agent config (global < groups < pc) that agents apply live.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
-    /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
+    /// Create and inspect kanade's JetStream streams, KV buckets and object stores; read and change any by hand.
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
     /// Scripts in the `scripts` object store, referenced by manifests as `script_object: name/version`.
@@ -103,9 +106,15 @@ pub enum JetstreamCommand {
     /// List every resource with its message count, bytes and replicas.
     Status,
     /// Any KV bucket by hand: list buckets or keys, get, put, delete (kanade's own need --yes to change).
+    ///
+    /// Exit codes: 0 done, 1 a missing bucket or key (or a value over the bucket's limit), 2 an invalid name or a
+    /// change to one of kanade's own buckets without --yes.
     #[command(subcommand)]
     Kv(commands::jetstream::KvCommand),
     /// Any object store by hand: list, info, get (streamed), rm (kanade's own need --yes to delete).
+    ///
+    /// Exit codes: 0 done, 1 a missing store or object, 2 an invalid name, a removal from one of kanade's own
+    /// stores without --yes, or a large object to a terminal.
     #[command(subcommand)]
     Object(commands::jetstream::ObjectCommand),
 }
