@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod jobstate;
 pub mod ledger;
 pub mod liveconfig;
+pub mod logtail;
 pub mod main_loop;
 pub mod outbox;
 pub mod pipeline;
@@ -49,9 +50,20 @@ const FINAL_FLUSH: Duration = Duration::from_secs(2);
 /// Runs the agent until `shutdown` is cancelled: its own connection, real scripts. `update` is the process's right
 /// to replace its own executable (`main` has it; an agent in a test, sharing its process, does not).
 pub async fn run(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    update: Option<Arc<update::SelfUpdate>>,
+) -> anyhow::Result<()> {
+    run_logging_to(config, shutdown, update, None).await
+}
+
+/// [`run`], for an agent whose log goes to `log_files` (`--log-dir`), which it then serves on
+/// `agents.<pc>.logs`; `None`: it logs to stderr only and says so.
+pub async fn run_logging_to(
     mut config: AgentConfig,
     shutdown: CancellationToken,
     update: Option<Arc<update::SelfUpdate>>,
+    log_files: Option<logtail::LogFiles>,
 ) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     config.data_dir = Some(data_dir.clone());
@@ -65,7 +77,7 @@ pub async fn run(
     };
     let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), limits));
     let heartbeat = Arc::new(HeartbeatSource::new());
-    let parts = Parts { executor, heartbeat, client: client.clone(), connects, ready: None, update };
+    let parts = Parts { executor, heartbeat, client: client.clone(), connects, ready: None, update, log_files };
     let result = serve(config, parts, shutdown).await;
     // Bounded: with the broker away a flush waits for a reconnect that may never come, and a stop must not hang.
     let _ = tokio::time::timeout(FINAL_FLUSH, client.flush()).await;
@@ -85,13 +97,15 @@ pub struct Parts {
     pub ready: Option<Arc<tokio::sync::Semaphore>>,
     /// Self-update; `None` for every agent that shares its process with others.
     pub update: Option<Arc<update::SelfUpdate>>,
+    /// Where this agent's own log files are, to answer `agents.<pc>.logs`; `None` when it logs to stderr only.
+    pub log_files: Option<logtail::LogFiles>,
 }
 
 /// Runs one agent until `shutdown`, and returns once every task it started has ended. The connection may be
 /// shared with other agents (the fleet simulator); everything else — subscriptions, gate, ledger, outbox,
 /// heartbeats — is this agent's own.
 pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Parts { executor, heartbeat, client, connects, ready, update } = parts;
+    let Parts { executor, heartbeat, client, connects, ready, update, log_files } = parts;
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
@@ -154,6 +168,7 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
         live,
         catch_up,
         updater,
+        log_tail: logtail::LogTail::new(log_files),
         subscriptions,
         connects,
         background,
@@ -172,7 +187,7 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
     Ok(())
 }
 
-/// Subscribes to everything the agent listens to: its command filters, kills, its pings, the job-state buckets
+/// Subscribes to everything the agent listens to: its command filters, kills, its pings and log requests, the job-state buckets
 /// and its `agent_config` layers.
 async fn subscribe(
     client: &Client,
@@ -195,10 +210,11 @@ async fn subscribe(
         client.subscribe(subject::KILL_JOB_ALL).await.context("cannot subscribe to kill requests")?,
     );
     let pings = client.subscribe(subject::ping(&config.pc_id)).await.context("cannot subscribe to pings")?;
+    let logs = client.subscribe(subject::logs(&config.pc_id)).await.context("cannot subscribe to log requests")?;
     let config_changes = each(config_subjects.to_vec()).await?;
     let job_changes = futures::stream::select(
         client.subscribe(subject::kv_changes(KV_SCRIPT_CURRENT)).await.context("cannot subscribe to script_current")?,
         client.subscribe(subject::kv_changes(KV_SCRIPT_STATUS)).await.context("cannot subscribe to script_status")?,
     );
-    Ok(Subscriptions { commands, kills, pings, job_changes, config_changes })
+    Ok(Subscriptions { commands, kills, pings, logs, job_changes, config_changes })
 }

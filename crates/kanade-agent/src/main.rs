@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use kanade_agent::logtail::LogFiles;
 use kanade_agent::platform;
 use kanade_agent::simulate::{SimulateArgs, Simulation};
 use kanade_agent::update::{self, SelfUpdate};
@@ -27,7 +28,7 @@ struct Flags {
     #[arg(long, short, env = "KANADE_AGENT_CONFIG", value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Write the log to daily files `kanade-agent.<date>.log` in this folder (the last 14 are kept) instead of
-    /// stderr. For a service that has no console, such as a Windows service.
+    /// stderr. For a service that has no console, such as a Windows service. `kanade logs <pc>` reads them.
     #[arg(long, env = "KANADE_LOG_DIR", value_name = "DIR", global = true)]
     log_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -50,6 +51,8 @@ enum Command {
 
 /// Daily log files kept by `--log-dir`.
 const LOG_FILES_KEPT: usize = 14;
+/// What `--log-dir`'s files are called: `kanade-agent.<date>.log`.
+const LOG_FILE_PREFIX: &str = "kanade-agent";
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -74,14 +77,24 @@ fn main() -> ExitCode {
         },
         Some(Command::Service) => {
             let config = flags.config;
-            ExitCode::from(platform::run_service(Box::new(move |stop| agent(config.as_deref(), stop))))
+            let log_files = log_files(flags.log_dir.as_deref());
+            ExitCode::from(platform::run_service(Box::new(move |stop| agent(config.as_deref(), log_files, stop))))
         }
-        None => ExitCode::from(agent(flags.config.as_deref(), CancellationToken::new())),
+        None => ExitCode::from(agent(
+            flags.config.as_deref(),
+            log_files(flags.log_dir.as_deref()),
+            CancellationToken::new(),
+        )),
     }
 }
 
+/// The files `--log-dir` writes (see [`init_tracing`]), which the agent serves on `agents.<pc>.logs`.
+fn log_files(log_dir: Option<&Path>) -> Option<LogFiles> {
+    log_dir.map(|dir| LogFiles { dir: dir.to_owned(), prefix: LOG_FILE_PREFIX.to_owned() })
+}
+
 /// The agent process from start to exit code; `stop` ends it (as do Ctrl-C and SIGTERM).
-fn agent(config_file: Option<&Path>, stop: CancellationToken) -> u8 {
+fn agent(config_file: Option<&Path>, log_files: Option<LogFiles>, stop: CancellationToken) -> u8 {
     // Self-update first: a new binary's start is counted (and a failing one rolled back) before its config is
     // read, so a release that rejects the config file is rolled back like one that crashes.
     let update = match std::env::current_exe() {
@@ -117,7 +130,7 @@ fn agent(config_file: Option<&Path>, stop: CancellationToken) -> u8 {
     };
     runtime.block_on(async move {
         stop_on_signal(stop.clone());
-        match kanade_agent::run(config, stop, update.clone()).await {
+        match kanade_agent::run_logging_to(config, stop, update.clone(), log_files).await {
             Ok(()) if update.as_ref().is_some_and(|update| update.updated()) => update::EXIT_UPDATED,
             Ok(()) => {
                 if let Some(update) = &update {
@@ -177,7 +190,7 @@ fn init_tracing(default: &str, log_dir: Option<&Path>) -> Result<(), String> {
             std::fs::create_dir_all(dir).map_err(|err| format!("cannot write logs to `{}`: {err}", dir.display()))?;
             let files = tracing_appender::rolling::Builder::new()
                 .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix("kanade-agent")
+                .filename_prefix(LOG_FILE_PREFIX)
                 .filename_suffix("log")
                 .max_log_files(LOG_FILES_KEPT)
                 .build(dir)

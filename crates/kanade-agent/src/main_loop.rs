@@ -21,6 +21,7 @@ use crate::catchup::{CatchUp, ReadBack};
 use crate::connection::Connects;
 use crate::heartbeat::{Counters, Heartbeats, Malformed};
 use crate::liveconfig::{Applied, LiveConfig};
+use crate::logtail::LogTail;
 use crate::outbox::Outbox;
 use crate::pipeline::Pipeline;
 use crate::running::KillTarget;
@@ -38,6 +39,8 @@ pub enum Event {
     Kill(Message),
     /// `agents.<pc>.ping`.
     Ping(Message),
+    /// `agents.<pc>.logs`: a request for the tail of the agent's own log.
+    Logs(Message),
     /// A change to `script_current` or `script_status`.
     JobStateChanged(Message),
     /// A change to one of this agent's `agent_config` layers.
@@ -96,6 +99,7 @@ pub struct Subscriptions {
     pub commands: SelectAll<Subscriber>,
     pub kills: Select<Subscriber, Subscriber>,
     pub pings: Subscriber,
+    pub logs: Subscriber,
     pub job_changes: Select<Subscriber, Subscriber>,
     pub config_changes: SelectAll<Subscriber>,
 }
@@ -124,6 +128,7 @@ impl Sources {
             Some(message) = subscriptions.commands.next() => Some(Event::Command(message)),
             Some(message) = subscriptions.kills.next() => Some(Event::Kill(message)),
             Some(message) = subscriptions.pings.next() => Some(Event::Ping(message)),
+            Some(message) = subscriptions.logs.next() => Some(Event::Logs(message)),
             Some(message) = subscriptions.job_changes.next() => Some(Event::JobStateChanged(message)),
             Some(message) = subscriptions.config_changes.next() => Some(Event::AgentConfigChanged(message)),
             _ = self.heartbeat.tick() => Some(Event::HeartbeatDue),
@@ -145,6 +150,7 @@ pub struct Parts {
     pub live: Arc<LiveConfig>,
     pub catch_up: Arc<CatchUp>,
     pub updater: Option<Updater>,
+    pub log_tail: LogTail,
     pub subscriptions: Subscriptions,
     pub connects: Connects,
     pub background: TaskTracker,
@@ -165,11 +171,12 @@ pub struct MainLoop {
     applied: Applied,
     catch_up: Arc<CatchUp>,
     updater: Option<Updater>,
+    log_tail: LogTail,
     sources: Sources,
     reports: Reports,
     /// Runs, and the catch-ups that hand runs on.
     runs: TaskTracker,
-    /// Everything else the agent starts: config reloads, self-update, slot changes.
+    /// Everything else the agent starts: config reloads, self-update, slot changes, log reads.
     background: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -186,6 +193,7 @@ impl MainLoop {
             live,
             catch_up,
             updater,
+            log_tail,
             subscriptions,
             mut connects,
             background,
@@ -213,6 +221,7 @@ impl MainLoop {
             live,
             catch_up,
             updater,
+            log_tail,
             sources,
             reports,
             runs: TaskTracker::new(),
@@ -252,6 +261,9 @@ impl MainLoop {
             }
             Event::Kill(message) => self.kill(&message).await,
             Event::Ping(message) => self.heartbeats.answer(&message, self.counters()).await,
+            Event::Logs(message) => {
+                self.log_tail.answer(message, &self.client, &self.background, &self.malformed).await;
+            }
             Event::JobStateChanged(message) => {
                 if !self.pipeline.job_state_changed(&message) {
                     self.malformed.record(&message.subject, message.payload.len(), &"not a job state change");

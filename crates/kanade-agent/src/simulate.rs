@@ -231,6 +231,8 @@ impl Simulation {
                 ready: Some(ready.clone()),
                 // Agents sharing a process never replace its executable.
                 update: None,
+                // Simulated agents log with the simulator, to its stderr.
+                log_files: None,
             };
             let task = crate::serve(config, parts, shutdown.clone());
             tasks.spawn(async move {

@@ -98,7 +98,8 @@ fn bad_configuration_is_refused_with_its_reason() {
     }
 }
 
-/// `service` on Linux runs in the foreground (systemd supervises it); `--log-dir` puts the log in a daily file.
+/// `service` on Linux runs in the foreground (systemd supervises it); `--log-dir` puts the log in a daily file,
+/// which the agent serves on `agents.<pc>.logs`.
 #[tokio::test]
 async fn service_mode_logs_to_files_and_stops_on_sigterm() {
     init_logging();
@@ -122,6 +123,12 @@ async fn service_mode_logs_to_files_and_stops_on_sigterm() {
         async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
     })
     .await;
+    // The agent serves the files `--log-dir` writes, in tracing's own format (`--since` reads its timestamps).
+    let request = kanade_shared::wire::LogsRequest { since: Some(Duration::from_secs(3600)), ..Default::default() };
+    let tail = kanade_ops::logs::request(&client, &pc, &request, Duration::from_secs(5)).await.unwrap();
+    assert!(tail.lines.iter().any(|line| line.contains("kanade-agent starting")), "{tail:?}");
+    let position = tail.position.expect("a position to follow from");
+    assert!(position.file.starts_with("kanade-agent.") && position.offset > 0, "{position:?}");
     terminate(&child);
     let (status, stderr) = tokio::task::spawn_blocking(move || {
         let status = child.wait().unwrap();

@@ -11,8 +11,10 @@ pub mod audit;
 pub mod catalogue;
 pub mod control;
 pub mod jetstream;
+pub mod logs;
 pub mod objects;
 pub mod release;
+pub mod store;
 
 /// What can go wrong talking to the broker on an operator's behalf.
 #[derive(Debug, thiserror::Error)]

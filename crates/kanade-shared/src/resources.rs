@@ -176,6 +176,16 @@ pub fn object_store_stream_name(store: &str) -> String {
     format!("OBJ_{store}")
 }
 
+/// The KV bucket a stream holds, if it is one (`KV_<bucket>`).
+pub fn bucket_of_kv_stream(stream: &str) -> Option<&str> {
+    stream.strip_prefix("KV_").filter(|bucket| !bucket.is_empty())
+}
+
+/// The object store a stream holds, if it is one (`OBJ_<store>`).
+pub fn store_of_object_stream(stream: &str) -> Option<&str> {
+    stream.strip_prefix("OBJ_").filter(|store| !store.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +197,14 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(roots.len(), unique.len());
+    }
+
+    #[test]
+    fn stream_names_map_back_to_their_bucket_or_store() {
+        assert_eq!(bucket_of_kv_stream(&kv_stream_name(KV_JOBS)), Some(KV_JOBS));
+        assert_eq!(store_of_object_stream(&object_store_stream_name(OBJ_SCRIPTS)), Some(OBJ_SCRIPTS));
+        assert_eq!(bucket_of_kv_stream(STREAM_EXEC), None);
+        assert_eq!(bucket_of_kv_stream("KV_"), None);
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub fn ping(pc: &PcId) -> String {
     format!("agents.{pc}.ping")
 }
 
+/// `agents.<pc>.logs`: core request/reply, answered with the tail of the agent's own log file
+/// ([`crate::wire::LogsRequest`] -> [`crate::wire::LogsReply`]).
+pub fn logs(pc: &PcId) -> String {
+    format!("agents.{pc}.logs")
+}
+
 /// `inventory.<pc>.<kind>`, captured by stream `INVENTORY` (latest per subject).
 pub fn inventory(pc: &PcId, kind: &InventoryKind) -> String {
     format!("inventory.{pc}.{kind}")
@@ -189,6 +195,7 @@ mod tests {
         assert_eq!(output(&pc(), &exec), "output.pc-1.e1");
         assert_eq!(heartbeat(&pc()), "heartbeat.pc-1");
         assert_eq!(ping(&pc()), "agents.pc-1.ping");
+        assert_eq!(logs(&pc()), "agents.pc-1.logs");
         assert_eq!(obs(&pc()), "obs.pc-1");
         assert_eq!(perf_host(&pc()), "perf.host.pc-1");
         assert_eq!(perf_proc(&pc()), "perf.proc.pc-1");

@@ -539,6 +539,91 @@ pub struct Change {
     pub ids: Vec<String>,
 }
 
+// --- `agents.<pc>.logs`: the tail of an agent's own log file (kanade logs) ---
+
+/// Lines a [`LogsRequest`] asks for when it names no number.
+pub const DEFAULT_LOG_LINES: u32 = 100;
+/// Most lines one [`LogsReply`] carries, and the most a request may ask for.
+pub const MAX_LOG_LINES: u32 = 10_000;
+/// Most bytes of lines (as encoded in JSON) one [`LogsReply`] carries, well under NATS's 1 MiB `max_payload`.
+pub const MAX_LOG_REPLY_BYTES: usize = 512 * 1024;
+/// Longest `since` a request may ask for: far longer than the agent keeps its files.
+pub const MAX_LOG_SINCE: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+/// A request for the tail of an agent's log, on `agents.<pc>.logs`. It names no path: the agent answers only
+/// from its own log files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// The newest this many lines ([`DEFAULT_LOG_LINES`] when absent; at most [`MAX_LOG_LINES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u32>,
+    /// Only lines written within this long before the agent's now.
+    #[serde(rename = "since_ms", default, skip_serializing_if = "Option::is_none", with = "millis_opt")]
+    pub since: Option<Duration>,
+    /// Follow: the lines written after this position (from an earlier reply), oldest first, instead of the tail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<LogPosition>,
+}
+
+/// Where a reply stopped reading: a file of the agent's own (by name, never a path) and a byte offset in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub file: String,
+    pub offset: u64,
+}
+
+/// Why an agent did not answer a [`LogsRequest`] with lines. `code` is `no_log_file` (it logs to stderr only),
+/// `invalid_request`, `busy` or `unreadable`; an older CLI shows a code it does not know by its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsRefusal {
+    pub code: String,
+    pub message: String,
+}
+
+/// The agent's answer to a [`LogsRequest`]: oldest line first, bounded by [`MAX_LOG_LINES`] and
+/// [`MAX_LOG_REPLY_BYTES`] (`truncated` says when more was there), or a refusal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsReply {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
+    /// Where to continue from to follow the log; absent when the agent has no log file yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<LogPosition>,
+    /// More lines matched than the reply could carry (or a line was cut at its maximum length).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<LogsRefusal>,
+}
+
+/// The limits a [`LogsRequest`] must respect; the agent answers anything else with `invalid_request`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogsRequestError {
+    #[error("lines must be at least 1")]
+    NoLines,
+    #[error("lines `{0}` is over the limit of {MAX_LOG_LINES}")]
+    TooManyLines(u32),
+    #[error("since `{}` is longer than the limit of {}", humantime::format_duration(*.0), humantime::format_duration(MAX_LOG_SINCE))]
+    SinceTooLong(Duration),
+}
+
+impl LogsRequest {
+    /// The number of lines asked for, once checked.
+    pub fn validate(&self) -> Result<u32, LogsRequestError> {
+        let lines = self.lines.unwrap_or(DEFAULT_LOG_LINES);
+        if lines == 0 {
+            return Err(LogsRequestError::NoLines);
+        }
+        if lines > MAX_LOG_LINES {
+            return Err(LogsRequestError::TooManyLines(lines));
+        }
+        if let Some(since) = self.since.filter(|since| *since > MAX_LOG_SINCE) {
+            return Err(LogsRequestError::SinceTooLong(since));
+        }
+        Ok(lines)
+    }
+}
+
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
@@ -731,5 +816,45 @@ mod tests {
             serde_json::from_str(r#"{"pc_id":"pc-1","sent_at":"2026-11-22T12:00:00Z","new":true}"#).unwrap();
         assert_eq!(hb.pc_id.as_str(), "pc-1");
         assert!(hb.groups.is_empty());
+    }
+    #[test]
+    fn logs_request_decodes_leniently_and_checks_its_limits() {
+        let request: LogsRequest = serde_json::from_str(r#"{"lines": 5, "since_ms": 3600000, "newer": true}"#).unwrap();
+        assert_eq!(request.validate(), Ok(5));
+        assert_eq!(request.since, Some(Duration::from_secs(3600)));
+        assert_eq!(serde_json::from_str::<LogsRequest>("{}").unwrap().validate(), Ok(DEFAULT_LOG_LINES));
+        let too_many = LogsRequest { lines: Some(MAX_LOG_LINES + 1), ..LogsRequest::default() };
+        assert_eq!(too_many.validate(), Err(LogsRequestError::TooManyLines(MAX_LOG_LINES + 1)));
+        assert_eq!(LogsRequest { lines: Some(0), ..LogsRequest::default() }.validate(), Err(LogsRequestError::NoLines));
+        let forever = LogsRequest { since: Some(Duration::from_secs(u64::MAX / 2)), ..LogsRequest::default() };
+        assert!(matches!(forever.validate(), Err(LogsRequestError::SinceTooLong(_))));
+        for hostile in
+            [r#"{"since_ms": -5}"#, r#"{"lines": 99999999999}"#, r#"{"lines": "all"}"#, r#""a string""#, "garbage"]
+        {
+            assert!(serde_json::from_str::<LogsRequest>(hostile).is_err(), "{hostile}");
+        }
+    }
+
+    #[test]
+    fn logs_reply_json_is_stable() {
+        let reply = LogsReply {
+            lines: vec!["one".into()],
+            position: Some(LogPosition { file: "kanade-agent.2026-12-01.log".into(), offset: 4 }),
+            truncated: true,
+            refused: None,
+        };
+        insta::assert_json_snapshot!(reply, @r#"
+        {
+          "lines": [
+            "one"
+          ],
+          "position": {
+            "file": "kanade-agent.2026-12-01.log",
+            "offset": 4
+          },
+          "truncated": true
+        }
+        "#);
+        assert_eq!(serde_json::from_str::<LogsReply>(r#"{"unknown": 1}"#).unwrap(), LogsReply::default());
     }
 }

@@ -66,8 +66,18 @@ impl TestAgent {
     }
 
     pub async fn start_with(config: AgentConfig, data_dir: TempDir) -> Self {
+        Self::start_logging_to(config, data_dir, None).await
+    }
+
+    /// An agent that serves `log_files` as its own log on `agents.<pc>.logs` (the test writes them; the agent's
+    /// own tracing goes to the test's).
+    pub async fn start_logging_to(
+        config: AgentConfig,
+        data_dir: TempDir,
+        log_files: Option<kanade_agent::logtail::LogFiles>,
+    ) -> Self {
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(kanade_agent::run(config.clone(), shutdown.clone(), None));
+        let task = tokio::spawn(kanade_agent::run_logging_to(config.clone(), shutdown.clone(), None, log_files));
         let agent = Self { config, data_dir: Some(data_dir), shutdown, task: Some(task) };
         agent.wait_until_reachable().await;
         agent

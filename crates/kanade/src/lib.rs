@@ -17,6 +17,8 @@ use crate::output::Format;
 
 /// Exit code for a failure of kanade itself (as opposed to a remote script's own exit code).
 pub const EXIT_ERROR: u8 = 1;
+/// Exit code for a command line kanade refuses (bad arguments, a change that needs `--yes`).
+pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +52,11 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Ask an agent for a fresh heartbeat: version, uptime and round-trip time.
     Ping(commands::ping::PingArgs),
+    /// Print the tail of an agent's own log file (--lines, --since, --follow); asked of the agent, audited.
+    ///
+    /// Exit codes: 0 printed (--follow: stopped with Ctrl-C), 1 no agent answered or it could not (it logs to
+    /// stderr only, its log is unreadable), 2 bad arguments.
+    Logs(commands::logs::LogsArgs),
     /// Fire a job from the catalogue (through the backend); prints the execution id.
     Exec(commands::exec::ExecArgs),
     /// Store a manifest and fire it at its own targets with its rollout (`job create` + `exec`).
@@ -77,7 +84,7 @@ pub enum Command {
     /// The layered agent config (global < groups < pc) that agents apply live.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
-    /// Create and inspect kanade's JetStream streams, KV buckets and object stores.
+    /// Create and inspect kanade's JetStream streams, KV buckets and object stores; read and change any by hand.
     #[command(subcommand)]
     Jetstream(JetstreamCommand),
     /// Scripts in the `scripts` object store, referenced by manifests as `script_object: name/version`.
@@ -101,6 +108,18 @@ pub enum JetstreamCommand {
     },
     /// List every resource with its message count, bytes and replicas.
     Status,
+    /// Any KV bucket by hand: list buckets or keys, get, put, delete (kanade's own need --yes to change).
+    ///
+    /// Exit codes: 0 done, 1 a missing bucket or key (or a value over the bucket's limit), 2 an invalid name or a
+    /// change to one of kanade's own buckets without --yes.
+    #[command(subcommand)]
+    Kv(commands::jetstream::KvCommand),
+    /// Any object store by hand: list, info, get (streamed), rm (kanade's own need --yes to delete).
+    ///
+    /// Exit codes: 0 done, 1 a missing store or object, 2 an invalid name, a removal from one of kanade's own
+    /// stores without --yes, or a large object to a terminal.
+    #[command(subcommand)]
+    Object(commands::jetstream::ObjectCommand),
 }
 
 /// Runs one CLI invocation and returns the process exit code.
@@ -108,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args).await,
         Command::Ping(args) => commands::ping::run(&cli, args).await,
+        Command::Logs(args) => commands::logs::run(&cli, args).await,
         Command::Exec(args) => commands::exec::exec(&cli, args).await,
         Command::Deploy(args) => commands::exec::deploy(&cli, args).await,
         Command::Approve(args) => commands::exec::decide(&cli, args, true).await,
@@ -122,6 +142,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::jetstream::setup(&cli, usize::from(*replicas)).await
         }
         Command::Jetstream(JetstreamCommand::Status) => commands::jetstream::status(&cli).await,
+        Command::Jetstream(JetstreamCommand::Kv(command)) => commands::jetstream::kv(&cli, command).await,
+        Command::Jetstream(JetstreamCommand::Object(command)) => commands::jetstream::object(&cli, command).await,
         Command::Job(command) => commands::job::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,

@@ -69,3 +69,11 @@ pub fn raw(to_stderr: bool, text: &str) {
         let _ = out.flush();
     }
 }
+
+/// Writes bytes to stdout as they are (a KV value, binary-safe). A closed pipe is not an error.
+pub fn bytes(data: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(data);
+    let _ = out.flush();
+}

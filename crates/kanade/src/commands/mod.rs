@@ -7,6 +7,7 @@ pub mod exec;
 pub mod jetstream;
 pub mod job;
 pub mod kill;
+pub mod logs;
 pub mod objects;
 pub mod ping;
 pub mod result;
