@@ -110,7 +110,7 @@ impl Engine {
             Some(targets) => (targets.clone(), request.waves.clone().unwrap_or_default()),
             None => (stored.job.targets.clone(), stored.job.waves.clone()),
         };
-        let agents = self.db.list_agents().await?;
+        let agents = self.db.all_agents().await?;
         let reached =
             rollout::resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
         Ok(Plan { stored, revoked, targets, waves, reached, agents })

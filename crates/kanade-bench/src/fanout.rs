@@ -491,15 +491,32 @@ async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<(
 async fn wait_for_agents(http: &reqwest::Client, api: &str, n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let agents: serde_json::Value =
-            http.get(format!("{api}/api/agents")).bearer_auth(TOKEN).send().await?.json().await?;
-        if agents.as_array().map_or(0, Vec::len) >= n {
+        let known = count_agents(http, api).await?;
+        if known >= n {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(120) {
-            bail!("the backend knows {} of {n} agents after 2 minutes", agents.as_array().map_or(0, Vec::len));
+            bail!("the backend knows {known} of {n} agents after 2 minutes");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many agents `GET /api/agents` lists, page by page.
+pub async fn count_agents(http: &reqwest::Client, api: &str) -> anyhow::Result<usize> {
+    let mut known = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut request = http.get(format!("{api}/api/agents")).bearer_auth(TOKEN).query(&[("limit", "1000")]);
+        if let Some(cursor) = &cursor {
+            request = request.query(&[("cursor", cursor)]);
+        }
+        let page: serde_json::Value = request.send().await?.json().await?;
+        known += page["items"].as_array().map_or(0, Vec::len);
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(known),
+        }
     }
 }
 

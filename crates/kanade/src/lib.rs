@@ -68,9 +68,14 @@ pub enum Command {
     Unrevoke(commands::revoke::RevokeArgs),
     /// Who did what: the audit trail, from the backend.
     Audit(commands::audit::AuditArgs),
-    /// Agent releases: publish a binary, list them, roll a version out to PCs, groups or everyone.
+    /// Agent releases: publish a binary, list them, roll a version out to PCs, groups or everyone; forget an agent.
     #[command(subcommand)]
     Agent(commands::agent::AgentCommand),
+    /// The fleet as the backend knows it, by pc id: filter by status, group, OS, version or words; page through.
+    Agents(commands::agent::AgentsArgs),
+    /// Results from the backend.
+    #[command(subcommand)]
+    Result(commands::result::ResultCommand),
     /// The layered agent config (global < groups < pc) that agents apply live.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -121,6 +126,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Job(command) => commands::job::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,
+        Command::Agents(args) => commands::agent::fleet(&cli, args).await,
+        Command::Result(command) => commands::result::run(&cli, command).await,
         Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
     }

@@ -26,6 +26,7 @@ use super::{agents, audit, executions, jobs, packages, results, session, streams
         session::health,
         agents::list,
         agents::get,
+        agents::remove,
         agents::ping,
         agents::config,
         results::list,

@@ -9,5 +9,6 @@ pub mod job;
 pub mod kill;
 pub mod objects;
 pub mod ping;
+pub mod result;
 pub mod revoke;
 pub mod run;
