@@ -22,7 +22,7 @@ use crate::procs::{self, Proc};
 use crate::raw;
 use crate::stats::{Percentiles, median_by_key, percentiles};
 
-const TOKEN: &str = "bench-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "bench-token-0123456789abcdef";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
@@ -183,13 +183,13 @@ fn total_ram_gib() -> f64 {
         .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
 }
 
-struct Backend {
-    proc: Proc,
-    url: String,
+pub(crate) struct Backend {
+    pub(crate) proc: Proc,
+    pub(crate) url: String,
     db_path: PathBuf,
 }
 
-async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Backend> {
+pub(crate) async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Backend> {
     let port = procs::free_port();
     let mut command = tokio::process::Command::new(bin.join("kanade-backend"));
     command
@@ -476,7 +476,7 @@ fn bench_command(exec: &ExecId, job: &JobId) -> Command {
 const BENCH_JOB: &str = "id: bench-exec\nversion: \"1.0\"\ndescription: kanade-bench\ntarget:\n  all: true\n\
     execute:\n  shell: sh\n  script: emulated\n  timeout: 60s\n";
 
-async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
     let reply = http
         .post(format!("{api}/api/jobs"))
         .bearer_auth(TOKEN)
@@ -488,7 +488,7 @@ async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<(
 }
 
 /// Waits until the backend knows all `n` agents, so an exec counts every one as a target.
-async fn wait_for_agents(http: &reqwest::Client, api: &str, n: usize) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_agents(http: &reqwest::Client, api: &str, n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let known = count_agents(http, api).await?;

@@ -15,7 +15,7 @@ export function AgentPage() {
   const config = useQuery({ queryKey: keys.agentConfig(pc), queryFn: () => api.agentConfig(pc), enabled: agent.isSuccess });
   const results = useQuery({
     queryKey: keys.results(`pc_id=${pc}&limit=20`),
-    queryFn: () => api.results({ pc_id: pc, limit: 20 }),
+    queryFn: async () => (await api.results({ pc_id: pc, limit: 20 })).items,
   });
   const ping = useMutation({ mutationFn: () => api.ping(pc) });
   const a = agent.data;
