@@ -74,10 +74,19 @@ async fn run(args: &ListsArgs, bin: &Path) -> anyhow::Result<()> {
     let figures = [
         ("`GET /api/agents?limit=200` (first page)", "/api/agents?limit=200".to_owned()),
         ("`GET /api/agents?limit=200` 90% into the list", format!("/api/agents?limit=200&cursor={deep}")),
-        ("`GET /api/agents?limit=200&search=sim-099&status=online`", "/api/agents?limit=200&search=sim-099&status=online".to_owned()),
+        (
+            "`GET /api/agents?limit=200&search=sim-099&status=online`",
+            "/api/agents?limit=200&search=sim-099&status=online".to_owned(),
+        ),
         ("`GET /api/agents?limit=1000`", "/api/agents?limit=1000".to_owned()),
-        ("`GET /api/executions/{id}/targets?limit=200` (first page)", format!("/api/executions/{exec}/targets?limit=200")),
-        ("`GET /api/executions/{id}/targets?limit=200` 90% in", format!("/api/executions/{exec}/targets?limit=200&cursor={deep_target}")),
+        (
+            "`GET /api/executions/{id}/targets?limit=200` (first page)",
+            format!("/api/executions/{exec}/targets?limit=200"),
+        ),
+        (
+            "`GET /api/executions/{id}/targets?limit=200` 90% in",
+            format!("/api/executions/{exec}/targets?limit=200&cursor={deep_target}"),
+        ),
         ("`GET /api/executions/{id}/results?limit=200`", format!("/api/executions/{exec}/results?limit=200")),
     ];
     let mut api_rows = Vec::new();
@@ -92,11 +101,7 @@ async fn run(args: &ListsArgs, bin: &Path) -> anyhow::Result<()> {
             anyhow::ensure!(!body.is_empty(), "{path}: empty");
         }
         let p = percentiles(samples);
-        api_rows.push(format!(
-            "| {what} | {:.1} ms | {:.1} ms |",
-            p.p50 as f64 / 1000.0,
-            p.p99 as f64 / 1000.0
-        ));
+        api_rows.push(format!("| {what} | {:.1} ms | {:.1} ms |", p.p50 as f64 / 1000.0, p.p99 as f64 / 1000.0));
     }
     let backend_rss = backend.proc.rss_bytes();
 
@@ -126,11 +131,11 @@ async fn run(args: &ListsArgs, bin: &Path) -> anyhow::Result<()> {
     println!("\nbackend RSS: {:.1} MB", backend_rss as f64 / (1024.0 * 1024.0));
     println!("\n| page (Chromium, headless) | rows shown | time to first rows | JS heap used |\n|---|---:|---:|---:|");
     for page in browser.as_array().into_iter().flatten() {
+        let ms = page["ms"].as_i64().map_or_else(|| "—".to_owned(), |ms| format!("{ms} ms"));
         println!(
-            "| {} | {} | {} ms | {:.1} MB |",
+            "| {} | {} | {ms} | {:.1} MB |",
             page["page"].as_str().unwrap_or_default(),
             page["rows"],
-            page["ms"],
             page["heap_bytes"].as_f64().unwrap_or_default() / (1024.0 * 1024.0)
         );
     }
