@@ -294,6 +294,8 @@ test("the pages fit a narrow window", async () => {
   await page.setViewportSize(WIDE);
 });
 
+test("forgetting the agent removes it, and its next heartbeat brings it back as new", forgetTheAgentAndSeeItReturn);
+
 test("the browser saw no errors", () => {
   // A refused sign-in is a 401 the console reports as a failed resource; anything else is a real problem.
   const real = problems.filter((p) => !/status of 401/.test(p));
@@ -321,6 +323,29 @@ async function agentsFilterOnTheServer() {
   assert.match(page.url(), /status=online/);
   await page.getByRole("button", { name: "Load more agents" }).waitFor({ state: "detached" });
   await page.getByLabel("Status").selectOption("");
+}
+
+/// The agent's page forgets it (after a confirmation that says it will come back while it runs); the Agents page
+/// shows it again once its next heartbeat makes it a new agent, first seen just now.
+async function forgetTheAgentAndSeeItReturn() {
+  await page.setViewportSize(WIDE);
+  await page.goto(`${URL}/agents/${PC}`);
+  await page.getByRole("heading", { name: PC, level: 1 }).waitFor();
+  const firstSeen = await (await fetch(`${URL}/api/agents/${PC}`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+  let asked = "";
+  page.once("dialog", (dialog) => {
+    asked = dialog.message();
+    void dialog.accept();
+  });
+  const forgotten = page.waitForResponse((r) => r.request().method() === "DELETE" && r.url().endsWith(`/api/agents/${PC}`));
+  await page.getByRole("button", { name: "Forget…" }).click();
+  assert.equal((await forgotten).status(), 200);
+  assert.match(asked, /It is online: unless it is uninstalled first, it comes back as a new agent/);
+  await page.getByRole("heading", { name: "Agents", level: 1 }).waitFor();
+  await page.getByRole("row").filter({ has: page.getByRole("link", { name: PC }) }).waitFor();
+  const back = await (await fetch(`${URL}/api/agents/${PC}`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+  assert.ok(Date.parse(back.first_seen) > Date.parse(firstSeen.first_seen), `${back.first_seen} after ${firstSeen.first_seen}`);
+  await shot("14-agent-forgotten-and-back");
 }
 
 async function expectAttribute(locator, name, value) {

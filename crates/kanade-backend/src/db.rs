@@ -160,12 +160,14 @@ impl Db {
     }
 
     /// Records heartbeats (one per agent; the caller keeps the newest), stamped with the time they arrived here so
-    /// that an agent's wrong clock cannot make it look online or offline.
-    pub async fn upsert_agents(&self, rows: &[(Heartbeat, DateTime<Utc>)]) -> Result<(), DbError> {
+    /// that an agent's wrong clock cannot make it look online or offline. Returns the pc ids that had no row: new
+    /// agents, and forgotten ones that came back.
+    pub async fn upsert_agents(&self, rows: &[(Heartbeat, DateTime<Utc>)]) -> Result<Vec<String>, DbError> {
+        let mut new = Vec::new();
         let mut tx = self.pool.begin().await?;
         for (hb, seen) in rows {
             let groups: Vec<&str> = hb.groups.iter().map(|g| g.as_str()).collect();
-            sqlx::query(
+            let row = sqlx::query(
                 "INSERT INTO agents (pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs,
                     rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms,
                     outbox_bytes, outbox_full)
@@ -178,7 +180,8 @@ impl Db {
                     outbox_pending = excluded.outbox_pending, malformed_messages = excluded.malformed_messages,
                     last_seen_ms = excluded.last_seen_ms, outbox_bytes = excluded.outbox_bytes,
                     outbox_full = excluded.outbox_full
-                 WHERE excluded.last_seen_ms >= agents.last_seen_ms",
+                 WHERE excluded.last_seen_ms >= agents.last_seen_ms
+                 RETURNING first_seen_ms, last_seen_ms",
             )
             .bind(hb.pc_id.as_str())
             .bind(strip_nul(&hb.hostname))
@@ -196,11 +199,18 @@ impl Db {
             .bind(seen.timestamp_millis())
             .bind(clamp(hb.outbox_bytes))
             .bind(i64::from(hb.outbox_full))
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+            // Only an insert sets first_seen to this heartbeat's time; an update keeps the row's own.
+            if let Some(row) = row
+                && row.try_get::<i64, _>("first_seen_ms")? == seen.timestamp_millis()
+                && row.try_get::<i64, _>("last_seen_ms")? == seen.timestamp_millis()
+            {
+                new.push(hb.pc_id.to_string());
+            }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(new)
     }
 
     /// Every agent, by pc id: what the exec engine resolves targets against (a fire reaches the whole fleet).

@@ -378,17 +378,17 @@ async fn agents_filter_on_the_server_and_show_stale(on_postgres: bool) {
     let now = Utc::now();
     let hour_ago = now - chrono::Duration::hours(1);
     let week_ago = now - chrono::Duration::days(8);
-    backend
-        .db
-        .upsert_agents(&[
-            (heartbeat("win-1", &["lab", "canary"], "windows", "1.2.0"), now),
-            (heartbeat("win-2", &["lab"], "windows", "1.1.0"), hour_ago),
-            (heartbeat("lin-1", &["ops"], "linux", "1.2.0"), week_ago),
-            (heartbeat("lab_x", &["l_b"], "linux", "1.2.0"), now),
-            (heartbeat("labyx", &["lxb"], "linux", "1.2.0"), now),
-        ])
-        .await
-        .expect("agents");
+    let rows = [
+        (heartbeat("win-1", &["lab", "canary"], "windows", "1.2.0"), now),
+        (heartbeat("win-2", &["lab"], "windows", "1.1.0"), hour_ago),
+        (heartbeat("lin-1", &["ops"], "linux", "1.2.0"), week_ago),
+        (heartbeat("lab_x", &["l_b"], "linux", "1.2.0"), now),
+        (heartbeat("labyx", &["lxb"], "linux", "1.2.0"), now),
+    ];
+    let new = backend.db.upsert_agents(&rows).await.expect("agents");
+    assert_eq!(new, ["win-1", "win-2", "lin-1", "lab_x", "labyx"], "every row is new");
+    let later: Vec<_> = rows.iter().map(|(hb, seen)| (hb.clone(), *seen + chrono::Duration::milliseconds(1))).collect();
+    assert_eq!(backend.db.upsert_agents(&later).await.expect("agents"), Vec::<String>::new(), "none is new twice");
     let pcs = |body: &Value| -> Vec<String> {
         body["items"].as_array().expect("page").iter().map(|a| a["pc_id"].as_str().unwrap().to_owned()).collect()
     };

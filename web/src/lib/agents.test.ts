@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agentQuery, compareVersions, MAX_SEARCH_CHARS, statusOf, summarize } from "./agents";
+import { agentQuery, compareVersions, forgetPrompt, MAX_SEARCH_CHARS, statusOf, summarize } from "./agents";
 import type { Agent } from "./types";
 
 function agent(over: Partial<Agent> & { pc_id: string }): Agent {
@@ -38,6 +38,15 @@ describe("agentQuery", () => {
     expect(agentQuery("a b c d e f g h i j", "").search).toBe("a b c d e f g h");
     expect(agentQuery("x".repeat(500), "").search?.length).toBe(MAX_SEARCH_CHARS);
     expect(agentQuery("", "gone")).toEqual({});
+  });
+});
+
+describe("forgetPrompt", () => {
+  it("says what goes, what stays, and warns when the agent is still online", () => {
+    expect(forgetPrompt("pc-1", "stale")).toBe(
+      "Forget pc-1? It leaves the agent lists and target counts; its results and the audit stay. If it ever heartbeats again, it comes back as a new agent.",
+    );
+    expect(forgetPrompt("pc-1", "online")).toContain("It is online: unless it is uninstalled first");
   });
 });
 

@@ -24,6 +24,16 @@ export function agentQuery(search: string, status: string): { search?: string; s
   return query;
 }
 
+/// What the operator confirms before an agent is forgotten (`DELETE /api/agents/{pc}`): what goes, what stays,
+/// and that an agent still running comes back at its next heartbeat.
+export function forgetPrompt(pc: string, status: AgentStatus): string {
+  const back =
+    status === "online"
+      ? ` It is online: unless it is uninstalled first, it comes back as a new agent at its next heartbeat.`
+      : ` If it ever heartbeats again, it comes back as a new agent.`;
+  return `Forget ${pc}? It leaves the agent lists and target counts; its results and the audit stay.${back}`;
+}
+
 /// The status an agent shows: the API's, or from `online` for a backend that does not report one.
 export function statusOf(agent: Agent): AgentStatus {
   const status = (agent as { status?: string }).status;
