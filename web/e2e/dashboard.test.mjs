@@ -109,8 +109,7 @@ test("the agents table finds the agent, and its page pings it", async () => {
   await search.fill(`${PC} online`);
   const row = page.getByRole("row").filter({ has: page.getByRole("link", { name: PC }) });
   await row.getByText("online").waitFor();
-  await page.getByRole("button", { name: "Last seen" }).click();
-  await expectAttribute(page.getByRole("columnheader", { name: /Last seen/ }), "aria-sort", "descending");
+  await agentsFilterOnTheServer();
   await accessible("agents page");
   await shot("03-agents");
 
@@ -299,6 +298,8 @@ test("the pages fit a narrow window", async () => {
   await page.setViewportSize(WIDE);
 });
 
+test("forgetting the agent removes it, and its next heartbeat brings it back as new", forgetTheAgentAndSeeItReturn);
+
 test("the browser saw no errors", () => {
   // A refused sign-in is a 401 the console reports as a failed resource; anything else is a real problem.
   const real = problems.filter((p) => !/status of 401/.test(p));
@@ -351,6 +352,52 @@ async function wholeOutputs() {
   assert.ok(whole.endsWith("\nEND\n"), "down to its last line");
   await accessible("whole output");
   await shot("09-whole-output");
+}
+
+/// The Agents page asks the server for what the search and the status filter pick, page by page, and the URL keeps
+/// them: the one agent is online, so `stale` finds nobody and `online` finds it again.
+async function agentsFilterOnTheServer() {
+  const asked = [];
+  const listen = (request) => {
+    if (request.url().includes("/api/agents?")) asked.push(new globalThis.URL(request.url()).searchParams);
+  };
+  page.on("request", listen);
+  await page.getByLabel("Status").selectOption("stale");
+  await page.getByText("No agent matches the search.").waitFor();
+  await page.getByLabel("Status").selectOption("online");
+  await page.getByRole("row").filter({ has: page.getByRole("link", { name: PC }) }).waitFor();
+  await page.getByText(/^1 agent match$/).waitFor();
+  page.off("request", listen);
+  assert.ok(
+    asked.some((q) => q.get("status") === "stale" && q.get("search") === `${PC} online` && q.get("limit") === "200"),
+    `the server was asked for stale agents: ${asked.map(String).join(" | ")}`,
+  );
+  assert.match(page.url(), /status=online/);
+  await page.getByRole("button", { name: "Load more agents" }).waitFor({ state: "detached" });
+  await page.getByLabel("Status").selectOption("");
+}
+
+/// The agent's page forgets it (after a confirmation that says it will come back while it runs); the Agents page
+/// shows it again once its next heartbeat makes it a new agent, first seen just now.
+async function forgetTheAgentAndSeeItReturn() {
+  await page.setViewportSize(WIDE);
+  await page.goto(`${URL}/agents/${PC}`);
+  await page.getByRole("heading", { name: PC, level: 1 }).waitFor();
+  const firstSeen = await (await fetch(`${URL}/api/agents/${PC}`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+  let asked = "";
+  page.once("dialog", (dialog) => {
+    asked = dialog.message();
+    void dialog.accept();
+  });
+  const forgotten = page.waitForResponse((r) => r.request().method() === "DELETE" && r.url().endsWith(`/api/agents/${PC}`));
+  await page.getByRole("button", { name: "Forget…" }).click();
+  assert.equal((await forgotten).status(), 200);
+  assert.match(asked, /It is online: unless it is uninstalled first, it comes back as a new agent/);
+  await page.getByRole("heading", { name: "Agents", level: 1 }).waitFor();
+  await page.getByRole("row").filter({ has: page.getByRole("link", { name: PC }) }).waitFor();
+  const back = await (await fetch(`${URL}/api/agents/${PC}`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+  assert.ok(Date.parse(back.first_seen) > Date.parse(firstSeen.first_seen), `${back.first_seen} after ${firstSeen.first_seen}`);
+  await shot("14-agent-forgotten-and-back");
 }
 
 async function expectAttribute(locator, name, value) {

@@ -369,7 +369,7 @@ async fn a_result_survives_a_broker_restart_and_arrives_exactly_once() {
     let path = format!("/api/results?exec_id={}", slow.exec_id);
     let rows = eventually("the result reached the database", PATIENCE, || async {
         let (_, body) = backend.get(&path).await;
-        body.as_array().filter(|rows| !rows.is_empty()).cloned()
+        body["items"].as_array().filter(|rows| !rows.is_empty()).cloned()
     })
     .await;
     assert_eq!(rows.len(), 1);

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The backend's checked config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub struct BackendConfig {
     pub database_url: Option<String>,
     /// An agent is shown offline when its last heartbeat is older than this.
     pub offline_after: Duration,
+    /// An agent is shown stale (probably gone for good; `kanade agent rm` forgets it) when its last heartbeat is
+    /// older than this. Longer than `offline_after`.
+    pub stale_after: Duration,
     pub auth: AuthConfig,
     pub nats: NatsConfig,
 }
@@ -67,6 +71,7 @@ struct BackendFile {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     offline_after: Option<String>,
+    stale_after: Option<String>,
     #[serde(default)]
     auth: AuthFile,
     #[serde(default)]
@@ -139,6 +144,17 @@ impl BackendConfig {
             Some(raw) => parse_duration("offline_after", &raw)?,
             None => DEFAULT_OFFLINE_AFTER,
         };
+        let stale_after = match file.stale_after {
+            Some(raw) => parse_duration("stale_after", &raw)?,
+            None => DEFAULT_STALE_AFTER,
+        };
+        if stale_after <= offline_after {
+            return Err(ConfigError::InvalidValue {
+                key: "stale_after".into(),
+                value: humantime::format_duration(stale_after).to_string(),
+                problem: format!("must be longer than offline_after ({})", humantime::format_duration(offline_after)),
+            });
+        }
 
         let disable = match env.var("KANADE_AUTH_DISABLE") {
             Some(v) => match v.as_str() {
@@ -187,6 +203,7 @@ impl BackendConfig {
             data_dir: env.var("KANADE_BACKEND_DATA_DIR").map(PathBuf::from).or(file.data_dir),
             database_url: env.var("KANADE_DATABASE_URL").or(file.database_url).filter(|u| !u.is_empty()),
             offline_after,
+            stale_after,
             auth,
             nats: file.nats.resolve(env)?,
         })
@@ -253,6 +270,23 @@ mod tests {
             BackendConfig::load(Some(&deploy.join("backend.example.toml")), &env(&[("KANADE_AUTH_DISABLE", "1")]))
                 .unwrap();
         assert_eq!(backend.offline_after, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn stale_after_is_read_and_must_outlast_offline_after() {
+        let load = |text: &str| {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), text).unwrap();
+            BackendConfig::load(Some(file.path()), &env(&[("KANADE_AUTH_DISABLE", "1")])).map_err(|e| e.to_string())
+        };
+        assert_eq!(load("").unwrap().stale_after, DEFAULT_STALE_AFTER);
+        assert_eq!(load("stale_after = \"2d\"\n").unwrap().stale_after, Duration::from_secs(2 * 24 * 3600));
+        let err = load("offline_after = \"10m\"\nstale_after = \"5m\"\n").unwrap_err();
+        assert!(err.contains("stale_after") && err.contains("longer than offline_after"), "{err}");
+        let err = load("stale_after = \"soon\"\n").unwrap_err();
+        assert!(err.contains("stale_after"), "{err}");
+        let err = load("stale_afterr = \"2d\"\n").unwrap_err();
+        assert!(err.contains("stale_afterr"), "{err}");
     }
 
     #[test]

@@ -166,12 +166,14 @@ impl Db {
     }
 
     /// Records heartbeats (one per agent; the caller keeps the newest), stamped with the time they arrived here so
-    /// that an agent's wrong clock cannot make it look online or offline.
-    pub async fn upsert_agents(&self, rows: &[(Heartbeat, DateTime<Utc>)]) -> Result<(), DbError> {
+    /// that an agent's wrong clock cannot make it look online or offline. Returns the pc ids that had no row: new
+    /// agents, and forgotten ones that came back.
+    pub async fn upsert_agents(&self, rows: &[(Heartbeat, DateTime<Utc>)]) -> Result<Vec<String>, DbError> {
+        let mut new = Vec::new();
         let mut tx = self.pool.begin().await?;
         for (hb, seen) in rows {
             let groups: Vec<&str> = hb.groups.iter().map(|g| g.as_str()).collect();
-            sqlx::query(
+            let row = sqlx::query(
                 "INSERT INTO agents (pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs,
                     rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms,
                     outbox_bytes, outbox_full)
@@ -184,7 +186,8 @@ impl Db {
                     outbox_pending = excluded.outbox_pending, malformed_messages = excluded.malformed_messages,
                     last_seen_ms = excluded.last_seen_ms, outbox_bytes = excluded.outbox_bytes,
                     outbox_full = excluded.outbox_full
-                 WHERE excluded.last_seen_ms >= agents.last_seen_ms",
+                 WHERE excluded.last_seen_ms >= agents.last_seen_ms
+                 RETURNING first_seen_ms, last_seen_ms",
             )
             .bind(hb.pc_id.as_str())
             .bind(strip_nul(&hb.hostname))
@@ -202,17 +205,74 @@ impl Db {
             .bind(seen.timestamp_millis())
             .bind(clamp(hb.outbox_bytes))
             .bind(i64::from(hb.outbox_full))
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+            // Only an insert sets first_seen to this heartbeat's time; an update keeps the row's own.
+            if let Some(row) = row
+                && row.try_get::<i64, _>("first_seen_ms")? == seen.timestamp_millis()
+                && row.try_get::<i64, _>("last_seen_ms")? == seen.timestamp_millis()
+            {
+                new.push(hb.pc_id.to_string());
+            }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(new)
     }
 
-    pub async fn list_agents(&self) -> Result<Vec<AgentRow>, DbError> {
+    /// Every agent, by pc id: what the exec engine resolves targets against (a fire reaches the whole fleet).
+    pub async fn all_agents(&self) -> Result<Vec<AgentRow>, DbError> {
         let rows =
             sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY pc_id")).fetch_all(&self.pool).await?;
         rows.iter().map(agent_from_row).collect()
+    }
+
+    /// One page of the agents matching `filter`, by pc id: a range scan of the primary key, the filters applied
+    /// to the rows it passes.
+    pub async fn list_agents(&self, filter: &AgentFilter) -> Result<Paged<AgentRow, String>, DbError> {
+        let mut sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE 1 = 1");
+        let mut binds: Vec<Bind> = Vec::new();
+        if let Some(after) = &filter.after {
+            binds.push(Bind::Text(after.to_string()));
+            sql.push_str(&format!(" AND pc_id > ${}", binds.len()));
+        }
+        if let Some(status) = filter.status {
+            sql.push_str(&format!(" AND {}", status_condition(status, &filter.liveness, &mut binds)));
+        }
+        for (column, value) in [("os", &filter.os), ("agent_version", &filter.version)] {
+            if let Some(value) = value {
+                binds.push(Bind::Text(value.clone()));
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
+        }
+        if let Some(group) = &filter.group {
+            // `groups_json` is a JSON array of validated names, so `"<name>"` inside it is that group exactly.
+            binds.push(Bind::Text(format!("%\"{}\"%", like_escape(group.as_str()))));
+            sql.push_str(&format!(" AND groups_json LIKE ${} ESCAPE '\\'", binds.len()));
+        }
+        for word in &filter.words {
+            binds.push(Bind::Text(format!("%{}%", like_escape(word))));
+            let n = binds.len();
+            let mut any: Vec<String> =
+                ["pc_id", "hostname", "os", "os_version", "arch", "agent_version", "groups_json"]
+                    .iter()
+                    .map(|column| format!("LOWER({column}) LIKE ${n} ESCAPE '\\'"))
+                    .collect();
+            if let Some(status) = AgentStatus::parse(word) {
+                any.push(status_condition(status, &filter.liveness, &mut binds));
+            }
+            sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+        }
+        sql.push_str(&format!(" ORDER BY pc_id LIMIT {}", filter.limit + 1));
+        let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
+        let rows: Vec<AgentRow> = rows.iter().map(agent_from_row).collect::<Result<_, _>>()?;
+        Ok(Paged::of(rows, filter.limit, |a| a.pc_id.clone()))
+    }
+
+    /// Forgets an agent: its row goes, so it no longer lists or counts as a target; its results and runs stay
+    /// as history. A heartbeat from it afterwards makes it new again. False when there was no such agent.
+    pub async fn delete_agent(&self, pc: &PcId) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM agents WHERE pc_id = $1").bind(pc.as_str()).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn get_agent(&self, pc: &PcId) -> Result<Option<AgentRow>, DbError> {
@@ -223,8 +283,8 @@ impl Db {
         row.as_ref().map(agent_from_row).transpose()
     }
 
-    /// Results matching `filter`, newest first.
-    pub async fn list_results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>, DbError> {
+    /// One page of the results matching `filter`, newest first: (finished_at, result_id) descending.
+    pub async fn list_results(&self, filter: &ResultFilter) -> Result<Paged<ResultRow, (i64, String)>, DbError> {
         let mut sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE 1 = 1");
         let binds = and_equals(
             &mut sql,
@@ -236,15 +296,20 @@ impl Db {
                 ("status", filter.status.as_deref()),
             ],
         );
-        sql.push_str(&format!(" ORDER BY finished_at_ms DESC, result_id DESC LIMIT {}", filter.limit));
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = query.bind(bind);
+        let mut binds: Vec<Bind> = binds.into_iter().map(Bind::Text).collect();
+        if let Some((finished, id)) = &filter.before {
+            binds.push(Bind::Int(*finished));
+            binds.push(Bind::Text(id.clone()));
+            let n = binds.len();
+            // Both dialects compare row values and make this a range on the (.., finished_at_ms, result_id)
+            // indexes.
+            sql.push_str(&format!(" AND (finished_at_ms, result_id) < (${}, ${n})", n - 1));
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut rows = rows.iter().map(result_from_row).collect::<Result<Vec<_>, _>>()?;
+        sql.push_str(&format!(" ORDER BY finished_at_ms DESC, result_id DESC LIMIT {}", filter.limit + 1));
+        let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
+        let mut rows: Vec<ResultRow> = rows.iter().map(result_from_row).collect::<Result<_, _>>()?;
         self.attach_outputs(&mut rows).await?;
-        Ok(rows)
+        Ok(Paged::of(rows, filter.limit, |r| (r.finished_at.timestamp_millis(), r.result_id.clone())))
     }
 
     /// Stores audit events idempotently by event id.
@@ -272,21 +337,27 @@ impl Db {
         Ok(())
     }
 
-    /// Audit events matching `filter`, newest first.
-    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, DbError> {
+    /// One page of the audit events matching `filter`, newest first: (at, event_id) descending.
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Paged<AuditRow, (i64, String)>, DbError> {
         let mut sql =
             "SELECT event_id, actor, action, target, details_json, source, at_ms FROM audit WHERE at_ms >= $1"
                 .to_owned();
         let actor = filter.actor.as_ref().map(|a| a.as_str());
         let action = filter.action.as_ref().map(|a| a.as_str());
         let query_args = and_equals(&mut sql, 1, &[("actor", actor), ("action", action)]);
-        sql.push_str(&format!(" ORDER BY at_ms DESC, event_id DESC LIMIT {}", filter.limit));
-        let mut query = sqlx::query(&sql).bind(filter.since.timestamp_millis());
-        for arg in query_args {
-            query = query.bind(arg);
+        let mut binds: Vec<Bind> = std::iter::once(Bind::Int(filter.since.timestamp_millis()))
+            .chain(query_args.into_iter().map(Bind::Text))
+            .collect();
+        if let Some((at, id)) = &filter.before {
+            binds.push(Bind::Int(*at));
+            binds.push(Bind::Text(id.clone()));
+            let n = binds.len();
+            sql.push_str(&format!(" AND (at_ms, event_id) < (${}, ${n})", n - 1));
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
+        sql.push_str(&format!(" ORDER BY at_ms DESC, event_id DESC LIMIT {}", filter.limit + 1));
+        let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
+        let rows: Vec<AuditRow> = rows
+            .iter()
             .map(|row| {
                 let details: String = row.try_get("details_json")?;
                 Ok(AuditRow {
@@ -299,7 +370,8 @@ impl Db {
                     at: millis(row.try_get("at_ms")?),
                 })
             })
-            .collect()
+            .collect::<Result<_, DbError>>()?;
+        Ok(Paged::of(rows, filter.limit, |a| (a.at.timestamp_millis(), a.event_id.clone())))
     }
 
     /// How many results an execution has, per status.
@@ -375,6 +447,8 @@ pub struct AuditFilter {
     pub actor: Option<kanade_shared::Actor>,
     pub action: Option<kanade_shared::Action>,
     pub since: DateTime<Utc>,
+    /// The page starts after (older than) this (at_ms, event_id).
+    pub before: Option<(i64, String)>,
     pub limit: u32,
 }
 
@@ -384,7 +458,151 @@ pub struct ResultFilter {
     pub exec_id: Option<ExecId>,
     pub job_id: Option<JobId>,
     pub status: Option<String>,
+    /// The page starts after (older than) this (finished_at_ms, result_id).
+    pub before: Option<(i64, String)>,
     pub limit: u32,
+}
+
+/// One page of a list: at most `limit` rows, and the sort key of the last one when more follow.
+#[derive(Debug, Clone)]
+pub struct Paged<T, K> {
+    pub items: Vec<T>,
+    pub next: Option<K>,
+}
+
+impl<T, K> Paged<T, K> {
+    /// From a query that asked for `limit + 1` rows: the extra row only says that another page follows.
+    pub(crate) fn of(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more { rows.last().map(key) } else { None };
+        Self { items: rows, next }
+    }
+}
+
+/// How an agent's status is told from its last heartbeat, in epoch milliseconds: `online` while it is at most
+/// `offline_after` old, `stale` once it is more than `stale_after` old, `offline` in between.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub now_ms: i64,
+    pub offline_after_ms: i64,
+    pub stale_after_ms: i64,
+}
+
+impl Liveness {
+    pub fn new(now: DateTime<Utc>, offline_after: Duration, stale_after: Duration) -> Self {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Self { now_ms: now.timestamp_millis(), offline_after_ms: ms(offline_after), stale_after_ms: ms(stale_after) }
+    }
+
+    /// The one rule; [`status_condition`] is its SQL form.
+    pub fn status(&self, last_seen_ms: i64) -> AgentStatus {
+        let age = self.now_ms.saturating_sub(last_seen_ms);
+        if age <= self.offline_after_ms {
+            AgentStatus::Online
+        } else if age > self.stale_after_ms {
+            AgentStatus::Stale
+        } else {
+            AgentStatus::Offline
+        }
+    }
+
+    fn online_since(&self) -> i64 {
+        self.now_ms.saturating_sub(self.offline_after_ms)
+    }
+
+    fn stale_before(&self) -> i64 {
+        self.now_ms.saturating_sub(self.stale_after_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    Online,
+    Offline,
+    Stale,
+}
+
+impl AgentStatus {
+    pub const ALL: [Self; 3] = [Self::Online, Self::Offline, Self::Stale];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Stale => "stale",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// `last_seen_ms` within `status`, as [`Liveness::status`] decides it.
+fn status_condition(status: AgentStatus, liveness: &Liveness, binds: &mut Vec<Bind>) -> String {
+    match status {
+        AgentStatus::Online => {
+            binds.push(Bind::Int(liveness.online_since()));
+            format!("last_seen_ms >= ${}", binds.len())
+        }
+        AgentStatus::Stale => {
+            binds.push(Bind::Int(liveness.stale_before()));
+            format!("last_seen_ms < ${}", binds.len())
+        }
+        AgentStatus::Offline => {
+            binds.push(Bind::Int(liveness.online_since()));
+            binds.push(Bind::Int(liveness.stale_before()));
+            format!("(last_seen_ms < ${} AND last_seen_ms >= ${})", binds.len() - 1, binds.len())
+        }
+    }
+}
+
+/// Which agents a page of `GET /api/agents` lists.
+#[derive(Debug, Clone)]
+pub struct AgentFilter {
+    pub liveness: Liveness,
+    pub status: Option<AgentStatus>,
+    pub group: Option<kanade_shared::GroupName>,
+    pub os: Option<String>,
+    pub version: Option<String>,
+    /// Lower-case words, each of which must be in some field or name the status.
+    pub words: Vec<String>,
+    /// The page starts after this pc id.
+    pub after: Option<PcId>,
+    pub limit: u32,
+}
+
+/// A value to bind, in placeholder order.
+#[derive(Debug, Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// `text` with LIKE's wildcards (and the escape character itself) escaped by `\`.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 const AGENT_COLUMNS: &str = "pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs, \

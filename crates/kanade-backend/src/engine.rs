@@ -150,7 +150,7 @@ impl Engine {
     pub async fn plan(&self, stored: StoredJob, request: &ExecRequest) -> Result<Plan, ExecError> {
         let (targets, waves) = fired_at(&stored.job, request)?;
         let revoked = control::is_revoked(&self.nats, &stored.job.id).await?;
-        let agents = self.db.list_agents().await?;
+        let agents = self.db.all_agents().await?;
         let reached =
             rollout::resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
         Ok(Plan { stored, revoked, targets, waves, reached, agents })

@@ -78,6 +78,7 @@ impl Backend {
             nats,
             auth: config.auth,
             offline_after: config.offline_after,
+            stale_after: config.stale_after,
             engine,
             live,
             hub: Arc::new(live::Hub::default()),

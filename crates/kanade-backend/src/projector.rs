@@ -293,12 +293,17 @@ pub async fn heartbeats(
         }
         // Heartbeats are a stream of "latest state"; one that cannot be stored is replaced by the next.
         match db.upsert_agents(&latest).await {
-            Ok(()) => updated.extend(
-                latest
-                    .iter()
-                    .filter(|(hb, _)| seen.notable(hb, std::time::Instant::now()))
-                    .map(|(hb, _)| hb.pc_id.to_string()),
-            ),
+            Ok(new) => {
+                // A new row is always news, also for an agent this replica's `seen` remembers from before it was
+                // forgotten (`DELETE /api/agents/{pc}`).
+                updated.extend(new);
+                updated.extend(
+                    latest
+                        .iter()
+                        .filter(|(hb, _)| seen.notable(hb, std::time::Instant::now()))
+                        .map(|(hb, _)| hb.pc_id.to_string()),
+                );
+            }
             Err(err) => {
                 tracing::error!(error = %err, source = ?std::error::Error::source(&err), agents = latest.len(), "cannot store heartbeats")
             }

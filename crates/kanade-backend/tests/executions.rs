@@ -81,9 +81,10 @@ async fn begin(db: &Db, exec: &ExecId, pc_id: &str) {
 
 async fn list(db: &Db, status: Option<StatusFilter>) -> Vec<ExecId> {
     let mut ids: Vec<ExecId> = db
-        .list_executions(&ExecutionFilter { job_id: None, status, limit: 1000 })
+        .list_executions(&ExecutionFilter { job_id: None, status, before: None, limit: 1000 })
         .await
         .expect("list executions")
+        .items
         .into_iter()
         .map(|row| row.exec_id)
         .collect();

@@ -224,7 +224,7 @@ async fn run_and_kill(database_url: Option<String>) {
 
     let targets = get(&base, &format!("/api/executions/{exec}/targets")).await;
     assert_eq!(targets.status, 200, "{}", targets.raw);
-    let row = &targets.body[0];
+    let row = &targets.body["items"][0];
     assert_eq!(
         (row["pc_id"].clone(), row["wave"].clone(), row["state"].clone()),
         (json!("pc-a"), json!(0), json!("running"))
@@ -242,15 +242,15 @@ async fn run_and_kill(database_url: Option<String>) {
     let done = backend.execution_until(&exec, "the kill's result", |v| v["status"] == "completed").await;
     assert_eq!(done["by_status"], json!({ "killed": 1 }));
     let targets = get(&base, &format!("/api/executions/{exec}/targets?status=killed")).await;
-    assert_eq!(targets.body.as_array().map(Vec::len), Some(1), "{}", targets.raw);
-    assert_eq!(targets.body[0]["state"], "killed");
-    assert!(targets.body[0]["finished_at"].is_string());
+    assert_eq!(targets.body["items"].as_array().map(Vec::len), Some(1), "{}", targets.raw);
+    assert_eq!(targets.body["items"][0]["state"], "killed");
+    assert!(targets.body["items"][0]["finished_at"].is_string());
     let none = get(&base, &format!("/api/executions/{exec}/targets?status=running")).await;
-    assert_eq!(none.body, json!([]));
+    assert_eq!(none.body, json!({ "items": [], "next": null }));
 
     let audit = eventually("the kill is audited", PATIENCE, || async {
         let (_, audit) = backend.get("/api/audit?action=kill").await;
-        (audit.as_array()?.len() == 1).then_some(audit)
+        (audit["items"].as_array()?.len() == 1).then_some(audit["items"].clone())
     })
     .await;
     assert_eq!(audit[0]["target"], exec.as_str());
@@ -292,7 +292,7 @@ async fn revoke_and_unrevoke_over_http_gate_the_job_and_are_audited() {
     eventually("both actions are audited", PATIENCE, || async {
         let (_, revokes) = backend.get("/api/audit?action=revoke").await;
         let (_, unrevokes) = backend.get("/api/audit?action=unrevoke").await;
-        (revokes.as_array()?.len() == 1 && unrevokes.as_array()?.len() == 1).then_some(())
+        (revokes["items"].as_array()?.len() == 1 && unrevokes["items"].as_array()?.len() == 1).then_some(())
     })
     .await;
 
@@ -332,7 +332,7 @@ async fn a_preview_counts_what_a_fire_right_after_reports_and_stores_nothing() {
     assert_eq!((named.body["target_count"].clone(), named.body["waves"].clone()), (json!(1), json!([])));
     let everyone = post_json(&base, "/api/jobs/waves/preview", &json!({ "all": true })).await;
     assert_eq!(everyone.body["pcs"], json!(["pc-c", "pc-w1", "pc-w2", "pc-x"]));
-    assert_eq!(get(&base, "/api/executions").await.body, json!([]), "a preview stores nothing");
+    assert_eq!(get(&base, "/api/executions").await.body["items"], json!([]), "a preview stores nothing");
 
     let fired = post_raw(&base, "/api/exec/waves", None).await;
     assert_eq!(fired.status, 201, "{}", fired.raw);
@@ -405,7 +405,7 @@ async fn external_targets(database_url: Option<String>) {
     let targets = get(&base, "/api/executions/ext-1/targets").await;
     assert_eq!(targets.status, 200, "{}", targets.raw);
     assert_eq!(
-        targets.body,
+        targets.body["items"],
         json!([
             { "pc_id": "pc-a", "wave": null, "state": "running", "started_at": "2026-01-01T00:00:00Z",
               "finished_at": null, "exit_code": null, "reason": null },
@@ -414,20 +414,21 @@ async fn external_targets(database_url: Option<String>) {
         ])
     );
     let limited = get(&base, "/api/executions/ext-1/targets?limit=1&status=").await;
-    assert_eq!(limited.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(limited.body["items"].as_array().map(Vec::len), Some(1));
+    assert!(limited.body["next"].is_string(), "a second target follows: {}", limited.raw);
     let failed = get(&base, "/api/executions/ext-1/targets?status=failed").await;
     assert_eq!(
-        failed.body.as_array().map(|rows| rows.iter().map(|r| r["pc_id"].clone()).collect()),
+        failed.body["items"].as_array().map(|rows| rows.iter().map(|r| r["pc_id"].clone()).collect()),
         Some(vec![json!("pc-b")])
     );
     let pending = get(&base, "/api/executions/ext-1/targets?status=pending").await;
-    assert_eq!(pending.body, json!([]));
-    let at_max = get(&base, "/api/executions/ext-1/targets?limit=10000").await;
+    assert_eq!(pending.body["items"], json!([]));
+    let at_max = get(&base, "/api/executions/ext-1/targets?limit=1000").await;
     assert_eq!(at_max.status, 200);
 
     for (query, what) in [
         ("limit=0", "limit 0"),
-        ("limit=10001", "limit over the max"),
+        ("limit=1001", "limit over the max"),
         ("limit=-1", "negative limit"),
         ("limit=many", "limit not a number"),
         ("status=exploded", "unknown status"),

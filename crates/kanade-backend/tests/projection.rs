@@ -24,11 +24,11 @@ fn pc(id: &str) -> PcId {
     PcId::new(id).expect("test pc id")
 }
 
-/// `GET /api/results?<query>`, which must succeed with an array.
+/// The rows of `GET /api/results?<query>`'s first page, which must succeed.
 async fn results(backend: &TestBackend, query: &str) -> Vec<Value> {
     let (status, body) = backend.get(&format!("/api/results?{query}")).await;
     assert_eq!(status, 200, "/api/results?{query}: {body}");
-    body.as_array().unwrap_or_else(|| panic!("/api/results?{query} is not an array: {body}")).clone()
+    body["items"].as_array().unwrap_or_else(|| panic!("/api/results?{query} is not a page: {body}")).clone()
 }
 
 fn ids(rows: &[Value]) -> Vec<String> {
@@ -37,7 +37,7 @@ fn ids(rows: &[Value]) -> Vec<String> {
 
 async fn wait_for_result_count(backend: &TestBackend, count: usize) {
     eventually(&format!("{count} results in /api/results"), PATIENCE, || async {
-        (results(backend, "").await.len() == count).then_some(())
+        (results(backend, "limit=1000").await.len() == count).then_some(())
     })
     .await;
 }
@@ -229,7 +229,7 @@ async fn agents_and_results_scenario(database_url: Option<String>) {
     let agents = eventually("both agents listed online", PATIENCE, || async {
         let (status, body) = backend.get("/api/agents").await;
         assert_eq!(status, 200, "{body}");
-        let listed = body.as_array()?.clone();
+        let listed = body["items"].as_array()?.clone();
         let online = listed.iter().filter(|a| a["online"] == true).count();
         (listed.len() == 2 && online == 2).then_some(listed)
     })
@@ -413,7 +413,7 @@ async fn malformed_heartbeats_are_ignored_and_agents_still_show() {
 
     let listed = eventually("pc-after listed", PATIENCE, || async {
         let (_, body) = backend.get("/api/agents").await;
-        let listed = body.as_array()?.clone();
+        let listed = body["items"].as_array()?.clone();
         listed.iter().any(|a| a["pc_id"] == "pc-after").then_some(listed)
     })
     .await;

@@ -64,6 +64,8 @@ async fn a_job_fired_at_pcs_runs_and_its_execution_reports_progress() {
     assert_eq!(done["requested_by"], "anonymous", "the shared token with no operator header");
 
     let (status, results) = backend.get(&format!("/api/executions/{exec_id}/results")).await;
+
+    let results = results["items"].clone();
     assert_eq!(status, 200);
     assert_eq!(results.as_array().unwrap().len(), 1);
     assert_eq!(results[0]["pc_id"], "pc-a");
@@ -81,13 +83,17 @@ async fn a_job_fired_at_pcs_runs_and_its_execution_reports_progress() {
     assert_eq!(view["settled"], true, "nothing to wait for: {view}");
 
     let (status, list) = backend.get("/api/executions?job_id=hello").await;
+
+    let list = list["items"].clone();
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
     assert_eq!(list[2]["exec_id"], exec_id.as_str(), "newest first");
     let (_, completed) = backend.get("/api/executions?status=completed").await;
+    let completed = completed["items"].clone();
     assert_eq!(completed.as_array().unwrap().len(), 3, "completed is a status one can list by: {completed}");
     assert!(completed.as_array().unwrap().iter().all(|v| v["settled"] == true), "{completed}");
     let (_, running) = backend.get("/api/executions?status=running").await;
+    let running = running["items"].clone();
     assert_eq!(running, json!([]), "running lists only executions still waiting for a target");
 
     // The catalogue over HTTP.
@@ -138,6 +144,7 @@ async fn a_rollout_sends_its_second_wave_after_the_delay() {
     assert_eq!(done["waves"][1]["targets"], 2);
     assert_eq!(done["by_status"], json!({ "ok": 3 }));
     let (_, results) = backend.get(&format!("/api/executions/{exec_id}/results")).await;
+    let results = results["items"].clone();
     for result in results.as_array().unwrap() {
         if result["pc_id"] != "pc-canary" {
             let started = millis(&result["started_at"]);
@@ -215,6 +222,7 @@ async fn a_request_may_bring_its_own_waves_checked_as_a_manifest_s_are() {
         }
     }
     let (_, list) = backend.get("/api/executions?job_id=plain").await;
+    let list = list["items"].clone();
     assert_eq!(list.as_array().unwrap().len(), 1, "no refused request created an execution");
 }
 
@@ -249,10 +257,12 @@ async fn a_wave_that_fails_too_much_halts_the_rollout() {
     assert_eq!(after["waves"][1]["state"], "cancelled");
     assert!(after["waves"][1]["sent_at"].is_null());
     let (_, results) = backend.get("/api/results?pc_id=pc-w").await;
+    let results = results["items"].clone();
     assert_eq!(results, json!([]), "the halted wave's agent ran anyway");
 
     eventually("the halt is audited", PATIENCE, || async {
         let (_, audit) = backend.get("/api/audit?action=rollout-halt").await;
+        let audit = audit["items"].clone();
         (audit.as_array()?.len() == 1).then_some(())
     })
     .await;
@@ -305,6 +315,7 @@ async fn restart_between_waves(database_url: Option<String>) {
     }
     assert_eq!(subjects, ["commands.group.canary.restart", "commands.group.wave1.restart"]);
     let (_, results) = backend.get(&format!("/api/executions/{exec_id}/results")).await;
+    let results = results["items"].clone();
     assert_eq!(results.as_array().unwrap().len(), 2);
 }
 
@@ -371,6 +382,7 @@ async fn approval(database_url: Option<String>) {
 
     eventually("exec, approve-refused, approve and reject are audited", PATIENCE, || async {
         let (_, audit) = backend.get("/api/audit").await;
+        let audit = audit["items"].clone();
         let actions: Vec<String> = audit
             .as_array()?
             .iter()
@@ -549,6 +561,7 @@ async fn an_agent_offline_during_an_exec_runs_it_when_it_returns_unless_its_dead
         backend.execution_until(&short_id, "the expired command's skip", |v| v["status"] == "completed").await;
     assert_eq!(expired["by_status"], json!({ "skipped": 1 }));
     let (_, results) = backend.get(&format!("/api/executions/{short_id}/results")).await;
+    let results = results["items"].clone();
     assert_eq!(results[0]["reason"], "expired");
 }
 

@@ -22,7 +22,7 @@ use crate::procs::{self, Proc};
 use crate::raw;
 use crate::stats::{Percentiles, median_by_key, percentiles};
 
-const TOKEN: &str = "bench-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "bench-token-0123456789abcdef";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
@@ -183,13 +183,13 @@ fn total_ram_gib() -> f64 {
         .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
 }
 
-struct Backend {
-    proc: Proc,
-    url: String,
+pub(crate) struct Backend {
+    pub(crate) proc: Proc,
+    pub(crate) url: String,
     db_path: PathBuf,
 }
 
-async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Backend> {
+pub(crate) async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Backend> {
     let port = procs::free_port();
     let mut command = tokio::process::Command::new(bin.join("kanade-backend"));
     command
@@ -476,7 +476,7 @@ fn bench_command(exec: &ExecId, job: &JobId) -> Command {
 const BENCH_JOB: &str = "id: bench-exec\nversion: \"1.0\"\ndescription: kanade-bench\ntarget:\n  all: true\n\
     execute:\n  shell: sh\n  script: emulated\n  timeout: 60s\n";
 
-async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
     let reply = http
         .post(format!("{api}/api/jobs"))
         .bearer_auth(TOKEN)
@@ -488,18 +488,35 @@ async fn create_bench_job(http: &reqwest::Client, api: &str) -> anyhow::Result<(
 }
 
 /// Waits until the backend knows all `n` agents, so an exec counts every one as a target.
-async fn wait_for_agents(http: &reqwest::Client, api: &str, n: usize) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_agents(http: &reqwest::Client, api: &str, n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let agents: serde_json::Value =
-            http.get(format!("{api}/api/agents")).bearer_auth(TOKEN).send().await?.json().await?;
-        if agents.as_array().map_or(0, Vec::len) >= n {
+        let known = count_agents(http, api).await?;
+        if known >= n {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(120) {
-            bail!("the backend knows {} of {n} agents after 2 minutes", agents.as_array().map_or(0, Vec::len));
+            bail!("the backend knows {known} of {n} agents after 2 minutes");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many agents `GET /api/agents` lists, page by page.
+pub async fn count_agents(http: &reqwest::Client, api: &str) -> anyhow::Result<usize> {
+    let mut known = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut request = http.get(format!("{api}/api/agents")).bearer_auth(TOKEN).query(&[("limit", "1000")]);
+        if let Some(cursor) = &cursor {
+            request = request.query(&[("cursor", cursor)]);
+        }
+        let page: serde_json::Value = request.send().await?.json().await?;
+        known += page["items"].as_array().map_or(0, Vec::len);
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(known),
+        }
     }
 }
 

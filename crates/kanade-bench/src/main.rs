@@ -1,11 +1,13 @@
 //! kanade's benchmarks at fleet scale. `kanade-bench fanout` (`fanout`): fan-out through kanade against raw NATS
 //! in the same run, reconnect storm, heartbeat load, memory and an idle agent (BENCHMARKS.md); `kanade-bench
-//! sync` (`sync`): what `sync_interval: always` costs (docs/RELIABILITY.md). This file parses the flags and
+//! sync` (`sync`): what `sync_interval: always` costs (docs/RELIABILITY.md); `kanade-bench lists` (`lists`): the
+//! lists' pages at 10,000 agents, in the API and in Chromium (BENCHMARKS.md). This file parses the flags and
 //! dispatches.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod fanout;
+mod lists;
 mod procs;
 mod raw;
 mod stats;
@@ -24,6 +26,8 @@ enum Cli {
     /// What `sync_interval: always` costs: result publishes acknowledged by a server that syncs every write,
     /// against the same on a default server, in the same run.
     Sync(SyncArgs),
+    /// The lists at fleet size: API page latency, and the Agents and an execution's pages in Chromium.
+    Lists(lists::ListsArgs),
     /// (Internal) the raw-NATS reference agents, run as their own process.
     RawAgents {
         #[arg(long)]
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cli {
         Cli::RawAgents { nats_url, count, connections } => runtime.block_on(raw::agents(&nats_url, count, connections)),
         Cli::Sync(args) => runtime.block_on(sync::run(args)),
+        Cli::Lists(args) => lists::main(args, &runtime),
         Cli::Fanout(args) => {
             let bin = procs::build_binaries()?;
             runtime.block_on(fanout::run(args, &bin))

@@ -186,8 +186,9 @@ impl Backend {
     /// Waits until the backend knows `n` agents (they heartbeat); execs target the agents it knows.
     pub async fn wait_for_agents(&self, n: usize) {
         eventually(&format!("the backend knows {n} agents"), PATIENCE, || async {
-            let agents = self.get("/api/agents").await?;
-            (agents.as_array()?.len() >= n).then_some(())
+            // The fault suite runs tens of agents: one page holds them all.
+            let agents = self.get("/api/agents?limit=1000").await?;
+            (agents["items"].as_array()?.len() >= n).then_some(())
         })
         .await;
     }

@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
+use kanade_shared::layered::Scope;
 use kanade_shared::manifest::StoredJob;
+use kanade_shared::resources::KV_AGENT_GROUPS;
 use kanade_shared::wire::KillAck;
-use kanade_shared::{ExecId, JobId};
+use kanade_shared::{ExecId, JobId, PcId};
 
 use crate::OpsError;
+use crate::agent_config::AgentConfigStore;
 use crate::audit::Auditor;
 use crate::catalogue::{Catalogue, Stored};
 use crate::control;
@@ -55,4 +58,33 @@ pub async fn kill_job(audit: &Auditor, job: &JobId, wait: Duration) -> Result<Ve
 fn killed_on(killed: &[KillAck]) -> serde_json::Value {
     let on: Vec<String> = killed.iter().map(|ack| ack.pc_id.to_string()).collect();
     serde_json::json!({ "killed_on": on })
+}
+
+/// What [`purge_agent`] found and deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// The agent's own `agent_config` layer (`pcs.<pc>`).
+    pub config: bool,
+    /// Its `agent_groups` entry.
+    pub groups: bool,
+}
+
+/// Deletes what the broker keeps for one agent alone: its `agent_config` layer and its `agent_groups` entry (each
+/// only if there is one). Part of forgetting an agent, which its caller audits as one `agent-rm` once the agent is
+/// out of the read model too; a running agent that is still there falls back to its global and group layers.
+pub async fn purge_agent(client: &async_nats::Client, pc: &PcId) -> Result<Purged, OpsError> {
+    let config = AgentConfigStore::open(client).await?.reset(&Scope::Pc(pc.clone())).await?;
+    let groups_kv = async_nats::jetstream::new(client.clone())
+        .get_key_value(KV_AGENT_GROUPS)
+        .await
+        .map_err(|_| OpsError::Missing { kind: "KV bucket", name: KV_AGENT_GROUPS })?;
+    let key = pc.as_str();
+    let groups = match groups_kv.entry(key).await.map_err(|e| OpsError::nats(format!("cannot read `{key}`"), e))? {
+        Some(entry) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
+            groups_kv.delete(key).await.map_err(|e| OpsError::nats(format!("cannot remove `{key}`"), e))?;
+            true
+        }
+        _ => false,
+    };
+    Ok(Purged { config, groups })
 }

@@ -84,6 +84,9 @@ pub enum ErrorCode {
     ResultNotFound,
     /// The result's whole output is no longer in the `result_output` store (aged out or deleted) (404).
     OutputGone,
+    /// A list's `cursor` is not one this list handed out (garbage, tampered with, from another list or an older
+    /// backend): start again without one (400).
+    InvalidCursor,
     /// A failure of the backend's own; the message is generic and the cause is in its log (500).
     Internal,
 }
@@ -123,6 +126,7 @@ impl ErrorCode {
         Self::InvalidResultId,
         Self::ResultNotFound,
         Self::OutputGone,
+        Self::InvalidCursor,
         Self::Internal,
     ];
 
@@ -160,6 +164,7 @@ impl ErrorCode {
             Self::InvalidResultId => "invalid_result_id",
             Self::ResultNotFound => "result_not_found",
             Self::OutputGone => "output_gone",
+            Self::InvalidCursor => "invalid_cursor",
             Self::Internal => "internal",
         }
     }
@@ -239,6 +244,10 @@ pub struct AgentView {
     pub agent: AgentRow,
     /// Its latest heartbeat arrived within the backend's `offline_after`.
     pub online: bool,
+    /// `online`, `offline` (silent longer than `offline_after`) or `stale` (silent longer than `stale_after`: most
+    /// likely gone for good; `kanade agent rm` forgets it).
+    #[serde(default)]
+    pub status: String,
 }
 
 /// `POST /api/agents/{pc}/ping`: the agent's fresh heartbeat, and how long it took.
@@ -347,6 +356,8 @@ pub struct ResultQuery {
     pub status: Option<String>,
     /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
 }
 
 /// `GET /api/executions/{id}/results`.
@@ -358,6 +369,8 @@ pub struct ExecutionResultsQuery {
     pub status: Option<String>,
     /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
 }
 
 /// An operator action, as recorded on `AUDIT`.
@@ -384,6 +397,8 @@ pub struct AuditQuery {
     pub since: Option<String>,
     /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
 }
 
 /// A manifest as the API takes it (`POST /api/jobs`, `POST /api/deploy`): the YAML text, and the files its
@@ -546,6 +561,8 @@ pub struct ExecutionsQuery {
     pub status: Option<String>,
     /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
 }
 
 /// `POST /api/executions/{id}/reject`.
@@ -578,8 +595,10 @@ pub struct TargetRow {
 pub struct TargetsQuery {
     /// `pending`, `running`, or a result status.
     pub status: Option<String>,
-    /// 1 to 10000 (default 1000).
+    /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
 }
 
 /// `POST /api/executions/{id}/kill`: what `kanade kill <exec_id>` does, audited the same way.
@@ -606,6 +625,126 @@ pub struct ClientChange {
     pub ids: Vec<String>,
 }
 
+// ---- Lists: keyset pages ----------------------------------------------------------------------------------------
+
+/// One page of a list, in the list's fixed order. `next` is there when more rows may follow: pass it back as
+/// `cursor` (with the same filters) for the next page. Paging by the last row's key, not by an offset, means a
+/// row is never shown twice or skipped while rows are being added, and every page costs one index range scan.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque: only ever pass back what a page gave.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// The largest `limit` of every list, and the default.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+/// One part of a row's sort key, inside a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeyPart {
+    Int(i64),
+    Text(String),
+}
+
+/// Why a cursor was refused. The offending value is not echoed: a cursor is opaque, and may be long.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("cursor is {0} characters; a cursor is at most {MAX_CURSOR_LEN}")]
+    TooLong(usize),
+    #[error("cursor is not base64url")]
+    NotBase64,
+    #[error("cursor is not one this backend hands out")]
+    Malformed,
+    #[error("cursor has version `{0}`; this backend reads version {CURSOR_VERSION}: start again without it")]
+    Version(u64),
+    #[error("cursor belongs to the `{found}` list, not `{expected}`")]
+    WrongList { expected: String, found: String },
+}
+
+/// Cursors carry their format's version, so a backend can refuse one an older or newer backend made.
+pub const CURSOR_VERSION: u64 = 1;
+/// Longer than any key a list hands out (two parts, the longest a 256-character text).
+pub const MAX_CURSOR_LEN: usize = 1024;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CursorBody {
+    v: u64,
+    l: String,
+    k: Vec<KeyPart>,
+}
+
+/// The opaque cursor of `list` positioned after the row whose sort key is `key`: base64url (no padding) of
+/// `{"v":1,"l":"<list>","k":[...]}`.
+pub fn encode_cursor(list: &str, key: Vec<KeyPart>) -> String {
+    use base64::Engine as _;
+    let body = CursorBody { v: CURSOR_VERSION, l: list.to_owned(), k: key };
+    // A struct of integers and strings always encodes.
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// The sort key inside a cursor `list` handed out. The list checks the parts' number and kinds itself.
+pub fn decode_cursor(list: &str, raw: &str) -> Result<Vec<KeyPart>, CursorError> {
+    use base64::Engine as _;
+    if raw.len() > MAX_CURSOR_LEN {
+        return Err(CursorError::TooLong(raw.len()));
+    }
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| CursorError::NotBase64)?;
+    let body: CursorBody = serde_json::from_slice(&json).map_err(|_| CursorError::Malformed)?;
+    if body.v != CURSOR_VERSION {
+        return Err(CursorError::Version(body.v));
+    }
+    if body.l != list {
+        return Err(CursorError::WrongList { expected: list.to_owned(), found: body.l.chars().take(40).collect() });
+    }
+    Ok(body.k)
+}
+
+/// `GET /api/agents`: the fleet by pc id, filtered on the server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AgentsQuery {
+    /// `online`, `offline` or `stale`.
+    pub status: Option<String>,
+    /// Agents in this group (as their heartbeat reports it).
+    pub group: Option<String>,
+    /// Agents on this OS (`windows`, `linux`, `macos`), exactly.
+    pub os: Option<String>,
+    /// Agents of this version, exactly.
+    pub version: Option<String>,
+    /// Words, each found (case-insensitively) in the pc id, hostname, OS, OS version, arch, version or a group,
+    /// or naming the status (`offline win`). Up to 200 characters and 8 words.
+    pub search: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+}
+
+/// `DELETE /api/agents/{pc}`: what was forgotten.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveAgentQuery {
+    /// Also delete the agent's own `agent_config` layer (`pcs.<pc>`) and its `agent_groups` entry.
+    #[serde(default)]
+    pub purge: Option<bool>,
+}
+
+/// `DELETE /api/agents/{pc}`: the agent is out of the read model; a heartbeat from it later makes it new again.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RemovedAgent {
+    pub pc_id: String,
+    /// Whether its `agent_config` layer and `agent_groups` entry were deleted too.
+    pub purged: bool,
+}
+
 /// A request body that must be empty, or an empty JSON object: an action that takes no arguments refuses any.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -622,6 +761,39 @@ mod tests {
             assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
             assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(code.as_str())).unwrap(), code);
         }
+    }
+
+    #[test]
+    fn a_cursor_reads_back_only_in_its_own_list() {
+        let key = vec![KeyPart::Int(-5), KeyPart::Text("pc-1".into())];
+        let cursor = encode_cursor("results", key.clone());
+        assert!(cursor.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{cursor}");
+        assert_eq!(decode_cursor("results", &cursor).unwrap(), key);
+        assert!(matches!(decode_cursor("audit", &cursor), Err(CursorError::WrongList { .. })));
+    }
+
+    #[test]
+    fn a_garbage_or_tampered_cursor_is_an_error() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let cases = [
+            ("".to_owned(), CursorError::Malformed),
+            ("not base64!".to_owned(), CursorError::NotBase64),
+            ("x".repeat(MAX_CURSOR_LEN + 1), CursorError::TooLong(MAX_CURSOR_LEN + 1)),
+            (b64("{}"), CursorError::Malformed),
+            (b64("[1]"), CursorError::Malformed),
+            (b64(r#"{"v":2,"l":"agents","k":[]}"#), CursorError::Version(2)),
+            (b64(r#"{"v":1,"l":"agents","k":[1.5]}"#), CursorError::Malformed),
+            (b64(r#"{"v":1,"l":"agents","k":[],"x":1}"#), CursorError::Malformed),
+            (b64(r#"{"v":1,"l":"agents","k":[null]}"#), CursorError::Malformed),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(decode_cursor("agents", &raw), Err(expected), "{raw}");
+        }
+        assert_eq!(
+            decode_cursor("agents", &b64(r#"{"v":1,"l":"agents","k":["a"]}"#)).unwrap(),
+            [KeyPart::Text("a".into())]
+        );
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: 
         data_dir: Some(data_dir.to_owned()),
         database_url,
         offline_after: Duration::from_secs(5),
+        stale_after: kanade_backend::config::DEFAULT_STALE_AFTER,
         auth: AuthConfig::Tokens {
             shared: Some(TEST_TOKEN.to_owned()),
             operators: OPERATORS
@@ -178,10 +179,29 @@ impl TestBackend {
     /// Waits until the backend has heard from `n` agents, so an exec counts them as targets.
     pub async fn wait_for_agents(&self, n: usize) {
         crate::eventually(&format!("{n} agents in /api/agents"), PATIENCE, || async {
-            let (_, body) = self.get("/api/agents").await;
-            (body.as_array()?.len() == n).then_some(())
+            (self.get_all("/api/agents?limit=1000").await.len() == n).then_some(())
         })
         .await;
+    }
+
+    /// Every row of a list (`path` may carry a query), following each page's `next`; each page must succeed.
+    pub async fn get_all(&self, path: &str) -> Vec<serde_json::Value> {
+        let mut rows = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let page_path = match &cursor {
+                Some(cursor) => format!("{path}{sep}cursor={cursor}"),
+                None => path.to_owned(),
+            };
+            let (status, body) = self.get(&page_path).await;
+            assert_eq!(status, 200, "{page_path}: {body}");
+            rows.extend(body["items"].as_array().unwrap_or_else(|| panic!("{page_path}: not a page: {body}")).clone());
+            match body["next"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return rows,
+            }
+        }
     }
 
     /// `GET /api/executions/{exec}`, which must succeed.

@@ -1,7 +1,7 @@
 //! The backend's HTTP API as the CLI uses it: bearer token, the operator's name, and the API's error shape turned
 //! into a plain message.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,6 +40,37 @@ impl Backend {
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
         self.send(Method::GET, path, query, None::<&()>).await
+    }
+
+    pub async fn delete(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
+        self.send(Method::DELETE, path, query, None::<&()>).await
+    }
+
+    /// One page of a list (`--limit`, from `--cursor`), or every page (`--all`), following each page's `next`.
+    pub async fn list(&self, path: &str, query: &[(&str, String)], paging: &PageArgs) -> anyhow::Result<Listed> {
+        let mut listed = Listed { items: Vec::new(), next: paging.cursor.clone() };
+        let limit = if paging.all { kanade_shared::api::MAX_PAGE_LIMIT } else { paging.limit };
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let mut page_query = query.to_vec();
+            page_query.push(("limit", limit.to_string()));
+            page_query.extend(listed.next.clone().map(|c| ("cursor", c)));
+            let page = self.get(path, &page_query).await?;
+            let Some(items) = page["items"].as_array() else {
+                bail!("the backend's answer to `{path}` is not a page of a list");
+            };
+            listed.items.extend(items.iter().cloned());
+            listed.next = page["next"].as_str().map(str::to_owned);
+            match &listed.next {
+                Some(next) if paging.all => {
+                    // A backend that hands out the same cursor twice would page forever.
+                    if !seen.insert(next.clone()) {
+                        bail!("the backend handed out the same cursor twice for `{path}`");
+                    }
+                }
+                _ => return Ok(listed),
+            }
+        }
     }
 
     pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<serde_json::Value> {
@@ -113,6 +144,77 @@ impl Backend {
             return Err(Refused { status, code, message }.into());
         }
         Ok(body)
+    }
+}
+
+/// How a list command pages: `--limit N` rows from the start (or from `--cursor`), or `--all` of them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PageArgs {
+    /// Rows to show (1-1000): one page from the start, or from --cursor.
+    #[arg(long, default_value_t = kanade_shared::api::DEFAULT_PAGE_LIMIT, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Every row, page after page (1000 a request).
+    #[arg(long, conflicts_with_all = ["limit", "cursor"])]
+    pub all: bool,
+    /// Go on where an earlier page ended: the `next` it printed.
+    #[arg(long, value_parser = cursor_arg)]
+    pub cursor: Option<String>,
+}
+
+fn cursor_arg(raw: &str) -> Result<String, String> {
+    if raw.len() > kanade_shared::api::MAX_CURSOR_LEN
+        || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("not a cursor: pass the `next` of an earlier page as it was printed".into());
+    }
+    Ok(raw.to_owned())
+}
+
+/// The rows a list command read, and where the list goes on (`None`: at its end).
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub items: Vec<serde_json::Value>,
+    pub next: Option<String>,
+}
+
+impl Listed {
+    /// `-o json`: `{"items", "next"}`, the API's page shape. Table: a row per item, then on stderr how to go on.
+    pub fn print(
+        &self,
+        format: crate::output::Format,
+        header: &[&str],
+        row: impl Fn(&serde_json::Value) -> Vec<String>,
+    ) -> anyhow::Result<()> {
+        self.print_rows(format, header, self.items.iter().map(row).collect())
+    }
+
+    /// [`Listed::print`] with the table's rows already made.
+    pub fn print_rows(
+        &self,
+        format: crate::output::Format,
+        header: &[&str],
+        rows: Vec<Vec<String>>,
+    ) -> anyhow::Result<()> {
+        match format {
+            crate::output::Format::Json => crate::output::json(self)?,
+            crate::output::Format::Table => {
+                crate::output::table(header, &rows);
+                if let Some(next) = &self.next {
+                    crate::output::note(&format!("{} shown; more follow: --all, or --cursor {next}", rows.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A field of a row as text: strings as they are, numbers and booleans printed, null and absent empty.
+pub fn field(row: &serde_json::Value, key: &str) -> String {
+    match &row[key] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
     }
 }
 

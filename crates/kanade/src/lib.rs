@@ -67,7 +67,7 @@ pub enum Command {
     Reject(commands::exec::DecideArgs),
     /// List executions, or show one with its waves and progress.
     Executions(commands::exec::ExecutionsArgs),
-    /// One run's result: its fields and inline output, or with `--full` the whole output.
+    /// Results from the backend: list them a page at a time, or show one (`--full`: its whole output).
     #[command(subcommand)]
     Result(commands::result::ResultCommand),
     /// Kill the running and queued runs of an execution (or of every execution of a job) on every agent.
@@ -78,9 +78,11 @@ pub enum Command {
     Unrevoke(commands::revoke::RevokeArgs),
     /// Who did what: the audit trail, from the backend.
     Audit(commands::audit::AuditArgs),
-    /// Agent releases: publish a binary, list them, roll a version out to PCs, groups or everyone.
+    /// Agent releases: publish a binary, list them, roll a version out to PCs, groups or everyone; forget an agent.
     #[command(subcommand)]
     Agent(commands::agent::AgentCommand),
+    /// The fleet as the backend knows it, by pc id: filter by status, group, OS, version or words; page through.
+    Agents(commands::agent::AgentsArgs),
     /// The layered agent config (global < groups < pc) that agents apply live.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -147,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Job(command) => commands::job::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,
+        Command::Agents(args) => commands::agent::fleet(&cli, args).await,
         Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
     }

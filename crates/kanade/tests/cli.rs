@@ -47,6 +47,7 @@ async fn a_script_sent_from_the_cli_runs_on_an_agent_and_its_result_lands_in_the
 
     let results = eventually("all three results are in /api/results", PATIENCE, || async {
         let (status, body) = backend.get("/api/results?pc_id=pc-1").await;
+        let body = body["items"].clone();
         assert_eq!(status, 200, "{body}");
         (body.as_array()?.len() == 3).then_some(body)
     })
@@ -423,6 +424,7 @@ async fn operator_actions_are_audited_and_listed_by_the_backend() {
 
     let events = eventually("three audit events", PATIENCE, || async {
         let (status, body) = backend.get("/api/audit").await;
+        let body = body["items"].clone();
         assert_eq!(status, 200, "{body}");
         (body.as_array()?.len() == 3).then_some(body)
     })
@@ -438,10 +440,13 @@ async fn operator_actions_are_audited_and_listed_by_the_backend() {
     assert!(events[1]["details"]["exec_id"].is_string());
 
     let (_, only) = backend.get("/api/audit?actor=jane-doe").await;
+    let only = only["items"].clone();
     assert_eq!(only.as_array().unwrap().len(), 1);
     let (_, runs) = backend.get("/api/audit?action=run&since=1h").await;
+    let runs = runs["items"].clone();
     assert_eq!(runs.as_array().unwrap().len(), 1);
     let (_, future) = backend.get("/api/audit?since=2999-01-01T00:00:00Z").await;
+    let future = future["items"].clone();
     assert_eq!(future.as_array().unwrap().len(), 0);
     let listed = kanade(&url)
         .args(["audit", "--action", "revoke", "-o", "json"])
@@ -452,7 +457,7 @@ async fn operator_actions_are_audited_and_listed_by_the_backend() {
         .unwrap();
     assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(listed[0]["actor"], "jane-doe");
+    assert_eq!(listed["items"][0]["actor"], "jane-doe");
     let refused = kanade(&url).args(["audit"]).env("KANADE_BACKEND_URL", backend.url()).output().await.unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused.stderr).contains("401"), "{}", text(&refused.stderr));

@@ -131,6 +131,7 @@ async fn exec_prints_the_exec_id_and_wait_exits_by_the_outcome() {
     let broken = text(&failed.stdout).trim().to_owned();
     assert_eq!(backend.execution(&broken).await["by_status"], json!({ "failed": 2 }));
     let (_, results) = backend.get(&format!("/api/executions/{broken}/results")).await;
+    let results = results["items"].clone();
     let codes: Vec<i64> = results.as_array().unwrap().iter().map(|r| r["exit_code"].as_i64().unwrap()).collect();
     assert_eq!(codes, [3, 3]);
 
@@ -194,6 +195,7 @@ async fn deploy_sends_the_script_file_beside_the_manifest_and_fires_it() {
     assert_eq!((view["job_id"].clone(), view["version"].clone()), (json!("from-file"), json!("2.0")), "{view}");
     assert_eq!(view["by_status"], json!({ "ok": 1 }));
     let (status, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    let results = results["items"].clone();
     assert_eq!(status, 200, "{results}");
     assert_eq!(results.as_array().unwrap().len(), 1, "{results}");
     assert_eq!(results[0]["pc_id"], "pc-1");
@@ -210,6 +212,7 @@ async fn deploy_sends_the_script_file_beside_the_manifest_and_fires_it() {
     assert_eq!(missing.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("x.sh"), "{stderr}");
     let (_, list) = backend.get("/api/executions?job_id=from-file").await;
+    let list = list["items"].clone();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 }
 
@@ -284,6 +287,7 @@ async fn approval_from_the_cli_needs_a_second_operator() {
     let late = as_token(bob, &["approve", &doomed]).output().await.unwrap();
     assert_eq!(late.status.code(), Some(1));
     let (_, results) = backend.get(&format!("/api/executions/{doomed}/results")).await;
+    let results = results["items"].clone();
     assert_eq!(results, json!([]), "a rejected execution ran");
 }
 
@@ -360,12 +364,46 @@ async fn executions_lists_and_shows_what_was_fired() {
 
     let only = run(&url, &burl, &["executions", "--job", "hello", "-o", "json"]).await;
     let only: Value = serde_json::from_slice(&only.stdout).unwrap();
-    let ids: Vec<&str> = only.as_array().unwrap().iter().map(|v| v["exec_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = only["items"].as_array().unwrap().iter().map(|v| v["exec_id"].as_str().unwrap()).collect();
     assert_eq!(ids, [hello.as_str()]);
     let pending = run(&url, &burl, &["executions", "--status", "pending_approval", "-o", "json"]).await;
     let pending: Value = serde_json::from_slice(&pending.stdout).unwrap();
-    assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
-    assert_eq!(pending[0]["exec_id"], guarded.as_str());
+    assert_eq!(pending["items"].as_array().unwrap().len(), 1, "{pending}");
+    assert_eq!(pending["items"][0]["exec_id"], guarded.as_str());
+
+    // One page at a time, from a cursor, or all of them.
+    let first = run(&url, &burl, &["executions", "--limit", "1"]).await;
+    assert_eq!(text(&first.stdout).lines().count(), 2, "a header and one execution: {}", text(&first.stdout));
+    assert!(text(&first.stderr).contains("1 shown; more follow: --all, or --cursor "), "{}", text(&first.stderr));
+    let first = run(&url, &burl, &["executions", "--limit", "1", "-o", "json"]).await;
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(first["items"][0]["exec_id"], guarded.as_str());
+    let next = first["next"].as_str().expect("a second page");
+    let second = run(&url, &burl, &["executions", "--limit", "1", "--cursor", next, "-o", "json"]).await;
+    let second: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!((second["items"][0]["exec_id"].clone(), second["next"].clone()), (json!(hello), Value::Null));
+    let all = run(&url, &burl, &["executions", "--all", "-o", "json"]).await;
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!((all["items"].as_array().map(Vec::len), all["next"].clone()), (Some(2), Value::Null));
+    for (args, says) in [
+        (&["executions", "--limit", "0"][..], "0 is not in 1..=1000"),
+        (&["executions", "--limit", "-3"][..], "unexpected argument"),
+        (&["executions", "--limit", "1001"][..], "1001 is not in 1..=1000"),
+        (&["executions", "--all", "--limit", "5"][..], "cannot be used with"),
+        (&["executions", "--cursor", "not a cursor!"][..], "not a cursor"),
+    ] {
+        let refused = run(&url, &burl, args).await;
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", text(&refused.stderr));
+        assert!(text(&refused.stderr).contains(says), "{args:?}: {}", text(&refused.stderr));
+    }
+    let forged = run(&url, &burl, &["executions", "--cursor", "AAAA"]).await;
+    assert_eq!(forged.status.code(), Some(1));
+    assert!(text(&forged.stderr).contains("cursor is not one this backend hands out"), "{}", text(&forged.stderr));
+    // An execution's targets, paged the same way.
+    let targets = run(&url, &burl, &["executions", &hello, "--limit", "1"]).await;
+    let stdout = text(&targets.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("PC") && l.contains("STATE")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("pc-1") && l.contains("ok")), "{stdout}");
 
     let shown = run(&url, &burl, &["executions", &hello, "-o", "json"]).await;
     assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
@@ -436,7 +474,7 @@ async fn installer_jobs_without_a_target_are_created_and_fired_only_at_the_targe
     assert!(stderr.contains("--pcs") && stderr.contains("--groups") && stderr.contains("--all"), "{stderr}");
     assert!(text(&bare.stdout).is_empty(), "no exec id: {}", text(&bare.stdout));
     let (_, list) = backend.get("/api/executions?job_id=install-kanade-client").await;
-    assert_eq!(list, json!([]), "nothing was fired");
+    assert_eq!(list["items"], json!([]), "nothing was fired");
 
     // Hostile flags are refused by the CLI itself (exit 2, clap's usage errors).
     for args in [
@@ -456,6 +494,7 @@ async fn installer_jobs_without_a_target_are_created_and_fired_only_at_the_targe
     let exec = exec_id_of(&one);
     assert!(text(&one.stderr).contains("1/1 done, 1 ok"), "{}", text(&one.stderr));
     let (_, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    let results = results["items"].clone();
     assert_eq!(
         (results[0]["pc_id"].clone(), results[0]["stdout"].clone()),
         (json!("host-1"), json!("installing the client\n"))
@@ -464,6 +503,7 @@ async fn installer_jobs_without_a_target_are_created_and_fired_only_at_the_targe
     let exec = exec_id_of(&group);
     assert!(text(&group.stderr).contains("2/2 done, 2 ok"), "{}", text(&group.stderr));
     let (_, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    let results = results["items"].clone();
     assert!(results.as_array().unwrap().iter().all(|r| r["stdout"] == "installing nats\n"), "{results}");
     let all = run(&url, &burl, &["exec", "install-kanade-nats", "--all", "--wait"]).await;
     exec_id_of(&all);
@@ -502,6 +542,7 @@ async fn deploy_version_stores_and_fires_that_version_instead_of_the_file_s() {
     let view = backend.execution(&exec).await;
     assert_eq!((view["version"].clone(), view["by_status"].clone()), (json!("1.1.0+hotfix"), json!({ "ok": 1 })));
     let (_, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    let results = results["items"].clone();
     assert_eq!(results[0]["version"], "1.1.0+hotfix", "the file's `1.0` is not what ran: {results}");
     let listed = run(&url, &burl, &["job", "list", "-o", "json"]).await;
     let jobs: Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -514,4 +555,64 @@ async fn deploy_version_stores_and_fires_that_version_instead_of_the_file_s() {
     assert_eq!(backend.execution(&exec_id_of(&out)).await["version"], "1.0");
     let version = run(&url, &burl, &["--version"]).await;
     assert!(text(&version.stdout).starts_with("kanade "), "{}", text(&version.stdout));
+}
+
+#[tokio::test]
+async fn agents_results_and_agent_rm_go_through_the_backend() {
+    let World { nats: _nats, url, client, backend, burl, agents: _agents } =
+        World::start(&["pc-1", "pc-2", "pc-3"]).await;
+    let listed = run(&url, &burl, &["agents", "--limit", "2", "-o", "json"]).await;
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let pcs: Vec<&str> = listed["items"].as_array().unwrap().iter().map(|a| a["pc_id"].as_str().unwrap()).collect();
+    assert_eq!(pcs, ["pc-1", "pc-2"]);
+    assert!(listed["next"].is_string());
+    let table =
+        run(&url, &burl, &["agents", "--all", "--status", "online", "--group", "lab", "--search", "PC-3"]).await;
+    let stdout = text(&table.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.lines().nth(1).unwrap().starts_with("pc-3") && stdout.contains("online"), "{stdout}");
+    for (args, says) in [
+        (&["agents", "--status", "gone"][..], "invalid value 'gone'"),
+        (&["agents", "--group", "Bad.Group"][..], "group"),
+        (&["agent", "rm", "PC 1"][..], "pc_id `pc 1`"),
+    ] {
+        let refused = run(&url, &burl, args).await;
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", text(&refused.stderr));
+        assert!(text(&refused.stderr).to_lowercase().contains(says), "{args:?}: {}", text(&refused.stderr));
+    }
+    let too_long = run(&url, &burl, &["agents", "--search", &"x".repeat(300)]).await;
+    assert_eq!(too_long.status.code(), Some(1));
+    assert!(text(&too_long.stderr).contains("longer than 200"), "{}", text(&too_long.stderr));
+
+    let hello = "id: hello\nversion: \"1.0\"\ndescription: d\nexecute:\n  shell: sh\n  script: echo hi\n  timeout: 30s\ntarget:\n  groups: [lab]\n";
+    create_jobs(&url, &[("hello", hello.to_owned())]).await;
+    let exec = exec_id_of(&run(&url, &burl, &["exec", "hello", "--wait"]).await);
+    let results = run(&url, &burl, &["result", "ls", "--exec", &exec, "--status", "ok", "--all", "-o", "json"]).await;
+    assert_eq!(results.status.code(), Some(0), "{}", text(&results.stderr));
+    let results: Value = serde_json::from_slice(&results.stdout).unwrap();
+    assert_eq!(results["items"].as_array().map(Vec::len), Some(3), "{results}");
+    let one = run(&url, &burl, &["result", "ls", "--pc", "pc-2", "--limit", "1"]).await;
+    let stdout = text(&one.stdout);
+    assert!(stdout.lines().nth(1).is_some_and(|l| l.contains("pc-2") && l.contains(&exec)), "{stdout}");
+    let bad = run(&url, &burl, &["result", "ls", "--status", "great"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+
+    // Forget an agent that heartbeated once (and never will again); forgetting it twice is an error.
+    let ghost =
+        kanade_shared::wire::Heartbeat::minimal(kanade_shared::PcId::new("pc-ghost").unwrap(), chrono::Utc::now());
+    let payload = serde_json::to_vec(&ghost).unwrap();
+    client.publish(kanade_shared::subject::heartbeat(&ghost.pc_id), payload.into()).await.unwrap();
+    client.flush().await.unwrap();
+    backend.wait_for_agents(4).await;
+    let removed = run(&url, &burl, &["agent", "rm", "pc-ghost", "--purge"]).await;
+    assert_eq!(removed.status.code(), Some(0), "{}", text(&removed.stderr));
+    assert!(text(&removed.stderr).contains("forgot `pc-ghost`"), "{}", text(&removed.stderr));
+    assert_eq!(backend.get("/api/agents/pc-ghost").await.0, 404);
+    let again = run(&url, &burl, &["agent", "rm", "pc-ghost"]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("no agent `pc-ghost`"), "{}", text(&again.stderr));
+    let left = run(&url, &burl, &["agents", "--all", "-o", "json"]).await;
+    let left: Value = serde_json::from_slice(&left.stdout).unwrap();
+    assert_eq!(left["items"].as_array().map(Vec::len), Some(3), "{left}");
 }

@@ -1,43 +1,44 @@
-// The Agents table and the Fleet page's counts: searching, sorting and summing agents, without the DOM.
+// The Agents list and the Fleet page's counts: what the Agents page asks the server for (it searches, filters
+// and pages there), and summing agents for the Fleet, without the DOM.
 
 import type { Agent } from "./types";
 
-export type AgentColumn = "pc_id" | "hostname" | "os" | "agent_version" | "groups" | "last_seen" | "online";
-export type Direction = "asc" | "desc";
+/// An agent's status as the API reports it.
+export type AgentStatus = "online" | "offline" | "stale";
+export const AGENT_STATUSES: readonly AgentStatus[] = ["online", "offline", "stale"];
 
-export interface AgentSort {
-  column: AgentColumn;
-  direction: Direction;
+/// The server's limits on `search` (`GET /api/agents`): longer or wordier searches are refused, so they are cut.
+export const MAX_SEARCH_CHARS = 200;
+export const MAX_SEARCH_WORDS = 8;
+
+/// The query `GET /api/agents` is asked with for what the operator typed and picked: the words trimmed, collapsed
+/// and cut to the server's limits (every word must be in some field, or name a status: "offline win"), and the
+/// status filter when one is picked. Equal inputs give equal queries, so the query can key the cache.
+export function agentQuery(search: string, status: string): { search?: string; status?: AgentStatus } {
+  const words = search.trim().split(/\s+/).filter(Boolean).slice(0, MAX_SEARCH_WORDS);
+  let text = words.join(" ");
+  if (text.length > MAX_SEARCH_CHARS) text = text.slice(0, MAX_SEARCH_CHARS).trimEnd();
+  const query: { search?: string; status?: AgentStatus } = {};
+  if (text) query.search = text;
+  if ((AGENT_STATUSES as readonly string[]).includes(status)) query.status = status as AgentStatus;
+  return query;
 }
 
-/// Every whitespace-separated word must appear in one of the agent's fields (case-insensitive). `online` and
-/// `offline` as words match the state, so "offline win" finds offline Windows PCs.
-export function matches(agent: Agent, search: string): boolean {
-  const words = search.toLowerCase().split(/\s+/).filter(Boolean);
-  if (words.length === 0) return true;
-  const fields = [agent.pc_id, agent.hostname, agent.os, agent.os_version, agent.agent_version, ...agent.groups].map(
-    (f) => f.toLowerCase(),
-  );
-  return words.every((word) => {
-    if (word === "online") return agent.online;
-    if (word === "offline") return !agent.online;
-    return fields.some((f) => f.includes(word));
-  });
+/// What the operator confirms before an agent is forgotten (`DELETE /api/agents/{pc}`): what goes, what stays,
+/// and that an agent still running comes back at its next heartbeat.
+export function forgetPrompt(pc: string, status: AgentStatus): string {
+  const back =
+    status === "online"
+      ? ` It is online: unless it is uninstalled first, it comes back as a new agent at its next heartbeat.`
+      : ` If it ever heartbeats again, it comes back as a new agent.`;
+  return `Forget ${pc}? It leaves the agent lists and target counts; its results and the audit stay.${back}`;
 }
 
-function key(agent: Agent, column: AgentColumn): string | number {
-  switch (column) {
-    case "groups":
-      return agent.groups.join(",");
-    case "last_seen":
-      return Date.parse(agent.last_seen) || 0;
-    case "online":
-      return agent.online ? 1 : 0;
-    case "agent_version":
-      return agent.agent_version;
-    default:
-      return agent[column].toLowerCase();
-  }
+/// The status an agent shows: the API's, or from `online` for a backend that does not report one.
+export function statusOf(agent: Agent): AgentStatus {
+  const status = (agent as { status?: string }).status;
+  if ((AGENT_STATUSES as readonly string[]).includes(status ?? "")) return status as AgentStatus;
+  return agent.online ? "online" : "offline";
 }
 
 /// Compares dotted versions numerically where they are numbers: 0.10.0 sorts after 0.9.1.
@@ -53,29 +54,6 @@ export function compareVersions(a: string, b: string): number {
     if (c !== 0) return c;
   }
   return 0;
-}
-
-/// Sorted copy; ties keep pc id order, so the table does not shuffle as heartbeats arrive.
-export function sortAgents(agents: readonly Agent[], sort: AgentSort): Agent[] {
-  const sign = sort.direction === "asc" ? 1 : -1;
-  return [...agents].sort((a, b) => {
-    let c: number;
-    if (sort.column === "agent_version") c = compareVersions(a.agent_version, b.agent_version);
-    else {
-      const x = key(a, sort.column);
-      const y = key(b, sort.column);
-      c = x < y ? -1 : x > y ? 1 : 0;
-    }
-    return c !== 0 ? c * sign : a.pc_id.localeCompare(b.pc_id);
-  });
-}
-
-/// Clicking a column's header: sort by it ascending, or flip the direction if it is already the sort.
-export function toggle(sort: AgentSort, column: AgentColumn): AgentSort {
-  if (sort.column === column) return { column, direction: sort.direction === "asc" ? "desc" : "asc" };
-  // Newest first is what one wants from "last seen"; online first from "online".
-  const direction: Direction = column === "last_seen" || column === "online" ? "desc" : "asc";
-  return { column, direction };
 }
 
 export interface FleetSummary {

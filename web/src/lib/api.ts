@@ -4,17 +4,25 @@
 import type {
   AgentConfig,
   Agent,
-  AuditRow,
+  AgentPage,
+  AuditPage,
   Execution,
+  ExecutionPage,
   ExecBody,
   KillReply,
   PingReply,
   Preview,
-  ResultRow,
+  ResultPage,
   Session,
   StoredJob,
-  TargetState,
+  TargetPage,
 } from "./types";
+
+/// Where a list's page starts (the `next` of the page before) and how many rows it holds (1..1000, default 100).
+export type PageQuery = {
+  cursor?: string;
+  limit?: number;
+};
 
 export interface Credentials {
   token: string;
@@ -116,26 +124,31 @@ export class Api {
   }
 
   session = () => this.request<Session>("GET", "/api/session");
-  agents = () => this.request<Agent[]>("GET", "/api/agents");
+  agents = (query: { status?: string; group?: string; os?: string; version?: string; search?: string } & PageQuery = {}) =>
+    this.request<AgentPage>("GET", withQuery("/api/agents", query));
   agent = (pc: string) => this.request<Agent>("GET", `/api/agents/${seg(pc)}`);
   agentConfig = (pc: string) => this.request<AgentConfig>("GET", `/api/agents/${seg(pc)}/config`);
   ping = (pc: string) => this.request<PingReply>("POST", `/api/agents/${seg(pc)}/ping`);
-  results = (query: { pc_id?: string; exec_id?: string; status?: string; limit?: number }) =>
-    this.request<ResultRow[]>("GET", withQuery("/api/results", query));
+  results = (query: { pc_id?: string; exec_id?: string; status?: string } & PageQuery) =>
+    this.request<ResultPage>("GET", withQuery("/api/results", query));
   jobs = () => this.request<StoredJob[]>("GET", "/api/jobs");
   preview = (job: string, body: ExecBody) => this.request<Preview>("POST", `/api/jobs/${seg(job)}/preview`, body);
   exec = (job: string, body: ExecBody) => this.request<Execution>("POST", `/api/exec/${seg(job)}`, body);
   revoke = (job: string, revoked: boolean) =>
     this.request<{ job_id: string; revoked: boolean }>("POST", `/api/jobs/${seg(job)}/${revoked ? "revoke" : "unrevoke"}`);
-  executions = (query: { job_id?: string; status?: string; limit?: number } = {}) =>
-    this.request<Execution[]>("GET", withQuery("/api/executions", query));
+  executions = (query: { job_id?: string; status?: string } & PageQuery = {}) =>
+    this.request<ExecutionPage>("GET", withQuery("/api/executions", query));
   execution = (exec: string) => this.request<Execution>("GET", `/api/executions/${seg(exec)}`);
-  targets = (exec: string) => this.request<TargetState[]>("GET", `/api/executions/${seg(exec)}/targets`);
-  execResults = (exec: string) => this.request<ResultRow[]>("GET", `/api/executions/${seg(exec)}/results?limit=1000`);
+  targets = (exec: string, query: { status?: string } & PageQuery = {}) =>
+    this.request<TargetPage>("GET", withQuery(`/api/executions/${seg(exec)}/targets`, query));
+  execResults = (exec: string, query: PageQuery = {}) =>
+    this.request<ResultPage>("GET", withQuery(`/api/executions/${seg(exec)}/results`, query));
+  removeAgent = (pc: string, purge: boolean) =>
+    this.request<{ pc_id: string; purged: boolean }>("DELETE", withQuery(`/api/agents/${seg(pc)}`, { purge: purge ? "true" : undefined }));
   approve = (exec: string) => this.request<Execution>("POST", `/api/executions/${seg(exec)}/approve`);
   reject = (exec: string, reason?: string) =>
     this.request<Execution>("POST", `/api/executions/${seg(exec)}/reject`, reason ? { reason } : undefined);
   kill = (exec: string) => this.request<KillReply>("POST", `/api/executions/${seg(exec)}/kill`);
-  audit = (query: { actor?: string; action?: string; since?: string; limit?: number }) =>
-    this.request<AuditRow[]>("GET", withQuery("/api/audit", query));
+  audit = (query: { actor?: string; action?: string; since?: string } & PageQuery) =>
+    this.request<AuditPage>("GET", withQuery("/api/audit", query));
 }

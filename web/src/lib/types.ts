@@ -8,6 +8,12 @@ type Schemas = components["schemas"];
 
 export type Session = Schemas["Session"];
 export type Agent = Schemas["AgentView"];
+/// One page of a list (`{items, next}`): pass `next` back as `cursor` for the page after it.
+export type AgentPage = Schemas["Page_AgentView"];
+export type ResultPage = Schemas["Page_ResultRow"];
+export type ExecutionPage = Schemas["Page_ExecutionView"];
+export type TargetPage = Schemas["Page_TargetRow"];
+export type AuditPage = Schemas["Page_AuditRow"];
 export type ResultRow = Schemas["ResultRow"];
 export type Targets = Schemas["Targets"];
 export type Wave = Schemas["Wave"];

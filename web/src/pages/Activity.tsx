@@ -17,7 +17,7 @@ export function ActivityPage() {
   const status = params.get("status") ?? "";
   const executions = useQuery({
     queryKey: keys.executions(`status=${status}&limit=100`),
-    queryFn: () => api.executions({ status: status || undefined, limit: 100 }),
+    queryFn: async () => (await api.executions({ status: status || undefined, limit: 100 })).items,
   });
   return (
     <section aria-labelledby="page-title">

@@ -1,21 +1,43 @@
 // One agent: what it reported, a ping, the config that applies to it and its recent results.
 
-import { useMutation, useQuery } from "@tanstack/react-query";
-import { Link, useParams } from "react-router";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { Link, useNavigate, useParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, OnlineBadge, PageTitle, ResultsTable, When } from "../components";
+import { ErrorNote, Loading, PageTitle, ResultsTable, When } from "../components";
+import { forgetPrompt, statusOf } from "../lib/agents";
 import { bytes, span } from "../lib/format";
 import { keys } from "../lib/live";
+import { StatusBadge } from "./Agents";
 
 export function AgentPage() {
   const { pc = "" } = useParams();
   const { api } = useAuth();
-  const agent = useQuery({ queryKey: keys.agent(pc), queryFn: () => api.agent(pc), refetchInterval: 15_000 });
-  const config = useQuery({ queryKey: keys.agentConfig(pc), queryFn: () => api.agentConfig(pc), enabled: agent.isSuccess });
+  const navigate = useNavigate();
+  const queries = useQueryClient();
+  const forget = useMutation({
+    mutationFn: () => api.removeAgent(pc, false),
+    onSuccess: async () => {
+      await queries.invalidateQueries({ queryKey: keys.agents });
+      void navigate("/agents");
+    },
+  });
+  // Once it is being forgotten, the agent's own queries would only answer 404: they stop.
+  const leaving = forget.isPending || forget.isSuccess;
+  const agent = useQuery({
+    queryKey: keys.agent(pc),
+    queryFn: () => api.agent(pc),
+    refetchInterval: 15_000,
+    enabled: !leaving,
+  });
+  const config = useQuery({
+    queryKey: keys.agentConfig(pc),
+    queryFn: () => api.agentConfig(pc),
+    enabled: agent.isSuccess && !leaving,
+  });
   const results = useQuery({
     queryKey: keys.results(`pc_id=${pc}&limit=20`),
-    queryFn: () => api.results({ pc_id: pc, limit: 20 }),
+    queryFn: async () => (await api.results({ pc_id: pc, limit: 20 })).items,
   });
   const ping = useMutation({ mutationFn: () => api.ping(pc) });
   const a = agent.data;
@@ -23,12 +45,21 @@ export function AgentPage() {
     <section aria-labelledby="page-title">
       <PageTitle
         actions={
-          <button type="button" onClick={() => ping.mutate()} disabled={ping.isPending}>
-            {ping.isPending ? "Pinging…" : "Ping"}
-          </button>
+          <>
+            <button type="button" onClick={() => ping.mutate()} disabled={ping.isPending}>
+              {ping.isPending ? "Pinging…" : "Ping"}
+            </button>{" "}
+            <button
+              type="button"
+              onClick={() => a && window.confirm(forgetPrompt(pc, statusOf(a))) && forget.mutate()}
+              disabled={!a || forget.isPending}
+            >
+              {forget.isPending ? "Forgetting…" : "Forget…"}
+            </button>
+          </>
         }
       >
-        {pc} {a ? <OnlineBadge online={a.online} /> : null}
+        {pc} {a ? <StatusBadge status={statusOf(a)} /> : null}
       </PageTitle>
       <p>
         <Link to="/agents">← All agents</Link>
@@ -41,6 +72,7 @@ export function AgentPage() {
           </p>
         ) : null}
         {ping.isError ? <ErrorNote error={ping.error} what="ping" /> : null}
+        {forget.isError ? <ErrorNote error={forget.error} what="forget the agent" /> : null}
       </div>
       {agent.isPending ? <Loading what="the agent" /> : null}
       {agent.isError ? <ErrorNote error={agent.error} what="load the agent" /> : null}

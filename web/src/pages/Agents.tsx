@@ -1,34 +1,61 @@
-// Agents: every PC that has reported, searchable and sortable; the search is in the URL so it can be shared.
+// Agents: every PC that has reported, a page at a time by pc id. The search and the status filter run on the server
+// (the search box waits until typing pauses); both are in the URL so a view can be shared.
 
-import { useQuery } from "@tanstack/react-query";
-import { useMemo, useState } from "react";
+import { useInfiniteQuery } from "@tanstack/react-query";
+import { useEffect, useState } from "react";
 import { useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, OnlineBadge, PageTitle, PcLink, When } from "../components";
-import { type AgentColumn, type AgentSort, matches, sortAgents, toggle } from "../lib/agents";
+import { ErrorNote, Loading, PageTitle, PcLink, When } from "../components";
+import { AGENT_STATUSES, agentQuery, statusOf, type AgentStatus } from "../lib/agents";
 import { keys } from "../lib/live";
+import { nextCursor, rowsOf } from "../lib/paging";
 
-const COLUMNS: [AgentColumn, string][] = [
-  ["pc_id", "PC"],
-  ["hostname", "Hostname"],
-  ["os", "OS"],
-  ["agent_version", "Version"],
-  ["groups", "Groups"],
-  ["last_seen", "Last seen"],
-  ["online", "State"],
-];
+/// Rows per page: enough to fill a screen a few times, little enough that the first rows show at once.
+const PAGE_ROWS = 200;
+/// How long the search box waits after the last keystroke before it asks the server.
+const SEARCH_PAUSE_MS = 300;
+
+function useDebounced<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}
+
+export function StatusBadge({ status }: { status: AgentStatus }) {
+  const symbol = status === "online" ? "●" : status === "offline" ? "○" : "◌";
+  return (
+    <span className={`badge ${status === "online" ? "badge-ok" : "badge-offline"}`}>
+      <span aria-hidden="true">{symbol} </span>
+      {status}
+    </span>
+  );
+}
 
 export function AgentsPage() {
   const { api } = useAuth();
   const [params, setParams] = useSearchParams();
-  const search = params.get("q") ?? "";
-  const [sort, setSort] = useState<AgentSort>({ column: "pc_id", direction: "asc" });
-  const agents = useQuery({ queryKey: keys.agents, queryFn: api.agents, refetchInterval: 15_000 });
-  const shown = useMemo(
-    () => sortAgents((agents.data ?? []).filter((a) => matches(a, search)), sort),
-    [agents.data, search, sort],
-  );
+  const typed = params.get("q") ?? "";
+  const status = params.get("status") ?? "";
+  const query = agentQuery(useDebounced(typed, SEARCH_PAUSE_MS), status);
+  const agents = useInfiniteQuery({
+    queryKey: [...keys.agents, "pages", query],
+    queryFn: ({ pageParam }) => api.agents({ ...query, cursor: pageParam, limit: PAGE_ROWS }),
+    initialPageParam: undefined as string | undefined,
+    getNextPageParam: nextCursor,
+    refetchInterval: 15_000,
+  });
+  const shown = rowsOf(agents.data?.pages, (a) => a.pc_id);
+  const set = (key: string, value: string) => {
+    const next = new URLSearchParams(params);
+    if (value) next.set(key, value);
+    else next.delete(key);
+    setParams(next, { replace: true });
+  };
+  const filtered = Boolean(query.search || query.status);
   return (
     <section aria-labelledby="page-title">
       <PageTitle>Agents</PageTitle>
@@ -37,37 +64,39 @@ export function AgentsPage() {
         <input
           id="agent-search"
           type="search"
-          value={search}
-          placeholder="pc, hostname, group, version, online…"
-          onChange={(e) => setParams(e.target.value ? { q: e.target.value } : {}, { replace: true })}
+          value={typed}
+          placeholder="pc, hostname, group, version, offline…"
+          onChange={(e) => set("q", e.target.value)}
           aria-describedby="agent-count"
         />
+        <label htmlFor="agent-status">Status</label>
+        <select id="agent-status" value={status} onChange={(e) => set("status", e.target.value)}>
+          <option value="">any</option>
+          {AGENT_STATUSES.map((s) => (
+            <option key={s} value={s}>
+              {s}
+            </option>
+          ))}
+        </select>
         <span id="agent-count" className="muted" role="status">
-          {agents.data ? `${shown.length} of ${agents.data.length} agents` : ""}
+          {agents.data ? `${shown.length}${agents.hasNextPage ? "+" : ""} agent${shown.length === 1 ? "" : "s"}${filtered ? " match" : ""}` : ""}
         </span>
       </div>
       {agents.isPending ? <Loading what="agents" /> : null}
       {agents.isError ? <ErrorNote error={agents.error} what="load the agents" /> : null}
       {agents.data ? (
         <div className="table-wrap">
-          <table className="sortable">
-            <caption className="visually-hidden">Agents, sorted by {COLUMNS.find(([c]) => c === sort.column)?.[1]}</caption>
+          <table>
+            <caption className="visually-hidden">Agents, by PC</caption>
             <thead>
               <tr>
-                {COLUMNS.map(([column, label]) => (
-                  <th
-                    key={column}
-                    scope="col"
-                    aria-sort={sort.column === column ? (sort.direction === "asc" ? "ascending" : "descending") : "none"}
-                  >
-                    <button type="button" className="sort" onClick={() => setSort(toggle(sort, column))}>
-                      {label}
-                      <span aria-hidden="true">
-                        {sort.column === column ? (sort.direction === "asc" ? " ▲" : " ▼") : ""}
-                      </span>
-                    </button>
-                  </th>
-                ))}
+                <th scope="col">PC</th>
+                <th scope="col">Hostname</th>
+                <th scope="col">OS</th>
+                <th scope="col">Version</th>
+                <th scope="col">Groups</th>
+                <th scope="col">Last seen</th>
+                <th scope="col">State</th>
               </tr>
             </thead>
             <tbody>
@@ -87,20 +116,27 @@ export function AgentsPage() {
                     <When at={a.last_seen} />
                   </td>
                   <td>
-                    <OnlineBadge online={a.online} />
+                    <StatusBadge status={statusOf(a)} />
                   </td>
                 </tr>
               ))}
               {shown.length === 0 ? (
                 <tr>
-                  <td colSpan={COLUMNS.length} className="muted">
-                    {agents.data.length === 0 ? "No agent has reported yet." : "No agent matches the search."}
+                  <td colSpan={7} className="muted">
+                    {filtered ? "No agent matches the search." : "No agent has reported yet."}
                   </td>
                 </tr>
               ) : null}
             </tbody>
           </table>
         </div>
+      ) : null}
+      {agents.hasNextPage ? (
+        <p>
+          <button type="button" onClick={() => void agents.fetchNextPage()} disabled={agents.isFetchingNextPage}>
+            {agents.isFetchingNextPage ? "Loading…" : "Load more agents"}
+          </button>
+        </p>
       ) : null}
     </section>
   );

@@ -16,7 +16,7 @@ export function AuditPage() {
   const [draft, setDraft] = useState(filter);
   const audit = useQuery({
     queryKey: keys.audit(JSON.stringify(filter)),
-    queryFn: () => api.audit({ ...filter, limit: 200 }),
+    queryFn: async () => (await api.audit({ ...filter, limit: 200 })).items,
   });
   const apply = (event: FormEvent) => {
     event.preventDefault();

@@ -1,7 +1,7 @@
 // One execution: its progress and waves, every target's state, and one target's output — the stored result when
 // it has finished, the live stream while it runs.
 
-import { useQuery } from "@tanstack/react-query";
+import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
 
@@ -11,10 +11,14 @@ import { ErrorNote, ExecActions, ExecBadge, Loading, PageTitle, PcLink, Progress
 import { took } from "../lib/format";
 import { keys } from "../lib/live";
 import { LiveOutput } from "../lib/output";
+import { nextCursor, rowsOf } from "../lib/paging";
 import { progress } from "../lib/progress";
 import { follow } from "../lib/sse";
 import type { OutputChunk, ResultRow, TargetState } from "../lib/types";
 import { Waves } from "./Activity";
+
+/// Targets per page.
+const TARGET_ROWS = 200;
 
 export function ExecutionPage() {
   const { exec = "" } = useParams();
@@ -22,7 +26,14 @@ export function ExecutionPage() {
   const pc = params.get("pc");
   const { api } = useAuth();
   const execution = useQuery({ queryKey: keys.execution(exec), queryFn: () => api.execution(exec) });
-  const targets = useQuery({ queryKey: keys.targets(exec), queryFn: () => api.targets(exec) });
+  // A page of targets at a time, by pc id: an execution at 10,000 agents shows its first rows at once.
+  const targets = useInfiniteQuery({
+    queryKey: keys.targets(exec),
+    queryFn: ({ pageParam }) => api.targets(exec, { cursor: pageParam, limit: TARGET_ROWS }),
+    initialPageParam: undefined as string | undefined,
+    getNextPageParam: nextCursor,
+  });
+  const targetRows = targets.data ? rowsOf(targets.data.pages, (t) => t.pc_id) : undefined;
   const e = execution.data;
   return (
     <section aria-labelledby="page-title">
@@ -57,12 +68,19 @@ export function ExecutionPage() {
         <section aria-labelledby="targets-title" className="panel">
           <h2 id="targets-title">Targets</h2>
           {targets.isError ? <ErrorNote error={targets.error} what="load the targets" /> : null}
-          {targets.data ? (
-            <TargetTable targets={targets.data} selected={pc} onSelect={(p) => setParams({ pc: p })} />
+          {targetRows ? (
+            <TargetTable targets={targetRows} selected={pc} onSelect={(p) => setParams({ pc: p })} />
+          ) : null}
+          {targets.hasNextPage ? (
+            <p>
+              <button type="button" onClick={() => void targets.fetchNextPage()} disabled={targets.isFetchingNextPage}>
+                {targets.isFetchingNextPage ? "Loading…" : "Load more targets"}
+              </button>
+            </p>
           ) : null}
         </section>
         {pc ? (
-          <ResultPanel exec={exec} pc={pc} target={targets.data?.find((t) => t.pc_id === pc)} />
+          <ResultPanel exec={exec} pc={pc} target={targetRows?.find((t) => t.pc_id === pc)} />
         ) : (
           <p className="muted">Choose a target to read its output.</p>
         )}
@@ -125,7 +143,7 @@ function ResultPanel({ exec, pc, target }: { exec: string; pc: string; target: T
   const running = target?.state === "running" || target?.state === "pending";
   const result = useQuery({
     queryKey: [...keys.execResults(exec), pc],
-    queryFn: async () => (await api.results({ exec_id: exec, pc_id: pc, limit: 1 }))[0] ?? null,
+    queryFn: async () => (await api.results({ exec_id: exec, pc_id: pc, limit: 1 })).items[0] ?? null,
   });
   return (
     <section aria-labelledby="result-title" className="panel result">

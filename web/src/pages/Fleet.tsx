@@ -7,6 +7,7 @@ import { Link } from "react-router";
 import { useAuth } from "../auth";
 import { ErrorNote, ExecBadge, ExecLink, Loading, OnlineBadge, PageTitle, PcLink, ProgressBar, ResultsTable } from "../components";
 import { summarize } from "../lib/agents";
+import { everyPage } from "../lib/paging";
 import { keys } from "../lib/live";
 import { mayBeRunning, progress } from "../lib/progress";
 
@@ -15,14 +16,19 @@ const FAILURES = ["failed", "timeout", "killed"] as const;
 
 export function FleetPage() {
   const { api } = useAuth();
-  const agents = useQuery({ queryKey: keys.agents, queryFn: api.agents, refetchInterval: 15_000 });
+  // The counts need every agent: page through them all (10 requests at 10,000 agents).
+  const agents = useQuery({
+    queryKey: keys.agents,
+    queryFn: () => everyPage((cursor) => api.agents({ cursor, limit: 1000 })),
+    refetchInterval: 15_000,
+  });
   const failures = useQueries({
     queries: FAILURES.map((status) => ({
       queryKey: keys.results(`status=${status}&limit=10`),
-      queryFn: () => api.results({ status, limit: 10 }),
+      queryFn: async () => (await api.results({ status, limit: 10 })).items,
     })),
   });
-  const executions = useQuery({ queryKey: keys.executions("limit=50"), queryFn: () => api.executions({ limit: 50 }) });
+  const executions = useQuery({ queryKey: keys.executions("limit=50"), queryFn: async () => (await api.executions({ limit: 50 })).items });
 
   const recent = failures
     .flatMap((q) => q.data ?? [])

@@ -1,4 +1,5 @@
-//! The agents: `GET /api/agents[/{pc}]` (their stored rows and whether each is online), `POST /api/agents/{pc}/ping`
+//! The agents: `GET /api/agents[/{pc}]` (their stored rows and whether each is online, offline or stale; the list a
+//! page at a time, filtered on the server), `DELETE /api/agents/{pc}` (forget one), `POST /api/agents/{pc}/ping`
 //! (is it connected right now?) and `GET /api/agents/{pc}/config` (what its layered config resolves to).
 
 use std::sync::Arc;
@@ -11,17 +12,71 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use kanade_ops::agent_config::AgentConfigStore;
 use kanade_ops::agents::PingError;
-use kanade_shared::api::{AgentRow, AgentView, ConfigValue, ConfigView, ErrorBody, NoBody, PingView};
+use kanade_shared::api::{
+    AgentRow, AgentView, AgentsQuery, ConfigValue, ConfigView, ErrorBody, NoBody, Page, PingView, RemoveAgentQuery,
+    RemovedAgent,
+};
 use kanade_shared::layered::Scope;
 use kanade_shared::{GroupName, PcId};
 
-use super::{ApiError, AppState, ErrorCode, OptionalJson, PathId, ops_error};
+use super::{ApiError, ApiQuery, AppState, ErrorCode, OptionalJson, PathId, ops_error, paging};
+use crate::caller::Caller;
+use crate::db::{AgentFilter, AgentStatus, Liveness};
 
 /// How long an agent has to answer a ping from the dashboard.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn view(agent: AgentRow, now: DateTime<Utc>, offline_after: Duration) -> AgentView {
-    AgentView { online: is_online(agent.last_seen, now, offline_after), agent }
+/// The longest `search` of `GET /api/agents`, and the most words in it.
+pub const MAX_SEARCH_CHARS: usize = 200;
+pub const MAX_SEARCH_WORDS: usize = 8;
+
+fn view(agent: AgentRow, liveness: &Liveness) -> AgentView {
+    let status = liveness.status(agent.last_seen.timestamp_millis());
+    AgentView { online: status == AgentStatus::Online, status: status.as_str().to_owned(), agent }
+}
+
+fn liveness(state: &AppState) -> Liveness {
+    Liveness::new(Utc::now(), state.offline_after, state.stale_after)
+}
+
+/// The query of `GET /api/agents` as the database filters it.
+fn agent_filter(query: AgentsQuery, liveness: Liveness) -> Result<AgentFilter, ApiError> {
+    let bad = |m: String| ApiError::bad_request(ErrorCode::InvalidQuery, m);
+    let shown = |raw: &str| raw.chars().take(40).collect::<String>();
+    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let status = match nonempty(query.status) {
+        None => None,
+        Some(raw) => Some(
+            AgentStatus::parse(&raw)
+                .ok_or_else(|| bad(format!("status `{}` is not one of online, offline, stale", shown(&raw))))?,
+        ),
+    };
+    let group = nonempty(query.group).map(GroupName::new).transpose().map_err(|e| bad(format!("group: {e}")))?;
+    // OS and version are compared exactly; anything longer than a heartbeat's field cannot match.
+    let exact = |field: &str, raw: Option<String>| match nonempty(raw) {
+        Some(raw) if raw.chars().count() > 64 || raw.contains('\0') => {
+            Err(bad(format!("{field} `{}` is longer than 64 characters or holds NUL", shown(&raw))))
+        }
+        other => Ok(other),
+    };
+    let search = query.search.unwrap_or_default();
+    if search.chars().count() > MAX_SEARCH_CHARS || search.contains('\0') {
+        return Err(bad(format!("search is longer than {MAX_SEARCH_CHARS} characters or holds NUL")));
+    }
+    let words: Vec<String> = search.split_whitespace().map(str::to_lowercase).collect();
+    if words.len() > MAX_SEARCH_WORDS {
+        return Err(bad(format!("search has {} words; at most {MAX_SEARCH_WORDS}", words.len())));
+    }
+    Ok(AgentFilter {
+        liveness,
+        status,
+        group,
+        os: exact("os", query.os)?,
+        version: exact("version", query.version)?,
+        words,
+        after: paging::after_id(paging::AGENTS, query.cursor.as_deref(), PcId::new)?,
+        limit: paging::limit(query.limit)?,
+    })
 }
 
 /// An agent is online while its last heartbeat arrived at most `offline_after` ago.
@@ -29,11 +84,57 @@ pub(crate) fn is_online(last_seen: DateTime<Utc>, now: DateTime<Utc>, offline_af
     now.signed_duration_since(last_seen).to_std().unwrap_or_default() <= offline_after
 }
 
-#[utoipa::path(get, path = "/api/agents", tag = "agents", operation_id = "agents_list", responses((status = 200, description = "every agent that has reported", body = [AgentView]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
-pub(super) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<AgentView>>, ApiError> {
-    let now = Utc::now();
-    let agents = state.db.list_agents().await?;
-    Ok(Json(agents.into_iter().map(|a| view(a, now, state.offline_after)).collect()))
+#[utoipa::path(get, path = "/api/agents", tag = "agents", operation_id = "agents_list", params(AgentsQuery), responses((status = 200, description = "one page of the agents that have reported, by pc id", body = Page<AgentView>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(query): ApiQuery<AgentsQuery>,
+) -> Result<Json<Page<AgentView>>, ApiError> {
+    let liveness = liveness(&state);
+    let page = state.db.list_agents(&agent_filter(query, liveness)?).await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().map(|a| view(a, &liveness)).collect(),
+        next: paging::next_id(paging::AGENTS, page.next),
+    }))
+}
+
+/// `DELETE /api/agents/{pc}`: forget an agent (the undeploy runbook's last step), audited. Its row leaves the read
+/// model, so it no longer lists, counts or becomes a target; its results stay as history. `?purge=true` also
+/// deletes its own `agent_config` layer and its `agent_groups` entry. A heartbeat from it afterwards makes it a new
+/// agent again.
+#[utoipa::path(delete, path = "/api/agents/{pc_id}", tag = "agents", operation_id = "agents_remove", params(("pc_id" = String, Path, description = "the agent's pc id"), RemoveAgentQuery), responses((status = 200, body = RemovedAgent), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+pub(super) async fn remove(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(pc): PathId<PcId>,
+    ApiQuery(query): ApiQuery<RemoveAgentQuery>,
+) -> Result<Json<RemovedAgent>, ApiError> {
+    let purge = query.purge.unwrap_or(false);
+    if state.db.get_agent(&pc).await?.is_none() {
+        return Err(not_found(&pc));
+    }
+    // The broker's part first: if it fails, nothing is forgotten yet and the request can be repeated.
+    let purged = if purge {
+        kanade_ops::actions::purge_agent(&state.nats, &pc).await.map_err(ops_error)?
+    } else {
+        kanade_ops::actions::Purged::default()
+    };
+    let removed = state.db.delete_agent(&pc).await?;
+    caller
+        .auditor(&state.nats)
+        .record(
+            "agent-rm",
+            pc.as_str(),
+            serde_json::json!({ "purge": purge, "config_removed": purged.config, "groups_removed": purged.groups }),
+        )
+        .await;
+    if removed {
+        state.live.changed(crate::live::Topic::Agents, [pc.to_string()]).await;
+    }
+    Ok(Json(RemovedAgent { pc_id: pc.to_string(), purged: purge }))
+}
+
+fn not_found(pc: &PcId) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
 }
 
 #[utoipa::path(get, path = "/api/agents/{pc_id}", tag = "agents", operation_id = "agents_get", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, body = AgentView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
@@ -44,10 +145,8 @@ pub(super) async fn get(
     // A path that is not UTF-8 is rejected by the extractor; give it the same shape as any other bad id.
     let Path(raw) = path.map_err(|rejection| ApiError::bad_request(ErrorCode::InvalidPcId, rejection.body_text()))?;
     let pc = PcId::new(raw).map_err(|err| ApiError::bad_request(ErrorCode::InvalidPcId, err.to_string()))?;
-    let agent = state.db.get_agent(&pc).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
-    })?;
-    Ok(Json(view(agent, Utc::now(), state.offline_after)))
+    let agent = state.db.get_agent(&pc).await?.ok_or_else(|| not_found(&pc))?;
+    Ok(Json(view(agent, &liveness(&state))))
 }
 
 #[utoipa::path(post, path = "/api/agents/{pc_id}/ping", tag = "agents", operation_id = "agents_ping", params(("pc_id" = String, Path, description = "the agent's pc id")), request_body(content = Option<NoBody>), responses((status = 200, body = PingView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]

@@ -1,20 +1,19 @@
-//! `GET /api/audit`: who did what, by actor, action and since when.
+//! `GET /api/audit`: who did what, by actor, action and since when, newest first, a page at a time.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use kanade_shared::api::{AuditQuery, AuditRow, ErrorBody};
+use kanade_shared::api::{AuditQuery, AuditRow, ErrorBody, Page};
 
-use super::results::{DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT};
-use super::{ApiError, ApiQuery, AppState, ErrorCode};
+use super::{ApiError, ApiQuery, AppState, ErrorCode, paging};
 
-#[utoipa::path(get, path = "/api/audit", tag = "audit", operation_id = "audit_list", params(AuditQuery), responses((status = 200, description = "newest first", body = [AuditRow]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/audit", tag = "audit", operation_id = "audit_list", params(AuditQuery), responses((status = 200, description = "one page, newest first: by at, then event_id", body = Page<AuditRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<Vec<AuditRow>>, ApiError> {
+) -> Result<Json<Page<AuditRow>>, ApiError> {
     let invalid = |message: String| ApiError::bad_request(ErrorCode::InvalidQuery, message);
     let since = match query.since.as_deref().filter(|s| !s.is_empty()) {
         None => DateTime::<Utc>::MIN_UTC,
@@ -28,10 +27,8 @@ pub(super) async fn list(
             })?,
         },
     };
-    let limit = query.limit.unwrap_or(DEFAULT_RESULT_LIMIT);
-    if !(1..=MAX_RESULT_LIMIT).contains(&limit) {
-        return Err(invalid(format!("limit must be between 1 and {MAX_RESULT_LIMIT}")));
-    }
+    let limit = paging::limit(query.limit)?;
+    let before = paging::before_time_id(paging::AUDIT, query.cursor.as_deref(), paging::any_text)?;
     let filter = crate::db::AuditFilter {
         actor: query
             .actor
@@ -46,7 +43,9 @@ pub(super) async fn list(
             .transpose()
             .map_err(|e| invalid(e.to_string()))?,
         since,
+        before,
         limit,
     };
-    Ok(Json(state.db.list_audit(&filter).await?))
+    let page = state.db.list_audit(&filter).await?;
+    Ok(Json(Page { items: page.items, next: paging::next_time_id(paging::AUDIT, page.next) }))
 }

@@ -14,15 +14,15 @@ use chrono::Utc;
 use kanade_ops::catalogue::Catalogue;
 use kanade_shared::api::{
     DecisionBody, ErrorBody, ExecBody, ExecutionResultsQuery, ExecutionView, ExecutionsQuery, KillView, ManifestBody,
-    NoBody, PreviewView, PreviewWave, ResultQuery, ResultRow, TargetRow, TargetsQuery, WaveView,
+    NoBody, Page, PreviewView, PreviewWave, ResultQuery, ResultRow, TargetRow, TargetsQuery, WaveView,
 };
 use kanade_shared::manifest::{MAX_DEADLINE, MAX_SPREAD, StoredJob, Targets, Wave};
 use kanade_shared::waves::{self, MAX_WAVES, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 
 use super::jobs;
-use super::results::{DEFAULT_RESULT_LIMIT, MAX_RESULT_LIMIT, parse_filter};
-use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorCode, OptionalJson, PathId};
+use super::results::parse_filter;
+use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorCode, OptionalJson, PathId, paging};
 use crate::caller::Caller;
 use crate::db::{ExecutionFilter, ExecutionRow, ResultFilter, StatusFilter, TargetFilter, WaveState};
 use crate::engine::{ExecError, ExecRequest};
@@ -297,8 +297,11 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
     if by_status.is_empty() {
         return Err(not_found(exec));
     }
-    let first =
-        state.db.list_results(&ResultFilter { exec_id: Some(exec.clone()), limit: 1, ..Default::default() }).await?;
+    let first = state
+        .db
+        .list_results(&ResultFilter { exec_id: Some(exec.clone()), limit: 1, ..Default::default() })
+        .await?
+        .items;
     let job_id = match first.first() {
         Some(result) => result.job_id.clone(),
         None => state.db.started_job(exec).await?.unwrap_or_default(),
@@ -336,16 +339,14 @@ pub async fn get(
     Ok(Json(view_of(&state, &exec).await?))
 }
 
-#[utoipa::path(get, path = "/api/executions", tag = "executions", operation_id = "executions_list", params(ExecutionsQuery), responses((status = 200, description = "newest first", body = [ExecutionView]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/executions", tag = "executions", operation_id = "executions_list", params(ExecutionsQuery), responses((status = 200, description = "one page, newest first: by created_at, then exec_id", body = Page<ExecutionView>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(query): ApiQuery<ExecutionsQuery>,
-) -> Result<Json<Vec<ExecutionView>>, ApiError> {
+) -> Result<Json<Page<ExecutionView>>, ApiError> {
     let bad = |m: String| ApiError::bad_request(ErrorCode::InvalidQuery, m);
-    let limit = query.limit.unwrap_or(DEFAULT_RESULT_LIMIT);
-    if !(1..=MAX_RESULT_LIMIT).contains(&limit) {
-        return Err(bad(format!("limit must be between 1 and {MAX_RESULT_LIMIT}")));
-    }
+    let limit = paging::limit(query.limit)?;
+    let before = paging::before_time_id(paging::EXECUTIONS, query.cursor.as_deref(), ExecId::new)?;
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => Some(StatusFilter::parse(raw).ok_or_else(|| {
@@ -357,28 +358,29 @@ pub async fn list(
         })?),
     };
     let job_id = query.job_id.filter(|j| !j.is_empty()).map(JobId::new).transpose().map_err(|e| bad(e.to_string()))?;
-    let rows = state.db.list_executions(&ExecutionFilter { job_id, status, limit }).await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for row in rows {
+    let page = state.db.list_executions(&ExecutionFilter { job_id, status, before, limit }).await?;
+    let mut views = Vec::with_capacity(page.items.len());
+    for row in page.items {
         views.push(build(&state, row).await?);
     }
-    Ok(Json(views))
+    Ok(Json(Page { items: views, next: paging::next_time_id(paging::EXECUTIONS, page.next) }))
 }
 
-#[utoipa::path(get, path = "/api/executions/{exec_id}/results", tag = "executions", operation_id = "executions_results", params(("exec_id" = String, Path, description = "the execution id"), ExecutionResultsQuery), responses((status = 200, body = [ResultRow]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/executions/{exec_id}/results", tag = "executions", operation_id = "executions_results", params(("exec_id" = String, Path, description = "the execution id"), ExecutionResultsQuery), responses((status = 200, description = "one page, newest first", body = Page<ResultRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn results(
     State(state): State<Arc<AppState>>,
     PathId(exec): PathId<ExecId>,
     ApiQuery(query): ApiQuery<ExecutionResultsQuery>,
-) -> Result<Json<Vec<ResultRow>>, ApiError> {
+) -> Result<Json<Page<ResultRow>>, ApiError> {
     let filter = parse_filter(ResultQuery {
         pc_id: None,
         exec_id: Some(exec.to_string()),
         job_id: None,
         status: query.status,
         limit: query.limit,
+        cursor: query.cursor,
     })?;
-    Ok(Json(state.db.list_results(&filter).await?))
+    Ok(Json(super::results::page(state.db.list_results(&filter).await?)))
 }
 
 #[utoipa::path(post, path = "/api/executions/{exec_id}/approve", tag = "executions", operation_id = "executions_approve", params(("exec_id" = String, Path, description = "the execution id")), responses((status = 200, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
@@ -403,23 +405,17 @@ pub async fn reject(
     Ok(Json(view_of(&state, &exec).await?))
 }
 
-/// The default and the largest `limit` of `GET /api/executions/{id}/targets`.
-pub const DEFAULT_TARGET_LIMIT: u32 = 1000;
-pub const MAX_TARGET_LIMIT: u32 = 10_000;
-
-/// `GET /api/executions/{id}/targets`: every target and where its run is, by pc id. For an execution the backend
+/// `GET /api/executions/{id}/targets`: one page of the targets and where each one's run is, by pc id. For an execution the backend
 /// did not record (`external`), the targets are the agents that reported a start or a result.
-#[utoipa::path(get, path = "/api/executions/{exec_id}/targets", tag = "executions", operation_id = "executions_targets", params(("exec_id" = String, Path, description = "the execution id"), TargetsQuery), responses((status = 200, body = [TargetRow]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/executions/{exec_id}/targets", tag = "executions", operation_id = "executions_targets", params(("exec_id" = String, Path, description = "the execution id"), TargetsQuery), responses((status = 200, description = "one page, by pc_id", body = Page<TargetRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn targets(
     State(state): State<Arc<AppState>>,
     PathId(exec): PathId<ExecId>,
     ApiQuery(query): ApiQuery<TargetsQuery>,
-) -> Result<Json<Vec<TargetRow>>, ApiError> {
+) -> Result<Json<Page<TargetRow>>, ApiError> {
     let bad = |m: String| ApiError::bad_request(ErrorCode::InvalidQuery, m);
-    let limit = query.limit.unwrap_or(DEFAULT_TARGET_LIMIT);
-    if !(1..=MAX_TARGET_LIMIT).contains(&limit) {
-        return Err(bad(format!("limit must be between 1 and {MAX_TARGET_LIMIT}")));
-    }
+    let limit = paging::limit(query.limit)?;
+    let after = paging::after_id(paging::TARGETS, query.cursor.as_deref(), PcId::new)?;
     let wanted = match query.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw @ ("pending" | "running")) => Some(raw.to_owned()),
@@ -438,7 +434,8 @@ pub async fn targets(
     if !recorded && status_counts(&state, &exec, false).await?.0.is_empty() {
         return Err(not_found(&exec));
     }
-    Ok(Json(state.db.targets(&exec, recorded, &TargetFilter { state: wanted, limit }).await?))
+    let page = state.db.targets(&exec, recorded, &TargetFilter { state: wanted, after, limit }).await?;
+    Ok(Json(Page { items: page.items, next: paging::next_id(paging::TARGETS, page.next) }))
 }
 
 /// How long a kill collects the agents' confirmations, as `kanade kill` does by default.

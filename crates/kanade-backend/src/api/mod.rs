@@ -23,6 +23,7 @@ mod jobs;
 mod openapi;
 mod output;
 mod packages;
+mod paging;
 mod results;
 mod session;
 mod streams;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub auth: AuthConfig,
     pub offline_after: Duration,
+    /// An agent silent for longer than this is shown `stale` rather than `offline`.
+    pub stale_after: Duration,
     pub engine: Arc<crate::engine::Engine>,
     /// Announces changes to every replica's live clients.
     pub live: crate::live::Publisher,
@@ -60,7 +63,7 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/session", get(session::session))
         .route("/agents", get(agents::list))
-        .route("/agents/{pc_id}", get(agents::get))
+        .route("/agents/{pc_id}", get(agents::get).delete(agents::remove))
         .route("/agents/{pc_id}/ping", post(agents::ping))
         .route("/agents/{pc_id}/config", get(agents::config))
         .route("/results", get(results::list))

@@ -1,18 +1,15 @@
-//! `GET /api/results`: results by pc, exec, job and status, newest first.
+//! `GET /api/results`: results by pc, exec, job and status, newest first, a page at a time.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use kanade_shared::api::{ErrorBody, ResultQuery, ResultRow};
+use kanade_shared::api::{ErrorBody, Page, ResultQuery, ResultRow};
 use kanade_shared::wire::ResultStatus;
-use kanade_shared::{ExecId, JobId, PcId};
+use kanade_shared::{ExecId, JobId, PcId, ResultId};
 
-use super::{ApiError, ApiQuery, AppState, ErrorCode};
-use crate::db::ResultFilter;
-
-pub const DEFAULT_RESULT_LIMIT: u32 = 100;
-pub const MAX_RESULT_LIMIT: u32 = 1000;
+use super::{ApiError, ApiQuery, AppState, ErrorCode, paging};
+use crate::db::{Paged, ResultFilter};
 
 pub(crate) fn parse_filter(query: ResultQuery) -> Result<ResultFilter, ApiError> {
     fn id<T>(
@@ -39,27 +36,30 @@ pub(crate) fn parse_filter(query: ResultQuery) -> Result<ResultFilter, ApiError>
         },
         None => None,
     };
-    let limit = query.limit.unwrap_or(DEFAULT_RESULT_LIMIT);
-    if !(1..=MAX_RESULT_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            format!("limit must be between 1 and {MAX_RESULT_LIMIT}"),
-        ));
-    }
+    let limit = paging::limit(query.limit)?;
+    let before = paging::before_time_id(paging::RESULTS, query.cursor.as_deref(), |id| {
+        ResultId::parse(&id).map(|id| id.to_string())
+    })?;
     Ok(ResultFilter {
         pc_id: id(query.pc_id, PcId::new)?,
         exec_id: id(query.exec_id, ExecId::new)?,
         job_id: id(query.job_id, JobId::new)?,
         status,
+        before,
         limit,
     })
 }
 
-#[utoipa::path(get, path = "/api/results", tag = "results", operation_id = "results_list", params(ResultQuery), responses((status = 200, description = "newest first", body = [ResultRow]), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+/// A page of results as the API answers it.
+pub(crate) fn page(paged: Paged<ResultRow, (i64, String)>) -> Page<ResultRow> {
+    Page { items: paged.items, next: paging::next_time_id(paging::RESULTS, paged.next) }
+}
+
+#[utoipa::path(get, path = "/api/results", tag = "results", operation_id = "results_list", params(ResultQuery), responses((status = 200, description = "one page, newest first: by finished_at, then result_id", body = Page<ResultRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(query): ApiQuery<ResultQuery>,
-) -> Result<Json<Vec<ResultRow>>, ApiError> {
+) -> Result<Json<Page<ResultRow>>, ApiError> {
     let filter = parse_filter(query)?;
-    Ok(Json(state.db.list_results(&filter).await?))
+    Ok(Json(page(state.db.list_results(&filter).await?)))
 }

@@ -11,7 +11,8 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, TargetRow, and_equals, millis};
+use super::{Db, DbError, Paged, TargetRow, and_equals, millis};
+use kanade_shared::PcId;
 
 /// An execution's lifecycle, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -196,6 +197,8 @@ pub struct WaveRow {
 pub struct TargetFilter {
     /// `pending`, `running`, or a result status.
     pub state: Option<String>,
+    /// The page starts after this pc id.
+    pub after: Option<PcId>,
     pub limit: u32,
 }
 
@@ -203,6 +206,8 @@ pub struct TargetFilter {
 pub struct ExecutionFilter {
     pub job_id: Option<JobId>,
     pub status: Option<StatusFilter>,
+    /// The page starts after (older than) this (created_at_ms, exec_id).
+    pub before: Option<(i64, ExecId)>,
     pub limit: u32,
 }
 
@@ -293,8 +298,11 @@ impl Db {
         row.as_ref().map(ExecutionRow::from_row).transpose()
     }
 
-    /// Executions matching `filter`, newest first.
-    pub async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>, DbError> {
+    /// One page of the executions matching `filter`, newest first: (created_at, exec_id) descending.
+    pub async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Paged<ExecutionRow, (i64, ExecId)>, DbError> {
         let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1");
         let stored = match filter.status {
             Some(StatusFilter::Stored(status)) => Some(status),
@@ -311,13 +319,21 @@ impl Db {
             Some(StatusFilter::Stored(ExecStatus::Running)) => sql.push_str(&format!(" AND {HAS_PENDING}")),
             _ => {}
         }
-        sql.push_str(&format!(" ORDER BY created_at_ms DESC, exec_id DESC LIMIT {}", filter.limit));
+        if filter.before.is_some() {
+            let n = binds.len() + 2;
+            sql.push_str(&format!(" AND (created_at_ms, exec_id) < (${}, ${n})", n - 1));
+        }
+        sql.push_str(&format!(" ORDER BY created_at_ms DESC, exec_id DESC LIMIT {}", filter.limit + 1));
         let mut query = sqlx::query(&sql);
         for bind in binds {
             query = query.bind(bind);
         }
+        if let Some((created, exec)) = &filter.before {
+            query = query.bind(*created).bind(exec.as_str().to_owned());
+        }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(ExecutionRow::from_row).collect()
+        let rows: Vec<ExecutionRow> = rows.iter().map(ExecutionRow::from_row).collect::<Result<_, _>>()?;
+        Ok(Paged::of(rows, filter.limit, |e| (e.created_at.timestamp_millis(), e.exec_id.clone())))
     }
 
     /// Every execution in one of `statuses`, oldest first: the engine's work list.
@@ -478,7 +494,7 @@ impl Db {
         rows.iter().map(|row| Ok((row.try_get("wave")?, row.try_get("status")?, row.try_get("n")?))).collect()
     }
 
-    /// Every target of `exec` with its state, by pc id. `recorded` says whether the engine recorded the execution:
+    /// One page of the targets of `exec` with their state, by pc id. `recorded` says whether the engine recorded the execution:
     /// then its targets are the ones it stored; otherwise (`kanade run`, an external fire) they are the agents that
     /// reported a start or a result for it.
     pub async fn targets(
@@ -486,19 +502,23 @@ impl Db {
         exec: &ExecId,
         recorded: bool,
         filter: &TargetFilter,
-    ) -> Result<Vec<TargetRow>, DbError> {
+    ) -> Result<Paged<TargetRow, String>, DbError> {
         let source = if recorded {
             "SELECT pc_id, wave FROM execution_targets WHERE exec_id = $1"
         } else {
             "SELECT pc_id, CAST(NULL AS BIGINT) AS wave FROM results WHERE exec_id = $1
              UNION SELECT pc_id, CAST(NULL AS BIGINT) AS wave FROM runs_started WHERE exec_id = $1"
         };
-        let condition = match filter.state.as_deref() {
-            None => "",
-            Some("pending") => " AND r.status IS NULL AND s.pc_id IS NULL",
-            Some("running") => " AND r.status IS NULL AND s.pc_id IS NOT NULL",
-            Some(_) => " AND r.status = $2",
+        let mut condition = match filter.state.as_deref() {
+            None => String::new(),
+            Some("pending") => " AND r.status IS NULL AND s.pc_id IS NULL".to_owned(),
+            Some("running") => " AND r.status IS NULL AND s.pc_id IS NOT NULL".to_owned(),
+            Some(_) => " AND r.status = $2".to_owned(),
         };
+        let by_status = filter.state.as_deref().filter(|s| !matches!(*s, "pending" | "running"));
+        if filter.after.is_some() {
+            condition.push_str(&format!(" AND t.pc_id > ${}", if by_status.is_some() { 3 } else { 2 }));
+        }
         let sql = format!(
             "SELECT t.pc_id AS pc_id, t.wave AS wave, r.status AS status, r.exit_code AS exit_code,
                 r.started_at_ms AS result_started_ms, s.started_at_ms AS started_ms, r.finished_at_ms AS finished_ms,
@@ -508,14 +528,18 @@ impl Db {
              LEFT JOIN runs_started s ON s.exec_id = $1 AND s.pc_id = t.pc_id
              WHERE 1 = 1{condition}
              ORDER BY t.pc_id LIMIT {}",
-            filter.limit
+            filter.limit + 1
         );
         let mut query = sqlx::query(&sql).bind(exec.as_str());
-        if let Some(state) = filter.state.as_deref().filter(|s| !matches!(*s, "pending" | "running")) {
+        if let Some(state) = by_status {
             query = query.bind(state.to_owned());
         }
+        if let Some(after) = &filter.after {
+            query = query.bind(after.as_str().to_owned());
+        }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
+        let rows: Vec<TargetRow> = rows
+            .iter()
             .map(|row| {
                 let status: Option<String> = row.try_get("status")?;
                 let started: Option<i64> = row.try_get("started_ms")?;
@@ -536,7 +560,8 @@ impl Db {
                     reason: row.try_get("reason")?,
                 })
             })
-            .collect()
+            .collect::<Result<_, DbError>>()?;
+        Ok(Paged::of(rows, filter.limit, |t| t.pc_id.clone()))
     }
 }
 

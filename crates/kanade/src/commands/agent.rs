@@ -1,5 +1,7 @@
 //! `kanade agent publish|list|rollout|current`: agent releases in the `agent_releases` object store, and which
-//! version each scope should run (`target_version` in `agent_config`), straight over NATS.
+//! version each scope should run (`target_version` in `agent_config`), straight over NATS. `kanade agent rm` (forget
+//! an agent) and `kanade agents` (the fleet, filtered on the server, a page at a time) go through the backend,
+//! whose read model they change and read.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,65 @@ pub enum AgentCommand {
     },
     /// The target version per scope.
     Current,
+    /// Forget an agent (after undeploying it): it leaves the backend's lists and target counts; its results stay.
+    /// If it heartbeats again it comes back as a new agent.
+    Rm {
+        pc: PcId,
+        /// Also delete its own `agent_config` layer (`pcs.<pc>`) and its `agent_groups` entry.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+/// `kanade agents`: the fleet as the backend knows it, by pc id.
+#[derive(Debug, clap::Args)]
+pub struct AgentsArgs {
+    /// online, offline (silent longer than the backend's offline_after) or stale (longer than its stale_after).
+    #[arg(long, value_parser = ["online", "offline", "stale"])]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub group: Option<GroupName>,
+    /// windows, linux, macos, exactly as agents report it.
+    #[arg(long)]
+    pub os: Option<String>,
+    /// An agent version, exactly.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Words each found in some field (pc id, hostname, OS, version, a group) or naming the status.
+    #[arg(long)]
+    pub search: Option<String>,
+    #[command(flatten)]
+    pub page: crate::backend::PageArgs,
+}
+
+pub async fn fleet(cli: &Cli, args: &AgentsArgs) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    query.extend(args.status.clone().map(|v| ("status", v)));
+    query.extend(args.group.as_ref().map(|v| ("group", v.to_string())));
+    query.extend(args.os.clone().map(|v| ("os", v)));
+    query.extend(args.version.clone().map(|v| ("version", v)));
+    query.extend(args.search.clone().map(|v| ("search", v)));
+    let listed = crate::backend::Backend::new(cli)?.list("/api/agents", &query, &args.page).await?;
+    listed.print(cli.output, &["PC", "HOSTNAME", "OS", "VERSION", "GROUPS", "STATUS", "LAST SEEN"], |a| {
+        ["pc_id", "hostname", "os", "agent_version", "groups", "status", "last_seen"]
+            .iter()
+            .map(|k| crate::backend::field(a, k))
+            .collect()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove(cli: &Cli, pc: &PcId, purge: bool) -> anyhow::Result<ExitCode> {
+    let query = if purge { vec![("purge", "true".to_owned())] } else { Vec::new() };
+    let body = crate::backend::Backend::new(cli)?.delete(&format!("/api/agents/{pc}"), &query).await?;
+    match cli.output {
+        Format::Json => output::json(&body)?,
+        Format::Table if purge => {
+            output::note(&format!("forgot `{pc}`, its agent_config layer and agent_groups entry"))
+        }
+        Format::Table => output::note(&format!("forgot `{pc}`")),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run(cli: &Cli, command: &AgentCommand) -> anyhow::Result<ExitCode> {
@@ -60,6 +121,7 @@ pub async fn run(cli: &Cli, command: &AgentCommand) -> anyhow::Result<ExitCode> 
             rollout(cli, version, &scopes, *jitter).await
         }
         AgentCommand::Current => current(cli).await,
+        AgentCommand::Rm { pc, purge } => remove(cli, pc, *purge).await,
     }
 }
 

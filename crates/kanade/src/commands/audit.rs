@@ -1,9 +1,10 @@
-//! `kanade audit [--since 1h] [--actor a] [--action revoke] [--limit N]`: who did what, from the backend.
+//! `kanade audit [--since 1h] [--actor a] [--action revoke] [--limit N | --all]`: who did what, from the backend,
+//! newest first.
 
 use std::process::ExitCode;
 
 use crate::Cli;
-use crate::output::{self, Format};
+use crate::backend::{Backend, PageArgs, field};
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
@@ -14,34 +15,17 @@ pub struct AuditArgs {
     pub actor: Option<String>,
     #[arg(long)]
     pub action: Option<String>,
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub limit: u32,
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 pub async fn run(cli: &Cli, args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let mut query = vec![("since", args.since.clone()), ("limit", args.limit.to_string())];
+    let mut query = vec![("since", args.since.clone())];
     query.extend(args.actor.clone().map(|a| ("actor", a)));
     query.extend(args.action.clone().map(|a| ("action", a)));
-    let body = crate::backend::Backend::new(cli)?.get("/api/audit", &query).await?;
-    match cli.output {
-        Format::Json => output::json(&body)?,
-        Format::Table => {
-            let rows: Vec<Vec<String>> = body
-                .as_array()
-                .map(|events| {
-                    events
-                        .iter()
-                        .map(|e| {
-                            ["at", "actor", "action", "target"]
-                                .iter()
-                                .map(|k| e[*k].as_str().unwrap_or_default().to_owned())
-                                .collect()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            output::table(&["AT", "ACTOR", "ACTION", "TARGET"], &rows);
-        }
-    }
+    let listed = Backend::new(cli)?.list("/api/audit", &query, &args.page).await?;
+    listed.print(cli.output, &["AT", "ACTOR", "ACTION", "TARGET"], |e| {
+        ["at", "actor", "action", "target"].iter().map(|k| field(e, k)).collect()
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use kanade_shared::waves::{self, WaveError, WaveSpec};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use serde_json::Value;
 
-use crate::backend::{Backend, Refused};
+use crate::backend::{Backend, Refused, field};
 use crate::output::{self, Format};
 use crate::{Cli, EXIT_ERROR};
 
@@ -95,11 +95,13 @@ pub struct ExecutionsArgs {
     pub exec_id: Option<ExecId>,
     #[arg(long)]
     pub job: Option<JobId>,
-    /// pending_approval, rejected, starting, rolling_out, running, completed, halted or superseded.
+    /// pending_approval, rejected, starting, rolling_out, running, completed, halted or superseded; with an exec id,
+    /// the targets in this state: pending, running, ok, failed, timeout, killed or skipped.
     #[arg(long)]
     pub status: Option<String>,
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub limit: u32,
+    /// Pages the executions, or with an exec id its targets (by pc id).
+    #[command(flatten)]
+    pub page: crate::backend::PageArgs,
 }
 
 /// Parses one `--wave` and checks it by the rollout rule the backend applies (`kanade_shared::waves`), so a
@@ -362,35 +364,42 @@ pub async fn executions(cli: &Cli, args: &ExecutionsArgs) -> anyhow::Result<Exit
                 if !rows.is_empty() {
                     output::table(&["WAVE", "GROUP", "STATE", "TARGETS", "FAILED", "SENT/DUE"], &rows);
                 }
+                let query: Vec<(&str, String)> = args.status.clone().map(|s| ("status", s)).into_iter().collect();
+                let targets = backend.list(&format!("/api/executions/{exec}/targets"), &query, &args.page).await?;
+                targets.print(cli.output, &["PC", "WAVE", "STATE", "EXIT", "FINISHED", "REASON"], |t| {
+                    ["pc_id", "wave", "state", "exit_code", "finished_at", "reason"]
+                        .iter()
+                        .map(|k| field(t, k))
+                        .collect()
+                })?;
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut query = vec![("limit", args.limit.to_string())];
+    let mut query = Vec::new();
     query.extend(args.job.as_ref().map(|j| ("job_id", j.to_string())));
     query.extend(args.status.clone().map(|s| ("status", s)));
-    let raw = backend.get("/api/executions", &query).await?;
-    match cli.output {
-        Format::Json => output::json(&raw)?,
-        Format::Table => {
-            let list: Vec<ExecutionView> =
-                serde_json::from_value(raw).context("the backend's executions are not what this CLI reads")?;
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|v| {
-                    vec![
-                        v.exec_id.clone(),
-                        v.job_id.clone(),
-                        v.version.clone(),
-                        v.status.clone(),
-                        progress_line(v),
-                        v.requested_by.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            output::table(&["EXEC", "JOB", "VERSION", "STATUS", "PROGRESS", "BY"], &rows);
-        }
-    }
+    let listed = backend.list("/api/executions", &query, &args.page).await?;
+    let views: Vec<ExecutionView> = listed
+        .items
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()))
+        .collect::<Result<_, _>>()
+        .context("the backend's executions are not what this CLI reads")?;
+    let rows = views
+        .iter()
+        .map(|v| {
+            vec![
+                v.exec_id.clone(),
+                v.job_id.clone(),
+                v.version.clone(),
+                v.status.clone(),
+                progress_line(v),
+                v.requested_by.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    listed.print_rows(cli.output, &["EXEC", "JOB", "VERSION", "STATUS", "PROGRESS", "BY"], rows)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,23 +1,41 @@
-//! `kanade result`: one run's result from the backend. `show <result_id>` prints its fields and its inline output;
-//! `--full` streams the whole output instead (`GET /api/results/{id}/output`), checked against its SHA-256.
+//! `kanade result`: results from the backend. `ls` lists them newest first, filtered by pc, exec, job and status, a
+//! page at a time; `show <result_id>` prints one's fields and its inline output; `--full` streams the whole output
+//! instead (`GET /api/results/{id}/output`), checked against its SHA-256.
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use kanade_shared::ResultId;
-use kanade_shared::api::{FullOutputInfo, OUTPUT_COMPLETE_HEADER, OUTPUT_SOURCE_HEADER, ResultRow};
+use kanade_shared::api::{FullOutputInfo, OUTPUT_COMPLETE_HEADER, OUTPUT_SOURCE_HEADER, Page, ResultRow};
+use kanade_shared::{ExecId, JobId, PcId, ResultId};
 use sha2::{Digest, Sha256};
 
 use crate::Cli;
-use crate::backend::Backend;
+use crate::backend::{Backend, PageArgs, field};
 use crate::output::{self, Format};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ResultCommand {
+    /// List results, newest first.
+    Ls(LsArgs),
     /// Show one run's result: status, exit code, times and its inline output (`--full`: the whole output).
     ///
     /// Exit codes: 0 shown, 1 no such result, the backend refused, or the whole output did not arrive intact.
     Show(ShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    #[arg(long)]
+    pub pc: Option<PcId>,
+    #[arg(long)]
+    pub exec: Option<ExecId>,
+    #[arg(long)]
+    pub job: Option<JobId>,
+    /// ok, failed, timeout, killed or skipped.
+    #[arg(long, value_parser = ["ok", "failed", "timeout", "killed", "skipped"])]
+    pub status: Option<String>,
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,8 +73,25 @@ fn parse_result_id(raw: &str) -> Result<ResultId, String> {
 
 pub async fn run(cli: &Cli, command: &ResultCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ResultCommand::Ls(args) => ls(cli, args).await,
         ResultCommand::Show(args) => show(cli, args).await,
     }
+}
+
+async fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    query.extend(args.pc.as_ref().map(|v| ("pc_id", v.to_string())));
+    query.extend(args.exec.as_ref().map(|v| ("exec_id", v.to_string())));
+    query.extend(args.job.as_ref().map(|v| ("job_id", v.to_string())));
+    query.extend(args.status.clone().map(|v| ("status", v)));
+    let listed = Backend::new(cli)?.list("/api/results", &query, &args.page).await?;
+    listed.print(cli.output, &["FINISHED", "PC", "EXEC", "JOB", "STATUS", "EXIT", "REASON"], |r| {
+        ["finished_at", "pc_id", "exec_id", "job_id", "status", "exit_code", "reason"]
+            .iter()
+            .map(|k| field(r, k))
+            .collect()
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<ExitCode> {
@@ -90,8 +125,8 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<ExitCode> {
 async fn find(backend: &Backend, id: &ResultId) -> anyhow::Result<ResultRow> {
     let (exec, pc) = id.as_str().split_once('.').context("a result id is `<exec_id>.<pc_id>`")?;
     let query = [("exec_id", exec.to_owned()), ("pc_id", pc.to_owned()), ("limit", "1".to_owned())];
-    let rows: Vec<ResultRow> = backend.get_as("/api/results", &query).await?;
-    rows.into_iter().find(|r| r.result_id == id.as_str()).with_context(|| format!("no result `{id}` is stored"))
+    let page: Page<ResultRow> = backend.get_as("/api/results", &query).await?;
+    page.items.into_iter().find(|r| r.result_id == id.as_str()).with_context(|| format!("no result `{id}` is stored"))
 }
 
 /// Streams one output to stdout (or stderr), checking the whole against its SHA-256 when it came from the store.
