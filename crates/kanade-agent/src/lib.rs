@@ -15,6 +15,7 @@ pub mod jobstate;
 pub mod ledger;
 pub mod liveconfig;
 pub mod main_loop;
+pub mod obs;
 pub mod outbox;
 pub mod pipeline;
 pub mod platform;
