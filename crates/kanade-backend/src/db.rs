@@ -12,10 +12,13 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 mod executions;
+mod timeline;
 
 pub use executions::{
     ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow, WaveState,
 };
+
+pub use timeline::{AgentCounts, EventFilter, NewAgentEvent, TIMELINE_RETENTION};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
