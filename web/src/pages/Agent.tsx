@@ -1,4 +1,4 @@
-// One agent: what it reported, a ping, the config that applies to it and its recent results.
+// One agent: what it reported, a ping, the config that applies to it, its recent results and its timeline.
 
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { Link, useParams } from "react-router";
@@ -7,6 +7,7 @@ import { useAuth } from "../auth";
 import { ErrorNote, Loading, OnlineBadge, PageTitle, ResultsTable, When } from "../components";
 import { bytes, span } from "../lib/format";
 import { keys } from "../lib/live";
+import { AgentTimeline } from "../timeline";
 
 export function AgentPage() {
   const { pc = "" } = useParams();
@@ -125,6 +126,8 @@ export function AgentPage() {
           {results.data && results.data.length > 0 ? <ResultsTable results={results.data} /> : null}
         </section>
       </div>
+
+      <AgentTimeline pc={pc} />
     </section>
   );
 }
