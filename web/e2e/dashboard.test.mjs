@@ -119,6 +119,7 @@ test("the agents table finds the agent, and its page pings it", async () => {
   await page.getByText(/Answered in [0-9.]+ ms/).waitFor();
   const setting = page.getByRole("row").filter({ hasText: "max_local_concurrent" });
   await setting.filter({ hasText: "3" }).filter({ hasText: "group:lab" }).waitFor();
+  await timelineShowsTheAgentStarted();
   await accessible("agent page");
   await shot("04-agent");
 });
@@ -398,6 +399,18 @@ async function forgetTheAgentAndSeeItReturn() {
   const back = await (await fetch(`${URL}/api/agents/${PC}`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
   assert.ok(Date.parse(back.first_seen) > Date.parse(firstSeen.first_seen), `${back.first_seen} after ${firstSeen.first_seen}`);
   await shot("14-agent-forgotten-and-back");
+}
+
+/// On the agent's page: its timeline lists the agent's start, in words, with its version and whether it followed an
+/// update, newest first.
+async function timelineShowsTheAgentStarted() {
+  const timeline = page.getByRole("region", { name: "Timeline" });
+  const entries = timeline.getByRole("list", { name: "timeline entries, newest first" });
+  const started = entries.getByRole("listitem").filter({ hasText: "Agent started" });
+  await started.first().waitFor();
+  await expectText(started.first(), /Agent started .* — version \S+$/);
+  assert.equal(await started.first().getAttribute("data-kind"), "agent_started");
+  assert.equal(await timeline.getByRole("button", { name: "Load more" }).count(), 0, "one page holds it all");
 }
 
 async function expectAttribute(locator, name, value) {

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod liveconfig;
 pub mod logtail;
 pub mod main_loop;
+pub mod obs;
 pub mod outbox;
 pub mod pipeline;
 pub mod platform;

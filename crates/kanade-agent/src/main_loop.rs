@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use futures::stream::{Select, SelectAll};
 use kanade_shared::PcId;
 use kanade_shared::config::AgentConfig;
-use kanade_shared::wire::KillAck;
+use kanade_shared::wire::{KillAck, ObsKind};
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +22,7 @@ use crate::connection::Connects;
 use crate::heartbeat::{Counters, Heartbeats, Malformed};
 use crate::liveconfig::{Applied, LiveConfig};
 use crate::logtail::LogTail;
+use crate::obs::{self, OutboxWatch};
 use crate::outbox::Outbox;
 use crate::pipeline::Pipeline;
 use crate::running::KillTarget;
@@ -172,6 +173,8 @@ pub struct MainLoop {
     catch_up: Arc<CatchUp>,
     updater: Option<Updater>,
     log_tail: LogTail,
+    /// Whether the outbox was full when the last heartbeat looked, for the timeline's transitions.
+    outbox_watch: OutboxWatch,
     sources: Sources,
     reports: Reports,
     /// Runs, and the catch-ups that hand runs on.
@@ -222,6 +225,7 @@ impl MainLoop {
             catch_up,
             updater,
             log_tail,
+            outbox_watch: OutboxWatch::default(),
             sources,
             reports,
             runs: TaskTracker::new(),
@@ -237,6 +241,8 @@ impl MainLoop {
         if let Some(updater) = &self.updater {
             updater.prove_healthy();
         }
+        let updated_from = self.updater.as_ref().and_then(Updater::updated_from);
+        self.record(ObsKind::AgentStarted, obs::started(VERSION, updated_from.as_deref()));
         while let Some(event) = self.sources.next().await {
             self.handle(event).await;
         }
@@ -275,10 +281,10 @@ impl MainLoop {
                     Err(why) => self.malformed.record(&message.subject, message.payload.len(), &why),
                 }
             }
-            Event::HeartbeatDue => self.heartbeats.publish(self.counters()).await,
+            Event::HeartbeatDue => self.heartbeat().await,
             Event::Reconnected => {
                 self.outbox.wake();
-                self.heartbeats.publish(self.counters()).await;
+                self.heartbeat().await;
                 self.start_catch_up();
             }
             Event::Report(Report::CaughtUp(read)) => {
@@ -291,6 +297,23 @@ impl MainLoop {
             }
             Event::Report(Report::AgentConfigRead) => self.reconfigure(),
         }
+    }
+
+    /// Sends a heartbeat, and puts the outbox filling up or draining on the timeline when that changed since the
+    /// last one.
+    async fn heartbeat(&mut self) {
+        let counters = self.counters();
+        self.heartbeats.publish(counters).await;
+        if let Some(kind) = self.outbox_watch.observe(counters.outbox_full) {
+            let details = serde_json::json!({ "bytes": counters.outbox_bytes, "pending": counters.outbox_pending });
+            self.record(kind, details);
+        }
+    }
+
+    /// Publishes a timeline event without holding up the loop (the publish waits for the broker's ack).
+    fn record(&self, kind: ObsKind, details: serde_json::Value) {
+        let (client, pc) = (self.client.clone(), self.pc.clone());
+        self.background.spawn(async move { obs::record(&client, &pc, kind.as_str(), details).await });
     }
 
     fn counters(&self) -> Counters {

@@ -26,10 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use kanade_shared::PcId;
 use kanade_shared::layered::Settings;
 use kanade_shared::resources::OBJ_AGENT_RELEASES;
-use kanade_shared::wire::ObsEvent;
-use kanade_shared::{PcId, subject};
+use kanade_shared::wire::ObsKind;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::VERSION;
 use crate::liveconfig::LiveConfig;
+use crate::obs::record as obs;
 
 /// The exit code that asks the service manager for a restart into the new binary.
 pub const EXIT_UPDATED: u8 = 64;
@@ -76,6 +77,8 @@ pub struct SelfUpdate {
     updated: AtomicBool,
     /// A timeline event decided at start (before there is a connection), published once connected.
     pending_event: Mutex<Option<(String, serde_json::Value)>>,
+    /// The version this process was updated from, when it is a new binary on probation (for its `agent_started`).
+    updated_from: Mutex<Option<String>>,
     /// One swap (or sentinel change) at a time, and none after one succeeded.
     swapping: Mutex<()>,
     /// Held by whoever is fetching, staging and swapping a version, from the download to the swap: `<exe>.new`
@@ -140,6 +143,7 @@ impl SelfUpdate {
             exe,
             updated: AtomicBool::new(false),
             pending_event: Mutex::new(None),
+            updated_from: Mutex::new(None),
             swapping: Mutex::new(()),
             fetching: tokio::sync::Mutex::const_new(()),
             target: Mutex::new(None),
@@ -154,6 +158,11 @@ impl SelfUpdate {
     /// The event [`SelfUpdate::on_start`] left for the agent to record once connected.
     fn take_pending_event(&self) -> Option<(String, serde_json::Value)> {
         self.pending_event.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// The version this process replaced, when it is a new binary's start after a self-update.
+    pub fn updated_from(&self) -> Option<String> {
+        self.updated_from.lock().ok().and_then(|from| from.clone())
     }
 
     fn leave_event(&self, event: &str, details: serde_json::Value) {
@@ -191,7 +200,10 @@ impl SelfUpdate {
         if let Ok(failed) = std::fs::read_to_string(&rolled_back_file) {
             let _ = std::fs::remove_file(&rolled_back_file);
             self.block(failed.trim(), "it did not come up healthy; rolled back");
-            self.leave_event("agent_update_rolled_back", serde_json::json!({ "from": failed.trim(), "to": running }));
+            self.leave_event(
+                ObsKind::AgentUpdateRolledBack.as_str(),
+                serde_json::json!({ "from": failed.trim(), "to": running }),
+            );
             remove_quietly(&old);
             return Start::Run;
         }
@@ -208,13 +220,19 @@ impl SelfUpdate {
         if armed.to != running {
             disarm(exe);
             self.block(&armed.to, &format!("the binary fetched as {} runs as {running}", armed.to));
-            self.leave_event("agent_update_refused", serde_json::json!({ "expected": armed.to, "running": running }));
+            self.leave_event(
+                ObsKind::AgentUpdateRefused.as_str(),
+                serde_json::json!({ "expected": armed.to, "running": running }),
+            );
             remove_quietly(&old);
             return Start::Run;
         }
         armed.boots += 1;
         if armed.boots <= MAX_BOOTS {
             tracing::info!(from = %armed.from, to = running, boot = armed.boots, "starting the updated binary");
+            if let Ok(mut from) = self.updated_from.lock() {
+                *from = Some(armed.from.clone());
+            }
             if let Err(err) = write_sentinel(exe, &armed) {
                 tracing::error!(error = %err, "cannot count this start of the updated binary");
             }
@@ -440,21 +458,6 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Records an event on the agent's timeline and waits (briefly) for the broker to store it.
-pub async fn obs(client: &async_nats::Client, pc: &PcId, event: &str, details: serde_json::Value) {
-    let body = ObsEvent { pc_id: pc.clone(), event: event.to_owned(), details, at: chrono::Utc::now() };
-    let Ok(body) = serde_json::to_vec(&body) else { return };
-    let sent = async {
-        jetstream::new(client.clone()).publish(subject::obs(pc), body.into()).await?.await?;
-        Ok::<(), async_nats::Error>(())
-    };
-    match tokio::time::timeout(Duration::from_secs(5), sent).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(event, error = %err, "timeline event not recorded"),
-        Err(_) => tracing::warn!(event, "timeline event not recorded in time"),
-    }
-}
-
 /// One agent's side of self-update: it proves a new binary healthy once connected, and follows the effective
 /// `target_version`. Every task it starts is tracked by the agent and ends on shutdown.
 #[derive(Clone)]
@@ -477,6 +480,11 @@ impl Updater {
         tasks: TaskTracker,
     ) -> Self {
         Self { update, client, pc, live, shutdown, tasks }
+    }
+
+    /// The version this process was updated from, when it is a new binary's start after a self-update.
+    pub fn updated_from(&self) -> Option<String> {
+        self.update.updated_from()
     }
 
     /// Starts the probation check: a new binary has proven itself once it has run connected, subscribed and
@@ -552,14 +560,14 @@ impl Updater {
                 Ok(()) => {
                     tracing::info!(from = VERSION, to = %target, "new agent binary in place; restarting into it");
                     let details = serde_json::json!({ "from": VERSION, "to": target });
-                    obs(&self.client, &self.pc, "agent_update", details).await;
+                    obs(&self.client, &self.pc, ObsKind::AgentUpdate.as_str(), details).await;
                     self.shutdown.cancel();
                     return;
                 }
                 Err(err) if err.is_final() => {
                     self.update.block(&target, &err.to_string());
                     let details = serde_json::json!({ "to": target, "error": err.to_string() });
-                    obs(&self.client, &self.pc, "agent_update_refused", details).await;
+                    obs(&self.client, &self.pc, ObsKind::AgentUpdateRefused.as_str(), details).await;
                     break;
                 }
                 Err(err) => {

@@ -152,6 +152,23 @@ async fn last_event(js: &async_nats::jetstream::Context, pc: &str) -> Option<Obs
     serde_json::from_slice(&message.payload).ok()
 }
 
+/// Every timeline event of `pc` still in the stream, oldest first.
+async fn events(js: &async_nats::jetstream::Context, pc: &str) -> Vec<ObsEvent> {
+    let Ok(mut stream) = js.get_stream(STREAM_OBS).await else { return Vec::new() };
+    let Ok(info) = stream.info().await else { return Vec::new() };
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let mut found = Vec::new();
+    for seq in first..=last {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && message.subject.as_str() == format!("obs.{pc}")
+            && let Ok(event) = serde_json::from_slice(&message.payload)
+        {
+            found.push(event);
+        }
+    }
+    found
+}
+
 #[tokio::test]
 async fn agents_update_roll_back_refuse_a_corrupt_release_and_spread_a_group_rollout() {
     init_logging();
@@ -182,8 +199,19 @@ async fn agents_update_roll_back_refuse_a_corrupt_release_and_spread_a_group_rol
         kanade_shared::release::marker_version(&std::fs::read(&exes["pc-a"]).unwrap()).unwrap().as_deref(),
         Some(V2)
     );
-    let event = last_event(&js, "pc-a").await.expect("a timeline event");
-    assert_eq!((event.event.as_str(), &event.details), ("agent_update", &serde_json::json!({ "from": V1, "to": V2 })));
+    // The old binary said it updated; the new one, that it started after an update, once it had.
+    let started = eventually("pc-a's new binary on its timeline", PATIENCE, || async {
+        let all = events(&js, "pc-a").await;
+        let update = all.iter().position(|e| e.event == "agent_update")?;
+        let started = all[update..].iter().find(|e| e.event == "agent_started")?.clone();
+        Some((all[update].clone(), started))
+    })
+    .await;
+    assert_eq!(started.0.details, serde_json::json!({ "from": V1, "to": V2 }));
+    assert_eq!(started.1.details, serde_json::json!({ "version": V2, "after_update": true, "from": V1 }));
+    let first_start = &events(&js, "pc-a").await[0];
+    assert_eq!(first_start.event, "agent_started");
+    assert_eq!(first_start.details, serde_json::json!({ "version": V1, "after_update": false }));
     eventually("the new binary removed .old", PATIENCE, || async {
         (!exes["pc-a"].with_extension("old").exists()).then_some(())
     })

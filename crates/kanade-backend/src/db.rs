@@ -13,11 +13,14 @@ use sqlx::{AnyPool, Row};
 
 mod executions;
 mod outputs;
+mod timeline;
 
 pub use executions::{
     ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow, WaveState,
 };
 pub use outputs::StoredOutput;
+
+pub use timeline::{AgentCounts, EventFilter, NewAgentEvent, TIMELINE_RETENTION};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

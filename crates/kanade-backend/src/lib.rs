@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod live;
+pub mod metrics;
 pub mod projector;
 pub mod rollout;
 pub mod web;
@@ -83,6 +84,7 @@ impl Backend {
             live,
             hub: Arc::new(live::Hub::default()),
             shutdown: CancellationToken::new(),
+            metrics: Arc::new(metrics::Metrics::new()),
         });
         Ok(Bound { listener, state, js, request_timeout: api::REQUEST_TIMEOUT })
     }
@@ -128,12 +130,16 @@ impl Bound {
         let notes = live::Hub::subscribe_notes(&self.state.nats).await.context("cannot subscribe to change notes")?;
         let hub = tokio::spawn(self.state.hub.clone().run(self.state.nats.clone(), notes, shutdown.clone()));
         let (js, token) = (&self.js, &shutdown);
-        let results =
-            tokio::spawn(projector::project::<projector::Results>(js.clone(), db.clone(), live.clone(), token.clone()));
-        let events =
-            tokio::spawn(projector::project::<projector::Events>(js.clone(), db.clone(), live.clone(), token.clone()));
-        let audit =
-            tokio::spawn(projector::project::<projector::Audit>(js.clone(), db.clone(), live.clone(), token.clone()));
+        let parts = projector::Parts {
+            js: js.clone(),
+            db: db.clone(),
+            live: live.clone(),
+            metrics: self.state.metrics.clone(),
+        };
+        let results = tokio::spawn(projector::project::<projector::Results>(parts.clone(), token.clone()));
+        let events = tokio::spawn(projector::project::<projector::Events>(parts.clone(), token.clone()));
+        let audit = tokio::spawn(projector::project::<projector::Audit>(parts.clone(), token.clone()));
+        let timeline = tokio::spawn(projector::project::<projector::Timeline>(parts, token.clone()));
         let heartbeats = tokio::spawn({
             let (client, db, live, shutdown) = (self.state.nats.clone(), db.clone(), live.clone(), shutdown.clone());
             let offline_after = self.state.offline_after;
@@ -149,6 +155,7 @@ impl Bound {
         let _ = results.await;
         let _ = events.await;
         let _ = audit.await;
+        let _ = timeline.await;
         let _ = heartbeats.await;
         let _ = engine.await;
         let _ = hub.await;

@@ -46,6 +46,8 @@ pub enum Topic {
     Audit,
     /// ids: job ids.
     Jobs,
+    /// ids: pc ids whose timeline has new entries.
+    Timeline,
 }
 
 impl Topic {
@@ -56,6 +58,7 @@ impl Topic {
             Topic::Executions => "executions",
             Topic::Audit => "audit",
             Topic::Jobs => "jobs",
+            Topic::Timeline => "timeline",
         }
     }
 }
@@ -112,6 +115,7 @@ impl Publisher {
 pub struct Hub {
     sender: broadcast::Sender<Change>,
     streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 impl Default for Hub {
@@ -122,7 +126,12 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new(max_streams: usize) -> Self {
-        Self { sender: broadcast::channel(CHANNEL).0, streams: Arc::new(Semaphore::new(max_streams)) }
+        Self { sender: broadcast::channel(CHANNEL).0, streams: Arc::new(Semaphore::new(max_streams)), max_streams }
+    }
+
+    /// How many streams are open on this replica now.
+    pub fn open_streams(&self) -> usize {
+        self.max_streams.saturating_sub(self.streams.available_permits())
     }
 
     /// A slot for one more stream, held as long as the stream lives; `None` when every slot is taken.

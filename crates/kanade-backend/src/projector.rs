@@ -1,5 +1,5 @@
-//! Projectors: the only writers of the read model. `RESULTS`, `AUDIT` and the run-started events of `EVENTS` are
-//! each read through one durable pull consumer shared by every backend replica and acknowledged only after their
+//! Projectors: the only writers of the read model. `RESULTS`, `AUDIT`, the run-started events of `EVENTS` and the
+//! agents' timelines on `OBS` are each read through one durable pull consumer shared by every backend replica and acknowledged only after their
 //! rows are committed; heartbeats arrive on core NATS in a queue group and are folded to the newest per agent before
 //! each write. After each commit a projector announces what changed (`crate::live`) so dashboards refetch it.
 
@@ -10,11 +10,11 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kanade_shared::resources::{
-    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT,
-    STREAM_EVENTS, STREAM_RESULTS,
+    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_OBS_PROJECTOR,
+    CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS, STREAM_OBS, STREAM_RESULTS,
 };
 use kanade_shared::subject;
-use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, RunStarted};
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, ObsEvent, RunStarted};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Db;
@@ -118,11 +118,78 @@ impl Projection for Audit {
     }
 }
 
+/// `OBS` -> `agent_events`: each agent's timeline.
+pub struct Timeline;
+
+/// The most of an event's `details` a timeline row keeps, as JSON text; a larger one is replaced by a note saying
+/// how large it was (the broker's payload limit bounds what arrives; this bounds what is kept per row).
+pub const MAX_DETAILS_BYTES: usize = 4096;
+/// The longest kind name kept; kinds are `[a-z0-9_]`, as `ObsKind`'s are.
+pub const MAX_KIND_CHARS: usize = 64;
+
+impl Projection for Timeline {
+    type Row = crate::db::NewAgentEvent;
+    const STREAM: &'static str = STREAM_OBS;
+    const CONSUMER: &'static str = CONSUMER_OBS_PROJECTOR;
+
+    fn decode(subject: &str, payload: &[u8]) -> Result<crate::db::NewAgentEvent, String> {
+        decode_obs(subject, payload)
+    }
+
+    async fn commit(db: &Db, rows: &[(crate::db::NewAgentEvent, u64)]) -> Result<(), crate::db::DbError> {
+        db.insert_agent_events(rows, Utc::now()).await
+    }
+
+    fn changed(rows: &[(crate::db::NewAgentEvent, u64)]) -> (Topic, Vec<String>) {
+        (Topic::Timeline, distinct(rows.iter().map(|(e, _)| e.pc_id.as_str())))
+    }
+}
+
+/// Decodes a timeline event and checks it belongs on its subject. The subject is what the broker's permissions will
+/// guard (each agent may publish only on its own `obs.<pc>`), so an event naming another agent is refused, not
+/// re-labelled. A kind outside `[a-z0-9_]{1,64}` is refused; an unknown well-formed kind is kept as it came. An
+/// event id unfit to keep (empty, over 64 characters, or not `[A-Za-z0-9_.:-]`) is replaced by the stream
+/// sequence, so the event is still stored once.
+pub fn decode_obs(subject_name: &str, payload: &[u8]) -> Result<crate::db::NewAgentEvent, String> {
+    let event: ObsEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if subject::obs(&event.pc_id) != subject_name {
+        return Err(format!("timeline event of `{}` arrived on `{subject_name}`", event.pc_id));
+    }
+    let kind_ok = (1..=MAX_KIND_CHARS).contains(&event.event.len())
+        && event.event.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !kind_ok {
+        let shown: String = event.event.chars().take(MAX_KIND_CHARS).collect();
+        return Err(format!("timeline event kind `{shown}` is not 1-{MAX_KIND_CHARS} of `[a-z0-9_]`"));
+    }
+    let id_ok = (1..=64).contains(&event.event_id.len())
+        && event.event_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    let mut details_json = event.details.to_string();
+    if details_json.len() > MAX_DETAILS_BYTES {
+        details_json = serde_json::json!({ "truncated": true, "bytes": details_json.len() }).to_string();
+    }
+    Ok(crate::db::NewAgentEvent {
+        event_id: id_ok.then_some(event.event_id),
+        pc_id: event.pc_id.to_string(),
+        kind: event.event,
+        at: event.at,
+        details_json,
+    })
+}
+
+/// What every projector works with: its broker, its database, where it announces changes, what it counts.
+#[derive(Clone)]
+pub struct Parts {
+    pub js: jetstream::Context,
+    pub db: Db,
+    pub live: Publisher,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
 /// Projects `P`'s stream into its table until `shutdown`, starting over after any interruption.
-pub async fn project<P: Projection>(js: jetstream::Context, db: Db, live: Publisher, shutdown: CancellationToken) {
+pub async fn project<P: Projection>(parts: Parts, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match project_once::<P>(&js, &db, &live, &shutdown).await {
+        match project_once::<P>(&parts, &shutdown).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(stream = P::STREAM, error = format!("{err:#}"), retry_in = ?backoff, "projector interrupted");
@@ -136,13 +203,8 @@ pub async fn project<P: Projection>(js: jetstream::Context, db: Db, live: Publis
     }
 }
 
-async fn project_once<P: Projection>(
-    js: &jetstream::Context,
-    db: &Db,
-    live: &Publisher,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let stream = js.get_stream(P::STREAM).await.map_err(|err| {
+async fn project_once<P: Projection>(parts: &Parts, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let stream = parts.js.get_stream(P::STREAM).await.map_err(|err| {
         anyhow::anyhow!("stream `{}` unavailable ({err}); has `kanade jetstream setup` run?", P::STREAM)
     })?;
     let consumer: jetstream::consumer::Consumer<pull::Config> = stream
@@ -167,7 +229,7 @@ async fn project_once<P: Projection>(
             () = shutdown.cancelled() => break,
         };
         let Some(batch) = batch else { anyhow::bail!("consumer message stream ended") };
-        store::<P>(db, live, batch, shutdown).await?;
+        store::<P>(parts, batch, shutdown).await?;
     }
     // Messages the server has already handed to this client would otherwise wait out the ack timeout before another
     // backend (or this one, restarted) could have them: store what arrives until the stream is quiet.
@@ -175,18 +237,19 @@ async fn project_once<P: Projection>(
     while let Ok(Some(batch)) =
         tokio::time::timeout_at(until.min(tokio::time::Instant::now() + DRAIN_IDLE), messages.next()).await
     {
-        store::<P>(db, live, batch, shutdown).await?;
+        store::<P>(parts, batch, shutdown).await?;
     }
     Ok(())
 }
 
 /// Decodes a batch, commits its rows in one transaction, then acks them; a message that cannot decode is terminated.
 async fn store<P: Projection>(
-    db: &Db,
-    live: &Publisher,
+    parts: &Parts,
     batch: Vec<Result<jetstream::Message, pull::MessagesError>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let Parts { db, live, metrics, .. } = parts;
+    metrics.projector_batch(P::STREAM, batch.len());
     let mut rows = Vec::with_capacity(batch.len());
     let mut acks = Vec::with_capacity(batch.len());
     for message in batch {
@@ -409,6 +472,49 @@ mod tests {
         assert_eq!(folded.len(), 2);
         assert_eq!(folded[0].0.agent_version, "2026-01-01T00:00:02Z");
         assert_eq!(folded[1].0.pc_id.as_str(), "b");
+    }
+
+    #[test]
+    fn timeline_events_are_checked_capped_and_keyed() {
+        let body = |id: &str, pc: &str, kind: &str, details: &str| {
+            format!(
+                r#"{{"event_id":"{id}","pc_id":"{pc}","event":"{kind}","details":{details},"at":"2026-12-01T00:00:00Z"}}"#
+            )
+            .into_bytes()
+        };
+        let ok = decode_obs("obs.pc-1", &body("e-1", "pc-1", "agent_started", r#"{"version":"1"}"#)).unwrap();
+        assert_eq!(ok.event_id.as_deref(), Some("e-1"));
+        assert_eq!((ok.pc_id.as_str(), ok.kind.as_str()), ("pc-1", "agent_started"));
+        assert_eq!(ok.details_json, r#"{"version":"1"}"#);
+        assert_eq!(ok.key(7), "e-1");
+
+        // Another agent's event on this subject, garbage, a kind that is not a name.
+        let forged = decode_obs("obs.pc-2", &body("e-1", "pc-1", "agent_started", "{}")).unwrap_err();
+        assert!(forged.contains("arrived on"), "{forged}");
+        assert!(decode_obs("obs.pc-1", b"{not json").is_err());
+        assert!(decode_obs("obs.pc-1", b"\xff\xfe").is_err());
+        assert!(decode_obs("obs.pc-1", &body("e", "pc-1", "Agent Started", "{}")).is_err());
+        assert!(decode_obs("obs.pc-1", &body("e", "pc-1", "", "{}")).is_err());
+        assert!(decode_obs("obs.pc-1", &body("e", "pc-1", &"k".repeat(65), "{}")).is_err());
+        // An unknown but well-formed kind is kept as it came.
+        assert_eq!(
+            decode_obs("obs.pc-1", &body("e", "pc-1", "agent_teleported", "{}")).unwrap().kind,
+            "agent_teleported"
+        );
+
+        // No id, or one unfit to keep: keyed by the stream sequence, so a redelivery lands on the same row.
+        let old = br#"{"pc_id":"pc-1","event":"agent_update","at":"2026-12-01T00:00:00Z"}"#;
+        let old = decode_obs("obs.pc-1", old).unwrap();
+        assert_eq!((old.event_id.clone(), old.key(42)), (None, "seq-42".to_owned()));
+        assert_eq!(decode_obs("obs.pc-1", &body(&"x".repeat(65), "pc-1", "k", "{}")).unwrap().event_id, None);
+        assert_eq!(decode_obs("obs.pc-1", &body("a b", "pc-1", "k", "{}")).unwrap().event_id, None);
+
+        // Huge details are replaced by a note of their size.
+        let huge = format!(r#"{{"blob":"{}"}}"#, "x".repeat(100_000));
+        let capped = decode_obs("obs.pc-1", &body("e", "pc-1", "k", &huge)).unwrap();
+        let note: serde_json::Value = serde_json::from_str(&capped.details_json).unwrap();
+        assert_eq!(note["truncated"], true);
+        assert!(note["bytes"].as_u64().unwrap() > 100_000);
     }
 
     #[test]

@@ -750,6 +750,71 @@ pub struct RemovedAgent {
 #[serde(deny_unknown_fields)]
 pub struct NoBody {}
 
+// --- The agent's timeline: `GET /api/agents/{pc_id}/events` and `GET /api/agent-events` ---
+
+/// One entry of an agent's timeline, as projected from `OBS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentEventRow {
+    pub event_id: String,
+    pub pc_id: String,
+    /// `agent_started`, `agent_update`, `agent_update_refused`, `agent_update_rolled_back`, `outbox_full`,
+    /// `outbox_recovered`, or a kind a newer agent sends (kept as it came).
+    pub kind: String,
+    /// When it happened, by the agent's clock (never later than `recorded_at`).
+    pub at: DateTime<Utc>,
+    /// When the backend stored it, by its own clock.
+    pub recorded_at: DateTime<Utc>,
+    /// What the kind carries (see `kanade_shared::wire::ObsKind`); a large one is replaced by
+    /// `{"truncated": true, "bytes": <n>}`.
+    pub details: serde_json::Value,
+}
+
+/// A page of timeline entries, newest first. `next` is an opaque cursor for the page after this one (pass it as
+/// `cursor` with the same filters); absent on the last page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentEventPage {
+    pub items: Vec<AgentEventRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `GET /api/agents/{pc_id}/events`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AgentEventsQuery {
+    /// Only this kind (`agent_update_rolled_back`, ...).
+    pub kind: Option<String>,
+    /// From when: a duration back from now (`1h`, `7d`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Until when (exclusive): a duration back from now or an RFC 3339 time.
+    pub until: Option<String>,
+    /// 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/agent-events`: the same filters across the fleet, and `distinct=pc` for one entry per agent (its
+/// newest that matches): "which agents rolled back this week".
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FleetEventsQuery {
+    /// Only this kind (`agent_update_rolled_back`, ...).
+    pub kind: Option<String>,
+    /// From when: a duration back from now (`1h`, `7d`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Until when (exclusive): a duration back from now or an RFC 3339 time.
+    pub until: Option<String>,
+    /// 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// `pc`: only each agent's newest matching entry.
+    pub distinct: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

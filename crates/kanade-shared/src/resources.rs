@@ -35,6 +35,8 @@ pub const CONSUMER_RESULTS_PROJECTOR: &str = "backend-results";
 pub const CONSUMER_AUDIT_PROJECTOR: &str = "backend-audit";
 /// The durable consumer through which the backend projects `events.started.>` of `EVENTS` (a run began) into SQL.
 pub const CONSUMER_EVENTS_PROJECTOR: &str = "backend-events";
+/// The durable consumer through which the backend projects `OBS` (the agents' timelines) into SQL.
+pub const CONSUMER_OBS_PROJECTOR: &str = "backend-obs";
 /// The queue group backend replicas share for core subscriptions (heartbeats), so each message is handled once.
 pub const BACKEND_QUEUE_GROUP: &str = "kanade-backend";
 

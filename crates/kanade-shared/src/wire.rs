@@ -491,15 +491,88 @@ pub struct RunStarted {
     pub started_at: DateTime<Utc>,
 }
 
-/// Something in an agent's life worth a timeline entry, on `obs.<pc>` (stream `OBS`): `agent_update`
-/// (`from` -> `to`), `agent_update_refused`, `agent_update_rolled_back`, ...
+/// Something in an agent's life worth a timeline entry, on `obs.<pc>` (stream `OBS`). The kinds the agent sends
+/// are [`ObsKind`]'s; the field stays a string so that a kind a newer agent invents still decodes, is stored as it
+/// came and shown by its name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObsEvent {
+    /// Unique per event (a UUIDv7); also the `Nats-Msg-Id`, so a retried publish is stored once by the broker and
+    /// a redelivery once in SQL. Empty from agents older than the timeline: the backend then keys the event by its
+    /// stream sequence.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event_id: String,
     pub pc_id: PcId,
+    /// One of [`ObsKind`]'s names, or a newer one.
     pub event: String,
     #[serde(default)]
     pub details: serde_json::Value,
     pub at: DateTime<Utc>,
+}
+
+impl ObsEvent {
+    /// A new event with a fresh id, stamped now.
+    pub fn new(pc_id: PcId, kind: &str, details: serde_json::Value) -> Self {
+        Self {
+            event_id: uuid::Uuid::now_v7().hyphenated().to_string(),
+            pc_id,
+            event: kind.to_owned(),
+            details,
+            at: Utc::now(),
+        }
+    }
+}
+
+/// The timeline kinds the agent sends. Closed for senders, open for readers: [`ObsKind::parse`] gives `None` for a
+/// name it does not know, and such an event is kept and shown by its raw name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObsKind {
+    /// The agent process started and connected; details `version`, `after_update` (true when this start is a new
+    /// binary's first after a self-update) and, then, `from`.
+    AgentStarted,
+    /// A new binary is in place and the agent restarts into it; details `from`, `to`.
+    AgentUpdate,
+    /// A release was not taken (corrupt, mislabelled, or it runs as another version); details `to` or `expected`,
+    /// and `error` or `running`.
+    AgentUpdateRefused,
+    /// The new binary never came up healthy and the previous one is back; details `from` (the failed version), `to`.
+    AgentUpdateRolledBack,
+    /// The outbox went over `outbox_max_bytes`: results are kept without their output until it drains; details
+    /// `bytes`, `pending`. Sent on the transition, not with every heartbeat.
+    OutboxFull,
+    /// The outbox is back under its cap; details `bytes`, `pending`.
+    OutboxRecovered,
+}
+
+impl ObsKind {
+    pub const ALL: [ObsKind; 6] = [
+        ObsKind::AgentStarted,
+        ObsKind::AgentUpdate,
+        ObsKind::AgentUpdateRefused,
+        ObsKind::AgentUpdateRolledBack,
+        ObsKind::OutboxFull,
+        ObsKind::OutboxRecovered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObsKind::AgentStarted => "agent_started",
+            ObsKind::AgentUpdate => "agent_update",
+            ObsKind::AgentUpdateRefused => "agent_update_refused",
+            ObsKind::AgentUpdateRolledBack => "agent_update_rolled_back",
+            ObsKind::OutboxFull => "outbox_full",
+            ObsKind::OutboxRecovered => "outbox_recovered",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ObsKind> {
+        ObsKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for ObsKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One operator action, on `audit.<actor>.<action>` (stream `AUDIT`).
@@ -665,6 +738,29 @@ pub(crate) mod millis_opt {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn timeline_events_decode_leniently_and_kinds_round_trip() {
+        for kind in ObsKind::ALL {
+            assert_eq!(ObsKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ObsKind::parse("agent_teleported"), None);
+        // An older agent's event (no id) and a newer one's (an unknown kind, an unknown field) both decode.
+        let old: ObsEvent =
+            serde_json::from_str(r#"{"pc_id":"pc-1","event":"agent_update","at":"2026-12-01T00:00:00Z"}"#).unwrap();
+        assert!(old.event_id.is_empty());
+        assert_eq!(old.details, serde_json::Value::Null);
+        let newer: ObsEvent = serde_json::from_str(
+            r#"{"event_id":"x","pc_id":"pc-1","event":"agent_teleported","at":"2026-12-01T00:00:00Z","new":1}"#,
+        )
+        .unwrap();
+        assert_eq!(newer.event, "agent_teleported");
+        let fresh = ObsEvent::new(PcId::new("pc-1").unwrap(), ObsKind::AgentStarted.as_str(), serde_json::json!({}));
+        let again = ObsEvent::new(PcId::new("pc-1").unwrap(), ObsKind::AgentStarted.as_str(), serde_json::json!({}));
+        assert_ne!(fresh.event_id, again.event_id, "every event has its own id");
+        let back: ObsEvent = serde_json::from_slice(&serde_json::to_vec(&fresh).unwrap()).unwrap();
+        assert_eq!(back, fresh);
+    }
 
     fn command() -> Command {
         Command {

@@ -474,3 +474,55 @@ async fn operator_actions_are_audited_and_listed_by_the_backend() {
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_query")), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn kanade_agent_events_shows_a_timeline_and_the_fleet_by_kind() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let _ = connect(&url).await;
+    let backend = TestBackend::start(&url).await;
+    let _agent = TestAgent::start(&url, "pc-1", &[]).await;
+    let events = |args: &[&str]| {
+        let mut command = kanade(&url);
+        command
+            .arg("agent")
+            .arg("events")
+            .args(args)
+            .env("KANADE_BACKEND_URL", backend.url())
+            .env("KANADE_AUTH_TOKEN", kanade_testkit::TEST_TOKEN);
+        command
+    };
+    let listed = eventually("the agent's start listed by the CLI", PATIENCE, || async {
+        let output = events(&["pc-1", "-o", "json"]).output().await.ok()?;
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        (listed.as_array()?.len() == 1).then_some(listed)
+    })
+    .await;
+    assert_eq!(listed[0]["kind"], "agent_started");
+    assert_eq!(listed[0]["details"]["after_update"], false);
+
+    let fleet = events(&["--all", "--kind", "agent_started", "--since", "1h", "--distinct", "--limit", "700"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(fleet.status.code(), Some(0), "{}", text(&fleet.stderr));
+    let table = text(&fleet.stdout);
+    assert!(table.starts_with("AT") && table.contains("pc-1") && table.contains("agent_started"), "{table}");
+
+    // Refused by the CLI itself, or by the backend with its message: exit 2 (usage) or 1, never a panic.
+    for (args, code, said) in [
+        (&["PC ONE"][..], 2, "invalid"),
+        (&[][..], 2, "required"),
+        (&["pc-1", "--all"][..], 2, "cannot be used with"),
+        (&["pc-1", "--distinct"][..], 1, "--all"),
+        (&["pc-1", "--limit", "0"][..], 2, "0"),
+        (&["pc-1", "--kind", "Agent Started"][..], 1, "not a timeline kind"),
+        (&["pc-1", "--since", "last tuesday"][..], 1, "neither a duration"),
+    ] {
+        let output = events(args).output().await.unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+    }
+}

@@ -3,6 +3,7 @@
 
 import type {
   AgentConfig,
+  AgentEventPage,
   Agent,
   AgentPage,
   AuditPage,
@@ -129,6 +130,8 @@ export class Api {
   agent = (pc: string) => this.request<Agent>("GET", `/api/agents/${seg(pc)}`);
   agentConfig = (pc: string) => this.request<AgentConfig>("GET", `/api/agents/${seg(pc)}/config`);
   ping = (pc: string) => this.request<PingReply>("POST", `/api/agents/${seg(pc)}/ping`);
+  agentEvents = (pc: string, query: { kind?: string; limit?: number; cursor?: string } = {}) =>
+    this.request<AgentEventPage>("GET", withQuery(`/api/agents/${seg(pc)}/events`, query));
   results = (query: { pc_id?: string; exec_id?: string; status?: string } & PageQuery) =>
     this.request<ResultPage>("GET", withQuery("/api/results", query));
   jobs = () => this.request<StoredJob[]>("GET", "/api/jobs");

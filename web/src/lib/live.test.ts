@@ -68,6 +68,14 @@ describe("stale", () => {
     expect(anyCovers(stale(change("jobs")), keys.preview("j1", "{}"))).toBe(true);
   });
 
+  it("timeline: the timelines of the agents it names, and no list", () => {
+    expect(stale(change("timeline", ["pc-1"]))).toEqual([["timeline", "pc-1"]]);
+    expect(anyCovers(stale(change("timeline", ["pc-1"])), keys.timeline("pc-1"))).toBe(true);
+    expect(anyCovers(stale(change("timeline", ["pc-1"])), keys.timeline("pc-2"))).toBe(false);
+    expect(anyCovers(stale(change("timeline", ["pc-1"])), keys.agents)).toBe(false);
+    expect(anyCovers(stale(change("timeline")), keys.timeline("pc-2"))).toBe(true);
+  });
+
   it("all and unknown topics: everything", () => {
     for (const topic of ["all", "something-new", "", "AGENTS", "__proto__", "toString"]) {
       const prefixes = stale(change(topic, ["x"]));

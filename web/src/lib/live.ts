@@ -10,6 +10,7 @@ export const keys = {
   agents: ["agents"] as const,
   agent: (pc: string) => ["agent", pc] as const,
   agentConfig: (pc: string) => ["agent-config", pc] as const,
+  timeline: (pc: string) => ["timeline", pc] as const,
   results: (filter: string) => ["results", filter] as const,
   jobs: ["jobs"] as const,
   preview: (job: string, body: string) => ["preview", job, body] as const,
@@ -36,6 +37,8 @@ export function stale(change: Change): QueryKey[] {
       return [["audit"], ["jobs"], ["preview"], ["agent-config"]];
     case "jobs":
       return [["jobs"], ["preview"]];
+    case "timeline":
+      return each("timeline");
     default:
       // `all` (the server dropped changes for this client) and topics this dashboard does not know yet.
       return [[]];

@@ -29,6 +29,9 @@ export type ConfigValue = Schemas["ConfigValue"];
 export type AgentConfig = Schemas["ConfigView"];
 export type KillReply = Schemas["KillView"];
 export type AuditRow = Schemas["AuditRow"];
+/// One entry of an agent's timeline, and a page of them (`GET /api/agents/{pc}/events`).
+export type AgentEvent = Schemas["AgentEventRow"];
+export type AgentEventPage = Schemas["AgentEventPage"];
 export type OutputChunk = Schemas["OutputChunk"];
 /// What `/api/events` says changed; the dashboard refetches what shows it.
 export type Change = Schemas["ClientChange"];

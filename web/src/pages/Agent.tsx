@@ -1,4 +1,4 @@
-// One agent: what it reported, a ping, the config that applies to it and its recent results.
+// One agent: what it reported, a ping, the config that applies to it, its recent results and its timeline.
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate, useParams } from "react-router";
@@ -9,6 +9,7 @@ import { forgetPrompt, statusOf } from "../lib/agents";
 import { bytes, span } from "../lib/format";
 import { keys } from "../lib/live";
 import { StatusBadge } from "./Agents";
+import { AgentTimeline } from "../timeline";
 
 export function AgentPage() {
   const { pc = "" } = useParams();
@@ -157,6 +158,8 @@ export function AgentPage() {
           {results.data && results.data.length > 0 ? <ResultsTable results={results.data} /> : null}
         </section>
       </div>
+
+      <AgentTimeline pc={pc} />
     </section>
   );
 }

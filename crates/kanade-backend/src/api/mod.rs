@@ -13,6 +13,7 @@ use axum::routing::{any, get, post};
 
 use crate::db::Db;
 
+mod agent_events;
 mod agents;
 mod audit;
 mod auth;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub hub: Arc<crate::live::Hub>,
     /// Cancelled when the backend stops: live streams end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -66,6 +69,8 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/agents/{pc_id}", get(agents::get).delete(agents::remove))
         .route("/agents/{pc_id}/ping", post(agents::ping))
         .route("/agents/{pc_id}/config", get(agents::config))
+        .route("/agents/{pc_id}/events", get(agent_events::of_agent))
+        .route("/agent-events", get(agent_events::fleet))
         .route("/results", get(results::list))
         .route("/results/{result_id}/output", get(output::output))
         .route("/jobs", get(jobs::list).post(jobs::create))
@@ -88,9 +93,16 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/app-packages/{name}/{version}", get(packages::serve).head(packages::serve))
         .method_not_allowed_fallback(error::api_method_not_allowed)
         .fallback(error::api_not_found)
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
+        // Outside auth, so refused requests are timed too; a route layer, so only matched routes are labels.
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track));
     Router::new()
         .route("/health", get(session::health))
+        // Scraped by Prometheus: the same bearer token as `/api` unless auth is disabled.
+        .route(
+            "/metrics",
+            get(crate::metrics::serve).route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth)),
+        )
         // The contract is public, as `/health` is: it describes the API and holds no data.
         .route("/api/openapi.json", get(openapi::openapi_json))
         .nest("/api", api)

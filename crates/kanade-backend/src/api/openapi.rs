@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, audit, executions, jobs, output, packages, results, session, streams};
+use super::{agent_events, agents, audit, executions, jobs, output, packages, results, session, streams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,8 @@ use super::{agents, audit, executions, jobs, output, packages, results, session,
         agents::remove,
         agents::ping,
         agents::config,
+        agent_events::of_agent,
+        agent_events::fleet,
         results::list,
         jobs::list,
         jobs::create,

@@ -1,7 +1,7 @@
 //! `kanade agent publish|list|rollout|current`: agent releases in the `agent_releases` object store, and which
 //! version each scope should run (`target_version` in `agent_config`), straight over NATS. `kanade agent rm` (forget
 //! an agent) and `kanade agents` (the fleet, filtered on the server, a page at a time) go through the backend,
-//! whose read model they change and read.
+//! whose read model they change and read. `kanade agent events`: an agent's timeline, or the fleet's, from the backend.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +55,9 @@ pub enum AgentCommand {
         #[arg(long)]
         purge: bool,
     },
+    /// An agent's timeline (starts, updates, rollbacks, a full outbox), newest first, from the backend; with
+    /// `--all` the fleet's, e.g. `--all --kind agent_update_rolled_back --since 7d --distinct`.
+    Events(EventsArgs),
 }
 
 /// `kanade agents`: the fleet as the backend knows it, by pc id.
@@ -108,6 +111,29 @@ async fn remove(cli: &Cli, pc: &PcId, purge: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// The agent whose timeline to show.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub pc: Option<PcId>,
+    /// Every agent's entries instead of one's.
+    #[arg(long)]
+    pub all: bool,
+    /// Only this kind: agent_started, agent_update, agent_update_refused, agent_update_rolled_back, outbox_full,
+    /// outbox_recovered (or a newer agent's).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// How far back: a duration (`1h`, `7d`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// With `--all`: each agent's newest matching entry only ("which agents rolled back").
+    #[arg(long)]
+    pub distinct: bool,
+    /// At most this many entries (fetched a page of up to 500 at a time).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+}
+
 pub async fn run(cli: &Cli, command: &AgentCommand) -> anyhow::Result<ExitCode> {
     match command {
         AgentCommand::Publish { binary, version } => publish(cli, binary, version.as_ref()).await,
@@ -122,7 +148,58 @@ pub async fn run(cli: &Cli, command: &AgentCommand) -> anyhow::Result<ExitCode> 
         }
         AgentCommand::Current => current(cli).await,
         AgentCommand::Rm { pc, purge } => remove(cli, pc, *purge).await,
+        AgentCommand::Events(args) => events(cli, args).await,
     }
+}
+
+async fn events(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    if args.distinct && !args.all {
+        bail!("--distinct goes with --all: one agent's timeline is that agent's only");
+    }
+    let backend = crate::backend::Backend::new(cli)?;
+    let path = match &args.pc {
+        Some(pc) => format!("/api/agents/{pc}/events"),
+        None => "/api/agent-events".to_owned(),
+    };
+    let mut entries: Vec<kanade_shared::api::AgentEventRow> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let wanted = args.limit as usize - entries.len();
+        let mut query = vec![("limit", wanted.min(500).to_string())];
+        query.extend(args.kind.clone().map(|k| ("kind", k)));
+        query.extend(args.since.clone().map(|s| ("since", s)));
+        query.extend(args.distinct.then(|| ("distinct", "pc".to_owned())));
+        query.extend(cursor.take().map(|c| ("cursor", c)));
+        let page: kanade_shared::api::AgentEventPage = backend.get_as(&path, &query).await?;
+        entries.extend(page.items);
+        match page.next {
+            Some(next) if entries.len() < args.limit as usize => cursor = Some(next),
+            _ => break,
+        }
+    }
+    match cli.output {
+        Format::Json => output::json(&entries)?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    let mut details = e.details.to_string();
+                    if details.len() > 80 {
+                        details.truncate(details.floor_char_boundary(79));
+                        details.push('…');
+                    }
+                    vec![
+                        e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        e.pc_id.clone(),
+                        e.kind.clone(),
+                        details,
+                    ]
+                })
+                .collect();
+            output::table(&["AT", "PC", "KIND", "DETAILS"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn publish(cli: &Cli, binary: &std::path::Path, confirm: Option<&Version>) -> anyhow::Result<ExitCode> {
