@@ -86,6 +86,9 @@ pub enum Command {
     /// The job catalogue: create from manifests, list, show, delete; validate and the schema.
     #[command(subcommand)]
     Job(commands::job::JobCommand),
+    /// Print the shell completion script for bash, zsh, fish, powershell or elvish, e.g.
+    /// `kanade completions bash > /etc/bash_completion.d/kanade`.
+    Completions(commands::completions::CompletionsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(command) => commands::agent::run(&cli, command).await,
         Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
+        Command::Completions(args) => commands::completions::run(args),
     }
 }
 
