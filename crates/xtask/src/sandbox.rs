@@ -124,6 +124,16 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     cargo(&["build", "--workspace", "--bins", "--locked"], &nats)?;
     let bin = root.join("target/debug");
     let dir = root.join(".sandbox");
+    if smoke {
+        // A check starts from nothing: agents an earlier run left in the database (another fleet, another host
+        // name) would be targets that never answer `deploy --wait`.
+        for sub in ["nats", "backend", "agent", "agents"] {
+            let stale = dir.join(sub);
+            if stale.exists() {
+                std::fs::remove_dir_all(&stale).with_context(|| format!("cannot clear {}", stale.display()))?;
+            }
+        }
+    }
     let fleet = sandbox_agents(&dir, agents);
     for sub in [dir.join("nats"), dir.join("backend")].iter().chain(fleet.iter().map(|agent| &agent.data_dir)) {
         std::fs::create_dir_all(sub).with_context(|| format!("cannot create {}", sub.display()))?;
@@ -177,6 +187,8 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
             .spawn()
             .context("cannot start kanade-backend")?,
     ));
+    // Agents after the backend listens, so their first heartbeat (core NATS, not stored) finds its projector.
+    wait_for_port(BACKEND_PORT, Duration::from_secs(30), &mut children)?;
     for agent in &fleet {
         let agent_log = log_file(&dir, &agent.log)?;
         children.0.push((
@@ -192,7 +204,6 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
                 .context("cannot start kanade-agent")?,
         ));
     }
-    wait_for_port(BACKEND_PORT, Duration::from_secs(30), &mut children)?;
     let started = Instant::now();
     for agent in &fleet {
         while !kanade(&["ping", agent.pc.as_str()])?.status.success() {
@@ -290,8 +301,16 @@ fn smoke_test(
     };
     ensure!(results.contains("hello"), "the ok result lacks its output: {results}");
     passed += 1;
-    let (status, agents) = http_get(BACKEND_PORT, &format!("/api/agents/{pc}"), token)?;
-    ensure!(status == 200 && agents.contains("\"online\":true"), "agent not online in /api/agents: {status} {agents}");
+    // Within one heartbeat interval (30 s) of the agent's start, even if its first heartbeat was missed.
+    let started = Instant::now();
+    loop {
+        let (status, agents) = http_get(BACKEND_PORT, &format!("/api/agents/{pc}"), token)?;
+        if status == 200 && agents.contains("\"online\":true") {
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(45), "agent not online in /api/agents: {status} {agents}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     passed += 1;
     let (status, _) = http_get(BACKEND_PORT, "/api/agents", "wrong-token")?;
     ensure!(status == 401, "a wrong token got {status}");
