@@ -36,11 +36,13 @@ const CUT_MARK: &str = " …[line cut]";
 /// What an agent that has no log file answers.
 pub const STDERR_ONLY: &str = "this agent logs to stderr only (no log file configured)";
 
-/// Where the agent's log files are: `dir`, each named `<prefix>.<date>.log` (daily rotation) or `<prefix>.log`.
+/// Where the agent's log files are: `dir`, each named `<prefix>.<date>.<suffix>` (daily rotation) or
+/// `<prefix>.<suffix>`; without the `.<suffix>` when `suffix` is empty (`[log] file` with no extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFiles {
     pub dir: PathBuf,
     pub prefix: String,
+    pub suffix: String,
 }
 
 /// Answers log requests for one agent, at most [`CONCURRENT_READS`] at once.
@@ -114,16 +116,18 @@ struct LogFile {
     len: u64,
 }
 
-/// The agent's own log files, oldest first: dated ones by name (the date sorts), then an undated `<prefix>.log`.
+/// The agent's own log files, oldest first: dated ones by name (the date sorts), then an undated
+/// `<prefix>.<suffix>`.
 fn list(files: &LogFiles) -> io::Result<Vec<LogFile>> {
-    let undated = format!("{}.log", files.prefix);
+    let ending = if files.suffix.is_empty() { String::new() } else { format!(".{}", files.suffix) };
+    let undated = format!("{}{ending}", files.prefix);
     let dated = format!("{}.", files.prefix);
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&files.dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else { continue };
         let ours =
-            name == undated || (name.starts_with(&dated) && name.ends_with(".log") && name.len() > undated.len());
+            name == undated || (name.starts_with(&dated) && name.ends_with(&ending) && name.len() > undated.len());
         // `DirEntry::metadata` does not follow symlinks: a link planted in the folder is not read.
         let Ok(meta) = entry.metadata() else { continue };
         if ours && meta.file_type().is_file() {
@@ -444,7 +448,7 @@ mod tests {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
-        let files = LogFiles { dir: dir.path().to_owned(), prefix: "kanade-agent".into() };
+        let files = LogFiles { dir: dir.path().to_owned(), prefix: "kanade-agent".into(), suffix: "log".into() };
         (dir, files)
     }
 

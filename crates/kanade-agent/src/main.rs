@@ -10,13 +10,15 @@ use kanade_agent::logtail::LogFiles;
 use kanade_agent::platform;
 use kanade_agent::simulate::{SimulateArgs, Simulation};
 use kanade_agent::update::{self, SelfUpdate};
-use kanade_shared::config::{AgentConfig, ProcessEnv};
+use kanade_shared::config::{AgentConfig, ConfigError, LOG_FILES_KEPT, LogConfig, LogFile, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 
 /// kanade's endpoint agent: connects outbound to NATS, runs the commands addressed to this PC and reports results.
 ///
+/// The config file has `[agent]`, `[log]`, `[inventory]` and `[nats]` (see `deploy/agent.example.toml`).
 /// Environment overrides: KANADE_AGENT_ID, KANADE_AGENT_GROUPS (comma list), KANADE_AGENT_DATA_DIR,
-/// KANADE_NATS_URL (comma list), KANADE_NATS_TOKEN. Logging: KANADE_LOG (e.g. `info`, `kanade_agent=debug`).
+/// KANADE_NATS_URL (comma list), KANADE_NATS_TOKEN. Logging: KANADE_LOG, else RUST_LOG, else `[log] level` (e.g.
+/// `info`, `info,kanade_agent=debug`).
 ///
 /// Exit codes: 0 stopped as asked, 1 failed, 2 invalid configuration, 64 a new version of the agent is in place
 /// and wants to be started (the service manager restarts it: `deploy/kanade-agent.service`,
@@ -28,7 +30,7 @@ struct Flags {
     #[arg(long, short, env = "KANADE_AGENT_CONFIG", value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Write the log to daily files `kanade-agent.<date>.log` in this folder (the last 14 are kept) instead of
-    /// stderr. For a service that has no console, such as a Windows service. `kanade logs <pc>` reads them.
+    /// stderr; over the file's `[log] file`. For a service that has no console, such as a Windows service. `kanade logs <pc>` reads them.
     #[arg(long, env = "KANADE_LOG_DIR", value_name = "DIR", global = true)]
     log_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -49,52 +51,69 @@ enum Command {
     Simulate(SimulateArgs),
 }
 
-/// Daily log files kept by `--log-dir`.
-const LOG_FILES_KEPT: usize = 14;
-/// What `--log-dir`'s files are called: `kanade-agent.<date>.log`.
-const LOG_FILE_PREFIX: &str = "kanade-agent";
-
 fn main() -> ExitCode {
     let flags = Flags::parse();
     // Keeps the version marker in the binary for `kanade agent publish` (it costs one pointer read).
     let _ = kanade_agent::version_marker().len();
-    let simulating = matches!(flags.command, Some(Command::Simulate(_)));
-    if let Err(err) = init_tracing(if simulating { "warn" } else { "info" }, flags.log_dir.as_deref()) {
-        // Nothing to log with yet.
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("kanade-agent: {err}");
+    if let Some(Command::Simulate(args)) = flags.command {
+        let log = match LogConfig::resolve(&ProcessEnv, LogFile::default(), "warn") {
+            Ok(log) => with_log_dir(log, flags.log_dir.as_deref()),
+            Err(err) => return refuse(&err.to_string()),
+        };
+        if let Err(err) = init_tracing(&log) {
+            return refuse(&err);
         }
-        return ExitCode::from(2);
-    }
-    match flags.command {
-        Some(Command::Simulate(args)) => match tokio::runtime::Runtime::new() {
+        return match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime.block_on(simulate(args)),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the async runtime");
                 ExitCode::FAILURE
             }
-        },
-        Some(Command::Service) => {
-            let config = flags.config;
-            let log_files = log_files(flags.log_dir.as_deref());
-            ExitCode::from(platform::run_service(Box::new(move |stop| agent(config.as_deref(), log_files, stop))))
+        };
+    }
+    // The config says where to log, so it is read first. An error in it is logged once logging is up (to
+    // `--log-dir` or stderr), and only after self-update has counted this start: a release that rejects the config
+    // file must be rolled back like one that crashes.
+    let hostname = sysinfo::System::host_name().unwrap_or_default();
+    let config = AgentConfig::load(flags.config.as_deref(), &ProcessEnv, &hostname).map(|mut config| {
+        config.log = with_log_dir(config.log, flags.log_dir.as_deref());
+        config
+    });
+    let log = match &config {
+        Ok(config) => config.log.clone(),
+        Err(_) => {
+            let log = LogConfig::resolve(&ProcessEnv, LogFile::default(), "info").unwrap_or_default();
+            with_log_dir(log, flags.log_dir.as_deref())
         }
-        None => ExitCode::from(agent(
-            flags.config.as_deref(),
-            log_files(flags.log_dir.as_deref()),
-            CancellationToken::new(),
-        )),
+    };
+    if let Err(err) = init_tracing(&log) {
+        return refuse(&err);
+    }
+    match flags.command {
+        Some(Command::Service) => ExitCode::from(platform::run_service(Box::new(move |stop| agent(config, stop)))),
+        _ => ExitCode::from(agent(config, CancellationToken::new())),
     }
 }
 
-/// The files `--log-dir` writes (see [`init_tracing`]), which the agent serves on `agents.<pc>.logs`.
-fn log_files(log_dir: Option<&Path>) -> Option<LogFiles> {
-    log_dir.map(|dir| LogFiles { dir: dir.to_owned(), prefix: LOG_FILE_PREFIX.to_owned() })
+/// `--log-dir` (or `KANADE_LOG_DIR`) over the file's `[log] file`: daily `kanade-agent.<date>.log` in that folder.
+fn with_log_dir(log: LogConfig, log_dir: Option<&Path>) -> LogConfig {
+    match log_dir {
+        Some(dir) => LogConfig { file: Some(LogConfig::file_in_dir(dir, "kanade-agent")), ..log },
+        None => log,
+    }
+}
+
+/// Exit 2 with `message` on stderr, for errors found before there is a log to write them to.
+fn refuse(message: &str) -> ExitCode {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("kanade-agent: {message}");
+    }
+    ExitCode::from(2)
 }
 
 /// The agent process from start to exit code; `stop` ends it (as do Ctrl-C and SIGTERM).
-fn agent(config_file: Option<&Path>, log_files: Option<LogFiles>, stop: CancellationToken) -> u8 {
+fn agent(config: Result<AgentConfig, ConfigError>, stop: CancellationToken) -> u8 {
     // Self-update first: a new binary's start is counted (and a failing one rolled back) before its config is
     // read, so a release that rejects the config file is rolled back like one that crashes.
     let update = match std::env::current_exe() {
@@ -113,8 +132,7 @@ fn agent(config_file: Option<&Path>, log_files: Option<LogFiles>, stop: Cancella
         tracing::error!("this build is broken on purpose (KANADE_BUILD_BROKEN)");
         return 1;
     }
-    let hostname = sysinfo::System::host_name().unwrap_or_default();
-    let config = match AgentConfig::load(config_file, &ProcessEnv, &hostname) {
+    let config = match config {
         Ok(config) => config,
         Err(err) => {
             tracing::error!(error = %err, "invalid configuration");
@@ -128,6 +146,9 @@ fn agent(config_file: Option<&Path>, log_files: Option<LogFiles>, stop: Cancella
             return 1;
         }
     };
+    // The files `[log] file` (or `--log-dir`) makes, which the agent serves on `agents.<pc>.logs`.
+    let log_files =
+        config.log.rolling().map(|files| LogFiles { dir: files.dir, prefix: files.prefix, suffix: files.suffix });
     runtime.block_on(async move {
         stop_on_signal(stop.clone());
         match kanade_agent::run_logging_to(config, stop, update.clone(), log_files).await {
@@ -181,20 +202,23 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_tracing(default: &str, log_dir: Option<&Path>) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KANADE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// Logs to stderr, or to the daily rolling files `log.file` stands for (`LogConfig::rolling`).
+fn init_tracing(log: &LogConfig) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .map_err(|err| format!("log.level: `{}` is not a log filter ({err})", log.level))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match log_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|err| format!("cannot write logs to `{}`: {err}", dir.display()))?;
+    match log.rolling() {
+        Some(files) => {
+            let dir = &files.dir;
+            let cannot = |err: &dyn std::fmt::Display| format!("cannot write logs to `{}`: {err}", dir.display());
+            std::fs::create_dir_all(dir).map_err(|err| cannot(&err))?;
             let files = tracing_appender::rolling::Builder::new()
                 .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix(LOG_FILE_PREFIX)
-                .filename_suffix("log")
+                .filename_prefix(&files.prefix)
+                .filename_suffix(&files.suffix)
                 .max_log_files(LOG_FILES_KEPT)
                 .build(dir)
-                .map_err(|err| format!("cannot write logs to `{}`: {err}", dir.display()))?;
+                .map_err(|err| cannot(&err))?;
             builder.with_writer(files).with_ansi(false).init();
         }
         None => {

@@ -218,6 +218,8 @@ impl Simulation {
                 max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
                 outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,
                 nats: nats.clone(),
+                log: kanade_shared::config::LogConfig::default(),
+                inventory: kanade_shared::config::InventoryConfig::default(),
             };
             let slot = index % connections;
             let parts = crate::Parts {

@@ -9,7 +9,11 @@ use kanade_testkit::{NatsServer, connect, eventually, init_logging};
 
 fn agent() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kanade-agent"));
-    cmd.env_remove("KANADE_AGENT_CONFIG").env("KANADE_LOG", "info").stdin(Stdio::null());
+    cmd.env_remove("KANADE_AGENT_CONFIG")
+        .env_remove("KANADE_LOG_DIR")
+        .env_remove("RUST_LOG")
+        .env("KANADE_LOG", "info")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -61,13 +65,19 @@ async fn runs_from_environment_alone_and_stops_on_sigterm() {
 fn bad_configuration_is_refused_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let unknown = dir.path().join("unknown.toml");
-    std::fs::write(&unknown, "pc_id = \"a\"\nheartbeat = \"5s\"\n").unwrap();
+    std::fs::write(&unknown, "[agent]\nid = \"a\"\nheartbeat = \"5s\"\n").unwrap();
     let tiny_outbox = dir.path().join("outbox.toml");
-    std::fs::write(&tiny_outbox, "outbox_max_bytes = 10\n").unwrap();
+    std::fs::write(&tiny_outbox, "[agent]\noutbox_max_bytes = 10\n").unwrap();
     let negative_outbox = dir.path().join("negative.toml");
-    std::fs::write(&negative_outbox, "outbox_max_bytes = -1\n").unwrap();
+    std::fs::write(&negative_outbox, "[agent]\noutbox_max_bytes = -1\n").unwrap();
     let bad_group = dir.path().join("group.toml");
-    std::fs::write(&bad_group, "groups = [\"Not OK\"]\n").unwrap();
+    std::fs::write(&bad_group, "[agent]\ngroups = [\"Not OK\"]\n").unwrap();
+    let flat = dir.path().join("flat.toml");
+    std::fs::write(&flat, "pc_id = \"a\"\n[nats]\nurl = \"nats://127.0.0.1:1\"\n").unwrap();
+    let bad_log = dir.path().join("log.toml");
+    std::fs::write(&bad_log, "[log]\nlevel = \"loud\"\n").unwrap();
+    let log_in_a_file = dir.path().join("log-file.toml");
+    std::fs::write(&log_in_a_file, format!("[log]\nfile = {:?}\n", dir.path().join("unknown.toml/agent.log"))).unwrap();
     struct Case {
         env: Vec<(&'static str, String)>,
         args: Vec<String>,
@@ -75,7 +85,25 @@ fn bad_configuration_is_refused_with_its_reason() {
     }
     let case = |env: Vec<(&'static str, String)>, args: Vec<String>, expected| Case { env, args, expected };
     let cases = vec![
-        case(vec![], vec!["--config".into(), unknown.display().to_string()], "unknown field `heartbeat`"),
+        case(
+            vec![],
+            vec!["--config".into(), unknown.display().to_string()],
+            "line 3, column 1: `agent.heartbeat`: unknown field",
+        ),
+        case(
+            vec![],
+            vec!["--config".into(), flat.display().to_string()],
+            "line 3, column 1: `nats.url`: unknown field",
+        ),
+        // The file's level counts only without KANADE_LOG (empty is unset).
+        case(
+            vec![("KANADE_LOG", String::new())],
+            vec!["--config".into(), bad_log.display().to_string()],
+            "log.level: `loud`",
+        ),
+        case(vec![], vec!["--config".into(), log_in_a_file.display().to_string()], "cannot write logs to"),
+        case(vec![("KANADE_AGENT_CONFIG", unknown.display().to_string())], vec![], "`agent.heartbeat`"),
+        case(vec![("KANADE_LOG", "verbose".into())], vec![], "KANADE_LOG: `verbose`"),
         case(vec![], vec!["--config".into(), bad_group.display().to_string()], "group name `Not OK`"),
         case(vec![], vec!["--config".into(), tiny_outbox.display().to_string()], "outbox_max_bytes"),
         case(vec![], vec!["--config".into(), negative_outbox.display().to_string()], "outbox_max_bytes"),
@@ -86,11 +114,21 @@ fn bad_configuration_is_refused_with_its_reason() {
     ];
     for Case { env, args, expected } in cases {
         let mut cmd = agent();
-        cmd.args(&args);
+        // Never the developer's broker, should a case be accepted after all.
+        cmd.env("KANADE_NATS_URL", "nats://127.0.0.1:1").args(&args);
         for (key, value) in &env {
             cmd.env(key, value);
         }
-        let out = cmd.output().unwrap();
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("{args:?} {env:?}: the agent accepted this configuration and ran");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in:\n{stderr}");
@@ -160,11 +198,66 @@ fn a_log_dir_that_cannot_be_written_is_refused() {
     assert!(stderr.contains("cannot write logs to"), "{stderr}");
 }
 
+/// The config file named by `KANADE_AGENT_CONFIG` (no `--config`) sets the id, the broker and `[log]`: the log goes
+/// to daily files named after `[log] file`, at `[log] level`, and nothing to stderr.
+#[tokio::test]
+async fn the_config_named_by_the_environment_logs_to_the_file_it_names() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, _js) = connect(&nats.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nid = \"file-pc\"\nnats_url = {:?}\ndata_dir = {:?}\n[log]\nlevel = \"debug\"\nfile = {:?}\n",
+            nats.url(),
+            dir.path().join("data"),
+            logs.join("agent.log")
+        ),
+    )
+    .unwrap();
+    let mut child = agent()
+        .env_remove("KANADE_LOG")
+        .env("KANADE_AGENT_CONFIG", &config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pc = PcId::new("file-pc").unwrap();
+    eventually("the agent configured by its file answers a ping", Duration::from_secs(20), || {
+        let (client, pc) = (client.clone(), pc.clone());
+        async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
+    })
+    .await;
+    terminate(&child);
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "agent exited with {status:?}");
+    assert!(stderr.is_empty(), "with [log] file nothing goes to stderr: {stderr}");
+    let files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    assert!(name == format!("agent.{today}.log") || name == format!("agent.{yesterday}.log"), "{name}");
+    let log = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(log.contains("kanade-agent starting") && log.contains("kanade-agent stopped"), "{log}");
+    assert!(log.contains("DEBUG"), "[log] level = debug is in force:\n{log}");
+}
+
 /// Starts the agent binary as `pc` over `url` with its data in `data` (catch-up after 100 ms).
 fn spawn_agent(url: &str, pc: &str, data: &std::path::Path) -> Child {
     let config = data.join("agent.toml");
     std::fs::create_dir_all(data).unwrap();
-    std::fs::write(&config, "catch_up_jitter = \"100ms\"\nheartbeat_interval = \"1s\"\n").unwrap();
+    std::fs::write(&config, "[agent]\ncatch_up_jitter = \"100ms\"\nheartbeat_interval = \"1s\"\n").unwrap();
     agent()
         .arg("--config")
         .arg(&config)

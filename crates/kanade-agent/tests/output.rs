@@ -149,7 +149,7 @@ async fn a_store_that_refuses_the_output_does_not_hold_the_result_back() {
 
 fn spawn_agent(url: &str, pc: &str, dir: &Path) -> Child {
     let config = dir.join("agent.toml");
-    std::fs::write(&config, "catch_up_jitter = \"100ms\"\nheartbeat_interval = \"1s\"\n").unwrap();
+    std::fs::write(&config, "[agent]\ncatch_up_jitter = \"100ms\"\nheartbeat_interval = \"1s\"\n").unwrap();
     Command::new(env!("CARGO_BIN_EXE_kanade-agent"))
         .arg("--config")
         .arg(&config)

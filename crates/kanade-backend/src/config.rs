@@ -1,34 +1,40 @@
-//! The backend's own config: where it listens and keeps its data, its database, when an agent counts as offline,
-//! who may call the API (a shared token, per-operator tokens, or nothing on a loopback address), and its NATS
-//! connection. Loaded the way every kanade config is (`kanade_shared::config`: teravars template -> strict TOML ->
-//! environment overrides), then checked here.
+//! The backend's own config: where it listens and keeps its data, its database, when an agent counts as offline
+//! and stale, who may call the API (a shared token, per-operator tokens, or nothing on a loopback address), its NATS
+//! connection and its log. Loaded the way every kanade config is (`kanade_shared::config`: teravars template ->
+//! strict TOML -> environment overrides), then checked here. The file has `[backend]`, `[auth]`, `[log]`, `[nats]`
+//! and `[vars]`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kanade_shared::Actor;
-use kanade_shared::config::{ConfigError, EnvSource, NatsConfig, NatsFile, load_file, parse_duration};
+use kanade_shared::config::{
+    ConfigError, EnvSource, LogConfig, LogFile, NatsConfig, NatsFile, checked_duration, env_first, load_file,
+};
 use serde::Deserialize;
 
-pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
+/// An agent not seen for this long shows `stale`: probably gone for good, not just switched off for the night.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_OFFLINE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+const MAX_STALE_AFTER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// The backend's checked config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendConfig {
-    pub bind_addr: std::net::SocketAddr,
-    /// `None`: the backend picks its per-OS default.
+    pub listen_addr: std::net::SocketAddr,
+    /// Where the default database lives; `None`: the working directory.
     pub data_dir: Option<PathBuf>,
-    /// `None`: a SQLite file in the data dir.
+    /// `None`: the SQLite file `backend.db` in the data dir (`db::default_url`).
     pub database_url: Option<String>,
     /// An agent is shown offline when its last heartbeat is older than this.
     pub offline_after: Duration,
-    /// An agent is shown stale (probably gone for good; `kanade agent rm` forgets it) when its last heartbeat is
-    /// older than this. Longer than `offline_after`.
+    /// An agent is shown stale when its last heartbeat is older than this (longer than `offline_after`).
     pub stale_after: Duration,
     pub auth: AuthConfig,
     pub nats: NatsConfig,
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +73,12 @@ impl std::fmt::Debug for OperatorToken {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BackendFile {
-    bind_addr: Option<String>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    offline_after: Option<String>,
-    stale_after: Option<String>,
+    #[serde(default)]
+    backend: BackendSection,
     #[serde(default)]
     auth: AuthFile,
+    #[serde(default)]
+    log: LogFile,
     #[serde(default)]
     nats: NatsFile,
     #[serde(default)]
@@ -83,10 +88,21 @@ struct BackendFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct BackendSection {
+    listen_addr: Option<String>,
+    nats_url: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    offline_after: Option<String>,
+    stale_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuthFile {
-    static_token: Option<String>,
     #[serde(default)]
     disable: bool,
+    static_token: Option<String>,
     #[serde(default)]
     operators: Vec<OperatorFile>,
 }
@@ -129,37 +145,54 @@ fn operator_tokens(raw: Vec<OperatorFile>) -> Result<Vec<OperatorToken>, ConfigE
 pub const MIN_TOKEN_LEN: usize = 16;
 
 impl BackendConfig {
-    /// Loads the backend's config: the file (if any), then `KANADE_BIND_ADDR`, `KANADE_BACKEND_DATA_DIR`,
-    /// `KANADE_DATABASE_URL`, `KANADE_AUTH_STATIC_TOKEN`, `KANADE_AUTH_DISABLE=1`, `KANADE_NATS_URL`,
-    /// `KANADE_NATS_TOKEN`.
+    /// Loads the backend's config: the file (if any), then the environment: `KANADE_LISTEN_ADDR` (or its older
+    /// name `KANADE_BIND_ADDR`), `KANADE_BACKEND_DATA_DIR`, `KANADE_DATABASE_URL` (else `DATABASE_URL`),
+    /// `KANADE_AUTH_STATIC_TOKEN`, `KANADE_AUTH_DISABLE=1`, `KANADE_NATS_URL`, `KANADE_NATS_TOKEN`, `KANADE_LOG`
+    /// (else `RUST_LOG`).
     pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let file: BackendFile = load_file(path)?;
-        let raw_bind = env.var("KANADE_BIND_ADDR").or(file.bind_addr).unwrap_or_else(|| DEFAULT_BIND_ADDR.into());
-        let bind_addr = raw_bind.parse().map_err(|_| ConfigError::InvalidValue {
-            key: "bind_addr".into(),
-            value: raw_bind.clone(),
+        let backend = file.backend;
+        let listen_env = env_first(env, &["KANADE_LISTEN_ADDR"]);
+        if let (Some((_, listen)), Some((_, bind))) = (&listen_env, env_first(env, &["KANADE_BIND_ADDR"]))
+            && *listen != bind
+        {
+            return Err(ConfigError::Invalid(format!(
+                "KANADE_LISTEN_ADDR `{listen}` and KANADE_BIND_ADDR `{bind}` disagree; set only KANADE_LISTEN_ADDR"
+            )));
+        }
+        let (listen_key, raw_listen) = listen_env
+            .or_else(|| env_first(env, &["KANADE_BIND_ADDR"]))
+            .or(backend.listen_addr.map(|addr| ("backend.listen_addr", addr)))
+            .unwrap_or(("backend.listen_addr", DEFAULT_LISTEN_ADDR.to_owned()));
+        let listen_addr = raw_listen.parse().map_err(|_| ConfigError::InvalidValue {
+            key: listen_key.into(),
+            value: raw_listen.clone(),
             problem: "is not an address of the form ip:port".into(),
         })?;
-        let offline_after = match file.offline_after {
-            Some(raw) => parse_duration("offline_after", &raw)?,
-            None => DEFAULT_OFFLINE_AFTER,
-        };
-        let stale_after = match file.stale_after {
-            Some(raw) => parse_duration("stale_after", &raw)?,
-            None => DEFAULT_STALE_AFTER,
-        };
+        let offline_after = checked_duration(
+            "backend.offline_after",
+            backend.offline_after.as_deref(),
+            DEFAULT_OFFLINE_AFTER,
+            Duration::from_secs(1)..=MAX_OFFLINE_AFTER,
+        )?;
+        let stale_after = checked_duration(
+            "backend.stale_after",
+            backend.stale_after.as_deref(),
+            DEFAULT_STALE_AFTER,
+            Duration::from_secs(1)..=MAX_STALE_AFTER,
+        )?;
         if stale_after <= offline_after {
-            return Err(ConfigError::InvalidValue {
-                key: "stale_after".into(),
-                value: humantime::format_duration(stale_after).to_string(),
-                problem: format!("must be longer than offline_after ({})", humantime::format_duration(offline_after)),
-            });
+            return Err(ConfigError::Invalid(format!(
+                "backend.stale_after ({}) must be longer than backend.offline_after ({}): an agent goes offline first",
+                humantime::format_duration(stale_after),
+                humantime::format_duration(offline_after)
+            )));
         }
 
-        let disable = match env.var("KANADE_AUTH_DISABLE") {
-            Some(v) => match v.as_str() {
+        let disable = match env_first(env, &["KANADE_AUTH_DISABLE"]) {
+            Some((_, v)) => match v.as_str() {
                 "1" | "true" => true,
-                "0" | "false" | "" => false,
+                "0" | "false" => false,
                 _ => {
                     return Err(ConfigError::InvalidValue {
                         key: "KANADE_AUTH_DISABLE".into(),
@@ -170,7 +203,10 @@ impl BackendConfig {
             },
             None => file.auth.disable,
         };
-        let token = env.var("KANADE_AUTH_STATIC_TOKEN").or(file.auth.static_token).filter(|t| !t.is_empty());
+        let token = env_first(env, &["KANADE_AUTH_STATIC_TOKEN"])
+            .map(|(_, t)| t)
+            .or(file.auth.static_token)
+            .filter(|t| !t.is_empty());
         let operators = operator_tokens(file.auth.operators)?;
         let auth = match (disable, token) {
             (true, _) => AuthConfig::Disabled,
@@ -187,25 +223,56 @@ impl BackendConfig {
             (false, _) => {
                 return Err(ConfigError::Invalid(
                     "no auth configured: set auth.static_token (or KANADE_AUTH_STATIC_TOKEN) or [[auth.operators]], \
-                     or KANADE_AUTH_DISABLE=1 on a loopback address"
+                     or auth.disable = true (KANADE_AUTH_DISABLE=1) on a loopback address"
                         .into(),
                 ));
             }
         };
-        if auth == AuthConfig::Disabled && !std::net::SocketAddr::ip(&bind_addr).is_loopback() {
+        if auth == AuthConfig::Disabled && !std::net::SocketAddr::ip(&listen_addr).is_loopback() {
             return Err(ConfigError::Invalid(format!(
-                "auth is disabled but bind_addr `{bind_addr}` is not a loopback address; refusing to serve an open API"
+                "auth is disabled but listen address `{listen_addr}` is not a loopback address; refusing to serve an \
+                 open API"
             )));
         }
 
+        let data_dir = match env_first(env, &["KANADE_BACKEND_DATA_DIR"]) {
+            Some((_, dir)) => Some(PathBuf::from(dir)),
+            None => match backend.data_dir {
+                Some(dir) if dir.as_os_str().is_empty() => {
+                    return Err(ConfigError::InvalidValue {
+                        key: "backend.data_dir".into(),
+                        value: String::new(),
+                        problem: "is empty; leave the key out for the working directory".into(),
+                    });
+                }
+                dir => dir,
+            },
+        };
+        let database_url = match env_first(env, &["KANADE_DATABASE_URL", "DATABASE_URL"]) {
+            Some((key, url)) => Some((key, url)),
+            None => backend.database_url.map(|url| ("backend.database_url", url)),
+        };
+        if let Some((key, url)) = &database_url
+            && !["sqlite:", "postgres:", "postgresql:"].iter().any(|scheme| url.starts_with(scheme))
+        {
+            return Err(ConfigError::InvalidValue {
+                key: (*key).into(),
+                value: crate::db::redact_url(url),
+                problem: "is not a database URL: write sqlite://FILE, sqlite:FILE or postgres://...; leave it out for \
+                          the SQLite file backend.db"
+                    .into(),
+            });
+        }
+        let database_url = database_url.map(|(_, url)| url);
         Ok(Self {
-            bind_addr,
-            data_dir: env.var("KANADE_BACKEND_DATA_DIR").map(PathBuf::from).or(file.data_dir),
-            database_url: env.var("KANADE_DATABASE_URL").or(file.database_url).filter(|u| !u.is_empty()),
+            listen_addr,
+            data_dir,
+            database_url,
             offline_after,
             stale_after,
             auth,
-            nats: file.nats.resolve(env)?,
+            nats: file.nats.resolve(env, backend.nats_url, "backend.nats_url")?,
+            log: LogConfig::resolve(env, file.log, kanade_shared::config::DEFAULT_LOG_LEVEL)?,
         })
     }
 }
@@ -216,8 +283,16 @@ mod tests {
 
     use super::*;
 
+    const TOKEN: &str = "0123456789abcdef";
+
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn load(text: &str, e: &[(&str, &str)]) -> Result<BackendConfig, String> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        BackendConfig::load(Some(file.path()), &env(e)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -228,39 +303,143 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a loopback address"), "{err}");
+        let err = load("[backend]\nlisten_addr = \"0.0.0.0:80\"\n[auth]\ndisable = true\n", &[]).unwrap_err();
+        assert!(err.contains("`0.0.0.0:80` is not a loopback address"), "{err}");
         let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_STATIC_TOKEN", "short")])).unwrap_err().to_string();
         assert!(err.contains("at least 16"), "{err}");
         let cfg = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1")])).unwrap();
         assert_eq!(cfg.auth, AuthConfig::Disabled);
         let cfg = BackendConfig::load(
             None,
-            &env(&[("KANADE_AUTH_STATIC_TOKEN", "0123456789abcdef"), ("KANADE_BIND_ADDR", "0.0.0.0:8081")]),
+            &env(&[("KANADE_AUTH_STATIC_TOKEN", TOKEN), ("KANADE_BIND_ADDR", "0.0.0.0:8081")]),
         )
         .unwrap();
-        assert_eq!(cfg.auth, AuthConfig::static_token("0123456789abcdef"));
-        assert_eq!(cfg.bind_addr.port(), 8081);
+        assert_eq!(cfg.auth, AuthConfig::static_token(TOKEN));
+        assert_eq!(cfg.listen_addr.port(), 8081);
+        let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "yes")])).unwrap_err().to_string();
+        assert!(err.contains("KANADE_AUTH_DISABLE: `yes` must be 1 or 0"), "{err}");
+    }
+
+    #[test]
+    fn every_section_is_read() {
+        let cfg = load(
+            concat!(
+                "[backend]\nlisten_addr = \"127.0.0.1:9000\"\nnats_url = \"nats://n1:4222,nats://n2:4222\"\n",
+                "database_url = \"postgres://kanade:secret@db:5432/kanade\"\ndata_dir = \"/srv/backend\"\n",
+                "offline_after = \"2m\"\nstale_after = \"30d\"\n",
+                "[auth]\nstatic_token = \"0123456789abcdef\"\n",
+                "[log]\nlevel = \"debug\"\nfile = \"/var/log/kanade/backend.log\"\n",
+                "[nats]\ntoken = \"nats-token\"\n",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.listen_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.nats.urls, ["nats://n1:4222", "nats://n2:4222"]);
+        assert_eq!(cfg.nats.token.as_deref(), Some("nats-token"));
+        assert_eq!(cfg.database_url.as_deref(), Some("postgres://kanade:secret@db:5432/kanade"));
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/srv/backend")));
+        assert_eq!(cfg.offline_after, Duration::from_secs(120));
+        assert_eq!(cfg.stale_after, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(cfg.auth, AuthConfig::static_token(TOKEN));
+        assert_eq!(cfg.log.level, "debug");
+        assert_eq!(cfg.log.file, Some(PathBuf::from("/var/log/kanade/backend.log")));
+        let defaults = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1")])).unwrap();
+        assert_eq!(defaults.listen_addr, DEFAULT_LISTEN_ADDR.parse().unwrap());
+        assert_eq!((defaults.offline_after, defaults.stale_after), (DEFAULT_OFFLINE_AFTER, DEFAULT_STALE_AFTER));
+        assert_eq!((defaults.data_dir, defaults.database_url), (None, None));
+        assert_eq!(defaults.log, LogConfig::default());
+    }
+
+    #[test]
+    fn the_environment_wins_and_kanade_names_win_over_generic_ones() {
+        let text = "[backend]\nlisten_addr = \"127.0.0.1:9000\"\ndatabase_url = \"sqlite://file.db\"\n\
+                    [auth]\ndisable = true\n[log]\nlevel = \"error\"\n";
+        let cfg = load(text, &[("DATABASE_URL", "sqlite://generic.db"), ("RUST_LOG", "warn")]).unwrap();
+        assert_eq!(cfg.database_url.as_deref(), Some("sqlite://generic.db"));
+        assert_eq!(cfg.log.level, "warn");
+        let cfg = load(
+            text,
+            &[
+                ("DATABASE_URL", "sqlite://generic.db"),
+                ("KANADE_DATABASE_URL", "sqlite://kanade.db"),
+                ("RUST_LOG", "warn"),
+                ("KANADE_LOG", "debug"),
+                ("KANADE_LISTEN_ADDR", "127.0.0.1:9001"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.database_url.as_deref(), Some("sqlite://kanade.db"));
+        assert_eq!(cfg.log.level, "debug");
+        assert_eq!(cfg.listen_addr.port(), 9001);
+        // KANADE_BIND_ADDR is the listen address's older name: alone it works, agreeing it is fine, disagreeing not.
+        assert_eq!(load(text, &[("KANADE_BIND_ADDR", "127.0.0.1:9002")]).unwrap().listen_addr.port(), 9002);
+        let same = [("KANADE_BIND_ADDR", "127.0.0.1:9003"), ("KANADE_LISTEN_ADDR", "127.0.0.1:9003")];
+        assert_eq!(load(text, &same).unwrap().listen_addr.port(), 9003);
+        let err =
+            load(text, &[("KANADE_BIND_ADDR", "127.0.0.1:1"), ("KANADE_LISTEN_ADDR", "127.0.0.1:2")]).unwrap_err();
+        assert!(err.contains("disagree"), "{err}");
+        // Empty variables are unset.
+        let cfg = load(text, &[("KANADE_DATABASE_URL", ""), ("KANADE_LISTEN_ADDR", "")]).unwrap();
+        assert_eq!(cfg.database_url.as_deref(), Some("sqlite://file.db"));
+        assert_eq!(cfg.listen_addr.port(), 9000);
     }
 
     #[test]
     fn operator_tokens_are_checked() {
-        let load = |text: &str| {
-            let file = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(file.path(), text).unwrap();
-            BackendConfig::load(Some(file.path()), &env(&[])).map(|c| c.auth).map_err(|e| e.to_string())
-        };
-        let ok = load("[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\n").unwrap();
+        let auth = |text: &str| load(text, &[]).map(|c| c.auth);
+        let ok = auth("[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\n").unwrap();
         let AuthConfig::Tokens { shared: None, operators } = ok else { panic!("{ok:?}") };
         assert_eq!(operators[0].name.as_str(), "alice");
         assert!(!format!("{:?}", operators[0]).contains("0123456789"), "a token must not reach the log");
         let two = "[[auth.operators]]\nname = \"alice\"\ntoken = \"same-0123456789abcdef\"\n\
                    [[auth.operators]]\nname = \"bob\"\ntoken = \"same-0123456789abcdef\"\n";
-        assert!(load(two).unwrap_err().contains("another operator's token"));
+        assert!(auth(two).unwrap_err().contains("another operator's token"));
         let short = "[[auth.operators]]\nname = \"alice\"\ntoken = \"short\"\n";
-        assert!(load(short).unwrap_err().contains("auth.operators[0].token is 5 characters"));
+        assert!(auth(short).unwrap_err().contains("auth.operators[0].token is 5 characters"));
         let bad = "[[auth.operators]]\nname = \"Alice Smith\"\ntoken = \"alice-0123456789abcdef\"\n";
-        assert!(load(bad).unwrap_err().contains("auth.operators[0].name"));
+        assert!(auth(bad).unwrap_err().contains("auth.operators[0].name"));
         let unknown = "[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\nrole = \"x\"\n";
-        assert!(load(unknown).unwrap_err().contains("role"));
+        let err = auth(unknown).unwrap_err();
+        assert!(err.contains("line 4") && err.contains("`auth.operators[0].role`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_wrong_types_and_bad_values_are_named() {
+        let cases = [
+            ("[backend]\nbind_addr = \"127.0.0.1:0\"\n", "line 2, column 1: `backend.bind_addr`: unknown field"),
+            ("bind_addr = \"127.0.0.1:0\"\n", "line 1, column 1: `bind_addr`: unknown field"),
+            ("[auth]\nstatic_tokn = \"x\"\n", "line 2, column 1: `auth.static_tokn`: unknown field"),
+            ("[log]\nlevl = \"x\"\n", "`log.levl`: unknown field"),
+            ("[nats]\nurl = \"nats://x:1\"\n", "`nats.url`: unknown field"),
+            ("[auth]\ndisable = \"yes\"\n", "`auth.disable`: invalid type"),
+            ("[backend]\noffline_after = 90\n", "`backend.offline_after`: invalid type"),
+            ("[backend\n", "line 1"),
+            ("[backend]\nlisten_addr = \"localhost\"\n", "backend.listen_addr: `localhost` is not an address"),
+            ("[backend]\nlisten_addr = \"\"\n", "backend.listen_addr: `` is not an address"),
+            ("[backend]\noffline_after = \"0s\"\n", "backend.offline_after: `0s` is shorter than the minimum"),
+            ("[backend]\noffline_after = \"1000000000000y\"\n", "backend.offline_after: `1000000000000y`"),
+            ("[backend]\nstale_after = \"100y\"\n", "backend.stale_after: `100y` is longer than the maximum"),
+            ("[backend]\nstale_after = \"1m\"\n", "backend.stale_after (1m) must be longer than backend.offline_after"),
+            ("[backend]\ndatabase_url = \"\"\n", "backend.database_url: `` is not a database URL"),
+            ("[backend]\ndatabase_url = \"mysql://u:pw@h/db\"\n", "`mysql://u:***@h/db` is not a database URL"),
+            ("[backend]\ndata_dir = \"\"\n", "backend.data_dir: `` is empty"),
+            ("[backend]\nnats_url = \"http://x\"\n", "backend.nats_url: `http://x` is not a NATS URL"),
+            ("[log]\nlevel = \"shouty\"\n", "log.level: `shouty`"),
+            ("[log]\nfile = \"\"\n", "log.file: `` is empty"),
+        ];
+        for (text, want) in cases {
+            let err = load(text, &[("KANADE_AUTH_STATIC_TOKEN", TOKEN)]).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BIND_ADDR", "localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KANADE_BIND_ADDR: `localhost` is not an address"), "{err}");
+        let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1"), ("DATABASE_URL", "redis://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL: `redis://x` is not a database URL"), "{err}");
     }
 
     #[test]
@@ -270,30 +449,8 @@ mod tests {
             BackendConfig::load(Some(&deploy.join("backend.example.toml")), &env(&[("KANADE_AUTH_DISABLE", "1")]))
                 .unwrap();
         assert_eq!(backend.offline_after, Duration::from_secs(90));
-    }
-
-    #[test]
-    fn stale_after_is_read_and_must_outlast_offline_after() {
-        let load = |text: &str| {
-            let file = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(file.path(), text).unwrap();
-            BackendConfig::load(Some(file.path()), &env(&[("KANADE_AUTH_DISABLE", "1")])).map_err(|e| e.to_string())
-        };
-        assert_eq!(load("").unwrap().stale_after, DEFAULT_STALE_AFTER);
-        assert_eq!(load("stale_after = \"2d\"\n").unwrap().stale_after, Duration::from_secs(2 * 24 * 3600));
-        let err = load("offline_after = \"10m\"\nstale_after = \"5m\"\n").unwrap_err();
-        assert!(err.contains("stale_after") && err.contains("longer than offline_after"), "{err}");
-        let err = load("stale_after = \"soon\"\n").unwrap_err();
-        assert!(err.contains("stale_after"), "{err}");
-        let err = load("stale_afterr = \"2d\"\n").unwrap_err();
-        assert!(err.contains("stale_afterr"), "{err}");
-    }
-
-    #[test]
-    fn backend_rejects_bad_addresses() {
-        let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BIND_ADDR", "localhost")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("bind_addr: `localhost` is not an address"), "{err}");
+        assert_eq!(backend.stale_after, DEFAULT_STALE_AFTER);
+        assert_eq!(backend.listen_addr, DEFAULT_LISTEN_ADDR.parse().unwrap());
+        assert_eq!(backend.database_url, None);
     }
 }

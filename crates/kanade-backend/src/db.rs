@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Row};
 
 mod executions;
 mod outputs;
+pub mod sqlite_file;
 mod timeline;
 
 pub use executions::{
@@ -42,6 +43,8 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("cannot open database")]
     Open(#[source] sqlx::Error),
+    #[error(transparent)]
+    SqliteFile(#[from] sqlite_file::SqliteFileError),
     #[error("cannot migrate database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -50,9 +53,17 @@ pub enum DbError {
     Unreadable { what: &'static str, value: String },
 }
 
-/// The default database: a SQLite file in the data dir.
+/// The database when the config names none and sets no data dir: `backend.db` in the working directory.
+pub const DEFAULT_URL: &str = "sqlite://backend.db";
+
+/// The default database in a data dir: the SQLite file `backend.db` there, created when missing (as every sqlite
+/// URL is: [`sqlite_file::prepare`]).
 pub fn default_url(data_dir: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join("kanade.db").display())
+    // Percent-encoded as sqlx decodes it, so a folder with `?`, `#` or `%` in its name stays part of the path.
+    const PATH: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#').add(b' ').add(b'"');
+    let file = data_dir.join("backend.db");
+    format!("sqlite://{}", percent_encoding::utf8_percent_encode(&file.to_string_lossy(), PATH))
 }
 
 /// Hides the password in a database URL for logs.
@@ -79,6 +90,11 @@ impl Db {
         } else {
             return Err(DbError::UnsupportedUrl(redact_url(url)));
         };
+        // A sqlite file named by the operator is created when missing, in a folder checked first.
+        let url = match dialect {
+            Dialect::Sqlite => sqlite_file::prepare(url)?,
+            Dialect::Postgres => url.to_owned(),
+        };
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         options = match dialect {
             // One writer at a time is SQLite's nature; WAL lets readers go on while it writes.
@@ -92,7 +108,7 @@ impl Db {
             }),
             Dialect::Postgres => options.max_connections(16),
         };
-        let pool = options.connect(url).await.map_err(DbError::Open)?;
+        let pool = options.connect(&url).await.map_err(DbError::Open)?;
         MIGRATOR.run(&pool).await.map_err(DbError::Migrate)?;
         Ok(Self { pool, dialect })
     }

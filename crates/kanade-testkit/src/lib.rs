@@ -11,7 +11,7 @@ mod system;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use nats::{NatsCluster, NatsServer, free_port, nats_server_binary};
+pub use nats::{NatsCluster, NatsServer, free_port, nats_server_binary, use_nats_server_binary};
 pub use system::{
     OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, backend_config, connect, env_for, kanade_cli,
     operator_token,

@@ -10,8 +10,20 @@ use tempfile::TempDir;
 /// The oldest server kanade supports: batch direct get (DESIGN.md) arrived in 2.11.
 pub const MIN_VERSION: (u32, u32) = (2, 11);
 
+/// The binary a program obtained for itself ([`use_nats_server_binary`]), over every other place.
+static CHOSEN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes every server this process starts run `binary`: for a program, such as the benchmark, that obtained its
+/// broker itself. The first call wins.
+pub fn use_nats_server_binary(binary: PathBuf) {
+    let _ = CHOSEN.set(binary);
+}
+
 /// Finds a usable `nats-server`, or panics saying how to get one.
 pub fn nats_server_binary() -> PathBuf {
+    if let Some(path) = CHOSEN.get() {
+        return path.clone();
+    }
     if let Some(path) = std::env::var_os("KANADE_NATS_SERVER") {
         return PathBuf::from(path);
     }

@@ -47,6 +47,8 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
         outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,
         nats: NatsConfig { urls: vec![url.to_owned()], token: None },
+        log: kanade_shared::config::LogConfig::default(),
+        inventory: kanade_shared::config::InventoryConfig::default(),
     }
 }
 
@@ -118,7 +120,7 @@ impl Drop for TestAgent {
 /// agents offline after 5 s.
 pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: Option<String>) -> BackendConfig {
     BackendConfig {
-        bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: Some(data_dir.to_owned()),
         database_url,
         offline_after: Duration::from_secs(5),
@@ -134,6 +136,7 @@ pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: 
                 .collect(),
         },
         nats: NatsConfig { urls: vec![nats_url.to_owned()], token: None },
+        log: kanade_shared::config::LogConfig::default(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Every operator action the CLI performs is recorded on `audit.<actor>.<action>` in stream `AUDIT`, after the
-//! action succeeded. The actor is `KANADE_OPERATOR`, else the login name, normalised to an id.
+//! action succeeded. The actor is `KANADE_OPERATOR`, else the OS account name, normalised to an id.
 
 use kanade_ops::OpsError;
 use kanade_ops::audit::{Auditor, Source};
@@ -7,11 +7,13 @@ use kanade_shared::Actor;
 
 use crate::output;
 
-/// Who is acting: `KANADE_OPERATOR`, else the login name.
+/// Who is acting: `KANADE_OPERATOR`, else the account this process runs as (from the OS, so a service or a
+/// container without `USER` is still named), else the login variables, and `unknown` only when nothing names one.
 pub fn operator() -> String {
-    ["KANADE_OPERATOR", "USER", "USERNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    from_env("KANADE_OPERATOR")
+        .or_else(|| whoami::username().ok().filter(|name| !name.trim().is_empty()))
+        .or_else(|| ["USER", "USERNAME", "LOGNAME"].into_iter().find_map(from_env))
         .unwrap_or_else(|| "unknown".into())
 }
 

@@ -98,6 +98,9 @@ pub enum Command {
     /// The job catalogue: create from manifests, list, show, delete; validate and the schema.
     #[command(subcommand)]
     Job(commands::job::JobCommand),
+    /// Print the shell completion script for bash, zsh, fish, powershell or elvish, e.g.
+    /// `kanade completions bash > /etc/bash_completion.d/kanade`.
+    Completions(commands::completions::CompletionsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(args) => commands::agent::fleet(&cli, args).await,
         Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
+        Command::Completions(args) => commands::completions::run(args),
     }
 }
 

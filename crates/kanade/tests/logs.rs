@@ -48,7 +48,7 @@ fn append(path: &std::path::Path, text: &str) {
 async fn agent_logging_to(url: &str, pc: &str, dir: &std::path::Path) -> TestAgent {
     let data_dir = tempfile::tempdir().unwrap();
     let config = kanade_testkit::agent_config(url, pc, &[], data_dir.path());
-    let files = LogFiles { dir: dir.to_owned(), prefix: "kanade-agent".into() };
+    let files = LogFiles { dir: dir.to_owned(), prefix: "kanade-agent".into(), suffix: "log".into() };
     TestAgent::start_logging_to(config, data_dir, Some(files)).await
 }
 

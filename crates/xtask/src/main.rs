@@ -1,6 +1,7 @@
 //! Project automation, so the README needs only two commands:
 //!
-//! - `cargo xtask sandbox` starts the whole local system (nats-server, JetStream setup, backend, one agent);
+//! - `cargo xtask sandbox` starts the whole local system (nats-server, JetStream setup, backend, one agent;
+//!   `--agents N` a dev fleet `dev-pc-1` ... `dev-pc-N` instead);
 //! - `cargo xtask ci` runs what CI runs: formatting, clippy with warnings denied, every test, a sandbox smoke run;
 //! - `cargo xtask web` installs the dashboard's npm packages, builds it into `web/dist/` (which the backend
 //!   embeds) and makes sure Chromium is there for the browser tests;
@@ -34,8 +35,8 @@ fn main() -> ExitCode {
         Some("web") => web::build().and_then(|()| web::chromium()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  sandbox [--smoke]  start nats-server, backend and an agent locally \
-                 (--smoke: check them and stop)\n  ci                 run formatting, clippy and every test, as CI \
+                "usage: cargo xtask <command>\n\n  sandbox [--agents N] [--smoke]\n                     start nats-server, backend and an agent locally \
+                 (--agents N: dev-pc-1..N instead; --smoke: check them and stop)\n  ci                 run formatting, clippy and every test, as CI \
                  does\n  web                install and build the dashboard (web/ -> web/dist), and Chromium for its tests\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path"
             );
             return ExitCode::from(2);

@@ -1,9 +1,10 @@
 //! `cargo xtask sandbox`: the whole local system on fixed loopback ports — nats-server with JetStream on 4223,
-//! `kanade jetstream setup`, the backend on 8081 serving the dashboard, and one agent — with state and logs under
-//! `.sandbox/`. The dashboard is built first when Node.js is installed; without it the backend serves a page that
-//! says how to build it.
+//! `kanade jetstream setup`, the backend on 8081 serving the dashboard, and one agent named after the host — with
+//! state and logs under `.sandbox/`. `--agents N` starts a dev fleet instead: `dev-pc-1` ... `dev-pc-N`, each with
+//! its own data dir (`.sandbox/agents/dev-pc-<i>/`) and log (`.sandbox/agent-dev-pc-<i>.log`). The dashboard is
+//! built first when Node.js is installed; without it the backend serves a page that says how to build it.
 //! `--smoke` checks it the way a new user would (`echo hello`, `exit 3`, both results and the agent online in the
-//! API, `kanade deploy jobs/echo.yaml --wait`) and stops.
+//! API, `kanade deploy jobs/echo.yaml --wait`; with a fleet, a ping from every agent) and stops.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,6 +21,69 @@ use crate::{cargo, nats_server, workspace_root};
 
 const NATS_PORT: u16 = 4223;
 const BACKEND_PORT: u16 = 8081;
+/// The largest dev fleet: each agent is a real process, and this is one developer's machine.
+const MAX_AGENTS: usize = 50;
+
+/// What `cargo xtask sandbox` was asked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Options {
+    smoke: bool,
+    /// `Some(n)`: a dev fleet of `n` agents named `dev-pc-1` ... `dev-pc-n`; `None`: one agent named after the host.
+    agents: Option<usize>,
+}
+
+fn parse_options(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        match flag {
+            "--smoke" if inline.is_none() => options.smoke = true,
+            "--agents" => {
+                let value =
+                    inline.or_else(|| args.next().cloned()).context("--agents needs a number, e.g. --agents 3")?;
+                let count = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_AGENTS).contains(n))
+                    .with_context(|| format!("--agents `{value}` is not a number from 1 to {MAX_AGENTS}"))?;
+                ensure!(options.agents.is_none(), "--agents is given twice");
+                options.agents = Some(count);
+            }
+            _ => bail!("unknown sandbox option `{arg}` (known: --smoke, --agents N)"),
+        }
+    }
+    Ok(options)
+}
+
+/// One agent of the sandbox: its id, data dir and log file.
+struct SandboxAgent {
+    pc: PcId,
+    data_dir: PathBuf,
+    log: String,
+}
+
+/// The agents to start: one named after the host in `.sandbox/agent`, or the dev fleet.
+fn sandbox_agents(dir: &Path, agents: Option<usize>) -> Vec<SandboxAgent> {
+    match agents {
+        None => {
+            let pc = gethostname::gethostname()
+                .to_str()
+                .and_then(PcId::from_hostname)
+                .unwrap_or_else(|| PcId::new("sandbox-pc").expect("valid id"));
+            vec![SandboxAgent { pc, data_dir: dir.join("agent"), log: "agent.log".to_owned() }]
+        }
+        Some(count) => (1..=count)
+            .map(|i| {
+                let pc = PcId::new(format!("dev-pc-{i}")).expect("valid id");
+                SandboxAgent { data_dir: dir.join("agents").join(pc.as_str()), log: format!("agent-{pc}.log"), pc }
+            })
+            .collect(),
+    }
+}
 
 struct Children(Vec<(&'static str, Child)>);
 
@@ -48,13 +112,7 @@ impl Drop for Children {
 
 /// Runs the sandbox; with `--smoke`, returns how many smoke checks passed.
 pub fn run(args: &[String]) -> anyhow::Result<usize> {
-    let mut smoke = false;
-    for arg in args {
-        match arg.as_str() {
-            "--smoke" => smoke = true,
-            other => bail!("unknown sandbox option `{other}` (known: --smoke)"),
-        }
-    }
+    let Options { smoke, agents } = parse_options(args)?;
     let nats = nats_server()?;
     let root = workspace_root();
     let dashboard = crate::web::node_available();
@@ -66,8 +124,19 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     cargo(&["build", "--workspace", "--bins", "--locked"], &nats)?;
     let bin = root.join("target/debug");
     let dir = root.join(".sandbox");
-    for sub in ["nats", "backend", "agent"] {
-        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("cannot create {}", dir.display()))?;
+    if smoke {
+        // A check starts from nothing: agents an earlier run left in the database (another fleet, another host
+        // name) would be targets that never answer `deploy --wait`.
+        for sub in ["nats", "backend", "agent", "agents"] {
+            let stale = dir.join(sub);
+            if stale.exists() {
+                std::fs::remove_dir_all(&stale).with_context(|| format!("cannot clear {}", stale.display()))?;
+            }
+        }
+    }
+    let fleet = sandbox_agents(&dir, agents);
+    for sub in [dir.join("nats"), dir.join("backend")].iter().chain(fleet.iter().map(|agent| &agent.data_dir)) {
+        std::fs::create_dir_all(sub).with_context(|| format!("cannot create {}", sub.display()))?;
     }
     for port in [NATS_PORT, BACKEND_PORT] {
         TcpListener::bind(("127.0.0.1", port))
@@ -77,10 +146,6 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     let nats_url = format!("nats://127.0.0.1:{NATS_PORT}");
     let backend_url = format!("http://127.0.0.1:{BACKEND_PORT}");
     let token = sandbox_token(&dir.join("token"))?;
-    let pc = gethostname::gethostname()
-        .to_str()
-        .and_then(PcId::from_hostname)
-        .unwrap_or_else(|| PcId::new("sandbox-pc").expect("valid id"));
 
     let mut children = Children(Vec::new());
     let nats_log = log_file(&dir, "nats-server.log")?;
@@ -113,7 +178,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     children.0.push((
         "kanade-backend",
         Command::new(bin.join("kanade-backend"))
-            .env("KANADE_BIND_ADDR", format!("127.0.0.1:{BACKEND_PORT}"))
+            .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{BACKEND_PORT}"))
             .env("KANADE_NATS_URL", &nats_url)
             .env("KANADE_AUTH_STATIC_TOKEN", &token)
             .env("KANADE_BACKEND_DATA_DIR", dir.join("backend"))
@@ -122,29 +187,46 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
             .spawn()
             .context("cannot start kanade-backend")?,
     ));
-    let agent_log = log_file(&dir, "agent.log")?;
-    children.0.push((
-        "kanade-agent",
-        Command::new(bin.join("kanade-agent"))
-            .env("KANADE_AGENT_ID", pc.as_str())
-            .env("KANADE_AGENT_GROUPS", "sandbox")
-            .env("KANADE_NATS_URL", &nats_url)
-            .env("KANADE_AGENT_DATA_DIR", dir.join("agent"))
-            .stdout(agent_log.try_clone()?)
-            .stderr(agent_log)
-            .spawn()
-            .context("cannot start kanade-agent")?,
-    ));
+    // Agents after the backend listens, so their first heartbeat (core NATS, not stored) finds its projector.
     wait_for_port(BACKEND_PORT, Duration::from_secs(30), &mut children)?;
-    let started = Instant::now();
-    while !kanade(&["ping", pc.as_str()])?.status.success() {
-        children.check()?;
-        ensure!(started.elapsed() < Duration::from_secs(30), "the agent did not answer a ping; see .sandbox/agent.log");
-        std::thread::sleep(Duration::from_millis(200));
+    for agent in &fleet {
+        let agent_log = log_file(&dir, &agent.log)?;
+        children.0.push((
+            "kanade-agent",
+            Command::new(bin.join("kanade-agent"))
+                .env("KANADE_AGENT_ID", agent.pc.as_str())
+                .env("KANADE_AGENT_GROUPS", "sandbox")
+                .env("KANADE_NATS_URL", &nats_url)
+                .env("KANADE_AGENT_DATA_DIR", &agent.data_dir)
+                .stdout(agent_log.try_clone()?)
+                .stderr(agent_log)
+                .spawn()
+                .context("cannot start kanade-agent")?,
+        ));
     }
+    let started = Instant::now();
+    for agent in &fleet {
+        while !kanade(&["ping", agent.pc.as_str()])?.status.success() {
+            children.check()?;
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} did not answer a ping; see .sandbox/{}",
+                agent.pc,
+                agent.log
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let pc = fleet[0].pc.clone();
+    let names: Vec<&str> = fleet.iter().map(|agent| agent.pc.as_str()).collect();
 
     if smoke {
-        return smoke_test(&kanade, pc.as_str(), &token, &root.join("jobs/echo.yaml"), dashboard);
+        let mut passed = smoke_test(&kanade, pc.as_str(), &token, &root.join("jobs/echo.yaml"), dashboard)?;
+        if fleet.len() > 1 {
+            passed += fleet_smoke(&kanade, &names)?;
+        }
+        println!("sandbox smoke: {passed} passed, 0 failed");
+        return Ok(passed);
     }
 
     println!(
@@ -152,7 +234,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
          \x20 nats-server  {nats_url}\n\
          \x20 backend      {backend_url}\n\
          \x20 dashboard    {backend_url}/  (sign in with the API token {token})\n\
-         \x20 agent        {pc}\n\n\
+         \x20 agents       {agents}\n\n\
          In another terminal:\n\
          \x20 export PATH=\"{bin}:$PATH\" KANADE_NATS_URL={nats_url} KANADE_BACKEND_URL={backend_url} KANADE_AUTH_TOKEN={token}\n\
          \x20 kanade run {pc} -- 'echo hello'\n\
@@ -166,6 +248,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
          Ctrl-C stops everything.",
         dir = dir.display(),
         bin = bin.display(),
+        agents = names.join(", "),
     );
     let stop = Arc::new(AtomicBool::new(false));
     ctrlc::set_handler({
@@ -218,8 +301,16 @@ fn smoke_test(
     };
     ensure!(results.contains("hello"), "the ok result lacks its output: {results}");
     passed += 1;
-    let (status, agents) = http_get(BACKEND_PORT, &format!("/api/agents/{pc}"), token)?;
-    ensure!(status == 200 && agents.contains("\"online\":true"), "agent not online in /api/agents: {status} {agents}");
+    // Within one heartbeat interval (30 s) of the agent's start, even if its first heartbeat was missed.
+    let started = Instant::now();
+    loop {
+        let (status, agents) = http_get(BACKEND_PORT, &format!("/api/agents/{pc}"), token)?;
+        if status == 200 && agents.contains("\"online\":true") {
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(45), "agent not online in /api/agents: {status} {agents}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     passed += 1;
     let (status, _) = http_get(BACKEND_PORT, "/api/agents", "wrong-token")?;
     ensure!(status == 401, "a wrong token got {status}");
@@ -236,8 +327,23 @@ fn smoke_test(
     let (status, body) = http_get(BACKEND_PORT, &format!("/api/executions/{exec}/results"), token)?;
     ensure!(status == 200 && body.contains("hello from"), "the deployed job's result: {status} {body}");
     passed += 1;
-    println!("sandbox smoke: {passed} passed, 0 failed");
     Ok(passed)
+}
+
+/// A dev fleet's check: every agent answers a ping as itself (one check per agent).
+fn fleet_smoke(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, names: &[&str]) -> anyhow::Result<usize> {
+    for name in names {
+        let ping = kanade(&["-o", "json", "ping", name])?;
+        let answer: Option<serde_json::Value> = serde_json::from_slice(&ping.stdout).ok();
+        ensure!(
+            ping.status.success() && answer.as_ref().is_some_and(|a| a["pc_id"] == *name),
+            "{name} did not answer a ping as itself: {:?} {} {}",
+            ping.status,
+            String::from_utf8_lossy(&ping.stdout),
+            String::from_utf8_lossy(&ping.stderr)
+        );
+    }
+    Ok(names.len())
 }
 
 /// A bare HTTP/1.1 GET; the sandbox check needs nothing more and xtask stays free of an HTTP stack.
@@ -313,4 +419,47 @@ fn sandbox_token(path: &Path) -> anyhow::Result<String> {
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(path, &token).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        parse_options(&args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>()).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn options_parse_and_bad_ones_are_named() {
+        assert_eq!(parse(&[]).unwrap(), Options { smoke: false, agents: None });
+        assert_eq!(parse(&["--agents", "3", "--smoke"]).unwrap(), Options { smoke: true, agents: Some(3) });
+        assert_eq!(parse(&["--agents=50"]).unwrap().agents, Some(50));
+        for (args, want) in [
+            (&["--agents"][..], "--agents needs a number"),
+            (&["--agents", "0"][..], "--agents `0` is not a number from 1 to 50"),
+            (&["--agents", "51"][..], "`51`"),
+            (&["--agents", "-1"][..], "`-1`"),
+            (&["--agents", "three"][..], "`three`"),
+            (&["--agents", "99999999999999999999999"][..], "is not a number"),
+            (&["--agents", "2", "--agents", "3"][..], "given twice"),
+            (&["--smoke=1"][..], "unknown sandbox option `--smoke=1`"),
+            (&["--agent", "3"][..], "unknown sandbox option `--agent`"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_dev_fleet_has_its_own_names_state_and_logs() {
+        let dir = Path::new("/s");
+        let fleet = sandbox_agents(dir, Some(3));
+        let names: Vec<&str> = fleet.iter().map(|a| a.pc.as_str()).collect();
+        assert_eq!(names, ["dev-pc-1", "dev-pc-2", "dev-pc-3"]);
+        assert_eq!(fleet[1].data_dir, Path::new("/s/agents/dev-pc-2"));
+        assert_eq!(fleet[2].log, "agent-dev-pc-3.log");
+        let single = sandbox_agents(dir, None);
+        assert_eq!(single.len(), 1);
+        assert_eq!((single[0].data_dir.as_path(), single[0].log.as_str()), (Path::new("/s/agent"), "agent.log"));
+    }
 }

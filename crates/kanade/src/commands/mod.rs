@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod completions;
 pub mod config;
 pub mod exec;
 pub mod jetstream;
