@@ -231,6 +231,10 @@ async fn the_config_named_by_the_environment_logs_to_the_file_it_names() {
         async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
     })
     .await;
+    // `kanade logs` reads the same files: the agent serves the rolling files of `[log] file` on `agents.<pc>.logs`.
+    let request = kanade_shared::wire::LogsRequest { lines: Some(50), ..Default::default() };
+    let reply = kanade_ops::logs::request(&client, &pc, &request, Duration::from_secs(5)).await.unwrap();
+    assert!(reply.lines.iter().any(|line| line.contains("kanade-agent starting")), "{:?}", reply.lines);
     terminate(&child);
     let (status, stderr) = tokio::task::spawn_blocking(move || {
         let status = child.wait().unwrap();

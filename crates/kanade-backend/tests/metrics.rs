@@ -95,7 +95,7 @@ async fn metrics_after_real_traffic_show_what_happened() {
     let exec = fired.body["exec_id"].as_str().expect("exec id").to_owned();
     eventually("the result stored", PATIENCE, || async {
         let (_, rows) = backend.get(&format!("/api/results?exec_id={exec}")).await;
-        (rows.as_array()?.len() == 1).then_some(())
+        (rows["items"].as_array()?.len() == 1).then_some(())
     })
     .await;
 

@@ -31,7 +31,7 @@ fn sha256(bytes: &[u8]) -> String {
 async fn result_row(backend: &TestBackend, exec: &ExecId) -> Value {
     eventually(&format!("the result of {exec} is stored"), PATIENCE, || async {
         let (status, body) = backend.get(&format!("/api/results?exec_id={exec}")).await;
-        (status == 200).then(|| body.as_array().and_then(|rows| rows.first().cloned())).flatten()
+        (status == 200).then(|| body["items"].as_array().and_then(|rows| rows.first().cloned())).flatten()
     })
     .await
 }

@@ -43,7 +43,7 @@ async fn fired(backend: &TestBackend, job: &str, body: Value) -> Value {
 async fn executions_of(backend: &TestBackend, job: &str) -> usize {
     let (status, list) = backend.get(&format!("/api/executions?job_id={job}")).await;
     assert_eq!(status, 200, "{list}");
-    list.as_array().unwrap().len()
+    list["items"].as_array().unwrap().len()
 }
 
 #[tokio::test]
@@ -96,6 +96,7 @@ async fn a_job_without_a_target_is_refused_until_targets_are_named_then_runs_on_
     assert_eq!((done["target_count"].clone(), done["by_status"].clone()), (json!(1), json!({ "ok": 1 })), "{done}");
     let exec_id = done["exec_id"].as_str().unwrap();
     let (_, results) = backend.get(&format!("/api/executions/{exec_id}/results")).await;
+    let results = results["items"].clone();
     assert_eq!(results[0]["pc_id"], "host-a", "{results}");
     assert_eq!(results[0]["version"], "0.43.0", "{results}");
 
@@ -183,6 +184,7 @@ async fn deploy_refuses_a_manifest_without_a_target_and_fires_another_as_the_ver
     let exec = view["exec_id"].as_str().unwrap().to_owned();
     backend.execution_until(&exec, "host-a's result", |v| v["status"] == "completed").await;
     let (_, results) = backend.get(&format!("/api/executions/{exec}/results")).await;
+    let results = results["items"].clone();
     assert_eq!((results[0]["version"].clone(), results[0]["status"].clone()), (json!("0.44.0-rc.1"), json!("ok")));
     let (_, job) = backend.get("/api/jobs/pinned").await;
     assert_eq!(job["job"]["version"], "0.44.0-rc.1", "{job}");

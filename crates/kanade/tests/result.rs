@@ -43,7 +43,7 @@ async fn result_show_prints_the_inline_part_and_full_prints_every_byte() {
     let id = format!("{}.pc-1", long.exec_id);
     eventually("the result is stored", PATIENCE, || async {
         let (_, body) = backend.get(&format!("/api/results?exec_id={}", long.exec_id)).await;
-        body.as_array().filter(|rows| !rows.is_empty()).map(|_| ())
+        body["items"].as_array().filter(|rows| !rows.is_empty()).map(|_| ())
     })
     .await;
     let printed = std::fs::read(&copy).unwrap();
