@@ -648,11 +648,19 @@ async fn over_its_cap_the_outbox_keeps_every_result_and_drops_only_output() {
     .await;
     nats.start_again();
 
-    let (client, _js) = connect(&url).await;
-    let mut results = ResultWatch::new(&client).await;
+    // Read back from `RESULTS`, not a core subscription: the agent may reconnect and drain its outbox before a
+    // subscription made now would exist (regression: this test missed results when the agent was quicker).
+    let (client, js) = connect(&url).await;
+    let stream = js.get_stream(kanade_shared::resources::STREAM_RESULTS).await.unwrap();
     let mut full_output = 0;
     for c in &big {
-        let result = results.next_for(&c.exec_id, PATIENCE).await;
+        let result_subject = subject::result(&PcId::new("pc-1").unwrap(), &c.exec_id);
+        let message = eventually("the result reached RESULTS", PATIENCE, || {
+            let (stream, result_subject) = (stream.clone(), result_subject.clone());
+            async move { stream.direct_get_last_for_subject(result_subject).await.ok() }
+        })
+        .await;
+        let result: kanade_shared::wire::ExecResult = serde_json::from_slice(&message.payload).unwrap();
         assert_eq!((result.status, result.exit_code), (ResultStatus::Ok, Some(0)), "{}", result.stderr);
         if result.stdout.len() == 40_000 {
             full_output += 1;
