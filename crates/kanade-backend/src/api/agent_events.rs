@@ -7,19 +7,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use kanade_shared::PcId;
-use kanade_shared::api::{AgentEventPage, AgentEventRow, AgentEventsQuery, ErrorBody, FleetEventsQuery};
+use kanade_shared::api::{self, AgentEventPage, AgentEventRow, AgentEventsQuery, ErrorBody, FleetEventsQuery, KeyPart};
 
 use super::{ApiError, ApiQuery, AppState, ErrorCode, PathId};
 use crate::db::EventFilter;
 
 pub const DEFAULT_EVENT_LIMIT: u32 = 50;
 pub const MAX_EVENT_LIMIT: u32 = 500;
-/// Longer than any cursor this API gives out.
-const MAX_CURSOR_CHARS: usize = 200;
 
 #[utoipa::path(get, path = "/api/agents/{pc_id}/events", tag = "agents", operation_id = "agents_events", params(("pc_id" = String, Path, description = "the agent's pc id"), AgentEventsQuery), responses((status = 200, description = "the agent's timeline, newest first (empty for an agent that never reported one)", body = AgentEventPage), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn of_agent(
@@ -130,27 +126,26 @@ fn page(mut rows: Vec<AgentEventRow>, limit: u32) -> AgentEventPage {
     AgentEventPage { items: rows, next }
 }
 
+/// Which list a timeline cursor belongs to, in the one cursor format every list uses (`kanade_shared::api`).
+const CURSOR_LIST: &str = "agent_events";
+
 fn encode_cursor(row: &AgentEventRow) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", row.at.timestamp_millis(), row.event_id))
+    api::encode_cursor(CURSOR_LIST, vec![KeyPart::Int(row.at.timestamp_millis()), KeyPart::Text(row.event_id.clone())])
 }
 
 fn decode_cursor(raw: &str) -> Result<(i64, String), Refusal> {
     let refused = || format!("cursor `{}` is not one this API gave out", shown(raw));
-    if raw.len() > MAX_CURSOR_CHARS {
-        return Err(refused());
+    match api::decode_cursor(CURSOR_LIST, raw).map_err(|_| refused())?.as_slice() {
+        [KeyPart::Int(at), KeyPart::Text(id)] if !id.is_empty() && id.len() <= 64 => Ok((*at, id.clone())),
+        _ => Err(refused()),
     }
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| refused())?;
-    let text = String::from_utf8(bytes).map_err(|_| refused())?;
-    let (at, id) = text.split_once(':').ok_or_else(refused)?;
-    let at: i64 = at.parse().map_err(|_| refused())?;
-    if id.is_empty() || id.len() > 64 {
-        return Err(refused());
-    }
-    Ok((at, id.to_owned()))
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     fn row(at_ms: i64, id: &str) -> AgentEventRow {
