@@ -50,9 +50,32 @@ pub struct FanoutArgs {
     /// Keep the simulator's data dirs on the real disk instead of tmpfs.
     #[arg(long)]
     disk: bool,
+    /// Start the broker with `jetstream.sync_interval: always` (every acknowledged write on disk, as
+    /// `deploy/nats-server.conf` runs it) instead of nats-server's default (a sync every 2 minutes). The quiet raw
+    /// reference runs on a server of the same configuration.
+    #[arg(long)]
+    sync_always: bool,
+    /// Phases to leave out, comma-separated: exec, storm, raw-busy, heartbeat, census.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    skip: Vec<Phase>,
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// A part of a fleet size's measurement that `--skip` can leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// The catalogued job fired through `POST /api/exec`.
+    Exec,
+    /// The broker SIGKILLed under the fleet.
+    Storm,
+    /// Raw NATS again on kanade's server after the kanade runs (the quiet reference always runs).
+    RawBusy,
+    /// Backend CPU, heartbeat lag and API latency under 1 s heartbeats.
+    Heartbeat,
+    /// One extra broadcast and exec with every message on the broker counted by subject.
+    Census,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,30 +83,54 @@ struct Figures {
     agents: usize,
     connections: usize,
     kanade_total_ms: u64,
+    /// Raw NATS on a server of its own, before anything of kanade started: the reference the ratios use.
     raw_total_ms: u64,
     ratio: f64,
     kanade_latency_ms: Percentiles,
     raw_latency_ms: Percentiles,
+    /// Raw NATS again on kanade's server once the kanade runs are over (the backend still connected).
+    raw_busy_total_ms: Option<u64>,
     /// A catalogued job fired with `POST /api/exec` at every agent: until the API shows it completed.
-    exec_api_total_ms: u64,
+    exec_api_total_ms: Option<u64>,
     /// Of that, the `POST` alone: the backend resolves N targets, records them and sends the command.
-    exec_api_post_ms: u64,
+    exec_api_post_ms: Option<u64>,
     sim_rss_per_agent_kb: f64,
     sim_state_per_agent_kb: f64,
+    /// The broker's resident memory with the fleet connected and the runs done.
+    broker_rss_mb: f64,
+    backend_rss_mb: f64,
+    load: Option<Load>,
+    storm: Option<Storm>,
+    census: Option<Census>,
+}
+
+/// The backend under 1 s heartbeats from the whole fleet.
+#[derive(Debug, Serialize)]
+struct Load {
     backend_cpu_pct_at_interval: f64,
     backend_cpu_pct_at_30s: f64,
     heartbeat_lag_ms: Percentiles,
-    storm: Storm,
+    /// `GET /api/agents?limit=200` and `GET /api/executions?limit=50` under that load.
+    agents_page_ms: Percentiles,
+    executions_page_ms: Percentiles,
+}
+
+/// Every message the broker carried during one fired job, by subject class (a wildcard subscriber counts them).
+#[derive(Debug, Serialize)]
+struct Census {
+    broadcast: Vec<(String, u64)>,
+    exec: Vec<(String, u64)>,
 }
 
 /// Every fleet size in `args.agents`, then the idle agent; the figures as Markdown tables on stdout.
 pub async fn run(args: FanoutArgs, bin: &Path) -> anyhow::Result<()> {
     let version = std::process::Command::new(kanade_testkit::nats_server_binary()).arg("--version").output()?;
     let header = format!(
-        "machine: {} cores, {:.1} GiB RAM; {}; simulator state on {}",
+        "machine: {} cores, {:.1} GiB RAM; {}, {}; simulator state on {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         total_ram_gib(),
         String::from_utf8_lossy(&version.stdout).trim(),
+        if args.sync_always { "sync_interval: always" } else { "default sync (every 2 min)" },
         if args.disk { "the real disk" } else { "tmpfs (/dev/shm)" },
     );
     eprintln!("bench: {header}");
@@ -94,67 +141,7 @@ pub async fn run(args: FanoutArgs, bin: &Path) -> anyhow::Result<()> {
     let idle = if args.idle_window.is_zero() { None } else { Some(idle_agent(bin, args.idle_window).await?) };
 
     println!("\n{header}\n");
-    println!(
-        "| agents | kanade: broadcast -> all in DB (API) | raw NATS | ratio | kanade latency p50/p99/max | raw latency p50/p99/max | sim RSS / agent | sim state / agent |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for f in &all {
-        println!(
-            "| {} | {} ms | {} ms | {:.2}x | {}/{}/{} ms | {}/{}/{} ms | {:.1} KB | {:.1} KB |",
-            f.agents,
-            f.kanade_total_ms,
-            f.raw_total_ms,
-            f.ratio,
-            f.kanade_latency_ms.p50,
-            f.kanade_latency_ms.p99,
-            f.kanade_latency_ms.max,
-            f.raw_latency_ms.p50,
-            f.raw_latency_ms.p99,
-            f.raw_latency_ms.max,
-            f.sim_rss_per_agent_kb,
-            f.sim_state_per_agent_kb,
-        );
-    }
-    println!(
-        "\n| agents | exec of a catalogued job via `POST /api/exec` -> completed (API) | of which the POST | raw NATS | ratio |"
-    );
-    println!("|---:|---:|---:|---:|---:|");
-    for f in &all {
-        println!(
-            "| {} | {} ms | {} ms | {} ms | {:.2}x |",
-            f.agents,
-            f.exec_api_total_ms,
-            f.exec_api_post_ms,
-            f.raw_total_ms,
-            f.exec_api_total_ms as f64 / (f.raw_total_ms as f64).max(1e-9)
-        );
-    }
-    println!(
-        "\n| agents | heartbeat every | backend CPU (of one core) | scaled to 30 s | heartbeat -> API lag p50/p99/max |"
-    );
-    println!("|---:|---:|---:|---:|---:|");
-    for f in &all {
-        println!(
-            "| {} | {} | {:.1}% | {:.2}% | {}/{}/{} ms |",
-            f.agents,
-            humantime::format_duration(args.heartbeat_interval),
-            f.backend_cpu_pct_at_interval,
-            f.backend_cpu_pct_at_30s,
-            f.heartbeat_lag_ms.p50,
-            f.heartbeat_lag_ms.p99,
-            f.heartbeat_lag_ms.max,
-        );
-    }
-    println!(
-        "\n| agents | broker killed, down 2 s, restarted: all answer pings | results of a command published at restart all in DB | lost | duplicated |"
-    );
-    println!("|---:|---:|---:|---:|---:|");
-    for f in &all {
-        println!(
-            "| {} | {} ms | {} ms | {} | {} |",
-            f.agents, f.storm.back_online_ms, f.storm.caught_up_ms, f.storm.lost, f.storm.duplicated
-        );
-    }
+    print_tables(&all, &args);
     if let Some(idle) = &idle {
         println!(
             "\nreal agent, idle for {}: RSS {:.1} MB, CPU {:.3}% of one core",
@@ -172,6 +159,102 @@ pub async fn run(args: FanoutArgs, bin: &Path) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())
+}
+
+fn ms(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"))
+}
+
+fn ratio(value: Option<u64>, reference: u64) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{:.2}x", v as f64 / (reference as f64).max(1e-9)))
+}
+
+fn print_tables(all: &[Figures], args: &FanoutArgs) {
+    println!(
+        "| agents | kanade: broadcast -> all in DB (API) | raw NATS, quiet | ratio | raw NATS on kanade's server after | kanade latency p50/p99/max | raw latency p50/p99/max |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for f in all {
+        println!(
+            "| {} | {} ms | {} ms | {:.2}x | {} | {}/{}/{} ms | {}/{}/{} ms |",
+            f.agents,
+            f.kanade_total_ms,
+            f.raw_total_ms,
+            f.ratio,
+            ms(f.raw_busy_total_ms),
+            f.kanade_latency_ms.p50,
+            f.kanade_latency_ms.p99,
+            f.kanade_latency_ms.max,
+            f.raw_latency_ms.p50,
+            f.raw_latency_ms.p99,
+            f.raw_latency_ms.max,
+        );
+    }
+    println!(
+        "\n| agents | exec of a catalogued job via `POST /api/exec` -> completed (API) | of which the POST | raw NATS, quiet | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for f in all {
+        println!(
+            "| {} | {} | {} | {} ms | {} |",
+            f.agents,
+            ms(f.exec_api_total_ms),
+            ms(f.exec_api_post_ms),
+            f.raw_total_ms,
+            ratio(f.exec_api_total_ms, f.raw_total_ms)
+        );
+    }
+    println!("\n| agents | sim RSS / agent | sim state / agent | broker RSS | backend RSS |");
+    println!("|---:|---:|---:|---:|---:|");
+    for f in all {
+        println!(
+            "| {} | {:.1} KB | {:.1} KB | {:.0} MB | {:.0} MB |",
+            f.agents, f.sim_rss_per_agent_kb, f.sim_state_per_agent_kb, f.broker_rss_mb, f.backend_rss_mb
+        );
+    }
+    println!(
+        "\n| agents | heartbeat every | backend CPU (of one core) | scaled to 30 s | heartbeat -> API lag p50/p99/max | agents page p50/p99 | executions page p50/p99 |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (f, load) in all.iter().filter_map(|f| Some((f, f.load.as_ref()?))) {
+        println!(
+            "| {} | {} | {:.1}% | {:.2}% | {}/{}/{} ms | {}/{} ms | {}/{} ms |",
+            f.agents,
+            humantime::format_duration(args.heartbeat_interval),
+            load.backend_cpu_pct_at_interval,
+            load.backend_cpu_pct_at_30s,
+            load.heartbeat_lag_ms.p50,
+            load.heartbeat_lag_ms.p99,
+            load.heartbeat_lag_ms.max,
+            load.agents_page_ms.p50,
+            load.agents_page_ms.p99,
+            load.executions_page_ms.p50,
+            load.executions_page_ms.p99,
+        );
+    }
+    println!(
+        "\n| agents | broker killed, down 2 s, restarted: all answer pings | results of a command published at restart all in DB | lost | duplicated |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for (f, storm) in all.iter().filter_map(|f| Some((f, f.storm.as_ref()?))) {
+        println!(
+            "| {} | {} ms | {} ms | {} | {} |",
+            f.agents, storm.back_online_ms, storm.caught_up_ms, storm.lost, storm.duplicated
+        );
+    }
+    for (f, census) in all.iter().filter_map(|f| Some((f, f.census.as_ref()?))) {
+        println!("\\n| {} agents: messages on the broker per fired job, by subject | broadcast | per agent | exec via the API | per agent |", f.agents);
+        println!("|---|---:|---:|---:|---:|");
+        let mut classes: Vec<&String> = census.broadcast.iter().chain(&census.exec).map(|(c, _)| c).collect();
+        classes.sort();
+        classes.dedup();
+        let of = |list: &[(String, u64)], class: &String| list.iter().find(|(c, _)| c == class).map_or(0, |(_, n)| *n);
+        for class in classes {
+            let (b, e) = (of(&census.broadcast, class), of(&census.exec, class));
+            let per = |n: u64| n as f64 / f.agents as f64;
+            println!("| `{class}` | {b} | {:.2} | {e} | {:.2} |", per(b), per(e));
+        }
+    }
 }
 
 fn total_ram_gib() -> f64 {
@@ -237,10 +320,59 @@ async fn start_simulator(
     Ok(proc)
 }
 
+fn start_nats(args: &FanoutArgs) -> NatsServer {
+    if args.sync_always { NatsServer::start_durable() } else { NatsServer::start() }
+}
+
+/// The raw reference on a server of its own (configured as kanade's will be), before anything of kanade runs: the
+/// machine is the raw fleet's alone. The median run, with its per-agent latencies.
+async fn quiet_raw(args: &FanoutArgs, bin: &Path, n: usize, work: &Path) -> anyhow::Result<(Duration, Vec<i64>)> {
+    let nats = start_nats(args);
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
+    let runs = raw_runs(args, bin, n, &nats.url(), &client, &js, &work.join("quiet")).await?;
+    Ok(median_by_key(runs, |run| run.0))
+}
+
+/// One warm-up and `args.runs` measured raw broadcasts on the server at `url`.
+async fn raw_runs(
+    args: &FanoutArgs,
+    bin: &Path,
+    n: usize,
+    url: &str,
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    dir: &Path,
+) -> anyhow::Result<Vec<(Duration, Vec<i64>)>> {
+    std::fs::create_dir_all(dir)?;
+    let connections = n.div_ceil(args.agents_per_connection).max(1);
+    let mut raw_command = tokio::process::Command::new(bin.join("kanade-bench"));
+    raw_command.args(["raw-agents", "--nats-url", url, "--count", &n.to_string()]);
+    raw_command.args(["--connections", &connections.to_string()]);
+    let mut raw_agents = Proc::spawn(raw_command, &dir.join("raw.log"))?;
+    raw_agents.ready_line(Duration::from_secs(300)).await?;
+    let projector = raw::Projector::start(js, &dir.join("raw.db")).await?;
+    let mut runs = Vec::new();
+    for run in 0..=args.runs {
+        let measured = raw_broadcast(client, &projector, n).await?;
+        eprintln!("bench:   raw run {run}: {} ms{}", measured.0.as_millis(), if run == 0 { " (warm-up)" } else { "" });
+        if run > 0 {
+            runs.push(measured);
+        }
+    }
+    drop(projector);
+    raw_agents.stop(Duration::from_secs(5)).await;
+    Ok(runs)
+}
+
 async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Figures> {
     eprintln!("bench: {n} agents");
     let work = tempfile::tempdir()?;
-    let mut nats = NatsServer::start();
+    let skip = |phase| args.skip.contains(&phase);
+    eprintln!("bench:   raw NATS, quiet (a server of its own, nothing of kanade running)");
+    let raw = quiet_raw(args, bin, n, work.path()).await?;
+
+    let mut nats = start_nats(args);
     let url = nats.url();
     let client = async_nats::connect(&url).await?;
     let js = jetstream::new(client.clone());
@@ -254,6 +386,7 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
         PathBuf::from(format!("/dev/shm/kanade-bench-{}", std::process::id()))
     };
     let sim = start_simulator(args, bin, &url, n, Duration::from_secs(30), &sim_data).await?;
+    eprintln!("bench:   pids: nats-server {:?}, backend {}, simulator {}", nats.pid(), backend.proc.pid, sim.pid);
     let http = reqwest::Client::new();
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", backend.db_path.display())).await?;
 
@@ -272,75 +405,136 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
             kanade_runs.push(measured);
         }
     }
-    let mut exec_runs = Vec::new();
     create_bench_job(&http, &backend.url).await?;
     wait_for_agents(&http, &backend.url, n).await?;
-    for run in 0..=args.runs {
-        let (total, post) = exec_through_api(&http, &backend.url).await?;
-        eprintln!(
-            "bench:   exec via API run {run}: {} ms (POST {} ms){}",
-            total.as_millis(),
-            post.as_millis(),
-            if run == 0 { " (warm-up)" } else { "" }
-        );
-        if run > 0 {
-            exec_runs.push((total, post));
+    let exec = if skip(Phase::Exec) {
+        None
+    } else {
+        let mut exec_runs = Vec::new();
+        for run in 0..=args.runs {
+            let (total, post) = exec_through_api(&http, &backend.url).await?;
+            eprintln!(
+                "bench:   exec via API run {run}: {} ms (POST {} ms){}",
+                total.as_millis(),
+                post.as_millis(),
+                if run == 0 { " (warm-up)" } else { "" }
+            );
+            if run > 0 {
+                exec_runs.push((total, post));
+            }
         }
-    }
-    let (exec_total, exec_post) = median_by_key(exec_runs, |run| *run);
+        Some(median_by_key(exec_runs, |run| *run))
+    };
+    let census = if skip(Phase::Census) {
+        None
+    } else {
+        Some(Census {
+            broadcast: census(&url, || async { kanade_broadcast(&js, &http, &backend.url, &db, n).await.map(drop) })
+                .await?,
+            exec: census(&url, || async { exec_through_api(&http, &backend.url).await.map(drop) }).await?,
+        })
+    };
     let sim_rss = sim.rss_bytes();
     let sim_state = procs::dir_bytes(&sim_data);
-    let storm = reconnect_storm(&mut nats, &js, &client, &http, &backend.url, &db, n).await?;
-    eprintln!(
-        "bench:   reconnect storm: all back {} ms, caught up {} ms, {} lost, {} duplicated",
-        storm.back_online_ms, storm.caught_up_ms, storm.lost, storm.duplicated
-    );
+    let broker_rss = nats.pid().map_or(0, procs::rss_bytes);
+    let backend_rss = backend.proc.rss_bytes();
+    let storm = if skip(Phase::Storm) {
+        None
+    } else {
+        let storm = reconnect_storm(&mut nats, &js, &client, &http, &backend.url, &db, n).await?;
+        eprintln!(
+            "bench:   reconnect storm: all back {} ms, caught up {} ms, {} lost, {} duplicated",
+            storm.back_online_ms, storm.caught_up_ms, storm.lost, storm.duplicated
+        );
+        Some(storm)
+    };
     sim.stop(Duration::from_secs(30)).await;
     let _ = std::fs::remove_dir_all(&sim_data);
 
-    let mut raw_command = tokio::process::Command::new(bin.join("kanade-bench"));
-    raw_command.args(["raw-agents", "--nats-url", &url, "--count", &n.to_string()]);
-    raw_command.args(["--connections", &connections.to_string()]);
-    let mut raw_agents = Proc::spawn(raw_command, &work.path().join("raw.log"))?;
-    raw_agents.ready_line(Duration::from_secs(300)).await?;
-    let projector = raw::Projector::start(&js, &work.path().join("raw.db")).await?;
-    let mut raw_runs = Vec::new();
-    for run in 0..=args.runs {
-        let measured = raw_broadcast(&client, &projector, n).await?;
-        eprintln!("bench:   raw run {run}: {} ms{}", measured.0.as_millis(), if run == 0 { " (warm-up)" } else { "" });
-        if run > 0 {
-            raw_runs.push(measured);
-        }
-    }
-    drop(projector);
-    raw_agents.stop(Duration::from_secs(5)).await;
+    let raw_busy = if skip(Phase::RawBusy) {
+        None
+    } else {
+        eprintln!("bench:   raw NATS on kanade's server, the backend still connected");
+        let runs = raw_runs(args, bin, n, &url, &client, &js, &work.path().join("busy")).await?;
+        Some(median_by_key(runs, |run| run.0).0)
+    };
 
-    let sim_data = work.path().join("hb-sim");
-    let sim = start_simulator(args, bin, &url, n, args.heartbeat_interval, &sim_data).await?;
-    let (cpu_pct, lag) = heartbeat_load(args, &backend, &client).await?;
-    sim.stop(Duration::from_secs(30)).await;
+    let load = if skip(Phase::Heartbeat) {
+        None
+    } else {
+        let sim_data = work.path().join("hb-sim");
+        let sim = start_simulator(args, bin, &url, n, args.heartbeat_interval, &sim_data).await?;
+        let load = heartbeat_load(args, &backend, &client).await?;
+        sim.stop(Duration::from_secs(30)).await;
+        Some(load)
+    };
     backend.proc.stop(Duration::from_secs(10)).await;
 
     // The run with the median total time, with its per-agent latencies.
     let kanade = median_by_key(kanade_runs, |run| run.0);
-    let raw = median_by_key(raw_runs, |run| run.0);
+    let ms = |d: Duration| d.as_millis() as u64;
     Ok(Figures {
         agents: n,
         connections,
-        kanade_total_ms: kanade.0.as_millis() as u64,
-        raw_total_ms: raw.0.as_millis() as u64,
+        kanade_total_ms: ms(kanade.0),
+        raw_total_ms: ms(raw.0),
         ratio: kanade.0.as_secs_f64() / raw.0.as_secs_f64().max(1e-9),
         kanade_latency_ms: percentiles(kanade.1),
         raw_latency_ms: percentiles(raw.1),
-        exec_api_total_ms: exec_total.as_millis() as u64,
-        exec_api_post_ms: exec_post.as_millis() as u64,
+        raw_busy_total_ms: raw_busy.map(ms),
+        exec_api_total_ms: exec.map(|e| ms(e.0)),
+        exec_api_post_ms: exec.map(|e| ms(e.1)),
         sim_rss_per_agent_kb: sim_rss as f64 / n as f64 / 1024.0,
         sim_state_per_agent_kb: sim_state as f64 / n as f64 / 1024.0,
-        backend_cpu_pct_at_interval: cpu_pct,
-        backend_cpu_pct_at_30s: cpu_pct * args.heartbeat_interval.as_secs_f64() / 30.0,
-        heartbeat_lag_ms: percentiles(lag),
+        broker_rss_mb: broker_rss as f64 / (1024.0 * 1024.0),
+        backend_rss_mb: backend_rss as f64 / (1024.0 * 1024.0),
+        load,
         storm,
+        census,
     })
+}
+
+/// The class a census counts a subject in: at most four tokens, with every token after the first that holds a
+/// digit (a pc id, an exec id, an inbox's random name) written `*`: `results.*.*`, `$JS.API.DIRECT.GET`.
+fn subject_class(subject: &str) -> String {
+    let tokens: Vec<&str> = subject
+        .split('.')
+        .take(4)
+        .enumerate()
+        .map(|(i, t)| if i > 0 && t.bytes().any(|b| b.is_ascii_digit()) { "*" } else { t })
+        .collect();
+    tokens.join(".")
+}
+
+/// Every message the broker carries while `fire` runs (and for a second after, for stragglers), by subject class.
+async fn census<F, Fut>(url: &str, fire: F) -> anyhow::Result<Vec<(String, u64)>>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use futures::StreamExt;
+    let client = async_nats::ConnectOptions::new().subscription_capacity(1 << 20).connect(url).await?;
+    let mut all = client.subscribe(">").await?;
+    client.flush().await?;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let counting = tokio::spawn(async move {
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        loop {
+            tokio::select! {
+                message = all.next() => match message {
+                    Some(message) => *counts.entry(subject_class(&message.subject)).or_default() += 1,
+                    None => break,
+                },
+                _ = &mut stopped => break,
+            }
+        }
+        counts
+    });
+    fire().await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop.send(());
+    let counts = tokio::time::timeout(Duration::from_secs(10), counting).await??;
+    Ok(counts.into_iter().collect())
 }
 
 #[derive(Debug, Serialize)]
@@ -622,7 +816,7 @@ async fn heartbeat_load(
     args: &FanoutArgs,
     backend: &Backend,
     client: &async_nats::Client,
-) -> anyhow::Result<(f64, Vec<i64>)> {
+) -> anyhow::Result<Load> {
     // Let the first round of heartbeats (every agent at start) settle.
     tokio::time::sleep(args.heartbeat_interval * 3).await;
     let cpu_before = backend.proc.cpu_seconds();
@@ -660,7 +854,28 @@ async fn heartbeat_load(
         lag.push(started.elapsed().as_millis() as i64);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok((cpu_pct, lag))
+    let page = |path: &'static str| {
+        let (http, url) = (&http, &backend.url);
+        async move {
+            let mut samples = Vec::new();
+            for _ in 0..20 {
+                let started = Instant::now();
+                let reply = http.get(format!("{url}{path}")).bearer_auth(TOKEN).send().await?;
+                anyhow::ensure!(reply.status().is_success(), "{path}: {}", reply.status());
+                reply.bytes().await?;
+                samples.push(started.elapsed().as_millis() as i64);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok::<_, anyhow::Error>(percentiles(samples))
+        }
+    };
+    Ok(Load {
+        backend_cpu_pct_at_interval: cpu_pct,
+        backend_cpu_pct_at_30s: cpu_pct * args.heartbeat_interval.as_secs_f64() / 30.0,
+        heartbeat_lag_ms: percentiles(lag),
+        agents_page_ms: page("/api/agents?limit=200").await?,
+        executions_page_ms: page("/api/executions?limit=50").await?,
+    })
 }
 
 /// A real agent process, idle with the default 30 s heartbeat: its RSS and CPU.

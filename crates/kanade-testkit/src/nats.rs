@@ -233,6 +233,11 @@ impl NatsServer {
         }
     }
 
+    /// The running server's process id (for measuring its memory and CPU).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.pid)
+    }
+
     /// Starts the server again on the same port and store.
     pub fn restart(&mut self) {
         self.kill();
