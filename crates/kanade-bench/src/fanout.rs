@@ -94,6 +94,8 @@ struct Figures {
     exec_api_total_ms: Option<u64>,
     /// Of that, the `POST` alone: the backend resolves N targets, records them and sends the command.
     exec_api_post_ms: Option<u64>,
+    /// `GET /api/executions/{id}` of a completed N-target execution: what every poll for completion costs.
+    exec_view_ms: Option<Percentiles>,
     sim_rss_per_agent_kb: f64,
     sim_state_per_agent_kb: f64,
     /// The broker's resident memory with the fleet connected and the runs done.
@@ -191,15 +193,16 @@ fn print_tables(all: &[Figures], args: &FanoutArgs) {
         );
     }
     println!(
-        "\n| agents | exec of a catalogued job via `POST /api/exec` -> completed (API) | of which the POST | raw NATS, quiet | ratio |"
+        "\n| agents | exec of a catalogued job via `POST /api/exec` -> completed (API) | of which the POST | one poll of its view p50/p99 | raw NATS, quiet | ratio |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for f in all {
         println!(
-            "| {} | {} | {} | {} ms | {} |",
+            "| {} | {} | {} | {} | {} ms | {} |",
             f.agents,
             ms(f.exec_api_total_ms),
             ms(f.exec_api_post_ms),
+            f.exec_view_ms.map_or_else(|| "-".to_owned(), |p| format!("{}/{} ms", p.p50, p.p99)),
             f.raw_total_ms,
             ratio(f.exec_api_total_ms, f.raw_total_ms)
         );
@@ -243,7 +246,10 @@ fn print_tables(all: &[Figures], args: &FanoutArgs) {
         );
     }
     for (f, census) in all.iter().filter_map(|f| Some((f, f.census.as_ref()?))) {
-        println!("\\n| {} agents: messages on the broker per fired job, by subject | broadcast | per agent | exec via the API | per agent |", f.agents);
+        println!(
+            "\\n| {} agents: messages on the broker per fired job, by subject | broadcast | per agent | exec via the API | per agent |",
+            f.agents
+        );
         println!("|---|---:|---:|---:|---:|");
         let mut classes: Vec<&String> = census.broadcast.iter().chain(&census.exec).map(|(c, _)| c).collect();
         classes.sort();
@@ -425,6 +431,7 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
         }
         Some(median_by_key(exec_runs, |run| *run))
     };
+    let exec_view = if skip(Phase::Exec) { None } else { Some(view_latency(&http, &backend.url).await?) };
     let census = if skip(Phase::Census) {
         None
     } else {
@@ -484,6 +491,7 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
         raw_busy_total_ms: raw_busy.map(ms),
         exec_api_total_ms: exec.map(|e| ms(e.0)),
         exec_api_post_ms: exec.map(|e| ms(e.1)),
+        exec_view_ms: exec_view,
         sim_rss_per_agent_kb: sim_rss as f64 / n as f64 / 1024.0,
         sim_state_per_agent_kb: sim_state as f64 / n as f64 / 1024.0,
         broker_rss_mb: broker_rss as f64 / (1024.0 * 1024.0),
@@ -714,6 +722,24 @@ pub async fn count_agents(http: &reqwest::Client, api: &str) -> anyhow::Result<u
     }
 }
 
+/// 20 reads of the newest execution's view (the poll a dashboard or the CLI makes for completion), in ms.
+async fn view_latency(http: &reqwest::Client, api: &str) -> anyhow::Result<Percentiles> {
+    let page: serde_json::Value =
+        http.get(format!("{api}/api/executions?limit=1")).bearer_auth(TOKEN).send().await?.json().await?;
+    let exec = page["items"][0]["exec_id"].as_str().context("no execution listed")?.to_owned();
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let reply = http.get(format!("{api}/api/executions/{exec}")).bearer_auth(TOKEN).send().await?;
+        anyhow::ensure!(reply.status().is_success(), "execution view: {}", reply.status());
+        reply.bytes().await?;
+        samples.push(started.elapsed().as_micros() as i64);
+    }
+    let p = percentiles(samples);
+    eprintln!("bench:   GET /api/executions/{{id}} of a completed execution: p50 {} us, p99 {} us", p.p50, p.p99);
+    Ok(Percentiles { p50: p.p50 / 1000, p99: p.p99 / 1000, max: p.max / 1000 })
+}
+
 /// A catalogued job fired at every agent through the backend: done when the API says `completed`.
 async fn exec_through_api(http: &reqwest::Client, api: &str) -> anyhow::Result<(Duration, Duration)> {
     let started = Instant::now();
@@ -812,11 +838,7 @@ async fn raw_broadcast(
 
 /// The backend's CPU while the simulator heartbeats every `args.heartbeat_interval`, and how long a heartbeat
 /// takes to show in the API under that load.
-async fn heartbeat_load(
-    args: &FanoutArgs,
-    backend: &Backend,
-    client: &async_nats::Client,
-) -> anyhow::Result<Load> {
+async fn heartbeat_load(args: &FanoutArgs, backend: &Backend, client: &async_nats::Client) -> anyhow::Result<Load> {
     // Let the first round of heartbeats (every agent at start) settle.
     tokio::time::sleep(args.heartbeat_interval * 3).await;
     let cpu_before = backend.proc.cpu_seconds();

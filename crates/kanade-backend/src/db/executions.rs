@@ -235,8 +235,8 @@ fn placeholders(first: usize, count: usize) -> String {
 
 /// Some target of the execution has no result yet (a run that began and has not finished counts too; a result from
 /// an agent that is not a target does not answer for one).
-const HAS_PENDING: &str = "EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = executions.exec_id
-    AND NOT EXISTS (SELECT 1 FROM results r WHERE r.exec_id = t.exec_id AND r.pc_id = t.pc_id))";
+const HAS_PENDING: &str =
+    "EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = executions.exec_id AND t.status IS NULL)";
 
 impl Db {
     pub async fn insert_execution(&self, new: &NewExecution<'_>) -> Result<(), DbError> {
@@ -477,16 +477,14 @@ impl Db {
     /// Per wave (0 without waves), how many of the execution's targets have a result of each status; `running`
     /// counts targets whose run began and has no result yet, `None` those with neither.
     pub async fn target_counts(&self, exec: &ExecId) -> Result<Vec<(i64, Option<String>, i64)>, DbError> {
+        // The targets' own state, kept by the projectors (migration 20261201000004): one index-only scan.
         let rows = sqlx::query(
-            "SELECT t.wave AS wave,
-                CASE WHEN r.status IS NOT NULL THEN r.status WHEN s.pc_id IS NOT NULL THEN 'running' END AS status,
+            "SELECT wave, CASE WHEN status IS NOT NULL THEN status WHEN started = 1 THEN 'running' END AS status,
                 COUNT(*) AS n
-             FROM execution_targets t
-             LEFT JOIN results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
-             LEFT JOIN runs_started s ON s.exec_id = t.exec_id AND s.pc_id = t.pc_id
-             WHERE t.exec_id = $1
-             GROUP BY t.wave, CASE WHEN r.status IS NOT NULL THEN r.status WHEN s.pc_id IS NOT NULL THEN 'running' END
-             ORDER BY t.wave",
+             FROM execution_targets
+             WHERE exec_id = $1
+             GROUP BY wave, CASE WHEN status IS NOT NULL THEN status WHEN started = 1 THEN 'running' END
+             ORDER BY wave",
         )
         .bind(exec.as_str())
         .fetch_all(&self.pool)
