@@ -25,10 +25,34 @@ const BATCH: u64 = 256;
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Stop after this many messages per filter in one catch-up: a bounded amount of work however large `EXEC` is.
 const MAX_PER_FILTER: usize = 10_000;
-/// The first wait before a failed filter read is tried again; it doubles up to [`GIVE_UP_AFTER`].
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-/// A filter read is given up (until the next reconnect) once the wait before the next try would reach this.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// How a failed filter read is tried again: never given up while the connection lasts (a reconnect starts a
+/// fresh catch-up and cancels this one), since a command published while the agent was away reaches it by no
+/// other path. Giving up after ~30 s, as an earlier agent did, lost commands for a whole fleet whose catch-ups
+/// kept timing out against a broker swamped by a reconnect storm.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// The first wait; it doubles up to `max`.
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self { first: Duration::from_millis(500), max: Duration::from_secs(30) }
+    }
+}
+
+impl Retry {
+    /// The wait after `wait`: doubled, at most `max`.
+    fn next(self, wait: Duration) -> Duration {
+        (wait * 2).min(self.max)
+    }
+
+    /// `wait` spread over its upper half, so agents that failed together do not all ask again together.
+    fn jittered(wait: Duration) -> Duration {
+        wait.mul_f64(rand::random_range(0.5..=1.0))
+    }
+}
 
 /// A message read back from a stream.
 #[derive(Debug, Clone)]
@@ -155,11 +179,17 @@ pub struct CatchUp {
     filters: Vec<String>,
     position: Position,
     jitter: Duration,
+    retry: Retry,
 }
 
 impl CatchUp {
     pub fn new(filters: Vec<String>, position: Position, jitter: Duration) -> Self {
-        Self { filters, position, jitter }
+        Self { filters, position, jitter, retry: Retry::default() }
+    }
+
+    /// The same with its own retry timing (tests).
+    pub fn with_retry(self, retry: Retry) -> Self {
+        Self { retry, ..self }
     }
 
     /// The subjects the agent takes commands on: all, its groups, itself.
@@ -167,10 +197,10 @@ impl CatchUp {
         &self.filters
     }
 
-    /// Reads back the commands published since the last complete catch-up. `job_state_read` is called once the
-    /// job state is reloaded (the agent starts its config reload there, after the same jitter). `None` when cut
-    /// short by `shutdown` or given up: it is simply done again on the next (re)connect, since the position only
-    /// moves at the end and the ledger keeps what was already handed on from running twice.
+    /// Reads back the commands published since the last complete catch-up, retrying each filter until it is read.
+    /// `job_state_read` is called once the job state is reloaded (the agent starts its config reload there, after
+    /// the same jitter). `None` when cut short by `shutdown` (a stop, or a reconnect that starts a fresh catch-up):
+    /// the position only moves at the end and the ledger keeps what was already handed on from running twice.
     pub async fn read_back(
         &self,
         client: &Client,
@@ -190,21 +220,18 @@ impl CatchUp {
         let from = self.position.load() + 1;
         let mut reads = Vec::with_capacity(self.filters.len());
         for filter in &self.filters {
-            let mut backoff = RETRY_FIRST;
+            let mut backoff = self.retry.first;
             let read = loop {
                 match fetch(client, filter, from).await {
                     Ok(read) => break read,
-                    Err(err) if backoff < GIVE_UP_AFTER => {
-                        tracing::warn!(filter, error = %err, retry_in = ?backoff, "catch-up failed");
+                    Err(err) => {
+                        let wait = Retry::jittered(backoff);
+                        tracing::warn!(filter, error = %err, retry_in = ?wait, "catch-up failed; trying again");
                         tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
+                            () = tokio::time::sleep(wait) => {}
                             () = shutdown.cancelled() => return None,
                         }
-                        backoff *= 2;
-                    }
-                    Err(err) => {
-                        tracing::error!(filter, error = %err, "catch-up gave up; missed commands wait for the next reconnect");
-                        return None;
+                        backoff = self.retry.next(backoff);
                     }
                 }
             };
@@ -274,6 +301,62 @@ mod tests {
         let read = merge(vec![Read { commands: vec![], complete_to: Some(4) }, unknown]);
         assert_eq!(read.complete_to, None, "a filter whose end is not known keeps the position where it was");
         assert_eq!(merge(Vec::new()).complete_to, None, "nothing read, nothing to record");
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_that_keeps_failing_keeps_trying_until_the_broker_answers() {
+        use kanade_shared::subject::{self, Target};
+        let nats = kanade_testkit::NatsServer::start();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        // Far more tries than the old agent's give-up allowed (it stopped once the wait reached its maximum).
+        let retry = Retry { first: Duration::from_millis(10), max: Duration::from_millis(40) };
+        let catch_up =
+            CatchUp::new(vec![subject::commands_for(&Target::All)], Position::new(tmp.path()), Duration::ZERO)
+                .with_retry(retry);
+        let shutdown = CancellationToken::new();
+        let jobs = JobStates::default();
+        let reading = catch_up.read_back(&client, &jobs, &shutdown, || {});
+        tokio::pin!(reading);
+        // No streams yet: every read fails for a good while.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), &mut reading).await.is_err(),
+            "gave up or read nothing"
+        );
+        let js = async_nats::jetstream::new(client.clone());
+        kanade_ops::jetstream::setup(&js, 1).await.unwrap();
+        js.publish("commands.all.job-1", "missed".into()).await.unwrap().await.unwrap();
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), reading).await.expect("caught up").expect("not cut short");
+        assert_eq!(read.commands.iter().map(|c| c.payload.as_ref()).collect::<Vec<_>>(), [b"missed".as_slice()]);
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_cut_short_returns_nothing() {
+        let nats = kanade_testkit::NatsServer::start();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let catch_up = CatchUp::new(vec!["commands.all.>".into()], Position::new(tmp.path()), Duration::ZERO)
+            .with_retry(Retry { first: Duration::from_millis(10), max: Duration::from_millis(20) });
+        let shutdown = CancellationToken::new();
+        let jobs = JobStates::default();
+        let reading = catch_up.read_back(&client, &jobs, &shutdown, || {});
+        tokio::pin!(reading);
+        assert!(tokio::time::timeout(Duration::from_millis(300), &mut reading).await.is_err());
+        shutdown.cancel();
+        assert!(tokio::time::timeout(Duration::from_secs(5), reading).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn retry_waits_double_up_to_their_maximum_and_are_spread() {
+        let retry = Retry::default();
+        assert_eq!(retry.next(Duration::from_millis(500)), Duration::from_secs(1));
+        assert_eq!(retry.next(Duration::from_secs(20)), Duration::from_secs(30));
+        assert_eq!(retry.next(Duration::from_secs(30)), Duration::from_secs(30));
+        for _ in 0..100 {
+            let wait = Retry::jittered(Duration::from_secs(10));
+            assert!(wait >= Duration::from_secs(5) && wait <= Duration::from_secs(10));
+        }
     }
 
     #[test]

@@ -171,6 +171,9 @@ pub struct MainLoop {
     /// The `agent_config` values in force.
     applied: Applied,
     catch_up: Arc<CatchUp>,
+    /// Cancels the catch-up in flight: a reconnect starts a fresh one instead, so one that keeps retrying against a
+    /// broker that is down never piles up behind the next.
+    catch_up_cancel: CancellationToken,
     updater: Option<Updater>,
     log_tail: LogTail,
     /// Whether the outbox was full when the last heartbeat looked, for the timeline's transitions.
@@ -223,6 +226,7 @@ impl MainLoop {
             malformed,
             live,
             catch_up,
+            catch_up_cancel: shutdown.child_token(),
             updater,
             log_tail,
             outbox_watch: OutboxWatch::default(),
@@ -346,9 +350,12 @@ impl MainLoop {
 
     /// Reads back what was missed (in a task of `runs`), after a jitter; the agent_config layers are re-read
     /// beside it once the job state is, apart so a bucket not there yet delays nothing else.
-    fn start_catch_up(&self) {
+    fn start_catch_up(&mut self) {
+        self.catch_up_cancel.cancel();
+        self.catch_up_cancel = self.shutdown.child_token();
         let (catch_up, pipeline, client, shutdown) =
             (self.catch_up.clone(), self.pipeline.clone(), self.client.clone(), self.shutdown.clone());
+        let superseded = self.catch_up_cancel.clone();
         let (reports, background, live) = (self.reports.clone(), self.background.clone(), self.live.clone());
         self.runs.spawn(async move {
             let reload_config = || {
@@ -361,10 +368,10 @@ impl MainLoop {
                     }
                 });
             };
-            // Nor for a read-back: cut short, it is done again after the restart.
+            // Nor for a read-back: cut short, it is done again after the restart (or by the reconnect's own).
             let read = tokio::select! {
-                read = catch_up.read_back(&client, pipeline.jobs(), &shutdown, reload_config) => read,
-                () = shutdown.cancelled() => None,
+                read = catch_up.read_back(&client, pipeline.jobs(), &superseded, reload_config) => read,
+                () = superseded.cancelled() => None,
             };
             if let Some(read) = read {
                 reports.send(Report::CaughtUp(read));
