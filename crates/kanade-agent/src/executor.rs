@@ -306,16 +306,23 @@ impl ScriptRunner {
     }
 }
 
+/// Writes the run's files into a fresh staging dir, in one blocking call: each `tokio::fs` call would be a hand-off
+/// to the blocking pool of its own, a thread wake-up.
 async fn stage(staging: &Path, files: &[(String, String)]) -> std::io::Result<()> {
-    // A leftover dir from an interrupted run of the same exec must not leak old files into this one.
-    if tokio::fs::try_exists(staging).await? {
-        tokio::fs::remove_dir_all(staging).await?;
-    }
-    tokio::fs::create_dir_all(staging).await?;
-    for (name, contents) in files {
-        tokio::fs::write(staging.join(name), contents).await?;
-    }
-    Ok(())
+    let (staging, files) = (staging.to_owned(), files.to_vec());
+    tokio::task::spawn_blocking(move || {
+        // A leftover dir from an interrupted run of the same exec must not leak old files into this one.
+        if staging.try_exists()? {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        std::fs::create_dir_all(&staging)?;
+        for (name, contents) in &files {
+            std::fs::write(staging.join(name), contents)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 async fn collect(reader: Option<tokio::task::JoinHandle<Captured>>) -> Captured {

@@ -8,6 +8,8 @@
 //!   the run began: the claim is dropped and the catch-up reads the command again, so it runs after all.
 //! - `started`: the script was started (the record says what is needed to report on it). Found at start, the
 //!   agent died while the script ran: the run is reported `failed` with reason `interrupted`, never run again.
+//!   A run that can start the moment it arrives is created in this state directly, one durable write instead of
+//!   two.
 //! - `finished`: its result is in the outbox. The file stays as the claim, until it is pruned, and still says
 //!   which job the run was, so a result that is lost from the outbox (a damaged file) can be reported as lost.
 
@@ -116,10 +118,23 @@ impl RunLedger {
 
     /// Records that this agent takes on `exec`. `Ok(false)` when it already had: the caller must not run it.
     pub fn claim(&self, exec: &ExecId) -> std::io::Result<bool> {
-        let path = self.path(exec);
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        self.create(exec, CLAIMED)
+    }
+
+    /// Claims `run` and records it started in one durable write, for a run that starts the moment it arrives (no
+    /// jitter, a free slot, the gate's go): it never has a `claimed` state to write first. The record is the one
+    /// [`started`](Self::started) writes, so recovery treats it alike. `Ok(false)` when the run was already taken
+    /// on: the caller must not run it.
+    pub fn claim_started(&self, run: &Started) -> std::io::Result<bool> {
+        let body = serde_json::to_vec(run).map_err(std::io::Error::other)?;
+        self.create(&run.exec_id, &body)
+    }
+
+    /// Creates the claim file of `exec` exclusively with `body`, synced with its directory.
+    fn create(&self, exec: &ExecId, body: &[u8]) -> std::io::Result<bool> {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(self.path(exec)) {
             Ok(mut file) => {
-                file.write_all(CLAIMED)?;
+                file.write_all(body)?;
                 file.sync_all()?;
                 sync_dir(&self.dir);
                 Ok(true)
@@ -355,6 +370,35 @@ mod tests {
         for exec in ["running", "written", "done"] {
             assert!(!ledger.claim(&id(exec)).unwrap(), "{exec} never runs again");
         }
+    }
+
+    #[test]
+    fn a_run_claimed_straight_into_started_is_one_write_and_recovers_like_any_started_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ledger = RunLedger::open(tmp.path().join("runs")).unwrap();
+        let pc = PcId::new("pc-1").unwrap();
+        let run = Started {
+            exec_id: ExecId::new("at-once").unwrap(),
+            job_id: JobId::new("job").unwrap(),
+            version: "3".into(),
+            started_at: Utc::now(),
+            finished_at: None,
+        };
+        assert!(ledger.claim_started(&run).unwrap());
+        // Written once, in place: no `claimed` file came first, and no replacement went through a sibling.
+        let files: Vec<_> =
+            std::fs::read_dir(tmp.path().join("runs")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(files, ["at-once"]);
+        let on_disk: Started =
+            serde_json::from_slice(&std::fs::read(tmp.path().join("runs/at-once")).unwrap()).unwrap();
+        assert_eq!(on_disk, run);
+        assert!(!ledger.claim(&run.exec_id).unwrap(), "a redelivery is already handled");
+        assert!(!ledger.claim_started(&run).unwrap(), "so is a second start at once");
+
+        let now = Utc::now();
+        let recovery = ledger.recover(&pc, |_| false, now).unwrap();
+        assert_eq!(recovery.handed_back, Vec::<ExecId>::new());
+        assert_eq!(recovery.interrupted, [interrupted(&run, &pc, now)]);
     }
 
     #[test]

@@ -15,7 +15,12 @@
 //! consumer), and deletes them only after the result's ack. An upload the broker keeps refusing while connected
 //! (store full, not set up) is given up after [`MAX_UPLOAD_TRIES`] (and for a minute after that at its first
 //! refusal): the result goes out flagged `unavailable` rather than block the outbox.
+//!
+//! The outbox keeps an ordered index of its pending entries in memory: read from the directory once when it opens,
+//! then kept by `put` and `drain`, so a drain neither lists the directory nor (for a result this process wrote)
+//! reads the entry back. The disk stays the truth across a crash; the index only saves looking at it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,11 +81,30 @@ enum UploadFailed {
 /// Builds a stand-in for a result whose outbox entry cannot be read back: (result id, what was wrong).
 pub type Salvage = Box<dyn Fn(&str, &str) -> Option<ExecResult> + Send + Sync>;
 
+/// One pending entry as the index knows it.
+struct Pending {
+    /// Bytes of the entry's file.
+    size: u64,
+    /// Bytes its spool files took when it was put (or found when the outbox opened); zero when it has none, so its
+    /// spool files are looked for only when there are some.
+    spooled: u64,
+    /// The entry as written, for one this process wrote (the cap bounds these bytes with the rest); `None` for one
+    /// found on disk at open, read back when it is drained.
+    body: Option<bytes::Bytes>,
+}
+
+/// The exec id in an entry's file name `<20-digit millis>-<exec id>.<pc id>.json`.
+fn exec_of_entry(name: &str) -> Option<&str> {
+    name.get(21..)?.split('.').next()
+}
+
 pub struct Outbox {
     salvage: std::sync::OnceLock<Salvage>,
     dir: PathBuf,
     tmp: PathBuf,
     spool: PathBuf,
+    /// Pending entries by file name: the name sorts oldest first (see `put`).
+    index: std::sync::Mutex<BTreeMap<String, Pending>>,
     /// Failed uploads per object name, reset by a restart.
     upload_tries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// When the broker last made the outbox give an output up.
@@ -120,11 +144,12 @@ impl Outbox {
         }
         let spool = dir.join(SPOOL_DIR);
         std::fs::create_dir_all(&spool)?;
-        let outbox = Self {
+        let mut outbox = Self {
             salvage: std::sync::OnceLock::new(),
             dir,
             tmp,
             spool,
+            index: std::sync::Mutex::default(),
             upload_tries: std::sync::Mutex::default(),
             gave_up_at: std::sync::Mutex::default(),
             pending: AtomicU64::new(0),
@@ -133,26 +158,38 @@ impl Outbox {
             full: AtomicBool::new(false),
             wake: Notify::new(),
         };
-        let entries = outbox.entries()?;
-        let mut bytes: u64 = entries.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-        bytes += outbox.sweep_spool(&entries)?;
-        outbox.pending.store(entries.len() as u64, Ordering::Relaxed);
+        let mut index = BTreeMap::new();
+        for entry in std::fs::read_dir(&outbox.dir)?.flatten() {
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if name.ends_with(".json") {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or_default();
+                index.insert(name, Pending { size, spooled: 0, body: None });
+            }
+        }
+        let mut spooled = outbox.sweep_spool(&index)?;
+        for (name, pending) in &mut index {
+            // Counted once, with the oldest entry of the run, should two entries name it.
+            pending.spooled = exec_of_entry(name).and_then(|exec| spooled.remove(exec)).unwrap_or_default();
+        }
+        let bytes: u64 = index.values().map(|p| p.size + p.spooled).sum();
+        outbox.pending.store(index.len() as u64, Ordering::Relaxed);
         outbox.bytes.store(bytes, Ordering::Relaxed);
         outbox.full.store(bytes > max_bytes, Ordering::Relaxed);
+        *outbox.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
         Ok(outbox)
     }
 
     /// Deletes spool files no entry points at (a run that crashed, a spool whose result was acknowledged just
-    /// before a crash) and returns the bytes the others take.
-    fn sweep_spool(&self, entries: &[PathBuf]) -> std::io::Result<u64> {
-        let execs: std::collections::HashSet<&str> =
-            entries.iter().filter_map(|p| p.file_name()?.to_str()?.get(21..)?.split('.').next()).collect();
-        let mut bytes = 0;
+    /// before a crash) and returns the bytes the others take, per exec id. Only at open: later, no run in progress
+    /// is an orphan, and a spool file is touched only with the result that has a full output.
+    fn sweep_spool(&self, entries: &BTreeMap<String, Pending>) -> std::io::Result<HashMap<String, u64>> {
+        let execs: std::collections::HashSet<&str> = entries.keys().filter_map(|name| exec_of_entry(name)).collect();
+        let mut bytes = HashMap::new();
         for entry in std::fs::read_dir(&self.spool)?.flatten() {
             let name = entry.file_name();
             let exec = name.to_str().and_then(|n| n.split('.').next()).unwrap_or_default();
             if execs.contains(exec) {
-                bytes += entry.metadata().map(|m| m.len()).unwrap_or_default();
+                *bytes.entry(exec.to_owned()).or_default() += entry.metadata().map(|m| m.len()).unwrap_or_default();
             } else {
                 tracing::info!(file = %entry.path().display(), "removing a spooled output no result points at");
                 remove_quietly(&entry.path());
@@ -161,14 +198,23 @@ impl Outbox {
         Ok(bytes)
     }
 
+    fn index(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Pending>> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an entry just written to the index and the pending count. One that replaced an entry of the same name
+    /// on disk replaces it here too, and the bytes of the one replaced are given back.
+    fn indexed(&self, name: String, pending: Pending) {
+        let replaced = self.index().insert(name, pending);
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = replaced {
+            self.taken(old.size + old.spooled);
+        }
+    }
+
     /// The spool file of `exec`'s `stream`.
     pub fn spool_file(&self, exec: &ExecId, stream: OutputStream) -> PathBuf {
         spool_file(&self.spool, exec, stream)
-    }
-
-    /// Bytes the spool files of `exec` take now.
-    fn spool_bytes(&self, exec: &ExecId) -> u64 {
-        STREAMS.iter().filter_map(|s| std::fs::metadata(self.spool_file(exec, *s)).ok()).map(|m| m.len()).sum()
     }
 
     /// Results written but not yet acknowledged by the broker.
@@ -197,11 +243,10 @@ impl Outbox {
         let mut result = result.clone();
         let mut spooled = 0;
         for stream in STREAMS {
-            let path = self.spool_file(&result.exec_id, stream);
-            let Some(full) = full_mut(&mut result, stream) else {
-                remove_quietly(&path);
-                continue;
-            };
+            // A stream without a full output never had a spool file: the executor writes one only for a stream that
+            // outgrew the inline part, and the result then says so.
+            let path = spool_file(&self.spool, &result.exec_id, stream);
+            let Some(full) = full_mut(&mut result, stream) else { continue };
             if full.unavailable.is_some() {
                 remove_quietly(&path);
                 continue;
@@ -236,8 +281,8 @@ impl Outbox {
                         && full.unavailable.is_none()
                     {
                         full.unavailable = Some("the agent's outbox was full".into());
+                        remove_quietly(&self.spool_file(&slim.exec_id, stream));
                     }
-                    remove_quietly(&self.spool_file(&slim.exec_id, stream));
                 }
                 body = serde_json::to_vec(&slim).map_err(std::io::Error::other)?;
                 tracing::info!(result_id = %result.result_id, "result stored without its output: the outbox is full");
@@ -252,12 +297,15 @@ impl Outbox {
             }
             // Kept whatever the cap says: what the run did is never dropped.
             counted = body.len() as u64;
+            spooled = 0;
             self.bytes.fetch_add(counted, Ordering::Relaxed);
         }
         // Millisecond time first so a directory listing sorts oldest first; the result id makes it unique.
         let name = format!("{:020}-{}.json", result.finished_at.timestamp_millis().max(0), result.result_id);
-        let this = Arc::clone(self);
-        let written = tokio::task::spawn_blocking(move || this.write_entry(&name, &body))
+        let body = bytes::Bytes::from(body);
+        // The whole write in one blocking call: each hand-off to the blocking pool is a thread wake-up.
+        let (this, written_name, written_body) = (Arc::clone(self), name.clone(), body.clone());
+        let written = tokio::task::spawn_blocking(move || this.write_entry(&written_name, &written_body))
             .await
             .map_err(std::io::Error::other)
             .and_then(|written| written);
@@ -265,7 +313,7 @@ impl Outbox {
             let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(counted)));
             return Err(err);
         }
-        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.indexed(name, Pending { size: body.len() as u64, spooled, body: Some(body) });
         self.wake.notify_one();
         Ok(())
     }
@@ -286,9 +334,7 @@ impl Outbox {
     pub fn holds(&self, result_id: &kanade_shared::ResultId) -> bool {
         // Entries are named `<20-digit millis>-<result id>.json` (see `put`).
         let name = format!("{result_id}.json");
-        self.entries().is_ok_and(|entries| {
-            entries.iter().any(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.get(21..)) == Some(&name))
-        })
+        self.index().keys().any(|entry| entry.get(21..) == Some(name.as_str()))
     }
 
     /// Wakes the publisher, for example after a reconnect.
@@ -296,31 +342,36 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    fn entries(&self) -> std::io::Result<Vec<PathBuf>> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|ext| ext == "json"))
-            .collect();
-        entries.sort();
-        Ok(entries)
-    }
-
     /// Publishes every pending result, oldest first, each after its spooled outputs are uploaded, deleting the entry
     /// and its spool files after the result's ack. Stops at the first publish that fails; the rest stay for the next
     /// try.
     pub async fn drain(&self, js: &jetstream::Context) -> Result<usize, DrainError> {
         let mut sent = 0;
-        for path in self.entries()? {
-            let body = match tokio::fs::read(&path).await {
-                Ok(body) => body,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(err.into()),
+        // What was pending when the drain began; a result put meanwhile wakes the publisher for the next one.
+        let names: Vec<String> = self.index().keys().cloned().collect();
+        for name in names {
+            let Some((spooled, kept)) = self.index().get(&name).map(|p| (p.spooled, p.body.clone())) else {
+                continue;
+            };
+            let path = self.dir.join(&name);
+            let body = match kept {
+                Some(body) => body,
+                None => match tokio::fs::read(&path).await {
+                    Ok(body) => bytes::Bytes::from(body),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                        // Deleted behind the agent's back: nothing left to send.
+                        if let Some(gone) = self.index().remove(&name) {
+                            self.taken(gone.size + gone.spooled);
+                        }
+                        continue;
+                    }
+                    Err(err) => return Err(err.into()),
+                },
             };
             let mut result: ExecResult = match serde_json::from_slice(&body) {
                 Ok(result) => result,
                 Err(err) => {
-                    self.quarantine(&path, body.len() as u64, &err.to_string()).await;
+                    self.quarantine(&name, &err.to_string()).await;
                     continue;
                 }
             };
@@ -343,10 +394,10 @@ impl Outbox {
                     }
                 }
             }
-            let size = body.len() as u64;
             // The entry on disk stays as it was: a crash before the ack uploads (or gives up) again.
-            let payload = if given_up { serde_json::to_vec(&result).map_err(std::io::Error::other)? } else { body };
-            let message = PublishMessage::build().payload(payload.into()).message_id(result.result_id.as_str());
+            let payload =
+                if given_up { serde_json::to_vec(&result).map_err(std::io::Error::other)?.into() } else { body };
+            let message = PublishMessage::build().payload(payload).message_id(result.result_id.as_str());
             let publish = async {
                 js.send_publish(subject::result(&result.pc_id, &result.exec_id), message).await?.await?;
                 Ok::<(), async_nats::Error>(())
@@ -354,15 +405,25 @@ impl Outbox {
             if let Err(source) = publish.await {
                 return Err(DrainError::Publish { result_id: result.result_id.to_string(), source });
             }
-            tokio::fs::remove_file(&path).await?;
-            let spooled = self.spool_bytes(&result.exec_id);
+            // An unlink, unsynced (a crash that undoes it re-publishes, and the broker de-duplicates): done here
+            // rather than handed to the blocking pool.
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err.into()),
+            }
             for stream in STREAMS {
-                remove_quietly(&self.spool_file(&result.exec_id, stream));
+                let spool = self.spool_file(&result.exec_id, stream);
                 if let Some(full) = full_mut(&mut result, stream) {
+                    if spooled > 0 {
+                        remove_quietly(&spool);
+                    }
                     self.upload_tries.lock().unwrap_or_else(|e| e.into_inner()).remove(&full.object);
                 }
             }
-            self.taken(size + spooled);
+            if let Some(done) = self.index().remove(&name) {
+                self.taken(done.size + done.spooled);
+            }
             sent += 1;
         }
         Ok(sent)
@@ -410,25 +471,26 @@ impl Outbox {
         Ok(())
     }
 
-    /// Moves an unreadable entry aside so it can neither block the queue nor vanish without a trace.
-    async fn quarantine(&self, path: &Path, size: u64, why: &str) {
+    /// Moves the unreadable entry `name` aside so it can neither block the queue nor vanish without a trace.
+    async fn quarantine(&self, name: &str, why: &str) {
+        let path = self.dir.join(name);
         let target = path.with_extension("corrupt");
         tracing::error!(file = %path.display(), reason = why, "outbox entry is corrupt; moved aside and skipped");
-        if let Err(err) = tokio::fs::rename(path, &target).await {
+        if let Err(err) = tokio::fs::rename(&path, &target).await {
             tracing::error!(file = %path.display(), error = %err, "cannot move corrupt outbox entry");
             return;
         }
+        let Some(Pending { size, spooled, .. }) = self.index().remove(name) else { return };
         // The file name still says whose result it was: report the run as `result_lost` rather than not at all.
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let Some(result_id) = name.get(21..).and_then(|n| n.strip_suffix(".json")) else {
-            self.taken(size);
+            self.taken(size + spooled);
             tracing::error!(file = %name, "the corrupt entry's name says no result id; nothing can be reported");
             return;
         };
         // Its spooled outputs cannot be reported without it.
-        let mut spooled = 0;
-        if let Some(exec) = result_id.split('.').next().and_then(|e| ExecId::new(e).ok()) {
-            spooled = self.spool_bytes(&exec);
+        if spooled > 0
+            && let Some(exec) = result_id.split('.').next().and_then(|e| ExecId::new(e).ok())
+        {
             for stream in STREAMS {
                 remove_quietly(&self.spool_file(&exec, stream));
             }
@@ -438,14 +500,15 @@ impl Outbox {
             tracing::error!(result_id, "the run ledger does not know this run; its lost result cannot be reported");
             return;
         };
-        let stored = serde_json::to_vec(&lost).map_err(std::io::Error::other).and_then(|body| {
-            let name = format!("{:020}-{}.json", lost.finished_at.timestamp_millis().max(0), lost.result_id);
-            self.write_entry(&name, &body).map(|()| body.len() as u64)
-        });
+        let name = format!("{:020}-{}.json", lost.finished_at.timestamp_millis().max(0), lost.result_id);
+        let stored = serde_json::to_vec(&lost)
+            .map_err(std::io::Error::other)
+            .and_then(|body| self.write_entry(&name, &body).map(|()| bytes::Bytes::from(body)));
         match stored {
-            Ok(len) => {
-                self.pending.fetch_add(1, Ordering::Relaxed);
+            Ok(body) => {
+                let len = body.len() as u64;
                 self.bytes.fetch_add(len, Ordering::Relaxed);
+                self.indexed(name, Pending { size: len, spooled: 0, body: Some(body) });
                 self.wake.notify_one();
                 tracing::warn!(result_id, "the run is reported failed with reason result_lost");
             }

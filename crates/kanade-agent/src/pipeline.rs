@@ -1,13 +1,17 @@
 //! The run pipeline: one command from arrival to result. Claim it in the ledger (before anything else, so it runs
 //! once), gate it, wait out its jitter and its turn for a `max_local_concurrent` slot (gated again on every change
 //! of its job's KV state), gate it right before it starts, record the start durably, run it, and put the result in
-//! the outbox; or, when the agent stops before the run started, hand it back.
+//! the outbox; or, when the agent stops before the run started, hand it back. A command with nothing to wait for
+//! (no jitter, a free slot, the gate's go) is claimed straight into `started`: one durable write instead of two.
+//! A run still going after [`ANNOUNCE_AFTER`] announces itself (`events.started`, live output); a quicker one sends
+//! only its result.
 //!
 //! What happens at each step is decided by the pure functions at the top of this file ([`on_arrival`],
 //! [`on_wake`], [`finished_reason`]), tested without a broker; [`Pipeline`] does the I/O around them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_nats::Client;
 use chrono::{DateTime, Utc};
@@ -28,8 +32,14 @@ use crate::ledger::{self, RunLedger};
 use crate::outbox::Outbox;
 use crate::running::{KillTarget, Running};
 
-/// Live output chunks buffered per run before new ones are dropped (the result still carries all of it).
+/// Live output chunks buffered per run before new ones are dropped (the result still carries all of it). They wait
+/// here too while the run is not yet announced.
 const OUTPUT_BUFFER: usize = 256;
+
+/// How long a run goes before it announces itself with `events.started` and its live output. A run that ends sooner
+/// (most runs of a fan-out) sends only its result, which carries its start and its output: two broker messages per
+/// run fewer, one of them stored in `EVENTS`, for something nobody had the time to watch.
+pub const ANNOUNCE_AFTER: Duration = Duration::from_secs(1);
 
 /// What the ledger said when the command was claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +84,14 @@ pub fn on_arrival(claim: Claim, command: &Command, now: DateTime<Utc>, view: &Jo
         gate::Decision::Run => Arrival::Wait,
         gate::Decision::Skip(reason) => Arrival::Skip(reason),
     }
+}
+
+/// Whether an arriving command can be claimed straight into `started`, with no `claimed` write first: it has no
+/// jitter to wait out and the gate lets it run now on the view as it is (one that wants its job re-read, or is
+/// settled as skipped, takes the usual path). It also needs a slot free at once, which the caller takes.
+pub fn starts_at_once(command: &Command, now: DateTime<Utc>, view: &JobView) -> bool {
+    command.jitter.is_none_or(|jitter| jitter.is_zero())
+        && on_arrival(Claim::Taken, command, now, view, false) == Arrival::Wait
 }
 
 /// What woke a run that waits to start.
@@ -277,6 +295,27 @@ impl Pipeline {
             let why = format!("job id `{}` does not match the subject", command.job_id);
             return self.malformed.record(&subject_name, payload.len(), &why);
         }
+        if let Some(slot) = self.slot_at_once(&command) {
+            let record = ledger::Started {
+                exec_id: command.exec_id.clone(),
+                job_id: command.job_id.clone(),
+                version: command.version.clone(),
+                started_at: Utc::now(),
+                finished_at: None,
+            };
+            match self.ledger.claim_started(&record) {
+                Ok(true) => {
+                    if let Some(result) = self.execute(&command, Some((slot, record))).await {
+                        self.record(&result).await;
+                    }
+                }
+                Ok(false) => tracing::debug!(exec_id = %command.exec_id, "already handled; ignoring redelivery"),
+                Err(err) => {
+                    tracing::error!(exec_id = %command.exec_id, error = %err, "cannot record the run; command not run");
+                }
+            }
+            return;
+        }
         let claim = match self.ledger.claim(&command.exec_id) {
             Ok(true) => Claim::Taken,
             Ok(false) => Claim::AlreadyTaken,
@@ -303,7 +342,7 @@ impl Pipeline {
                     tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, %reason, "command skipped");
                     break ExecResult::skipped(&command, &self.pc, reason, Utc::now());
                 }
-                Arrival::Wait => match self.execute(&command).await {
+                Arrival::Wait => match self.execute(&command, None).await {
                     Some(result) => break result,
                     None => return,
                 },
@@ -324,13 +363,32 @@ impl Pipeline {
         }
     }
 
+    /// A run slot for `command` if it can start at once (see [`starts_at_once`]): nothing to wait for, no stop
+    /// under way, and a slot free now. A tokio semaphore grants no permit past queued waiters, so this never jumps the
+    /// queue.
+    fn slot_at_once(&self, command: &Command) -> Option<OwnedSemaphorePermit> {
+        if self.shutdown.is_cancelled() || !starts_at_once(command, Utc::now(), &self.jobs.view(&command.job_id)) {
+            return None;
+        }
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
     /// Waits out the command's jitter and its turn in the local queue (either can be cut short by a kill), and
-    /// runs it. `None` when the run was handed back because the agent is stopping.
-    async fn execute(&self, command: &Command) -> Option<ExecResult> {
+    /// runs it; or, for a run claimed straight into `started` (`at_once`: its slot and its record), runs it now.
+    /// `None` when the run was handed back because the agent is stopping.
+    async fn execute(
+        &self,
+        command: &Command,
+        at_once: Option<(OwnedSemaphorePermit, ledger::Started)>,
+    ) -> Option<ExecResult> {
         let cancel = self.running.hold(&command.exec_id, &command.job_id);
-        let result = match self.wait_turn(command, &cancel).await {
-            Ok(permit) => {
-                let result = self.run_now(command, cancel).await;
+        let turn = match at_once {
+            Some((permit, record)) => Ok((permit, Some(record))),
+            None => self.wait_turn(command, &cancel).await.map(|permit| (permit, None)),
+        };
+        let result = match turn {
+            Ok((permit, recorded)) => {
+                let result = self.run_now(command, cancel, recorded).await;
                 drop(permit);
                 Some(result)
             }
@@ -402,41 +460,52 @@ impl Pipeline {
         }
     }
 
-    async fn run_now(&self, command: &Command, cancel: CancellationToken) -> ExecResult {
+    /// Records the start durably, unless the claim already did (`recorded`), and runs the script.
+    async fn run_now(
+        &self,
+        command: &Command,
+        cancel: CancellationToken,
+        recorded: Option<ledger::Started>,
+    ) -> ExecResult {
         let pc = &self.pc;
         tracing::info!(exec_id = %command.exec_id, job_id = %command.job_id, shell = %command.shell, "run started");
+        let record = match recorded {
+            Some(record) => record,
+            None => {
+                let record = ledger::Started {
+                    exec_id: command.exec_id.clone(),
+                    job_id: command.job_id.clone(),
+                    version: command.version.clone(),
+                    started_at: Utc::now(),
+                    finished_at: None,
+                };
+                if let Err(err) = self.ledger.started(&record) {
+                    // Without the mark a crash during the script would hand the run back to run again: do not
+                    // start it.
+                    tracing::error!(exec_id = %command.exec_id, error = %err, "cannot record the run's start; not running it");
+                    let mut result = ExecResult::not_started(command, pc, ResultStatus::Failed, None, Utc::now());
+                    result.stderr = format!("the agent could not record the run's start in its ledger: {err}");
+                    return result;
+                }
+                record
+            }
+        };
         let started = RunStarted {
             exec_id: command.exec_id.clone(),
             job_id: command.job_id.clone(),
             version: command.version.clone(),
             pc_id: pc.clone(),
-            started_at: Utc::now(),
+            started_at: record.started_at,
         };
-        // Best effort: the event tells watchers a run is under way; the result is what must not be lost.
-        if let Ok(body) = serde_json::to_vec(&started)
-            && let Err(err) = self.client.publish(subject::event_started(pc, &command.exec_id), body.into()).await
-        {
-            tracing::debug!(error = %err, "started event not sent");
-        }
-
-        let record = ledger::Started {
-            exec_id: command.exec_id.clone(),
-            job_id: command.job_id.clone(),
-            version: command.version.clone(),
-            started_at: started.started_at,
-            finished_at: None,
-        };
-        if let Err(err) = self.ledger.started(&record) {
-            // Without the mark a crash during the script would hand the run back to run again: do not start it.
-            tracing::error!(exec_id = %command.exec_id, error = %err, "cannot record the run's start; not running it");
-            let mut result = ExecResult::not_started(command, pc, ResultStatus::Failed, None, Utc::now());
-            result.stderr = format!("the agent could not record the run's start in its ledger: {err}");
-            return result;
-        }
         let (tx, rx) = mpsc::channel(OUTPUT_BUFFER);
-        // Forwarded beside the run in this same task: the chunks end when the executor drops its sender.
-        let forward = forward_output(self.client.clone(), subject::output(pc, &command.exec_id), rx);
-        let (outcome, ()) = tokio::join!(self.executor.run(command, Some(tx), cancel), forward);
+        let finished = CancellationToken::new();
+        let run = async {
+            let outcome = self.executor.run(command, Some(tx), cancel).await;
+            finished.cancel();
+            outcome
+        };
+        // Announced beside the run in this same task: the chunks end when the executor drops its sender.
+        let (outcome, ()) = tokio::join!(run, announce(&self.client, started, rx, &finished));
         tracing::info!(exec_id = %command.exec_id, status = %outcome.status, exit_code = ?outcome.exit_code, "run finished");
 
         let result_id = ResultId::for_run(&command.exec_id, pc);
@@ -476,10 +545,30 @@ pub fn full_output(result: &ResultId, stream: OutputStream, spooled: Option<&Spo
     })
 }
 
-async fn forward_output(client: Client, subject: String, mut rx: mpsc::Receiver<OutputChunk>) {
+/// Announces a run still going after [`ANNOUNCE_AFTER`]: its `events.started` (with its true start), then its
+/// output, the chunks held in the channel meanwhile first and in order, the rest as they come. Nothing, when the run
+/// is `finished` sooner.
+async fn announce(
+    client: &Client,
+    started: RunStarted,
+    mut rx: mpsc::Receiver<OutputChunk>,
+    finished: &CancellationToken,
+) {
+    tokio::select! {
+        biased;
+        () = finished.cancelled() => return,
+        () = tokio::time::sleep(ANNOUNCE_AFTER) => {}
+    }
+    // Best effort: the event tells watchers a run is under way; the result is what must not be lost.
+    if let Ok(body) = serde_json::to_vec(&started)
+        && let Err(err) = client.publish(subject::event_started(&started.pc_id, &started.exec_id), body.into()).await
+    {
+        tracing::debug!(error = %err, "started event not sent");
+    }
+    let output = subject::output(&started.pc_id, &started.exec_id);
     while let Some(chunk) = rx.recv().await {
         if let Ok(body) = serde_json::to_vec(&chunk) {
-            let _ = client.publish(subject.clone(), body.into()).await;
+            let _ = client.publish(output.clone(), body.into()).await;
         }
     }
 }
@@ -535,6 +624,17 @@ mod tests {
         // Ad-hoc runs carry no version, and a job with no current version has nothing to compare.
         assert_eq!(on_arrival(Claim::Taken, &command(""), now, &current("1"), false), Arrival::Wait);
         assert_eq!(on_arrival(Claim::Taken, &cmd, now, &JobView::default(), false), Arrival::Wait);
+    }
+
+    #[test]
+    fn only_a_command_with_nothing_to_wait_for_starts_at_once() {
+        let now = Utc::now();
+        let plain = Command { jitter: None, ..command("1") };
+        assert!(starts_at_once(&plain, now, &current("1")));
+        assert!(starts_at_once(&Command { jitter: Some(Duration::ZERO), ..command("1") }, now, &current("1")));
+        assert!(!starts_at_once(&command("1"), now, &current("1")), "jitter to wait out");
+        assert!(!starts_at_once(&plain, now, &current("2")), "its job's version is re-read first");
+        assert!(!starts_at_once(&plain, now, &JobView { revoked: true, ..current("1") }), "skipped");
     }
 
     #[test]

@@ -263,7 +263,8 @@ async fn malformed_messages_are_counted_and_change_nothing() {
 async fn output_is_capped_and_streamed_before_the_result() {
     let World { _nats, client, js, mut results, _agent } = World::one_agent_with(|c| c.output_limit_bytes = 1000).await;
 
-    let chatty = command("i=0; while [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done; echo tail >&2");
+    // Still running when the agent announces it: a quicker run streams nothing, its result carries the output.
+    let chatty = command("i=0; while [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done; echo tail >&2; sleep 2");
     let mut chunks = client.subscribe(subject::output(&PcId::new("pc-1").unwrap(), &chatty.exec_id)).await.unwrap();
     client.flush().await.unwrap();
     publish(&js, &pc("pc-1"), &chatty).await;
@@ -560,7 +561,8 @@ async fn kill_by_job_stops_its_running_and_queued_runs_and_nothing_else() {
     let World { _nats, client, js, mut results, _agent } = World::one_agent_with(|c| c.max_local_concurrent = 2).await;
     let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
     let running = versioned("patch", "1.0", "sleep 30");
-    let other = versioned("other", "1.0", "sleep 1; echo other");
+    // Long enough to be announced: the test waits for its `events.started`.
+    let other = versioned("other", "1.0", "sleep 3; echo other");
     let queued = versioned("patch", "1.0", "echo never");
     set_current(&js, "patch", "1.0").await;
     set_current(&js, "other", "1.0").await;
@@ -741,4 +743,81 @@ async fn corrupt_and_truncated_outbox_entries_are_set_aside_and_the_rest_drain()
     })
     .await;
     drop(agent);
+}
+
+#[tokio::test]
+async fn a_quick_run_announces_nothing_but_its_result_and_a_long_one_its_start_and_output_too() {
+    let World { _nats, client, js, mut results, _agent } = World::one_agent().await;
+    let mut started = client.subscribe("events.started.pc-1.*").await.unwrap();
+    let mut chunks = client.subscribe("output.pc-1.*").await.unwrap();
+    client.flush().await.unwrap();
+
+    let quick = command("echo quick");
+    publish(&js, &pc("pc-1"), &quick).await;
+    let result = results.next_for(&quick.exec_id, PATIENCE).await;
+    assert_eq!((result.status, result.stdout.as_str()), (ResultStatus::Ok, "quick\n"));
+    assert!(result.started_at.is_some(), "the result says when it started");
+
+    let slow = command("echo slow; sleep 2");
+    publish(&js, &pc("pc-1"), &slow).await;
+    let event = tokio::time::timeout(PATIENCE, started.next()).await.expect("the long run is announced").unwrap();
+    assert_eq!(results.seen_for(&slow.exec_id), 0, "announced while it runs");
+    let event: kanade_shared::wire::RunStarted = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(event.exec_id, slow.exec_id, "the quick run sent no started event");
+    let chunk = tokio::time::timeout(PATIENCE, chunks.next()).await.expect("the long run's output").unwrap();
+    assert_eq!(chunk.subject.as_str(), subject::output(&PcId::new("pc-1").unwrap(), &slow.exec_id));
+    let chunk: OutputChunk = serde_json::from_slice(&chunk.payload).unwrap();
+    assert_eq!((chunk.seq, chunk.data.as_str()), (0, "slow\n"), "held back until the announcement, then sent");
+
+    let result = results.next_for(&slow.exec_id, PATIENCE).await;
+    assert_eq!(result.stdout, "slow\n");
+    // The event says when the run really started, not when it was announced a second later.
+    let lag = result.started_at.unwrap() - event.started_at;
+    assert!(lag >= chrono::Duration::zero() && lag < chrono::Duration::milliseconds(500), "{lag}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), started.next()).await.is_err(),
+        "one event, the long run's"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), chunks.next()).await.is_err(),
+        "one chunk, the long run's"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_starts_at_once_is_recorded_in_one_write_and_a_queued_one_in_two() {
+    let World { _nats, client, js, mut results, _agent: agent } =
+        World::one_agent_with(|c| c.max_local_concurrent = 1).await;
+    let runs = agent.data_dir().join("runs");
+    // The second write, `started` after `claimed`, goes through `<exec>.tmp`: a directory there makes it fail, and
+    // the run is then not started. A run claimed straight into `started` never writes it.
+    let block_second_write =
+        |c: &kanade_shared::wire::Command| std::fs::create_dir(runs.join(format!("{}.tmp", c.exec_id))).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let gate = scratch.path().join("go");
+
+    let at_once = command(&format!(
+        "cat {}/$KANADE_EXEC_ID; while [ ! -f {} ]; do sleep 0.05; done",
+        runs.display(),
+        gate.display()
+    ));
+    block_second_write(&at_once);
+    publish(&js, &pc("pc-1"), &at_once).await;
+    wait_until_running(&client, "pc-1", 1).await;
+    let queued = command("echo queued");
+    block_second_write(&queued);
+    publish(&js, &pc("pc-1"), &queued).await;
+    wait_until_running(&client, "pc-1", 2).await;
+    assert_eq!(std::fs::read(runs.join(queued.exec_id.as_str())).unwrap(), b"claimed\n", "queued behind the one slot");
+
+    std::fs::write(&gate, "").unwrap();
+    let result = results.next_for(&at_once.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Ok, "{}", result.stderr);
+    let record: serde_json::Value = serde_json::from_str(&result.stdout).unwrap();
+    assert_eq!(record["exec_id"], at_once.exec_id.as_str(), "the script ran with its start on record: {record}");
+    assert!(record["started_at"].is_string() && record.get("finished_at").is_none(), "{record}");
+
+    let result = results.next_for(&queued.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Failed, "the queued run needed its second write");
+    assert!(result.stderr.contains("could not record the run's start"), "{}", result.stderr);
 }
