@@ -163,7 +163,8 @@ async fn a_running_jobs_output_is_relayed_chunk_by_chunk() {
     // operator) only once the tail is open, so nothing the script prints can come before the tail.
     let _agent = TestAgent::start(&nats.url(), "pc-a", &["lab"]).await;
     backend.wait_for_agents(1).await;
-    let guarded = format!("{}require_approval: true\n", manifest("talk", "echo from-agent"));
+    // It runs past the agent's ANNOUNCE_AFTER (1 s): a run done sooner sends only its result, no live output.
+    let guarded = format!("{}require_approval: true\n", manifest("talk", "echo from-agent; sleep 2"));
     let created = post_json(&base, "/api/jobs", &json!({ "manifest": guarded })).await;
     assert_eq!(created.status, 201, "{}", created.raw);
     let fired = post_json(&base, "/api/exec/talk", &json!({ "pcs": ["pc-a"] })).await;

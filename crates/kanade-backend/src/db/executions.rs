@@ -263,9 +263,10 @@ impl Db {
         // Many rows per statement: one statement per row made a 10,000-agent exec spend ~300 ms here. 300 rows x 3
         // parameters stays under SQLite's oldest limit of 999 bound parameters.
         for chunk in new.targets.chunks(300) {
-            let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
-            let sql = format!("INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES {}", values.join(", "));
+            let sql = format!(
+                "INSERT INTO execution_targets (exec_id, pc_id, wave) VALUES {}",
+                self.dialect.rows(chunk.len(), 3)
+            );
             let mut query = sqlx::query(&sql);
             for (pc, wave) in chunk {
                 query = query.bind(new.exec_id.as_str()).bind(pc.as_str()).bind(*wave);
