@@ -47,6 +47,14 @@ impl Dialect {
     }
 }
 
+/// What resolving a fire's targets needs of an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownAgent {
+    pub pc_id: String,
+    pub groups: Vec<String>,
+    pub last_seen: DateTime<Utc>,
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
@@ -308,10 +316,23 @@ impl Db {
     }
 
     /// Every agent, by pc id: what the exec engine resolves targets against (a fire reaches the whole fleet).
-    pub async fn all_agents(&self) -> Result<Vec<AgentRow>, DbError> {
-        let rows =
-            sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY pc_id")).fetch_all(&self.pool).await?;
-        rows.iter().map(agent_from_row).collect()
+    /// Every known agent as a fire resolves its targets: pc id, groups and when it was last seen. Three columns
+    /// read by position: the whole rows (17 columns, each looked up by name) made planning a 10,000-agent exec
+    /// take ~130 ms.
+    pub async fn known_agents(&self) -> Result<Vec<KnownAgent>, DbError> {
+        let rows = sqlx::query("SELECT pc_id, groups_json, last_seen_ms FROM agents ORDER BY pc_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let groups: String = row.try_get(1)?;
+                Ok(KnownAgent {
+                    pc_id: row.try_get(0)?,
+                    groups: serde_json::from_str(&groups).unwrap_or_default(),
+                    last_seen: millis(row.try_get(2)?),
+                })
+            })
+            .collect()
     }
 
     /// One page of the agents matching `filter`, by pc id: a range scan of the primary key, the filters applied

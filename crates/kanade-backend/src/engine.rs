@@ -23,10 +23,8 @@ use kanade_shared::wire::Command;
 use kanade_shared::{Actor, ExecId, GroupName, JobId};
 use tokio_util::sync::CancellationToken;
 
-use kanade_shared::api::AgentRow;
-
 use crate::caller::Caller;
-use crate::db::{Db, DbError, ExecStatus, ExecutionRow, NewExecution, NewWave, WaveState};
+use crate::db::{Db, DbError, ExecStatus, ExecutionRow, KnownAgent, NewExecution, NewWave, WaveState};
 use crate::live::{Publisher, Topic};
 use crate::rollout::{self, Step, WaveCounts};
 
@@ -88,7 +86,7 @@ pub struct Plan {
     /// Known agents the targets reach, each with the 1-based wave that reaches it first (0 without waves).
     pub reached: Vec<(String, i64)>,
     /// Every known agent, as the targets were resolved against.
-    pub agents: Vec<AgentRow>,
+    pub agents: Vec<KnownAgent>,
 }
 
 impl Plan {
@@ -150,7 +148,7 @@ impl Engine {
     pub async fn plan(&self, stored: StoredJob, request: &ExecRequest) -> Result<Plan, ExecError> {
         let (targets, waves) = fired_at(&stored.job, request)?;
         let revoked = control::is_revoked(&self.nats, &stored.job.id).await?;
-        let agents = self.db.all_agents().await?;
+        let agents = self.db.known_agents().await?;
         let reached =
             rollout::resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
         Ok(Plan { stored, revoked, targets, waves, reached, agents })
@@ -159,7 +157,9 @@ impl Engine {
     /// Creates an execution of `stored` (as the catalogue holds it) and, unless the job needs approval, sends it.
     pub async fn exec(&self, stored: StoredJob, request: ExecRequest, caller: &Caller) -> Result<ExecId, ExecError> {
         let job = &stored.job.id.clone();
+        let clock = std::time::Instant::now();
         let plan = self.plan(stored, &request).await?;
+        let planned = clock.elapsed();
         if plan.revoked {
             return Err(ExecError::Revoked(job.clone()));
         }
@@ -200,6 +200,7 @@ impl Engine {
                     .collect(),
             })
             .await?;
+        let recorded = clock.elapsed();
         let details = serde_json::json!({
             "job_id": job, "version": stored.job.version, "target_count": reached.len(), "waves": waves.len(),
             "status": status.as_str(), "identity": caller.identity(),
@@ -209,6 +210,7 @@ impl Engine {
         if status == ExecStatus::Starting {
             self.start_now(&exec_id).await;
         }
+        tracing::debug!(exec_id = %exec_id, targets = reached.len(), planned = ?planned, recorded = ?recorded, sent = ?clock.elapsed(), "execution created");
         Ok(exec_id)
     }
 

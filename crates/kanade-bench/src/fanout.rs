@@ -287,7 +287,8 @@ pub(crate) async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> any
         .env("KANADE_NATS_URL", nats_url)
         .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
         .env("KANADE_BACKEND_DATA_DIR", dir)
-        .env("KANADE_LOG", "warn");
+        // `KANADE_BENCH_BACKEND_LOG=kanade_backend=debug` shows, among others, how long each exec's steps took.
+        .env("KANADE_LOG", std::env::var("KANADE_BENCH_BACKEND_LOG").unwrap_or_else(|_| "warn".into()));
     let proc = Proc::spawn(command, &dir.join("backend.log"))?;
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
