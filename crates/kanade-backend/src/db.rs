@@ -47,6 +47,16 @@ impl Dialect {
     }
 }
 
+/// Changes to executions' tallies, summed per (exec, wave, state) before they are written.
+#[derive(Debug, Default)]
+pub(crate) struct Tallies(std::collections::BTreeMap<(String, i64, String), i64>);
+
+impl Tallies {
+    pub(crate) fn add(&mut self, exec: &str, wave: i64, state: &str, n: i64) {
+        *self.0.entry((exec.to_owned(), wave, state.to_owned())).or_default() += n;
+    }
+}
+
 /// What resolving a fire's targets needs of an agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnownAgent {
@@ -144,6 +154,11 @@ impl Db {
         self.dialect
     }
 
+    /// The pool itself, for tests that check the stored rows against a query of their own.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -206,12 +221,15 @@ impl Db {
                     answered.push(result);
                 }
             }
-            // The target each stored result answers takes its status, once (`status IS NULL`: the first stays).
+            // The target each stored result answers takes its status, once (`status IS NULL`: the first stays),
+            // and its execution's tally moves it from `pending` or `running` to that status.
             if !answered.is_empty() {
                 let sql = format!(
                     "UPDATE execution_targets SET status = v.column3 FROM (VALUES {}) AS v
                      WHERE execution_targets.exec_id = v.column1 AND execution_targets.pc_id = v.column2
-                        AND execution_targets.status IS NULL",
+                        AND execution_targets.status IS NULL
+                     RETURNING execution_targets.exec_id, execution_targets.wave, execution_targets.status,
+                        execution_targets.started",
                     self.dialect.rows(answered.len(), 3)
                 );
                 let mut query = sqlx::query(&sql);
@@ -219,7 +237,14 @@ impl Db {
                     query =
                         query.bind(result.exec_id.as_str()).bind(result.pc_id.as_str()).bind(result.status.as_str());
                 }
-                query.execute(&mut *tx).await?;
+                let mut moves = Tallies::default();
+                for row in query.fetch_all(&mut *tx).await? {
+                    let (exec, wave, status, started): (String, i64, String, i64) =
+                        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+                    moves.add(&exec, wave, if started == 1 { "running" } else { "pending" }, -1);
+                    moves.add(&exec, wave, &status, 1);
+                }
+                self.apply_tallies(&mut tx, moves).await?;
             }
         }
         tx.commit().await?;
@@ -245,19 +270,52 @@ impl Db {
                     .bind(started.started_at.timestamp_millis());
             }
             query.execute(&mut *tx).await?;
+            // A target seen to begin is `running` until its result, unless the result came first.
             let sql = format!(
                 "UPDATE execution_targets SET started = 1 FROM (VALUES {}) AS v
                  WHERE execution_targets.exec_id = v.column1 AND execution_targets.pc_id = v.column2
-                    AND execution_targets.started = 0",
+                    AND execution_targets.started = 0
+                 RETURNING execution_targets.exec_id, execution_targets.wave, execution_targets.status",
                 self.dialect.rows(chunk.len(), 2)
             );
             let mut query = sqlx::query(&sql);
             for (started, _) in chunk {
                 query = query.bind(started.exec_id.as_str()).bind(started.pc_id.as_str());
             }
-            query.execute(&mut *tx).await?;
+            let mut moves = Tallies::default();
+            for row in query.fetch_all(&mut *tx).await? {
+                let (exec, wave, status): (String, i64, Option<String>) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                if status.is_none() {
+                    moves.add(&exec, wave, "pending", -1);
+                    moves.add(&exec, wave, "running", 1);
+                }
+            }
+            self.apply_tallies(&mut tx, moves).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds `moves` to the executions' tallies (`execution_tallies`), in `tx`.
+    pub(crate) async fn apply_tallies(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        moves: Tallies,
+    ) -> Result<(), DbError> {
+        let moves: Vec<_> = moves.0.into_iter().filter(|(_, n)| *n != 0).collect();
+        for chunk in moves.chunks(200) {
+            let sql = format!(
+                "INSERT INTO execution_tallies (exec_id, wave, state, n) VALUES {}
+                 ON CONFLICT (exec_id, wave, state) DO UPDATE SET n = execution_tallies.n + excluded.n",
+                self.dialect.rows(chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((exec, wave, state), n) in chunk {
+                query = query.bind(exec.as_str()).bind(*wave).bind(state.as_str()).bind(*n);
+            }
+            query.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 

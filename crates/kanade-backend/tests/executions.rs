@@ -220,3 +220,73 @@ async fn superseding_sets_each_older_execution_once_on_postgres() {
     superseding_reads_the_job_s_unfinished_executions_and_sets_each_once(&db).await;
     db.close().await;
 }
+
+/// The tallies the projectors keep (`execution_tallies`) agree with a recount of the targets from `results` and
+/// `runs_started` whatever order starts and results arrive in: a start after its result, a second result for a
+/// target, a result from an agent that is no target, and a start that is never followed by a result.
+async fn tallies_agree_with_a_recount(db: &Db) {
+    let exec = execution(db, "patch", "1.0", &["a", "b", "c", "d", "e"], &[ExecStatus::Running]).await;
+    let recount = || async {
+        let rows = sqlx::query(
+            "SELECT CASE WHEN r.status IS NOT NULL THEN r.status WHEN s.pc_id IS NOT NULL THEN 'running' END AS status,
+                COUNT(*) AS n
+             FROM execution_targets t
+             LEFT JOIN results r ON r.exec_id = t.exec_id AND r.pc_id = t.pc_id
+             LEFT JOIN runs_started s ON s.exec_id = t.exec_id AND s.pc_id = t.pc_id
+             WHERE t.exec_id = $1 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(exec.as_str())
+        .fetch_all(db.pool())
+        .await
+        .expect("recount");
+        use sqlx::Row as _;
+        let mut counts: Vec<(Option<String>, i64)> =
+            rows.iter().map(|r| (r.try_get("status").unwrap(), r.try_get("n").unwrap())).collect();
+        counts.sort();
+        counts
+    };
+    let tallied = || async {
+        let mut counts: Vec<(Option<String>, i64)> =
+            db.target_counts(&exec).await.expect("tallies").into_iter().map(|(_, s, n)| (s, n)).collect();
+        counts.sort();
+        counts
+    };
+    assert_eq!(tallied().await, vec![(None, 5)]);
+    begin(db, &exec, "a").await;
+    answer(db, &exec, "a", ResultStatus::Ok).await;
+    answer(db, &exec, "b", ResultStatus::Failed).await;
+    begin(db, &exec, "b").await;
+    begin(db, &exec, "c").await;
+    begin(db, &exec, "c").await;
+    answer(db, &exec, "a", ResultStatus::Failed).await;
+    answer(db, &exec, "not-a-target", ResultStatus::Ok).await;
+    begin(db, &exec, "not-a-target").await;
+    let counts = tallied().await;
+    assert_eq!(counts, recount().await);
+    assert_eq!(
+        counts,
+        vec![(None, 2), (Some("failed".into()), 1), (Some("ok".into()), 1), (Some("running".into()), 1)]
+    );
+    let shown = WaveCounts::from_rows(db.target_counts(&exec).await.unwrap()).total();
+    assert_eq!((shown.targets, shown.unanswered()), (5, 3));
+    for pc_id in ["c", "d", "e"] {
+        answer(db, &exec, pc_id, ResultStatus::Ok).await;
+    }
+    assert_eq!(tallied().await, recount().await);
+    assert_eq!(WaveCounts::from_rows(db.target_counts(&exec).await.unwrap()).total().unanswered(), 0);
+}
+
+#[tokio::test]
+async fn tallies_agree_with_a_recount_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    tallies_agree_with_a_recount(&db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn tallies_agree_with_a_recount_on_postgres() {
+    let database = postgres::TestDatabase::create().await;
+    let db = Db::connect(&database.url).await.expect("open postgres");
+    tallies_agree_with_a_recount(&db).await;
+    db.close().await;
+}

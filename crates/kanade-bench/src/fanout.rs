@@ -470,6 +470,9 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
     let load = if skip(Phase::Heartbeat) {
         None
     } else {
+        // A fresh fleet would first replay every command `EXEC` still holds (each run's broadcast): that is the
+        // storm's subject, not this one's, and at 50,000 agents it swamped the new simulator's readiness check.
+        js.get_stream(kanade_shared::resources::STREAM_EXEC).await?.purge().await?;
         let sim_data = work.path().join("hb-sim");
         let sim = start_simulator(args, bin, &url, n, args.heartbeat_interval, &sim_data).await?;
         let load = heartbeat_load(args, &backend, &client).await?;

@@ -273,6 +273,11 @@ impl Db {
             }
             query.execute(&mut *tx).await?;
         }
+        let mut pending = super::Tallies::default();
+        for (_, wave) in &new.targets {
+            pending.add(new.exec_id.as_str(), *wave, "pending", 1);
+        }
+        self.apply_tallies(&mut tx, pending).await?;
         for (index, wave) in new.waves.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO execution_waves (exec_id, wave, group_name, delay_ms, max_failure_pct, state)
@@ -478,19 +483,19 @@ impl Db {
     /// Per wave (0 without waves), how many of the execution's targets have a result of each status; `running`
     /// counts targets whose run began and has no result yet, `None` those with neither.
     pub async fn target_counts(&self, exec: &ExecId) -> Result<Vec<(i64, Option<String>, i64)>, DbError> {
-        // The targets' own state, kept by the projectors (migration 20261201000004): one index-only scan.
+        // The tallies the projectors keep with the targets' state (migration 20261201000005): a few rows.
         let rows = sqlx::query(
-            "SELECT wave, CASE WHEN status IS NOT NULL THEN status WHEN started = 1 THEN 'running' END AS status,
-                COUNT(*) AS n
-             FROM execution_targets
-             WHERE exec_id = $1
-             GROUP BY wave, CASE WHEN status IS NOT NULL THEN status WHEN started = 1 THEN 'running' END
-             ORDER BY wave",
+            "SELECT wave, state, n FROM execution_tallies WHERE exec_id = $1 AND n <> 0 ORDER BY wave, state",
         )
         .bind(exec.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| Ok((row.try_get("wave")?, row.try_get("status")?, row.try_get("n")?))).collect()
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                Ok((row.try_get("wave")?, (state != "pending").then_some(state), row.try_get("n")?))
+            })
+            .collect()
     }
 
     /// One page of the targets of `exec` with their state, by pc id. `recorded` says whether the engine recorded the execution:
