@@ -47,6 +47,17 @@ pub struct Started {
 }
 
 impl Started {
+    /// The record of `command`'s run starting `at`.
+    pub fn begun(command: &kanade_shared::wire::Command, at: DateTime<Utc>) -> Self {
+        Self {
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            version: command.version.clone(),
+            started_at: at,
+            finished_at: None,
+        }
+    }
+
     /// The finished record of the run `result` reports.
     pub fn finished(result: &ExecResult) -> Self {
         Self {

@@ -296,13 +296,7 @@ impl Pipeline {
             return self.malformed.record(&subject_name, payload.len(), &why);
         }
         if let Some(slot) = self.slot_at_once(&command) {
-            let record = ledger::Started {
-                exec_id: command.exec_id.clone(),
-                job_id: command.job_id.clone(),
-                version: command.version.clone(),
-                started_at: Utc::now(),
-                finished_at: None,
-            };
+            let record = ledger::Started::begun(&command, Utc::now());
             match self.ledger.claim_started(&record) {
                 Ok(true) => {
                     if let Some(result) = self.execute(&command, Some((slot, record))).await {
@@ -472,13 +466,7 @@ impl Pipeline {
         let record = match recorded {
             Some(record) => record,
             None => {
-                let record = ledger::Started {
-                    exec_id: command.exec_id.clone(),
-                    job_id: command.job_id.clone(),
-                    version: command.version.clone(),
-                    started_at: Utc::now(),
-                    finished_at: None,
-                };
+                let record = ledger::Started::begun(command, Utc::now());
                 if let Err(err) = self.ledger.started(&record) {
                     // Without the mark a crash during the script would hand the run back to run again: do not
                     // start it.

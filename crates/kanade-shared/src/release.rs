@@ -4,6 +4,14 @@
 /// The bytes in front of the version.
 pub const MARKER_PREFIX: &[u8] = b"\0KANADE-AGENT-VERSION:";
 
+/// The prefix in two halves, joined only at run time by the search: a binary that contains the search (every agent,
+/// which checks the binary it updates to) must not carry a bare copy of the whole prefix besides its marker. It did:
+/// the linker put the string "Error" right after the bare copy in one debug build, which then read as a second,
+/// conflicting version ("two version markers disagree: 0.1.0 and Error").
+const PREFIX_HEAD: &[u8] = b"\0KANADE-AGENT-";
+const PREFIX_TAIL: &[u8] = b"VERSION:";
+const _: () = assert!(PREFIX_HEAD.len() + PREFIX_TAIL.len() == MARKER_PREFIX.len());
+
 /// Two markers in one binary that name different versions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("two version markers disagree: {0} and {1}")]
@@ -13,9 +21,10 @@ pub struct MarkerConflict(pub String, pub String);
 /// NUL-terminated version (as in a program that searches for markers) does not count.
 pub fn marker_version(bytes: &[u8]) -> Result<Option<String>, MarkerConflict> {
     let mut found: Option<String> = None;
+    let prefix = [std::hint::black_box(PREFIX_HEAD), std::hint::black_box(PREFIX_TAIL)].concat();
     // memchr's searcher: an agent binary is tens of MB, and a byte-window scan of that is seconds in a debug build.
-    for at in memchr::memmem::find_iter(bytes, MARKER_PREFIX) {
-        let tail = &bytes[at + MARKER_PREFIX.len()..];
+    for at in memchr::memmem::find_iter(bytes, &prefix) {
+        let tail = &bytes[at + prefix.len()..];
         if let Some(end) = tail.iter().take(65).position(|b| *b == 0)
             && let Ok(text) = std::str::from_utf8(&tail[..end])
             && !text.is_empty()
@@ -33,6 +42,11 @@ pub fn marker_version(bytes: &[u8]) -> Result<Option<String>, MarkerConflict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_halves_make_the_prefix() {
+        assert_eq!([PREFIX_HEAD, PREFIX_TAIL].concat(), MARKER_PREFIX);
+    }
 
     #[test]
     fn markers_are_found_and_must_agree() {
