@@ -10,7 +10,7 @@ use kanade_agent::logtail::LogFiles;
 use kanade_agent::platform;
 use kanade_agent::simulate::{SimulateArgs, Simulation};
 use kanade_agent::update::{self, SelfUpdate};
-use kanade_shared::config::{AgentConfig, ConfigError, LOG_FILES_KEPT, LogConfig, LogFile, ProcessEnv};
+use kanade_shared::config::{AgentConfig, ConfigError, LogConfig, LogFile, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 
 /// kanade's endpoint agent: connects outbound to NATS, runs the commands addressed to this PC and reports results.
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
             Ok(log) => with_log_dir(log, flags.log_dir.as_deref()),
             Err(err) => return refuse(&err.to_string()),
         };
-        if let Err(err) = init_tracing(&log) {
+        if let Err(err) = log.init_tracing() {
             return refuse(&err);
         }
         return match tokio::runtime::Runtime::new() {
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             with_log_dir(log, flags.log_dir.as_deref())
         }
     };
-    if let Err(err) = init_tracing(&log) {
+    if let Err(err) = log.init_tracing() {
         return refuse(&err);
     }
     match flags.command {
@@ -200,30 +200,4 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
     shutdown.cancelled().await;
     simulation.stop().await;
     ExitCode::SUCCESS
-}
-
-/// Logs to stderr, or to the daily rolling files `log.file` stands for (`LogConfig::rolling`).
-fn init_tracing(log: &LogConfig) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .map_err(|err| format!("log.level: `{}` is not a log filter ({err})", log.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match log.rolling() {
-        Some(files) => {
-            let dir = &files.dir;
-            let cannot = |err: &dyn std::fmt::Display| format!("cannot write logs to `{}`: {err}", dir.display());
-            std::fs::create_dir_all(dir).map_err(|err| cannot(&err))?;
-            let files = tracing_appender::rolling::Builder::new()
-                .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix(&files.prefix)
-                .filename_suffix(&files.suffix)
-                .max_log_files(LOG_FILES_KEPT)
-                .build(dir)
-                .map_err(|err| cannot(&err))?;
-            builder.with_writer(files).with_ansi(false).init();
-        }
-        None => {
-            builder.with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
-        }
-    }
-    Ok(())
 }

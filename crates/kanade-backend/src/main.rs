@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kanade_backend::config::BackendConfig;
-use kanade_shared::config::{LOG_FILES_KEPT, LogConfig, ProcessEnv};
+use kanade_shared::config::ProcessEnv;
 use tokio_util::sync::CancellationToken;
 
 /// kanade's backend: projects JetStream into SQL and serves the HTTP API.
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return refuse(&format!("invalid configuration: {err}")),
     };
-    if let Err(err) = init_tracing(&config.log) {
+    if let Err(err) = config.log.init_tracing() {
         return refuse(&err);
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -68,32 +68,6 @@ fn refuse(message: &str) -> ExitCode {
         eprintln!("kanade-backend: {message}");
     }
     ExitCode::from(2)
-}
-
-/// Logs to stderr, or to the daily rolling files `log.file` stands for (`LogConfig::rolling`), as the agent does.
-fn init_tracing(log: &LogConfig) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .map_err(|err| format!("log.level: `{}` is not a log filter ({err})", log.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match log.rolling() {
-        Some(files) => {
-            let dir = &files.dir;
-            let cannot = |err: &dyn std::fmt::Display| format!("cannot write logs to `{}`: {err}", dir.display());
-            std::fs::create_dir_all(dir).map_err(|err| cannot(&err))?;
-            let files = tracing_appender::rolling::Builder::new()
-                .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix(&files.prefix)
-                .filename_suffix(&files.suffix)
-                .max_log_files(LOG_FILES_KEPT)
-                .build(dir)
-                .map_err(|err| cannot(&err))?;
-            builder.with_writer(files).with_ansi(false).init();
-        }
-        None => {
-            builder.with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
-        }
-    }
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -301,6 +301,36 @@ impl LogConfig {
         dir.join(format!("{component}.log"))
     }
 
+    /// Installs the process's log subscriber: stderr, or the daily rolling files `file` stands for
+    /// ([`LogConfig::rolling`], the newest [`LOG_FILES_KEPT`] kept). The one way the agent and the backend log.
+    pub fn init_tracing(&self) -> Result<(), String> {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map_err(|err| format!("log.level: `{}` is not a log filter ({err})", self.level))?;
+        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        match self.rolling() {
+            Some(files) => {
+                let dir = &files.dir;
+                let cannot = |err: &dyn std::fmt::Display| format!("cannot write logs to `{}`: {err}", dir.display());
+                std::fs::create_dir_all(dir).map_err(|err| cannot(&err))?;
+                let files = tracing_appender::rolling::Builder::new()
+                    .rotation(tracing_appender::rolling::Rotation::DAILY)
+                    .filename_prefix(&files.prefix)
+                    .filename_suffix(&files.suffix)
+                    .max_log_files(LOG_FILES_KEPT)
+                    .build(dir)
+                    .map_err(|err| cannot(&err))?;
+                builder.with_writer(files).with_ansi(false).init();
+            }
+            None => {
+                builder
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .init();
+            }
+        }
+        Ok(())
+    }
+
     /// The rolling files `file` stands for: `file = "/var/log/kanade/agent.log"` is `agent.2026-12-01.log`,
     /// `agent.2026-12-02.log`, ... in `/var/log/kanade`. `None` for stderr, or a path with no file name.
     pub fn rolling(&self) -> Option<RollingFiles> {
