@@ -109,7 +109,6 @@ pub struct Outbox {
     upload_tries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// When the broker last made the outbox give an output up.
     gave_up_at: std::sync::Mutex<Option<std::time::Instant>>,
-    pending: AtomicU64,
     bytes: AtomicU64,
     max_bytes: u64,
     full: AtomicBool,
@@ -152,7 +151,6 @@ impl Outbox {
             index: std::sync::Mutex::default(),
             upload_tries: std::sync::Mutex::default(),
             gave_up_at: std::sync::Mutex::default(),
-            pending: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             max_bytes,
             full: AtomicBool::new(false),
@@ -172,7 +170,6 @@ impl Outbox {
             pending.spooled = exec_of_entry(name).and_then(|exec| spooled.remove(exec)).unwrap_or_default();
         }
         let bytes: u64 = index.values().map(|p| p.size + p.spooled).sum();
-        outbox.pending.store(index.len() as u64, Ordering::Relaxed);
         outbox.bytes.store(bytes, Ordering::Relaxed);
         outbox.full.store(bytes > max_bytes, Ordering::Relaxed);
         *outbox.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
@@ -202,11 +199,10 @@ impl Outbox {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds an entry just written to the index and the pending count. One that replaced an entry of the same name
-    /// on disk replaces it here too, and the bytes of the one replaced are given back.
+    /// Adds an entry just written to the index. One that replaced an entry of the same name on disk replaces it
+    /// here too, and the bytes of the one replaced are given back.
     fn indexed(&self, name: String, pending: Pending) {
         let replaced = self.index().insert(name, pending);
-        self.pending.fetch_add(1, Ordering::Relaxed);
         if let Some(old) = replaced {
             self.taken(old.size + old.spooled);
         }
@@ -219,7 +215,7 @@ impl Outbox {
 
     /// Results written but not yet acknowledged by the broker.
     pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Relaxed)
+        self.index().len() as u64
     }
 
     /// How to report a result whose entry turns out unreadable (the agent builds it from its run ledger).
@@ -518,7 +514,6 @@ impl Outbox {
 
     /// One entry left the outbox (acknowledged, or moved aside).
     fn taken(&self, size: u64) {
-        self.pending.fetch_sub(1, Ordering::Relaxed);
         let before = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
         let left = before.unwrap_or_default().saturating_sub(size);
         if left <= self.max_bytes && self.full.swap(false, Ordering::Relaxed) {

@@ -204,19 +204,18 @@ impl Db {
                     .bind(i64::try_from(*stream_seq).unwrap_or(i64::MAX))
                     .bind(now.timestamp_millis());
             }
-            let stored: std::collections::HashSet<String> = query
+            let mut stored: std::collections::HashSet<String> = query
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(|row| row.try_get("result_id"))
                 .collect::<Result<_, _>>()?;
             // Where its whole outputs are belongs to the result stored first, like everything else of it; a
-            // result id twice in one batch is stored once, and its outputs with it.
-            let mut done = std::collections::HashSet::new();
+            // result id twice in one batch is stored once (taken out of `stored` the first time), and its outputs
+            // with it.
             let mut answered = Vec::new();
             for (result, _) in chunk {
-                let id = result.result_id.as_str();
-                if stored.contains(id) && done.insert(id) {
+                if stored.remove(result.result_id.as_str()) {
                     Self::insert_outputs(&mut tx, result).await?;
                     answered.push(result);
                 }

@@ -737,19 +737,26 @@ pub async fn count_agents(http: &reqwest::Client, api: &str) -> anyhow::Result<u
     }
 }
 
+/// 20 timed `GET`s of `url`, `pause` apart, in microseconds; a failed one is an error.
+async fn sample_get(http: &reqwest::Client, url: &str, pause: Duration) -> anyhow::Result<Vec<i64>> {
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let reply = http.get(url).bearer_auth(TOKEN).send().await?;
+        anyhow::ensure!(reply.status().is_success(), "{url}: {}", reply.status());
+        reply.bytes().await?;
+        samples.push(started.elapsed().as_micros() as i64);
+        tokio::time::sleep(pause).await;
+    }
+    Ok(samples)
+}
+
 /// 20 reads of the newest execution's view (the poll a dashboard or the CLI makes for completion), in ms.
 async fn view_latency(http: &reqwest::Client, api: &str) -> anyhow::Result<Percentiles> {
     let page: serde_json::Value =
         http.get(format!("{api}/api/executions?limit=1")).bearer_auth(TOKEN).send().await?.json().await?;
     let exec = page["items"][0]["exec_id"].as_str().context("no execution listed")?.to_owned();
-    let mut samples = Vec::new();
-    for _ in 0..20 {
-        let started = Instant::now();
-        let reply = http.get(format!("{api}/api/executions/{exec}")).bearer_auth(TOKEN).send().await?;
-        anyhow::ensure!(reply.status().is_success(), "execution view: {}", reply.status());
-        reply.bytes().await?;
-        samples.push(started.elapsed().as_micros() as i64);
-    }
+    let samples = sample_get(http, &format!("{api}/api/executions/{exec}"), Duration::ZERO).await?;
     let p = percentiles(samples);
     eprintln!("bench:   GET /api/executions/{{id}} of a completed execution: p50 {} us, p99 {} us", p.p50, p.p99);
     Ok(Percentiles { p50: p.p50 / 1000, p99: p.p99 / 1000, max: p.max / 1000 })
@@ -891,20 +898,10 @@ async fn heartbeat_load(args: &FanoutArgs, backend: &Backend, client: &async_nat
         lag.push(started.elapsed().as_millis() as i64);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let page = |path: &'static str| {
-        let (http, url) = (&http, &backend.url);
-        async move {
-            let mut samples = Vec::new();
-            for _ in 0..20 {
-                let started = Instant::now();
-                let reply = http.get(format!("{url}{path}")).bearer_auth(TOKEN).send().await?;
-                anyhow::ensure!(reply.status().is_success(), "{path}: {}", reply.status());
-                reply.bytes().await?;
-                samples.push(started.elapsed().as_millis() as i64);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok::<_, anyhow::Error>(percentiles(samples))
-        }
+    let (http, api) = (&http, &backend.url);
+    let page = |path: &'static str| async move {
+        let samples = sample_get(http, &format!("{api}{path}"), Duration::from_millis(50)).await?;
+        Ok::<_, anyhow::Error>(percentiles(samples.into_iter().map(|us| us / 1000).collect()))
     };
     Ok(Load {
         backend_cpu_pct_at_interval: cpu_pct,
