@@ -11,6 +11,7 @@ pub mod connection;
 pub mod executor;
 pub mod gate;
 pub mod heartbeat;
+pub mod inventory;
 pub mod jobstate;
 pub mod ledger;
 pub mod liveconfig;
@@ -78,7 +79,9 @@ pub async fn run_logging_to(
     };
     let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), limits));
     let heartbeat = Arc::new(HeartbeatSource::new());
-    let parts = Parts { executor, heartbeat, client: client.clone(), connects, ready: None, update, log_files };
+    let inventory = inventory::Source::Host(inventory::collect::HostRoot::default());
+    let parts =
+        Parts { executor, heartbeat, client: client.clone(), connects, ready: None, update, log_files, inventory };
     let result = serve(config, parts, shutdown).await;
     // Bounded: with the broker away a flush waits for a reconnect that may never come, and a stop must not hang.
     let _ = tokio::time::timeout(FINAL_FLUSH, client.flush()).await;
@@ -100,13 +103,15 @@ pub struct Parts {
     pub update: Option<Arc<update::SelfUpdate>>,
     /// Where this agent's own log files are, to answer `agents.<pc>.logs`; `None` when it logs to stderr only.
     pub log_files: Option<logtail::LogFiles>,
+    /// Where its inventory comes from: the host, or the simulator's made-up PC.
+    pub inventory: inventory::Source,
 }
 
 /// Runs one agent until `shutdown`, and returns once every task it started has ended. The connection may be
 /// shared with other agents (the fleet simulator); everything else — subscriptions, gate, ledger, outbox,
 /// heartbeats — is this agent's own.
 pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Parts { executor, heartbeat, client, connects, ready, update, log_files } = parts;
+    let Parts { executor, heartbeat, client, connects, ready, update, log_files, inventory } = parts;
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
@@ -159,7 +164,15 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
     publisher.spawn(outbox.clone().run_publisher(jetstream::new(client.clone()), publisher_stop.clone()));
     publisher.close();
 
+    let inventory = Arc::new(inventory::Inventory::new(
+        config.pc_id.clone(),
+        client.clone(),
+        inventory,
+        &data_dir,
+        config.inventory.enabled,
+    ));
     let main_loop = MainLoop::new(main_loop::Parts {
+        inventory,
         heartbeats: Heartbeats::new(heartbeat, client.clone(), config.clone()),
         config,
         client,
@@ -188,7 +201,7 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
     Ok(())
 }
 
-/// Subscribes to everything the agent listens to: its command filters, kills, its pings and log requests, the job-state buckets
+/// Subscribes to everything the agent listens to: its command filters, kills, its pings, log and inventory requests, the job-state buckets
 /// and its `agent_config` layers.
 async fn subscribe(
     client: &Client,
@@ -212,10 +225,14 @@ async fn subscribe(
     );
     let pings = client.subscribe(subject::ping(&config.pc_id)).await.context("cannot subscribe to pings")?;
     let logs = client.subscribe(subject::logs(&config.pc_id)).await.context("cannot subscribe to log requests")?;
+    let inventory = client
+        .subscribe(subject::inventory_refresh(&config.pc_id))
+        .await
+        .context("cannot subscribe to inventory requests")?;
     let config_changes = each(config_subjects.to_vec()).await?;
     let job_changes = futures::stream::select(
         client.subscribe(subject::kv_changes(KV_SCRIPT_CURRENT)).await.context("cannot subscribe to script_current")?,
         client.subscribe(subject::kv_changes(KV_SCRIPT_STATUS)).await.context("cannot subscribe to script_status")?,
     );
-    Ok(Subscriptions { commands, kills, pings, logs, job_changes, config_changes })
+    Ok(Subscriptions { commands, kills, pings, logs, inventory, job_changes, config_changes })
 }

@@ -146,6 +146,15 @@ impl LiveConfig {
 pub struct Applied {
     pub heartbeat_interval: Duration,
     pub slots: usize,
+    pub inventory: InventorySchedule,
+}
+
+/// How often the agent gathers inventory: every `interval` plus a random time up to `jitter` (never more than the
+/// interval, so a layer's long jitter cannot stretch the schedule to twice its interval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InventorySchedule {
+    pub interval: Duration,
+    pub jitter: Duration,
 }
 
 /// What putting new settings in force changes: each as (from, to).
@@ -153,12 +162,17 @@ pub struct Applied {
 pub struct Changes {
     pub heartbeat_interval: Option<(Duration, Duration)>,
     pub slots: Option<(usize, usize)>,
+    pub inventory: Option<(InventorySchedule, InventorySchedule)>,
 }
 
 impl Applied {
     /// What the config file says, before any layer is read.
     pub fn from_config(config: &AgentConfig) -> Self {
-        Self { heartbeat_interval: config.heartbeat_interval, slots: config.max_local_concurrent.max(1) }
+        Self {
+            heartbeat_interval: config.heartbeat_interval,
+            slots: config.max_local_concurrent.max(1),
+            inventory: InventorySchedule { interval: config.inventory.interval, jitter: config.inventory.jitter },
+        }
     }
 
     /// Puts `settings` in force over `defaults` (the config file's, [`Applied::from_config`]), and says what
@@ -166,12 +180,16 @@ impl Applied {
     pub fn update(&mut self, settings: &Settings, defaults: Applied) -> Changes {
         let heartbeat_interval = settings.heartbeat_interval.unwrap_or(defaults.heartbeat_interval);
         let slots = settings.max_local_concurrent.unwrap_or(defaults.slots).max(1);
+        let interval = settings.inventory_interval.unwrap_or(defaults.inventory.interval);
+        let jitter = settings.inventory_jitter.unwrap_or(defaults.inventory.jitter).min(interval);
+        let inventory = InventorySchedule { interval, jitter };
         let changes = Changes {
             heartbeat_interval: (heartbeat_interval != self.heartbeat_interval)
                 .then_some((self.heartbeat_interval, heartbeat_interval)),
             slots: (slots != self.slots).then_some((self.slots, slots)),
+            inventory: (inventory != self.inventory).then_some((self.inventory, inventory)),
         };
-        *self = Self { heartbeat_interval, slots };
+        *self = Self { heartbeat_interval, slots, inventory };
         changes
     }
 }
@@ -222,7 +240,8 @@ mod tests {
 
     #[test]
     fn applied_settings_fall_back_to_the_config_file_and_say_what_changed() {
-        let config = Applied { heartbeat_interval: Duration::from_secs(30), slots: 1 };
+        let day = InventorySchedule { interval: Duration::from_secs(86_400), jitter: Duration::from_secs(600) };
+        let config = Applied { heartbeat_interval: Duration::from_secs(30), slots: 1, inventory: day };
         let mut applied = config;
 
         let mut settings = Settings { max_local_concurrent: Some(0), ..Settings::default() };
@@ -239,5 +258,15 @@ mod tests {
         let changes = applied.update(&Settings::default(), config);
         assert_eq!(changes.heartbeat_interval, Some((Duration::from_secs(5), Duration::from_secs(30))));
         assert_eq!(changes.slots, Some((4, 1)));
+
+        // The inventory schedule: a layer's interval and jitter, the jitter never longer than the interval.
+        let settings = Settings {
+            inventory_interval: Some(Duration::from_secs(3600)),
+            inventory_jitter: Some(Duration::from_secs(7200)),
+            ..Settings::default()
+        };
+        let hour = InventorySchedule { interval: Duration::from_secs(3600), jitter: Duration::from_secs(3600) };
+        assert_eq!(applied.update(&settings, config).inventory, Some((day, hour)));
+        assert_eq!(applied.update(&Settings::default(), config).inventory, Some((hour, day)));
     }
 }

@@ -48,7 +48,7 @@ enum Command {
     /// Run many emulated agents in this process over the real agent code, to measure the system at fleet scale.
     ///
     /// Prints one JSON line on stdout once every agent is subscribed, then runs until Ctrl-C or SIGTERM.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
 }
 
 fn main() -> ExitCode {
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             return refuse(&err);
         }
         return match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime.block_on(simulate(args)),
+            Ok(runtime) => runtime.block_on(simulate(*args)),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the async runtime");
                 ExitCode::FAILURE

@@ -20,6 +20,7 @@ use crate::VERSION;
 use crate::catchup::{CatchUp, ReadBack};
 use crate::connection::Connects;
 use crate::heartbeat::{Counters, Heartbeats, Malformed};
+use crate::inventory::Inventory;
 use crate::liveconfig::{Applied, LiveConfig};
 use crate::logtail::LogTail;
 use crate::obs::{self, OutboxWatch};
@@ -42,6 +43,10 @@ pub enum Event {
     Ping(Message),
     /// `agents.<pc>.logs`: a request for the tail of the agent's own log.
     Logs(Message),
+    /// `agents.<pc>.inventory`: a request to report inventory now.
+    InventoryRequest(Message),
+    /// The inventory interval (plus its jitter) has passed.
+    InventoryDue,
     /// A change to `script_current` or `script_status`.
     JobStateChanged(Message),
     /// A change to one of this agent's `agent_config` layers.
@@ -101,6 +106,7 @@ pub struct Subscriptions {
     pub kills: Select<Subscriber, Subscriber>,
     pub pings: Subscriber,
     pub logs: Subscriber,
+    pub inventory: Subscriber,
     pub job_changes: Select<Subscriber, Subscriber>,
     pub config_changes: SelectAll<Subscriber>,
 }
@@ -109,10 +115,19 @@ pub struct Subscriptions {
 struct Sources {
     subscriptions: Subscriptions,
     heartbeat: Interval,
+    /// When the next scheduled inventory is due.
+    inventory_due: std::pin::Pin<Box<tokio::time::Sleep>>,
     connects: Connects,
     /// What the loop's own tasks send back (catch-up, config reload).
     reports: Reports,
     shutdown: CancellationToken,
+}
+
+/// A wait that never ends in practice (a disabled inventory's timer), short enough to add to `Instant::now()`.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+fn random_up_to(max: Duration) -> Duration {
+    if max.is_zero() { Duration::ZERO } else { rand::random_range(Duration::ZERO..=max) }
 }
 
 fn heartbeat_timer(every: Duration) -> Interval {
@@ -130,6 +145,8 @@ impl Sources {
             Some(message) = subscriptions.kills.next() => Some(Event::Kill(message)),
             Some(message) = subscriptions.pings.next() => Some(Event::Ping(message)),
             Some(message) = subscriptions.logs.next() => Some(Event::Logs(message)),
+            Some(message) = subscriptions.inventory.next() => Some(Event::InventoryRequest(message)),
+            () = &mut self.inventory_due => Some(Event::InventoryDue),
             Some(message) = subscriptions.job_changes.next() => Some(Event::JobStateChanged(message)),
             Some(message) = subscriptions.config_changes.next() => Some(Event::AgentConfigChanged(message)),
             _ = self.heartbeat.tick() => Some(Event::HeartbeatDue),
@@ -152,6 +169,7 @@ pub struct Parts {
     pub catch_up: Arc<CatchUp>,
     pub updater: Option<Updater>,
     pub log_tail: LogTail,
+    pub inventory: Arc<Inventory>,
     pub subscriptions: Subscriptions,
     pub connects: Connects,
     pub background: TaskTracker,
@@ -176,6 +194,7 @@ pub struct MainLoop {
     catch_up_cancel: CancellationToken,
     updater: Option<Updater>,
     log_tail: LogTail,
+    inventory: Arc<Inventory>,
     /// Whether the outbox was full when the last heartbeat looked, for the timeline's transitions.
     outbox_watch: OutboxWatch,
     sources: Sources,
@@ -200,6 +219,7 @@ impl MainLoop {
             catch_up,
             updater,
             log_tail,
+            inventory,
             subscriptions,
             mut connects,
             background,
@@ -208,9 +228,15 @@ impl MainLoop {
         // Only reconnects from here on: the first catch-up is started by `run` itself.
         connects.mark_unchanged();
         let reports = Reports::default();
+        // The first inventory after a random wait up to the jitter, so a fleet started together spreads its reports.
+        let first_inventory = match config.inventory.enabled {
+            true => random_up_to(config.inventory.jitter),
+            false => NEVER,
+        };
         let sources = Sources {
             subscriptions,
             heartbeat: heartbeat_timer(config.heartbeat_interval),
+            inventory_due: Box::pin(tokio::time::sleep(first_inventory)),
             connects,
             reports: reports.clone(),
             shutdown: shutdown.clone(),
@@ -229,6 +255,7 @@ impl MainLoop {
             catch_up_cancel: shutdown.child_token(),
             updater,
             log_tail,
+            inventory,
             outbox_watch: OutboxWatch::default(),
             sources,
             reports,
@@ -285,6 +312,11 @@ impl MainLoop {
                     Err(why) => self.malformed.record(&message.subject, message.payload.len(), &why),
                 }
             }
+            Event::InventoryRequest(message) => self.inventory_requested(&message).await,
+            Event::InventoryDue => {
+                self.start_inventory(false);
+                self.schedule_inventory();
+            }
             Event::HeartbeatDue => self.heartbeat().await,
             Event::Reconnected => {
                 self.outbox.wake();
@@ -301,6 +333,35 @@ impl MainLoop {
             }
             Event::Report(Report::AgentConfigRead) => self.reconfigure(),
         }
+    }
+
+    /// Answers an inventory request, and starts the collection it asks for.
+    async fn inventory_requested(&self, message: &Message) {
+        let (ack, start) = self.inventory.request(&message.payload);
+        if let Some(reply) = &message.reply
+            && let Ok(body) = serde_json::to_vec(&ack)
+        {
+            let _ = self.client.publish(reply.clone(), body.into()).await;
+        }
+        if let Some(full) = start {
+            self.start_inventory(full);
+        }
+    }
+
+    /// Collects and reports inventory in the background: never in the way of commands.
+    fn start_inventory(&self, full: bool) {
+        let (inventory, shutdown) = (self.inventory.clone(), self.shutdown.clone());
+        self.background.spawn(async move { inventory.report(full, &shutdown).await });
+    }
+
+    /// The next scheduled inventory: one interval from now plus a random part of the jitter.
+    fn schedule_inventory(&mut self) {
+        let schedule = self.applied.inventory;
+        let wait = match self.inventory.enabled() {
+            true => schedule.interval + random_up_to(schedule.jitter),
+            false => NEVER,
+        };
+        self.sources.inventory_due.as_mut().reset(tokio::time::Instant::now() + wait);
     }
 
     /// Sends a heartbeat, and puts the outbox filling up or draining on the timeline when that changed since the
@@ -393,6 +454,10 @@ impl MainLoop {
         if let Some((from, to)) = changes.heartbeat_interval {
             tracing::info!(from = ?from, to = ?to, "heartbeat interval changed");
             self.sources.heartbeat = heartbeat_timer(to);
+        }
+        if let Some((from, to)) = changes.inventory {
+            tracing::info!(from = ?from, to = ?to, "inventory schedule changed");
+            self.schedule_inventory();
         }
         if let Some((from, to)) = changes.slots {
             tracing::info!(from, to, "max_local_concurrent changed");

@@ -60,6 +60,18 @@ pub struct SimulateArgs {
     /// Append each emulated run's exec id to `<data-dir>/<pc_id>/runs.log` as it starts (for counting runs).
     #[arg(long)]
     pub record_runs: bool,
+    /// Software items in each agent's made-up inventory; 0 turns inventory off.
+    #[arg(long, default_value_t = 0)]
+    pub inventory_items: usize,
+    /// Software items that change with every inventory after the first.
+    #[arg(long, default_value_t = 3)]
+    pub inventory_churn: usize,
+    /// How often each agent reports inventory.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub inventory_interval: Duration,
+    /// Longest random wait before an agent's first inventory, and added to each interval.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub inventory_jitter: Duration,
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
@@ -219,8 +231,17 @@ impl Simulation {
                 outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,
                 nats: nats.clone(),
                 log: kanade_shared::config::LogConfig::default(),
-                inventory: kanade_shared::config::InventoryConfig::default(),
+                inventory: kanade_shared::config::InventoryConfig {
+                    enabled: args.inventory_items > 0,
+                    interval: args.inventory_interval,
+                    jitter: args.inventory_jitter.min(args.inventory_interval),
+                },
             };
+            let inventory = crate::inventory::Source::Synthetic(crate::inventory::synthetic::SyntheticPc::new(
+                config.pc_id.as_str(),
+                args.inventory_items,
+                args.inventory_churn,
+            ));
             let slot = index % connections;
             let parts = crate::Parts {
                 executor: Executor::Emulated(Emulated {
@@ -235,6 +256,7 @@ impl Simulation {
                 update: None,
                 // Simulated agents log with the simulator, to its stderr.
                 log_files: None,
+                inventory,
             };
             let task = crate::serve(config, parts, shutdown.clone());
             tasks.spawn(async move {

@@ -12,6 +12,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 mod executions;
+mod facts;
+mod inventory;
 mod outputs;
 pub mod sqlite_file;
 mod timeline;
@@ -21,6 +23,10 @@ pub use executions::{
 };
 pub use outputs::StoredOutput;
 
+pub use facts::NewFacts;
+pub use inventory::{
+    ChangeFilter, HardwareFilter, InventoryData, NameMatch, NewInventory, SUMMARY_FIELDS, SoftwareFilter, name_key,
+};
 pub use timeline::{AgentCounts, EventFilter, NewAgentEvent, TIMELINE_RETENTION};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -8,6 +8,7 @@ pub mod caller;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod facts;
 pub mod live;
 pub mod metrics;
 pub mod projector;
@@ -130,6 +131,7 @@ impl Bound {
         let hub = tokio::spawn(self.state.hub.clone().run(self.state.nats.clone(), notes, shutdown.clone()));
         let (js, token) = (&self.js, &shutdown);
         let parts = projector::Parts {
+            client: self.state.nats.clone(),
             js: js.clone(),
             db: db.clone(),
             live: live.clone(),
@@ -138,7 +140,9 @@ impl Bound {
         let results = tokio::spawn(projector::project::<projector::Results>(parts.clone(), token.clone()));
         let events = tokio::spawn(projector::project::<projector::Events>(parts.clone(), token.clone()));
         let audit = tokio::spawn(projector::project::<projector::Audit>(parts.clone(), token.clone()));
-        let timeline = tokio::spawn(projector::project::<projector::Timeline>(parts, token.clone()));
+        let timeline = tokio::spawn(projector::project::<projector::Timeline>(parts.clone(), token.clone()));
+        let inventory = tokio::spawn(projector::project::<projector::Inventory>(parts.clone(), token.clone()));
+        let facts = tokio::spawn(projector::project::<projector::JobFacts>(parts, token.clone()));
         let heartbeats = tokio::spawn({
             let (client, db, live, shutdown) = (self.state.nats.clone(), db.clone(), live.clone(), shutdown.clone());
             let offline_after = self.state.offline_after;
@@ -155,6 +159,8 @@ impl Bound {
         let _ = events.await;
         let _ = audit.await;
         let _ = timeline.await;
+        let _ = inventory.await;
+        let _ = facts.await;
         let _ = heartbeats.await;
         let _ = engine.await;
         let _ = hub.await;

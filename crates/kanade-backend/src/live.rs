@@ -48,6 +48,8 @@ pub enum Topic {
     Jobs,
     /// ids: pc ids whose timeline has new entries.
     Timeline,
+    /// ids: pc ids whose inventory was reported.
+    Inventory,
 }
 
 impl Topic {
@@ -59,6 +61,7 @@ impl Topic {
             Topic::Audit => "audit",
             Topic::Jobs => "jobs",
             Topic::Timeline => "timeline",
+            Topic::Inventory => "inventory",
         }
     }
 }

@@ -28,8 +28,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use kanade_shared::resources::{
-    CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_OBS_PROJECTOR, CONSUMER_RESULTS_PROJECTOR,
-    STREAM_AUDIT, STREAM_EVENTS, STREAM_OBS, STREAM_RESULTS,
+    CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_INVENTORY_PROJECTOR, CONSUMER_JOB_FACTS_PROJECTOR,
+    CONSUMER_OBS_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS, STREAM_INVENTORY, STREAM_OBS,
+    STREAM_RESULTS,
 };
 
 use crate::api::AppState;
@@ -43,11 +44,13 @@ pub const STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const CONSUMER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Each projector's stream and durable consumer.
-pub const PROJECTORS: [(&str, &str); 4] = [
+pub const PROJECTORS: [(&str, &str); 6] = [
     (STREAM_RESULTS, CONSUMER_RESULTS_PROJECTOR),
     (STREAM_EVENTS, CONSUMER_EVENTS_PROJECTOR),
     (STREAM_AUDIT, CONSUMER_AUDIT_PROJECTOR),
     (STREAM_OBS, CONSUMER_OBS_PROJECTOR),
+    (STREAM_INVENTORY, CONSUMER_INVENTORY_PROJECTOR),
+    (STREAM_RESULTS, CONSUMER_JOB_FACTS_PROJECTOR),
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +62,8 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabels {
     stream: &'static str,
+    /// The projector's durable consumer: `RESULTS` has two (results, and jobs' facts).
+    consumer: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,9 +141,9 @@ impl Metrics {
         Self { registry, requests, batches, agents, executions, pending, streams_open, leader }
     }
 
-    /// Records one projector batch of `messages` taken from `stream`.
-    pub fn projector_batch(&self, stream: &'static str, messages: usize) {
-        self.batches.get_or_create(&StreamLabels { stream }).observe(messages as f64);
+    /// Records one projector batch of `messages` taken from `stream` by `consumer`.
+    pub fn projector_batch(&self, stream: &'static str, consumer: &'static str, messages: usize) {
+        self.batches.get_or_create(&StreamLabels { stream, consumer }).observe(messages as f64);
     }
 
     fn request(&self, method: &Method, route: &str, took: Duration) {
@@ -161,15 +166,15 @@ impl Metrics {
         for (stream, consumer) in PROJECTORS {
             match tokio::time::timeout(CONSUMER_PATIENCE, backlog(&js, stream, consumer)).await {
                 Ok(Ok(n)) => {
-                    self.pending.get_or_create(&StreamLabels { stream }).set(n);
+                    self.pending.get_or_create(&StreamLabels { stream, consumer }).set(n);
                 }
                 Ok(Err(err)) => {
                     tracing::debug!(stream, error = %err, "projector backlog unknown");
-                    self.pending.remove(&StreamLabels { stream });
+                    self.pending.remove(&StreamLabels { stream, consumer });
                 }
                 Err(_) => {
                     tracing::debug!(stream, "projector backlog unknown: the broker did not answer in time");
-                    self.pending.remove(&StreamLabels { stream });
+                    self.pending.remove(&StreamLabels { stream, consumer });
                 }
             }
         }

@@ -10,8 +10,9 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kanade_shared::resources::{
-    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_OBS_PROJECTOR,
-    CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS, STREAM_OBS, STREAM_RESULTS,
+    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_INVENTORY_PROJECTOR,
+    CONSUMER_JOB_FACTS_PROJECTOR, CONSUMER_OBS_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS,
+    STREAM_INVENTORY, STREAM_OBS, STREAM_RESULTS,
 };
 use kanade_shared::subject;
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, ObsEvent, RunStarted};
@@ -36,6 +37,11 @@ pub trait Projection: Send + Sync + 'static {
     const FILTER_SUBJECT: Option<&'static str> = None;
     /// Decodes and checks one message; an `Err` is logged and the message terminated (it stays in the stream).
     fn decode(subject: &str, payload: &[u8]) -> Result<Self::Row, String>;
+    /// Adds to a decoded batch what only the broker knows (a job's manifest), before it is committed; nothing by
+    /// default. An `Err` interrupts the projector, which starts over and is sent the batch again.
+    fn enrich(_parts: &Parts, _rows: &mut [(Self::Row, u64)]) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
     /// Stores a batch in one transaction, idempotently (a redelivered message lands on the same row).
     fn commit(db: &Db, rows: &[(Self::Row, u64)]) -> impl Future<Output = Result<(), crate::db::DbError>> + Send;
     /// What a committed batch changed, for live dashboards: a topic and the ids in it (none: "something").
@@ -176,9 +182,168 @@ pub fn decode_obs(subject_name: &str, payload: &[u8]) -> Result<crate::db::NewAg
     })
 }
 
+/// `INVENTORY` -> the inventory tables: each report folded into its PC's stored state, the difference logged.
+pub struct Inventory;
+
+impl Projection for Inventory {
+    type Row = crate::db::NewInventory;
+    const STREAM: &'static str = STREAM_INVENTORY;
+    const CONSUMER: &'static str = CONSUMER_INVENTORY_PROJECTOR;
+
+    fn decode(subject: &str, payload: &[u8]) -> Result<crate::db::NewInventory, String> {
+        decode_inventory(subject, payload)
+    }
+
+    async fn commit(db: &Db, rows: &[(crate::db::NewInventory, u64)]) -> Result<(), crate::db::DbError> {
+        db.apply_inventory(rows, Utc::now()).await
+    }
+
+    fn changed(rows: &[(crate::db::NewInventory, u64)]) -> (Topic, Vec<String>) {
+        (Topic::Inventory, distinct(rows.iter().map(|(r, _)| r.pc_id.as_str())))
+    }
+}
+
+/// Decodes an inventory report, checks it belongs on its subject (`inventory.<its pc>.<its kind>`: the subject is
+/// what the broker's permissions will guard), and bounds it to the limits of `kanade_shared::inventory`, logging
+/// what had to be cut: a hostile report costs a fixed amount, and its PC's page says how much was left out.
+pub fn decode_inventory(subject_name: &str, payload: &[u8]) -> Result<crate::db::NewInventory, String> {
+    use kanade_shared::inventory::{Bounded, InventoryReport, KIND_HARDWARE, KIND_SOFTWARE, KIND_STATUS};
+
+    use crate::db::InventoryData;
+    fn report<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<InventoryReport<T>, String> {
+        serde_json::from_slice(payload).map_err(|e| e.to_string())
+    }
+    let kind = subject_name.rsplit('.').next().unwrap_or_default();
+    let (pc_id, collected_at, hash, errors, mut data) = match kind {
+        KIND_HARDWARE => {
+            let r = report(payload)?;
+            (r.pc_id, r.collected_at, r.hash, r.errors, InventoryData::Hardware(Box::new(r.data)))
+        }
+        KIND_SOFTWARE => {
+            let r = report(payload)?;
+            (r.pc_id, r.collected_at, r.hash, r.errors, InventoryData::Software(r.data))
+        }
+        KIND_STATUS => {
+            let r = report(payload)?;
+            (r.pc_id, r.collected_at, r.hash, r.errors, InventoryData::Status(r.data))
+        }
+        other => {
+            return Err(format!(
+                "inventory kind `{}` is not one this backend knows",
+                other.chars().take(64).collect::<String>()
+            ));
+        }
+    };
+    let expected = kanade_shared::InventoryKind::new(kind).map(|kind| subject::inventory(&pc_id, &kind));
+    if expected.as_deref() != Ok(subject_name) {
+        return Err(format!("inventory of `{pc_id}` arrived on `{subject_name}`"));
+    }
+    let mut errors = errors;
+    let mut cuts = kanade_shared::inventory::bound_errors(&mut errors);
+    let mut dropped = 0;
+    let more = match &mut data {
+        InventoryData::Hardware(hw) => hw.bound(),
+        InventoryData::Status(status) => status.bound(),
+        InventoryData::Software(list) => {
+            let more = list.bound();
+            let duplicates = list.normalise();
+            dropped = list.dropped;
+            kanade_shared::inventory::Cuts { items: more.items + duplicates, fields: more.fields }
+        }
+    };
+    cuts.items += more.items;
+    cuts.fields += more.fields;
+    if cuts.any() {
+        tracing::warn!(
+            subject = subject_name,
+            items = cuts.items,
+            fields = cuts.fields,
+            "inventory report cut to its limits"
+        );
+    }
+    let hash: String = hash.chars().take(128).collect();
+    Ok(crate::db::NewInventory { pc_id: pc_id.to_string(), collected_at, hash, errors, dropped, data })
+}
+
+/// `RESULTS` -> `job_facts`: the stdout of each successful run of a job whose manifest has an `inventory:` block,
+/// as that PC's facts of the job. Its own durable consumer, so facts never hold up results.
+pub struct JobFacts;
+
+/// A result, and (after `enrich`) whether its job reports facts.
+pub struct FactsRow {
+    result: ExecResult,
+    reports_facts: bool,
+}
+
+impl Projection for JobFacts {
+    type Row = FactsRow;
+    const STREAM: &'static str = STREAM_RESULTS;
+    const CONSUMER: &'static str = CONSUMER_JOB_FACTS_PROJECTOR;
+
+    fn decode(subject: &str, payload: &[u8]) -> Result<FactsRow, String> {
+        Ok(FactsRow { result: decode_result(subject, payload)?, reports_facts: false })
+    }
+
+    /// Looks up each job of the batch's successful results in the catalogue, once per batch.
+    async fn enrich(parts: &Parts, rows: &mut [(FactsRow, u64)]) -> anyhow::Result<()> {
+        let jobs: BTreeSet<kanade_shared::JobId> = rows
+            .iter()
+            .filter(|(row, _)| row.result.status == kanade_shared::wire::ResultStatus::Ok)
+            .map(|(row, _)| row.result.job_id.clone())
+            .collect();
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let catalogue = kanade_ops::catalogue::Catalogue::open(&parts.client).await?;
+        let mut reporting = BTreeSet::new();
+        for job in jobs {
+            if catalogue.get(&job).await?.is_some_and(|stored| stored.job.inventory.is_some()) {
+                reporting.insert(job);
+            }
+        }
+        for (row, _) in rows.iter_mut() {
+            row.reports_facts =
+                row.result.status == kanade_shared::wire::ResultStatus::Ok && reporting.contains(&row.result.job_id);
+        }
+        Ok(())
+    }
+
+    async fn commit(db: &Db, rows: &[(FactsRow, u64)]) -> Result<(), crate::db::DbError> {
+        let facts: Vec<(crate::db::NewFacts, u64)> = rows
+            .iter()
+            .filter(|(row, _)| row.reports_facts)
+            .map(|(row, seq)| {
+                let r = &row.result;
+                let facts = crate::facts::parse(&r.stdout, r.stdout_truncated || r.stdout_full.is_some());
+                if let Err(why) = &facts {
+                    tracing::warn!(job_id = %r.job_id, pc_id = %r.pc_id, error = why, "inventory job output is not its facts");
+                }
+                let new = crate::db::NewFacts {
+                    job_id: r.job_id.to_string(),
+                    pc_id: r.pc_id.to_string(),
+                    result_id: r.result_id.to_string(),
+                    finished_at: r.finished_at,
+                    facts,
+                };
+                (new, *seq)
+            })
+            .collect();
+        if facts.is_empty() {
+            return Ok(());
+        }
+        db.store_facts(&facts, Utc::now()).await
+    }
+
+    fn changed(rows: &[(FactsRow, u64)]) -> (Topic, Vec<String>) {
+        let pcs = rows.iter().filter(|(row, _)| row.reports_facts).map(|(row, _)| row.result.pc_id.as_str());
+        (Topic::Inventory, distinct(pcs))
+    }
+}
+
 /// What every projector works with: its broker, its database, where it announces changes, what it counts.
 #[derive(Clone)]
 pub struct Parts {
+    pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub db: Db,
     pub live: Publisher,
@@ -249,7 +414,7 @@ async fn store<P: Projection>(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let Parts { db, live, metrics, .. } = parts;
-    metrics.projector_batch(P::STREAM, batch.len());
+    metrics.projector_batch(P::STREAM, P::CONSUMER, batch.len());
     let mut rows = Vec::with_capacity(batch.len());
     let mut acks = Vec::with_capacity(batch.len());
     for message in batch {
@@ -274,6 +439,7 @@ async fn store<P: Projection>(
             }
         }
     }
+    P::enrich(parts, &mut rows).await?;
     commit_with_retry::<P>(db, &rows, shutdown).await?;
     for message in acks {
         if let Err(err) = message.ack().await {

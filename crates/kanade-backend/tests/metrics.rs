@@ -112,10 +112,11 @@ async fn metrics_after_real_traffic_show_what_happened() {
 
     let samples = eventually("every projector caught up and the agent's start stored", PATIENCE, || async {
         let samples = scrape(&base).await;
-        let caught_up = ["RESULTS", "EVENTS", "AUDIT", "OBS"]
-            .iter()
-            .all(|stream| value(&samples, "kanade_projector_pending", &[("stream", stream)]) == Some(0.0));
-        let started = value(&samples, "kanade_projector_batch_size_count", &[("stream", "OBS")]).unwrap_or(0.0) >= 1.0;
+        let caught_up = kanade_backend::metrics::PROJECTORS.iter().all(|(stream, consumer)| {
+            value(&samples, "kanade_projector_pending", &[("stream", stream), ("consumer", consumer)]) == Some(0.0)
+        });
+        let obs = [("stream", "OBS"), ("consumer", "backend-obs")];
+        let started = value(&samples, "kanade_projector_batch_size_count", &obs).unwrap_or(0.0) >= 1.0;
         (caught_up && started).then_some(samples)
     })
     .await;
@@ -127,9 +128,10 @@ async fn metrics_after_real_traffic_show_what_happened() {
     for state in ["pending_approval", "rejected", "starting", "rolling_out", "halted", "superseded"] {
         assert_eq!(value(&samples, "kanade_executions", &[("state", state)]), Some(0.0), "{state}");
     }
-    let results_batches = value(&samples, "kanade_projector_batch_size_count", &[("stream", "RESULTS")]);
+    let results = [("stream", "RESULTS"), ("consumer", "backend-results")];
+    let results_batches = value(&samples, "kanade_projector_batch_size_count", &results);
     assert!(results_batches >= Some(1.0), "{results_batches:?}");
-    let results_sum = value(&samples, "kanade_projector_batch_size_sum", &[("stream", "RESULTS")]).unwrap_or(0.0);
+    let results_sum = value(&samples, "kanade_projector_batch_size_sum", &results).unwrap_or(0.0);
     assert!(results_sum >= 1.0, "at least the one result went through a batch");
     let count = |route: &str| {
         value(&samples, "kanade_http_request_duration_seconds_count", &[("method", "GET"), ("route", route)])

@@ -869,3 +869,301 @@ mod tests {
         assert!(serde_json::from_value::<ExecBody>(serde_json::json!({ "group": ["a"] })).is_err());
     }
 }
+
+// --- Inventory: `/api/agents/{pc_id}/inventory`, `/api/inventory/...` ---
+
+/// What every inventory list may be asked for as: JSON pages (the default) or `format=csv`, the whole list as one
+/// CSV download (up to [`MAX_CSV_ROWS`] rows; narrow the query for more).
+pub const MAX_CSV_ROWS: usize = 200_000;
+
+/// `GET /api/agents/{pc_id}/inventory`: the PC's latest report of each kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentInventory {
+    pub pc_id: String,
+    /// When each kind was last reported, and what the agent could not collect.
+    #[serde(default)]
+    pub reports: Vec<InventoryReportInfo>,
+    #[serde(default)]
+    pub hardware: Option<crate::inventory::Hardware>,
+    #[serde(default)]
+    pub status: Option<crate::inventory::Status>,
+    /// Everything installed, by source and id.
+    #[serde(default)]
+    pub software: Vec<SoftwareRow>,
+}
+
+/// One kind's latest report of one PC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InventoryReportInfo {
+    /// `hardware`, `software` or `status`.
+    pub kind: String,
+    /// The agent's clock.
+    pub collected_at: DateTime<Utc>,
+    /// The backend's clock.
+    pub received_at: DateTime<Utc>,
+    /// Parts the agent could not collect, in its words.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Items the agent or the backend left out over the limits.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Software sources that could not be read in this report; their items are kept as they were.
+    #[serde(default)]
+    pub failed_sources: Vec<String>,
+}
+
+/// One installed item on one PC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SoftwareRow {
+    pub pc_id: String,
+    pub source: String,
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub publisher: String,
+    #[serde(default)]
+    pub install_date: String,
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub arch: String,
+    #[serde(default)]
+    pub scope: String,
+    /// When the backend first saw this item at this version.
+    pub since: DateTime<Utc>,
+}
+
+/// `GET /api/inventory/titles`: the software titles of the fleet, by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TitlesQuery {
+    /// Words, each found (case-insensitively) in the title's name. Up to 200 characters.
+    pub search: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+    /// `json` (default) or `csv` (the whole list).
+    pub format: Option<String>,
+}
+
+/// A software title: every item of that name (case-insensitively) across the fleet, by version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TitleRow {
+    pub name: String,
+    /// Installs across the fleet (a PC with two of them, say x86 and x64, counts twice).
+    pub installs: i64,
+    /// Each version with its installs, newest first by the generic version order.
+    pub versions: Vec<TitleVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TitleVersion {
+    pub version: String,
+    pub installs: i64,
+}
+
+/// `GET /api/inventory/software`: the PCs that have a title, with their versions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SoftwareQuery {
+    /// The title, case-insensitively; `*` matches any run of characters (`7-Zip*`). Required.
+    pub name: Option<String>,
+    /// A version range, every clause of which must hold: `<2.0`, `>=1.4.2,<1.5`, `=1.2.3`, `!=1.0`. Versions
+    /// compare by their source's rules: dpkg's, rpm's, or dotted numbers for everything else.
+    pub version: Option<String>,
+    /// Only items from this source (`dpkg`, `rpm`, `registry`, ...).
+    pub source: Option<String>,
+    /// Only this PC.
+    pub pc_id: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+    /// `json` (default) or `csv` (every matching row).
+    pub format: Option<String>,
+}
+
+/// `GET /api/inventory/changes`: the change log, newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesQuery {
+    /// From this time on: a duration back from now (`7d`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Before this time, the same way.
+    pub until: Option<String>,
+    /// Only this PC.
+    pub pc_id: Option<String>,
+    /// Only this software title (case-insensitively, `*` as in `/api/inventory/software`) or hardware field
+    /// (`os.build`, `memory.total_bytes`).
+    pub name: Option<String>,
+    /// `software` or `hardware`.
+    pub kind: Option<String>,
+    /// `installed`, `removed`, `version_changed`, `changed` (hardware) or `first_report`.
+    pub change: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+    /// `json` (default) or `csv` (every matching row).
+    pub format: Option<String>,
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeRow {
+    pub pc_id: String,
+    /// `software` or `hardware`.
+    pub kind: String,
+    /// `installed`, `removed`, `version_changed`, `changed` or `first_report`.
+    pub change: String,
+    /// The software title, or the hardware field.
+    pub name: String,
+    /// The software item's source and id; empty for hardware.
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub item_id: String,
+    /// The version or value before; none for an install or a new field.
+    #[serde(default)]
+    pub old: Option<String>,
+    /// The version or value after; none for a removal.
+    #[serde(default)]
+    pub new: Option<String>,
+    /// When the agent collected the report that showed the change.
+    pub at: DateTime<Utc>,
+}
+
+/// `GET /api/inventory/hardware`: each PC's hardware summary, by pc id, filtered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HardwareQuery {
+    /// OS name, exactly (`Microsoft Windows 11 Pro`).
+    pub os: Option<String>,
+    /// OS build, exactly (`22631.4602`).
+    pub os_build: Option<String>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    /// Memory strictly below this: bytes or a size (`16GiB`, `8 GB`).
+    pub memory_below: Option<String>,
+    /// Memory at least this.
+    pub memory_at_least: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+    /// `json` (default) or `csv` (every matching row).
+    pub format: Option<String>,
+}
+
+/// One PC's hardware, summarised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HardwareRow {
+    pub pc_id: String,
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub os_build: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub cpu_model: String,
+    pub cpu_cores: i64,
+    pub cpu_threads: i64,
+    pub memory_bytes: i64,
+    pub collected_at: DateTime<Utc>,
+}
+
+/// `GET /api/inventory/hardware/summary`: how many PCs have each value of one field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HardwareSummaryQuery {
+    /// `os`, `os_build`, `manufacturer`, `model` or `memory`.
+    pub field: Option<String>,
+}
+
+/// How many PCs have one value of a field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ValueCount {
+    pub value: String,
+    pub pcs: i64,
+}
+
+/// `POST /api/inventory/refresh`: ask agents to report now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    #[serde(default)]
+    pub pcs: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+    /// Report every kind, changed or not.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// What `POST /api/inventory/refresh` did: the known agents it asked (connected or not: one that is offline
+/// reports at its next start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RefreshView {
+    pub asked: u64,
+    pub full: bool,
+}
+
+/// `GET /api/inventory?app=<job id>`: a job's facts, from the stdout of its successful runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobFactsQuery {
+    /// The job (its manifest has an `inventory:` block). Required.
+    pub app: Option<String>,
+    /// 1 to 1000 PCs a page (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+    /// `json` (default) or `csv` (a row per PC and fact row, a column per `display` field).
+    pub format: Option<String>,
+}
+
+/// A job's facts: its `display` columns with a page of PCs, and its `summary` fields counted across the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobFactsView {
+    pub job_id: String,
+    pub display: Vec<crate::manifest::InventoryField>,
+    pub summary: Vec<FactSummary>,
+    /// PCs by pc id.
+    pub items: Vec<JobFactRow>,
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// One `summary` field: how many PCs have each value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FactSummary {
+    pub field: String,
+    pub label: String,
+    pub counts: Vec<ValueCount>,
+}
+
+/// One PC's facts of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobFactRow {
+    pub pc_id: String,
+    /// The result they came from (or, with `error`, the result whose output could not be read).
+    pub result_id: String,
+    /// When that run finished.
+    pub at: DateTime<Utc>,
+    /// Why the last successful run's stdout gave no facts; the rows are then those of the run before.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// One row when the script printed an object, one per element when it printed an array: field -> value.
+    pub rows: Vec<BTreeMap<String, String>>,
+}

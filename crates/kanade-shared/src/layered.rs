@@ -106,6 +106,11 @@ pub const KEYS: &[KeySpec] = &[
         parse: |raw| duration_within(raw, Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600)),
     },
     KeySpec {
+        name: "inventory_jitter",
+        help: "agents add a random time up to this to each inventory wait (0s to 7d; at most the interval)",
+        parse: |raw| duration_within(raw, Duration::ZERO, Duration::from_secs(7 * 24 * 3600)),
+    },
+    KeySpec {
         name: "max_local_concurrent",
         help: "runs an agent starts at once; the rest queue (1 to 64)",
         parse: |raw| match raw.trim().parse::<u32>() {
@@ -195,6 +200,7 @@ pub struct Settings {
     pub target_version_jitter: Option<Duration>,
     pub heartbeat_interval: Option<Duration>,
     pub inventory_interval: Option<Duration>,
+    pub inventory_jitter: Option<Duration>,
     pub max_local_concurrent: Option<usize>,
     pub rejected: Vec<String>,
 }
@@ -220,6 +226,7 @@ impl Settings {
                 "target_version_jitter" => out.target_version_jitter = duration(),
                 "heartbeat_interval" => out.heartbeat_interval = duration(),
                 "inventory_interval" => out.inventory_interval = duration(),
+                "inventory_jitter" => out.inventory_jitter = duration(),
                 "max_local_concurrent" => out.max_local_concurrent = value.as_u64().map(|n| n as usize),
                 _ => {}
             }

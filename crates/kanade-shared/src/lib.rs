@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod ids;
+pub mod inventory;
 pub mod layered;
 pub mod manifest;
 pub mod release;

@@ -56,7 +56,9 @@ pub struct ManifestFile {
     /// An exec of this job waits for a second operator's approval before anything is published.
     #[serde(default)]
     pub require_approval: bool,
-    /// How inventory jobs present their results (used by the inventory views).
+    /// This job reports facts: its script prints one JSON object (or an array of them) on stdout, and the
+    /// backend keeps the fields per PC; `display` names the columns of its facts table, `summary` the fields
+    /// counted across the fleet.
     #[serde(default)]
     pub inventory: Option<InventoryFile>,
 }
@@ -131,12 +133,58 @@ pub struct WaveFile {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryFile {
-    /// How to show each result (free-form, read by the inventory views).
+    /// Columns of the job's facts table, one per PC (or per row, when the script prints an array): each a field of
+    /// the one JSON object the script prints on stdout, and its heading.
     #[serde(default)]
-    pub display: Option<serde_json::Value>,
-    /// How to summarise the results (free-form, read by the inventory views).
+    pub display: Vec<InventoryField>,
+    /// Fields counted across the fleet by value (`version`: how many PCs have each).
     #[serde(default)]
-    pub summary: Option<serde_json::Value>,
+    pub summary: Vec<InventoryField>,
+}
+
+/// One field of an inventory job's output, and how it is headed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryField {
+    /// A top-level key of the JSON object the script prints: 1-64 of `A-Z a-z 0-9 _ . -`.
+    pub field: String,
+    /// The heading shown for it; the field's name when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl InventoryField {
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.field)
+    }
+}
+
+/// Fields one `inventory:` list may name.
+pub const MAX_INVENTORY_FIELDS: usize = 32;
+
+impl InventoryFile {
+    fn check(&self) -> Result<(), String> {
+        if self.display.is_empty() && self.summary.is_empty() {
+            return Err("names no field: give `display`, `summary` or both a `{field, label}` list".into());
+        }
+        for (list, fields) in [("display", &self.display), ("summary", &self.summary)] {
+            if fields.len() > MAX_INVENTORY_FIELDS {
+                return Err(format!("{list} names {} fields; at most {MAX_INVENTORY_FIELDS}", fields.len()));
+            }
+            for (i, f) in fields.iter().enumerate() {
+                let ok = (1..=64).contains(&f.field.len())
+                    && f.field.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                if !ok {
+                    let shown: String = f.field.chars().take(64).collect();
+                    return Err(format!("{list}[{i}].field `{shown}` is not 1-64 of `A-Z a-z 0-9 _ . -`"));
+                }
+                if f.label.as_ref().is_some_and(|l| l.chars().count() > 128 || l.chars().any(char::is_control)) {
+                    return Err(format!("{list}[{i}].label is longer than 128 characters or holds control characters"));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A duration written for people: `30s`, `5m`, `1h 30m`, `24h`.
@@ -497,7 +545,13 @@ impl ManifestFile {
             deadline,
             waves,
             require_approval: self.require_approval,
-            inventory: self.inventory,
+            inventory: match self.inventory {
+                Some(inventory) => {
+                    inventory.check().map_err(|problem| ManifestError::at("inventory", None, problem))?;
+                    Some(inventory)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -625,9 +679,16 @@ rollout:
       delay: 1h
 require_approval: true
 inventory:
-  display: {columns: [name, version]}
+  display:
+    - {field: version, label: Version}
+    - {field: path}
+  summary:
+    - {field: version, label: Client version}
 "#;
         let job = Job::from_yaml(text).unwrap();
+        let inventory = job.inventory.as_ref().unwrap();
+        assert_eq!(inventory.display[1].label(), "path");
+        assert_eq!(inventory.summary[0].label(), "Client version");
         assert_eq!(job.targets.as_ref().map(|t| t.groups.len()), Some(2));
         assert_eq!(
             job.source,
@@ -650,8 +711,33 @@ execute:
   run_as: system
 require_approval: false
 inventory:
-  display: {columns: [name, version]}
+  display: [{field: version, label: Version}, {field: path, label: Path}]
+  summary: [{field: version, label: Version}]
 "#;
+
+    #[test]
+    fn an_inventory_block_is_checked() {
+        let with = |block: &str| {
+            INSTALL_CLIENT.replace(
+            "inventory:\n  display: [{field: version, label: Version}, {field: path, label: Path}]\n  summary: [{field: version, label: Version}]\n",
+            block,
+        )
+        };
+        assert!(Job::from_yaml(&with("inventory:\n  summary: [{field: os.build}]\n")).is_ok());
+        for (block, needle) in [
+            ("inventory: {}\n", "names no field"),
+            ("inventory:\n  display: [{field: \"a b\"}]\n", "display[0].field `a b`"),
+            ("inventory:\n  display: [{field: \"\"}]\n", "display[0].field"),
+            ("inventory:\n  summary: [{field: v, colour: red}]\n", "colour"),
+            ("inventory:\n  display: {columns: [name]}\n", "display"),
+        ] {
+            let err = error(&with(block));
+            assert!(err.contains(needle), "{block}: {err}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("{{field: f{i}}}")).collect();
+        let err = error(&with(&format!("inventory:\n  display: [{}]\n", many.join(", "))));
+        assert!(err.contains("at most 32"), "{err}");
+    }
 
     #[test]
     fn a_manifest_without_a_target_leaves_it_to_fire_time() {

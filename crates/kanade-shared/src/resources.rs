@@ -37,6 +37,8 @@ pub const CONSUMER_AUDIT_PROJECTOR: &str = "backend-audit";
 pub const CONSUMER_EVENTS_PROJECTOR: &str = "backend-events";
 /// The durable consumer through which the backend projects `OBS` (the agents' timelines) into SQL.
 pub const CONSUMER_OBS_PROJECTOR: &str = "backend-obs";
+pub const CONSUMER_INVENTORY_PROJECTOR: &str = "backend-inventory";
+pub const CONSUMER_JOB_FACTS_PROJECTOR: &str = "backend-job-facts";
 /// The queue group backend replicas share for core subscriptions (heartbeats), so each message is handled once.
 pub const BACKEND_QUEUE_GROUP: &str = "kanade-backend";
 

@@ -95,6 +95,17 @@ pub fn inventory(pc: &PcId, kind: &InventoryKind) -> String {
 
 pub const INVENTORY_ALL: &str = "inventory.>";
 
+/// `inventory.<pc>.>`: every kind of one agent's inventory (what the agent asks the broker still holds).
+pub fn inventory_of(pc: &PcId) -> String {
+    format!("inventory.{pc}.>")
+}
+
+/// `agents.<pc>.inventory`: core request/reply, asking the agent to report its inventory now
+/// ([`crate::inventory::RefreshRequest`] -> [`crate::inventory::RefreshAck`]).
+pub fn inventory_refresh(pc: &PcId) -> String {
+    format!("agents.{pc}.inventory")
+}
+
 /// `perf.host.<pc>`: core.
 pub fn perf_host(pc: &PcId) -> String {
     format!("perf.host.{pc}")

@@ -48,7 +48,9 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,
         nats: NatsConfig { urls: vec![url.to_owned()], token: None },
         log: kanade_shared::config::LogConfig::default(),
-        inventory: kanade_shared::config::InventoryConfig::default(),
+        // Off unless a test turns it on: a real collection reads the machine's package databases, which a test
+        // about something else should not wait on or be slowed by.
+        inventory: kanade_shared::config::InventoryConfig { enabled: false, ..Default::default() },
     }
 }
 

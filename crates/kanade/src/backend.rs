@@ -178,7 +178,8 @@ pub struct Listed {
 }
 
 impl Listed {
-    /// `-o json`: `{"items", "next"}`, the API's page shape. Table: a row per item, then on stderr how to go on.
+    /// `-o json`: `{"items", "next"}`, the API's page shape. Table (or CSV): a row per item, then on stderr how to
+    /// go on.
     pub fn print(
         &self,
         format: crate::output::Format,
@@ -197,8 +198,12 @@ impl Listed {
     ) -> anyhow::Result<()> {
         match format {
             crate::output::Format::Json => crate::output::json(self)?,
-            crate::output::Format::Table => {
-                crate::output::table(header, &rows);
+            crate::output::Format::Table | crate::output::Format::Csv => {
+                if format == crate::output::Format::Csv {
+                    crate::output::csv(header, &rows)?;
+                } else {
+                    crate::output::table(header, &rows);
+                }
                 if let Some(next) = &self.next {
                     crate::output::note(&format!("{} shown; more follow: --all, or --cursor {next}", rows.len()));
                 }

@@ -98,6 +98,10 @@ pub enum Command {
     /// The job catalogue: create from manifests, list, show, delete; validate and the schema.
     #[command(subcommand)]
     Job(commands::job::JobCommand),
+    /// What the PCs are and have: hardware, software and the change log, from the backend; ask agents to report
+    /// now.
+    #[command(subcommand)]
+    Inventory(commands::inventory::InventoryCommand),
     /// Print the shell completion script for bash, zsh, fish, powershell or elvish, e.g.
     /// `kanade completions bash > /etc/bash_completion.d/kanade`.
     Completions(commands::completions::CompletionsArgs),
@@ -155,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(args) => commands::agent::fleet(&cli, args).await,
         Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
+        Command::Inventory(command) => commands::inventory::run(&cli, command).await,
         Command::Completions(args) => commands::completions::run(args),
     }
 }

@@ -6,6 +6,8 @@ use serde::Serialize;
 pub enum Format {
     Table,
     Json,
+    /// The rows of a list as CSV (a header, then a line per row); other commands print as `table` does.
+    Csv,
 }
 
 /// Writes to stdout. A closed pipe (`kanade ... | head`) is not an error: the reader has what it wanted, and the
@@ -40,6 +42,18 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// Prints rows as CSV under a header, quoted as RFC 4180 says (a cell with a comma, quote or newline is quoted).
+pub fn csv(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut writer = ::csv::Writer::from_writer(Vec::new());
+    writer.write_record(header)?;
+    for row in rows {
+        writer.write_record(row)?;
+    }
+    let bytes = writer.into_inner().map_err(|err| anyhow::anyhow!("cannot write CSV: {}", err.error()))?;
+    self::bytes(&bytes);
+    Ok(())
 }
 
 /// A message for the operator, on stderr.

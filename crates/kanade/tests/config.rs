@@ -14,8 +14,7 @@ use tokio::process::Command;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Every key, in the order `layered::KEYS` lists them and unknown-key messages name them.
-const KNOWN_KEYS: &str =
-    "target_version, target_version_jitter, heartbeat_interval, inventory_interval, max_local_concurrent";
+const KNOWN_KEYS: &str = "target_version, target_version_jitter, heartbeat_interval, inventory_interval, inventory_jitter, max_local_concurrent";
 
 fn kanade(nats_url: &str) -> Command {
     kanade_testkit::kanade_cli(env!("CARGO_BIN_EXE_kanade"), nats_url)

@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use kanade_shared::inventory::{Hardware, SoftwareList, Status};
 use kanade_shared::wire::Shell;
+
+use crate::inventory::collect::{Collected, HostRoot};
 
 #[cfg(unix)]
 mod unix;
@@ -15,6 +18,21 @@ use unix as imp;
 mod windows;
 #[cfg(windows)]
 use windows as imp;
+
+// Inventory collectors: Linux (and any other Unix but macOS) reads /proc, /sys and the package databases; macOS
+// asks sysctl and system_profiler and reads bundles; Windows asks WMI and the registry.
+#[cfg(all(unix, not(target_os = "macos")))]
+mod inventory_linux;
+#[cfg(all(unix, not(target_os = "macos")))]
+use inventory_linux as inventory_imp;
+#[cfg(target_os = "macos")]
+mod inventory_macos;
+#[cfg(target_os = "macos")]
+use inventory_macos as inventory_imp;
+#[cfg(windows)]
+mod inventory_windows;
+#[cfg(windows)]
+use inventory_windows as inventory_imp;
 
 /// A spawned script and everything it starts, killable as a whole.
 pub use imp::ProcessTree;
@@ -105,6 +123,22 @@ pub type ServiceBody = Box<dyn FnOnce(tokio_util::sync::CancellationToken) -> u8
 /// service's; elsewhere the body simply runs (systemd and launchd supervise a foreground process).
 pub fn run_service(body: ServiceBody) -> u8 {
     imp::run_service(body)
+}
+
+/// What the PC is: OS, system, firmware, CPU, memory, disks, volumes, network adapters, GPUs, time zone.
+/// Blocking; bounded in time by the helper programs' own limits (`crate::inventory::collect::run`).
+pub fn collect_hardware(root: &HostRoot) -> Collected<Hardware> {
+    inventory_imp::hardware(root)
+}
+
+/// What the PC has installed, from every package source this platform has.
+pub fn collect_software(root: &HostRoot) -> Collected<SoftwareList> {
+    inventory_imp::software(root)
+}
+
+/// What the PC is doing now: boot time, logged-on users, each volume's free space.
+pub fn collect_status(root: &HostRoot) -> Collected<Status> {
+    inventory_imp::status(root)
 }
 
 /// The OS name reported in heartbeats: `windows`, `linux`, `macos`, ...

@@ -70,7 +70,7 @@ fn invalid(message: String) -> ApiError {
 type Refusal = String;
 
 /// The first `n` characters of something a client sent, for an error message.
-fn shown(raw: &str) -> String {
+pub(super) fn shown(raw: &str) -> String {
     raw.chars().take(40).collect()
 }
 
@@ -106,7 +106,7 @@ impl Wanted {
 }
 
 /// A duration back from `now` (`1h`, `7d`) or an RFC 3339 time.
-fn time(name: &str, raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Refusal> {
+pub(super) fn time(name: &str, raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Refusal> {
     if let Ok(ago) = humantime::parse_duration(raw) {
         let too_long = || format!("{name} `{}` is too long ago", shown(raw));
         let ago = chrono::Duration::from_std(ago).map_err(|_| too_long())?;

@@ -20,6 +20,7 @@ mod auth;
 mod error;
 mod executions;
 mod extract;
+mod inventory;
 mod jobs;
 mod openapi;
 mod output;
@@ -70,7 +71,15 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/agents/{pc_id}/ping", post(agents::ping))
         .route("/agents/{pc_id}/config", get(agents::config))
         .route("/agents/{pc_id}/events", get(agent_events::of_agent))
+        .route("/agents/{pc_id}/inventory", get(inventory::of_agent))
         .route("/agent-events", get(agent_events::fleet))
+        .route("/inventory", get(inventory::job_facts))
+        .route("/inventory/titles", get(inventory::titles))
+        .route("/inventory/software", get(inventory::software))
+        .route("/inventory/changes", get(inventory::changes))
+        .route("/inventory/hardware", get(inventory::hardware))
+        .route("/inventory/hardware/summary", get(inventory::hardware_summary))
+        .route("/inventory/refresh", post(inventory::refresh))
         .route("/results", get(results::list))
         .route("/results/{result_id}/output", get(output::output))
         .route("/jobs", get(jobs::list).post(jobs::create))

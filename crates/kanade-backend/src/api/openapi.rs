@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agent_events, agents, audit, executions, jobs, output, packages, results, session, streams};
+use super::{agent_events, agents, audit, executions, inventory, jobs, output, packages, results, session, streams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,14 @@ use super::{agent_events, agents, audit, executions, jobs, output, packages, res
         agents::config,
         agent_events::of_agent,
         agent_events::fleet,
+        inventory::job_facts,
+        inventory::of_agent,
+        inventory::titles,
+        inventory::software,
+        inventory::changes,
+        inventory::hardware,
+        inventory::hardware_summary,
+        inventory::refresh,
         results::list,
         jobs::list,
         jobs::create,

@@ -12,6 +12,11 @@ pub const RESULTS: &str = "results";
 pub const AUDIT: &str = "audit";
 pub const EXECUTIONS: &str = "executions";
 pub const TARGETS: &str = "targets";
+pub const SOFTWARE_TITLES: &str = "software_titles";
+pub const SOFTWARE: &str = "software";
+pub const INVENTORY_CHANGES: &str = "inventory_changes";
+pub const HARDWARE: &str = "hardware";
+pub const JOB_FACTS: &str = "job_facts";
 
 /// Longest text part a cursor may carry: longer than any id (64) or audit event id the backend stores.
 const MAX_KEY_TEXT: usize = 256;
@@ -72,6 +77,26 @@ pub fn before_time_id<T, E: std::fmt::Display>(
         Ok([KeyPart::Int(ms), id]) => Ok(Some((ms, text(id, parse)?))),
         _ => Err(invalid("cursor does not hold a position of this list")),
     }
+}
+
+/// A list with a key of its own shape: the key's parts, `count` of them, each text at most [`MAX_KEY_TEXT`] long;
+/// the list reads their kinds itself (a part of the wrong kind is its `invalid_cursor` too, through [`wrong`]).
+pub fn key_parts(list: &str, raw: Option<&str>, count: usize) -> Result<Option<Vec<KeyPart>>, ApiError> {
+    let Some(parts) = parts(list, raw)? else { return Ok(None) };
+    let fits = |part: &KeyPart| !matches!(part, KeyPart::Text(text) if text.len() > MAX_KEY_TEXT);
+    if parts.len() != count || !parts.iter().all(fits) {
+        return Err(wrong());
+    }
+    Ok(Some(parts))
+}
+
+/// The refusal of a cursor whose key does not have this list's shape.
+pub fn wrong() -> ApiError {
+    invalid("cursor does not hold a position of this list")
+}
+
+pub fn next_key(list: &str, next: Option<Vec<KeyPart>>) -> Option<String> {
+    next.map(|key| encode_cursor(list, key))
 }
 
 pub fn next_id(list: &str, next: Option<String>) -> Option<String> {

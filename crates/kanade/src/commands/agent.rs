@@ -103,10 +103,10 @@ async fn remove(cli: &Cli, pc: &PcId, purge: bool) -> anyhow::Result<ExitCode> {
     let body = crate::backend::Backend::new(cli)?.delete(&format!("/api/agents/{pc}"), &query).await?;
     match cli.output {
         Format::Json => output::json(&body)?,
-        Format::Table if purge => {
+        Format::Table | Format::Csv if purge => {
             output::note(&format!("forgot `{pc}`, its agent_config layer and agent_groups entry"))
         }
-        Format::Table => output::note(&format!("forgot `{pc}`")),
+        Format::Table | Format::Csv => output::note(&format!("forgot `{pc}`")),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -179,7 +179,7 @@ async fn events(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     }
     match cli.output {
         Format::Json => output::json(&entries)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = entries
                 .iter()
                 .map(|e| {
@@ -233,7 +233,7 @@ async fn publish(cli: &Cli, binary: &std::path::Path, confirm: Option<&Version>)
             "version": info.version, "os": info.os, "arch": info.arch, "size": published.size,
             "sha256": published.sha256, "unchanged": published.action == Some("unchanged"),
         }))?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             output::note(&format!("kanade-agent {} for {platform}", info.version));
             output::raw(false, &format!("{}\n", published.sha256));
         }
@@ -250,7 +250,7 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .map(|p| json!({ "version": p.name, "platform": p.version, "size": p.size, "sha256": p.sha256 }))
                 .collect::<Vec<_>>(),
         )?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = all
                 .iter()
                 .map(|p| vec![p.name.clone(), p.version.clone(), p.size.to_string(), p.sha256.clone()])
@@ -307,7 +307,7 @@ async fn current(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .map(|(s, v, j)| json!({ "scope": s, "target_version": v, "jitter": j }))
                 .collect::<Vec<_>>(),
         )?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = targets.into_iter().map(|(s, v, j)| vec![s, v, j]).collect();
             output::table(&["SCOPE", "TARGET VERSION", "JITTER"], &rows);
         }

@@ -46,7 +46,7 @@ pub enum ConfigCommand {
         key: Option<String>,
     },
     /// Set KEY=VALUE at one scope (keys: target_version, target_version_jitter, heartbeat_interval,
-    /// inventory_interval, max_local_concurrent).
+    /// inventory_interval, inventory_jitter, max_local_concurrent).
     Set {
         #[command(flatten)]
         scope: ScopeArgs,
@@ -97,7 +97,7 @@ pub async fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<ExitCode>
                     };
                     match cli.output {
                         Format::Json => output::json(value)?,
-                        Format::Table => output::raw(false, &format!("{}\n", shown(value))),
+                        Format::Table | Format::Csv => output::raw(false, &format!("{}\n", shown(value))),
                     }
                 }
                 None => print_layer(cli, &layer)?,
@@ -134,7 +134,7 @@ pub async fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<ExitCode>
                         all.iter().map(|(scope, layer)| (scope.key(), json!(layer))).collect();
                     output::json(&doc)?;
                 }
-                Format::Table => {
+                Format::Table | Format::Csv => {
                     let rows: Vec<Vec<String>> = all
                         .iter()
                         .flat_map(|(scope, layer)| {
@@ -170,7 +170,7 @@ pub async fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<ExitCode>
                         &json!({ "pc_id": pc, "groups": groups, "values": doc, "conflicts": effective.conflicts }),
                     )?;
                 }
-                Format::Table => {
+                Format::Table | Format::Csv => {
                     let mut rows = Vec::new();
                     for spec in layered::KEYS {
                         let (value, from) = match effective.values.get(spec.name) {
@@ -204,7 +204,7 @@ fn shown(value: &Value) -> String {
 fn print_layer(cli: &Cli, layer: &layered::Layer) -> anyhow::Result<()> {
     match cli.output {
         Format::Json => output::json(layer)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = layer.iter().map(|(k, v)| vec![k.clone(), shown(v)]).collect();
             output::table(&["KEY", "VALUE"], &rows);
         }

@@ -207,7 +207,7 @@ async fn fired(cli: &Cli, backend: &Backend, raw: Value, wait: Option<Option<Dur
     match cli.output {
         Format::Json if wait.is_none() => output::json(&raw)?,
         Format::Json => {}
-        Format::Table => {
+        Format::Table | Format::Csv => {
             output::raw(false, &format!("{exec}\n"));
             output::note(&describe(&view));
         }
@@ -332,7 +332,7 @@ pub async fn decide(cli: &Cli, args: &DecideArgs, approve: bool) -> anyhow::Resu
     let raw = backend.post(&path, &DecisionBody { reason: args.reason.clone() }).await?;
     match cli.output {
         Format::Json => output::json(&raw)?,
-        Format::Table => output::note(&describe(&execution(raw)?)),
+        Format::Table | Format::Csv => output::note(&describe(&execution(raw)?)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -343,7 +343,7 @@ pub async fn executions(cli: &Cli, args: &ExecutionsArgs) -> anyhow::Result<Exit
         let raw = backend.get(&format!("/api/executions/{exec}"), &[]).await?;
         match cli.output {
             Format::Json => output::json(&raw)?,
-            Format::Table => {
+            Format::Table | Format::Csv => {
                 let view = execution(raw)?;
                 output::note(&describe(&view));
                 output::note(&summary(&view));

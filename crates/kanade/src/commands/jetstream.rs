@@ -124,7 +124,9 @@ pub async fn kv(cli: &Cli, command: &KvCommand) -> anyhow::Result<ExitCode> {
             let keys = store::keys(&js, bucket).await?;
             match cli.output {
                 Format::Json => output::json(&keys)?,
-                Format::Table => output::raw(false, &keys.iter().map(|k| format!("{k}\n")).collect::<String>()),
+                Format::Table | Format::Csv => {
+                    output::raw(false, &keys.iter().map(|k| format!("{k}\n")).collect::<String>())
+                }
             }
         }
         KvCommand::Get { bucket, key } => {
@@ -140,7 +142,7 @@ pub async fn kv(cli: &Cli, command: &KvCommand) -> anyhow::Result<ExitCode> {
                         "revision": value.revision, "created": value.created,
                     }))?;
                 }
-                Format::Table => output::bytes(&value.value),
+                Format::Table | Format::Csv => output::bytes(&value.value),
             }
         }
         KvCommand::Put { bucket, key, .. } => {
@@ -179,7 +181,7 @@ pub async fn object(cli: &Cli, command: &ObjectCommand) -> anyhow::Result<ExitCo
             let objects = store::objects(&js, name).await?;
             match cli.output {
                 Format::Json => output::json(&objects)?,
-                Format::Table => {
+                Format::Table | Format::Csv => {
                     let rows: Vec<Vec<String>> = objects
                         .iter()
                         .map(|o| {
@@ -199,7 +201,7 @@ pub async fn object(cli: &Cli, command: &ObjectCommand) -> anyhow::Result<ExitCo
             let info = store::object(&js, name, object).await?;
             match cli.output {
                 Format::Json => output::json(&info)?,
-                Format::Table => {
+                Format::Table | Format::Csv => {
                     let mut rows = vec![
                         vec!["name".into(), info.name.clone()],
                         vec!["size".into(), info.size.to_string()],
@@ -250,7 +252,7 @@ pub async fn object(cli: &Cli, command: &ObjectCommand) -> anyhow::Result<ExitCo
 fn summaries(cli: &Cli, header: &str, list: &[store::Summary]) -> anyhow::Result<()> {
     match cli.output {
         Format::Json => output::json(&list)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|s| {
@@ -268,7 +270,7 @@ fn summaries(cli: &Cli, header: &str, list: &[store::Summary]) -> anyhow::Result
 fn changed(cli: &Cli, details: &serde_json::Value, sentence: &str) -> anyhow::Result<()> {
     match cli.output {
         Format::Json => output::json(details),
-        Format::Table => {
+        Format::Table | Format::Csv => {
             output::note(sentence);
             Ok(())
         }
@@ -343,7 +345,7 @@ pub async fn setup(cli: &Cli, replicas: usize) -> anyhow::Result<ExitCode> {
     let changes = kanade_ops::jetstream::setup(&js, replicas).await?;
     match cli.output {
         Format::Json => output::json(&changes)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = changes
                 .iter()
                 .map(|c| {
@@ -368,7 +370,7 @@ pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let missing = statuses.iter().filter(|s| !s.exists).count();
     match cli.output {
         Format::Json => output::json(&statuses)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = statuses
                 .iter()
                 .map(|s| {
@@ -432,7 +434,7 @@ pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
     }
     let unavailable = statuses.iter().filter(|s| s.unavailable.is_some()).count();
-    if unavailable > 0 && matches!(cli.output, Format::Table) {
+    if unavailable > 0 && cli.output != Format::Json {
         output::note(&format!("{unavailable} resource(s) did not answer"));
     }
     Ok(if missing + unavailable > 0 { ExitCode::from(crate::EXIT_ERROR) } else { ExitCode::SUCCESS })

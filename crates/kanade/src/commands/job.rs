@@ -101,7 +101,7 @@ async fn create(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let stored = store_all(cli, paths).await?;
     match cli.output {
         Format::Json => output::json(&stored.iter().map(|(record, _)| record).collect::<Vec<_>>())?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = stored
                 .iter()
                 .map(|(record, action)| {
@@ -121,7 +121,7 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.output {
         Format::Json => output::json(&jobs)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = jobs
                 .iter()
                 .map(|s| {
@@ -141,7 +141,7 @@ async fn show(cli: &Cli, id: &JobId) -> anyhow::Result<ExitCode> {
     let Some(stored) = catalogue(cli).await?.get(id).await? else { bail!("no job `{id}` in the catalogue") };
     match cli.output {
         Format::Json => output::json(&stored)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             output::raw(false, &stored.manifest);
             if stored.job.targets.is_none() {
                 output::note(&format!("target: {NO_TARGET} (`kanade exec {id} --pcs|--groups|--all`)"));
@@ -202,7 +202,7 @@ fn validate(cli: &Cli, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
     match cli.output {
         Format::Json => output::json(&valid.iter().map(|(_, job)| job).collect::<Vec<_>>())?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             let rows: Vec<Vec<String>> = valid.iter().map(|(file, job)| summary(file, job)).collect();
             output::table(&["FILE", "JOB", "VERSION", "TARGET", "WAVES"], &rows);
         }

@@ -43,7 +43,7 @@ pub async fn run(cli: &Cli, args: &KillArgs) -> anyhow::Result<ExitCode> {
     };
     match cli.output {
         Format::Json => output::json(&KillOutput { exec_id: args.exec_id.clone(), job_id: args.job.clone(), killed })?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             if killed.is_empty() {
                 output::note(&format!("kill sent for `{target}`; no agent reported a running or queued run"));
             } else {

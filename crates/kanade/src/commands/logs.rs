@@ -57,9 +57,9 @@ pub async fn run(cli: &Cli, args: &LogsArgs) -> anyhow::Result<ExitCode> {
             Format::Json => output::json(&json!({
                 "pc_id": args.pc_id, "lines": reply.lines, "position": reply.position, "truncated": reply.truncated,
             }))?,
-            Format::Table => print_lines(&reply),
+            Format::Table | Format::Csv => print_lines(&reply),
         }
-        if reply.truncated && cli.output == Format::Table {
+        if reply.truncated && cli.output != Format::Json {
             output::note("(cut: more was there than one answer carries; ask for fewer --lines or a shorter --since)");
         }
         return Ok(ExitCode::SUCCESS);
@@ -109,7 +109,7 @@ fn emit(cli: &Cli, pc: &PcId, reply: &LogsReply) {
                 output::raw(false, &format!("{line}\n"));
             }
         }
-        Format::Table => {
+        Format::Table | Format::Csv => {
             print_lines(reply);
             if reply.truncated {
                 output::note("(some lines were cut or skipped: more was logged than one answer carries)");

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod completions;
 pub mod config;
 pub mod exec;
+pub mod inventory;
 pub mod jetstream;
 pub mod job;
 pub mod kill;

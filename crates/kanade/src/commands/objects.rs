@@ -50,7 +50,7 @@ pub async fn run(cli: &Cli, store: Store, command: &ObjectCommand) -> anyhow::Re
             }
             match cli.output {
                 Format::Json => output::json(&published)?,
-                Format::Table => {
+                Format::Table | Format::Csv => {
                     if published.action == Some("unchanged") {
                         output::note(&format!(
                             "{}/{} was already published with these bytes",
@@ -68,7 +68,7 @@ pub async fn run(cli: &Cli, store: Store, command: &ObjectCommand) -> anyhow::Re
             let all = list(&objects).await?;
             match cli.output {
                 Format::Json => output::json(&all)?,
-                Format::Table => {
+                Format::Table | Format::Csv => {
                     let rows: Vec<Vec<String>> = all
                         .iter()
                         .map(|p| vec![p.name.clone(), p.version.clone(), p.size.to_string(), p.sha256.clone()])

@@ -43,7 +43,7 @@ pub async fn run(cli: &Cli, args: &PingArgs) -> anyhow::Result<ExitCode> {
             uptime_secs: hb.uptime_secs,
             rtt_ms,
         })?,
-        Format::Table => output::table(
+        Format::Table | Format::Csv => output::table(
             &["PC", "VERSION", "OS", "UPTIME", "RTT"],
             &[vec![
                 hb.pc_id.to_string(),

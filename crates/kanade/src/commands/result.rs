@@ -103,7 +103,7 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     if !args.full {
         match cli.output {
             Format::Json => output::json(&row)?,
-            Format::Table => print_row(&row),
+            Format::Table | Format::Csv => print_row(&row),
         }
         return Ok(ExitCode::SUCCESS);
     }

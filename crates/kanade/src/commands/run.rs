@@ -131,11 +131,11 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
         serde_json::json!({ "exec_id": exec, "shell": command.shell, "timeout_ms": command.timeout.as_millis() as u64 }),
     )
     .await;
-    if std::io::stderr().is_terminal() && cli.output == Format::Table {
+    if std::io::stderr().is_terminal() && cli.output != Format::Json {
         output::note(&format!("kanade: exec {exec} on {pc} (stop it with `kanade kill {exec}`)"));
     }
 
-    let live = cli.output == Format::Table;
+    let live = cli.output != Format::Json;
     let mut shown = Shown::default();
     let patience = tokio::time::sleep(args.timeout + RESULT_GRACE);
     tokio::pin!(patience);
@@ -176,7 +176,7 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
 
     match cli.output {
         Format::Json => output::json(&result)?,
-        Format::Table => {
+        Format::Table | Format::Csv => {
             shown.complete(OutputStream::Stdout, &result.stdout);
             shown.complete(OutputStream::Stderr, &result.stderr);
             let kept_whole =
