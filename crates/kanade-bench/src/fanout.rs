@@ -279,6 +279,16 @@ pub(crate) struct Backend {
 }
 
 pub(crate) async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Backend> {
+    start_backend_on(bin, nats_url, dir, None).await
+}
+
+/// [`start_backend`] on `database_url` (PostgreSQL), or its data dir's SQLite file when `None`.
+pub(crate) async fn start_backend_on(
+    bin: &Path,
+    nats_url: &str,
+    dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Backend> {
     let port = procs::free_port();
     let mut command = tokio::process::Command::new(bin.join("kanade-backend"));
     command
@@ -287,6 +297,7 @@ pub(crate) async fn start_backend(bin: &Path, nats_url: &str, dir: &Path) -> any
         .env("KANADE_NATS_URL", nats_url)
         .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
         .env("KANADE_BACKEND_DATA_DIR", dir)
+        .envs(database_url.map(|url| ("KANADE_DATABASE_URL", url)))
         // `KANADE_BENCH_BACKEND_LOG=kanade_backend=debug` shows, among others, how long each exec's steps took.
         .env("KANADE_LOG", std::env::var("KANADE_BENCH_BACKEND_LOG").unwrap_or_else(|_| "warn".into()));
     let proc = Proc::spawn(command, &dir.join("backend.log"))?;

@@ -1,12 +1,14 @@
 //! kanade's benchmarks at fleet scale. `kanade-bench fanout` (`fanout`): fan-out through kanade against raw NATS
 //! in the same run, reconnect storm, heartbeat load, memory and an idle agent (BENCHMARKS.md); `kanade-bench
 //! sync` (`sync`): what `sync_interval: always` costs (docs/RELIABILITY.md); `kanade-bench lists` (`lists`): the
-//! lists' pages at 10,000 agents, in the API and in Chromium (BENCHMARKS.md). This file parses the flags and
+//! lists' pages at 10,000 agents, in the API and in Chromium (BENCHMARKS.md); `kanade-bench inventory`
+//! (`inventory`): inventory ingest and queries at 10,000 agents (BENCHMARKS.md). This file parses the flags and
 //! dispatches.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod fanout;
+mod inventory;
 mod lists;
 mod procs;
 mod raw;
@@ -28,6 +30,8 @@ enum Cli {
     Sync(SyncArgs),
     /// The lists at fleet size: API page latency, and the Agents and an execution's pages in Chromium.
     Lists(lists::ListsArgs),
+    /// Inventory at fleet size: first full reports, a change-only round and the queries, on SQLite and PostgreSQL.
+    Inventory(inventory::InventoryArgs),
     /// (Internal) the raw-NATS reference agents, run as their own process.
     RawAgents {
         #[arg(long)]
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Cli::RawAgents { nats_url, count, connections } => runtime.block_on(raw::agents(&nats_url, count, connections)),
         Cli::Sync(args) => runtime.block_on(sync::run(args)),
         Cli::Lists(args) => lists::main(args, &runtime),
+        Cli::Inventory(args) => inventory::main(args, &runtime),
         Cli::Fanout(args) => {
             let bin = procs::build_binaries()?;
             runtime.block_on(fanout::run(args, &bin))

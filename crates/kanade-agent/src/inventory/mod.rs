@@ -233,9 +233,9 @@ impl Inventory {
             None => return,
         };
         let acked = self.acked.lock().map(|a| a.hashes.clone()).unwrap_or_default();
-        // Only worth asking the broker when nothing would be sent otherwise: a report that changed goes anyway.
-        let unchanged = prepared.iter().all(|p| acked.get(p.kind) == Some(&p.hash));
-        let held = if full || !unchanged { None } else { self.held().await };
+        // One request per collection (a day, by default) tells whether the broker still holds what it acknowledged;
+        // a full report sends everything anyway.
+        let held = if full { None } else { self.held().await };
         let sending = to_send(&prepared, &acked, held.as_ref(), full);
         let mut sent = Vec::new();
         for report in &sending {

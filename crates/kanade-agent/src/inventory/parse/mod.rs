@@ -4,5 +4,7 @@
 pub mod dpkg;
 pub mod flatpak;
 pub mod linux;
+pub mod macos;
 pub mod rpm;
 pub mod snap;
+pub mod windows;
