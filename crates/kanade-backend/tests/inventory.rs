@@ -201,6 +201,34 @@ async fn folds_reports_into_state_changes_and_answers(backend: &TestBackend, js:
     let csv = response.text().await.unwrap();
     assert_eq!(csv.lines().count(), 5, "a header and four title versions: {csv}");
     assert!(csv.lines().next().unwrap().starts_with("name,version,installs"), "{csv}");
+
+    // A source the agent could not read, and a signed-out user's scope: what they held stays, nothing is logged
+    // as removed.
+    let zoom =
+        Software { scope: "user:S-1-5-21-9".into(), ..item("HKU\\S-1-5-21-9\\Zoom", "Zoom", "5.17", "registry") };
+    let t2 = t1 + chrono::Duration::minutes(1);
+    let with_zoom = list(vec![
+        item("openssl:amd64", "openssl", "3.0.15-1~deb12u1", "dpkg"),
+        item("HKLM64\\{7zip}", "7-Zip 24.08 (x64)", "24.08", "registry"),
+        zoom,
+    ]);
+    publish(js, "inv-b", KIND_SOFTWARE, "b2", t2, with_zoom).await;
+    until(backend, "inv-b's user-scope item", "/api/agents/inv-b/inventory", |b| {
+        b["software"].as_array().is_some_and(|s| s.len() == 3)
+    })
+    .await;
+    let mut partial = list(vec![item("openssl:amd64", "openssl", "3.0.15-1~deb12u1", "dpkg")]);
+    partial.unread_scopes = vec!["user:S-1-5-21-9".into()];
+    partial.failed_sources = vec!["registry".into()];
+    publish(js, "inv-b", KIND_SOFTWARE, "b3", t2 + chrono::Duration::minutes(1), partial).await;
+    until(backend, "inv-b's partial report stored", "/api/agents/inv-b/inventory", |b| {
+        b["reports"].as_array().is_some_and(|r| r.iter().any(|r| r["failed_sources"][0] == "registry"))
+    })
+    .await;
+    let (_, kept) = backend.get("/api/agents/inv-b/inventory").await;
+    assert_eq!(kept["software"].as_array().unwrap().len(), 3, "nothing unread is removed: {kept}");
+    let (_, removed) = backend.get("/api/inventory/changes?pc_id=inv-b&change=removed").await;
+    assert!(removed["items"].as_array().unwrap().is_empty(), "{removed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,8 @@ const UNINSTALL: &str = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
 /// What 32-bit installers register on 64-bit Windows. Named outright rather than reached with `KEY_WOW64_32KEY`:
 /// on 32-bit Windows that flag is ignored and would read the native key a second time, where this path is absent.
 const UNINSTALL_32: &str = r"SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall";
+/// One subkey per user profile on the PC, named by the user's SID, whether or not the user is signed in.
+const PROFILE_LIST: &str = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion\ProfileList";
 /// Under each user's hive in `HKU`.
 const USER_UNINSTALL: &str = r"Software\Microsoft\Windows\CurrentVersion\Uninstall";
 /// Every key is opened through the 64-bit view, so a 32-bit build of the agent reads what a 64-bit one does.
@@ -79,6 +81,12 @@ pub fn software(_root: &HostRoot) -> Collected<SoftwareList> {
         let path = format!(r"{sid}\{USER_UNINSTALL}");
         complete &= read_uninstall(&users, &path, UninstallView::User { sid: sid.as_str() }, &mut list, &mut errors);
     }
+    // The users with a profile whose hive is not loaded: their installs are unknown this time, not removed.
+    let profiles: Vec<String> = machine
+        .open_subkey_with_flags(PROFILE_LIST, READ)
+        .map(|key| key.enum_keys().filter_map(Result::ok).take(MAX_USER_HIVES).collect())
+        .unwrap_or_default();
+    list.unread_scopes = parse::unread_user_scopes(&profiles, &sids);
     // Both sources come from the same keys: when one could not be read, the backend keeps what it had from them
     // rather than log that key's products as removed.
     if !complete {

@@ -311,7 +311,8 @@ impl Db {
 
     /// Moves the PC's rows to `list`: inserts, deletes and updates only what differs, moves the titles' counts with
     /// them, and returns the changes to log (one `first_report` entry for a PC's first list, not one per item).
-    /// Items of a source the agent could not read this time are left as they are.
+    /// Items of a source the agent could not read this time, or of a scope it could not look at (a signed-out
+    /// Windows user's), are left as they are.
     async fn store_software(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -324,11 +325,12 @@ impl Db {
             .bind(pc)
             .fetch_all(&mut **tx)
             .await?;
+        // What the agent could not look at this time is left as it is: neither removed nor compared.
+        let seen = |s: &Software| !list.failed_sources.contains(&s.source) && !list.unread_scopes.contains(&s.scope);
         let mut old: Vec<Software> = rows.iter().map(software_item).collect::<Result<_, _>>()?;
-        old.retain(|s| !list.failed_sources.contains(&s.source));
+        old.retain(seen);
         old.sort();
-        let new: Vec<&Software> = list.items.iter().filter(|s| !list.failed_sources.contains(&s.source)).collect();
-        let new: Vec<Software> = new.into_iter().cloned().collect();
+        let new: Vec<Software> = list.items.iter().filter(|s| seen(s)).cloned().collect();
 
         let mut titles = TitleMoves::default();
         let mut inserts: Vec<&Software> = Vec::new();

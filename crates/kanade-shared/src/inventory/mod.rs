@@ -214,6 +214,10 @@ pub struct SoftwareList {
     /// keeps what it had from them instead of logging every one of their items as removed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_sources: Vec<String>,
+    /// Scopes the agent could not look at this time (`user:<SID>` of a Windows user who is signed out, whose
+    /// registry hive is not loaded): the backend keeps the items of these scopes as they were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread_scopes: Vec<String>,
 }
 
 /// One installed product or package.
@@ -373,9 +377,11 @@ impl Bounded for SoftwareList {
         let c = &mut cuts;
         list(&mut self.items, MAX_SOFTWARE_ITEMS, c);
         self.dropped = self.dropped.saturating_add(c.items);
-        list(&mut self.failed_sources, MAX_LIST_ITEMS, c);
-        for source in &mut self.failed_sources {
-            text(source, MAX_TEXT_CHARS, c);
+        for names in [&mut self.failed_sources, &mut self.unread_scopes] {
+            list(names, MAX_LIST_ITEMS, c);
+            for name in names.iter_mut() {
+                text(name, MAX_TEXT_CHARS, c);
+            }
         }
         for s in &mut self.items {
             texts!(c, MAX_TEXT_CHARS; s.source, s.name, s.version, s.publisher, s.install_date, s.arch, s.scope);
@@ -447,6 +453,7 @@ mod tests {
                 .collect(),
             dropped: 0,
             failed_sources: Vec::new(),
+            unread_scopes: Vec::new(),
         };
         list.items[0].name = format!("<b>{}</b>\u{0}\u{7}", "x".repeat(1000));
         let cuts = list.bound();
@@ -489,6 +496,7 @@ mod tests {
             items: vec![item("rpm", "b", "1"), item("dpkg", "z", "1"), item("rpm", "b", "2"), item("dpkg", "a", "1")],
             dropped: 0,
             failed_sources: Vec::new(),
+            unread_scopes: Vec::new(),
         };
         assert_eq!(list.normalise(), 1);
         let keys: Vec<_> = list.items.iter().map(|s| (s.source.as_str(), s.id.as_str())).collect();

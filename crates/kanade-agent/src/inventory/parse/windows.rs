@@ -870,6 +870,23 @@ pub fn is_user_hive(name: &str) -> bool {
     !name.is_empty() && !name.eq_ignore_ascii_case(".default") && !name.to_ascii_lowercase().ends_with("_classes")
 }
 
+/// The scopes (`user:<SID>`) of the users who have a profile on the PC (`ProfileList`'s subkeys) but whose hive is
+/// not loaded now (`loaded`, the user hives under `HKU`): signed out, so their per-user installs cannot be read this
+/// time. The report names them, and the backend keeps those users' items as they were instead of logging them as
+/// removed at every sign-out and installed again at every sign-in. Only real accounts' profiles count
+/// (`S-1-5-21-…`, and Azure AD's `S-1-12-1-…`); the service accounts' (`S-1-5-18/19/20`) never hold installs.
+pub fn unread_user_scopes(profiles: &[String], loaded: &[String]) -> Vec<String> {
+    let account = |sid: &str| sid.starts_with("S-1-5-21-") || sid.starts_with("S-1-12-1-");
+    let mut scopes: Vec<String> = profiles
+        .iter()
+        .filter(|sid| account(sid) && !loaded.iter().any(|l| l.eq_ignore_ascii_case(sid)))
+        .map(|sid| format!("user:{sid}"))
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
 /// One subkey of an Uninstall key as a [`Software`] item: `values` are the subkey's values as read (names in any
 /// case). `None` for what Programs and Features does not show either: entries without a `DisplayName`, those
 /// marked `SystemComponent` (runtimes' and drivers' own parts), and updates and patches, which name their product
@@ -1453,6 +1470,14 @@ mod tests {
         assert!(is_user_hive("S-1-5-21-1004336348-1177238915-682003330-1001"));
         assert!(is_user_hive("S-1-5-18"));
         assert!(!is_user_hive("S-1-5-21-1004336348-1177238915-682003330-1001_Classes"));
+        let profiles: Vec<String> =
+            ["S-1-5-18", "S-1-5-21-1-2-3-1001", "S-1-5-21-1-2-3-1002", "S-1-12-1-9-9-9-9"].map(String::from).to_vec();
+        let loaded = vec!["s-1-5-21-1-2-3-1001".to_owned(), ".DEFAULT".to_owned()];
+        assert_eq!(
+            unread_user_scopes(&profiles, &loaded),
+            ["user:S-1-12-1-9-9-9-9", "user:S-1-5-21-1-2-3-1002"],
+            "signed-out accounts, not the service accounts, not the signed-in one"
+        );
         assert!(!is_user_hive(".DEFAULT"));
         assert!(!is_user_hive(""));
     }
