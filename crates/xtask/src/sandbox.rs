@@ -219,6 +219,13 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     }
     let pc = fleet[0].pc.clone();
     let names: Vec<&str> = fleet.iter().map(|agent| agent.pc.as_str()).collect();
+    // Inventory now rather than after the agents' start-up jitter (up to 10 minutes), so the dashboard has it.
+    let refresh = kanade(&["inventory", "refresh", "--all"])?;
+    ensure!(
+        refresh.status.success(),
+        "`kanade inventory refresh --all` failed: {}",
+        String::from_utf8_lossy(&refresh.stderr)
+    );
 
     if smoke {
         let mut passed = smoke_test(&kanade, pc.as_str(), &token, &root.join("jobs/echo.yaml"), dashboard)?;
@@ -326,6 +333,25 @@ fn smoke_test(
     let exec = String::from_utf8_lossy(&deploy.stdout).trim().to_owned();
     let (status, body) = http_get(BACKEND_PORT, &format!("/api/executions/{exec}/results"), token)?;
     ensure!(status == 200 && body.contains("hello from"), "the deployed job's result: {status} {body}");
+    passed += 1;
+    // This machine's inventory, asked for at start, reaches the API and the CLI.
+    let started = Instant::now();
+    loop {
+        let (status, body) = http_get(BACKEND_PORT, &format!("/api/agents/{pc}/inventory"), token)?;
+        if status == 200 && body.contains("\"software\":[{") {
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(60), "no inventory of {pc}: {status} {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let shown = kanade(&["-o", "json", "inventory", "show", pc])?;
+    let inventory: Option<serde_json::Value> = serde_json::from_slice(&shown.stdout).ok();
+    ensure!(
+        shown.status.success()
+            && inventory.as_ref().is_some_and(|i| i["hardware"]["os"]["name"].as_str().is_some_and(|n| !n.is_empty())),
+        "`kanade inventory show {pc}` has no OS name: {}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
     passed += 1;
     Ok(passed)
 }
