@@ -25,7 +25,8 @@ pub use outputs::StoredOutput;
 
 pub use facts::NewFacts;
 pub use inventory::{
-    ChangeFilter, HardwareFilter, InventoryData, NameMatch, NewInventory, SUMMARY_FIELDS, SoftwareFilter, name_key,
+    CHANGE_RETENTION, ChangeFilter, HardwareFilter, InventoryData, NameMatch, NewInventory, SUMMARY_FIELDS,
+    SoftwareFilter, name_key,
 };
 pub use timeline::{AgentCounts, EventFilter, NewAgentEvent, TIMELINE_RETENTION};
 

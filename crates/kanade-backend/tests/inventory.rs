@@ -229,6 +229,14 @@ async fn folds_reports_into_state_changes_and_answers(backend: &TestBackend, js:
     assert_eq!(kept["software"].as_array().unwrap().len(), 3, "nothing unread is removed: {kept}");
     let (_, removed) = backend.get("/api/inventory/changes?pc_id=inv-b&change=removed").await;
     assert!(removed["items"].as_array().unwrap().is_empty(), "{removed}");
+
+    // Entries older than the retention are not kept: a PC whose first report was collected 500 days ago has its
+    // report stored and no change-log entry.
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(500);
+    publish(js, "inv-old", KIND_HARDWARE, "o1", long_ago, Hardware::default()).await;
+    until(backend, "inv-old's report", "/api/agents/inv-old/inventory", |b| b["reports"].is_array()).await;
+    let (_, old) = backend.get("/api/inventory/changes?pc_id=inv-old").await;
+    assert!(old["items"].as_array().unwrap().is_empty(), "{old}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

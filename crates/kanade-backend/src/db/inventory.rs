@@ -16,6 +16,11 @@ use sqlx::any::AnyRow;
 
 use super::{Bind, Db, DbError, bind_all, clamp, millis, strip_nul};
 
+/// How long a change-log entry is kept, by when it happened: "when did this appear" is asked over months, and at
+/// 10,000 PCs with a few changes each a day a year and a month is ~10 M rows. Older entries are deleted by the
+/// projector as it stores new ones.
+pub const CHANGE_RETENTION: chrono::Duration = chrono::Duration::days(400);
+
 /// One report as the projector decoded and bounded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewInventory {
@@ -183,6 +188,11 @@ impl Db {
         for (report, _) in reports {
             self.apply_one(&mut tx, report, now).await?;
         }
+        // A range of `inventory_changes_by_at`: nothing to scan when nothing is that old.
+        sqlx::query("DELETE FROM inventory_changes WHERE at_ms < $1")
+            .bind((now - CHANGE_RETENTION).timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
