@@ -209,16 +209,25 @@ impl Inventory {
         if !self.enabled {
             return;
         }
-        let Ok(_busy) = self.busy.try_lock() else {
-            self.again.fetch_max(if full { AGAIN_FULL } else { AGAIN_CHANGES }, Ordering::SeqCst);
-            return;
-        };
         let mut full = full;
         loop {
-            tokio::select! {
-                () = self.round(full) => {}
-                () = shutdown.cancelled() => return,
+            let Ok(busy) = self.busy.try_lock() else {
+                self.again.fetch_max(if full { AGAIN_FULL } else { AGAIN_CHANGES }, Ordering::SeqCst);
+                return;
+            };
+            loop {
+                tokio::select! {
+                    () = self.round(full) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                match self.again.swap(AGAIN_NONE, Ordering::SeqCst) {
+                    AGAIN_NONE => break,
+                    again => full = again == AGAIN_FULL,
+                }
             }
+            drop(busy);
+            // A request that came after the last look but before the release found the collection busy and left
+            // it for this one: look once more now that anyone may take it.
             match self.again.swap(AGAIN_NONE, Ordering::SeqCst) {
                 AGAIN_NONE => return,
                 again => full = again == AGAIN_FULL,
