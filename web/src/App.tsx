@@ -16,6 +16,10 @@ import { AgentsPage } from "./pages/Agents";
 import { AuditPage } from "./pages/Audit";
 import { ExecutionPage } from "./pages/Execution";
 import { FleetPage } from "./pages/Fleet";
+import { InventoryPage } from "./pages/Inventory";
+import { InventoryFactsPage } from "./pages/InventoryFacts";
+import { InventoryHardwarePage } from "./pages/InventoryHardware";
+import { InventorySoftwarePage } from "./pages/InventorySoftware";
 import { JobsPage } from "./pages/Jobs";
 
 export function App() {
@@ -190,6 +194,7 @@ const NAV = [
   ["/", "Fleet"],
   ["/agents", "Agents"],
   ["/jobs", "Jobs"],
+  ["/inventory", "Inventory"],
   ["/activity", "Activity"],
   ["/audit", "Audit"],
 ] as const;
@@ -252,6 +257,11 @@ function Shell() {
           <Route path="/agents/:pc" element={<AgentPage />} />
           <Route path="/jobs" element={<JobsPage />} />
           <Route path="/jobs/:job" element={<JobsPage />} />
+          <Route path="/inventory" element={<InventoryPage />} />
+          <Route path="/inventory/software" element={<InventorySoftwarePage />} />
+          <Route path="/inventory/hardware" element={<InventoryHardwarePage />} />
+          <Route path="/inventory/facts" element={<InventoryFactsPage />} />
+          <Route path="/inventory/facts/:job" element={<InventoryFactsPage />} />
           <Route path="/activity" element={<ActivityPage />} />
           <Route path="/activity/:exec" element={<ExecutionPage />} />
           <Route path="/audit" element={<AuditPage />} />

@@ -2,13 +2,14 @@
 // symbol), never by colour alone.
 
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { type ReactNode, useState } from "react";
-import { Link } from "react-router";
+import { type KeyboardEvent, type ReactNode, useEffect, useRef, useState } from "react";
+import { Link, useSearchParams } from "react-router";
 
 import { useAuth } from "./auth";
 import { ApiError } from "./lib/api";
 import { ago, stamp, took } from "./lib/format";
 import { BUCKETS, type Progress, bucketOf, mayBeRunning, summary } from "./lib/progress";
+import { seenInUrl } from "./lib/searchtext";
 import type { Execution, ResultRow } from "./lib/types";
 
 const SYMBOL: Record<string, string> = {
@@ -169,7 +170,11 @@ export function ResultsTable({ results, showPc = false }: { results: ResultRow[]
 }
 
 export function PcLink({ pc }: { pc: string }) {
-  return <Link to={`/agents/${encodeURIComponent(pc)}`}>{pc}</Link>;
+  return (
+    <Link to={`/agents/${encodeURIComponent(pc)}`} className="pc-link">
+      {pc}
+    </Link>
+  );
 }
 
 export function ExecLink({ exec, children }: { exec: string; children?: ReactNode }) {
@@ -269,4 +274,105 @@ export function ExecActions({ exec }: { exec: Execution }) {
       {error ? <ErrorNote error={error} what="do that" /> : null}
     </div>
   );
+}
+
+/// A value that follows `value` once it has stopped changing for `ms`: a search box asks the server once typing
+/// pauses, not at every key.
+export function useDebounced<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}
+
+/// A row of tabs (the WAI-ARIA tabs pattern: arrow keys, Home and End move between them); the caller renders the
+/// chosen one's panel in a [`TabPanel`] with the same `prefix`.
+export function Tabs(props: {
+  label: string;
+  prefix: string;
+  tabs: readonly (readonly [string, string])[];
+  current: string;
+  onSelect: (id: string) => void;
+}) {
+  const buttons = useRef<(HTMLButtonElement | null)[]>([]);
+  const move = (event: KeyboardEvent, index: number) => {
+    const last = props.tabs.length - 1;
+    const next =
+      event.key === "ArrowRight" ? (index === last ? 0 : index + 1)
+      : event.key === "ArrowLeft" ? (index === 0 ? last : index - 1)
+      : event.key === "Home" ? 0
+      : event.key === "End" ? last
+      : null;
+    const tab = next === null ? undefined : props.tabs[next];
+    if (next === null || !tab) return;
+    event.preventDefault();
+    props.onSelect(tab[0]);
+    buttons.current[next]?.focus();
+  };
+  return (
+    <div role="tablist" aria-label={props.label} className="tabs">
+      {props.tabs.map(([id, text], index) => {
+        const selected = id === props.current;
+        return (
+          <button
+            key={id}
+            ref={(el) => {
+              buttons.current[index] = el;
+            }}
+            type="button"
+            role="tab"
+            id={`${props.prefix}-tab-${id}`}
+            aria-selected={selected}
+            aria-controls={selected ? `${props.prefix}-panel-${id}` : undefined}
+            tabIndex={selected ? 0 : -1}
+            onClick={() => props.onSelect(id)}
+            onKeyDown={(e) => move(e, index)}
+          >
+            {text}
+          </button>
+        );
+      })}
+    </div>
+  );
+}
+
+export function TabPanel({ prefix, id, children }: { prefix: string; id: string; children: ReactNode }) {
+  return (
+    <div role="tabpanel" id={`${prefix}-panel-${id}`} aria-labelledby={`${prefix}-tab-${id}`} className="tab-panel">
+      {children}
+    </div>
+  );
+}
+
+/// A text box kept in the URL's query (`?key=`), so a view can be shared: the box follows what is typed at once
+/// and the URL follows the box. Navigation applies a new URL in a transition, later than the keystroke; a box
+/// bound to the URL alone would lose what is typed in between (typed fast, `libc6` arrived as `ibc6`). A URL that
+/// changes for another reason (a link, the back button) is followed (`lib/searchtext.ts` tells which is which).
+export function useSearchText(key: string): [string, (value: string) => void] {
+  const [params, setParams] = useSearchParams();
+  const inUrl = params.get(key) ?? "";
+  const [text, setText] = useState(inUrl);
+  // The values written here and not yet seen back in the URL, oldest first.
+  const written = useRef<string[]>([]);
+  useEffect(() => {
+    const seen = seenInUrl(written.current, inUrl);
+    written.current = seen.written;
+    if (seen.follow) setText(inUrl);
+  }, [inUrl]);
+  const set = (value: string) => {
+    setText(value);
+    written.current.push(value);
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        if (value) next.set(key, value);
+        else next.delete(key);
+        return next;
+      },
+      { replace: true },
+    );
+  };
+  return [text, set];
 }

@@ -1,22 +1,32 @@
 // The one way the dashboard talks to the backend: JSON over fetch, with the operator's token and name on every
 // request, and every failure turned into an `ApiError` that carries the backend's `{error: {code, message}}`.
 
+import type { HardwareFilter, SoftwareFilter } from "./inventory";
 import type {
   AgentConfig,
   AgentEventPage,
   Agent,
+  AgentInventory,
   AgentPage,
   AuditPage,
+  ChangePage,
   Execution,
   ExecutionPage,
   ExecBody,
+  HardwarePage,
+  JobFactsView,
   KillReply,
   PingReply,
   Preview,
+  RefreshBody,
+  RefreshView,
   ResultPage,
   Session,
+  SoftwarePage,
   StoredJob,
   TargetPage,
+  TitlePage,
+  ValueCount,
 } from "./types";
 
 /// Where a list's page starts (the `next` of the page before) and how many rows it holds (1..1000, default 100).
@@ -154,4 +164,19 @@ export class Api {
   kill = (exec: string) => this.request<KillReply>("POST", `/api/executions/${seg(exec)}/kill`);
   audit = (query: { actor?: string; action?: string; since?: string } & PageQuery) =>
     this.request<AuditPage>("GET", withQuery("/api/audit", query));
+
+  agentInventory = (pc: string) => this.request<AgentInventory>("GET", `/api/agents/${seg(pc)}/inventory`);
+  inventoryTitles = (query: { search?: string } & PageQuery) =>
+    this.request<TitlePage>("GET", withQuery("/api/inventory/titles", query));
+  inventorySoftware = (query: SoftwareFilter & PageQuery) =>
+    this.request<SoftwarePage>("GET", withQuery("/api/inventory/software", { ...query }));
+  inventoryChanges = (query: { since?: string; until?: string; pc_id?: string; name?: string; kind?: string; change?: string } & PageQuery) =>
+    this.request<ChangePage>("GET", withQuery("/api/inventory/changes", query));
+  inventoryHardware = (query: HardwareFilter & PageQuery) =>
+    this.request<HardwarePage>("GET", withQuery("/api/inventory/hardware", { ...query }));
+  hardwareSummary = (field: string) =>
+    this.request<ValueCount[]>("GET", withQuery("/api/inventory/hardware/summary", { field }));
+  jobFacts = (app: string, query: PageQuery = {}) =>
+    this.request<JobFactsView>("GET", withQuery("/api/inventory", { app, ...query }));
+  refreshInventory = (body: RefreshBody) => this.request<RefreshView>("POST", "/api/inventory/refresh", body);
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CHOOSE_TARGETS, check, EMPTY_FORM, initialForm, splitNames, type ExecForm } from "./execform";
+import { CHOOSE_TARGETS, check, EMPTY_FORM, formFor, handoffOf, initialForm, splitNames, type ExecForm } from "./execform";
 
 const form = (over: Partial<ExecForm>): ExecForm => ({ ...EMPTY_FORM, ...over });
 
@@ -209,5 +209,46 @@ describe("a job without a target of its own", () => {
   it("still checks what was chosen, and reports both problems together", () => {
     expect(errorsOf({ ...initialForm(null), jitter: "soon" })).toEqual({ mode: CHOOSE_TARGETS, jitter: expect.stringContaining("not a duration") });
     expect(check(form({ mode: "pcs", pcs: "" }), false)).toEqual({ ok: false, errors: { pcs: "name at least one PC" } });
+  });
+});
+
+describe("handoffOf", () => {
+  it("reads PCs handed over in a navigation's state", () => {
+    expect(handoffOf({ handoff: { pcs: ["pc-1", "pc-2"], from: "PCs with libc6" } })).toEqual({
+      pcs: ["pc-1", "pc-2"],
+      from: "PCs with libc6",
+    });
+  });
+
+  it("drops what is not a PC name, and repeats", () => {
+    expect(handoffOf({ handoff: { pcs: ["a", 1, null, "", "a", "b", {}], from: 7 } })).toEqual({ pcs: ["a", "b"], from: "another page" });
+  });
+
+  it("is null for no state, another page's state, or no PCs", () => {
+    for (const state of [null, undefined, "x", 1, [], {}, { handoff: null }, { handoff: "pc-1" }, { handoff: { pcs: "pc-1" } }, { handoff: { pcs: [] } }, { handoff: { pcs: [""] } }]) {
+      expect(handoffOf(state), JSON.stringify(state)).toBeNull();
+    }
+  });
+});
+
+describe("formFor", () => {
+  it("opens on the handed PCs, at once, whatever the job's own targets", () => {
+    const handoff = { pcs: ["pc-1", "pc-2"], from: "x" };
+    const f = formFor({ all: true, groups: [], pcs: [] }, handoff);
+    expect(f.mode).toBe("pcs");
+    expect(f.pcs).toBe("pc-1, pc-2");
+    expect(bodyOf(f)).toEqual({ pcs: ["pc-1", "pc-2"] });
+    expect(formFor(null, handoff).mode).toBe("pcs");
+    expect(check(formFor(null, handoff), false).ok).toBe(true);
+  });
+
+  it("is the usual first form without a hand-off", () => {
+    expect(formFor({ all: true, groups: [], pcs: [] }, null)).toEqual(initialForm({ all: true, groups: [], pcs: [] }));
+    expect(formFor(null, null).mode).toBe("none");
+  });
+
+  it("leaves a list over the limit to the check, which says so", () => {
+    const pcs = Array.from({ length: 10_001 }, (_, i) => `pc-${i}`);
+    expect(errorsOf(formFor(null, { pcs, from: "x" })).pcs).toMatch(/limit is 10000/);
   });
 });

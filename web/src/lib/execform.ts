@@ -113,3 +113,29 @@ export function check(form: ExecForm, jobHasTargets = true): Checked {
   }
   return Object.keys(errors).length > 0 ? { ok: false, errors } : { ok: true, body };
 }
+
+/// PCs handed to the Run dialog from another page (an inventory query's PCs), with where they came from. Carried in
+/// the navigation's state, never the URL: a query can name thousands of PCs.
+export interface Handoff {
+  pcs: string[];
+  from: string;
+}
+
+/// The hand-off in a navigation's state, if it holds a well-formed one (state survives reloads and comes from
+/// `history`, so it is checked like any input).
+export function handoffOf(state: unknown): Handoff | null {
+  if (typeof state !== "object" || state === null) return null;
+  const handoff = (state as { handoff?: unknown }).handoff;
+  if (typeof handoff !== "object" || handoff === null) return null;
+  const { pcs, from } = handoff as { pcs?: unknown; from?: unknown };
+  if (!Array.isArray(pcs)) return null;
+  const names = [...new Set(pcs.filter((p): p is string => typeof p === "string" && p !== ""))];
+  if (names.length === 0) return null;
+  return { pcs: names, from: typeof from === "string" ? from : "another page" };
+}
+
+/// The form a Run dialog opens with when PCs were handed to it: those PCs, at once; else [`initialForm`].
+export function formFor(targets: Targets | null | undefined, handoff: Handoff | null): ExecForm {
+  if (!handoff) return initialForm(targets);
+  return { ...EMPTY_FORM, mode: "pcs", pcs: handoff.pcs.join(", ") };
+}

@@ -57,15 +57,42 @@ describe("stale", () => {
   });
 
   it("audit: the audit log, with or without ids", () => {
-    const audit = [["audit"], ["jobs"], ["preview"], ["agent-config"]];
+    const audit = [["audit"], ["jobs"], ["preview"], ["agent-config"], ["inventory", "facts"]];
     expect(stale(change("audit"))).toEqual(audit);
     expect(stale(change("audit", ["whatever"]))).toEqual(audit);
   });
 
-  it("jobs: the job list and every preview", () => {
-    expect(stale(change("jobs"))).toEqual([["jobs"], ["preview"]]);
-    expect(stale(change("jobs", ["j1"]))).toEqual([["jobs"], ["preview"]]);
+  it("jobs: the job list, every preview and the jobs' facts", () => {
+    expect(stale(change("jobs"))).toEqual([["jobs"], ["preview"], ["inventory", "facts"]]);
+    expect(stale(change("jobs", ["j1"]))).toEqual([["jobs"], ["preview"], ["inventory", "facts"]]);
     expect(anyCovers(stale(change("jobs")), keys.preview("j1", "{}"))).toBe(true);
+    expect(anyCovers(stale(change("jobs")), keys.inventoryList("facts", { app: "j1" }))).toBe(true);
+    expect(anyCovers(stale(change("jobs")), keys.inventoryList("titles", {}))).toBe(false);
+  });
+
+  it("inventory: every fleet-wide inventory list, and the named PCs' inventory and change log", () => {
+    const prefixes = stale(change("inventory", ["pc-1"]));
+    expect(prefixes).toEqual([["inventory"], ["agent-inventory", "pc-1"]]);
+    for (const list of ["titles", "software", "hardware", "summary", "facts"]) {
+      expect(anyCovers(prefixes, keys.inventoryList(list, { search: "x" })), list).toBe(true);
+    }
+    expect(anyCovers(prefixes, keys.agentInventory("pc-1"))).toBe(true);
+    expect(anyCovers(prefixes, keys.agentChanges("pc-1", "kind=software"))).toBe(true);
+    expect(anyCovers(prefixes, keys.agentInventory("pc-2"))).toBe(false);
+    expect(anyCovers(prefixes, keys.agentChanges("pc-2", ""))).toBe(false);
+    expect(anyCovers(prefixes, keys.agent("pc-1"))).toBe(false);
+    expect(anyCovers(prefixes, keys.results("pc_id=pc-1"))).toBe(false);
+    // Without ids: every PC's.
+    expect(stale(change("inventory"))).toEqual([["inventory"], ["agent-inventory"]]);
+    expect(anyCovers(stale(change("inventory")), keys.agentChanges("pc-9", ""))).toBe(true);
+  });
+
+  it("no other topic makes inventory stale", () => {
+    for (const topic of ["agents", "results", "executions", "timeline"]) {
+      const prefixes = stale(change(topic, ["pc-1"]));
+      expect(anyCovers(prefixes, keys.inventoryList("titles", {})), topic).toBe(false);
+      expect(anyCovers(prefixes, keys.agentInventory("pc-1")), topic).toBe(false);
+    }
   });
 
   it("timeline: the timelines of the agents it names, and no list", () => {
@@ -86,7 +113,7 @@ describe("stale", () => {
   });
 
   it("never returns an empty list, so a change always refreshes something", () => {
-    for (const topic of ["agents", "results", "executions", "audit", "jobs", "all", "?"]) {
+    for (const topic of ["agents", "results", "executions", "audit", "jobs", "timeline", "inventory", "all", "?"]) {
       for (const ids of [[], ["a"], ["a", "b"]]) expect(stale(change(topic, ids)).length).toBeGreaterThan(0);
     }
   });

@@ -19,6 +19,13 @@ export const keys = {
   targets: (exec: string) => ["targets", exec] as const,
   execResults: (exec: string) => ["exec-results", exec] as const,
   audit: (filter: string) => ["audit", filter] as const,
+  /// Fleet-wide inventory lists (titles, a title's PCs, hardware and its summaries, a job's facts): any PC's new
+  /// report can change them.
+  inventory: ["inventory"] as const,
+  inventoryList: (list: string, query: unknown) => ["inventory", list, JSON.stringify(query)] as const,
+  /// One PC's inventory, and its change log under the same prefix.
+  agentInventory: (pc: string) => ["agent-inventory", pc] as const,
+  agentChanges: (pc: string, filter: string) => ["agent-inventory", pc, "changes", filter] as const,
 };
 
 /// The stale query-key prefixes for one change. An empty `ids` means "anything in this topic".
@@ -34,11 +41,15 @@ export function stale(change: Change): QueryKey[] {
       return [["executions"], ...each("execution"), ...each("targets")];
     case "audit":
       // The CLI changes jobs and agent config straight over NATS; its audit record is the change the backend sees.
-      return [["audit"], ["jobs"], ["preview"], ["agent-config"]];
+      return [["audit"], ["jobs"], ["preview"], ["agent-config"], ["inventory", "facts"]];
     case "jobs":
-      return [["jobs"], ["preview"]];
+      // A job's manifest says which of its facts are shown and counted.
+      return [["jobs"], ["preview"], ["inventory", "facts"]];
     case "timeline":
       return each("timeline");
+    case "inventory":
+      // A PC's report (or a job's facts from its run) was stored: the fleet's lists, and that PC's own pages.
+      return [["inventory"], ...each("agent-inventory")];
     default:
       // `all` (the server dropped changes for this client) and topics this dashboard does not know yet.
       return [[]];

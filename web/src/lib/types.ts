@@ -39,3 +39,24 @@ export type Change = Schemas["ClientChange"];
 export type ExecBody = Schemas["ExecBody"];
 /// Every error code the backend answers with.
 export type ErrorCode = Schemas["ErrorCode"];
+/// Inventory (`/api/agents/{pc}/inventory`, `/api/inventory/...`).
+export type AgentInventory = Schemas["AgentInventory"];
+export type InventoryReport = Schemas["InventoryReportInfo"];
+export type Hardware = Schemas["Hardware"];
+export type InventoryStatus = Schemas["Status"];
+export type Volume = Schemas["Volume"];
+export type VolumeUsage = Schemas["VolumeUsage"];
+export type SoftwareRow = Schemas["SoftwareRow"];
+export type SoftwarePage = Schemas["Page_SoftwareRow"];
+export type TitleRow = Schemas["TitleRow"];
+export type TitlePage = Schemas["Page_TitleRow"];
+export type ChangeRow = Schemas["ChangeRow"];
+export type ChangePage = Schemas["Page_ChangeRow"];
+export type HardwareRow = Schemas["HardwareRow"];
+export type HardwarePage = Schemas["Page_HardwareRow"];
+export type ValueCount = Schemas["ValueCount"];
+/// A job's facts (`GET /api/inventory?app=`): its display columns, a page of PCs, its summary counts.
+export type JobFactsView = Schemas["JobFactsView"];
+export type JobFactRow = Schemas["JobFactRow"];
+export type RefreshBody = Schemas["RefreshBody"];
+export type RefreshView = Schemas["RefreshView"];

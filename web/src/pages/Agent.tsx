@@ -1,20 +1,34 @@
-// One agent: what it reported, a ping, the config that applies to it, its recent results and its timeline.
+// One agent: what it reported, a ping, the config that applies to it, its recent results and its timeline; and, in
+// tabs, its inventory: hardware, software and the change log, with a button that asks it to report now. The tab is
+// in the URL (`?tab=`) so it can be linked to.
 
-import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { Link, useNavigate, useParams } from "react-router";
+import { type UseQueryResult, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { Link, useNavigate, useParams, useSearchParams } from "react-router";
 
+import { HardwareTab, HistoryTab, SoftwareTab } from "../agentInventory";
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, PageTitle, ResultsTable, When } from "../components";
+import { ErrorNote, Loading, PageTitle, ResultsTable, TabPanel, Tabs, When } from "../components";
 import { forgetPrompt, statusOf } from "../lib/agents";
 import { bytes, span } from "../lib/format";
 import { keys } from "../lib/live";
 import { StatusBadge } from "./Agents";
 import { AgentTimeline } from "../timeline";
+import type { Agent, AgentConfig, ResultRow } from "../lib/types";
+
+const TABS = [
+  ["overview", "Overview"],
+  ["hardware", "Hardware"],
+  ["software", "Software"],
+  ["history", "History"],
+] as const;
 
 export function AgentPage() {
   const { pc = "" } = useParams();
   const { api } = useAuth();
   const navigate = useNavigate();
+  const [params, setParams] = useSearchParams();
+  const tab = TABS.find(([id]) => id === params.get("tab"))?.[0] ?? "overview";
+  const refresh = useMutation({ mutationFn: () => api.refreshInventory({ pcs: [pc], groups: [], all: false, full: false }) });
   const queries = useQueryClient();
   const forget = useMutation({
     mutationFn: () => api.removeAgent(pc, false),
@@ -50,6 +64,9 @@ export function AgentPage() {
             <button type="button" onClick={() => ping.mutate()} disabled={ping.isPending}>
               {ping.isPending ? "Pinging…" : "Ping"}
             </button>{" "}
+            <button type="button" onClick={() => refresh.mutate()} disabled={refresh.isPending}>
+              {refresh.isPending ? "Asking…" : "Refresh inventory"}
+            </button>{" "}
             <button
               type="button"
               onClick={() => a && window.confirm(forgetPrompt(pc, statusOf(a))) && forget.mutate()}
@@ -73,8 +90,66 @@ export function AgentPage() {
           </p>
         ) : null}
         {ping.isError ? <ErrorNote error={ping.error} what="ping" /> : null}
+        {refresh.isSuccess ? (
+          <p className="ok-note" data-testid="refresh-result">
+            {refresh.data.asked === 0
+              ? "No agent was asked: the backend knows no such agent."
+              : `Asked ${pc} to collect its inventory now. What changed arrives in a moment${a && !a.online ? ", once it is back online" : ""}; the tabs update when it does.`}
+          </p>
+        ) : null}
+        {refresh.isError ? <ErrorNote error={refresh.error} what="ask for an inventory" /> : null}
         {forget.isError ? <ErrorNote error={forget.error} what="forget the agent" /> : null}
       </div>
+      <Tabs
+        label={`${pc}'s pages`}
+        prefix="agent"
+        tabs={TABS}
+        current={tab}
+        onSelect={(id) => {
+          const next = new URLSearchParams(params);
+          if (id === "overview") next.delete("tab");
+          else next.set("tab", id);
+          setParams(next, { replace: true });
+        }}
+      />
+      {tab === "hardware" ? (
+        <TabPanel prefix="agent" id="hardware">
+          <HardwareTab pc={pc} />
+        </TabPanel>
+      ) : null}
+      {tab === "software" ? (
+        <TabPanel prefix="agent" id="software">
+          <SoftwareTab pc={pc} />
+        </TabPanel>
+      ) : null}
+      {tab === "history" ? (
+        <TabPanel prefix="agent" id="history">
+          <HistoryTab pc={pc} />
+        </TabPanel>
+      ) : null}
+      {tab === "overview" ? (
+        <TabPanel prefix="agent" id="overview">
+          <Overview pc={pc} agent={agent} results={results} config={config} />
+        </TabPanel>
+      ) : null}
+    </section>
+  );
+}
+
+function Overview({
+  pc,
+  agent,
+  results,
+  config,
+}: {
+  pc: string;
+  agent: UseQueryResult<Agent>;
+  results: UseQueryResult<ResultRow[]>;
+  config: UseQueryResult<AgentConfig>;
+}) {
+  const a = agent.data;
+  return (
+    <>
       {agent.isPending ? <Loading what="the agent" /> : null}
       {agent.isError ? <ErrorNote error={agent.error} what="load the agent" /> : null}
       {a ? (
@@ -160,6 +235,6 @@ export function AgentPage() {
       </div>
 
       <AgentTimeline pc={pc} />
-    </section>
+    </>
   );
 }

@@ -2,11 +2,10 @@
 // (the search box waits until typing pauses); both are in the URL so a view can be shared.
 
 import { useInfiniteQuery } from "@tanstack/react-query";
-import { useEffect, useState } from "react";
 import { useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, PageTitle, PcLink, When } from "../components";
+import { ErrorNote, Loading, PageTitle, PcLink, When, useDebounced, useSearchText } from "../components";
 import { AGENT_STATUSES, agentQuery, statusOf, type AgentStatus } from "../lib/agents";
 import { keys } from "../lib/live";
 import { nextCursor, rowsOf } from "../lib/paging";
@@ -15,15 +14,6 @@ import { nextCursor, rowsOf } from "../lib/paging";
 const PAGE_ROWS = 200;
 /// How long the search box waits after the last keystroke before it asks the server.
 const SEARCH_PAUSE_MS = 300;
-
-function useDebounced<T>(value: T, ms: number): T {
-  const [settled, setSettled] = useState(value);
-  useEffect(() => {
-    const timer = setTimeout(() => setSettled(value), ms);
-    return () => clearTimeout(timer);
-  }, [value, ms]);
-  return settled;
-}
 
 export function StatusBadge({ status }: { status: AgentStatus }) {
   const symbol = status === "online" ? "●" : status === "offline" ? "○" : "◌";
@@ -38,7 +28,7 @@ export function StatusBadge({ status }: { status: AgentStatus }) {
 export function AgentsPage() {
   const { api } = useAuth();
   const [params, setParams] = useSearchParams();
-  const typed = params.get("q") ?? "";
+  const [typed, setTyped] = useSearchText("q");
   const status = params.get("status") ?? "";
   const query = agentQuery(useDebounced(typed, SEARCH_PAUSE_MS), status);
   const agents = useInfiniteQuery({
@@ -50,10 +40,15 @@ export function AgentsPage() {
   });
   const shown = rowsOf(agents.data?.pages, (a) => a.pc_id);
   const set = (key: string, value: string) => {
-    const next = new URLSearchParams(params);
-    if (value) next.set(key, value);
-    else next.delete(key);
-    setParams(next, { replace: true });
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        if (value) next.set(key, value);
+        else next.delete(key);
+        return next;
+      },
+      { replace: true },
+    );
   };
   const filtered = Boolean(query.search || query.status);
   return (
@@ -66,7 +61,7 @@ export function AgentsPage() {
           type="search"
           value={typed}
           placeholder="pc, hostname, group, version, offline…"
-          onChange={(e) => set("q", e.target.value)}
+          onChange={(e) => setTyped(e.target.value)}
           aria-describedby="agent-count"
         />
         <label htmlFor="agent-status">Status</label>

@@ -2,11 +2,11 @@
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type ReactNode, useEffect, useRef, useState } from "react";
-import { Link, useNavigate, useParams } from "react-router";
+import { Link, useLocation, useNavigate, useParams } from "react-router";
 
 import { useAuth } from "../auth";
 import { ErrorNote, Loading, PageTitle, When } from "../components";
-import { type ExecForm, type WaveRow, EMPTY_WAVE, MAX_WAVES, check, initialForm } from "../lib/execform";
+import { type ExecForm, type Handoff, type WaveRow, EMPTY_WAVE, MAX_WAVES, check, formFor, handoffOf } from "../lib/execform";
 import { millis } from "../lib/format";
 import { keys } from "../lib/live";
 import { describeTargets } from "../lib/targets";
@@ -15,11 +15,33 @@ import type { StoredJob } from "../lib/types";
 export function JobsPage() {
   const { job: selected } = useParams();
   const { api } = useAuth();
+  const location = useLocation();
+  const navigate = useNavigate();
+  // PCs handed over from another page (an inventory query's): the Run dialog opens on them, whichever job is chosen.
+  const handoff = handoffOf(location.state);
   const jobs = useQuery({ queryKey: keys.jobs, queryFn: api.jobs });
   const current = jobs.data?.find((j) => j.job.id === selected);
   return (
     <section aria-labelledby="page-title">
       <PageTitle>Jobs</PageTitle>
+      {handoff ? (
+        <div className="handoff" role="status" data-testid="handoff">
+          <p>
+            <strong>
+              {handoff.pcs.length} PC{handoff.pcs.length === 1 ? "" : "s"}
+            </strong>{" "}
+            from {handoff.from} {handoff.pcs.length === 1 ? "is" : "are"} ready as targets: choose a job and Run… opens on{" "}
+            {handoff.pcs.length === 1 ? "it" : "them"}.{" "}
+            <button type="button" className="link" onClick={() => void navigate(location.pathname, { replace: true, state: null })}>
+              Drop them
+            </button>
+          </p>
+          <p className="small muted">
+            {handoff.pcs.slice(0, 10).join(", ")}
+            {handoff.pcs.length > 10 ? ` and ${handoff.pcs.length - 10} more` : ""}
+          </p>
+        </div>
+      ) : null}
       {jobs.isPending ? <Loading what="jobs" /> : null}
       {jobs.isError ? <ErrorNote error={jobs.error} what="load the job catalogue" /> : null}
       {jobs.data && jobs.data.length === 0 ? (
@@ -35,6 +57,7 @@ export function JobsPage() {
                 <li key={j.job.id}>
                   <Link
                     to={`/jobs/${encodeURIComponent(j.job.id)}`}
+                    state={location.state}
                     aria-current={j.job.id === selected ? "page" : undefined}
                     className={j.job.id === selected ? "selected" : undefined}
                   >
@@ -49,7 +72,7 @@ export function JobsPage() {
             </ul>
           </nav>
         ) : null}
-        {current ? <JobDetail stored={current} /> : null}
+        {current ? <JobDetail stored={current} handoff={handoff} /> : null}
         {jobs.data && selected && !current ? <p className="error">No job `{selected}` in the catalogue.</p> : null}
         {jobs.data && jobs.data.length > 0 && !selected ? <p className="muted">Choose a job to see its manifest.</p> : null}
       </div>
@@ -57,7 +80,7 @@ export function JobsPage() {
   );
 }
 
-function JobDetail({ stored }: { stored: StoredJob }) {
+function JobDetail({ stored, handoff }: { stored: StoredJob; handoff: Handoff | null }) {
   const { api } = useAuth();
   const client = useQueryClient();
   const [open, setOpen] = useState(false);
@@ -123,7 +146,7 @@ function JobDetail({ stored }: { stored: StoredJob }) {
       <pre className="code" tabIndex={0} aria-label={`Manifest of ${job.id}`}>
         {stored.manifest}
       </pre>
-      {open ? <ExecDialog stored={stored} onClose={() => setOpen(false)} /> : null}
+      {open ? <ExecDialog stored={stored} handoff={handoff} onClose={() => setOpen(false)} /> : null}
     </article>
   );
 }
@@ -138,12 +161,12 @@ function useSettled<T>(value: T, ms: number): T {
   return settled;
 }
 
-function ExecDialog({ stored, onClose }: { stored: StoredJob; onClose: () => void }) {
+function ExecDialog({ stored, handoff, onClose }: { stored: StoredJob; handoff: Handoff | null; onClose: () => void }) {
   const { api } = useAuth();
   const navigate = useNavigate();
   const dialog = useRef<HTMLDialogElement>(null);
   const job = stored.job;
-  const [form, setForm] = useState<ExecForm>(() => initialForm(job.targets));
+  const [form, setForm] = useState<ExecForm>(() => formFor(job.targets, handoff));
   const checked = check(form, !!job.targets);
   const bodyText = checked.ok ? JSON.stringify(checked.body) : "";
   const settledBody = useSettled(bodyText, 250);
