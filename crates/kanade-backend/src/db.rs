@@ -157,6 +157,17 @@ impl Db {
         Ok(Self { pool, dialect })
     }
 
+    /// A transaction that will write after it reads. SQLite's default `BEGIN` takes the write lock only at the first
+    /// write, and a transaction that read first and then finds another writer cannot wait for it (the busy
+    /// timeout does not apply to that upgrade): it fails at once with "database is locked". `BEGIN IMMEDIATE`
+    /// takes the write lock up front, where the busy timeout waits. PostgreSQL's `BEGIN` has no such upgrade.
+    pub(crate) async fn begin_read_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

@@ -23,7 +23,7 @@ impl Db {
     /// Stores each result's facts unless a newer result of the same job and PC is already stored: the rows are
     /// replaced; an output that was not the promised JSON records its error and leaves the rows before it.
     pub async fn store_facts(&self, rows: &[(NewFacts, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read_write().await?;
         for (facts, _) in rows {
             let finished = facts.finished_at.timestamp_millis();
             let stored: Option<i64> =

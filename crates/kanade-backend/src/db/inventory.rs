@@ -184,7 +184,7 @@ impl Db {
     /// its PC and kind, and only the difference is written (and logged). A report older than the stored one is
     /// ignored; one with the stored hash only moves the report's times. So a redelivered batch changes nothing.
     pub async fn apply_inventory(&self, reports: &[(NewInventory, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read_write().await?;
         for (report, _) in reports {
             self.apply_one(&mut tx, report, now).await?;
         }
