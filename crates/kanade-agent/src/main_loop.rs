@@ -322,6 +322,9 @@ impl MainLoop {
                 self.outbox.wake();
                 self.heartbeat().await;
                 self.start_catch_up();
+                if self.inventory.take_unsent() {
+                    self.start_inventory(false);
+                }
             }
             Event::Report(Report::CaughtUp(read)) => {
                 // Handed on oldest first; the position moves only now that every one of them is.

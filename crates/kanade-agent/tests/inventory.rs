@@ -108,3 +108,27 @@ async fn a_disabled_inventory_says_so_and_sends_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(held(&js, "inv-pc").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_the_broker_did_not_take_is_sent_again_after_a_reconnect() {
+    init_logging();
+    let mut nats = NatsServer::start();
+    let (_client, js) = connect(&nats.url()).await;
+    // No stream to take the reports: the agent's first round publishes into nothing and is not acknowledged.
+    js.delete_stream(STREAM_INVENTORY).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = TestAgent::start_with(config(&nats.url(), dir.path(), true), dir).await;
+    // A publish with no stream behind its subject is refused at once (no responders), so the first round is over
+    // well within this; nothing was acknowledged, so nothing is kept.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!agent.data_dir().join("inventory.json").exists());
+
+    // The stream is back, and the connection drops and returns: the agent sends what it could not.
+    nats.restart();
+    let (_client, js) = connect(&nats.url()).await;
+    eventually("every kind sent after the reconnect", PATIENCE, || async {
+        (held(&js, "inv-pc").await.len() == KINDS.len()).then_some(())
+    })
+    .await;
+    drop(agent);
+}

@@ -161,6 +161,9 @@ pub struct Inventory {
     acked: Mutex<Acked>,
     busy: tokio::sync::Mutex<()>,
     again: AtomicU8,
+    /// The last round left a kind unsent (no ack from the broker): the next reconnect tries again rather than the
+    /// next interval, a day later.
+    unsent: std::sync::atomic::AtomicBool,
 }
 
 impl Inventory {
@@ -183,11 +186,17 @@ impl Inventory {
             acked: Mutex::new(acked),
             busy: tokio::sync::Mutex::new(()),
             again: AtomicU8::new(AGAIN_NONE),
+            unsent: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// Whether the last round left something unsent; true once per such round (the caller starts a round).
+    pub fn take_unsent(&self) -> bool {
+        self.unsent.swap(false, Ordering::SeqCst)
     }
 
     /// Answers `agents.<pc>.inventory`; says whether a collection should be started (`Some(full)`).
@@ -256,6 +265,7 @@ impl Inventory {
         if !sent.is_empty() {
             self.remember(&prepared, &sent);
         }
+        self.unsent.store(sent.len() < sending.len(), Ordering::SeqCst);
         tracing::info!(
             full,
             sent = ?sent,
