@@ -34,8 +34,17 @@ use crate::inventory::collect::{Collected, HostRoot};
 /// How long one whole collection may take before its reports are abandoned (the blocking thread finishes on its
 /// own: each helper program it runs is killed at `collect::COMMAND_TIMEOUT`).
 const COLLECT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-/// How long a report may wait for the broker's ack; one not acknowledged is sent again next time.
+/// How long a report may wait for the broker's ack.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(10);
+/// The waits before each retry of a report the broker did not acknowledge (each spread over half to all of it).
+const RETRY_WAITS: [Duration; 6] = [
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(180),
+];
 
 /// Where an agent's inventory comes from: the host it runs on, or the fleet simulator's made-up PCs.
 pub enum Source {
@@ -257,9 +266,8 @@ impl Inventory {
         let sending = to_send(&prepared, &acked, held.as_ref(), full);
         let mut sent = Vec::new();
         for report in &sending {
-            match self.publish(report).await {
-                Ok(()) => sent.push(report.kind),
-                Err(err) => tracing::warn!(kind = report.kind, error = %err, "inventory not reported; next time"),
+            if self.publish_with_retries(report).await {
+                sent.push(report.kind);
             }
         }
         if !sent.is_empty() {
@@ -329,6 +337,28 @@ impl Inventory {
             }
             Err(_) => None,
         }
+    }
+
+    /// Publishes, and when the broker does not acknowledge (a whole fleet reporting at once meets JetStream's
+    /// limit of pending requests, `429 too many requests`, or an ack timeout) tries again after a growing, spread
+    /// wait: [`RETRY_WAITS`], about five minutes in all. False when every try failed (the next reconnect or
+    /// interval tries again).
+    async fn publish_with_retries(&self, report: &Prepared) -> bool {
+        for (attempt, wait) in std::iter::once(Duration::ZERO).chain(RETRY_WAITS.iter().copied()).enumerate() {
+            if !wait.is_zero() {
+                // Spread over half to all of the wait, so the agents refused together do not come back together.
+                tokio::time::sleep(wait / 2 + rand::random_range(Duration::ZERO..=wait / 2)).await;
+            }
+            match self.publish(report).await {
+                Ok(()) => return true,
+                Err(err) => tracing::debug!(kind = report.kind, attempt, error = %err, "inventory not acknowledged"),
+            }
+        }
+        tracing::warn!(
+            kind = report.kind,
+            "inventory not acknowledged after retries; tried again at the next reconnect"
+        );
+        false
     }
 
     async fn publish(&self, report: &Prepared) -> Result<(), async_nats::Error> {
