@@ -270,6 +270,9 @@ mod tests {
         assert!(parse("max_local_concurrent", "-1").is_err());
         assert!(parse("heartbeat_interval", "soon").unwrap_err().to_string().contains("not a duration"));
         assert!(parse("target_version", "1.0/../x").is_err());
+        assert_eq!(parse("inventory_jitter", "0s").unwrap(), Value::String("0s".into()));
+        assert!(parse("inventory_jitter", "8d").unwrap_err().to_string().contains("outside 0s to 7days"));
+        assert!(parse("inventory_interval", "30s").unwrap_err().to_string().contains("outside 1m to 7days"));
         let err = parse("hearbeat_interval", "30s").unwrap_err().to_string();
         assert!(err.starts_with("unknown config key `hearbeat_interval` (known: target_version,"), "{err}");
     }
