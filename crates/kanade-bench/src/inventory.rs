@@ -35,7 +35,8 @@ pub struct InventoryArgs {
     /// Longest random wait before each agent's first report (0: the whole fleet at once, the worst case).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub jitter: Duration,
-    /// `sqlite`, `postgres`, or both, comma-separated.
+    /// `sqlite`, `postgres`, or both, comma-separated. With PostgreSQL the backend's CPU leaves out the database
+    /// server's own.
     #[arg(long, default_value = "sqlite,postgres", value_delimiter = ',')]
     pub databases: Vec<String>,
     /// Where PostgreSQL is: a database is created there for the run and dropped after it.
@@ -247,7 +248,7 @@ async fn one_database(args: &InventoryArgs, bin: &Path, kind: &str) -> anyhow::R
         }
         let p = percentiles(samples);
         rows_out.push(format!(
-            "| {what} | {:.1} ms | {:.1} ms | {:.0} KB |",
+            "| {what} | {:.1} ms | {:.1} ms | {:.1} KB |",
             p.p50 as f64 / 1000.0,
             p.p99 as f64 / 1000.0,
             bytes as f64 / 1024.0

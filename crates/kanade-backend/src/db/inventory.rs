@@ -580,24 +580,43 @@ impl Db {
         }
         let keys = query.fetch_all(&self.pool).await?;
         let page = super::Paged::of(keys, limit as u32, Clone::clone);
-        let mut items = Vec::with_capacity(page.items.len());
-        for key in &page.items {
-            let rows = sqlx::query("SELECT version, name, installs FROM software_titles WHERE name_key = $1")
-                .bind(key.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-            let mut versions = Vec::with_capacity(rows.len());
-            let mut name = String::new();
-            for row in &rows {
-                let version: String = row.try_get(0)?;
-                if name.is_empty() {
-                    name = row.try_get(1)?;
-                }
-                versions.push(TitleVersion { version, installs: row.try_get(2)? });
+        let (Some(first), Some(last)) = (page.items.first(), page.items.last()) else {
+            return Ok(super::Paged { items: Vec::new(), next: None });
+        };
+        // Every version of the page's titles in one range read of the primary key (one query, not one per title:
+        // on PostgreSQL a round trip each made a page of 100 titles take ~60 ms).
+        let rows = sqlx::query(
+            "SELECT name_key, version, name, installs FROM software_titles WHERE name_key >= $1 AND name_key <= $2",
+        )
+        .bind(first.as_str())
+        .bind(last.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_key: BTreeMap<String, TitleRow> = BTreeMap::new();
+        for row in &rows {
+            let key: String = row.try_get(0)?;
+            let title = by_key.entry(key).or_insert_with(|| TitleRow {
+                name: String::new(),
+                installs: 0,
+                versions: Vec::new(),
+            });
+            if title.name.is_empty() {
+                title.name = row.try_get(2)?;
             }
-            versions.sort_by(|a, b| version::compare(Scheme::Generic, &b.version, &a.version));
-            items.push(TitleRow { name, installs: versions.iter().map(|v| v.installs).sum(), versions });
+            let installs: i64 = row.try_get(3)?;
+            title.installs += installs;
+            title.versions.push(TitleVersion { version: row.try_get(1)?, installs });
         }
+        // The range also holds titles the search left out; the page is the keys it found, in order.
+        let items: Vec<TitleRow> = page
+            .items
+            .iter()
+            .filter_map(|key| by_key.remove(key))
+            .map(|mut title| {
+                title.versions.sort_by(|a, b| version::compare(Scheme::Generic, &b.version, &a.version));
+                title
+            })
+            .collect();
         Ok(super::Paged { items, next: page.next })
     }
 
