@@ -285,6 +285,6 @@ mod tests {
         assert_eq!(size(0), "0 B");
         assert_eq!(size(16 << 30), "16.0 GiB");
         assert_eq!(size(1536 << 20), "1.5 GiB");
-        assert_eq!(size(u64::MAX), "16384.0 TiB");
+        assert_eq!(size(u64::MAX), "16777216.0 TiB");
     }
 }
