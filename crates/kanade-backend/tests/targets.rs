@@ -16,7 +16,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 fn installer(id: &str, extra: &str) -> String {
     format!(
         "id: {id}\nversion: \"0.43.0\"\nexecute:\n  shell: sh\n  script: 'echo installed $KANADE_JOB_ID'\n  \
-         timeout: 30s\n  run_as: system\nrequire_approval: false\ninventory:\n  display: {{columns: [name]}}\n{extra}"
+         timeout: 30s\n  run_as: system\nrequire_approval: false\ninventory:\n  display: [{{field: version}}]\n{extra}"
     )
 }
 

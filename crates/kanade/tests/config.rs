@@ -219,6 +219,7 @@ async fn effective_merges_global_groups_by_name_and_pc_and_reports_group_conflic
             vec!["target_version_jitter", "5m", "group wave1"],
             vec!["heartbeat_interval", "20s", "group wave1"],
             vec!["inventory_interval", "-", "built-in default"],
+            vec!["inventory_jitter", "-", "built-in default"],
             vec!["max_local_concurrent", "1", "pc pc-1"],
         ],
         "{table}"
@@ -409,6 +410,7 @@ async fn concurrent_sets_on_one_scope_all_land() {
                 "target_version_jitter" => format!("{i}m"),
                 "heartbeat_interval" => format!("{}s", i + 1),
                 "inventory_interval" => format!("{i}h"),
+                "inventory_jitter" => format!("{i}m"),
                 "max_local_concurrent" => format!("{}", i + 1),
                 other => panic!("a new key `{other}` needs a value here"),
             };

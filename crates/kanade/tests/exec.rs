@@ -436,7 +436,7 @@ async fn executions_lists_and_shows_what_was_fired() {
 fn installer(id: &str, source: &str) -> String {
     format!(
         "id: {id}\nversion: \"0.43.0\"\nexecute:\n  shell: sh\n  {source}\n  timeout: 15m\n  run_as: system\n\
-         require_approval: false\ninventory:\n  display: {{columns: [name, version]}}\n"
+         require_approval: false\ninventory:\n  display: [{{field: version, label: Version}}, {{field: path}}]\n"
     )
 }
 
