@@ -6,42 +6,14 @@
 //! It needs Node.js, `web/node_modules` and Chromium: `cargo xtask web` obtains them (`cargo xtask ci` does it
 //! first). Without them the test fails and says so; it never passes without having run the browser.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-
 use kanade_testkit::{NatsServer, TEST_TOKEN, TestAgent, TestBackend, connect, init_logging, operator_token};
 use serde_json::json;
 
-/// The whole browser run, building nothing: a hung browser must not hang the suite.
-const BROWSER_PATIENCE: Duration = Duration::from_secs(300);
+mod support;
+
+use support::browser;
+
 const PC: &str = "pc-web";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("KANADE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// What the browser run needs, each with how to get it.
-fn missing_prerequisites(web: &Path) -> Vec<String> {
-    let mut missing = Vec::new();
-    if !web.join("dist/index.html").is_file() {
-        missing.push("the built dashboard (web/dist)".to_owned());
-    }
-    if !web.join("node_modules/playwright-core").is_dir() {
-        missing.push("web/node_modules (npm ci)".to_owned());
-    }
-    if !chromium().is_file() {
-        missing.push(format!("Chromium at {} (Debian package `chromium`)", chromium().display()));
-    }
-    if std::process::Command::new("node").arg("--version").output().is_err() {
-        missing.push("Node.js 20+ on PATH".to_owned());
-    }
-    missing
-}
 
 fn manifest(id: &str, script: &str, extra: &str) -> String {
     format!(
@@ -53,13 +25,7 @@ fn manifest(id: &str, script: &str, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_works_in_a_real_browser() {
     init_logging();
-    let web = workspace().join("web");
-    let missing = missing_prerequisites(&web);
-    assert!(
-        missing.is_empty(),
-        "the browser test cannot run without {}; run `cargo xtask web` (it installs them), then the test again",
-        missing.join(", ")
-    );
+    browser::require_prerequisites();
 
     let nats = NatsServer::start();
     let url = nats.url();
@@ -111,27 +77,11 @@ async fn the_dashboard_works_in_a_real_browser() {
     assert_eq!(status, 201, "exec guarded: {pending}");
     assert_eq!(pending["status"], "pending_approval", "{pending}");
 
-    let artifacts = workspace().join("target/dashboard-artifacts");
-    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    let mut browser = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "--test-concurrency=1", "e2e/dashboard.test.mjs"])
-        .current_dir(&web)
-        .env("KANADE_URL", backend.url())
-        .env("KANADE_TOKEN", TEST_TOKEN)
-        .env("KANADE_PC", PC)
-        .env("KANADE_PENDING_EXEC", pending["exec_id"].as_str().expect("exec id"))
-        .env("KANADE_ARTIFACTS", &artifacts)
-        .env("KANADE_CHROMIUM", chromium())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run node");
-    let status = match tokio::time::timeout(BROWSER_PATIENCE, browser.wait()).await {
-        Ok(status) => status.expect("wait for node"),
-        Err(_) => {
-            let _ = browser.kill().await;
-            panic!("the browser run did not finish within {BROWSER_PATIENCE:?}");
-        }
-    };
-    assert!(status.success(), "browser steps failed ({status}); see the output above and {}", artifacts.display());
+    let env = [
+        ("KANADE_URL", backend.url()),
+        ("KANADE_TOKEN", TEST_TOKEN.to_owned()),
+        ("KANADE_PC", PC.to_owned()),
+        ("KANADE_PENDING_EXEC", pending["exec_id"].as_str().expect("exec id").to_owned()),
+    ];
+    browser::run("e2e/dashboard.test.mjs", &env).await;
 }

@@ -7,15 +7,15 @@
 //! It needs Node.js, `web/node_modules` and Chromium, as `tests/dashboard.rs` does: `cargo xtask web` obtains them.
 //! Without them the test fails and says so; it never passes without having run the browser.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use kanade_testkit::{NatsServer, TEST_TOKEN, TestAgent, TestBackend, connect, eventually, init_logging};
 use serde_json::{Value, json};
 
-/// The whole browser run, building nothing: a hung browser must not hang the suite.
-const BROWSER_PATIENCE: Duration = Duration::from_secs(300);
+mod support;
+
+use support::browser;
+
 /// The real agent's first inventory (dpkg's whole database) and the facts travel through NATS and two projectors.
 const PATIENCE: Duration = Duration::from_secs(90);
 /// The agent with inventory on, reporting this machine.
@@ -26,32 +26,6 @@ const PLAIN_PC: &str = "plain-pc";
 const HAND_PC: &str = "hand-pc";
 /// A software name a careless page would turn into an element that runs script.
 const MARKUP: &str = "<img src=x onerror=alert(1)>";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("KANADE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// What the browser run needs, each with how to get it.
-fn missing_prerequisites(web: &Path) -> Vec<String> {
-    let mut missing = Vec::new();
-    if !web.join("dist/index.html").is_file() {
-        missing.push("the built dashboard (web/dist)".to_owned());
-    }
-    if !web.join("node_modules/playwright-core").is_dir() {
-        missing.push("web/node_modules (npm ci)".to_owned());
-    }
-    if !chromium().is_file() {
-        missing.push(format!("Chromium at {} (Debian package `chromium`)", chromium().display()));
-    }
-    if std::process::Command::new("node").arg("--version").output().is_err() {
-        missing.push("Node.js 20+ on PATH".to_owned());
-    }
-    missing
-}
 
 /// Publishes one inventory report of `hand-pc` into `INVENTORY` as an agent would, and waits for the broker's ack.
 async fn publish(js: &async_nats::jetstream::Context, kind: &str, errors: &[&str], data: Value) {
@@ -94,13 +68,7 @@ fn facts_job(version: &str, broken: bool) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inventory_pages_work_in_a_real_browser() {
     init_logging();
-    let web = workspace().join("web");
-    let missing = missing_prerequisites(&web);
-    assert!(
-        missing.is_empty(),
-        "the browser test cannot run without {}; run `cargo xtask web` (it installs them), then the test again",
-        missing.join(", ")
-    );
+    browser::require_prerequisites();
 
     let nats = NatsServer::start();
     let url = nats.url();
@@ -195,31 +163,15 @@ async fn the_inventory_pages_work_in_a_real_browser() {
     })
     .await;
 
-    let artifacts = workspace().join("target/dashboard-artifacts");
-    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    let mut browser = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "--test-concurrency=1", "e2e/inventory.test.mjs"])
-        .current_dir(&web)
-        .env("KANADE_URL", backend.url())
-        .env("KANADE_TOKEN", TEST_TOKEN)
-        .env("KANADE_REAL_PC", REAL_PC)
-        .env("KANADE_PLAIN_PC", PLAIN_PC)
-        .env("KANADE_HAND_PC", HAND_PC)
-        .env("KANADE_MARKUP", MARKUP)
-        .env("KANADE_LIBC6", &libc6)
-        .env("KANADE_OS_NAME", &os_name)
-        .env("KANADE_ARTIFACTS", &artifacts)
-        .env("KANADE_CHROMIUM", chromium())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run node");
-    let status = match tokio::time::timeout(BROWSER_PATIENCE, browser.wait()).await {
-        Ok(status) => status.expect("wait for node"),
-        Err(_) => {
-            let _ = browser.kill().await;
-            panic!("the browser run did not finish within {BROWSER_PATIENCE:?}");
-        }
-    };
-    assert!(status.success(), "browser steps failed ({status}); see the output above and {}", artifacts.display());
+    let env = [
+        ("KANADE_URL", backend.url()),
+        ("KANADE_TOKEN", TEST_TOKEN.to_owned()),
+        ("KANADE_REAL_PC", REAL_PC.to_owned()),
+        ("KANADE_PLAIN_PC", PLAIN_PC.to_owned()),
+        ("KANADE_HAND_PC", HAND_PC.to_owned()),
+        ("KANADE_MARKUP", MARKUP.to_owned()),
+        ("KANADE_LIBC6", libc6.clone()),
+        ("KANADE_OS_NAME", os_name.clone()),
+    ];
+    browser::run("e2e/inventory.test.mjs", &env).await;
 }
