@@ -7,7 +7,7 @@ import { type ReactNode, useState } from "react";
 import { Link } from "react-router";
 
 import { useAuth } from "./auth";
-import { ErrorNote, Loading, When } from "./components";
+import { ErrorNote, Loading, LoadMore, When } from "./components";
 import { CsvDownload } from "./inventory";
 import { ApiError, withQuery } from "./lib/api";
 import { bytes } from "./lib/format";
@@ -394,13 +394,7 @@ export function HistoryTab({ pc }: { pc: string }) {
           ) : null}
         </Table>
       ) : null}
-      {changes.hasNextPage ? (
-        <p>
-          <button type="button" onClick={() => void changes.fetchNextPage()} disabled={changes.isFetchingNextPage}>
-            {changes.isFetchingNextPage ? "Loading…" : "Load more changes"}
-          </button>
-        </p>
-      ) : null}
+      <LoadMore pages={changes} what="changes" />
     </section>
   );
 }

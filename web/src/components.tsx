@@ -278,6 +278,24 @@ export function ExecActions({ exec }: { exec: Execution }) {
 
 /// A value that follows `value` once it has stopped changing for `ms`: a search box asks the server once typing
 /// pauses, not at every key.
+/** The "Load more …" button under a paged list, while another page follows. */
+export function LoadMore({
+  pages,
+  what,
+}: {
+  pages: { hasNextPage: boolean; isFetchingNextPage: boolean; fetchNextPage: () => unknown };
+  what: string;
+}) {
+  if (!pages.hasNextPage) return null;
+  return (
+    <p>
+      <button type="button" onClick={() => void pages.fetchNextPage()} disabled={pages.isFetchingNextPage}>
+        {pages.isFetchingNextPage ? "Loading…" : `Load more ${what}`}
+      </button>
+    </p>
+  );
+}
+
 export function useDebounced<T>(value: T, ms: number): T {
   const [settled, setSettled] = useState(value);
   useEffect(() => {

@@ -5,7 +5,7 @@ import { useInfiniteQuery } from "@tanstack/react-query";
 import { useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, PageTitle, PcLink, When, useDebounced, useSearchText } from "../components";
+import { ErrorNote, Loading, LoadMore, PageTitle, PcLink, useDebounced, useSearchText, When } from "../components";
 import { AGENT_STATUSES, agentQuery, statusOf, type AgentStatus } from "../lib/agents";
 import { keys } from "../lib/live";
 import { nextCursor, rowsOf } from "../lib/paging";
@@ -126,13 +126,7 @@ export function AgentsPage() {
           </table>
         </div>
       ) : null}
-      {agents.hasNextPage ? (
-        <p>
-          <button type="button" onClick={() => void agents.fetchNextPage()} disabled={agents.isFetchingNextPage}>
-            {agents.isFetchingNextPage ? "Loading…" : "Load more agents"}
-          </button>
-        </p>
-      ) : null}
+      <LoadMore pages={agents} what="agents" />
     </section>
   );
 }

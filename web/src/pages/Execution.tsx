@@ -7,7 +7,18 @@ import { Link, useParams, useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
 import { FullOutput } from "../FullOutput";
-import { ErrorNote, ExecActions, ExecBadge, Loading, PageTitle, PcLink, ProgressBar, StateBadge, When } from "../components";
+import {
+  ErrorNote,
+  ExecActions,
+  ExecBadge,
+  Loading,
+  LoadMore,
+  PageTitle,
+  PcLink,
+  ProgressBar,
+  StateBadge,
+  When,
+} from "../components";
 import { took } from "../lib/format";
 import { keys } from "../lib/live";
 import { LiveOutput } from "../lib/output";
@@ -71,13 +82,7 @@ export function ExecutionPage() {
           {targetRows ? (
             <TargetTable targets={targetRows} selected={pc} onSelect={(p) => setParams({ pc: p })} />
           ) : null}
-          {targets.hasNextPage ? (
-            <p>
-              <button type="button" onClick={() => void targets.fetchNextPage()} disabled={targets.isFetchingNextPage}>
-                {targets.isFetchingNextPage ? "Loading…" : "Load more targets"}
-              </button>
-            </p>
-          ) : null}
+          <LoadMore pages={targets} what="targets" />
         </section>
         {pc ? (
           <ResultPanel exec={exec} pc={pc} target={targetRows?.find((t) => t.pc_id === pc)} />

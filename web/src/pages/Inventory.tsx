@@ -6,7 +6,7 @@ import { useInfiniteQuery } from "@tanstack/react-query";
 import { Link } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, PageTitle, useDebounced, useSearchText } from "../components";
+import { ErrorNote, Loading, LoadMore, PageTitle, useDebounced, useSearchText } from "../components";
 import { CsvDownload, InventoryNav, RangeField } from "../inventory";
 import { withQuery } from "../lib/api";
 import { rangeFilter, titlesQuery } from "../lib/inventory";
@@ -112,13 +112,7 @@ export function InventoryPage() {
           </table>
         </div>
       ) : null}
-      {titles.hasNextPage ? (
-        <p>
-          <button type="button" onClick={() => void titles.fetchNextPage()} disabled={titles.isFetchingNextPage}>
-            {titles.isFetchingNextPage ? "Loading…" : "Load more titles"}
-          </button>
-        </p>
-      ) : null}
+      <LoadMore pages={titles} what="titles" />
     </section>
   );
 }

@@ -6,7 +6,7 @@ import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { useNavigate, useParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, PageTitle, PcLink, When } from "../components";
+import { ErrorNote, Loading, LoadMore, PageTitle, PcLink, When } from "../components";
 import { CsvDownload, InventoryNav, RunOnPcs } from "../inventory";
 import { factJobs, factTable, factWarning } from "../lib/inventory";
 import { keys } from "../lib/live";
@@ -162,13 +162,7 @@ function Facts({ job }: { job: string }) {
                 </tbody>
               </table>
             </div>
-            {facts.hasNextPage ? (
-              <p>
-                <button type="button" onClick={() => void facts.fetchNextPage()} disabled={facts.isFetchingNextPage}>
-                  {facts.isFetchingNextPage ? "Loading…" : "Load more PCs"}
-                </button>
-              </p>
-            ) : null}
+            <LoadMore pages={facts} what="PCs" />
           </section>
         </>
       ) : null}

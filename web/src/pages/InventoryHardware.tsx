@@ -6,7 +6,7 @@ import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { Link, useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, PageTitle, PcLink, When } from "../components";
+import { ErrorNote, Loading, LoadMore, PageTitle, PcLink, When } from "../components";
 import { CsvDownload, InventoryNav, RunOnPcs } from "../inventory";
 import { withQuery } from "../lib/api";
 import { bytes } from "../lib/format";
@@ -121,13 +121,7 @@ export function InventoryHardwarePage() {
             </table>
           </div>
         ) : null}
-        {rows.hasNextPage ? (
-          <p>
-            <button type="button" onClick={() => void rows.fetchNextPage()} disabled={rows.isFetchingNextPage}>
-              {rows.isFetchingNextPage ? "Loading…" : "Load more PCs"}
-            </button>
-          </p>
-        ) : null}
+        <LoadMore pages={rows} what="PCs" />
       </section>
     </section>
   );

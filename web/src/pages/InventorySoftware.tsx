@@ -6,7 +6,7 @@ import { useInfiniteQuery } from "@tanstack/react-query";
 import { Link, useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, Loading, PageTitle, PcLink, When, useDebounced, useSearchText } from "../components";
+import { ErrorNote, Loading, LoadMore, PageTitle, PcLink, useDebounced, useSearchText, When } from "../components";
 import { CsvDownload, InventoryNav, RangeField, RunOnPcs } from "../inventory";
 import { withQuery } from "../lib/api";
 import { type SoftwareFilter, rangeFilter } from "../lib/inventory";
@@ -110,13 +110,7 @@ export function InventorySoftwarePage() {
           </table>
         </div>
       ) : null}
-      {rows.hasNextPage ? (
-        <p>
-          <button type="button" onClick={() => void rows.fetchNextPage()} disabled={rows.isFetchingNextPage}>
-            {rows.isFetchingNextPage ? "Loading…" : "Load more PCs"}
-          </button>
-        </p>
-      ) : null}
+      <LoadMore pages={rows} what="PCs" />
     </section>
   );
 }
