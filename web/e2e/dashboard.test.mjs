@@ -9,18 +9,13 @@
 // The steps run in order in one browser: each starts where the previous one left the page.
 
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
+import { accessible as checkAccessible, env as sharedEnv, expectText as waitForText, launchChromium } from "./support.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set; run this through \`cargo test -p kanade-backend --test dashboard\``);
-  return value;
-};
+const env = (name) => sharedEnv(name, "dashboard");
 const URL = env("KANADE_URL");
 const TOKEN = env("KANADE_TOKEN");
 const PC = env("KANADE_PC");
@@ -38,12 +33,7 @@ const problems = [];
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: env("KANADE_CHROMIUM"),
-    headless: true,
-    // This machine has no internet: keep Chromium from trying to reach Google's services at every start.
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
   // The page runs under the backend's Content-Security-Policy; a violation is a console error, which fails the run.
   context = await browser.newContext({ viewport: WIDE });
   context.setDefaultTimeout(PATIENCE);
@@ -62,21 +52,8 @@ async function shot(name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-
 /// Runs axe-core on the current page; fails on serious or critical violations.
-async function accessible(what) {
-  // Evaluated through the DevTools protocol, which the page's CSP does not govern (a <script> tag would be refused).
-  await page.evaluate(AXE);
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ["violations"] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 3) }));
-  });
-  const serious = result.filter((v) => v.impact === "serious" || v.impact === "critical");
-  assert.deepEqual(serious, [], `${what}: accessibility violations:\n${JSON.stringify(serious, null, 2)}`);
-}
+const accessible = (what) => checkAccessible(page, what);
 
 test("the dashboard asks for a token and refuses a wrong one", async () => {
   await page.goto(URL);
@@ -425,13 +402,4 @@ async function expectAttribute(locator, name, value) {
 }
 
 /// Waits until the locator's text matches; on failure says what it was instead.
-async function expectText(locator, pattern) {
-  const deadline = Date.now() + PATIENCE;
-  let last;
-  while (Date.now() < deadline) {
-    last = await locator.textContent({ timeout: PATIENCE }).catch(() => null);
-    if (last !== null && pattern.test(last)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`text stayed ${JSON.stringify(last)}, expected ${pattern}`);
-}
+const expectText = (locator, pattern) => waitForText(locator, pattern, PATIENCE);

@@ -15,17 +15,12 @@
 
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
+import { accessible as checkAccessible, env as sharedEnv, expectText as waitForText, launchChromium } from "./support.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set; run this through \`cargo test -p kanade-backend --test dashboard_inventory\``);
-  return value;
-};
+const env = (name) => sharedEnv(name, "dashboard_inventory");
 const URL = env("KANADE_URL");
 const TOKEN = env("KANADE_TOKEN");
 const REAL_PC = env("KANADE_REAL_PC");
@@ -51,11 +46,7 @@ const dialogs = [];
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: env("KANADE_CHROMIUM"),
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
   context = await browser.newContext({ viewport: WIDE, acceptDownloads: true });
   context.setDefaultTimeout(PATIENCE);
   page = await context.newPage();
@@ -83,20 +74,8 @@ async function shot(name) {
   await page.screenshot({ path: join(ARTIFACTS, `inventory-${name}.png`), fullPage: true });
 }
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-
 /// Runs axe-core on the current page; fails on serious or critical violations.
-async function accessible(what) {
-  await page.evaluate(AXE);
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ["violations"] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 3) }));
-  });
-  const serious = result.filter((v) => v.impact === "serious" || v.impact === "critical");
-  assert.deepEqual(serious, [], `${what}: accessibility violations:\n${JSON.stringify(serious, null, 2)}`);
-}
+const accessible = (what) => checkAccessible(page, what);
 
 test("signing in and opening Inventory lists the fleet's software titles", async () => {
   await page.goto(URL);
@@ -326,13 +305,4 @@ test("the browser saw no errors and no dialogs", () => {
 });
 
 /// Waits until the locator's text matches; on failure says what it was instead.
-async function expectText(locator, pattern) {
-  const deadline = Date.now() + PATIENCE;
-  let last;
-  while (Date.now() < deadline) {
-    last = await locator.textContent({ timeout: PATIENCE }).catch(() => null);
-    if (last !== null && pattern.test(last)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`text stayed ${JSON.stringify(last)}, expected ${pattern}`);
-}
+const expectText = (locator, pattern) => waitForText(locator, pattern, PATIENCE);
