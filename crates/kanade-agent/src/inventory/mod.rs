@@ -52,17 +52,12 @@ pub enum Source {
     Synthetic(synthetic::SyntheticPc),
 }
 
-impl Source {
-    /// Collects every kind (blocking).
-    fn collect(&self) -> Kinds {
-        match self {
-            Source::Host(root) => Kinds {
-                hardware: crate::platform::collect_hardware(root),
-                software: crate::platform::collect_software(root),
-                status: crate::platform::collect_status(root),
-            },
-            Source::Synthetic(pc) => pc.collect(),
-        }
+/// Collects every kind of the host (blocking).
+fn collect_host(root: &HostRoot) -> Kinds {
+    Kinds {
+        hardware: crate::platform::collect_hardware(root),
+        software: crate::platform::collect_software(root),
+        status: crate::platform::collect_status(root),
     }
 }
 
@@ -291,7 +286,7 @@ impl Inventory {
             Source::Synthetic(pc) => pc.collect(),
             Source::Host(root) => {
                 let root = root.clone();
-                let task = tokio::task::spawn_blocking(move || Source::Host(root).collect());
+                let task = tokio::task::spawn_blocking(move || collect_host(&root));
                 match tokio::time::timeout(COLLECT_TIMEOUT, task).await {
                     Ok(Ok(kinds)) => kinds,
                     Ok(Err(err)) => {

@@ -105,6 +105,11 @@ where
             None => break,
         }
     }
+    download(file, writer)
+}
+
+/// A finished CSV as the download `<file>.csv`.
+fn download(file: &str, writer: csv::Writer<Vec<u8>>) -> Result<Response, ApiError> {
     let body = writer.into_inner().map_err(|err| ApiError::internal(err.error()))?;
     let disposition = format!("attachment; filename=\"{file}.csv\"");
     Ok((
@@ -165,14 +170,7 @@ pub(super) async fn job_facts(
                 None => break,
             }
         }
-        let body = writer.into_inner().map_err(|err| ApiError::internal(err.error()))?;
-        let disposition = format!("attachment; filename=\"{job}-facts.csv\"");
-        return Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-            body,
-        )
-            .into_response());
+        return download(&format!("{job}-facts"), writer);
     }
     let page = state.db.job_facts(job.as_str(), after.as_deref(), limit).await?;
     let mut summary = Vec::with_capacity(inventory.summary.len());
