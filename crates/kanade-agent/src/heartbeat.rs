@@ -36,6 +36,9 @@ pub struct Counters {
     pub malformed_messages: u64,
     pub heartbeat_interval: Duration,
     pub max_local_concurrent: u32,
+    /// The host's CPU and memory percentages from the latest performance sample, if one was taken.
+    pub host_cpu_percent: Option<f32>,
+    pub host_mem_percent: Option<f32>,
 }
 
 /// A process sample is reused for this long, so many agents in one process (the simulator) do not each re-read
@@ -116,6 +119,8 @@ impl HeartbeatSource {
             malformed_messages: counters.malformed_messages,
             heartbeat_interval_ms: u64::try_from(counters.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
             max_local_concurrent: counters.max_local_concurrent,
+            host_cpu_percent: counters.host_cpu_percent,
+            host_mem_percent: counters.host_mem_percent,
             sent_at: Utc::now(),
         }
     }

@@ -393,6 +393,8 @@ impl MainLoop {
             malformed_messages: self.malformed.count(),
             heartbeat_interval: self.applied.heartbeat_interval,
             max_local_concurrent: u32::try_from(self.applied.slots).unwrap_or(u32::MAX),
+            host_cpu_percent: None,
+            host_mem_percent: None,
         }
     }
 

@@ -236,6 +236,7 @@ impl Simulation {
                     interval: args.inventory_interval,
                     jitter: args.inventory_jitter.min(args.inventory_interval),
                 },
+                perf: kanade_shared::config::PerfConfig::default(),
             };
             let inventory = crate::inventory::Source::Synthetic(crate::inventory::synthetic::SyntheticPc::new(
                 config.pc_id.as_str(),

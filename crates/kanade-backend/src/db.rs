@@ -347,8 +347,8 @@ impl Db {
             let row = sqlx::query(
                 "INSERT INTO agents (pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs,
                     rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms,
-                    outbox_bytes, outbox_full)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)
+                    outbox_bytes, outbox_full, host_cpu_centi, host_mem_centi)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $17, $18)
                  ON CONFLICT (pc_id) DO UPDATE SET
                     hostname = excluded.hostname, os = excluded.os, os_version = excluded.os_version,
                     arch = excluded.arch, agent_version = excluded.agent_version, groups_json = excluded.groups_json,
@@ -356,7 +356,8 @@ impl Db {
                     cpu_percent = excluded.cpu_percent, running = excluded.running,
                     outbox_pending = excluded.outbox_pending, malformed_messages = excluded.malformed_messages,
                     last_seen_ms = excluded.last_seen_ms, outbox_bytes = excluded.outbox_bytes,
-                    outbox_full = excluded.outbox_full
+                    outbox_full = excluded.outbox_full, host_cpu_centi = excluded.host_cpu_centi,
+                    host_mem_centi = excluded.host_mem_centi
                  WHERE excluded.last_seen_ms >= agents.last_seen_ms
                  RETURNING first_seen_ms, last_seen_ms",
             )
@@ -376,6 +377,8 @@ impl Db {
             .bind(seen.timestamp_millis())
             .bind(clamp(hb.outbox_bytes))
             .bind(i64::from(hb.outbox_full))
+            .bind(centi(hb.host_cpu_percent))
+            .bind(centi(hb.host_mem_percent))
             .fetch_optional(&mut *tx)
             .await?;
             // Only an insert sets first_seen to this heartbeat's time; an update keeps the row's own.
@@ -412,12 +415,23 @@ impl Db {
 
     /// One page of the agents matching `filter`, by pc id: a range scan of the primary key, the filters applied
     /// to the rows it passes.
-    pub async fn list_agents(&self, filter: &AgentFilter) -> Result<Paged<AgentRow, String>, DbError> {
+    pub async fn list_agents(&self, filter: &AgentFilter) -> Result<Paged<AgentRow, (Option<i64>, String)>, DbError> {
         let mut sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE 1 = 1");
         let mut binds: Vec<Bind> = Vec::new();
-        if let Some(after) = &filter.after {
-            binds.push(Bind::Text(after.to_string()));
-            sql.push_str(&format!(" AND pc_id > ${}", binds.len()));
+        let figure = filter.sort.figure();
+        match (&filter.after, figure) {
+            (None, _) => {}
+            (Some((_, after)), None) => {
+                binds.push(Bind::Text(after.to_string()));
+                sql.push_str(&format!(" AND pc_id > ${}", binds.len()));
+            }
+            (Some((value, after)), Some(figure)) => {
+                // Highest first, then pc id A to Z: the rows after (v, id) are those below v, or at v after id.
+                binds.push(Bind::Int(value.unwrap_or(-1)));
+                binds.push(Bind::Text(after.to_string()));
+                let n = binds.len();
+                sql.push_str(&format!(" AND ({figure} < ${} OR ({figure} = ${} AND pc_id > ${n}))", n - 1, n - 1));
+            }
         }
         if let Some(status) = filter.status {
             sql.push_str(&format!(" AND {}", status_condition(status, &filter.liveness, &mut binds)));
@@ -446,10 +460,21 @@ impl Db {
             }
             sql.push_str(&format!(" AND ({})", any.join(" OR ")));
         }
-        sql.push_str(&format!(" ORDER BY pc_id LIMIT {}", filter.limit + 1));
+        match figure {
+            None => sql.push_str(&format!(" ORDER BY pc_id LIMIT {}", filter.limit + 1)),
+            Some(figure) => sql.push_str(&format!(" ORDER BY {figure} DESC, pc_id LIMIT {}", filter.limit + 1)),
+        }
         let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         let rows: Vec<AgentRow> = rows.iter().map(agent_from_row).collect::<Result<_, _>>()?;
-        Ok(Paged::of(rows, filter.limit, |a| a.pc_id.clone()))
+        let sort = filter.sort;
+        Ok(Paged::of(rows, filter.limit, |a| {
+            let value = match sort {
+                AgentSort::PcId => None,
+                AgentSort::Cpu => Some(a.host_cpu_percent.map_or(-1, |p| (p * 100.0).round() as i64)),
+                AgentSort::Memory => Some(a.host_mem_percent.map_or(-1, |p| (p * 100.0).round() as i64)),
+            };
+            (value, a.pc_id.clone())
+        }))
     }
 
     /// Forgets an agent: its row goes, so it no longer lists or counts as a target; its results and runs stay
@@ -748,9 +773,47 @@ pub struct AgentFilter {
     pub version: Option<String>,
     /// Lower-case words, each of which must be in some field or name the status.
     pub words: Vec<String>,
-    /// The page starts after this pc id.
-    pub after: Option<PcId>,
+    pub sort: AgentSort,
+    /// The page starts after this key: (the sorted figure, for `cpu` and `memory`; the pc id).
+    pub after: Option<(Option<i64>, PcId)>,
     pub limit: u32,
+}
+
+/// The order of `GET /api/agents`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgentSort {
+    /// By pc id, A to Z.
+    #[default]
+    PcId,
+    /// The host's CPU in the latest heartbeat, highest first; agents without it last.
+    Cpu,
+    /// The host's memory in use, highest first.
+    Memory,
+}
+
+impl AgentSort {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "pc_id" => Some(Self::PcId),
+            "cpu" => Some(Self::Cpu),
+            "memory" => Some(Self::Memory),
+            _ => None,
+        }
+    }
+
+    /// The expression sorted on (highest first), for the figure sorts.
+    fn figure(self) -> Option<&'static str> {
+        match self {
+            Self::PcId => None,
+            Self::Cpu => Some("COALESCE(host_cpu_centi, -1)"),
+            Self::Memory => Some("COALESCE(host_mem_centi, -1)"),
+        }
+    }
+}
+
+/// A percentage as the agents table keeps it: hundredths, -1 for none.
+pub fn centi(percent: Option<f32>) -> Option<i64> {
+    percent.filter(|p| p.is_finite()).map(|p| (f64::from(p.clamp(0.0, 100.0)) * 100.0).round() as i64)
 }
 
 /// A value to bind, in placeholder order.
@@ -787,7 +850,7 @@ fn like_escape(text: &str) -> String {
 
 const AGENT_COLUMNS: &str = "pc_id, hostname, os, os_version, arch, agent_version, groups_json, uptime_secs, \
     rss_bytes, cpu_percent, running, outbox_pending, malformed_messages, first_seen_ms, last_seen_ms, outbox_bytes, \
-    outbox_full";
+    outbox_full, host_cpu_centi, host_mem_centi";
 
 fn agent_from_row(row: &AnyRow) -> Result<AgentRow, DbError> {
     let groups_json: String = row.try_get("groups_json")?;
@@ -807,6 +870,8 @@ fn agent_from_row(row: &AnyRow) -> Result<AgentRow, DbError> {
         outbox_bytes: row.try_get("outbox_bytes")?,
         outbox_full: row.try_get::<i64, _>("outbox_full")? != 0,
         malformed_messages: row.try_get("malformed_messages")?,
+        host_cpu_percent: row.try_get::<Option<i64>, _>("host_cpu_centi")?.map(|c| c as f64 / 100.0),
+        host_mem_percent: row.try_get::<Option<i64>, _>("host_mem_centi")?.map(|c| c as f64 / 100.0),
         first_seen: millis(row.try_get("first_seen_ms")?),
         last_seen: millis(row.try_get("last_seen_ms")?),
     })

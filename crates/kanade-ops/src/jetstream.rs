@@ -60,6 +60,8 @@ struct Owned {
     subjects: Option<Vec<String>>,
     max_messages_per_subject: i64,
     max_age: Duration,
+    /// Stream size limit; 0 for none.
+    max_bytes: i64,
     duplicate_window: Option<Duration>,
     allow_direct: bool,
     max_message_size: Option<i32>,
@@ -90,6 +92,13 @@ impl Owned {
         config.max_messages_per_subject = per_subject(self.max_messages_per_subject);
         set("max_age", config.max_age != self.max_age);
         config.max_age = self.max_age;
+        // Like the per-subject limit: "no limit" is -1 or 0 depending on version. KV buckets and object stores keep
+        // whatever size limit an operator set on them.
+        if self.max_bytes > 0 || self.subjects.is_some() {
+            let limit = |v: i64| if v <= 0 { -1 } else { v };
+            set("max_bytes", limit(config.max_bytes) != limit(self.max_bytes));
+            config.max_bytes = limit(self.max_bytes);
+        }
         if let Some(window) = self.duplicate_window {
             set("duplicate_window", config.duplicate_window != window);
             config.duplicate_window = window;
@@ -112,6 +121,7 @@ fn stream_owned(spec: &StreamSpec, replicas: usize) -> Owned {
         subjects: Some(spec.subjects.iter().map(|s| (*s).to_owned()).collect()),
         max_messages_per_subject: spec.max_msgs_per_subject,
         max_age: spec.max_age,
+        max_bytes: spec.max_bytes,
         duplicate_window: Some(spec.duplicate_window),
         allow_direct: spec.allow_direct,
         max_message_size: Some(MAX_MESSAGE_BYTES),
@@ -125,6 +135,7 @@ fn bucket_owned(spec: &BucketSpec, replicas: usize) -> Owned {
         subjects: None,
         max_messages_per_subject: spec.history,
         max_age: Duration::ZERO,
+        max_bytes: 0,
         duplicate_window: None,
         // KV reads go through direct get, so any replica can answer.
         allow_direct: true,
@@ -139,6 +150,7 @@ fn object_store_owned(spec: &ObjectStoreSpec, replicas: usize) -> Owned {
         subjects: None,
         max_messages_per_subject: 0,
         max_age: spec.max_age,
+        max_bytes: 0,
         duplicate_window: None,
         allow_direct: true,
         max_message_size: None,

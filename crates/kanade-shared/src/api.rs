@@ -232,6 +232,12 @@ pub struct AgentRow {
     pub outbox_bytes: i64,
     pub outbox_full: bool,
     pub malformed_messages: i64,
+    /// The host's CPU busy time (all cores, 0-100) and memory in use (0-100 of its total) in its latest
+    /// heartbeat; absent from agents that do not sample them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mem_percent: Option<f64>,
     pub first_seen: DateTime<Utc>,
     /// When the backend received its latest heartbeat (the backend's clock).
     pub last_seen: DateTime<Utc>,
@@ -721,6 +727,9 @@ pub struct AgentsQuery {
     /// Words, each found (case-insensitively) in the pc id, hostname, OS, OS version, arch, version or a group,
     /// or naming the status (`offline win`). Up to 200 characters and 8 words.
     pub search: Option<String>,
+    /// `pc_id` (default, A to Z), `cpu` or `memory` (the host's figures in the latest heartbeat, highest first;
+    /// agents without them last).
+    pub sort: Option<String>,
     /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
     /// The `next` of the page before; none for the first page.
@@ -1166,4 +1175,70 @@ pub struct JobFactRow {
     pub error: Option<String>,
     /// One row when the script printed an object, one per element when it printed an array: field -> value.
     pub rows: Vec<BTreeMap<String, String>>,
+}
+
+/// `GET /api/agents/{pc}/perf`: the agent's performance rollups over a time range.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PerfQuery {
+    /// Where the range starts: an RFC 3339 time, or a duration back from now (`1h`, `24h`, `7d`). Default `1h`.
+    pub since: Option<String>,
+    /// Where it ends: an RFC 3339 time, or a duration back from now. Default now.
+    pub until: Option<String>,
+    /// The length of one point (`1m`, `5m`, `1h`): rollups within it are merged (averages averaged, maxima kept).
+    /// Default: the shortest of 1m, 5m, 15m, 1h, 6h, 1d that gives at most [`PERF_DEFAULT_POINTS`] points. At
+    /// most [`PERF_MAX_POINTS`] points a request.
+    pub step: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// Points a history has by default, and at most.
+pub const PERF_DEFAULT_POINTS: u64 = 400;
+pub const PERF_MAX_POINTS: u64 = 5000;
+
+/// `GET /api/agents/{pc}/perf`: points in time order, each the rollups that started within its step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PerfHistory {
+    pub pc_id: String,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub step_secs: u64,
+    pub points: Vec<PerfPoint>,
+}
+
+/// One point of a [`PerfHistory`]: the rollups that started in `[at, at + step)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PerfPoint {
+    pub at: DateTime<Utc>,
+    /// Rollups merged into this point.
+    pub rollups: u32,
+    /// Averages are the rollups' averages weighted by their samples; maxima the largest.
+    pub cpu_percent: crate::perf::Stat,
+    pub mem_used_bytes: crate::perf::Stat,
+    pub mem_total_bytes: u64,
+    pub disk_read_bytes_per_sec: crate::perf::Stat,
+    pub disk_write_bytes_per_sec: crate::perf::Stat,
+    pub net_rx_bytes_per_sec: crate::perf::Stat,
+    pub net_tx_bytes_per_sec: crate::perf::Stat,
+    /// The top processes of the point's busiest rollup (by average CPU), and of its rollup with the most memory
+    /// in use: "what was using the CPU then".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_cpu: Vec<crate::perf::ProcSummary>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_memory: Vec<crate::perf::ProcSummary>,
+}
+
+/// `GET /api/agents/{pc}/perf/live`, `event: state`: how the live stream stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PerfLiveState {
+    /// `waiting` (asking the agent), `live` (the agent streams), `unreachable` (the agent does not answer; the
+    /// backend keeps asking).
+    pub state: String,
+    /// How often the agent samples, in ms, once live.
+    #[serde(default)]
+    pub interval_ms: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }

@@ -48,6 +48,15 @@ pub const DEFAULT_INVENTORY_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_INVENTORY_JITTER: Duration = Duration::from_secs(600);
 const MIN_INVENTORY_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_INVENTORY_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How often a watched agent samples, and the bounds of `agent.perf_interval` / `perf_interval`.
+pub const DEFAULT_PERF_INTERVAL: Duration = Duration::from_secs(1);
+pub const MIN_PERF_INTERVAL: Duration = Duration::from_millis(250);
+pub const MAX_PERF_INTERVAL: Duration = Duration::from_secs(60);
+/// How often every agent sends a performance rollup, and the bounds of `agent.host_perf_interval` /
+/// `host_perf_interval`; `0s` sends none.
+pub const DEFAULT_HOST_PERF_INTERVAL: Duration = Duration::from_secs(60);
+pub const MIN_HOST_PERF_INTERVAL: Duration = Duration::from_secs(10);
+pub const MAX_HOST_PERF_INTERVAL: Duration = Duration::from_secs(3600);
 /// The log filter when neither `[log] level`, `KANADE_LOG` nor `RUST_LOG` gives one.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Daily log files kept by `[log] file` (and the agent's `--log-dir`); older ones are deleted at rotation.
@@ -461,6 +470,37 @@ pub struct AgentConfig {
     /// Where the agent logs: `[log]`, or `--log-dir` (which sets `file` to `<dir>/kanade-agent.log`).
     pub log: LogConfig,
     pub inventory: InventoryConfig,
+    pub perf: PerfConfig,
+}
+
+/// What the agent samples of its host's performance, and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerfConfig {
+    /// Between two live samples while a viewer holds a lease.
+    pub interval: Duration,
+    /// Between two rollups; zero sends none.
+    pub rollup_interval: Duration,
+    /// Processes in each top list (by CPU, by memory) of a live sample.
+    pub top: usize,
+}
+
+impl Default for PerfConfig {
+    fn default() -> Self {
+        Self {
+            interval: DEFAULT_PERF_INTERVAL,
+            rollup_interval: DEFAULT_HOST_PERF_INTERVAL,
+            top: crate::perf::DEFAULT_TOP,
+        }
+    }
+}
+
+/// `agent.host_perf_interval`: `0s` (no rollups) or 10s to 1h.
+fn host_perf_interval(raw: Option<&str>) -> Result<Duration, ConfigError> {
+    const KEY: &str = "agent.host_perf_interval";
+    match raw {
+        Some(raw) if parse_duration(KEY, raw)? == Duration::ZERO => Ok(Duration::ZERO),
+        raw => checked_duration(KEY, raw, DEFAULT_HOST_PERF_INTERVAL, MIN_HOST_PERF_INTERVAL..=MAX_HOST_PERF_INTERVAL),
+    }
 }
 
 /// An agent config file: `[agent]`, `[log]`, `[inventory]`, `[nats]` and teravars' `[vars]`.
@@ -494,6 +534,9 @@ struct AgentSection {
     output_limit_bytes: Option<usize>,
     output_max_bytes: Option<u64>,
     outbox_max_bytes: Option<u64>,
+    perf_interval: Option<String>,
+    host_perf_interval: Option<String>,
+    perf_top: Option<usize>,
 }
 
 impl AgentConfig {
@@ -564,6 +607,21 @@ impl AgentConfig {
             ));
         }
 
+        let perf_top = agent.perf_top.unwrap_or(crate::perf::DEFAULT_TOP);
+        if !(1..=crate::perf::MAX_TOP).contains(&perf_top) {
+            return Err(invalid("agent.perf_top", perf_top, format!("must be between 1 and {}", crate::perf::MAX_TOP)));
+        }
+        let perf = PerfConfig {
+            interval: checked_duration(
+                "agent.perf_interval",
+                agent.perf_interval.as_deref(),
+                DEFAULT_PERF_INTERVAL,
+                MIN_PERF_INTERVAL..=MAX_PERF_INTERVAL,
+            )?,
+            rollup_interval: host_perf_interval(agent.host_perf_interval.as_deref())?,
+            top: perf_top,
+        };
+
         // The whole output is counted against the outbox while it waits there, so one run's stream must fit it.
         // Unset, it is the default bounded by the outbox (and never below the inline part, which is kept anyway).
         let inline = output_limit_bytes as u64;
@@ -593,6 +651,7 @@ impl AgentConfig {
             nats: file.nats.resolve(env, agent.nats_url, "agent.nats_url")?,
             log: LogConfig::resolve(env, file.log, DEFAULT_LOG_LEVEL)?,
             inventory: file.inventory.check()?,
+            perf,
         })
     }
 }
@@ -659,6 +718,11 @@ mod tests {
         assert!(cfg.groups.is_empty());
         assert_eq!(cfg.log, LogConfig::default());
         assert_eq!(cfg.inventory, InventoryConfig::default());
+        assert_eq!(cfg.perf, PerfConfig::default());
+        assert_eq!(
+            (cfg.perf.interval, cfg.perf.rollup_interval, cfg.perf.top),
+            (Duration::from_secs(1), Duration::from_secs(60), 20)
+        );
         assert_eq!(cfg.inventory.interval, Duration::from_secs(24 * 3600));
         assert_eq!(cfg.inventory.jitter, Duration::from_secs(600));
         assert!(cfg.inventory.enabled);
@@ -671,6 +735,7 @@ mod tests {
                 "[agent]\nid = \"pc-7\"\nnats_url = \"nats://a:1, nats://b:2\"\ndata_dir = \"/srv/kanade\"\n",
                 "groups = [\"lab\", \"canary\", \"lab\"]\nheartbeat_interval = \"5s\"\ncatch_up_jitter = \"0s\"\n",
                 "max_local_concurrent = 2\noutput_limit_bytes = 1000\noutbox_max_bytes = 65536\n",
+                "perf_interval = \"500ms\"\nhost_perf_interval = \"0s\"\nperf_top = 5\n",
                 "[log]\nlevel = \"warn,kanade_agent=debug\"\nfile = \"/var/log/kanade/agent.log\"\n",
                 "[inventory]\nenabled = false\ninterval = \"1h\"\njitter = \"1h\"\n",
                 "[nats]\ntoken = \"t0k3n\"\n",
@@ -696,6 +761,10 @@ mod tests {
         assert_eq!(
             cfg.inventory,
             InventoryConfig { enabled: false, interval: Duration::from_secs(3600), jitter: Duration::from_secs(3600) }
+        );
+        assert_eq!(
+            cfg.perf,
+            PerfConfig { interval: Duration::from_millis(500), rollup_interval: Duration::ZERO, top: 5 }
         );
     }
 
@@ -798,6 +867,15 @@ mod tests {
             ("[agent]\ncatch_up_jitter = \"1h\"", "agent.catch_up_jitter: `1h` is longer than the maximum of 10m"),
             ("[agent]\nmax_local_concurrent = 0", "agent.max_local_concurrent: `0` must be between 1 and 256"),
             ("[agent]\noutbox_max_bytes = 10", "agent.outbox_max_bytes: `10` must be between"),
+            ("[agent]\nperf_interval = \"100ms\"", "agent.perf_interval: `100ms` is shorter than the minimum of 250ms"),
+            ("[agent]\nperf_interval = \"2m\"", "agent.perf_interval: `2m` is longer than the maximum of 1m"),
+            (
+                "[agent]\nhost_perf_interval = \"1s\"",
+                "agent.host_perf_interval: `1s` is shorter than the minimum of 10s",
+            ),
+            ("[agent]\nhost_perf_interval = \"soon\"", "agent.host_perf_interval: `soon` is not a duration"),
+            ("[agent]\nperf_top = 0", "agent.perf_top: `0` must be between 1 and 100"),
+            ("[agent]\nperf_top = 101", "agent.perf_top: `101` must be between 1 and 100"),
             ("[agent]\ngroups = [\"a.b\"]", "agent.groups: group name `a.b`"),
             ("[agent]\ndata_dir = \"\"", "agent.data_dir: `` is empty"),
             ("[agent]\nnats_url = \"http://x\"", "agent.nats_url: `http://x` is not a NATS URL"),

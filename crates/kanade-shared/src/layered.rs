@@ -111,6 +111,19 @@ pub const KEYS: &[KeySpec] = &[
         parse: |raw| duration_within(raw, Duration::ZERO, Duration::from_secs(7 * 24 * 3600)),
     },
     KeySpec {
+        name: "perf_interval",
+        help: "how often a watched agent samples its host's performance (250ms to 1m)",
+        parse: |raw| duration_within(raw, Duration::from_millis(250), Duration::from_secs(60)),
+    },
+    KeySpec {
+        name: "host_perf_interval",
+        help: "how often every agent sends a performance rollup (0s for none, or 10s to 1h)",
+        parse: |raw| match humantime::parse_duration(raw.trim()) {
+            Ok(d) if d.is_zero() => Ok(Value::String("0s".into())),
+            _ => duration_within(raw, Duration::from_secs(10), Duration::from_secs(3600)),
+        },
+    },
+    KeySpec {
         name: "max_local_concurrent",
         help: "runs an agent starts at once; the rest queue (1 to 64)",
         parse: |raw| match raw.trim().parse::<u32>() {
@@ -201,6 +214,8 @@ pub struct Settings {
     pub heartbeat_interval: Option<Duration>,
     pub inventory_interval: Option<Duration>,
     pub inventory_jitter: Option<Duration>,
+    pub perf_interval: Option<Duration>,
+    pub host_perf_interval: Option<Duration>,
     pub max_local_concurrent: Option<usize>,
     pub rejected: Vec<String>,
 }
@@ -227,6 +242,8 @@ impl Settings {
                 "heartbeat_interval" => out.heartbeat_interval = duration(),
                 "inventory_interval" => out.inventory_interval = duration(),
                 "inventory_jitter" => out.inventory_jitter = duration(),
+                "perf_interval" => out.perf_interval = duration(),
+                "host_perf_interval" => out.host_perf_interval = duration(),
                 "max_local_concurrent" => out.max_local_concurrent = value.as_u64().map(|n| n as usize),
                 _ => {}
             }
@@ -273,6 +290,11 @@ mod tests {
         assert_eq!(parse("inventory_jitter", "0s").unwrap(), Value::String("0s".into()));
         assert!(parse("inventory_jitter", "8d").unwrap_err().to_string().contains("outside 0s to 7days"));
         assert!(parse("inventory_interval", "30s").unwrap_err().to_string().contains("outside 1m to 7days"));
+        assert_eq!(parse("perf_interval", "500ms").unwrap(), Value::String("500ms".into()));
+        assert!(parse("perf_interval", "100ms").unwrap_err().to_string().contains("outside 250ms to 1m"));
+        assert_eq!(parse("host_perf_interval", "0s").unwrap(), Value::String("0s".into()));
+        assert_eq!(parse("host_perf_interval", "5m").unwrap(), Value::String("5m".into()));
+        assert!(parse("host_perf_interval", "5s").unwrap_err().to_string().contains("outside 10s to 1h"));
         let err = parse("hearbeat_interval", "30s").unwrap_err().to_string();
         assert!(err.starts_with("unknown config key `hearbeat_interval` (known: target_version,"), "{err}");
     }

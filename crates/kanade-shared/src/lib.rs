@@ -8,6 +8,7 @@ pub mod ids;
 pub mod inventory;
 pub mod layered;
 pub mod manifest;
+pub mod perf;
 pub mod release;
 pub mod resources;
 pub mod subject;

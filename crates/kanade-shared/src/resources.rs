@@ -12,6 +12,7 @@ pub const STREAM_RESULTS: &str = "RESULTS";
 pub const STREAM_EVENTS: &str = "EVENTS";
 pub const STREAM_INVENTORY: &str = "INVENTORY";
 pub const STREAM_OBS: &str = "OBS";
+pub const STREAM_PERF: &str = "PERF";
 pub const STREAM_AUDIT: &str = "AUDIT";
 
 pub const KV_SCRIPT_CURRENT: &str = "script_current";
@@ -38,6 +39,8 @@ pub const CONSUMER_EVENTS_PROJECTOR: &str = "backend-events";
 /// The durable consumer through which the backend projects `OBS` (the agents' timelines) into SQL.
 pub const CONSUMER_OBS_PROJECTOR: &str = "backend-obs";
 pub const CONSUMER_INVENTORY_PROJECTOR: &str = "backend-inventory";
+/// The durable consumer through which the backend projects `PERF` (the agents' rollups) into SQL.
+pub const CONSUMER_PERF_PROJECTOR: &str = "backend-perf";
 pub const CONSUMER_JOB_FACTS_PROJECTOR: &str = "backend-job-facts";
 /// The queue group backend replicas share for core subscriptions (heartbeats), so each message is handled once.
 pub const BACKEND_QUEUE_GROUP: &str = "kanade-backend";
@@ -50,6 +53,8 @@ pub struct StreamSpec {
     /// 0 means no per-subject limit.
     pub max_msgs_per_subject: i64,
     pub max_age: Duration,
+    /// 0 means no size limit; otherwise the oldest messages go when the stream would outgrow it.
+    pub max_bytes: i64,
     /// Window in which a repeated `Nats-Msg-Id` is dropped by the broker.
     pub duplicate_window: Duration,
     /// Allow direct get (any replica answers, no consumer needed); the agents' catch-up reads `EXEC` this way.
@@ -63,6 +68,7 @@ pub const STREAMS: &[StreamSpec] = &[
         subjects: &["commands.>"],
         max_msgs_per_subject: 1,
         max_age: Duration::from_secs(30 * 24 * 60 * 60),
+        max_bytes: 0,
         duplicate_window: Duration::from_secs(2 * 60),
         allow_direct: true,
     },
@@ -72,6 +78,7 @@ pub const STREAMS: &[StreamSpec] = &[
         subjects: &["results.>"],
         max_msgs_per_subject: 0,
         max_age: Duration::from_secs(30 * 24 * 60 * 60),
+        max_bytes: 0,
         // Long enough to cover an outbox retrying through a broker restart; the backend's idempotent upsert covers
         // anything older.
         duplicate_window: Duration::from_secs(60 * 60),
@@ -83,6 +90,7 @@ pub const STREAMS: &[StreamSpec] = &[
         subjects: &["events.>"],
         max_msgs_per_subject: 0,
         max_age: Duration::from_secs(7 * 24 * 60 * 60),
+        max_bytes: 0,
         duplicate_window: Duration::from_secs(2 * 60),
         allow_direct: false,
     },
@@ -92,8 +100,21 @@ pub const STREAMS: &[StreamSpec] = &[
         subjects: &["inventory.>"],
         max_msgs_per_subject: 1,
         max_age: Duration::ZERO,
+        max_bytes: 0,
         duplicate_window: Duration::from_secs(2 * 60),
         allow_direct: true,
+    },
+    StreamSpec {
+        name: STREAM_PERF,
+        description: "each agent's performance rollup of every host_perf_interval, until the backend projects it",
+        subjects: &[crate::subject::PERF_ROLLUPS_ALL],
+        max_msgs_per_subject: 0,
+        // A buffer between the agents and the backend's projector, not the history (SQL keeps that): a day, or
+        // 1 GiB (about three hours of 10,000 agents at one rollup a minute), whichever ends first.
+        max_age: Duration::from_secs(24 * 60 * 60),
+        max_bytes: 1024 * 1024 * 1024,
+        duplicate_window: Duration::from_secs(2 * 60),
+        allow_direct: false,
     },
     StreamSpec {
         name: STREAM_OBS,
@@ -101,6 +122,7 @@ pub const STREAMS: &[StreamSpec] = &[
         subjects: &["obs.>"],
         max_msgs_per_subject: 0,
         max_age: Duration::from_secs(30 * 24 * 60 * 60),
+        max_bytes: 0,
         duplicate_window: Duration::from_secs(2 * 60),
         allow_direct: false,
     },
@@ -110,6 +132,7 @@ pub const STREAMS: &[StreamSpec] = &[
         subjects: &["audit.>"],
         max_msgs_per_subject: 0,
         max_age: Duration::from_secs(365 * 24 * 60 * 60),
+        max_bytes: 0,
         duplicate_window: Duration::from_secs(2 * 60),
         allow_direct: false,
     },

@@ -106,14 +106,29 @@ pub fn inventory_refresh(pc: &PcId) -> String {
     format!("agents.{pc}.inventory")
 }
 
-/// `perf.host.<pc>`: core.
+/// `perf.host.<pc>`: core, agent -> live viewers, only while a viewer holds a lease ([`crate::perf::HostSample`]).
 pub fn perf_host(pc: &PcId) -> String {
     format!("perf.host.{pc}")
 }
 
-/// `perf.proc.<pc>`: core.
+/// `perf.proc.<pc>`: core, agent -> live viewers, only while a viewer holds a lease ([`crate::perf::ProcSample`]).
 pub fn perf_proc(pc: &PcId) -> String {
     format!("perf.proc.{pc}")
+}
+
+/// `perf.rollup.<pc>`, captured by stream `PERF`: the agent's summary of every `host_perf_interval`
+/// ([`crate::perf::PerfRollup`]).
+pub fn perf_rollup(pc: &PcId) -> String {
+    format!("perf.rollup.{pc}")
+}
+
+/// Every `perf.rollup.<pc>`: what stream `PERF` captures.
+pub const PERF_ROLLUPS_ALL: &str = "perf.rollup.*";
+
+/// `agents.<pc>.perf`: core request/reply, a viewer asking for (renewing, giving up) a live stream
+/// ([`crate::perf::LeaseRequest`] -> [`crate::perf::LeaseReply`]).
+pub fn perf_lease(pc: &PcId) -> String {
+    format!("agents.{pc}.perf")
 }
 
 /// `obs.<pc>`, captured by stream `OBS`.

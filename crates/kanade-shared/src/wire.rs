@@ -409,6 +409,13 @@ pub struct Heartbeat {
     /// Runs started at once, as in force; 0 from older agents.
     #[serde(default)]
     pub max_local_concurrent: u32,
+    /// The host's CPU busy time (all cores, 0-100) over the agent's latest sample; absent from older agents and
+    /// until the first sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu_percent: Option<f32>,
+    /// The host's memory in use, 0-100 of its total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mem_percent: Option<f32>,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -434,6 +441,8 @@ impl Heartbeat {
             malformed_messages: 0,
             heartbeat_interval_ms: 0,
             max_local_concurrent: 0,
+            host_cpu_percent: None,
+            host_mem_percent: None,
             sent_at,
         }
     }

@@ -13,15 +13,15 @@ use chrono::{DateTime, Utc};
 use kanade_ops::agent_config::AgentConfigStore;
 use kanade_ops::agents::PingError;
 use kanade_shared::api::{
-    AgentRow, AgentView, AgentsQuery, ConfigValue, ConfigView, ErrorBody, NoBody, Page, PingView, RemoveAgentQuery,
-    RemovedAgent,
+    AgentRow, AgentView, AgentsQuery, ConfigValue, ConfigView, ErrorBody, KeyPart, NoBody, Page, PingView,
+    RemoveAgentQuery, RemovedAgent,
 };
 use kanade_shared::layered::Scope;
 use kanade_shared::{GroupName, PcId};
 
 use super::{ApiError, ApiQuery, AppState, ErrorCode, OptionalJson, PathId, ops_error, paging};
 use crate::caller::Caller;
-use crate::db::{AgentFilter, AgentStatus, Liveness};
+use crate::db::{AgentFilter, AgentSort, AgentStatus, Liveness};
 
 /// How long an agent has to answer a ping from the dashboard.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -67,6 +67,23 @@ fn agent_filter(query: AgentsQuery, liveness: Liveness) -> Result<AgentFilter, A
     if words.len() > MAX_SEARCH_WORDS {
         return Err(bad(format!("search has {} words; at most {MAX_SEARCH_WORDS}", words.len())));
     }
+    let sort = match nonempty(query.sort) {
+        None => AgentSort::PcId,
+        Some(raw) => AgentSort::parse(&raw)
+            .ok_or_else(|| bad(format!("sort `{}` is not one of pc_id, cpu, memory", shown(&raw))))?,
+    };
+    let after = match sort {
+        AgentSort::PcId => paging::after_id(paging::AGENTS, query.cursor.as_deref(), PcId::new)?.map(|pc| (None, pc)),
+        figure => match paging::key_parts(cursor_list(figure), query.cursor.as_deref(), 2)? {
+            None => None,
+            Some(parts) => match <[KeyPart; 2]>::try_from(parts) {
+                Ok([KeyPart::Int(value), KeyPart::Text(pc)]) => {
+                    Some((Some(value), PcId::new(pc).map_err(|_| paging::wrong())?))
+                }
+                _ => return Err(paging::wrong()),
+            },
+        },
+    };
     Ok(AgentFilter {
         liveness,
         status,
@@ -74,9 +91,19 @@ fn agent_filter(query: AgentsQuery, liveness: Liveness) -> Result<AgentFilter, A
         os: exact("os", query.os)?,
         version: exact("version", query.version)?,
         words,
-        after: paging::after_id(paging::AGENTS, query.cursor.as_deref(), PcId::new)?,
+        sort,
+        after,
         limit: paging::limit(query.limit)?,
     })
+}
+
+/// The list a cursor names: each order has its own, so a cursor of one order is refused by another.
+fn cursor_list(sort: AgentSort) -> &'static str {
+    match sort {
+        AgentSort::PcId => paging::AGENTS,
+        AgentSort::Cpu => paging::AGENTS_BY_CPU,
+        AgentSort::Memory => paging::AGENTS_BY_MEMORY,
+    }
 }
 
 /// An agent is online while its last heartbeat arrived at most `offline_after` ago.
@@ -90,10 +117,15 @@ pub(super) async fn list(
     ApiQuery(query): ApiQuery<AgentsQuery>,
 ) -> Result<Json<Page<AgentView>>, ApiError> {
     let liveness = liveness(&state);
-    let page = state.db.list_agents(&agent_filter(query, liveness)?).await?;
+    let filter = agent_filter(query, liveness)?;
+    let page = state.db.list_agents(&filter).await?;
+    let next = page.next.map(|(value, pc)| match value {
+        None => vec![KeyPart::Text(pc)],
+        Some(value) => vec![KeyPart::Int(value), KeyPart::Text(pc)],
+    });
     Ok(Json(Page {
         items: page.items.into_iter().map(|a| view(a, &liveness)).collect(),
-        next: paging::next_id(paging::AGENTS, page.next),
+        next: paging::next_key(cursor_list(filter.sort), next),
     }))
 }
 

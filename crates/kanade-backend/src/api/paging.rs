@@ -8,6 +8,8 @@ use super::{ApiError, ErrorCode};
 
 /// The lists, as their cursors name them.
 pub const AGENTS: &str = "agents";
+pub const AGENTS_BY_CPU: &str = "agents_by_cpu";
+pub const AGENTS_BY_MEMORY: &str = "agents_by_memory";
 pub const RESULTS: &str = "results";
 pub const AUDIT: &str = "audit";
 pub const EXECUTIONS: &str = "executions";
