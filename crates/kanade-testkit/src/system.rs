@@ -51,6 +51,8 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         // Off unless a test turns it on: a real collection reads the machine's package databases, which a test
         // about something else should not wait on or be slowed by.
         inventory: kanade_shared::config::InventoryConfig { enabled: false, ..Default::default() },
+        // No rollups unless a test turns them on (live streams still work: they start on a viewer's lease).
+        perf: kanade_shared::config::PerfConfig { rollup_interval: Duration::ZERO, ..Default::default() },
     }
 }
 
