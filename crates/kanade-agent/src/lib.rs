@@ -19,6 +19,7 @@ pub mod logtail;
 pub mod main_loop;
 pub mod obs;
 pub mod outbox;
+pub mod perf;
 pub mod pipeline;
 pub mod platform;
 pub mod running;
@@ -80,8 +81,18 @@ pub async fn run_logging_to(
     let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), limits));
     let heartbeat = Arc::new(HeartbeatSource::new());
     let inventory = inventory::Source::Host(inventory::collect::HostRoot::default());
-    let parts =
-        Parts { executor, heartbeat, client: client.clone(), connects, ready: None, update, log_files, inventory };
+    let perf = perf::Source::Host(Box::new(perf::sample::HostSampler::new()));
+    let parts = Parts {
+        executor,
+        heartbeat,
+        client: client.clone(),
+        connects,
+        ready: None,
+        update,
+        log_files,
+        inventory,
+        perf,
+    };
     let result = serve(config, parts, shutdown).await;
     // Bounded: with the broker away a flush waits for a reconnect that may never come, and a stop must not hang.
     let _ = tokio::time::timeout(FINAL_FLUSH, client.flush()).await;
@@ -105,13 +116,15 @@ pub struct Parts {
     pub log_files: Option<logtail::LogFiles>,
     /// Where its inventory comes from: the host, or the simulator's made-up PC.
     pub inventory: inventory::Source,
+    /// Where its performance figures come from: the host's counters, or the simulator's made-up ones.
+    pub perf: perf::Source,
 }
 
 /// Runs one agent until `shutdown`, and returns once every task it started has ended. The connection may be
 /// shared with other agents (the fleet simulator); everything else — subscriptions, gate, ledger, outbox,
 /// heartbeats — is this agent's own.
 pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Parts { executor, heartbeat, client, connects, ready, update, log_files, inventory } = parts;
+    let Parts { executor, heartbeat, client, connects, ready, update, log_files, inventory, perf } = parts;
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
@@ -171,8 +184,12 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
         &data_dir,
         config.inventory.enabled,
     ));
+    let perf_source = perf;
+    let perf = Arc::new(perf::Perf::new(config.pc_id.clone(), client.clone(), &config.perf));
+    background.spawn(perf.clone().run(perf_source, shutdown.clone()));
     let main_loop = MainLoop::new(main_loop::Parts {
         inventory,
+        perf,
         heartbeats: Heartbeats::new(heartbeat, client.clone(), config.clone()),
         config,
         client,
@@ -225,6 +242,7 @@ async fn subscribe(
     );
     let pings = client.subscribe(subject::ping(&config.pc_id)).await.context("cannot subscribe to pings")?;
     let logs = client.subscribe(subject::logs(&config.pc_id)).await.context("cannot subscribe to log requests")?;
+    let perf = client.subscribe(subject::perf_lease(&config.pc_id)).await.context("cannot subscribe to perf leases")?;
     let inventory = client
         .subscribe(subject::inventory_refresh(&config.pc_id))
         .await
@@ -234,5 +252,5 @@ async fn subscribe(
         client.subscribe(subject::kv_changes(KV_SCRIPT_CURRENT)).await.context("cannot subscribe to script_current")?,
         client.subscribe(subject::kv_changes(KV_SCRIPT_STATUS)).await.context("cannot subscribe to script_status")?,
     );
-    Ok(Subscriptions { commands, kills, pings, logs, inventory, job_changes, config_changes })
+    Ok(Subscriptions { commands, kills, pings, logs, inventory, perf, job_changes, config_changes })
 }

@@ -147,6 +147,15 @@ pub struct Applied {
     pub heartbeat_interval: Duration,
     pub slots: usize,
     pub inventory: InventorySchedule,
+    pub perf: PerfSchedule,
+}
+
+/// How often the agent samples its host: every `interval` while watched, and a rollup every `rollup_interval`
+/// (zero: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerfSchedule {
+    pub interval: Duration,
+    pub rollup_interval: Duration,
 }
 
 /// How often the agent gathers inventory: every `interval` plus a random time up to `jitter` (never more than the
@@ -163,6 +172,7 @@ pub struct Changes {
     pub heartbeat_interval: Option<(Duration, Duration)>,
     pub slots: Option<(usize, usize)>,
     pub inventory: Option<(InventorySchedule, InventorySchedule)>,
+    pub perf: Option<(PerfSchedule, PerfSchedule)>,
 }
 
 impl Applied {
@@ -172,6 +182,7 @@ impl Applied {
             heartbeat_interval: config.heartbeat_interval,
             slots: config.max_local_concurrent.max(1),
             inventory: InventorySchedule { interval: config.inventory.interval, jitter: config.inventory.jitter },
+            perf: PerfSchedule { interval: config.perf.interval, rollup_interval: config.perf.rollup_interval },
         }
     }
 
@@ -183,13 +194,18 @@ impl Applied {
         let interval = settings.inventory_interval.unwrap_or(defaults.inventory.interval);
         let jitter = settings.inventory_jitter.unwrap_or(defaults.inventory.jitter).min(interval);
         let inventory = InventorySchedule { interval, jitter };
+        let perf = PerfSchedule {
+            interval: settings.perf_interval.unwrap_or(defaults.perf.interval),
+            rollup_interval: settings.host_perf_interval.unwrap_or(defaults.perf.rollup_interval),
+        };
         let changes = Changes {
             heartbeat_interval: (heartbeat_interval != self.heartbeat_interval)
                 .then_some((self.heartbeat_interval, heartbeat_interval)),
             slots: (slots != self.slots).then_some((self.slots, slots)),
             inventory: (inventory != self.inventory).then_some((self.inventory, inventory)),
+            perf: (perf != self.perf).then_some((self.perf, perf)),
         };
-        *self = Self { heartbeat_interval, slots, inventory };
+        *self = Self { heartbeat_interval, slots, inventory, perf };
         changes
     }
 }
@@ -241,7 +257,8 @@ mod tests {
     #[test]
     fn applied_settings_fall_back_to_the_config_file_and_say_what_changed() {
         let day = InventorySchedule { interval: Duration::from_secs(86_400), jitter: Duration::from_secs(600) };
-        let config = Applied { heartbeat_interval: Duration::from_secs(30), slots: 1, inventory: day };
+        let minute = PerfSchedule { interval: Duration::from_secs(1), rollup_interval: Duration::from_secs(60) };
+        let config = Applied { heartbeat_interval: Duration::from_secs(30), slots: 1, inventory: day, perf: minute };
         let mut applied = config;
 
         let mut settings = Settings { max_local_concurrent: Some(0), ..Settings::default() };
@@ -268,5 +285,11 @@ mod tests {
         let hour = InventorySchedule { interval: Duration::from_secs(3600), jitter: Duration::from_secs(3600) };
         assert_eq!(applied.update(&settings, config).inventory, Some((day, hour)));
         assert_eq!(applied.update(&Settings::default(), config).inventory, Some((hour, day)));
+
+        // The perf schedule: each key on its own, back to the file's values when the layer goes.
+        let settings = Settings { host_perf_interval: Some(Duration::ZERO), ..Settings::default() };
+        let off = PerfSchedule { rollup_interval: Duration::ZERO, ..minute };
+        assert_eq!(applied.update(&settings, config).perf, Some((minute, off)));
+        assert_eq!(applied.update(&Settings::default(), config).perf, Some((off, minute)));
     }
 }

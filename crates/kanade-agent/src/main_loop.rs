@@ -25,6 +25,7 @@ use crate::liveconfig::{Applied, LiveConfig};
 use crate::logtail::LogTail;
 use crate::obs::{self, OutboxWatch};
 use crate::outbox::Outbox;
+use crate::perf::Perf;
 use crate::pipeline::Pipeline;
 use crate::running::KillTarget;
 use crate::update::Updater;
@@ -47,6 +48,8 @@ pub enum Event {
     InventoryRequest(Message),
     /// The inventory interval (plus its jitter) has passed.
     InventoryDue,
+    /// `agents.<pc>.perf`: a viewer asking for (renewing, giving up) a live performance stream.
+    PerfLease(Message),
     /// A change to `script_current` or `script_status`.
     JobStateChanged(Message),
     /// A change to one of this agent's `agent_config` layers.
@@ -107,6 +110,7 @@ pub struct Subscriptions {
     pub pings: Subscriber,
     pub logs: Subscriber,
     pub inventory: Subscriber,
+    pub perf: Subscriber,
     pub job_changes: Select<Subscriber, Subscriber>,
     pub config_changes: SelectAll<Subscriber>,
 }
@@ -147,6 +151,7 @@ impl Sources {
             Some(message) = subscriptions.logs.next() => Some(Event::Logs(message)),
             Some(message) = subscriptions.inventory.next() => Some(Event::InventoryRequest(message)),
             () = &mut self.inventory_due => Some(Event::InventoryDue),
+            Some(message) = subscriptions.perf.next() => Some(Event::PerfLease(message)),
             Some(message) = subscriptions.job_changes.next() => Some(Event::JobStateChanged(message)),
             Some(message) = subscriptions.config_changes.next() => Some(Event::AgentConfigChanged(message)),
             _ = self.heartbeat.tick() => Some(Event::HeartbeatDue),
@@ -170,6 +175,7 @@ pub struct Parts {
     pub updater: Option<Updater>,
     pub log_tail: LogTail,
     pub inventory: Arc<Inventory>,
+    pub perf: Arc<Perf>,
     pub subscriptions: Subscriptions,
     pub connects: Connects,
     pub background: TaskTracker,
@@ -195,6 +201,7 @@ pub struct MainLoop {
     updater: Option<Updater>,
     log_tail: LogTail,
     inventory: Arc<Inventory>,
+    perf: Arc<Perf>,
     /// Whether the outbox was full when the last heartbeat looked, for the timeline's transitions.
     outbox_watch: OutboxWatch,
     sources: Sources,
@@ -220,6 +227,7 @@ impl MainLoop {
             updater,
             log_tail,
             inventory,
+            perf,
             subscriptions,
             mut connects,
             background,
@@ -256,6 +264,7 @@ impl MainLoop {
             updater,
             log_tail,
             inventory,
+            perf,
             outbox_watch: OutboxWatch::default(),
             sources,
             reports,
@@ -317,6 +326,7 @@ impl MainLoop {
                 self.start_inventory(false);
                 self.schedule_inventory();
             }
+            Event::PerfLease(message) => self.perf_lease(&message).await,
             Event::HeartbeatDue => self.heartbeat().await,
             Event::Reconnected => {
                 self.outbox.wake();
@@ -335,6 +345,20 @@ impl MainLoop {
                 self.catch_up.handed_on(&read);
             }
             Event::Report(Report::AgentConfigRead) => self.reconfigure(),
+        }
+    }
+
+    /// Answers a viewer's lease request; the perf task starts (or keeps) streaming.
+    async fn perf_lease(&self, message: &Message) {
+        let (reply, malformed) = self.perf.lease(&message.payload);
+        if let Some(why) = malformed {
+            self.malformed.record(&message.subject, message.payload.len(), &why);
+        }
+        if let Some(to) = &message.reply
+            && let Ok(body) = serde_json::to_vec(&reply)
+            && let Err(err) = self.client.publish(to.clone(), body.into()).await
+        {
+            tracing::debug!(error = %err, "perf lease reply not sent");
         }
     }
 
@@ -393,8 +417,8 @@ impl MainLoop {
             malformed_messages: self.malformed.count(),
             heartbeat_interval: self.applied.heartbeat_interval,
             max_local_concurrent: u32::try_from(self.applied.slots).unwrap_or(u32::MAX),
-            host_cpu_percent: None,
-            host_mem_percent: None,
+            host_cpu_percent: self.perf.figures().0,
+            host_mem_percent: self.perf.figures().1,
         }
     }
 
@@ -463,6 +487,10 @@ impl MainLoop {
         if let Some((from, to)) = changes.inventory {
             tracing::info!(from = ?from, to = ?to, "inventory schedule changed");
             self.schedule_inventory();
+        }
+        if let Some((from, to)) = changes.perf {
+            tracing::info!(from = ?from, to = ?to, "perf schedule changed");
+            self.perf.set_schedule(to);
         }
         if let Some((from, to)) = changes.slots {
             tracing::info!(from, to, "max_local_concurrent changed");

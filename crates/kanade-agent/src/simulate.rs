@@ -72,6 +72,12 @@ pub struct SimulateArgs {
     /// Longest random wait before an agent's first inventory, and added to each interval.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub inventory_jitter: Duration,
+    /// How often each agent sends a performance rollup (made-up figures); 0s for none.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub host_perf_interval: Duration,
+    /// How often a watched agent sends live performance samples.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub perf_interval: Duration,
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "KANADE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
@@ -236,7 +242,11 @@ impl Simulation {
                     interval: args.inventory_interval,
                     jitter: args.inventory_jitter.min(args.inventory_interval),
                 },
-                perf: kanade_shared::config::PerfConfig::default(),
+                perf: kanade_shared::config::PerfConfig {
+                    interval: args.perf_interval,
+                    rollup_interval: args.host_perf_interval,
+                    top: kanade_shared::perf::DEFAULT_TOP,
+                },
             };
             let inventory = crate::inventory::Source::Synthetic(crate::inventory::synthetic::SyntheticPc::new(
                 config.pc_id.as_str(),
@@ -258,6 +268,7 @@ impl Simulation {
                 // Simulated agents log with the simulator, to its stderr.
                 log_files: None,
                 inventory,
+                perf: crate::perf::Source::Synthetic(crate::perf::synthetic::SyntheticHost::new()),
             };
             let task = crate::serve(config, parts, shutdown.clone());
             tasks.spawn(async move {

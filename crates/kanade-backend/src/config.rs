@@ -19,6 +19,12 @@ pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_OFFLINE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 const MAX_STALE_AFTER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Performance rollups are kept this long unless `backend.perf_retention` says otherwise (1h to 400d).
+pub const DEFAULT_PERF_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_PERF_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+/// PCs one backend relays live performance of at once, unless `backend.perf_max_watches` says otherwise.
+pub const DEFAULT_PERF_MAX_WATCHES: usize = 100;
+const MAX_PERF_WATCHES: usize = 10_000;
 
 /// The backend's checked config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +38,11 @@ pub struct BackendConfig {
     pub offline_after: Duration,
     /// An agent is shown stale when its last heartbeat is older than this (longer than `offline_after`).
     pub stale_after: Duration,
+    /// How long performance rollups are kept.
+    pub perf_retention: Duration,
+    /// PCs this backend relays live performance of at once (each watched PC is one NATS subscription and one
+    /// lease, shared by every browser watching it).
+    pub perf_max_watches: usize,
     pub auth: AuthConfig,
     pub nats: NatsConfig,
     pub log: LogConfig,
@@ -95,6 +106,8 @@ struct BackendSection {
     data_dir: Option<PathBuf>,
     offline_after: Option<String>,
     stale_after: Option<String>,
+    perf_retention: Option<String>,
+    perf_max_watches: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +202,21 @@ impl BackendConfig {
             )));
         }
 
+        let perf_retention = checked_duration(
+            "backend.perf_retention",
+            backend.perf_retention.as_deref(),
+            DEFAULT_PERF_RETENTION,
+            Duration::from_secs(3600)..=MAX_PERF_RETENTION,
+        )?;
+        let perf_max_watches = backend.perf_max_watches.unwrap_or(DEFAULT_PERF_MAX_WATCHES);
+        if !(1..=MAX_PERF_WATCHES).contains(&perf_max_watches) {
+            return Err(ConfigError::InvalidValue {
+                key: "backend.perf_max_watches".into(),
+                value: perf_max_watches.to_string(),
+                problem: format!("must be between 1 and {MAX_PERF_WATCHES}"),
+            });
+        }
+
         let disable = match env_first(env, &["KANADE_AUTH_DISABLE"]) {
             Some((_, v)) => match v.as_str() {
                 "1" | "true" => true,
@@ -270,6 +298,8 @@ impl BackendConfig {
             database_url,
             offline_after,
             stale_after,
+            perf_retention,
+            perf_max_watches,
             auth,
             nats: file.nats.resolve(env, backend.nats_url, "backend.nats_url")?,
             log: LogConfig::resolve(env, file.log, kanade_shared::config::DEFAULT_LOG_LEVEL)?,

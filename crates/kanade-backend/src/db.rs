@@ -15,6 +15,7 @@ mod executions;
 mod facts;
 mod inventory;
 mod outputs;
+mod perf;
 pub mod sqlite_file;
 mod timeline;
 
@@ -22,6 +23,7 @@ pub use executions::{
     ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow, WaveState,
 };
 pub use outputs::StoredOutput;
+pub use perf::{MAX_HISTORY_ROWS, StoredRollup};
 
 pub use facts::NewFacts;
 pub use inventory::{

@@ -11,6 +11,8 @@ pub mod engine;
 pub mod facts;
 pub mod live;
 pub mod metrics;
+pub mod perf_history;
+pub mod perf_live;
 pub mod projector;
 pub mod rollout;
 pub mod web;
@@ -32,6 +34,7 @@ pub struct Bound {
     state: Arc<AppState>,
     js: async_nats::jetstream::Context,
     request_timeout: std::time::Duration,
+    perf_retention: std::time::Duration,
 }
 
 impl Backend {
@@ -74,6 +77,8 @@ impl Backend {
         let js = async_nats::jetstream::new(nats.clone());
         let live = live::Publisher::new(nats.clone());
         let engine = engine::Engine::new(db.clone(), nats.clone(), live.clone());
+        let shutdown = CancellationToken::new();
+        let watches = Arc::new(perf_live::Watches::new(nats.clone(), config.perf_max_watches, shutdown.clone()));
         let state = Arc::new(AppState {
             db,
             nats,
@@ -83,10 +88,11 @@ impl Backend {
             engine,
             live,
             hub: Arc::new(live::Hub::default()),
-            shutdown: CancellationToken::new(),
+            shutdown,
             metrics: Arc::new(metrics::Metrics::new()),
+            watches,
         });
-        Ok(Bound { listener, state, js, request_timeout: api::REQUEST_TIMEOUT })
+        Ok(Bound { listener, state, js, request_timeout: api::REQUEST_TIMEOUT, perf_retention: config.perf_retention })
     }
 }
 
@@ -106,6 +112,14 @@ impl Bound {
     pub fn with_stream_limit(mut self, streams: usize) -> Self {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.hub = Arc::new(live::Hub::new(streams));
+        }
+        self
+    }
+
+    /// How many PCs this replica relays live performance of at once, in place of the config's. For tests.
+    pub fn with_perf_watch_limit(mut self, watches: usize) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.watches = Arc::new(perf_live::Watches::new(state.nats.clone(), watches, state.shutdown.clone()));
         }
         self
     }
@@ -142,7 +156,9 @@ impl Bound {
         let audit = tokio::spawn(projector::project::<projector::Audit>(parts.clone(), token.clone()));
         let timeline = tokio::spawn(projector::project::<projector::Timeline>(parts.clone(), token.clone()));
         let inventory = tokio::spawn(projector::project::<projector::Inventory>(parts.clone(), token.clone()));
-        let facts = tokio::spawn(projector::project::<projector::JobFacts>(parts, token.clone()));
+        let facts = tokio::spawn(projector::project::<projector::JobFacts>(parts.clone(), token.clone()));
+        let perf = tokio::spawn(projector::project::<projector::Perf>(parts, token.clone()));
+        let perf_sweep = tokio::spawn(perf_sweep(db.clone(), self.perf_retention, shutdown.clone()));
         let heartbeats = tokio::spawn({
             let (client, db, live, shutdown) = (self.state.nats.clone(), db.clone(), live.clone(), shutdown.clone());
             let offline_after = self.state.offline_after;
@@ -161,6 +177,8 @@ impl Bound {
         let _ = timeline.await;
         let _ = inventory.await;
         let _ = facts.await;
+        let _ = perf.await;
+        let _ = perf_sweep.await;
         let _ = heartbeats.await;
         let _ = engine.await;
         let _ = hub.await;
@@ -171,6 +189,27 @@ impl Bound {
         db.close().await;
         tracing::info!("kanade-backend stopped");
         Ok(())
+    }
+}
+
+/// How often rollups older than the retention are deleted: often enough that each sweep deletes a few minutes'
+/// worth (at 10,000 agents, about 170,000 rows), never a whole day at once.
+const PERF_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Deletes performance rollups older than `retention`, now and every [`PERF_SWEEP_EVERY`], until `shutdown`. Every
+/// replica sweeps; a delete of what another already deleted is no work.
+async fn perf_sweep(db: Db, retention: std::time::Duration, shutdown: CancellationToken) {
+    let Ok(retention) = chrono::Duration::from_std(retention) else { return };
+    loop {
+        match db.prune_perf_rollups(chrono::Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "performance rollups past their retention deleted"),
+            Err(err) => tracing::warn!(error = %err, "cannot delete old performance rollups; trying again later"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PERF_SWEEP_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub enum Topic {
     Timeline,
     /// ids: pc ids whose inventory was reported.
     Inventory,
+    /// ids: pc ids with new performance rollups.
+    Perf,
 }
 
 impl Topic {
@@ -62,6 +64,7 @@ impl Topic {
             Topic::Jobs => "jobs",
             Topic::Timeline => "timeline",
             Topic::Inventory => "inventory",
+            Topic::Perf => "perf",
         }
     }
 }

@@ -29,8 +29,8 @@ use prometheus_client::registry::Registry;
 
 use kanade_shared::resources::{
     CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_INVENTORY_PROJECTOR, CONSUMER_JOB_FACTS_PROJECTOR,
-    CONSUMER_OBS_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS, STREAM_INVENTORY, STREAM_OBS,
-    STREAM_RESULTS,
+    CONSUMER_OBS_PROJECTOR, CONSUMER_PERF_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS,
+    STREAM_INVENTORY, STREAM_OBS, STREAM_PERF, STREAM_RESULTS,
 };
 
 use crate::api::AppState;
@@ -44,13 +44,14 @@ pub const STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const CONSUMER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Each projector's stream and durable consumer.
-pub const PROJECTORS: [(&str, &str); 6] = [
+pub const PROJECTORS: [(&str, &str); 7] = [
     (STREAM_RESULTS, CONSUMER_RESULTS_PROJECTOR),
     (STREAM_EVENTS, CONSUMER_EVENTS_PROJECTOR),
     (STREAM_AUDIT, CONSUMER_AUDIT_PROJECTOR),
     (STREAM_OBS, CONSUMER_OBS_PROJECTOR),
     (STREAM_INVENTORY, CONSUMER_INVENTORY_PROJECTOR),
     (STREAM_RESULTS, CONSUMER_JOB_FACTS_PROJECTOR),
+    (STREAM_PERF, CONSUMER_PERF_PROJECTOR),
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,6 +93,8 @@ pub struct Metrics {
     executions: Family<StateLabels, Gauge>,
     pending: Family<StreamLabels, Gauge>,
     streams_open: Gauge,
+    perf_watches: Gauge,
+    perf_malformed: Gauge,
     leader: Gauge,
 }
 
@@ -132,13 +135,36 @@ impl Metrics {
         );
         let streams_open = Gauge::default();
         registry.register("sse_streams_open", "Live event streams open on this replica", streams_open.clone());
+        let perf_watches = Gauge::default();
+        registry.register(
+            "perf_watches",
+            "PCs whose live performance this replica relays now (one lease and one subscription each)",
+            perf_watches.clone(),
+        );
+        let perf_malformed = Gauge::default();
+        registry.register(
+            "perf_malformed_samples",
+            "Live performance samples and lease replies this replica dropped as malformed since it started",
+            perf_malformed.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
             "1 on the backend that holds the leadership lease; 0 everywhere until leadership exists",
             leader.clone(),
         );
-        Self { registry, requests, batches, agents, executions, pending, streams_open, leader }
+        Self {
+            registry,
+            requests,
+            batches,
+            agents,
+            executions,
+            pending,
+            streams_open,
+            perf_watches,
+            perf_malformed,
+            leader,
+        }
     }
 
     /// Records one projector batch of `messages` taken from `stream` by `consumer`.
@@ -179,6 +205,8 @@ impl Metrics {
             }
         }
         self.streams_open.set(i64::try_from(state.hub.open_streams()).unwrap_or(i64::MAX));
+        self.perf_watches.set(i64::try_from(state.watches.watched()).unwrap_or(i64::MAX));
+        self.perf_malformed.set(i64::try_from(state.watches.malformed()).unwrap_or(i64::MAX));
         self.leader.set(0);
         let mut text = String::new();
         if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kanade_shared::resources::{
     BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_INVENTORY_PROJECTOR,
-    CONSUMER_JOB_FACTS_PROJECTOR, CONSUMER_OBS_PROJECTOR, CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS,
-    STREAM_INVENTORY, STREAM_OBS, STREAM_RESULTS,
+    CONSUMER_JOB_FACTS_PROJECTOR, CONSUMER_OBS_PROJECTOR, CONSUMER_PERF_PROJECTOR, CONSUMER_RESULTS_PROJECTOR,
+    STREAM_AUDIT, STREAM_EVENTS, STREAM_INVENTORY, STREAM_OBS, STREAM_PERF, STREAM_RESULTS,
 };
 use kanade_shared::subject;
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, ObsEvent, RunStarted};
@@ -201,6 +201,44 @@ impl Projection for Inventory {
     fn changed(rows: &[(crate::db::NewInventory, u64)]) -> (Topic, Vec<String>) {
         (Topic::Inventory, distinct(rows.iter().map(|(r, _)| r.pc_id.as_str())))
     }
+}
+
+/// `PERF` -> `perf_rollups`: each agent's summary of every `host_perf_interval`.
+pub struct Perf;
+
+impl Projection for Perf {
+    type Row = kanade_shared::perf::PerfRollup;
+    const STREAM: &'static str = STREAM_PERF;
+    const CONSUMER: &'static str = CONSUMER_PERF_PROJECTOR;
+
+    fn decode(subject: &str, payload: &[u8]) -> Result<kanade_shared::perf::PerfRollup, String> {
+        decode_rollup(subject, payload)
+    }
+
+    async fn commit(db: &Db, rows: &[(kanade_shared::perf::PerfRollup, u64)]) -> Result<(), crate::db::DbError> {
+        db.insert_perf_rollups(rows, Utc::now()).await
+    }
+
+    fn changed(rows: &[(kanade_shared::perf::PerfRollup, u64)]) -> (Topic, Vec<String>) {
+        (Topic::Perf, distinct(rows.iter().map(|(r, _)| r.pc_id.as_str())))
+    }
+}
+
+/// Decodes a rollup, checks it belongs on its subject (`perf.rollup.<its pc>`) and bounds it: a figure that is not
+/// a finite, non-negative number becomes 0, lists and names are cut, so a hostile rollup stores as a harmless row.
+pub fn decode_rollup(subject_name: &str, payload: &[u8]) -> Result<kanade_shared::perf::PerfRollup, String> {
+    let mut rollup: kanade_shared::perf::PerfRollup = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if subject::perf_rollup(&rollup.pc_id) != subject_name {
+        return Err(format!("a rollup of `{}` arrived on `{subject_name}`", rollup.pc_id));
+    }
+    if rollup.end < rollup.start {
+        return Err(format!("a rollup of `{}` ends before it starts", rollup.pc_id));
+    }
+    let cuts = rollup.bound();
+    if cuts > 0 {
+        tracing::debug!(pc_id = %rollup.pc_id, cuts, "rollup bounded");
+    }
+    Ok(rollup)
 }
 
 /// Decodes an inventory report, checks it belongs on its subject (`inventory.<its pc>.<its kind>`: the subject is

@@ -76,6 +76,8 @@ pub enum ErrorCode {
     BrokerUnavailable,
     /// This replica serves as many live streams as it may (503).
     TooManyStreams,
+    /// This replica relays live performance of as many PCs as `perf_max_watches` allows (503).
+    TooManyWatches,
     /// The job has no target of its own and the request names none: name pcs, groups or all (400).
     TargetsRequired,
     /// A result id in the path is malformed (400).
@@ -122,6 +124,7 @@ impl ErrorCode {
         Self::NotSetUp,
         Self::BrokerUnavailable,
         Self::TooManyStreams,
+        Self::TooManyWatches,
         Self::TargetsRequired,
         Self::InvalidResultId,
         Self::ResultNotFound,
@@ -160,6 +163,7 @@ impl ErrorCode {
             Self::NotSetUp => "not_set_up",
             Self::BrokerUnavailable => "broker_unavailable",
             Self::TooManyStreams => "too_many_streams",
+            Self::TooManyWatches => "too_many_watches",
             Self::TargetsRequired => "targets_required",
             Self::InvalidResultId => "invalid_result_id",
             Self::ResultNotFound => "result_not_found",

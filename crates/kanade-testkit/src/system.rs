@@ -129,6 +129,8 @@ pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: 
         database_url,
         offline_after: Duration::from_secs(5),
         stale_after: kanade_backend::config::DEFAULT_STALE_AFTER,
+        perf_retention: kanade_backend::config::DEFAULT_PERF_RETENTION,
+        perf_max_watches: kanade_backend::config::DEFAULT_PERF_MAX_WATCHES,
         auth: AuthConfig::Tokens {
             shared: Some(TEST_TOKEN.to_owned()),
             operators: OPERATORS

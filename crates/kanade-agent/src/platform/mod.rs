@@ -34,6 +34,21 @@ mod inventory_windows;
 #[cfg(windows)]
 use inventory_windows as inventory_imp;
 
+// Per-disk I/O counters for live performance: Linux reads /proc/diskstats, Windows asks each physical drive,
+// macOS takes what sysinfo reads per volume.
+#[cfg(all(unix, not(target_os = "macos")))]
+mod perf_linux;
+#[cfg(all(unix, not(target_os = "macos")))]
+use perf_linux as perf_imp;
+#[cfg(target_os = "macos")]
+mod perf_macos;
+#[cfg(target_os = "macos")]
+use perf_macos as perf_imp;
+#[cfg(windows)]
+mod perf_windows;
+#[cfg(windows)]
+use perf_windows as perf_imp;
+
 /// A spawned script and everything it starts, killable as a whole.
 pub use imp::ProcessTree;
 
@@ -140,6 +155,15 @@ pub fn collect_software(root: &HostRoot) -> Collected<SoftwareList> {
 pub fn collect_status(root: &HostRoot) -> Collected<Status> {
     inventory_imp::status(root)
 }
+
+/// Each whole disk's I/O counters since boot (empty where the platform gives none). Blocking, and cheap: one
+/// small procfs read, or one query per physical drive.
+pub fn disk_counters() -> Vec<crate::perf::sample::DiskCounters> {
+    perf_imp::disk_counters()
+}
+
+/// What a process's read and write figures count on this platform.
+pub const PROCESS_IO: kanade_shared::perf::IoScope = perf_imp::PROCESS_IO;
 
 /// The OS name reported in heartbeats: `windows`, `linux`, `macos`, ...
 pub fn os_name() -> &'static str {

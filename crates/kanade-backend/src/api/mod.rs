@@ -26,6 +26,7 @@ mod openapi;
 mod output;
 mod packages;
 mod paging;
+mod perf;
 mod results;
 mod session;
 mod streams;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// What `GET /metrics` reports.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The PCs whose live performance this replica relays.
+    pub watches: Arc<crate::perf_live::Watches>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -72,6 +75,8 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/agents/{pc_id}/config", get(agents::config))
         .route("/agents/{pc_id}/events", get(agent_events::of_agent))
         .route("/agents/{pc_id}/inventory", get(inventory::of_agent))
+        .route("/agents/{pc_id}/perf", get(perf::history))
+        .route("/agents/{pc_id}/perf/live", get(perf::live))
         .route("/agent-events", get(agent_events::fleet))
         .route("/inventory", get(inventory::job_facts))
         .route("/inventory/titles", get(inventory::titles))

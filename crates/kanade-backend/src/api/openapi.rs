@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agent_events, agents, audit, executions, inventory, jobs, output, packages, results, session, streams};
+use super::{
+    agent_events, agents, audit, executions, inventory, jobs, output, packages, perf, results, session, streams,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,6 +56,8 @@ use super::{agent_events, agents, audit, executions, inventory, jobs, output, pa
         executions::results,
         executions::targets,
         streams::output,
+        perf::live,
+        perf::history,
         executions::approve,
         executions::reject,
         executions::kill,

@@ -24,7 +24,7 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// An output tail ends after this, whatever the run does: a forgotten browser tab does not hold a slot forever.
 pub const OUTPUT_MAX: Duration = Duration::from_secs(60 * 60);
 
-fn slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+pub(super) fn slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
     state.hub.stream_slot().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -34,7 +34,7 @@ fn slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
     })
 }
 
-fn sse<S>(stream: S) -> Response
+pub(super) fn sse<S>(stream: S) -> Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
