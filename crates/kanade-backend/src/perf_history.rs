@@ -211,7 +211,8 @@ mod tests {
     #[test]
     fn bad_ranges_are_clear_errors() {
         let now = t(NOW);
-        let cases: &[(Option<&str>, Option<&str>, Option<&str>, &str)] = &[
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
+        let cases: &[Case<'_>] = &[
             (Some("yesterday"), None, None, "since `yesterday` is neither"),
             (Some("1h"), Some("2h"), None, "is not before until"),
             (Some("500d"), None, None, "further back than"),
