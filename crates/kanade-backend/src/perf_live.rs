@@ -107,8 +107,11 @@ impl Watch {
         if let Some(state) = &kept.state {
             first.push(LiveEvent::State(state.clone()));
         }
-        let history: Vec<HostSample> = kept.history.iter().map(|s| (**s).clone()).collect();
-        first.push(LiveEvent::History(Arc::new(history), kept.processes.clone()));
+        // Nothing kept yet (the watch's first lease is on its way): the lease's reply brings the history, once.
+        if !kept.history.is_empty() || kept.processes.is_some() {
+            let history: Vec<HostSample> = kept.history.iter().map(|s| (**s).clone()).collect();
+            first.push(LiveEvent::History(Arc::new(history), kept.processes.clone()));
+        }
         (receiver, first)
     }
 }

@@ -1234,6 +1234,16 @@ pub struct PerfPoint {
     pub top_memory: Vec<crate::perf::ProcSummary>,
 }
 
+/// `GET /api/agents/{pc}/perf/live`, `event: history`: the host samples the agent (or this backend's watch) kept
+/// from before the stream, oldest first, and the latest process sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PerfHistoryEvent {
+    #[serde(default)]
+    pub samples: Vec<crate::perf::HostSample>,
+    #[serde(default)]
+    pub processes: Option<crate::perf::ProcSample>,
+}
+
 /// `GET /api/agents/{pc}/perf/live`, `event: state`: how the live stream stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PerfLiveState {

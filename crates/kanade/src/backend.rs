@@ -24,6 +24,8 @@ pub struct Refused {
 
 pub struct Backend {
     http: reqwest::Client,
+    /// For event streams, which last as long as someone watches: no overall timeout (the reader detects a stall).
+    streaming: reqwest::Client,
     base: String,
     token: Option<String>,
 }
@@ -35,7 +37,16 @@ impl Backend {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Self { http, base: cli.backend_url.trim_end_matches('/').to_owned(), token: cli.token.clone() })
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(Self { http, streaming, base: cli.backend_url.trim_end_matches('/').to_owned(), token: cli.token.clone() })
+    }
+
+    /// The backend's URL, as messages name it.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
@@ -100,12 +111,31 @@ impl Backend {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
-            let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
-            return Err(Refused { status, code, message }.into());
+        success_or_refusal(response).await
+    }
+
+    /// A GET of server-sent events (`text/event-stream`): the response once its status is a success and it is an
+    /// event stream, for the caller to read chunk by chunk for as long as it likes.
+    pub async fn open_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let mut request = self
+            .streaming
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .header(reqwest::header::CACHE_CONTROL, "no-cache")
+            .header(OPERATOR_HEADER, crate::audit::operator());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
+        let response = success_or_refusal(response).await?;
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !content_type.starts_with("text/event-stream") {
+            bail!("the backend's answer to `{path}` is not an event stream (it is `{content_type}`)");
         }
         Ok(response)
     }
@@ -221,6 +251,18 @@ pub fn field(row: &serde_json::Value, key: &str) -> String {
         serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
+}
+
+/// The response if its status is a success; otherwise the backend's refusal, read from the API's error shape.
+async fn success_or_refusal(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
+    let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    Err(Refused { status, code, message }.into())
 }
 
 fn typed<T: DeserializeOwned>(path: &str, body: serde_json::Value) -> anyhow::Result<T> {

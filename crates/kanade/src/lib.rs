@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backend;
 pub mod commands;
 pub mod output;
+pub mod sse;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -102,6 +103,15 @@ pub enum Command {
     /// now.
     #[command(subcommand)]
     Inventory(commands::inventory::InventoryCommand),
+    /// One PC's performance, live, like top(1): CPU, memory, swap, disks, network and the busiest processes.
+    ///
+    /// A full screen on a terminal (q quits, c and m sort); plain lines to a pipe; a JSON object per event with
+    /// -o json. Exit codes: 0 stopped (q, Ctrl-C, --count), 1 refused, unreachable or the stream lost, 2 bad
+    /// arguments.
+    Top(commands::top::TopArgs),
+    /// One PC's performance history from its rollups: CPU, memory, disk and network averages and maxima per step,
+    /// and what used the CPU.
+    Perf(commands::perf::PerfArgs),
     /// Print the shell completion script for bash, zsh, fish, powershell or elvish, e.g.
     /// `kanade completions bash > /etc/bash_completion.d/kanade`.
     Completions(commands::completions::CompletionsArgs),
@@ -160,6 +170,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
         Command::Inventory(command) => commands::inventory::run(&cli, command).await,
+        Command::Top(args) => commands::top::run(&cli, args).await,
+        Command::Perf(args) => commands::perf::run(&cli, args).await,
         Command::Completions(args) => commands::completions::run(args),
     }
 }

@@ -91,3 +91,28 @@ pub fn bytes(data: &[u8]) {
     let _ = out.write_all(data);
     let _ = out.flush();
 }
+
+/// Bytes as people read memory sizes: `16.0 GiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_memory_sizes() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(16 << 30), "16.0 GiB");
+        assert_eq!(size(1536 << 20), "1.5 GiB");
+        assert_eq!(size(u64::MAX), "16777216.0 TiB");
+    }
+}

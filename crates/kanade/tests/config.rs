@@ -14,7 +14,7 @@ use tokio::process::Command;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Every key, in the order `layered::KEYS` lists them and unknown-key messages name them.
-const KNOWN_KEYS: &str = "target_version, target_version_jitter, heartbeat_interval, inventory_interval, inventory_jitter, max_local_concurrent";
+const KNOWN_KEYS: &str = "target_version, target_version_jitter, heartbeat_interval, inventory_interval, inventory_jitter, perf_interval, host_perf_interval, max_local_concurrent";
 
 fn kanade(nats_url: &str) -> Command {
     kanade_testkit::kanade_cli(env!("CARGO_BIN_EXE_kanade"), nats_url)
@@ -220,6 +220,8 @@ async fn effective_merges_global_groups_by_name_and_pc_and_reports_group_conflic
             vec!["heartbeat_interval", "20s", "group wave1"],
             vec!["inventory_interval", "-", "built-in default"],
             vec!["inventory_jitter", "-", "built-in default"],
+            vec!["perf_interval", "-", "built-in default"],
+            vec!["host_perf_interval", "-", "built-in default"],
             vec!["max_local_concurrent", "1", "pc pc-1"],
         ],
         "{table}"
@@ -401,8 +403,8 @@ async fn concurrent_sets_on_one_scope_all_land() {
     let url = nats.url();
     connect(&url).await;
 
-    // Ten writers of one scope: every key twice, each writer with a value nobody else writes.
-    let assignments: Vec<(&str, String)> = (0..10)
+    // Two writers of each key of one scope, each writer with a value nobody else writes.
+    let assignments: Vec<(&str, String)> = (0..2 * layered::KEYS.len())
         .map(|i| {
             let key = layered::KEYS[i % layered::KEYS.len()].name;
             let raw = match key {
@@ -411,6 +413,8 @@ async fn concurrent_sets_on_one_scope_all_land() {
                 "heartbeat_interval" => format!("{}s", i + 1),
                 "inventory_interval" => format!("{i}h"),
                 "inventory_jitter" => format!("{i}m"),
+                "perf_interval" => format!("{}s", i + 1),
+                "host_perf_interval" => format!("{}s", 10 + i),
                 "max_local_concurrent" => format!("{}", i + 1),
                 other => panic!("a new key `{other}` needs a value here"),
             };

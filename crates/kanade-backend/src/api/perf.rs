@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::StreamExt as _;
 use kanade_shared::PcId;
-use kanade_shared::api::{ErrorBody, PerfHistory, PerfLiveState, PerfQuery};
+use kanade_shared::api::{ErrorBody, PerfHistory, PerfHistoryEvent, PerfLiveState, PerfQuery};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -24,19 +24,13 @@ fn not_found(pc: &PcId) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
 }
 
-/// The `history` event: what the agent kept from before the stream (or from while it was unreachable).
-#[derive(Serialize)]
-struct HistoryEvent<'a> {
-    samples: &'a [kanade_shared::perf::HostSample],
-    processes: Option<&'a kanade_shared::perf::ProcSample>,
-}
-
 fn event(live: &LiveEvent) -> Event {
     let built = match live {
         LiveEvent::State(state) => Event::default().event("state").json_data(state),
-        LiveEvent::History(samples, processes) => Event::default()
-            .event("history")
-            .json_data(HistoryEvent { samples: samples.as_slice(), processes: processes.as_deref() }),
+        LiveEvent::History(samples, processes) => Event::default().event("history").json_data(PerfHistoryEvent {
+            samples: samples.as_ref().clone(),
+            processes: processes.as_deref().cloned(),
+        }),
         LiveEvent::Host(sample) => Event::default().event("host").json_data(sample.as_ref()),
         LiveEvent::Proc(sample) => Event::default().event("proc").json_data(sample.as_ref()),
     };
@@ -46,7 +40,7 @@ fn event(live: &LiveEvent) -> Event {
 /// `GET /api/agents/{pc}/perf/live`: `event: state` (`waiting`, `live`, `unreachable`), `event: history` (the
 /// samples the agent kept, oldest first), then `event: host` and `event: proc` at the agent's `perf_interval` for
 /// as long as the stream is open. Every browser watching one PC shares one lease and one subscription.
-#[utoipa::path(get, path = "/api/agents/{pc_id}/perf/live", tag = "live", operation_id = "perf_live", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, description = "server-sent events: `state` (a `PerfLiveState`), `history` (`{samples: HostSample[], processes: ProcSample|null}`), `host` (a `HostSample`), `proc` (a `ProcSample`)", content_type = "text/event-stream", body = PerfLiveState), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/agents/{pc_id}/perf/live", tag = "live", operation_id = "perf_live", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, description = "server-sent events: `state` (a `PerfLiveState`), `history` (a `PerfHistoryEvent`), `host` (a `HostSample`), `proc` (a `ProcSample`)", content_type = "text/event-stream", body = PerfHistoryEvent), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn live(State(state): State<Arc<AppState>>, PathId(pc): PathId<PcId>) -> Result<Response, ApiError> {
     if state.db.get_agent(&pc).await?.is_none() {
         return Err(not_found(&pc));

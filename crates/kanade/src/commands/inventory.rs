@@ -10,7 +10,7 @@ use kanade_shared::api::{AgentInventory, RefreshBody, RefreshView};
 
 use crate::Cli;
 use crate::backend::{Backend, PageArgs, field};
-use crate::output::{self, Format};
+use crate::output::{self, Format, size};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InventoryCommand {
@@ -194,18 +194,6 @@ pub async fn run(cli: &Cli, command: &InventoryCommand) -> anyhow::Result<ExitCo
     }
 }
 
-/// Bytes as people read memory sizes: `16.0 GiB`.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 async fn show(cli: &Cli, backend: &Backend, pc: &str) -> anyhow::Result<ExitCode> {
     let path = format!("/api/agents/{pc}/inventory");
     let inventory: AgentInventory = backend.get_as(&path, &[]).await?;
@@ -274,17 +262,4 @@ async fn show(cli: &Cli, backend: &Backend, pc: &str) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_as_memory_sizes() {
-        assert_eq!(size(0), "0 B");
-        assert_eq!(size(16 << 30), "16.0 GiB");
-        assert_eq!(size(1536 << 20), "1.5 GiB");
-        assert_eq!(size(u64::MAX), "16777216.0 TiB");
-    }
 }
