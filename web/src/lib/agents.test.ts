@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agentQuery, compareVersions, forgetPrompt, MAX_SEARCH_CHARS, statusOf, summarize } from "./agents";
+import { agentQuery, agentSort, ariaSort, compareVersions, forgetPrompt, hostFigures, MAX_SEARCH_CHARS, sortQuery, statusOf, summarize } from "./agents";
 import type { Agent } from "./types";
 
 function agent(over: Partial<Agent> & { pc_id: string }): Agent {
@@ -107,5 +107,34 @@ describe("summarize", () => {
 
   it("is all zeros for no agents", () => {
     expect(summarize([])).toEqual({ total: 0, online: 0, offline: 0, versions: [], os: [], outboxFull: [] });
+  });
+});
+
+describe("sorting by the host's figures", () => {
+  it("reads the order from the URL, the pc id for anything else", () => {
+    expect(agentSort("cpu")).toBe("cpu");
+    expect(agentSort("memory")).toBe("memory");
+    expect(agentSort("CPU")).toBe("pc_id");
+    expect(agentSort(null)).toBe("pc_id");
+  });
+
+  it("asks the server for an order only when it is not the default", () => {
+    expect(sortQuery("pc_id")).toEqual({});
+    expect(sortQuery("cpu")).toEqual({ sort: "cpu" });
+  });
+
+  it("marks the sorted column: the pc id A to Z, the figures highest first", () => {
+    expect(ariaSort("cpu", "cpu")).toBe("descending");
+    expect(ariaSort("pc_id", "pc_id")).toBe("ascending");
+    expect(ariaSort("memory", "cpu")).toBe("none");
+  });
+
+  it("reads the heartbeat's figures, none where they are absent or not percentages", () => {
+    expect(hostFigures(agent({ pc_id: "a", host_cpu_percent: 42.5, host_mem_percent: 61 }))).toEqual({ cpu: 42.5, memory: 61 });
+    expect(hostFigures(agent({ pc_id: "b" }))).toEqual({ cpu: null, memory: null });
+    expect(hostFigures(agent({ pc_id: "c", host_cpu_percent: Number.NaN, host_mem_percent: 250 }))).toEqual({ cpu: null, memory: 100 });
+    expect(hostFigures(agent({ pc_id: "e", host_cpu_percent: null }))).toEqual({ cpu: null, memory: null });
+    const wrong = { pc_id: "d", host_cpu_percent: "50", host_mem_percent: -1 } as unknown as Partial<Agent> & { pc_id: string };
+    expect(hostFigures(agent(wrong))).toEqual({ cpu: null, memory: null });
   });
 });

@@ -1,4 +1,4 @@
-// The Agents list and the Fleet page's counts: what the Agents page asks the server for (it searches, filters
+// The Agents list and the Fleet page's counts: what the Agents page asks the server for (it searches, filters, sorts
 // and pages there), and summing agents for the Fleet, without the DOM.
 
 import type { Agent } from "./types";
@@ -22,6 +22,35 @@ export function agentQuery(search: string, status: string): { search?: string; s
   if (text) query.search = text;
   if ((AGENT_STATUSES as readonly string[]).includes(status)) query.status = status as AgentStatus;
   return query;
+}
+
+/// The orders the server sorts the agents list in (`sort=`): by pc id (A to Z, the default), or by the host's CPU
+/// or memory in use in its latest heartbeat (highest first, agents without the figure last).
+export type AgentSort = "pc_id" | "cpu" | "memory";
+export const AGENT_SORTS: readonly AgentSort[] = ["pc_id", "cpu", "memory"];
+
+/// The order a URL's `sort=` names; the default for anything else.
+export function agentSort(raw: string | null | undefined): AgentSort {
+  return AGENT_SORTS.find((s) => s === raw) ?? "pc_id";
+}
+
+/// The `sort` to ask the server for: nothing for the default, so the default's URL and cache key stay as they were.
+export function sortQuery(sort: AgentSort): { sort?: AgentSort } {
+  return sort === "pc_id" ? {} : { sort };
+}
+
+/// A column header's `aria-sort` under an order: the pc id is A to Z, the figures highest first.
+export function ariaSort(column: AgentSort, sort: AgentSort): "ascending" | "descending" | "none" {
+  if (column !== sort) return "none";
+  return column === "pc_id" ? "ascending" : "descending";
+}
+
+/// The host's CPU and memory in use (0-100) from the agent's latest heartbeat; null where it sent none (an older
+/// agent, or one that has not sampled yet) or sent something that is not a percentage.
+export function hostFigures(agent: Agent): { cpu: number | null; memory: number | null } {
+  const read = (value: unknown) =>
+    typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.min(100, value) : null;
+  return { cpu: read(agent.host_cpu_percent), memory: read(agent.host_mem_percent) };
 }
 
 /// What the operator confirms before an agent is forgotten (`DELETE /api/agents/{pc}`): what goes, what stays,

@@ -16,6 +16,7 @@ import type {
   HardwarePage,
   JobFactsView,
   KillReply,
+  PerfHistory,
   PingReply,
   Preview,
   RefreshBody,
@@ -135,7 +136,9 @@ export class Api {
   }
 
   session = () => this.request<Session>("GET", "/api/session");
-  agents = (query: { status?: string; group?: string; os?: string; version?: string; search?: string } & PageQuery = {}) =>
+  agents = (
+    query: { status?: string; group?: string; os?: string; version?: string; search?: string; sort?: string } & PageQuery = {},
+  ) =>
     this.request<AgentPage>("GET", withQuery("/api/agents", query));
   agent = (pc: string) => this.request<Agent>("GET", `/api/agents/${seg(pc)}`);
   agentConfig = (pc: string) => this.request<AgentConfig>("GET", `/api/agents/${seg(pc)}/config`);
@@ -164,6 +167,11 @@ export class Api {
   kill = (exec: string) => this.request<KillReply>("POST", `/api/executions/${seg(exec)}/kill`);
   audit = (query: { actor?: string; action?: string; since?: string } & PageQuery) =>
     this.request<AuditPage>("GET", withQuery("/api/audit", query));
+
+  /// An agent's performance rollups: `since` is `1h`, `24h`, `7d` or an RFC 3339 time (the live stream is
+  /// `lib/perf.ts`'s `livePath`, followed with `lib/sse.ts`).
+  agentPerf = (pc: string, query: { since?: string; until?: string; step?: string } = {}) =>
+    this.request<PerfHistory>("GET", withQuery(`/api/agents/${seg(pc)}/perf`, query));
 
   agentInventory = (pc: string) => this.request<AgentInventory>("GET", `/api/agents/${seg(pc)}/inventory`);
   inventoryTitles = (query: { search?: string } & PageQuery) =>

@@ -26,6 +26,8 @@ export const keys = {
   /// One PC's inventory, and its change log under the same prefix.
   agentInventory: (pc: string) => ["agent-inventory", pc] as const,
   agentChanges: (pc: string, filter: string) => ["agent-inventory", pc, "changes", filter] as const,
+  /// One PC's performance history over a range (`1h`, `24h`, `7d`); refetched on a timer, not by change notes.
+  agentPerf: (pc: string, range: string) => ["agent-perf", pc, range] as const,
 };
 
 /// The stale query-key prefixes for one change. An empty `ids` means "anything in this topic".

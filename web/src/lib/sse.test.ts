@@ -348,6 +348,37 @@ describe("follow", () => {
     expect(details).toEqual(["it broke"]);
   });
 
+  it("stops at a refusal the caller calls fatal, and retries the others", async () => {
+    const answers = [
+      new Response('{"error":{"code":"too_many_watches","message":"busy"}}', { status: 503 }),
+      new Response('{"error":{"code":"agent_not_found","message":"no agent `x`"}}', { status: 404 }),
+    ];
+    const fetch = vi.fn(async () => answers.shift() as Response);
+    vi.stubGlobal("fetch", fetch);
+    vi.useFakeTimers();
+    const states: StreamState[] = [];
+    const fatal: string[] = [];
+    const done = follow(
+      {
+        path: "/x",
+        credentials: null,
+        onEvent: () => {},
+        onState: (s) => states.push(s),
+        fatal: (error) => {
+          if (error.code !== "agent_not_found") return false;
+          fatal.push(error.message);
+          return true;
+        },
+      },
+      new AbortController().signal,
+    );
+    await vi.advanceTimersByTimeAsync(500);
+    await done;
+    expect(fetch).toHaveBeenCalledTimes(2);
+    expect(states).toEqual(["connecting", "retrying", "connecting"]);
+    expect(fatal).toEqual(["no agent `x`"]);
+  });
+
   it("reconnects with backoff after failures", async () => {
     vi.useFakeTimers();
     let calls = 0;

@@ -2,7 +2,7 @@
 // token in the URL would end up in logs). The parser is pure so it is unit-tested; `follow` adds the network and
 // reconnects with a capped backoff.
 
-import { authHeaders, type Credentials, errorFrom } from "./api";
+import { type ApiError, authHeaders, type Credentials, errorFrom } from "./api";
 
 export interface SseEvent {
   event: string;
@@ -127,6 +127,9 @@ export interface FollowOptions {
   onState?: (state: StreamState, detail?: string) => void;
   /// Stop reconnecting after the stream ends normally (a finished run's output), instead of following forever.
   once?: boolean;
+  /// A refusal that retrying cannot mend (a 404 for an agent that does not exist): return true and following stops
+  /// there, the caller showing why. Any other refusal is retried.
+  fatal?: (error: ApiError) => boolean;
 }
 
 /// Follows an event stream until `signal` aborts, reconnecting after failures. Resolves when stopped.
@@ -144,7 +147,9 @@ export async function follow(options: FollowOptions, signal: AbortSignal): Promi
         return;
       }
       if (!response.ok || !response.body) {
-        throw errorFrom(response.status, await response.text());
+        const error = errorFrom(response.status, await response.text());
+        if (options.fatal?.(error)) return;
+        throw error;
       }
       options.onState?.("live");
       attempt = 0;

@@ -60,3 +60,11 @@ export type JobFactsView = Schemas["JobFactsView"];
 export type JobFactRow = Schemas["JobFactRow"];
 export type RefreshBody = Schemas["RefreshBody"];
 export type RefreshView = Schemas["RefreshView"];
+
+/// Performance: an agent's history of rollups (`GET /api/agents/{pc}/perf`), one point of it, and a process in a
+/// point's top lists. The live stream's events are described in `lib/perf.ts`, which reads them, like these,
+/// leniently from `unknown`.
+export type PerfHistory = Schemas["PerfHistory"];
+export type PerfPoint = Schemas["PerfPoint"];
+export type PerfStat = Schemas["Stat"];
+export type ProcSummary = Schemas["ProcSummary"];

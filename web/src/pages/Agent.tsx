@@ -1,11 +1,12 @@
 // One agent: what it reported, a ping, the config that applies to it, its recent results and its timeline; and, in
-// tabs, its inventory: hardware, software and the change log, with a button that asks it to report now. The tab is
-// in the URL (`?tab=`) so it can be linked to.
+// tabs, its inventory (hardware, software and the change log, with a button that asks it to report now) and its
+// performance, live or over a range. The tab is in the URL (`?tab=`) so it can be linked to.
 
 import { type UseQueryResult, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router";
 
 import { HardwareTab, HistoryTab, SoftwareTab } from "../agentInventory";
+import { PerformanceTab } from "../agentPerf";
 import { useAuth } from "../auth";
 import { ErrorNote, Loading, PageTitle, ResultsTable, TabPanel, Tabs, When } from "../components";
 import { forgetPrompt, statusOf } from "../lib/agents";
@@ -20,6 +21,7 @@ const TABS = [
   ["hardware", "Hardware"],
   ["software", "Software"],
   ["history", "History"],
+  ["performance", "Performance"],
 ] as const;
 
 export function AgentPage() {
@@ -109,6 +111,8 @@ export function AgentPage() {
           const next = new URLSearchParams(params);
           if (id === "overview") next.delete("tab");
           else next.set("tab", id);
+          // The performance tab's range is its own.
+          if (id !== "performance") next.delete("range");
           setParams(next, { replace: true });
         }}
       />
@@ -125,6 +129,11 @@ export function AgentPage() {
       {tab === "history" ? (
         <TabPanel prefix="agent" id="history">
           <HistoryTab pc={pc} />
+        </TabPanel>
+      ) : null}
+      {tab === "performance" ? (
+        <TabPanel prefix="agent" id="performance">
+          <PerformanceTab pc={pc} />
         </TabPanel>
       ) : null}
       {tab === "overview" ? (

@@ -67,7 +67,14 @@ use super::{
         output::output,
         openapi_json,
     ),
-    components(schemas(kanade_shared::api::ErrorCode, kanade_shared::api::ExecutionView))
+    components(schemas(
+        kanade_shared::api::ErrorCode,
+        kanade_shared::api::ExecutionView,
+        kanade_shared::api::PerfLiveState,
+        kanade_shared::api::PerfHistoryEvent,
+        kanade_shared::perf::HostSample,
+        kanade_shared::perf::ProcSample
+    ))
 )]
 pub struct ApiDoc;
 
