@@ -22,6 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -89,6 +90,7 @@ pub struct Metrics {
     registry: Registry,
     requests: HistogramFamily<RouteLabels>,
     batches: HistogramFamily<StreamLabels>,
+    malformed: Family<StreamLabels, Counter>,
     agents: Family<StateLabels, Gauge>,
     executions: Family<StateLabels, Gauge>,
     pending: Family<StreamLabels, Gauge>,
@@ -118,6 +120,12 @@ impl Metrics {
             "projector_batch_size",
             "Messages a projector took from its stream per database transaction",
             batches.clone(),
+        );
+        let malformed = Family::<StreamLabels, Counter>::default();
+        registry.register(
+            "projector_malformed",
+            "Messages a projector refused (not decodable, on another agent's subject) and terminated, by stream",
+            malformed.clone(),
         );
         let agents = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -157,6 +165,7 @@ impl Metrics {
             registry,
             requests,
             batches,
+            malformed,
             agents,
             executions,
             pending,
@@ -170,6 +179,11 @@ impl Metrics {
     /// Records one projector batch of `messages` taken from `stream` by `consumer`.
     pub fn projector_batch(&self, stream: &'static str, consumer: &'static str, messages: usize) {
         self.batches.get_or_create(&StreamLabels { stream, consumer }).observe(messages as f64);
+    }
+
+    /// Counts one message a projector refused and terminated.
+    pub fn projector_malformed(&self, stream: &'static str, consumer: &'static str) {
+        self.malformed.get_or_create(&StreamLabels { stream, consumer }).inc();
     }
 
     fn request(&self, method: &Method, route: &str, took: Duration) {

@@ -473,6 +473,7 @@ async fn store<P: Projection>(
                 // Redelivering a message that can never decode would block nothing but waste work forever;
                 // it stays in the stream for inspection.
                 tracing::warn!(subject = %message.subject, seq, error = why, "malformed message; not projected");
+                metrics.projector_malformed(P::STREAM, P::CONSUMER);
                 let _ = message.ack_with(AckKind::Term).await;
             }
         }

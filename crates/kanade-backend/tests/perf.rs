@@ -154,6 +154,11 @@ async fn history_and_sorting(backend: &TestBackend, nats_url: &str) {
     })
     .await;
     assert_eq!(stored.len(), 1, "the impostor's rollup was not stored: {stored:?}");
+    let refused = r#"kanade_projector_malformed_total{stream="PERF",consumer="backend-perf"}"#;
+    eventually("the impostor's and the garbage rollup counted", PATIENCE, || async {
+        (metric(&backend.url(), refused).await >= 2.0).then_some(())
+    })
+    .await;
     assert_eq!(stored[0]["cpu_percent"], json!({"avg": 100.0, "max": 100.0}));
     let top = stored[0]["top_cpu"].as_array().unwrap();
     assert_eq!(top.len(), 5);
