@@ -110,9 +110,10 @@ pub const STREAMS: &[StreamSpec] = &[
         subjects: &[crate::subject::PERF_ROLLUPS_ALL],
         max_msgs_per_subject: 0,
         // A buffer between the agents and the backend's projector, not the history (SQL keeps that): a day, or
-        // 1 GiB (about three hours of 10,000 agents at one rollup a minute), whichever ends first.
+        // 4 GiB, whichever ends first. The broker keeps ~1.6 KB a rollup (BENCHMARKS.md), so 4 GiB is about four
+        // and a half hours of 10,000 agents at one rollup a minute: a backend away longer loses the oldest.
         max_age: Duration::from_secs(24 * 60 * 60),
-        max_bytes: 1024 * 1024 * 1024,
+        max_bytes: 4 * 1024 * 1024 * 1024,
         duplicate_window: Duration::from_secs(2 * 60),
         allow_direct: false,
     },

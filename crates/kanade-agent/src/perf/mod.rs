@@ -38,6 +38,10 @@ pub const IDLE_STEP: Duration = Duration::from_secs(5);
 const MAX_UNSENT_ROLLUPS: usize = 120;
 /// A lease reply this large is cut (oldest history first) to stay below the broker's message size.
 const MAX_REPLY_BYTES: usize = 900 * 1024;
+/// Longest wait between a rollup's window ending and its send. Every agent's window ends on the clock's multiples, so
+/// without a spread the whole fleet would publish at the same instant (10,000 syncing writes took the broker 3.5-5 s,
+/// BENCHMARKS.md); each agent waits its own random part of this (at most half the interval) instead.
+const MAX_SEND_SPREAD: Duration = Duration::from_secs(30);
 /// How long a rollup's publish may wait for the broker's acknowledgement.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// A wait that never ends in practice, short enough to add to `Instant::now()`.
@@ -206,6 +210,9 @@ impl Perf {
         let mut rollup_every = Duration::ZERO;
         let mut rollup_end: Option<DateTime<Utc>> = None;
         let mut unsent: VecDeque<PerfRollup> = VecDeque::new();
+        // This agent's wait after each window's end before it sends, and when the finished rollups go.
+        let mut send_spread = Duration::ZERO;
+        let mut send_at: Option<Instant> = None;
         let mut last_sample = Instant::now();
         loop {
             let now = Instant::now();
@@ -217,6 +224,12 @@ impl Perf {
                 // A new rollup interval starts a window on the new boundaries; what was summed so far goes into it.
                 rollup_every = schedule.rollup_interval;
                 rollup_end = (!rollup_every.is_zero()).then(|| rollup::window_end(Utc::now(), rollup_every));
+                send_spread = random_up_to((rollup_every / 2).min(MAX_SEND_SPREAD));
+            }
+            if send_at.is_some_and(|at| at <= now) {
+                send_at = None;
+                self.send_rollups(&mut unsent).await;
+                continue;
             }
             let live = live_until.is_some();
             let step = match (live, rollup_end) {
@@ -228,7 +241,8 @@ impl Perf {
             let rollup_at =
                 rollup_end.map_or(now + NEVER, |end| now + (end - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             // Also wake when the last lease lapses, to drop to the idle rate at once.
-            let wake_at = sample_at.min(rollup_at).min(live_until.unwrap_or(now + NEVER));
+            let wake_at =
+                sample_at.min(rollup_at).min(live_until.unwrap_or(now + NEVER)).min(send_at.unwrap_or(now + NEVER));
             if wake_at > now {
                 tokio::select! {
                     () = tokio::time::sleep_until(wake_at.into()) => {}
@@ -238,13 +252,18 @@ impl Perf {
             }
             let now = Instant::now();
             let rollup_due = rollup_end.is_some_and(|end| Utc::now() >= end);
-            if now < last_sample + step && !rollup_due {
+            let sample_due = now >= sample_at;
+            if !sample_due && !rollup_due {
                 continue;
             }
             let live = self.state.lock().map(|s| s.leases.live_until(now).is_some()).unwrap_or(false);
             let (back, host, processes) = source.take(&self.pc, live || rollup_due).await;
             source = back;
-            last_sample = Instant::now();
+            // The next sample is one step after this one was due, not after it was done, so "every second" stays
+            // every second rather than every second plus the sampling time; a sample that came late (or early, for
+            // a rollup) starts the count afresh.
+            let taken = Instant::now();
+            last_sample = if sample_due && taken.duration_since(sample_at) < step { sample_at } else { taken };
             if live {
                 self.publish_live(&host, processes.as_ref()).await;
             }
@@ -262,7 +281,7 @@ impl Perf {
                     tracing::warn!("the broker has not taken this agent's rollups for a while; dropping the oldest");
                 }
                 rollup_end = Some(rollup::window_end(Utc::now(), rollup_every));
-                self.send_rollups(&mut unsent).await;
+                send_at = Some(Instant::now() + send_spread);
             }
         }
     }
@@ -323,6 +342,10 @@ impl Perf {
             }
         }
     }
+}
+
+fn random_up_to(max: Duration) -> Duration {
+    if max.is_zero() { Duration::ZERO } else { rand::random_range(Duration::ZERO..=max) }
 }
 
 /// Cuts a reply's history (oldest first) until it fits one message.
