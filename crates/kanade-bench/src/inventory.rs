@@ -11,12 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use futures::StreamExt as _;
 use kanade_shared::resources::STREAM_INVENTORY;
 use kanade_testkit::NatsServer;
-use sqlx::Connection as _;
 
+use crate::database::{Store, until_count};
 use crate::fanout::{self, TOKEN};
 use crate::procs::{self, Proc};
 use crate::stats::percentiles;
@@ -74,101 +74,10 @@ pub fn main(args: InventoryArgs, runtime: &tokio::runtime::Runtime) -> anyhow::R
     Ok(())
 }
 
-/// The database a run stores into, and how to read its counts and size.
-enum Store {
-    Sqlite(PathBuf),
-    Postgres { admin: String, name: String, url: String },
-}
-
-impl Store {
-    async fn create(kind: &str, work: &Path, postgres: &str) -> anyhow::Result<Self> {
-        match kind {
-            "sqlite" => Ok(Self::Sqlite(work.join("backend.db"))),
-            "postgres" => {
-                let name = format!("kanade_bench_inventory_{}", std::process::id());
-                let mut admin = sqlx::PgConnection::connect(postgres)
-                    .await
-                    .with_context(|| format!("PostgreSQL at `{postgres}`"))?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin).await?;
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
-                let mut url = reqwest::Url::parse(postgres)?;
-                url.set_path(&name);
-                Ok(Self::Postgres { admin: postgres.to_owned(), name, url: url.to_string() })
-            }
-            other => bail!("database `{other}` is not `sqlite` or `postgres`"),
-        }
-    }
-
-    fn url(&self) -> Option<&str> {
-        match self {
-            Self::Sqlite(_) => None,
-            Self::Postgres { url, .. } => Some(url),
-        }
-    }
-
-    async fn count(&self, sql: &str) -> anyhow::Result<i64> {
-        Ok(match self {
-            Self::Sqlite(path) => {
-                let url = format!("sqlite://{}?mode=ro", path.display());
-                let mut conn = sqlx::SqliteConnection::connect(&url).await?;
-                let n = sqlx::query_scalar(sql).fetch_one(&mut conn).await?;
-                conn.close().await?;
-                n
-            }
-            Self::Postgres { url, .. } => {
-                let mut conn = sqlx::PgConnection::connect(url).await?;
-                let n = sqlx::query_scalar(sql).fetch_one(&mut conn).await?;
-                conn.close().await?;
-                n
-            }
-        })
-    }
-
-    /// The database's size on disk, in bytes (SQLite: the file and its WAL).
-    async fn bytes(&self) -> anyhow::Result<u64> {
-        match self {
-            Self::Sqlite(path) => {
-                let wal = path.with_extension("db-wal");
-                Ok([path.as_path(), wal.as_path()]
-                    .iter()
-                    .filter_map(|p| std::fs::metadata(p).ok())
-                    .map(|m| m.len())
-                    .sum())
-            }
-            Self::Postgres { .. } => {
-                Ok(u64::try_from(self.count("SELECT pg_database_size(current_database())").await?).unwrap_or_default())
-            }
-        }
-    }
-
-    async fn drop_database(&self) {
-        if let Self::Postgres { admin, name, .. } = self
-            && let Ok(mut conn) = sqlx::PgConnection::connect(admin).await
-        {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
-        }
-    }
-}
-
-/// Waits until `sql` counts at least `target`, or `patience` passes.
-async fn until_count(store: &Store, sql: &str, target: i64, patience: Duration) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    loop {
-        let n = store.count(sql).await.unwrap_or(0);
-        if n >= target {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > patience {
-            bail!("`{sql}` counted {n} of {target} after {} s", patience.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 async fn one_database(args: &InventoryArgs, bin: &Path, kind: &str) -> anyhow::Result<String> {
     let n = args.agents;
     let work = tempfile::tempdir()?;
-    let store = Store::create(kind, work.path(), &args.postgres).await?;
+    let store = Store::create(kind, work.path(), &args.postgres, "inventory").await?;
     let nats = NatsServer::start_durable();
     let url = nats.url();
     let client = async_nats::connect(&url).await?;

@@ -2,14 +2,17 @@
 //! in the same run, reconnect storm, heartbeat load, memory and an idle agent (BENCHMARKS.md); `kanade-bench
 //! sync` (`sync`): what `sync_interval: always` costs (docs/RELIABILITY.md); `kanade-bench lists` (`lists`): the
 //! lists' pages at 10,000 agents, in the API and in Chromium (BENCHMARKS.md); `kanade-bench inventory`
-//! (`inventory`): inventory ingest and queries at 10,000 agents (BENCHMARKS.md). This file parses the flags and
-//! dispatches.
+//! (`inventory`): inventory ingest and queries at 10,000 agents (BENCHMARKS.md); `kanade-bench perf` (`perf`): live
+//! performance at 10,000 agents — rollups, history, live streams and one real agent's cost (BENCHMARKS.md). This
+//! file parses the flags and dispatches.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod database;
 mod fanout;
 mod inventory;
 mod lists;
+mod perf;
 mod procs;
 mod raw;
 mod stats;
@@ -32,6 +35,11 @@ enum Cli {
     Lists(lists::ListsArgs),
     /// Inventory at fleet size: first full reports, a change-only round and the queries, on SQLite and PostgreSQL.
     Inventory(inventory::InventoryArgs),
+    /// Live performance at fleet size: rollups, history, live streams of watched PCs, and one real agent's cost.
+    Perf(perf::PerfArgs),
+    /// (Internal) reads /proc once a second until killed: the reference of the perf benchmark's agent figures.
+    #[command(hide = true)]
+    ProcReader,
     /// (Internal) the raw-NATS reference agents, run as their own process.
     RawAgents {
         #[arg(long)]
@@ -52,6 +60,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if matches!(cli, Cli::ProcReader) {
+        perf::proc_reader();
+    }
     if !matches!(cli, Cli::RawAgents { .. }) {
         kanade_testkit::use_nats_server_binary(procs::obtain_nats_server()?);
     }
@@ -61,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         Cli::Sync(args) => runtime.block_on(sync::run(args)),
         Cli::Lists(args) => lists::main(args, &runtime),
         Cli::Inventory(args) => inventory::main(args, &runtime),
+        Cli::Perf(args) => perf::main(args, &runtime),
+        Cli::ProcReader => unreachable!("handled before the runtime starts"),
         Cli::Fanout(args) => {
             let bin = procs::build_binaries()?;
             runtime.block_on(fanout::run(args, &bin))
