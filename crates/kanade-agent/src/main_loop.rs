@@ -409,6 +409,7 @@ impl MainLoop {
     }
 
     fn counters(&self) -> Counters {
+        let (host_cpu_percent, host_mem_percent) = self.perf.figures();
         Counters {
             running: self.pipeline.running(),
             outbox_pending: self.outbox.pending(),
@@ -417,8 +418,8 @@ impl MainLoop {
             malformed_messages: self.malformed.count(),
             heartbeat_interval: self.applied.heartbeat_interval,
             max_local_concurrent: u32::try_from(self.applied.slots).unwrap_or(u32::MAX),
-            host_cpu_percent: self.perf.figures().0,
-            host_mem_percent: self.perf.figures().1,
+            host_cpu_percent,
+            host_mem_percent,
         }
     }
 

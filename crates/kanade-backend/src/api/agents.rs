@@ -165,7 +165,7 @@ pub(super) async fn remove(
     Ok(Json(RemovedAgent { pc_id: pc.to_string(), purged: purge }))
 }
 
-fn not_found(pc: &PcId) -> ApiError {
+pub(super) fn not_found(pc: &PcId) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
 }
 

@@ -45,7 +45,7 @@ fn text(field: &str, raw: Option<String>) -> Result<Option<String>, ApiError> {
 }
 
 /// Whether the caller wants the whole list as CSV.
-fn csv_wanted(format: Option<&str>) -> Result<bool, ApiError> {
+pub(super) fn csv_wanted(format: Option<&str>) -> Result<bool, ApiError> {
     match format.filter(|f| !f.is_empty()) {
         None | Some("json") => Ok(false),
         Some("csv") => Ok(true),
@@ -109,7 +109,7 @@ where
 }
 
 /// A finished CSV as the download `<file>.csv`.
-fn download(file: &str, writer: csv::Writer<Vec<u8>>) -> Result<Response, ApiError> {
+pub(super) fn download(file: &str, writer: csv::Writer<Vec<u8>>) -> Result<Response, ApiError> {
     let body = writer.into_inner().map_err(|err| ApiError::internal(err.error()))?;
     let disposition = format!("attachment; filename=\"{file}.csv\"");
     Ok((

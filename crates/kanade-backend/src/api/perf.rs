@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -17,12 +17,8 @@ use kanade_shared::api::{ErrorBody, PerfHistory, PerfHistoryEvent, PerfLiveState
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiError, ApiQuery, AppState, ErrorCode, PathId, streams};
+use super::{ApiError, ApiQuery, AppState, ErrorCode, PathId, agents, inventory, streams};
 use crate::perf_live::{LiveEvent, WatchError};
-
-fn not_found(pc: &PcId) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
-}
 
 fn event(live: &LiveEvent) -> Event {
     let built = match live {
@@ -43,7 +39,7 @@ fn event(live: &LiveEvent) -> Event {
 #[utoipa::path(get, path = "/api/agents/{pc_id}/perf/live", tag = "live", operation_id = "perf_live", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, description = "server-sent events: `state` (a `PerfLiveState`), `history` (a `PerfHistoryEvent`), `host` (a `HostSample`), `proc` (a `ProcSample`)", content_type = "text/event-stream", body = PerfHistoryEvent), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn live(State(state): State<Arc<AppState>>, PathId(pc): PathId<PcId>) -> Result<Response, ApiError> {
     if state.db.get_agent(&pc).await?.is_none() {
-        return Err(not_found(&pc));
+        return Err(agents::not_found(&pc));
     }
     let slot = streams::slot(&state)?;
     let watch = state.watches.watch(&pc).await.map_err(|err| match err {
@@ -89,18 +85,12 @@ pub(super) async fn history(
     ApiQuery(query): ApiQuery<PerfQuery>,
 ) -> Result<Response, ApiError> {
     let bad = |m: String| ApiError::bad_request(ErrorCode::InvalidQuery, m);
-    let csv = match query.format.as_deref().filter(|f| !f.is_empty()) {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(bad(format!("format `{}` is not `json` or `csv`", other.chars().take(40).collect::<String>())));
-        }
-    };
+    let csv = inventory::csv_wanted(query.format.as_deref())?;
     let range =
         crate::perf_history::range(query.since.as_deref(), query.until.as_deref(), query.step.as_deref(), Utc::now())
             .map_err(bad)?;
     if state.db.get_agent(&pc).await?.is_none() {
-        return Err(not_found(&pc));
+        return Err(agents::not_found(&pc));
     }
     let rows = state.db.perf_rollups(pc.as_str(), range.since, range.until).await?;
     let history = PerfHistory {
@@ -138,14 +128,7 @@ pub(super) async fn history(
             })
             .map_err(|err| ApiError::internal(&err))?;
     }
-    let body = writer.into_inner().map_err(|err| ApiError::internal(err.error()))?;
-    let disposition = format!("attachment; filename=\"perf-{pc}.csv\"");
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-        body,
-    )
-        .into_response())
+    inventory::download(&format!("perf-{pc}"), writer)
 }
 
 /// One CSV row of the history: the point's figures and the names of its top processes.
