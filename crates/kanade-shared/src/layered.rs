@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::config;
 use crate::ids::{GroupName, PcId};
 use crate::manifest::Version;
 
@@ -113,14 +114,14 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec {
         name: "perf_interval",
         help: "how often a watched agent samples its host's performance (250ms to 1m)",
-        parse: |raw| duration_within(raw, Duration::from_millis(250), Duration::from_secs(60)),
+        parse: |raw| duration_within(raw, config::MIN_PERF_INTERVAL, config::MAX_PERF_INTERVAL),
     },
     KeySpec {
         name: "host_perf_interval",
         help: "how often every agent sends a performance rollup (0s for none, or 10s to 1h)",
         parse: |raw| match humantime::parse_duration(raw.trim()) {
             Ok(d) if d.is_zero() => Ok(Value::String("0s".into())),
-            _ => duration_within(raw, Duration::from_secs(10), Duration::from_secs(3600)),
+            _ => duration_within(raw, config::MIN_HOST_PERF_INTERVAL, config::MAX_HOST_PERF_INTERVAL),
         },
     },
     KeySpec {
