@@ -43,6 +43,9 @@ pub struct BackendConfig {
     /// PCs this backend relays live performance of at once (each watched PC is one NATS subscription and one
     /// lease, shared by every browser watching it).
     pub perf_max_watches: usize,
+    /// This backend's name among replicas (the leadership lease says who holds it); `None`: `<hostname>-<random>`,
+    /// new at every start.
+    pub instance: Option<Actor>,
     pub auth: AuthConfig,
     pub nats: NatsConfig,
     pub log: LogConfig,
@@ -108,6 +111,7 @@ struct BackendSection {
     stale_after: Option<String>,
     perf_retention: Option<String>,
     perf_max_watches: Option<usize>,
+    instance: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,8 +164,8 @@ pub const MIN_TOKEN_LEN: usize = 16;
 impl BackendConfig {
     /// Loads the backend's config: the file (if any), then the environment: `KANADE_LISTEN_ADDR` (or its older
     /// name `KANADE_BIND_ADDR`), `KANADE_BACKEND_DATA_DIR`, `KANADE_DATABASE_URL` (else `DATABASE_URL`),
-    /// `KANADE_AUTH_STATIC_TOKEN`, `KANADE_AUTH_DISABLE=1`, `KANADE_NATS_URL`, `KANADE_NATS_TOKEN`, `KANADE_LOG`
-    /// (else `RUST_LOG`).
+    /// `KANADE_AUTH_STATIC_TOKEN`, `KANADE_AUTH_DISABLE=1`, `KANADE_NATS_URL`, `KANADE_NATS_TOKEN`,
+    /// `KANADE_BACKEND_INSTANCE`, `KANADE_LOG` (else `RUST_LOG`).
     pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let file: BackendFile = load_file(path)?;
         let backend = file.backend;
@@ -292,6 +296,19 @@ impl BackendConfig {
             });
         }
         let database_url = database_url.map(|(_, url)| url);
+        let instance = match env_first(env, &["KANADE_BACKEND_INSTANCE"]) {
+            Some((key, raw)) => Some((key, raw)),
+            None => backend.instance.map(|raw| ("backend.instance", raw)),
+        };
+        let instance = instance
+            .map(|(key, raw)| {
+                Actor::new(raw.clone()).map_err(|err| ConfigError::InvalidValue {
+                    key: key.into(),
+                    value: raw,
+                    problem: err.to_string(),
+                })
+            })
+            .transpose()?;
         Ok(Self {
             listen_addr,
             data_dir,
@@ -300,6 +317,7 @@ impl BackendConfig {
             stale_after,
             perf_retention,
             perf_max_watches,
+            instance,
             auth,
             nats: file.nats.resolve(env, backend.nats_url, "backend.nats_url")?,
             log: LogConfig::resolve(env, file.log, kanade_shared::config::DEFAULT_LOG_LEVEL)?,

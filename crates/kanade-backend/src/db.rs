@@ -16,6 +16,7 @@ mod facts;
 mod inventory;
 mod outputs;
 mod perf;
+mod schedules;
 pub mod sqlite_file;
 mod timeline;
 
@@ -24,6 +25,7 @@ pub use executions::{
 };
 pub use outputs::StoredOutput;
 pub use perf::{MAX_HISTORY_ROWS, StoredRollup};
+pub use schedules::{FireRow, NewFire};
 
 pub use facts::NewFacts;
 pub use inventory::{

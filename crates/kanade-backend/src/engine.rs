@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::caller::Caller;
 use crate::db::{Db, DbError, ExecStatus, ExecutionRow, KnownAgent, NewExecution, NewWave, WaveState};
+use crate::leader::Leadership;
 use crate::live::{Publisher, Topic};
 use crate::rollout::{self, Step, WaveCounts};
 
@@ -65,6 +66,18 @@ pub struct ExecRequest {
     pub waves: Option<Vec<kanade_shared::manifest::Wave>>,
     pub jitter: Option<Duration>,
     pub deadline: Option<Duration>,
+}
+
+/// Who creates an execution, under which id, and for which schedule occurrence.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub caller: Caller,
+    /// The execution's id: a schedule occurrence's; none, a fresh one.
+    pub exec_id: Option<ExecId>,
+    /// The schedule decision the execution carries out, recorded with it in one transaction.
+    pub fire: Option<crate::db::NewFire>,
+    /// A standing execution's end (once-per-PC): no send lets a run start after it.
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 pub struct Engine {
@@ -156,7 +169,21 @@ impl Engine {
 
     /// Creates an execution of `stored` (as the catalogue holds it) and, unless the job needs approval, sends it.
     pub async fn exec(&self, stored: StoredJob, request: ExecRequest, caller: &Caller) -> Result<ExecId, ExecError> {
+        let origin = Origin { caller: caller.clone(), exec_id: None, fire: None, ends_at: None };
+        Ok(self.create(stored, request, origin).await?.0)
+    }
+
+    /// Creates an execution as `origin` says (its id, the schedule decision it carries out) and, unless the job
+    /// needs approval, sends it. Returns its id and whether it is new: an execution with the id that exists
+    /// already (an occurrence fired before, by this backend or another) is left as it is.
+    pub async fn create(
+        &self,
+        stored: StoredJob,
+        request: ExecRequest,
+        origin: Origin,
+    ) -> Result<(ExecId, bool), ExecError> {
         let job = &stored.job.id.clone();
+        let caller = &origin.caller;
         let clock = std::time::Instant::now();
         let plan = self.plan(stored, &request).await?;
         let planned = clock.elapsed();
@@ -167,7 +194,7 @@ impl Engine {
         // Resolved now, so what an approver approves is exactly what will run (a script object is pinned by its
         // SHA-256 and checked here).
         let script = Catalogue::open(&self.nats).await?.script(stored).await?;
-        let exec_id = ExecId::generate();
+        let exec_id = origin.exec_id.clone().unwrap_or_else(ExecId::generate);
         let command = catalogue::command_for(stored, exec_id.clone(), script, request.jitter);
         command.validate().map_err(|err| ExecError::Invalid(format!("job `{job}`: {err}")))?;
         plan.check_targets()?;
@@ -178,7 +205,8 @@ impl Engine {
         let encode = |what, value: serde_json::Result<String>| {
             value.map_err(|e| ExecError::Invalid(format!("cannot encode the {what}: {e}")))
         };
-        self.db
+        let created = self
+            .db
             .insert_execution(&NewExecution {
                 exec_id: &exec_id,
                 job_id: job,
@@ -187,6 +215,7 @@ impl Engine {
                 targets_json: encode("targets", serde_json::to_string(&targets))?,
                 command_json: encode("command", serde_json::to_string(&command))?,
                 deadline_ms: deadline.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                ends_at: origin.ends_at,
                 requested_by: caller.actor.as_str(),
                 now,
                 targets: reached.clone(),
@@ -198,20 +227,29 @@ impl Engine {
                         max_failure_pct: w.max_failure_pct,
                     })
                     .collect(),
+                fire: origin.fire.clone(),
             })
             .await?;
+        if !created {
+            tracing::info!(exec_id = %exec_id, "execution exists already; not fired again");
+            return Ok((exec_id, false));
+        }
         let recorded = clock.elapsed();
-        let details = serde_json::json!({
+        let mut details = serde_json::json!({
             "job_id": job, "version": stored.job.version, "target_count": reached.len(), "waves": waves.len(),
             "status": status.as_str(), "identity": caller.identity(),
         });
+        if let Some(fire) = &origin.fire {
+            details["schedule_id"] = fire.schedule_id.clone().into();
+            details["occurrence_at"] = fire.occurrence_at.to_rfc3339().into();
+        }
         self.audit(&caller.actor, "exec", exec_id.as_str(), details).await;
         self.changed(&exec_id).await;
         if status == ExecStatus::Starting {
             self.start_now(&exec_id).await;
         }
         tracing::debug!(exec_id = %exec_id, targets = reached.len(), planned = ?planned, recorded = ?recorded, sent = ?clock.elapsed(), "execution created");
-        Ok(exec_id)
+        Ok((exec_id, true))
     }
 
     /// A second operator's approval: the execution is sent now.
@@ -280,13 +318,17 @@ impl Engine {
         }
     }
 
-    /// Drives every unfinished execution until `shutdown`.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Drives every unfinished execution until `shutdown`, while this replica leads (`leadership`): one backend
+    /// ticks rollouts at a time. A fire made through this replica's API is still sent at once ([`Engine::exec`]).
+    pub async fn run(self: Arc<Self>, leadership: Arc<Leadership>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    if !leadership.leading() {
+                        continue;
+                    }
                     if let Err(err) = self.tick().await {
                         tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "exec engine step failed; retrying");
                     }
@@ -414,8 +456,20 @@ impl Engine {
             .map_err(|e| ExecError::Invalid(format!("execution `{}` has an unreadable command: {e}", row.exec_id)))?;
         let now = Utc::now();
         command.issued_at = now;
-        command.deadline = row.deadline_ms.map(|ms| now + chrono::Duration::milliseconds(ms));
+        command.deadline = send_deadline(row, now);
         control::publish(&self.nats, target, &command).await?;
+        Ok(())
+    }
+
+    /// Sends a standing execution's command to `target` again, stamped now (`control::republish`: a message id of
+    /// its own, so it is stored even within the duplicate window).
+    pub async fn resend(&self, row: &ExecutionRow, target: &Target) -> Result<(), ExecError> {
+        let mut command: Command = serde_json::from_str(&row.command_json)
+            .map_err(|e| ExecError::Invalid(format!("execution `{}` has an unreadable command: {e}", row.exec_id)))?;
+        let now = Utc::now();
+        command.issued_at = now;
+        command.deadline = send_deadline(row, now);
+        control::republish(&self.nats, target, &command).await?;
         Ok(())
     }
 
@@ -426,6 +480,16 @@ impl Engine {
 
     async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) {
         crate::caller::auditor(&self.nats, actor).record(action, target, details).await;
+    }
+}
+
+/// The deadline of a send at `now`: its `deadline` after the send, and never past a standing execution's end.
+pub fn send_deadline(row: &ExecutionRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let relative = row.deadline_ms.map(|ms| now + chrono::Duration::milliseconds(ms));
+    let ends = row.ends_at_ms.and_then(DateTime::<Utc>::from_timestamp_millis);
+    match (relative, ends) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -9,12 +9,14 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod facts;
+pub mod leader;
 pub mod live;
 pub mod metrics;
 pub mod perf_history;
 pub mod perf_live;
 pub mod projector;
 pub mod rollout;
+pub mod scheduler;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ pub struct Bound {
     js: async_nats::jetstream::Context,
     request_timeout: std::time::Duration,
     perf_retention: std::time::Duration,
+    standing_every: std::time::Duration,
 }
 
 impl Backend {
@@ -79,6 +82,8 @@ impl Backend {
         let engine = engine::Engine::new(db.clone(), nats.clone(), live.clone());
         let shutdown = CancellationToken::new();
         let watches = Arc::new(perf_live::Watches::new(nats.clone(), config.perf_max_watches, shutdown.clone()));
+        let instance = config.instance.as_ref().map_or_else(default_instance, ToString::to_string);
+        let leadership = Arc::new(leader::Leadership::new(instance));
         let state = Arc::new(AppState {
             db,
             nats,
@@ -91,8 +96,16 @@ impl Backend {
             shutdown,
             metrics: Arc::new(metrics::Metrics::new()),
             watches,
+            leadership,
         });
-        Ok(Bound { listener, state, js, request_timeout: api::REQUEST_TIMEOUT, perf_retention: config.perf_retention })
+        Ok(Bound {
+            listener,
+            state,
+            js,
+            request_timeout: api::REQUEST_TIMEOUT,
+            perf_retention: config.perf_retention,
+            standing_every: scheduler::STANDING_EVERY,
+        })
     }
 }
 
@@ -121,6 +134,12 @@ impl Bound {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.watches = Arc::new(perf_live::Watches::new(state.nats.clone(), watches, state.shutdown.clone()));
         }
+        self
+    }
+
+    /// How often the leader looks after once-per-PC schedules, in place of [`scheduler::STANDING_EVERY`]. For tests.
+    pub fn with_standing_every(mut self, every: std::time::Duration) -> Self {
+        self.standing_every = every;
         self
     }
 
@@ -168,7 +187,14 @@ impl Bound {
                 }
             }
         });
-        let engine = tokio::spawn(self.state.engine.clone().run(shutdown.clone()));
+        let leadership = self.state.leadership.clone();
+        let lease = tokio::spawn({
+            let (leadership, nats, shutdown) = (leadership.clone(), self.state.nats.clone(), shutdown.clone());
+            async move { leadership.run(nats, shutdown).await }
+        });
+        let engine = tokio::spawn(self.state.engine.clone().run(leadership.clone(), shutdown.clone()));
+        let scheduler =
+            tokio::spawn(scheduler::Scheduler::new(self.state.clone(), self.standing_every).run(shutdown.clone()));
         let app = api::router_with(self.state.clone(), self.request_timeout);
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         let _ = results.await;
@@ -181,6 +207,9 @@ impl Bound {
         let _ = perf_sweep.await;
         let _ = heartbeats.await;
         let _ = engine.await;
+        let _ = scheduler.await;
+        // Given up last, once nothing decides any more, so a follower takes over at once.
+        let _ = lease.await;
         let _ = hub.await;
         // With the broker gone too (a whole host stopping), a flush would wait for a reconnect that never comes.
         if tokio::time::timeout(std::time::Duration::from_secs(2), self.state.nats.flush()).await.is_err() {
@@ -190,6 +219,14 @@ impl Bound {
         tracing::info!("kanade-backend stopped");
         Ok(())
     }
+}
+
+/// An instance id for a backend whose config names none: its host name and a random suffix, new at every start.
+fn default_instance() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let suffix: u16 = rand::random();
+    let id = kanade_shared::Actor::from_login(&host);
+    format!("{}-{suffix:04x}", id.as_str().chars().take(58).collect::<String>())
 }
 
 /// How often rollups older than the retention are deleted: often enough that each sweep deletes a few minutes'

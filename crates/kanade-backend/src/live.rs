@@ -52,6 +52,8 @@ pub enum Topic {
     Inventory,
     /// ids: pc ids with new performance rollups.
     Perf,
+    /// ids: schedule ids created, changed, deleted or fired.
+    Schedules,
 }
 
 impl Topic {
@@ -65,6 +67,7 @@ impl Topic {
             Topic::Timeline => "timeline",
             Topic::Inventory => "inventory",
             Topic::Perf => "perf",
+            Topic::Schedules => "schedules",
         }
     }
 }

@@ -7,8 +7,8 @@
 //!   label value), and each projector's batch sizes (`kanade_projector_batch_size`, by stream);
 //! - computed at scrape time: agents by state from one counting query (`kanade_agents`), executions by stored
 //!   status (`kanade_executions`), each projector's backlog from its durable consumer (`kanade_projector_pending`),
-//!   the live streams open on this replica (`kanade_sse_streams_open`) and `kanade_leader` (0: no backend leads
-//!   anything yet; it will be 1 on the replica holding the lease once leadership lands).
+//!   the live streams open on this replica (`kanade_sse_streams_open`) and `kanade_leader` (1 on the replica
+//!   holding the leadership lease, else 0).
 //!
 //! None has a per-agent label: the cost at 10,000 agents is the same as at ten.
 
@@ -158,7 +158,7 @@ impl Metrics {
         let leader = Gauge::default();
         registry.register(
             "leader",
-            "1 on the backend that holds the leadership lease; 0 everywhere until leadership exists",
+            "1 on the backend that holds the leadership lease (it ticks rollouts and fires schedules), else 0",
             leader.clone(),
         );
         Self {
@@ -221,7 +221,7 @@ impl Metrics {
         self.streams_open.set(i64::try_from(state.hub.open_streams()).unwrap_or(i64::MAX));
         self.perf_watches.set(i64::try_from(state.watches.watched()).unwrap_or(i64::MAX));
         self.perf_malformed.set(i64::try_from(state.watches.malformed()).unwrap_or(i64::MAX));
-        self.leader.set(0);
+        self.leader.set(i64::from(state.leadership.leading()));
         let mut text = String::new();
         if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             tracing::error!(error = %err, "cannot encode metrics");

@@ -597,6 +597,7 @@ mod tests {
             targets: serde_json::Value::Null,
             command_json: String::new(),
             deadline_ms: None,
+            ends_at_ms: None,
             target_count: 0,
             requested_by: "alice".into(),
             decided_by: None,

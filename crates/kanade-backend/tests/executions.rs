@@ -30,10 +30,12 @@ async fn execution(db: &Db, job_id: &str, version: &str, targets: &[&str], path:
         targets_json: "{}".into(),
         command_json: "{}".into(),
         deadline_ms: None,
+        ends_at: None,
         requested_by: "alice",
         now: Utc::now(),
         targets: targets.iter().map(|pc| ((*pc).to_owned(), 0)).collect(),
         waves: vec![],
+        fire: None,
     })
     .await
     .expect("insert execution");

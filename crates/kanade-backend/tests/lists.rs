@@ -108,10 +108,12 @@ async fn insert_execution(db: &Db, exec: &ExecId, created: DateTime<Utc>, target
         targets_json: "{}".into(),
         command_json: "{}".into(),
         deadline_ms: None,
+        ends_at: None,
         requested_by: "alice",
         now: created,
         targets,
         waves: vec![],
+        fire: None,
     })
     .await
     .expect("insert execution");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
-use kanade_shared::resources::{KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS};
+use kanade_shared::resources::{KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS, STREAM_EXEC};
 use kanade_shared::subject::{self, Target};
 use kanade_shared::wire::{Command, KillAck};
 use kanade_shared::{ExecId, JobId};
@@ -66,6 +66,64 @@ pub async fn publish(client: &async_nats::Client, target: &Target, command: &Com
         .await
         .map_err(|e| OpsError::nats(what(), e))?;
     Ok(())
+}
+
+/// Publishes `command` to `target` again under a message id of its own (`<exec>:<subject>@<issued_at>`), so a
+/// standing command sent anew (renewed before `EXEC` ages it out, or with a new version's script) is stored even
+/// within the duplicate window. The agents' run ledger keeps a PC that ran the exec id from running it again.
+pub async fn republish(client: &async_nats::Client, target: &Target, command: &Command) -> Result<(), OpsError> {
+    command.validate().map_err(|err| OpsError::Invalid(format!("command for `{}`: {err}", command.job_id)))?;
+    let subject = subject::command(target, &command.job_id);
+    let body = serde_json::to_vec(command).map_err(|source| OpsError::Encode { what: "command", source })?;
+    let message_id = format!("{}:{subject}@{}", command.exec_id, command.issued_at.timestamp_millis());
+    let what = || format!("cannot publish `{subject}`");
+    jetstream::new(client.clone())
+        .send_publish(subject.clone(), PublishMessage::build().payload(body.into()).message_id(message_id.as_str()))
+        .await
+        .map_err(|e| OpsError::nats(what(), e))?
+        .await
+        .map_err(|e| OpsError::nats(what(), e))?;
+    Ok(())
+}
+
+/// The command `EXEC` holds for `job` at `target` now (it keeps the newest per subject), if it holds one that
+/// reads as a command.
+pub async fn standing(client: &async_nats::Client, target: &Target, job: &JobId) -> Result<Option<Command>, OpsError> {
+    let subject = subject::command(target, job);
+    let stream = jetstream::new(client.clone())
+        .get_stream(STREAM_EXEC)
+        .await
+        .map_err(|_| OpsError::Missing { kind: "stream", name: STREAM_EXEC })?;
+    match stream.direct_get_last_for_subject(subject.clone()).await {
+        Ok(message) => Ok(serde_json::from_slice(&message.payload).ok()),
+        Err(err) if err.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+        Err(err) => Err(OpsError::nats(format!("cannot read `{subject}`"), err)),
+    }
+}
+
+/// Takes `exec`'s command for `job` at `target` out of `EXEC`, if it is the one held there: agents that had not
+/// picked it up never will (a deleted once-per-PC schedule). A newer command on the subject is left alone.
+pub async fn withdraw(
+    client: &async_nats::Client,
+    target: &Target,
+    job: &JobId,
+    exec: &ExecId,
+) -> Result<bool, OpsError> {
+    let held = standing(client, target, job).await?;
+    if held.is_none_or(|command| command.exec_id != *exec) {
+        return Ok(false);
+    }
+    let subject = subject::command(target, job);
+    let stream = jetstream::new(client.clone())
+        .get_stream(STREAM_EXEC)
+        .await
+        .map_err(|_| OpsError::Missing { kind: "stream", name: STREAM_EXEC })?;
+    stream
+        .purge()
+        .filter(subject.clone())
+        .await
+        .map_err(|e| OpsError::nats(format!("cannot withdraw `{subject}`"), e))?;
+    Ok(true)
 }
 
 /// Sends a kill to `subject` and collects the agents' confirmations for `wait`.

@@ -134,7 +134,7 @@ fn bucket_owned(spec: &BucketSpec, replicas: usize) -> Owned {
         description: Some(spec.description.to_owned()),
         subjects: None,
         max_messages_per_subject: spec.history,
-        max_age: Duration::ZERO,
+        max_age: spec.max_age,
         max_bytes: 0,
         duplicate_window: None,
         // KV reads go through direct get, so any replica can answer.
@@ -219,6 +219,7 @@ pub async fn setup(js: &jetstream::Context, replicas: usize) -> Result<Vec<Chang
                     bucket: spec.name.to_owned(),
                     description: spec.description.to_owned(),
                     history: spec.history,
+                    max_age: spec.max_age,
                     max_value_size: MAX_MESSAGE_BYTES,
                     storage: stream::StorageType::File,
                     num_replicas: replicas,

@@ -14,6 +14,7 @@ pub mod jetstream;
 pub mod logs;
 pub mod objects;
 pub mod release;
+pub mod schedules;
 pub mod store;
 
 /// What can go wrong talking to the broker on an operator's behalf.

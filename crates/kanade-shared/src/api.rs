@@ -89,6 +89,12 @@ pub enum ErrorCode {
     /// A list's `cursor` is not one this list handed out (garbage, tampered with, from another list or an older
     /// backend): start again without one (400).
     InvalidCursor,
+    /// A schedule does not validate, or its job is not in the catalogue (400).
+    InvalidSchedule,
+    /// A schedule id in the path is malformed (400).
+    InvalidScheduleId,
+    /// No such schedule (404).
+    ScheduleNotFound,
     /// A failure of the backend's own; the message is generic and the cause is in its log (500).
     Internal,
 }
@@ -130,6 +136,9 @@ impl ErrorCode {
         Self::ResultNotFound,
         Self::OutputGone,
         Self::InvalidCursor,
+        Self::InvalidSchedule,
+        Self::InvalidScheduleId,
+        Self::ScheduleNotFound,
         Self::Internal,
     ];
 
@@ -169,6 +178,9 @@ impl ErrorCode {
             Self::ResultNotFound => "result_not_found",
             Self::OutputGone => "output_gone",
             Self::InvalidCursor => "invalid_cursor",
+            Self::InvalidSchedule => "invalid_schedule",
+            Self::InvalidScheduleId => "invalid_schedule_id",
+            Self::ScheduleNotFound => "schedule_not_found",
             Self::Internal => "internal",
         }
     }
@@ -215,6 +227,15 @@ pub struct Health {
     pub nats: String,
     /// `ok` or `unavailable`.
     pub database: String,
+    /// This backend's instance id (`[backend] instance`).
+    #[serde(default)]
+    pub instance: String,
+    /// The instance holding the leadership lease, as this backend last saw it; none while nobody holds it.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// Whether this backend leads now: it alone ticks rollouts and fires schedules.
+    #[serde(default)]
+    pub leading: bool,
 }
 
 /// An agent as its latest heartbeat described it.
@@ -1255,4 +1276,74 @@ pub struct PerfLiveState {
     pub interval_ms: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+/// `POST /api/schedules`: a schedule file's YAML as written, and the text of the `script_file` its inline job names,
+/// by the name it gives (a client cannot make the server read its disk).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    pub schedule: String,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// A schedule as the API shows it: as stored, whether it is active now, its next occurrences and its recent fires.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleView {
+    #[serde(flatten)]
+    pub stored: crate::schedule::StoredSchedule,
+    /// `active`, `paused` (disabled), `waiting` (before `not_before`) or `ended` (after `not_after`, or an `at` that
+    /// has fired).
+    pub state: String,
+    /// The next occurrences (up to 5; none for a paused or once-per-PC schedule).
+    pub next: Vec<DateTime<Utc>>,
+    /// The most recent decisions, newest first (the last one in a list, up to 50 for one schedule).
+    pub fires: Vec<FireView>,
+}
+
+/// One decision of a schedule: an occurrence fired (with the execution it created), skipped, or missed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FireView {
+    /// `<schedule>-<YYYYMMDD>t<HHMMSS>z`: the occurrence's UTC time; the execution it fired has this id.
+    pub occurrence_id: String,
+    pub occurrence_at: DateTime<Utc>,
+    /// `fired`, `run_now`, `skipped_overlap`, `missed` or `failed`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_id: Option<String>,
+    /// Why it was skipped or failed, or that a missed entry stands for several occurrences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `missed`: how many occurrences this entry stands for (the first is `occurrence_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    /// The backend instance that decided it.
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+    /// The execution's status now, as `GET /api/executions/{id}` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_status: Option<String>,
+    /// Known agents the execution targets (for once-per-PC: so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_count: Option<i64>,
+}
+
+/// `POST /api/schedules`: the schedule as stored, whether it was `created`, `updated` or `unchanged`, and for an
+/// inline job what happened to it in the catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleStoredView {
+    pub schedule: ScheduleView,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_action: Option<String>,
+}
+
+/// `POST /api/schedules/{id}/run-now`: the occurrence fired now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunNowView {
+    pub occurrence_id: String,
+    pub exec_id: String,
+    /// `fired`, or `already_fired` when this second's occurrence was fired before.
+    pub outcome: String,
 }

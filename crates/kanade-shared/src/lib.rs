@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod perf;
 pub mod release;
 pub mod resources;
+pub mod schedule;
 pub mod subject;
 pub mod waves;
 pub mod wire;

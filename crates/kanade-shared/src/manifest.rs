@@ -385,12 +385,12 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
-    fn at(field: &str, location: Option<&serde_saphyr::Location>, problem: impl std::fmt::Display) -> Self {
+    pub(crate) fn at(field: &str, location: Option<&serde_saphyr::Location>, problem: impl std::fmt::Display) -> Self {
         let place = location.map(|l| format!(" (line {} column {})", l.line(), l.column())).unwrap_or_default();
         Self { source_name: None, message: format!("{field}{place}: {problem}") }
     }
 
-    fn named(mut self, name: &str) -> Self {
+    pub(crate) fn named(mut self, name: &str) -> Self {
         self.source_name = Some(name.to_owned());
         self
     }
@@ -398,6 +398,12 @@ impl ManifestError {
 
 /// Parses a manifest's text into its file type: strict, with the field path, line and column of any error.
 pub fn parse(text: &str) -> Result<ManifestFile, ManifestError> {
+    parse_strict(text)
+}
+
+/// Parses an operator-written YAML file (a job manifest, a schedule) into its serde file type: strict, with the
+/// field path, line and column of any error.
+pub(crate) fn parse_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ManifestError> {
     if text.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError {
             source_name: None,
@@ -558,7 +564,7 @@ impl ManifestFile {
 
 /// A manifest's `target:` block, checked: it names someone, and `all` stands alone. An empty block is a mistake
 /// rather than "no target" (which is written by leaving `target:` out).
-fn checked_target(target: Spanned<TargetFile>) -> Result<Targets, ManifestError> {
+pub(crate) fn checked_target(target: Spanned<TargetFile>) -> Result<Targets, ManifestError> {
     let at = Some(&target.defined);
     let target = target.value;
     if target.all && !(target.groups.is_empty() && target.pcs.is_empty()) {
@@ -604,26 +610,31 @@ impl Job {
         }
         let text = std::fs::read_to_string(path).map_err(|e| io("cannot read", e))?;
         let mut job = Self::from_yaml(&text).map_err(|e| e.named(&name))?;
-        if let ScriptSource::File { path: relative } = &job.source {
-            let base = path.parent().unwrap_or_else(|| Path::new("."));
+        job.inline_script_file(path.parent().unwrap_or_else(|| Path::new("."))).map_err(|e| e.named(&name))?;
+        Ok(job)
+    }
+
+    /// Reads a `script_file` (relative to `base`, the manifest's directory) into the job as its inline script.
+    pub fn inline_script_file(&mut self, base: &Path) -> Result<(), ManifestError> {
+        if let ScriptSource::File { path: relative } = &self.source {
             let file = base.join(relative);
-            let script =
-                std::fs::read(&file).map_err(|e| io(&format!("execute.script_file `{}`", file.display()), e))?;
+            let io = |err: std::io::Error| {
+                ManifestError::at("execute.script_file", None, format!("`{}`: {err}", file.display()))
+            };
+            let script = std::fs::read(&file).map_err(io)?;
             if script.len() > MAX_SCRIPT_BYTES {
                 return Err(ManifestError::at(
                     "execute.script_file",
                     None,
                     format!("`{}` is {} bytes; the limit is {MAX_SCRIPT_BYTES}", file.display(), script.len()),
-                )
-                .named(&name));
+                ));
             }
             let script = String::from_utf8(script).map_err(|_| {
                 ManifestError::at("execute.script_file", None, format!("`{}` is not UTF-8", file.display()))
-                    .named(&name)
             })?;
-            job.source = ScriptSource::Inline { script };
+            self.source = ScriptSource::Inline { script };
         }
-        Ok(job)
+        Ok(())
     }
 }
 

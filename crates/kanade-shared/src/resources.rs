@@ -145,16 +145,34 @@ pub struct BucketSpec {
     pub description: &'static str,
     /// Values kept per key.
     pub history: i64,
+    /// A value older than this is gone (zero: kept). For `leases`, the lease's time to live: a holder that stops
+    /// renewing loses its key this long after its last renewal.
+    pub max_age: Duration,
+}
+
+/// How long the backends' leadership lease lasts without a renewal: a leader that dies is replaced this long (plus
+/// a follower's next try) after its last renewal.
+pub const LEADER_TTL: Duration = Duration::from_secs(15);
+/// The key of the backends' leadership lease in `leases`.
+pub const LEADER_KEY: &str = "backend";
+
+const fn bucket(name: &'static str, description: &'static str, history: i64) -> BucketSpec {
+    BucketSpec { name, description, history, max_age: Duration::ZERO }
 }
 
 pub const KV_BUCKETS: &[BucketSpec] = &[
-    BucketSpec { name: KV_SCRIPT_CURRENT, description: "job id -> the version that may run", history: 5 },
-    BucketSpec { name: KV_SCRIPT_STATUS, description: "job id -> ACTIVE | REVOKED", history: 5 },
-    BucketSpec { name: KV_AGENT_CONFIG, description: "layered agent config: global, groups.<g>, pcs.<pc>", history: 5 },
-    BucketSpec { name: KV_AGENT_GROUPS, description: "pc -> operator-assigned groups", history: 5 },
-    BucketSpec { name: KV_JOBS, description: "job id -> manifest", history: 10 },
-    BucketSpec { name: KV_SCHEDULES, description: "schedule id -> schedule", history: 5 },
-    BucketSpec { name: KV_LEASES, description: "backend leadership leases", history: 1 },
+    bucket(KV_SCRIPT_CURRENT, "job id -> the version that may run", 5),
+    bucket(KV_SCRIPT_STATUS, "job id -> ACTIVE | REVOKED", 5),
+    bucket(KV_AGENT_CONFIG, "layered agent config: global, groups.<g>, pcs.<pc>", 5),
+    bucket(KV_AGENT_GROUPS, "pc -> operator-assigned groups", 5),
+    bucket(KV_JOBS, "job id -> manifest", 10),
+    bucket(KV_SCHEDULES, "schedule id -> schedule", 5),
+    BucketSpec {
+        name: KV_LEASES,
+        description: "backend leadership leases, each gone LEADER_TTL after its last renewal",
+        history: 1,
+        max_age: LEADER_TTL,
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -131,6 +131,7 @@ pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: 
         stale_after: kanade_backend::config::DEFAULT_STALE_AFTER,
         perf_retention: kanade_backend::config::DEFAULT_PERF_RETENTION,
         perf_max_watches: kanade_backend::config::DEFAULT_PERF_MAX_WATCHES,
+        instance: None,
         auth: AuthConfig::Tokens {
             shared: Some(TEST_TOKEN.to_owned()),
             operators: OPERATORS
@@ -163,8 +164,20 @@ impl TestBackend {
 
     /// Starts a backend on an existing data dir (to restart one) and an optional database URL.
     pub async fn start_in(url: &str, data_dir: TempDir, database_url: Option<String>) -> Self {
-        let config = backend_config(url, data_dir.path(), database_url);
-        let bound = kanade_backend::Backend::bind(config).await.expect("backend binds");
+        Self::start_tuned(url, data_dir, database_url, |config| config, |bound| bound).await
+    }
+
+    /// [`TestBackend::start_in`] with its config and its bound server adjusted first (an instance name, a test
+    /// knob).
+    pub async fn start_tuned(
+        url: &str,
+        data_dir: TempDir,
+        database_url: Option<String>,
+        configure: impl FnOnce(BackendConfig) -> BackendConfig,
+        tune: impl FnOnce(kanade_backend::Bound) -> kanade_backend::Bound,
+    ) -> Self {
+        let config = configure(backend_config(url, data_dir.path(), database_url));
+        let bound = tune(kanade_backend::Backend::bind(config).await.expect("backend binds"));
         let addr = bound.local_addr();
         let db = bound.db();
         let shutdown = CancellationToken::new();

@@ -28,6 +28,7 @@ mod packages;
 mod paging;
 mod perf;
 mod results;
+mod schedules;
 mod session;
 mod streams;
 
@@ -59,6 +60,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The PCs whose live performance this replica relays.
     pub watches: Arc<crate::perf_live::Watches>,
+    /// Whether this replica leads (ticks rollouts, fires schedules), and who does.
+    pub leadership: Arc<crate::leader::Leadership>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -104,6 +107,11 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/executions/{exec_id}/kill", post(executions::kill))
         .route("/events", get(streams::events))
         .route("/audit", get(audit::list))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route("/schedules/{schedule_id}", get(schedules::get).delete(schedules::delete))
+        .route("/schedules/{schedule_id}/pause", post(schedules::pause))
+        .route("/schedules/{schedule_id}/resume", post(schedules::resume))
+        .route("/schedules/{schedule_id}/run-now", post(schedules::run_now))
         .route("/app-packages/{name}/{version}", get(packages::serve).head(packages::serve))
         .method_not_allowed_fallback(error::api_method_not_allowed)
         .fallback(error::api_not_found)

@@ -8,7 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agent_events, agents, audit, executions, inventory, jobs, output, packages, perf, results, session, streams,
+    agent_events, agents, audit, executions, inventory, jobs, output, packages, perf, results, schedules, session,
+    streams,
 };
 
 #[derive(OpenApi)]
@@ -63,6 +64,13 @@ use super::{
         executions::kill,
         streams::events,
         audit::list,
+        schedules::list,
+        schedules::create,
+        schedules::get,
+        schedules::delete,
+        schedules::pause,
+        schedules::resume,
+        schedules::run_now,
         packages::serve,
         output::output,
         openapi_json,

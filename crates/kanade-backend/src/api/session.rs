@@ -39,6 +39,9 @@ pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         nats: nats.to_owned(),
         database: database.to_owned(),
+        instance: state.leadership.instance().to_owned(),
+        leader: state.leadership.holder(),
+        leading: state.leadership.leading(),
     };
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

@@ -125,6 +125,9 @@ pub struct ExecutionRow {
     pub command_json: String,
     #[serde(skip)]
     pub deadline_ms: Option<i64>,
+    /// A standing (once-per-PC) execution's end: no send lets a run start after it.
+    #[serde(skip)]
+    pub ends_at_ms: Option<i64>,
     pub target_count: i64,
     pub requested_by: String,
     pub decided_by: Option<String>,
@@ -146,6 +149,7 @@ impl ExecutionRow {
             targets: serde_json::from_str(&targets).unwrap_or(serde_json::Value::Null),
             command_json: row.try_get("command_json")?,
             deadline_ms: row.try_get("deadline_ms")?,
+            ends_at_ms: row.try_get("ends_at_ms")?,
             target_count: row.try_get("target_count")?,
             requested_by: row.try_get("requested_by")?,
             decided_by: row.try_get("decided_by")?,
@@ -158,7 +162,8 @@ impl ExecutionRow {
 }
 
 const EXECUTION_COLUMNS: &str = "exec_id, job_id, version, status, status_reason, targets_json, command_json, \
-    deadline_ms, target_count, requested_by, decided_by, decided_at_ms, created_at_ms, started_at_ms, updated_at_ms";
+    deadline_ms, target_count, requested_by, decided_by, decided_at_ms, created_at_ms, started_at_ms, updated_at_ms, \
+    ends_at_ms";
 
 /// A new execution, as the engine creates it.
 pub struct NewExecution<'a> {
@@ -169,8 +174,12 @@ pub struct NewExecution<'a> {
     pub targets_json: String,
     pub command_json: String,
     pub deadline_ms: Option<i64>,
+    /// A standing execution's end (once-per-PC schedules).
+    pub ends_at: Option<DateTime<Utc>>,
     pub requested_by: &'a str,
     pub now: DateTime<Utc>,
+    /// The schedule occurrence this execution fires, recorded in the same transaction.
+    pub fire: Option<super::schedules::NewFire>,
     /// Known agents it reaches, each with the (1-based) wave that reaches it first, 0 without waves.
     pub targets: Vec<(String, i64)>,
     pub waves: Vec<NewWave>,
@@ -239,13 +248,16 @@ const HAS_PENDING: &str =
     "EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = executions.exec_id AND t.status IS NULL)";
 
 impl Db {
-    pub async fn insert_execution(&self, new: &NewExecution<'_>) -> Result<(), DbError> {
+    /// Stores a new execution with its targets and waves (and the schedule decision it carries out), in one
+    /// transaction. False, with nothing written, when an execution with its id exists: an occurrence fired before.
+    pub async fn insert_execution(&self, new: &NewExecution<'_>) -> Result<bool, DbError> {
         let now = new.now.timestamp_millis();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let mut tx = self.begin_read_write().await?;
+        let inserted = sqlx::query(
             "INSERT INTO executions (exec_id, job_id, version, status, targets_json, command_json, deadline_ms,
-                target_count, requested_by, created_at_ms, updated_at_ms, started_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+                target_count, requested_by, created_at_ms, updated_at_ms, started_at_ms, ends_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
+             ON CONFLICT (exec_id) DO NOTHING RETURNING exec_id",
         )
         .bind(new.exec_id.as_str())
         .bind(new.job_id.as_str())
@@ -258,8 +270,16 @@ impl Db {
         .bind(new.requested_by)
         .bind(now)
         .bind((new.status == ExecStatus::Starting).then_some(now))
-        .execute(&mut *tx)
+        .bind(new.ends_at.map(|t| t.timestamp_millis()))
+        .fetch_optional(&mut *tx)
         .await?;
+        if inserted.is_none() {
+            return Ok(false);
+        }
+        if let Some(fire) = &new.fire {
+            Self::insert_fire(&mut tx, fire).await?;
+            Self::move_cursor(&mut tx, fire).await?;
+        }
         // Many rows per statement: one statement per row made a 10,000-agent exec spend ~300 ms here. 300 rows x 3
         // parameters stays under SQLite's oldest limit of 999 bound parameters.
         for chunk in new.targets.chunks(300) {
@@ -293,7 +313,7 @@ impl Db {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub async fn get_execution(&self, exec: &ExecId) -> Result<Option<ExecutionRow>, DbError> {
@@ -606,10 +626,12 @@ mod tests {
             targets_json: "{}".into(),
             command_json: "{}".into(),
             deadline_ms: None,
+            ends_at: None,
             requested_by: "alice",
             now: Utc::now(),
             targets: vec![],
             waves: vec![NewWave { group: "canary".into(), delay_ms: 0, max_failure_pct: 100.0 }],
+            fire: None,
         })
         .await
         .expect("insert");
