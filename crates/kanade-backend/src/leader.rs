@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{self, UpdateErrorKind};
 use chrono::{DateTime, Utc};
 use kanade_shared::resources::{KV_LEASES, LEADER_KEY, LEADER_TTL};
-use serde::{Deserialize, Serialize};
+use kanade_shared::wire::LeaderLease as Lease;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,14 +28,6 @@ pub const TRY_EVERY: Duration = Duration::from_secs(1);
 pub const MARGIN: Duration = Duration::from_secs(3);
 /// How long one renewal or take may wait for the broker.
 const PATIENCE: Duration = Duration::from_secs(2);
-
-/// What the lease's value says (for people and `/health`; the revision is what counts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub holder: String,
-    pub since: DateTime<Utc>,
-    pub renewed_at: DateTime<Utc>,
-}
 
 /// How long a lease renewed (or taken) by a request sent at `sent` lets its holder act: until `sent + ttl - margin`.
 pub fn acting_until(sent: Instant, ttl: Duration, margin: Duration) -> Instant {

@@ -279,6 +279,9 @@ pub struct Status {
     /// The resource did not answer (on a cluster: no leader right now, for example while one is elected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
+    /// For the `leases` bucket: the backends' leadership lease as it stands (none: no backend leads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<kanade_shared::wire::LeaderLease>,
 }
 
 impl Status {
@@ -297,6 +300,7 @@ impl Status {
             cluster: None,
             lagging: Vec::new(),
             unavailable: None,
+            lease: None,
         }
     }
 }
@@ -342,6 +346,7 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> 
                             c.replicas.iter().filter(|p| !p.current || p.offline).map(|p| p.name.clone()).collect()
                         })
                         .unwrap_or_default(),
+                    lease: None,
                 }
             }
             Err(err) if is_not_found(&err) => Status { exists: false, ..Status::unknown(kind, name) },
@@ -349,6 +354,14 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<Status>, SetupError> 
             Err(err) => Status { unavailable: Some(err.to_string()), ..Status::unknown(kind, name) },
         };
         out.push(status);
+    }
+    if let Some(leases) =
+        out.iter_mut().find(|s| s.kind == Kind::KeyValue && s.name == resources::KV_LEASES && s.exists)
+        && let Ok(kv) = js.get_key_value(resources::KV_LEASES).await
+        && let Ok(Some(entry)) = kv.entry(resources::LEADER_KEY).await
+        && entry.operation == kv::Operation::Put
+    {
+        leases.lease = serde_json::from_slice(&entry.value).ok();
     }
     Ok(out)
 }

@@ -710,6 +710,15 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
+/// The value of the backends' leadership lease in KV `leases` (key `resources::LEADER_KEY`): who holds it, since
+/// when, and its last renewal. What counts is the key's revision (a compare-and-set); this is for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderLease {
+    pub holder: String,
+    pub since: DateTime<Utc>,
+    pub renewed_at: DateTime<Utc>,
+}
+
 /// A [`Duration`] as whole milliseconds, so every language can read it.
 pub(crate) mod millis {
     use std::time::Duration;

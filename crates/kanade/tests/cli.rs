@@ -228,10 +228,38 @@ async fn jetstream_setup_is_idempotent_and_status_reports_every_resource() {
     assert_eq!(status.as_array().unwrap().len(), total);
     assert!(status.as_array().unwrap().iter().all(|s| s["exists"] == true && s["replicas"] == 1));
     let table = run(&url, &["jetstream", "status"]).await;
+    assert!(text(&table.stderr).contains("no backend leads"), "{}", text(&table.stderr));
     let table = text(&table.stdout);
     for name in ["EXEC", "RESULTS", "script_current", "agent_releases"] {
         assert!(table.contains(name), "{name} missing from:\n{table}");
     }
+
+    // A `leases` bucket from before leadership (no time to live) is given its TTL.
+    let mut leases = js.get_stream("KV_leases").await.unwrap().cached_info().config.clone();
+    assert_eq!(leases.max_age, kanade_shared::resources::LEADER_TTL);
+    leases.max_age = Duration::ZERO;
+    js.update_stream(leases).await.unwrap();
+    let fourth = run(&url, &["jetstream", "setup", "-o", "json"]).await;
+    let fourth: serde_json::Value = serde_json::from_slice(&fourth.stdout).unwrap();
+    let change = fourth.as_array().unwrap().iter().find(|c| c["name"] == "leases").unwrap();
+    assert_eq!(
+        (&change["action"], &change["fields"]),
+        (&serde_json::json!("updated"), &serde_json::json!(["max_age"]))
+    );
+
+    // Which backend leads.
+    let backend = kanade_testkit::TestBackend::start(&url).await;
+    let lease = kanade_testkit::eventually("a backend leads", Duration::from_secs(20), || async {
+        let status = run(&url, &["jetstream", "status", "-o", "json"]).await;
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).ok()?;
+        status.as_array()?.iter().find(|s| s["name"] == "leases")?.get("lease").cloned()
+    })
+    .await;
+    let (_, health) = backend.get("/health").await;
+    assert_eq!(lease["holder"], health["instance"], "{lease} {health}");
+    let table = run(&url, &["jetstream", "status"]).await;
+    let note = text(&table.stderr);
+    assert!(note.contains(&format!("backend `{}` leads", health["instance"].as_str().unwrap())), "{note}");
 }
 
 #[tokio::test]

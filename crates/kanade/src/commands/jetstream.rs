@@ -428,6 +428,19 @@ pub async fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
                     ));
                 }
             }
+            if let Some(leases) = statuses.iter().find(|s| s.name == kanade_shared::resources::KV_LEASES && s.exists) {
+                match &leases.lease {
+                    Some(lease) => {
+                        let ago = (chrono::Utc::now() - lease.renewed_at).num_seconds().max(0);
+                        output::note(&format!(
+                            "backend `{}` leads (since {}, lease renewed {ago} s ago)",
+                            lease.holder,
+                            lease.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ));
+                    }
+                    None => output::note("no backend leads: none is running, or the last one's lease lapsed"),
+                }
+            }
             if missing > 0 {
                 output::note(&format!("{missing} resource(s) missing: run `kanade jetstream setup`"));
             }
