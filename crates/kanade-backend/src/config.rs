@@ -500,5 +500,22 @@ mod tests {
         assert_eq!(backend.stale_after, DEFAULT_STALE_AFTER);
         assert_eq!(backend.listen_addr, DEFAULT_LISTEN_ADDR.parse().unwrap());
         assert_eq!(backend.database_url, None);
+        assert_eq!(backend.instance, None, "a new name at every start unless one is given");
+    }
+
+    #[test]
+    fn an_instance_name_follows_the_id_rule_and_the_environment_wins() {
+        let text = "[backend]\ninstance = \"backend-1\"\n";
+        let cfg = load(text, &[("KANADE_AUTH_DISABLE", "1")]).unwrap();
+        assert_eq!(cfg.instance.as_ref().map(Actor::as_str), Some("backend-1"));
+        let cfg = load(text, &[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BACKEND_INSTANCE", "b2")]).unwrap();
+        assert_eq!(cfg.instance.as_ref().map(Actor::as_str), Some("b2"));
+        for bad in ["Backend One", "", "a.b", &"x".repeat(65)] {
+            let text = format!("[backend]\ninstance = \"{bad}\"\n");
+            let err = load(&text, &[("KANADE_AUTH_DISABLE", "1")]).unwrap_err();
+            assert!(err.contains("backend.instance"), "{bad}: {err}");
+        }
+        let err = load("", &[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BACKEND_INSTANCE", "a b")]).unwrap_err();
+        assert!(err.contains("KANADE_BACKEND_INSTANCE"), "{err}");
     }
 }

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 /// Environment overrides: KANADE_LISTEN_ADDR (or KANADE_BIND_ADDR), KANADE_NATS_URL (comma list), KANADE_NATS_TOKEN,
 /// KANADE_DATABASE_URL, else DATABASE_URL (sqlite://FILE, sqlite:FILE or postgres://...; default: the SQLite file
 /// backend.db in the data dir, else in the working directory; a SQLite file is created when missing),
-/// KANADE_BACKEND_DATA_DIR, KANADE_AUTH_STATIC_TOKEN, KANADE_AUTH_DISABLE=1 (loopback only). Logging: KANADE_LOG,
+/// KANADE_BACKEND_DATA_DIR, KANADE_BACKEND_INSTANCE (this backend's name among replicas; default
+/// <hostname>-<random>), KANADE_AUTH_STATIC_TOKEN, KANADE_AUTH_DISABLE=1 (loopback only). Logging: KANADE_LOG,
 /// else RUST_LOG, else `[log] level`; `[log] file` for daily rolling files instead of stderr.
 #[derive(Debug, Parser)]
 #[command(name = "kanade-backend", version)]
