@@ -5,9 +5,17 @@
 //!
 //! [`CatchUp::read_back`] is the whole read after a (re)connect: a jittered wait (so a fleet that reconnects
 //! together does not read together), the job state reloaded first (so what is read back is judged against the
-//! current state), each filter read with retry and backoff, and everything merged oldest first. The position moves
-//! only once what was read has been handed on ([`CatchUp::handed_on`]).
+//! current state), each filter read with retry and backoff, and everything merged oldest first.
+//!
+//! Each filter keeps its own position: the stream sequence its last complete read reached, in `catchup.json` in the
+//! data dir. A filter with none — a group the agent joined since — is read from the start of the stream, so a
+//! standing command published to a group before this PC joined it still reaches the PC (once-per-PC schedules rely
+//! on it); the ledger is what makes reading from the start safe, and one catch-up still reads at most
+//! `MAX_PER_FILTER` messages per filter. A filter's position moves only once what was read has been handed on
+//! ([`CatchUp::handed_on`]); a filter the agent no longer has is forgotten. An older agent's single position
+//! (`catchup.seq`) is taken over for every filter the agent has, a group it has just joined included.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +26,7 @@ use kanade_shared::resources::STREAM_EXEC;
 use tokio_util::sync::CancellationToken;
 
 use crate::jobstate::JobStates;
+use crate::ledger::sync_dir;
 
 /// Messages asked for per request.
 const BATCH: u64 = 256;
@@ -157,24 +166,24 @@ pub async fn fetch_from(client: &Client, stream: &str, filter: &str, from: u64) 
 #[derive(Debug, Default)]
 pub struct ReadBack {
     pub commands: Vec<Fetched>,
-    /// How far every filter was read to: the position once these commands are handed on. `None` when a filter's
-    /// end was not known (the position then stays).
-    complete_to: Option<u64>,
+    /// How far each filter was read to: its position once these commands are handed on. `None` when the filter's
+    /// end was not known (its position then stays).
+    reached: Vec<(String, Option<u64>)>,
 }
 
-/// Merges what each filter read: one list in stream order, complete only as far as the least complete filter.
-pub fn merge(reads: Vec<Read>) -> ReadBack {
-    let mut complete_to = Some(u64::MAX);
+/// Merges what each filter read: one list in stream order, and how far each filter got.
+pub fn merge(reads: Vec<(String, Read)>) -> ReadBack {
     let mut commands = Vec::new();
-    for read in reads {
-        complete_to = complete_to.zip(read.complete_to).map(|(a, b)| a.min(b));
+    let mut reached = Vec::with_capacity(reads.len());
+    for (filter, read) in reads {
         commands.extend(read.commands);
+        reached.push((filter, read.complete_to));
     }
     commands.sort_by_key(|f| f.seq);
-    ReadBack { commands, complete_to: complete_to.filter(|s| *s != u64::MAX) }
+    ReadBack { commands, reached }
 }
 
-/// One agent's catch-up: its filters, where it got to, and how long it may wait before reading.
+/// One agent's catch-up: its filters, where it got to on each, and how long it may wait before reading.
 pub struct CatchUp {
     filters: Vec<String>,
     position: Position,
@@ -197,10 +206,11 @@ impl CatchUp {
         &self.filters
     }
 
-    /// Reads back the commands published since the last complete catch-up, retrying each filter until it is read.
-    /// `job_state_read` is called once the job state is reloaded (the agent starts its config reload there, after
-    /// the same jitter). `None` when cut short by `shutdown` (a stop, or a reconnect that starts a fresh catch-up):
-    /// the position only moves at the end and the ledger keeps what was already handed on from running twice.
+    /// Reads back the commands published since each filter's last complete catch-up (from the start of the stream
+    /// for a filter never read), retrying each filter until it is read. `job_state_read` is called once the job
+    /// state is reloaded (the agent starts its config reload there, after the same jitter). `None` when cut short
+    /// by `shutdown` (a stop, or a reconnect that starts a fresh catch-up): the positions only move at the end and
+    /// the ledger keeps what was already handed on from running twice.
     pub async fn read_back(
         &self,
         client: &Client,
@@ -217,9 +227,13 @@ impl CatchUp {
             tracing::warn!(error = %err, "cannot re-read job state; live updates still apply");
         }
         job_state_read();
-        let from = self.position.load() + 1;
+        let positions = self.position.load(&self.filters);
         let mut reads = Vec::with_capacity(self.filters.len());
         for filter in &self.filters {
+            let from = positions.start(filter);
+            if from == 1 {
+                tracing::info!(filter, "no catch-up position for this filter; reading it from the start of the stream");
+            }
             let mut backoff = self.retry.first;
             let read = loop {
                 match fetch(client, filter, from).await {
@@ -235,49 +249,190 @@ impl CatchUp {
                     }
                 }
             };
-            reads.push(read);
+            reads.push((filter.clone(), read));
         }
         let read = merge(reads);
         if !read.commands.is_empty() {
-            tracing::info!(commands = read.commands.len(), from, "caught up on commands published while away");
+            tracing::info!(commands = read.commands.len(), "caught up on commands published while away");
         }
         Some(read)
     }
 
     /// Everything `read` returned has been handed to the pipeline (claimed or about to be): the next catch-up
-    /// starts after it.
+    /// starts after it on every filter whose end was known. Filters the agent no longer reads are forgotten.
     pub fn handed_on(&self, read: &ReadBack) {
-        if let Some(seq) = read.complete_to {
-            self.position.save(seq);
+        let recorded = self.position.load(&self.filters);
+        let advanced = recorded.advanced(read);
+        if advanced != recorded {
+            self.position.save(&advanced);
         }
     }
 }
 
-/// Where the agent remembers how far it has caught up, so the next catch-up reads only what is newer. Losing it
-/// costs a longer read, never a second run (the ledger de-duplicates).
+/// How far each command filter has been caught up on: the stream sequence its last complete read reached. A filter
+/// without one has never been read (a group the agent joined since) and is read from the start of the stream. So is
+/// a filter nothing was ever published on, since the broker's "nothing found" answer does not say where the stream
+/// ends: one quick request per catch-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Positions {
+    #[serde(default)]
+    filters: BTreeMap<String, u64>,
+}
+
+impl Positions {
+    /// The stream sequence a read of `filter` starts at.
+    pub fn start(&self, filter: &str) -> u64 {
+        self.filters.get(filter).map_or(1, |seq| seq.saturating_add(1))
+    }
+
+    /// The single position an older agent kept for all its filters (`catchup.seq`), given to every filter it has
+    /// now. Which filters it had then is not recorded, so a group joined together with the upgrade gets it too and
+    /// misses what was published to it before: the conservative choice, since reading every filter from the start
+    /// would have every agent of a fleet re-read the whole stream on its upgrade.
+    fn single(seq: u64, filters: &[String]) -> Self {
+        Self { filters: filters.iter().map(|filter| (filter.clone(), seq)).collect() }
+    }
+
+    /// The positions once `read` has been handed on: each filter it read to a known end moves there, the others
+    /// keep theirs, and a filter it did not read (one the agent no longer has) is dropped.
+    fn advanced(&self, read: &ReadBack) -> Self {
+        let filters = read
+            .reached
+            .iter()
+            .filter_map(|(filter, reached)| {
+                let seq = reached.or_else(|| self.filters.get(filter).copied())?;
+                Some((filter.clone(), seq))
+            })
+            .collect();
+        Self { filters }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// The file the positions are kept in: `{"filters": {"commands.all.*": 123, ...}}`.
+const POSITIONS_FILE: &str = "catchup.json";
+/// The single position of an agent from before positions were kept per filter: one number.
+const SINGLE_POSITION_FILE: &str = "catchup.seq";
+/// A positions file larger than this is not read (one holds a few filters, a few hundred bytes): a damaged or
+/// planted file costs a longer read, not the agent's memory.
+const MAX_POSITIONS_BYTES: u64 = 1024 * 1024;
+
+/// Where the agent remembers how far it has caught up on each filter, so the next catch-up reads only what is newer.
+/// Losing it costs a longer read, never a second run (the ledger de-duplicates); so an unreadable file is read as
+/// no file at all.
 #[derive(Debug, Clone)]
 pub struct Position {
-    path: PathBuf,
+    dir: PathBuf,
 }
 
 impl Position {
     pub fn new(data_dir: &Path) -> Self {
-        Self { path: data_dir.join("catchup.seq") }
+        Self { dir: data_dir.to_owned() }
     }
 
-    pub fn load(&self) -> u64 {
-        std::fs::read_to_string(&self.path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
-    }
-
-    /// Forgets the position: the next catch-up reads from the start.
-    pub fn reset(&self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-
-    pub fn save(&self, seq: u64) {
-        if let Err(err) = std::fs::write(&self.path, seq.to_string()) {
-            tracing::warn!(file = %self.path.display(), error = %err, "cannot record the catch-up position");
+    /// The recorded positions; an older agent's single position, given to all of `filters`, when there are none.
+    pub fn load(&self, filters: &[String]) -> Positions {
+        let path = self.dir.join(POSITIONS_FILE);
+        match read_bounded(&path) {
+            Ok(Some(bytes)) => match Positions::decode(&bytes) {
+                Ok(positions) => return positions,
+                Err(err) => tracing::warn!(
+                    file = %path.display(),
+                    error = %err,
+                    "the catch-up positions are unreadable; reading as if there were none"
+                ),
+            },
+            Ok(None) => {}
+            Err(err) => tracing::warn!(
+                file = %path.display(),
+                error = %err,
+                "cannot read the catch-up positions; reading as if there were none"
+            ),
         }
+        let path = self.dir.join(SINGLE_POSITION_FILE);
+        match read_bounded(&path) {
+            Ok(Some(bytes)) => match decode_single(&bytes) {
+                Some(seq) => return Positions::single(seq, filters),
+                None => tracing::warn!(file = %path.display(), "the old catch-up position is not a number; ignored"),
+            },
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(file = %path.display(), error = %err, "cannot read the old catch-up position; ignored");
+            }
+        }
+        Positions::default()
+    }
+
+    /// Records `positions` (write, sync, rename: never a torn file), and drops an older agent's single position,
+    /// which they replace.
+    pub fn save(&self, positions: &Positions) {
+        let written = serde_json::to_vec(positions)
+            .map_err(std::io::Error::other)
+            .and_then(|body| write_atomically(&self.dir, POSITIONS_FILE, &body));
+        match written {
+            Ok(()) => remove(&self.dir.join(SINGLE_POSITION_FILE)),
+            Err(err) => tracing::warn!(
+                file = %self.dir.join(POSITIONS_FILE).display(),
+                error = %err,
+                "cannot record the catch-up positions"
+            ),
+        }
+    }
+
+    /// Forgets every position: the next catch-up reads every filter from the start.
+    pub fn reset(&self) {
+        remove(&self.dir.join(POSITIONS_FILE));
+        remove(&self.dir.join(SINGLE_POSITION_FILE));
+    }
+}
+
+/// An older agent's `catchup.seq`: a number, perhaps with a line end.
+fn decode_single(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+/// The contents of `path`, `None` when there is no such file; an error when it is larger than
+/// [`MAX_POSITIONS_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_POSITIONS_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_POSITIONS_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_POSITIONS_BYTES} bytes"),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// Replaces `dir/name` by writing a sibling, syncing it and renaming it over the file, so a crash leaves the old
+/// contents or the new ones.
+fn write_atomically(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let temp = dir.join(format!("{name}.tmp"));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, dir.join(name))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(file = %path.display(), error = %err, "cannot remove a catch-up position file"),
     }
 }
 
@@ -289,18 +444,158 @@ mod tests {
         Fetched { seq, subject: format!("commands.all.j{seq}"), payload: Bytes::new(), headers: None }
     }
 
-    #[test]
-    fn a_read_back_is_in_stream_order_and_complete_as_far_as_its_least_complete_filter() {
-        let all = Read { commands: vec![fetched(2), fetched(9)], complete_to: Some(12) };
-        let own = Read { commands: vec![fetched(5)], complete_to: Some(10) };
-        let read = merge(vec![all, own]);
-        assert_eq!(read.commands.iter().map(|f| f.seq).collect::<Vec<_>>(), [2, 5, 9]);
-        assert_eq!(read.complete_to, Some(10));
+    fn filter_read(seqs: &[u64], complete_to: Option<u64>) -> Read {
+        Read { commands: seqs.iter().copied().map(fetched).collect(), complete_to }
+    }
 
-        let unknown = Read { commands: vec![fetched(3)], complete_to: None };
-        let read = merge(vec![Read { commands: vec![], complete_to: Some(4) }, unknown]);
-        assert_eq!(read.complete_to, None, "a filter whose end is not known keeps the position where it was");
-        assert_eq!(merge(Vec::new()).complete_to, None, "nothing read, nothing to record");
+    fn filters(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn positions(entries: &[(&str, u64)]) -> Positions {
+        Positions { filters: entries.iter().map(|(filter, seq)| ((*filter).to_owned(), *seq)).collect() }
+    }
+
+    #[test]
+    fn a_read_back_is_in_stream_order_and_knows_how_far_each_filter_got() {
+        let read = merge(vec![
+            ("commands.all.*".into(), filter_read(&[2, 9], Some(12))),
+            ("commands.pc.pc-1.*".into(), filter_read(&[5], Some(10))),
+            ("commands.group.lab.*".into(), filter_read(&[3], None)),
+        ]);
+        assert_eq!(read.commands.iter().map(|f| f.seq).collect::<Vec<_>>(), [2, 3, 5, 9]);
+        assert_eq!(
+            read.reached,
+            [
+                ("commands.all.*".to_owned(), Some(12)),
+                ("commands.pc.pc-1.*".to_owned(), Some(10)),
+                ("commands.group.lab.*".to_owned(), None),
+            ]
+        );
+        assert!(merge(Vec::new()).reached.is_empty(), "nothing read, nothing to record");
+    }
+
+    #[test]
+    fn a_filter_never_read_starts_at_the_beginning_of_the_stream_and_a_known_one_after_its_position() {
+        let known = positions(&[("commands.all.*", 41), ("commands.group.early.*", 0)]);
+        assert_eq!(known.start("commands.all.*"), 42);
+        assert_eq!(known.start("commands.group.early.*"), 1);
+        assert_eq!(known.start("commands.group.late.*"), 1, "a group joined since is read from the start");
+        assert_eq!(positions(&[("commands.all.*", u64::MAX)]).start("commands.all.*"), u64::MAX, "no overflow");
+    }
+
+    #[test]
+    fn each_filter_moves_to_its_own_end_and_one_whose_end_is_unknown_keeps_its_position() {
+        let before = positions(&[("commands.all.*", 10), ("commands.pc.pc-1.*", 10), ("commands.group.lab.*", 7)]);
+        let read = merge(vec![
+            ("commands.all.*".into(), filter_read(&[11], Some(20))),
+            ("commands.pc.pc-1.*".into(), filter_read(&[], None)),
+            ("commands.group.lab.*".into(), filter_read(&[], Some(18))),
+            ("commands.group.new.*".into(), filter_read(&[3], Some(19))),
+        ]);
+        assert_eq!(
+            before.advanced(&read),
+            positions(&[
+                ("commands.all.*", 20),
+                ("commands.pc.pc-1.*", 10),
+                ("commands.group.lab.*", 18),
+                ("commands.group.new.*", 19),
+            ])
+        );
+        // A new filter whose end was not known stays without a position: it is read from the start again.
+        let unknown = merge(vec![("commands.group.new.*".into(), filter_read(&[3], None))]);
+        assert_eq!(Positions::default().advanced(&unknown).start("commands.group.new.*"), 1);
+    }
+
+    #[test]
+    fn a_filter_the_agent_no_longer_has_is_dropped() {
+        let before = positions(&[("commands.all.*", 10), ("commands.group.left.*", 10)]);
+        let read = merge(vec![("commands.all.*".into(), filter_read(&[], None))]);
+        assert_eq!(before.advanced(&read), positions(&[("commands.all.*", 10)]));
+    }
+
+    #[test]
+    fn the_positions_file_looks_like_its_documentation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let position = Position::new(tmp.path());
+        position.save(&positions(&[("commands.all.*", 123), ("commands.pc.pc-1.*", 120)]));
+        let text = std::fs::read_to_string(tmp.path().join(POSITIONS_FILE)).unwrap();
+        assert_eq!(text, r#"{"filters":{"commands.all.*":123,"commands.pc.pc-1.*":120}}"#);
+        assert!(!tmp.path().join("catchup.json.tmp").exists(), "the temporary file is renamed into place");
+    }
+
+    #[test]
+    fn an_older_agents_single_position_applies_to_every_filter_and_is_replaced_once_positions_are_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(SINGLE_POSITION_FILE), "57\n").unwrap();
+        let position = Position::new(tmp.path());
+        let now = filters(&["commands.all.*", "commands.pc.pc-1.*", "commands.group.lab.*", "commands.group.new.*"]);
+        let loaded = position.load(&now);
+        for filter in &now {
+            assert_eq!(loaded.start(filter), 58, "{filter}: an upgrade does not re-read the whole stream");
+        }
+
+        // The next catch-up records per-filter positions, and the old file is gone with it.
+        let catch_up = CatchUp::new(now.clone(), position.clone(), Duration::ZERO);
+        catch_up.handed_on(&merge(now.iter().map(|f| (f.clone(), filter_read(&[], Some(60)))).collect()));
+        assert!(!tmp.path().join(SINGLE_POSITION_FILE).exists());
+        assert_eq!(position.load(&now).start("commands.group.new.*"), 61);
+
+        // Recorded positions win over an old file that is still there.
+        std::fs::write(tmp.path().join(SINGLE_POSITION_FILE), "5").unwrap();
+        assert_eq!(position.load(&now).start("commands.all.*"), 61);
+    }
+
+    #[test]
+    fn an_unreadable_positions_file_is_read_as_none_without_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let position = Position::new(tmp.path());
+        let now = filters(&["commands.all.*", "commands.pc.pc-1.*"]);
+        let mut huge = br#"{"filters":{"commands.all.*":"#.to_vec();
+        huge.extend(std::iter::repeat_n(b'9', 10 * 1024 * 1024));
+        huge.extend(b"}}");
+        let hostile: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("not json", b"{\"filters\": {\"commands.all.*\": 1".to_vec()),
+            ("not utf-8", vec![0xff, 0xfe, 0x7b, 0x80, 0x00]),
+            ("a number past u64", br#"{"filters":{"commands.all.*":18446744073709551616}}"#.to_vec()),
+            ("a negative number", br#"{"filters":{"commands.all.*":-1}}"#.to_vec()),
+            ("a fraction", br#"{"filters":{"commands.all.*":1.5}}"#.to_vec()),
+            ("a string", br#"{"filters":{"commands.all.*":"12"}}"#.to_vec()),
+            ("a list", br#"{"filters":[1,2,3]}"#.to_vec()),
+            ("nested deep", [vec![b'['; 100_000], vec![b']'; 100_000]].concat()),
+            ("10 MB", huge),
+        ];
+        for (what, bytes) in hostile {
+            std::fs::write(tmp.path().join(POSITIONS_FILE), &bytes).unwrap();
+            assert_eq!(position.load(&now), Positions::default(), "{what}");
+        }
+
+        // Read as none, an old single position is still taken over.
+        std::fs::write(tmp.path().join(POSITIONS_FILE), b"\x00garbage").unwrap();
+        std::fs::write(tmp.path().join(SINGLE_POSITION_FILE), "9").unwrap();
+        assert_eq!(position.load(&now).start("commands.all.*"), 10);
+        for bad in [b"-3".as_slice(), b"99999999999999999999999", b"\xff\xfe", b""] {
+            std::fs::write(tmp.path().join(SINGLE_POSITION_FILE), bad).unwrap();
+            assert_eq!(position.load(&now), Positions::default());
+        }
+    }
+
+    #[test]
+    fn thousands_of_recorded_filters_shrink_to_the_agents_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let position = Position::new(tmp.path());
+        let planted: BTreeMap<String, u64> =
+            (0..5000).map(|i| (format!("commands.group.g{i}.*"), u64::MAX - i)).collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "filters": planted })).unwrap();
+        std::fs::write(tmp.path().join(POSITIONS_FILE), body).unwrap();
+        let now = filters(&["commands.all.*", "commands.group.g7.*"]);
+        assert_eq!(position.load(&now).start("commands.group.g7.*"), u64::MAX - 6);
+        assert_eq!(position.load(&now).start("commands.all.*"), 1);
+
+        let catch_up = CatchUp::new(now.clone(), position.clone(), Duration::ZERO);
+        catch_up.handed_on(&merge(now.iter().map(|f| (f.clone(), filter_read(&[], Some(30)))).collect()));
+        assert_eq!(position.load(&now), positions(&[("commands.all.*", 30), ("commands.group.g7.*", 30)]));
     }
 
     #[tokio::test]
@@ -336,7 +631,7 @@ mod tests {
         let nats = kanade_testkit::NatsServer::start();
         let client = async_nats::connect(nats.url()).await.unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let catch_up = CatchUp::new(vec!["commands.all.>".into()], Position::new(tmp.path()), Duration::ZERO)
+        let catch_up = CatchUp::new(vec!["commands.all.*".into()], Position::new(tmp.path()), Duration::ZERO)
             .with_retry(Retry { first: Duration::from_millis(10), max: Duration::from_millis(20) });
         let shutdown = CancellationToken::new();
         let jobs = JobStates::default();
@@ -360,15 +655,24 @@ mod tests {
     }
 
     #[test]
-    fn the_position_moves_only_when_handed_on() {
+    fn the_positions_move_only_when_handed_on_and_a_reset_forgets_them() {
         let tmp = tempfile::tempdir().unwrap();
-        let catch_up = CatchUp::new(Vec::new(), Position::new(tmp.path()), Duration::ZERO);
-        assert_eq!(catch_up.position.load(), 0);
-        catch_up.handed_on(&merge(vec![Read { commands: vec![fetched(7)], complete_to: Some(8) }]));
-        assert_eq!(catch_up.position.load(), 8);
-        catch_up.handed_on(&merge(vec![Read { commands: vec![], complete_to: None }]));
-        assert_eq!(catch_up.position.load(), 8);
+        let now = filters(&["commands.all.*", "commands.pc.pc-1.*"]);
+        let catch_up = CatchUp::new(now.clone(), Position::new(tmp.path()), Duration::ZERO);
+        assert_eq!(catch_up.position.load(&now), Positions::default());
+        catch_up.handed_on(&merge(vec![
+            ("commands.all.*".into(), filter_read(&[7], Some(8))),
+            ("commands.pc.pc-1.*".into(), filter_read(&[], Some(8))),
+        ]));
+        assert_eq!(catch_up.position.load(&now), positions(&[("commands.all.*", 8), ("commands.pc.pc-1.*", 8)]));
+        catch_up.handed_on(&merge(vec![
+            ("commands.all.*".into(), filter_read(&[], None)),
+            ("commands.pc.pc-1.*".into(), filter_read(&[9], Some(9))),
+        ]));
+        assert_eq!(catch_up.position.load(&now), positions(&[("commands.all.*", 8), ("commands.pc.pc-1.*", 9)]));
+
+        std::fs::write(tmp.path().join(SINGLE_POSITION_FILE), "5").unwrap();
         catch_up.position.reset();
-        assert_eq!(catch_up.position.load(), 0);
+        assert_eq!(catch_up.position.load(&now), Positions::default(), "neither file is left");
     }
 }

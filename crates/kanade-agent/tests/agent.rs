@@ -439,9 +439,9 @@ async fn an_agent_that_was_away_runs_what_it_missed_exactly_once() {
 
     // Back again: the stream still holds every command, and none of them runs a second time.
     let data = agent.stop().await;
-    std::fs::remove_file(data.path().join("catchup.seq")).unwrap();
+    std::fs::remove_file(data.path().join("catchup.json")).unwrap();
     let agent = TestAgent::start_with(config, data).await;
-    let position = agent.data_dir().join("catchup.seq");
+    let position = agent.data_dir().join("catchup.json");
     eventually("the agent caught up again", PATIENCE, || {
         let done = position.exists();
         async move { done.then_some(()) }
@@ -455,6 +455,76 @@ async fn an_agent_that_was_away_runs_what_it_missed_exactly_once() {
     assert_eq!(lines, ["all", "group", "pc"]);
     assert_eq!(results.seen_for(&elsewhere.exec_id), 0);
     assert_eq!(results.seen_for(&to_pc.exec_id), 1);
+}
+
+/// Waits until the catch-up positions recorded in `data_dir` have every filter of `filters` past stream sequence
+/// `seq`.
+async fn wait_until_caught_up_past(data_dir: &Path, filters: &[String], seq: u64) {
+    let file = data_dir.join("catchup.json");
+    eventually(&format!("{filters:?} caught up past {seq}"), PATIENCE, || {
+        let recorded: Option<serde_json::Value> =
+            std::fs::read(&file).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let done = recorded.is_some_and(|recorded| {
+            filters.iter().all(|filter| recorded["filters"][filter].as_u64().is_some_and(|at| at > seq))
+        });
+        async move { done.then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_group_added_later_reads_its_commands_from_the_start() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let mut results = ResultWatch::new(&client).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("runs");
+    let (early, late) = (GroupName::new("early").unwrap(), GroupName::new("late").unwrap());
+
+    // A standing command for group `late`, published before this PC is in it (as a once-per-PC schedule does).
+    let mut standing = command(&format!("echo late >> {}", log.display()));
+    standing.job_id = kanade_shared::JobId::new("welcome-pack").unwrap();
+    publish(&js, &Target::Group(late.clone()), &standing).await;
+    let mut exec = js.get_stream(kanade_shared::resources::STREAM_EXEC).await.unwrap();
+    let standing_seq = exec.info().await.unwrap().state.last_sequence;
+    // Then one on each filter the agent has from the start, so each of them is caught up past the standing command
+    // (a single position for all filters would skip it once the group is added).
+    let later = [Target::All, pc("pc-1"), Target::Group(early.clone())].map(|target| (target, command("true")));
+    for (target, later) in &later {
+        publish(&js, target, later).await;
+    }
+
+    let data = tempfile::tempdir().unwrap();
+    let config = kanade_testkit::agent_config(&nats.url(), "pc-1", &["early"], data.path());
+    let agent = TestAgent::start_with(config.clone(), data).await;
+    for (_, later) in &later {
+        results.next_for(&later.exec_id, PATIENCE).await;
+    }
+    let own = later.iter().map(|(target, _)| subject::commands_for(target)).collect::<Vec<_>>();
+    wait_until_caught_up_past(agent.data_dir(), &own, standing_seq).await;
+    let data = agent.stop().await;
+    assert!(!log.exists(), "an agent outside group `late` ran its command");
+
+    // The operator adds the group: its filter has no position yet and is read from the start.
+    let mut joined = config;
+    joined.groups.push(late.clone());
+    let agent = TestAgent::start_with(joined.clone(), data).await;
+    let result = results.next_for(&standing.exec_id, PATIENCE).await;
+    assert_eq!(result.status, ResultStatus::Ok);
+    let late_filter = subject::commands_for(&Target::Group(late.clone()));
+    wait_until_caught_up_past(agent.data_dir(), &[late_filter], standing_seq - 1).await;
+    let data = agent.stop().await;
+
+    // Restarted once more, it reads `late` from its own position on and runs nothing again. A marker published
+    // to `late` while it is away comes back through the same read, after where the standing command is.
+    let marker = command("true");
+    publish(&js, &Target::Group(late), &marker).await;
+    let agent = TestAgent::start_with(joined, data).await;
+    results.next_for(&marker.exec_id, PATIENCE).await;
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "late\n", "the standing command ran more than once");
+    assert_eq!(results.seen_for(&standing.exec_id), 1);
+    drop(agent);
 }
 
 /// A versioned command for job `job`, as an exec of a catalogued job would publish it.
