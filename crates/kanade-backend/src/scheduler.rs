@@ -24,6 +24,7 @@ use kanade_ops::control;
 use kanade_ops::schedules::ScheduleStore;
 use kanade_shared::manifest::{StoredJob, Wave};
 use kanade_shared::schedule::{self, Due, Overlap, ScheduleId, StoredSchedule, Timing, When};
+use kanade_shared::subject::Target;
 use kanade_shared::{Actor, ExecId};
 use tokio_util::sync::CancellationToken;
 
@@ -128,9 +129,10 @@ pub fn request_for(schedule: &kanade_shared::schedule::Schedule) -> ExecRequest 
     }
 }
 
-/// Where a schedule's occurrences are counted from before its first decision: its creation, to the second.
+/// Where a schedule's occurrences are counted from at the earliest: its last change (its creation, an update, a
+/// pause or resume), to the second.
 pub fn first_cursor(stored: &StoredSchedule) -> DateTime<Utc> {
-    stored.created_at.trunc_subsecs(0)
+    stored.updated_at.max(stored.created_at).trunc_subsecs(0)
 }
 
 /// The standing occurrence of a once-per-PC schedule: its `not_before`, else its creation.
@@ -263,6 +265,9 @@ impl Scheduler {
             Some(cursor) => cursor,
             None => self.state.db.schedule_cursor(id.as_str()).await?.unwrap_or_else(|| first_cursor(&stored)),
         };
+        // A schedule counts from its last change: a new timing does not reach back to before it was given, and a
+        // resumed one does not make up for its pause.
+        let cursor = cursor.max(first_cursor(&stored));
         let now = Utc::now();
         let found = schedule::due(&timing, cursor, now, stored.schedule.misfire, stored.schedule.grace);
         let mut cursor = cursor;
@@ -372,18 +377,20 @@ impl Scheduler {
             tracing::warn!(schedule = %schedule.id, job = %schedule.job_id, "the schedule's job is not in the catalogue");
             return Ok(());
         };
-        let exec = match schedule.when {
-            When::OncePerVersion => match self.state.db.fired_version(schedule.id.as_str(), &job.job.version).await? {
-                Some(exec) => exec,
-                None => {
-                    fire(&self.state, stored, now.trunc_subsecs(0), Outcome::Fired).await?;
-                    return Ok(());
-                }
-            },
-            _ => schedule::occurrence_id(&schedule.id, standing_at(stored)),
+        // Once per PC: one occurrence, the schedule's start. Once per version: one per version of the job, at the
+        // time that version was stored in the catalogue (the same on every backend); an execution of this version
+        // fired before (the version stored again later) counts.
+        let at = match schedule.when {
+            When::OncePerVersion => job.created_at.trunc_subsecs(0),
+            _ => standing_at(stored),
         };
+        let exec = match schedule.when {
+            When::OncePerVersion => self.state.db.fired_version(schedule.id.as_str(), &job.job.version).await?,
+            _ => None,
+        };
+        let exec = exec.unwrap_or_else(|| schedule::occurrence_id(&schedule.id, at));
         let Some(row) = self.state.db.get_execution(&exec).await? else {
-            fire(&self.state, stored, standing_at(stored), Outcome::Fired).await?;
+            fire(&self.state, stored, at, Outcome::Fired).await?;
             return Ok(());
         };
         if row.status != ExecStatus::Running {
@@ -396,15 +403,7 @@ impl Scheduler {
             row
         };
         self.add_targets(&row).await?;
-        let targets: kanade_shared::manifest::Targets = serde_json::from_value(row.targets.clone())
-            .map_err(|e| ExecError::Invalid(format!("execution `{exec}` has unreadable targets: {e}")))?;
-        let waves = self.state.db.waves(&exec).await?;
-        let subjects = if waves.is_empty() {
-            rollout::subjects(&targets)
-        } else {
-            waves.iter().map(|w| kanade_shared::subject::Target::Group(w.group.clone())).collect()
-        };
-        for target in subjects {
+        for target in standing_subjects(&self.state, &row).await? {
             let held = control::standing(&self.state.nats, &target, &row.job_id).await?;
             let held = held.as_ref().map(|c| (&c.exec_id, c.version.as_str(), c.issued_at));
             if standing_step(&exec, &row.version, held, now) == Standing::Renew {
@@ -471,6 +470,55 @@ impl Scheduler {
     async fn changed(&self, id: &ScheduleId) {
         self.state.live.changed(Topic::Schedules, [id.as_str()]).await;
     }
+}
+
+/// The subjects a standing execution's command stands on: its targets' (all, each group, each pc), or with waves
+/// each wave's group.
+pub async fn standing_subjects(state: &AppState, row: &ExecutionRow) -> Result<Vec<Target>, ExecError> {
+    let targets: kanade_shared::manifest::Targets = serde_json::from_value(row.targets.clone())
+        .map_err(|e| ExecError::Invalid(format!("execution `{}` has unreadable targets: {e}", row.exec_id)))?;
+    let waves = state.db.waves(&row.exec_id).await?;
+    Ok(if waves.is_empty() {
+        rollout::subjects(&targets)
+    } else {
+        waves.iter().map(|w| Target::Group(w.group.clone())).collect()
+    })
+}
+
+/// A deleted once-per-PC schedule's first step: its standing execution is halted (with `reason`), so the leader
+/// stops renewing its command. Returns the execution, if there is one.
+pub async fn halt_standing(
+    state: &AppState,
+    stored: &StoredSchedule,
+    reason: &str,
+) -> Result<Option<ExecId>, ExecError> {
+    if !stored.schedule.when.is_once() {
+        return Ok(None);
+    }
+    let Some(exec) = state.db.last_fired_execution(stored.schedule.id.as_str()).await? else { return Ok(None) };
+    let live = [ExecStatus::Running, ExecStatus::RollingOut, ExecStatus::Starting, ExecStatus::PendingApproval];
+    if state.db.transition_from(&exec, &live, ExecStatus::Halted, Some(reason), Utc::now()).await? {
+        state.live.changed(Topic::Executions, [exec.as_str()]).await;
+    }
+    Ok(Some(exec))
+}
+
+/// A deleted once-per-PC schedule's second step, after the schedule is gone: its command is taken out of `EXEC`
+/// on every subject where it still stands (a newer command of the job is left alone). Returns those subjects.
+pub async fn withdraw_standing(state: &AppState, exec: &ExecId) -> Result<Vec<String>, ExecError> {
+    let Some(row) = state.db.get_execution(exec).await? else { return Ok(Vec::new()) };
+    let mut withdrawn = Vec::new();
+    for target in standing_subjects(state, &row).await? {
+        if control::withdraw(&state.nats, &target, &row.job_id, exec).await? {
+            withdrawn.push(kanade_shared::subject::command(&target, &row.job_id));
+        }
+    }
+    Ok(withdrawn)
+}
+
+/// Forgets where a deleted schedule stopped; one created again with its id counts from its creation.
+pub async fn forget(state: &AppState, id: &ScheduleId) -> Result<(), ExecError> {
+    Ok(state.db.forget_schedule_cursor(id.as_str()).await?)
 }
 
 /// Fires the occurrence of `stored` at `at` (see [`Scheduler::fire`]); shared with the API's run-now. Returns

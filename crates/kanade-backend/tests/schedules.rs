@@ -240,7 +240,16 @@ async fn occurrences_missed_while_no_backend_ran_are_skipped_or_run_once() {
     create_schedule(&backend, "id: skipper\njob: tick\nevery: 1m\n").await;
     create_schedule(&backend, "id: runner\njob: tick\nevery: 1m\nmisfire: run_once\ngrace: 1h\n").await;
     let dir = backend.stop().await;
-    // As if the backend had been away for ten minutes: the schedules' cursors are ten minutes old.
+    // As if the backend had been away for ten minutes: the schedules were made, and last decided, ten minutes ago.
+    let (_, js) = connect(&url).await;
+    let kv = js.get_key_value("schedules").await.unwrap();
+    let made = Utc::now() - chrono::Duration::minutes(10);
+    for id in ["skipper", "runner"] {
+        let mut stored: Value = serde_json::from_slice(&kv.get(id).await.unwrap().unwrap()).unwrap();
+        stored["created_at"] = json!(made.to_rfc3339());
+        stored["updated_at"] = json!(made.to_rfc3339());
+        kv.put(id, serde_json::to_vec(&stored).unwrap().into()).await.unwrap();
+    }
     let db = kanade_backend::db::Db::connect(&kanade_backend::db::default_url(dir.path())).await.unwrap();
     let past = (Utc::now() - chrono::Duration::minutes(10)).timestamp_millis() / 60_000 * 60_000;
     for id in ["skipper", "runner"] {
@@ -364,6 +373,7 @@ async fn bad_and_hostile_schedules_are_refused_with_a_clear_error() {
         ("id: s\njob: loose\nevery: 1m\ntarget: {all: true}\nsurprise: 1\n".into(), "surprise"),
         ("id: s\njob: loose\ncron: \"61 * * * *\"\ntarget: {all: true}\n".into(), "cron"),
         ("id: S!\njob: loose\nevery: 1m\n".into(), "id"),
+        ("id: s\njob: loose\nat: 2020-01-01T00:00:00Z\ntarget: {all: true}\n".into(), "in the past"),
         ("[[[[".into(), ""),
         ("".into(), ""),
         (format!("id: s\njob: loose\nevery: 1m\ndescription: \"{}\"\n", "x".repeat(700 * 1024)), "limit"),

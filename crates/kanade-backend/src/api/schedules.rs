@@ -10,14 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SubsecRound, Utc};
 use kanade_ops::catalogue::Catalogue;
-use kanade_ops::control;
 use kanade_ops::schedules::ScheduleStore;
 use kanade_shared::api::{
     ErrorBody, FireView, ManifestBody, NoBody, RunNowView, ScheduleBody, ScheduleStoredView, ScheduleView,
 };
 use kanade_shared::manifest::{ScriptSource, StoredJob};
 use kanade_shared::schedule::{self, CheckedSchedule, ScheduleId, StoredSchedule, Timing, When};
-use kanade_shared::subject::Target;
 
 use super::executions::exec_error;
 use super::extract::PathIdKind;
@@ -26,7 +24,7 @@ use crate::caller::Caller;
 use crate::db::{ExecStatus, FireRow, NewFire};
 use crate::engine::{self, Origin};
 use crate::live::Topic;
-use crate::rollout::{self, ShownStatus};
+use crate::rollout::ShownStatus;
 use crate::scheduler::{self, Outcome};
 
 /// The largest schedule file accepted: room for an inline job with a script at the script limit, while the stored
@@ -191,6 +189,21 @@ pub async fn create(
     ApiJson(body): ApiJson<ScheduleBody>,
 ) -> Result<Response, ApiError> {
     let (checked, job) = check(&state, &body).await?;
+    let schedules = store(&state).await?;
+    let id = checked.schedule.id.clone();
+    let before = schedules.get(&id).await.map_err(ops_error)?;
+    let now = Utc::now();
+    let action = match &before {
+        Some((old, _)) if old.schedule == checked.schedule && old.source == body.schedule => "unchanged",
+        Some(_) => "updated",
+        None => "created",
+    };
+    if action != "unchanged"
+        && let When::At { at } = checked.schedule.when
+        && at < now - chrono::Duration::from_std(schedule::LATE_AFTER).unwrap_or_default()
+    {
+        return Err(invalid(format!("at: `{}` is in the past; it would never fire", at.to_rfc3339())));
+    }
     let job_action = match job {
         JobSource::Catalogue(_) => None,
         JobSource::Inline(mut record) => {
@@ -207,15 +220,6 @@ pub async fn create(
                 Some(action.as_str().to_owned())
             }
         }
-    };
-    let schedules = store(&state).await?;
-    let id = checked.schedule.id.clone();
-    let before = schedules.get(&id).await.map_err(ops_error)?;
-    let now = Utc::now();
-    let action = match &before {
-        Some((old, _)) if old.schedule == checked.schedule && old.source == body.schedule => "unchanged",
-        Some(_) => "updated",
-        None => "created",
     };
     let stored = match before {
         Some((old, _)) if action == "unchanged" => old,
@@ -287,39 +291,16 @@ pub async fn delete(
     // A once-per-PC schedule's standing execution stops first: the leader renews a standing command only while
     // its execution runs, and looks again after it finds the command gone, so it cannot put back what is
     // withdrawn below.
-    let standing = match stored.schedule.when.is_once() {
-        true => state.db.last_fired_execution(id.as_str()).await?,
-        false => None,
-    };
-    if let Some(exec) = &standing {
-        let reason = format!("schedule `{id}` was deleted by `{}`", caller.actor);
-        let running = [ExecStatus::Running, ExecStatus::RollingOut, ExecStatus::Starting, ExecStatus::PendingApproval];
-        if state.db.transition_from(exec, &running, ExecStatus::Halted, Some(&reason), Utc::now()).await? {
-            state.live.changed(Topic::Executions, [exec.as_str()]).await;
-        }
-    }
+    let reason = format!("schedule `{id}` was deleted by `{}`", caller.actor);
+    let standing = scheduler::halt_standing(&state, &stored, &reason).await.map_err(exec_error)?;
     if !store(&state).await?.delete(&id).await.map_err(ops_error)? {
         return Err(not_found(&id));
     }
-    let mut withdrawn = Vec::new();
-    if let Some(exec) = standing
-        && let Some(row) = state.db.get_execution(&exec).await?
-    {
-        let targets: kanade_shared::manifest::Targets = serde_json::from_value(row.targets.clone())
-            .unwrap_or(kanade_shared::manifest::Targets { all: false, groups: Vec::new(), pcs: Vec::new() });
-        let waves = state.db.waves(&exec).await?;
-        let subjects: Vec<Target> = if waves.is_empty() {
-            rollout::subjects(&targets)
-        } else {
-            waves.iter().map(|w| Target::Group(w.group.clone())).collect()
-        };
-        for target in subjects {
-            if control::withdraw(&state.nats, &target, &row.job_id, &exec).await.map_err(ops_error)? {
-                withdrawn.push(format!("{target:?}"));
-            }
-        }
-    }
-    state.db.forget_schedule_cursor(id.as_str()).await?;
+    let withdrawn = match standing {
+        Some(exec) => scheduler::withdraw_standing(&state, &exec).await.map_err(exec_error)?,
+        None => Vec::new(),
+    };
+    scheduler::forget(&state, &id).await.map_err(exec_error)?;
     let details =
         serde_json::json!({ "job_id": stored.schedule.job_id, "withdrawn": withdrawn, "identity": caller.identity() });
     caller.auditor(&state.nats).record("schedule-delete", id.as_str(), details).await;
@@ -336,14 +317,12 @@ async fn set_enabled(
     let schedules = store(state).await?;
     let (mut stored, revision) = schedules.get(id).await.map_err(ops_error)?.ok_or_else(|| not_found(id))?;
     if stored.schedule.enabled != enabled {
+        // A resumed schedule counts from `updated_at` (the scheduler's cursor is at least that): what fell due
+        // while it was paused is not made up.
         let now = Utc::now();
         stored.schedule.enabled = enabled;
         stored.updated_at = now;
         stored.updated_by = caller.actor.to_string();
-        if enabled {
-            // What fell due while it was paused was paused, not missed: count from now.
-            state.db.advance_cursor(id.as_str(), now.trunc_subsecs(0), now).await?;
-        }
         schedules.put(&stored, Some(revision)).await.map_err(ops_error)?;
         let action = if enabled { "schedule-resume" } else { "schedule-pause" };
         caller

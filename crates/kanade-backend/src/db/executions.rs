@@ -277,7 +277,7 @@ impl Db {
             return Ok(false);
         }
         if let Some(fire) = &new.fire {
-            Self::insert_fire(&mut tx, fire).await?;
+            Self::insert_fire_over_failure(&mut tx, fire).await?;
             Self::move_cursor(&mut tx, fire).await?;
         }
         // Many rows per statement: one statement per row made a 10,000-agent exec spend ~300 ms here. 300 rows x 3

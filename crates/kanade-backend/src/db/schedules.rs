@@ -107,6 +107,30 @@ impl Db {
         Ok(inserted.is_some())
     }
 
+    /// Inserts the decision of a fire whose execution was just created, in `tx`. An earlier `failed` decision of the
+    /// same occurrence (the job was missing or revoked then; a once-per-PC schedule tries again) gives way to it.
+    pub(crate) async fn insert_fire_over_failure(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        fire: &NewFire,
+    ) -> Result<(), DbError> {
+        if Self::insert_fire(tx, fire).await? {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE schedule_fires SET outcome = $2, exec_id = $3, reason = $4, decided_by = $5, decided_at_ms = $6
+             WHERE occurrence_id = $1 AND outcome = 'failed'",
+        )
+        .bind(fire.occurrence_id.as_str())
+        .bind(fire.outcome)
+        .bind(fire.exec_id.as_ref().map(|e| e.as_str().to_owned()))
+        .bind(fire.reason.clone())
+        .bind(fire.decided_by.as_str())
+        .bind(fire.decided_at.timestamp_millis())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     /// Moves the schedule's cursor forward to the fire's, in `tx`; never back.
     pub(crate) async fn move_cursor(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -132,19 +156,6 @@ impl Db {
         .bind(now.timestamp_millis())
         .execute(&mut **tx)
         .await?;
-        Ok(())
-    }
-
-    /// Moves `schedule`'s cursor forward to `cursor` with no decision (a resumed schedule counts from then).
-    pub async fn advance_cursor(
-        &self,
-        schedule: &str,
-        cursor: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        let mut tx = self.begin_read_write().await?;
-        Self::cursor_to(&mut tx, schedule, cursor, now).await?;
-        tx.commit().await?;
         Ok(())
     }
 
