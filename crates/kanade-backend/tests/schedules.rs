@@ -467,3 +467,58 @@ async fn two_backends_on_one_postgres_database_only_the_leader_fires() {
     let text = metrics(&two).await;
     assert!(text.contains("kanade_leader 1"), "{text}");
 }
+
+#[tokio::test]
+async fn once_per_version_fires_each_version_once_and_once_per_pc_follows_the_job_s_version() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let backend =
+        TestBackend::start_tuned(&url, data, None, |c| c, |b| b.with_standing_every(Duration::from_secs(1))).await;
+    let runs = tempfile::tempdir().expect("temp dir");
+    let log = runs.path().join("runs.log");
+    let _a = TestAgent::start(&url, "pc-a", &["lab"]).await;
+    backend.wait_for_agents(1).await;
+    let job = |id: &str, version: &str| {
+        sh_job(id, version, &format!("echo {id} {version} $KANADE_EXEC_ID >> {}", log.display()), "")
+    };
+    create_job(&backend, &job("agent-tool", "1")).await;
+    create_job(&backend, &job("vpn", "1")).await;
+    create_schedule(&backend, "id: tool\njob: agent-tool\nmode: once_per_version\ntarget: {groups: [lab]}\n").await;
+    create_schedule(&backend, "id: vpn\njob: vpn\nmode: once_per_pc\ntarget: {groups: [lab]}\n").await;
+    let ran = |wanted: &'static [&'static str]| {
+        let log = log.clone();
+        async move {
+            eventually(&format!("runs {wanted:?}"), PATIENCE, || async {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let mut seen: Vec<String> =
+                    text.lines().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
+                seen.sort();
+                (seen == wanted).then_some(text)
+            })
+            .await
+        }
+    };
+    ran(&["agent-tool 1", "vpn 1"]).await;
+
+    // A new version of each job: once-per-version fires again (a new execution); once-per-PC gives its standing
+    // execution the new version, which pc-a, having run it, does not run again.
+    create_job(&backend, &job("agent-tool", "2")).await;
+    create_job(&backend, &job("vpn", "2")).await;
+    ran(&["agent-tool 1", "agent-tool 2", "vpn 1"]).await;
+    let tool = schedule(&backend, "tool").await;
+    assert_eq!(fires(&tool, "fired").len(), 2, "{tool}");
+    let vpn = schedule(&backend, "vpn").await;
+    let standing = fires(&vpn, "fired");
+    assert_eq!(standing.len(), 1, "{vpn}");
+    let exec = standing[0]["exec_id"].as_str().unwrap().to_owned();
+    backend.execution_until(&exec, "the standing execution follows v2", |v| v["version"] == "2").await;
+
+    // A PC that joins later runs the current version of each, once.
+    let _b = TestAgent::start(&url, "pc-b", &["lab"]).await;
+    let text = ran(&["agent-tool 1", "agent-tool 2", "agent-tool 2", "vpn 1", "vpn 2"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // time for a wrongly repeated run to show up
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), text, "nothing ran twice");
+}
