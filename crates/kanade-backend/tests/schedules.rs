@@ -396,6 +396,26 @@ async fn bad_and_hostile_schedules_are_refused_with_a_clear_error() {
     let (_, list) = backend.get("/api/schedules").await;
     assert_eq!(list, json!([]), "nothing was stored");
 
+    // Whatever someone writes into the bucket by hand is skipped, not fired and not a failure of the list.
+    let (_, js) = connect(&url).await;
+    let kv = js.get_key_value("schedules").await.unwrap();
+    kv.put("junk", "not json at all".into()).await.unwrap();
+    kv.put("empty", "".into()).await.unwrap();
+    kv.put("huge", vec![b'['; 900 * 1024].into()).await.unwrap();
+    create_job(&backend, &sh_job("tick", "1", "true", "target:\n  all: true\n")).await;
+    let good = create_schedule(&backend, "id: good\njob: tick\nevery: 1h\n").await;
+    let mut copy = good["schedule"].clone();
+    for field in ["state", "next", "fires"] {
+        copy.as_object_mut().unwrap().remove(field);
+    }
+    kv.put("impostor", serde_json::to_vec(&copy).unwrap().into()).await.unwrap();
+    let (status, list) = backend.get("/api/schedules").await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|s| s["schedule"]["id"].as_str()).collect();
+    assert_eq!(ids, ["good"], "{list}");
+    let (status, body) = backend.get("/api/schedules/junk").await;
+    assert_eq!(status, 422, "an unreadable one is named as such: {body}");
+
     // An inline job's script file travels in `files`, as with `POST /api/jobs`.
     let yaml = "id: s\njob:\n  id: inline\n  version: 1\n  execute:\n    shell: sh\n    script_file: hi.sh\nevery: 1h\ntarget: {all: true}\n";
     let (status, body) =

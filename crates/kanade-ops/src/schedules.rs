@@ -28,9 +28,16 @@ impl ScheduleStore {
         let entry =
             self.kv.entry(id.as_str()).await.map_err(|e| OpsError::nats(format!("cannot read schedule `{id}`"), e))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else { return Ok(None) };
-        let stored = serde_json::from_slice(&entry.value).map_err(|err| {
+        let stored: StoredSchedule = serde_json::from_slice(&entry.value).map_err(|err| {
             OpsError::Invalid(format!("schedule `{id}` in the `schedules` bucket is unreadable: {err}"))
         })?;
+        // Written by hand under another key, it would be a second copy of that schedule.
+        if stored.schedule.id != *id {
+            return Err(OpsError::Invalid(format!(
+                "the `schedules` bucket's key `{id}` holds schedule `{}`",
+                stored.schedule.id
+            )));
+        }
         Ok(Some((stored, entry.revision)))
     }
 

@@ -17,6 +17,9 @@ pub enum IdError {
     Empty { kind: &'static str },
     #[error("{kind} `{value}` is longer than {MAX_ID_LEN} characters")]
     TooLong { kind: &'static str, value: String },
+    /// For an id kind shorter than the common rule (a schedule id).
+    #[error("{kind} `{value}` is longer than {max} characters")]
+    LongerThan { kind: &'static str, value: String, max: usize },
     #[error("{kind} `{value}` contains `{ch}`: only lowercase a-z, 0-9, `_` and `-` are allowed")]
     InvalidChar { kind: &'static str, value: String, ch: char },
     #[error("{kind} `{value}` is not of the form `<exec_id>.<pc_id>`")]
@@ -27,7 +30,7 @@ fn is_id_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
 }
 
-fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
+pub(crate) fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
     if value.is_empty() {
         return Err(IdError::Empty { kind });
     }
@@ -42,7 +45,7 @@ fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
 }
 
 /// Keeps error messages bounded when someone passes a megabyte as an id.
-fn shorten(value: &str) -> String {
+pub(crate) fn shorten(value: &str) -> String {
     const SHOWN: usize = 80;
     if value.chars().count() <= SHOWN {
         value.to_owned()

@@ -387,7 +387,12 @@ pub struct ManifestError {
 impl ManifestError {
     pub(crate) fn at(field: &str, location: Option<&serde_saphyr::Location>, problem: impl std::fmt::Display) -> Self {
         let place = location.map(|l| format!(" (line {} column {})", l.line(), l.column())).unwrap_or_default();
-        Self { source_name: None, message: format!("{field}{place}: {problem}") }
+        let message = if field.is_empty() && place.is_empty() {
+            problem.to_string()
+        } else {
+            format!("{field}{place}: {problem}")
+        };
+        Self { source_name: None, message }
     }
 
     pub(crate) fn named(mut self, name: &str) -> Self {

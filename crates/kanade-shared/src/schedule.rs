@@ -55,14 +55,13 @@ pub struct ScheduleId(String);
 impl ScheduleId {
     pub fn new(value: impl Into<String>) -> Result<Self, crate::IdError> {
         let value = value.into();
-        // The id rule and its messages are `JobId`'s; only the length differs.
-        JobId::new(value.clone()).map_err(|err| match err {
-            crate::IdError::TooLong { value, .. } => crate::IdError::TooLong { kind: "schedule id", value },
-            other => other,
-        })?;
-        if value.len() > MAX_SCHEDULE_ID_LEN {
-            return Err(crate::IdError::TooLong { kind: "schedule id", value });
+        if value.len() > MAX_SCHEDULE_ID_LEN
+            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            let value = crate::ids::shorten(&value);
+            return Err(crate::IdError::LongerThan { kind: "schedule id", value, max: MAX_SCHEDULE_ID_LEN });
         }
+        crate::ids::validate("schedule id", &value)?;
         Ok(Self(value))
     }
 
@@ -87,15 +86,7 @@ impl std::str::FromStr for ScheduleId {
 impl<'de> Deserialize<'de> for ScheduleId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        Self::new(raw).map_err(|err| {
-            let text = err.to_string();
-            // The shared rule says 64; a schedule id's limit is 40.
-            serde::de::Error::custom(if text.contains("longer than") {
-                format!("schedule id is longer than {MAX_SCHEDULE_ID_LEN} characters")
-            } else {
-                text.replace("job id", "schedule id")
-            })
-        })
+        Self::new(raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -561,26 +552,56 @@ impl CheckedSchedule {
 
     /// Reads a schedule file and validates it; an inline job's `script_file` is read relative to the file.
     pub fn load(path: &std::path::Path) -> Result<Self, ManifestError> {
-        let name = path.display().to_string();
-        let io = |what: &str, err: std::io::Error| ManifestError {
-            source_name: Some(name.clone()),
-            message: format!("{what}: {err}"),
-        };
-        let size = std::fs::metadata(path).map_err(|e| io("cannot read", e))?.len();
-        if size > manifest::MAX_MANIFEST_BYTES as u64 {
-            let limit = manifest::MAX_MANIFEST_BYTES;
-            return Err(
-                ManifestError::at("", None, format!("the file is {size} bytes; the limit is {limit}")).named(&name)
-            );
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| io("cannot read", e))?;
-        let mut checked = Self::from_yaml(&text).map_err(|e| e.named(&name))?;
-        if let Some(job) = &mut checked.inline_job {
-            job.inline_script_file(path.parent().unwrap_or_else(|| std::path::Path::new(".")))
-                .map_err(|e| e.named(&name))?;
-        }
-        Ok(checked)
+        Ok(read(path)?.checked)
     }
+}
+
+/// A schedule file as read from disk: its text (what a client sends), the checked schedule, and the `script_file`
+/// its inline job names with that file's text (sent beside it, since a server cannot read the client's disk).
+#[derive(Debug, Clone)]
+pub struct ScheduleText {
+    pub text: String,
+    pub checked: CheckedSchedule,
+    pub script_file: Option<(String, String)>,
+}
+
+/// Reads a schedule file once (bounded: a file that grows while it is read is cut at the limit and refused), checks
+/// it, and reads its inline job's `script_file` relative to it. Every error names the file; an inline job's errors
+/// are under `job.`.
+pub fn read(path: &std::path::Path) -> Result<ScheduleText, ManifestError> {
+    use std::io::Read as _;
+    let name = path.display().to_string();
+    let fail = |message: String| ManifestError { source_name: Some(name.clone()), message };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if meta.is_dir() {
+        return Err(fail("is a directory, not a schedule file".into()));
+    }
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    let limit = manifest::MAX_MANIFEST_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.len() > limit {
+        return Err(fail(format!("the file is over {limit} bytes, the limit")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".into()))?;
+    let mut checked = CheckedSchedule::from_yaml(&text).map_err(|e| e.named(&name))?;
+    let mut script_file = None;
+    if let Some(job) = &mut checked.inline_job {
+        let relative = match &job.source {
+            manifest::ScriptSource::File { path } => Some(path.to_string_lossy().into_owned()),
+            _ => None,
+        };
+        job.inline_script_file(path.parent().unwrap_or_else(|| std::path::Path::new(".")))
+            .map_err(|e| fail(format!("job.{}", e.message)))?;
+        if let (Some(relative), manifest::ScriptSource::Inline { script }) = (relative, &job.source) {
+            script_file = Some((relative, script.clone()));
+        }
+    }
+    Ok(ScheduleText { text, checked, script_file })
 }
 
 /// An IANA time zone, by name.

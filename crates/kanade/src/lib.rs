@@ -99,6 +99,10 @@ pub enum Command {
     /// The job catalogue: create from manifests, list, show, delete; validate and the schema.
     #[command(subcommand)]
     Job(commands::job::JobCommand),
+    /// Schedules: when jobs fire on their own (cron, every, at, once per PC). Create, list, show, pause, resume,
+    /// run now and delete through the backend; validate and the schema here.
+    #[command(subcommand)]
+    Schedule(commands::schedule::ScheduleCommand),
     /// What the PCs are and have: hardware, software and the change log, from the backend; ask agents to report
     /// now.
     #[command(subcommand)]
@@ -164,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jetstream(JetstreamCommand::Kv(command)) => commands::jetstream::kv(&cli, command).await,
         Command::Jetstream(JetstreamCommand::Object(command)) => commands::jetstream::object(&cli, command).await,
         Command::Job(command) => commands::job::run(&cli, command).await,
+        Command::Schedule(command) => commands::schedule::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,
         Command::Agents(args) => commands::agent::fleet(&cli, args).await,

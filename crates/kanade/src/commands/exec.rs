@@ -213,10 +213,22 @@ async fn fired(cli: &Cli, backend: &Backend, raw: Value, wait: Option<Option<Dur
         }
     }
     let Some(limit) = wait else { return Ok(ExitCode::SUCCESS) };
+    wait_for(cli, backend, &view, limit).await
+}
+
+/// Follows a fired execution as `--wait` does (progress on stderr; with `-o json` its last view on stdout) until
+/// it has finished or `limit` passed, and gives `--wait`'s exit code: 0 every target ok, 1 not, 124 timed out.
+pub(crate) async fn wait_for(
+    cli: &Cli,
+    backend: &Backend,
+    view: &ExecutionView,
+    limit: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let exec = &view.exec_id;
     if view.status == "pending_approval" {
         output::note(&format!("waiting for another operator: `kanade approve {exec}` (or `kanade reject {exec}`)"));
     }
-    let (last_raw, last, timed_out) = follow(backend, &exec, limit).await?;
+    let (last_raw, last, timed_out) = follow(backend, exec, limit).await?;
     if cli.output == Format::Json {
         output::json(&last_raw)?;
     } else {
@@ -234,7 +246,7 @@ fn execution(raw: Value) -> anyhow::Result<ExecutionView> {
     serde_json::from_value(raw).context("the backend's execution is not what this CLI reads")
 }
 
-fn describe(view: &ExecutionView) -> String {
+pub(crate) fn describe(view: &ExecutionView) -> String {
     let waves = view.waves.len();
     format!(
         "execution `{}` of `{}` {}: {} target(s){}, {}",

@@ -16,4 +16,5 @@ pub mod ping;
 pub mod result;
 pub mod revoke;
 pub mod run;
+pub mod schedule;
 pub mod top;
