@@ -173,9 +173,29 @@ impl Leadership {
                 });
             }
             Ok(Err(err)) if err.kind() == UpdateErrorKind::WrongLastRevision => {
-                // Someone else holds it now (ours lapsed, or was taken away): stop at once.
-                self.update(|s| *s = State::default());
-                tracing::warn!(instance = %self.instance, "leadership lost: the lease has another revision");
+                // Either an earlier renewal of ours was stored after we stopped waiting for its answer (the lease
+                // is still ours, at a newer revision: carry on from that one), or someone else holds it now (ours
+                // lapsed, or was taken away: stop at once).
+                let current = tokio::time::timeout(PATIENCE, kv.entry(LEADER_KEY)).await;
+                let since = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).since;
+                let ours = match &current {
+                    Ok(Ok(Some(entry))) if entry.operation == kv::Operation::Put => {
+                        serde_json::from_slice::<Lease>(&entry.value)
+                            .is_ok_and(|lease| lease.holder == self.instance && Some(lease.since) == since)
+                            .then_some(entry.revision)
+                    }
+                    _ => None,
+                };
+                match ours {
+                    Some(revision) => {
+                        self.update(|s| s.revision = Some(revision));
+                        tracing::info!(instance = %self.instance, revision, "a late renewal of ours was stored; renewing from it");
+                    }
+                    None => {
+                        self.update(|s| *s = State::default());
+                        tracing::warn!(instance = %self.instance, "leadership lost: the lease has another revision");
+                    }
+                }
             }
             failed => {
                 // The broker did not answer: keep trying with the revision we hold, but act only until the last

@@ -542,3 +542,33 @@ async fn once_per_version_fires_each_version_once_and_once_per_pc_follows_the_jo
     tokio::time::sleep(Duration::from_secs(3)).await; // time for a wrongly repeated run to show up
     assert_eq!(std::fs::read_to_string(&log).unwrap(), text, "nothing ran twice");
 }
+
+/// Regression: the leader read the `schedules` bucket's sequence from the stream info cached when it opened the
+/// bucket, so it never saw a schedule created (or paused) after its first look.
+#[tokio::test]
+async fn a_schedule_created_or_paused_long_after_the_leader_started_is_seen() {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let backend = TestBackend::start(&url).await;
+    let _a = TestAgent::start(&url, "pc-a", &[]).await;
+    backend.wait_for_agents(1).await;
+    create_job(&backend, &sh_job("tick", "1", "true", "target:\n  all: true\n")).await;
+    eventually("the backend leads", PATIENCE, || async {
+        (backend.get("/health").await.1["leading"] == true).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the scheduler has looked at the (empty) bucket since
+    create_schedule(&backend, "id: late\njob: tick\ncron: \"* * * * * *\"\noverlap: allow\n").await;
+    eventually("a fire of the late schedule", PATIENCE, || async {
+        (!fires(&schedule(&backend, "late").await, "fired").is_empty()).then_some(())
+    })
+    .await;
+    let (status, _) = backend.post("/api/schedules/late/pause", &json!({})).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await; // a fire decided before the pause was seen may still land
+    let paused = fires(&schedule(&backend, "late").await, "fired").len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fires(&schedule(&backend, "late").await, "fired").len(), paused, "nothing fires while paused");
+}

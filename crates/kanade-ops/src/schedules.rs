@@ -94,7 +94,10 @@ impl ScheduleStore {
 
     /// The bucket's last sequence: it moves whenever any schedule is created, changed or deleted.
     pub async fn sequence(&mut self) -> Result<u64, OpsError> {
-        let status = self.kv.status().await.map_err(|e| OpsError::nats("cannot read the `schedules` bucket", e))?;
-        Ok(status.info.state.last_sequence)
+        // Asked of the server each time: `kv::Store::status` answers from the stream info cached when the bucket was
+        // opened (async-nats 0.51), so a reader polling it never saw a schedule created later.
+        let info =
+            self.kv.stream.info().await.map_err(|e| OpsError::nats("cannot read the `schedules` bucket", e))?;
+        Ok(info.state.last_sequence)
     }
 }
