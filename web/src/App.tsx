@@ -21,6 +21,7 @@ import { InventoryFactsPage } from "./pages/InventoryFacts";
 import { InventoryHardwarePage } from "./pages/InventoryHardware";
 import { InventorySoftwarePage } from "./pages/InventorySoftware";
 import { JobsPage } from "./pages/Jobs";
+import { SchedulePage, SchedulesPage } from "./pages/Schedules";
 
 export function App() {
   const [credentials, setCredentials] = useState<Credentials | null>(() => storage.load());
@@ -194,6 +195,7 @@ const NAV = [
   ["/", "Fleet"],
   ["/agents", "Agents"],
   ["/jobs", "Jobs"],
+  ["/schedules", "Schedules"],
   ["/inventory", "Inventory"],
   ["/activity", "Activity"],
   ["/audit", "Audit"],
@@ -257,6 +259,8 @@ function Shell() {
           <Route path="/agents/:pc" element={<AgentPage />} />
           <Route path="/jobs" element={<JobsPage />} />
           <Route path="/jobs/:job" element={<JobsPage />} />
+          <Route path="/schedules" element={<SchedulesPage />} />
+          <Route path="/schedules/:id" element={<SchedulePage />} />
           <Route path="/inventory" element={<InventoryPage />} />
           <Route path="/inventory/software" element={<InventorySoftwarePage />} />
           <Route path="/inventory/hardware" element={<InventoryHardwarePage />} />

@@ -87,37 +87,3 @@ async fn the_schedules_pages_work_in_a_real_browser() {
         assert_eq!((target.as_str(), actor.as_str()), (SCHEDULE, OPERATOR), "{action}: {audited:?}");
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zz_probe() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let backend = TestBackend::start(&url).await;
-    let _agent = TestAgent::start(&url, PC, &["lab"]).await;
-    backend.wait_for_agents(1).await;
-    let (status, body) = backend.post("/api/jobs", &json!({ "manifest": repo("jobs/echo.yaml") })).await;
-    assert!(status == 201 || status == 200, "job create: {status} {body}");
-    let sample = repo("schedules/echo-every-10s.yaml");
-    let variant = std::env::var("PROBE").unwrap_or_default();
-    if variant.contains("sleep") {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-    if variant.contains("get") {
-        let (s, b) = backend.get("/api/schedules").await;
-        eprintln!("GET {s} {b}");
-    }
-    if variant.contains("bad") {
-        let bad = sample.replace("cron: \"*/10 * * * * *\"", "cron: \"61 * * * * *\"");
-        let (s, b) = backend.post("/api/schedules", &json!({ "schedule": bad })).await;
-        eprintln!("BAD {s} {b}");
-    }
-    let (s, b) = backend.post("/api/schedules", &json!({ "schedule": sample })).await;
-    eprintln!("POST {s} {}", b["schedule"]["next"]);
-    for _ in 0..25 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (_, v) = backend.get(&format!("/api/schedules/{SCHEDULE}")).await;
-        eprintln!("{} fires={}", chrono::Utc::now(), v["fires"]);
-    }
-}

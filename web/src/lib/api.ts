@@ -22,6 +22,10 @@ import type {
   RefreshBody,
   RefreshView,
   ResultPage,
+  RunNowReply,
+  ScheduleBody,
+  ScheduleStored,
+  ScheduleView,
   Session,
   SoftwarePage,
   StoredJob,
@@ -187,4 +191,14 @@ export class Api {
   jobFacts = (app: string, query: PageQuery = {}) =>
     this.request<JobFactsView>("GET", withQuery("/api/inventory", { app, ...query }));
   refreshInventory = (body: RefreshBody) => this.request<RefreshView>("POST", "/api/inventory/refresh", body);
+
+  /// Schedules: each with its latest fire in the list, with up to 50 fires alone; created (or updated) from a
+  /// schedule file's YAML as written, checked as `kanade schedule create` checks it.
+  schedules = () => this.request<ScheduleView[]>("GET", "/api/schedules");
+  schedule = (id: string) => this.request<ScheduleView>("GET", `/api/schedules/${seg(id)}`);
+  createSchedule = (yaml: string) => this.request<ScheduleStored>("POST", "/api/schedules", { schedule: yaml } satisfies ScheduleBody);
+  deleteSchedule = (id: string) => this.request<void>("DELETE", `/api/schedules/${seg(id)}`);
+  pauseSchedule = (id: string, paused: boolean) =>
+    this.request<ScheduleView>("POST", `/api/schedules/${seg(id)}/${paused ? "pause" : "resume"}`);
+  runScheduleNow = (id: string) => this.request<RunNowReply>("POST", `/api/schedules/${seg(id)}/run-now`);
 }

@@ -41,7 +41,15 @@ describe("stale", () => {
   });
 
   it("results without ids: every execution's pages", () => {
-    expect(stale(change("results"))).toEqual([["results"], ["executions"], ["execution"], ["targets"], ["exec-results"]]);
+    expect(stale(change("results"))).toEqual([
+      ["results"],
+      ["executions"],
+      ["execution"],
+      ["targets"],
+      ["exec-results"],
+      ["schedules"],
+      ["schedule"],
+    ]);
   });
 
   it("executions: the list and the named executions' pages", () => {
@@ -52,8 +60,38 @@ describe("stale", () => {
       ["targets", "e1"],
       ["targets", "e2"],
     ]);
-    expect(stale(change("executions"))).toEqual([["executions"], ["execution"], ["targets"]]);
+    expect(stale(change("executions"))).toEqual([["executions"], ["execution"], ["targets"], ["schedules"], ["schedule"]]);
     expect(anyCovers(stale(change("executions", ["e1"])), keys.execResults("e1"))).toBe(false);
+  });
+
+  it("schedules: the list and the named schedules", () => {
+    expect(stale(change("schedules", ["nightly"]))).toEqual([["schedules"], ["schedule", "nightly"]]);
+    expect(stale(change("schedules"))).toEqual([["schedules"], ["schedule"]]);
+    const prefixes = stale(change("schedules", ["nightly"]));
+    expect(anyCovers(prefixes, keys.schedules)).toBe(true);
+    expect(anyCovers(prefixes, keys.schedule("nightly"))).toBe(true);
+    expect(anyCovers(prefixes, keys.schedule("weekly"))).toBe(false);
+    expect(anyCovers(prefixes, keys.jobs)).toBe(false);
+    expect(anyCovers(prefixes, keys.executions(""))).toBe(false);
+  });
+
+  it("executions and results of a schedule's occurrences: that schedule, for its fires' statuses", () => {
+    for (const topic of ["executions", "results"]) {
+      const prefixes = stale(change(topic, ["echo-every-10s-20261123t120010z", "echo-every-10s-20261123t120020z"]));
+      expect(anyCovers(prefixes, keys.schedules), topic).toBe(true);
+      expect(anyCovers(prefixes, keys.schedule("echo-every-10s")), topic).toBe(true);
+      expect(anyCovers(prefixes, keys.schedule("echo")), topic).toBe(false);
+      // Named once however many of its executions changed.
+      expect(prefixes.filter((p) => p[0] === "schedule"), topic).toEqual([["schedule", "echo-every-10s"]]);
+    }
+  });
+
+  it("executions and results of no schedule leave the schedules alone", () => {
+    for (const topic of ["executions", "results"]) {
+      const prefixes = stale(change(topic, ["0190c0de-7a11-7000-8000-000000000001", "echo-20261123", "x-20261123t120010"]));
+      expect(anyCovers(prefixes, keys.schedules), topic).toBe(false);
+      expect(anyCovers(prefixes, keys.schedule("echo")), topic).toBe(false);
+    }
   });
 
   it("audit: the audit log, with or without ids", () => {
@@ -113,7 +151,7 @@ describe("stale", () => {
   });
 
   it("never returns an empty list, so a change always refreshes something", () => {
-    for (const topic of ["agents", "results", "executions", "audit", "jobs", "timeline", "inventory", "all", "?"]) {
+    for (const topic of ["agents", "results", "executions", "audit", "jobs", "timeline", "inventory", "schedules", "all", "?"]) {
       for (const ids of [[], ["a"], ["a", "b"]]) expect(stale(change(topic, ids)).length).toBeGreaterThan(0);
     }
   });

@@ -1,6 +1,7 @@
 // What a change pushed by `/api/events` makes stale. Query keys are prefixes: ["execution"] covers every
 // ["execution", id]. Pure, so which page refreshes on which change is unit-tested.
 
+import { scheduleOfExecution } from "./schedules";
 import type { Change } from "./types";
 
 export type QueryKey = readonly string[];
@@ -28,7 +29,19 @@ export const keys = {
   agentChanges: (pc: string, filter: string) => ["agent-inventory", pc, "changes", filter] as const,
   /// One PC's performance history over a range (`1h`, `24h`, `7d`); refetched on a timer, not by change notes.
   agentPerf: (pc: string, range: string) => ["agent-perf", pc, range] as const,
+  /// The schedules list (each with its latest fire), and one schedule with its recent fires.
+  schedules: ["schedules"] as const,
+  schedule: (id: string) => ["schedule", id] as const,
 };
+
+/// The schedule queries that show the status of these executions: a schedule's fire shows its execution's status,
+/// and the execution of an occurrence is named after its schedule (`<schedule>-<YYYYMMDD>t<HHMMSS>z`). No ids:
+/// every schedule's; ids of no schedule's occurrences: none.
+function schedulesShowing(ids: string[]): QueryKey[] {
+  if (ids.length === 0) return [["schedules"], ["schedule"]];
+  const schedules = [...new Set(ids.map(scheduleOfExecution).filter((id): id is string => id !== null))];
+  return schedules.length === 0 ? [] : [["schedules"], ...schedules.map((id) => ["schedule", id])];
+}
 
 /// The stale query-key prefixes for one change. An empty `ids` means "anything in this topic".
 export function stale(change: Change): QueryKey[] {
@@ -38,9 +51,19 @@ export function stale(change: Change): QueryKey[] {
       return [["agents"], ...each("agent")];
     case "results":
       // Results move execution progress, an agent's recent results and the Fleet page's recent failures.
-      return [["results"], ["executions"], ...each("execution"), ...each("targets"), ...each("exec-results")];
+      return [
+        ["results"],
+        ["executions"],
+        ...each("execution"),
+        ...each("targets"),
+        ...each("exec-results"),
+        ...schedulesShowing(change.ids),
+      ];
     case "executions":
-      return [["executions"], ...each("execution"), ...each("targets")];
+      return [["executions"], ...each("execution"), ...each("targets"), ...schedulesShowing(change.ids)];
+    case "schedules":
+      // Created, changed, paused, resumed, deleted, or one of its occurrences decided.
+      return [["schedules"], ...each("schedule")];
     case "audit":
       // The CLI changes jobs and agent config straight over NATS; its audit record is the change the backend sees.
       return [["audit"], ["jobs"], ["preview"], ["agent-config"], ["inventory", "facts"]];

@@ -68,3 +68,13 @@ export type PerfHistory = Schemas["PerfHistory"];
 export type PerfPoint = Schemas["PerfPoint"];
 export type PerfStat = Schemas["Stat"];
 export type ProcSummary = Schemas["ProcSummary"];
+
+/// Schedules (`/api/schedules`): one as the API shows it (as stored, its state, next times and recent fires), its
+/// checked settings and timing, one fire, and the replies to creating one and to Run now.
+export type ScheduleView = Schemas["ScheduleView"];
+export type Schedule = Schemas["Schedule"];
+export type ScheduleWhen = Schemas["When"];
+export type Fire = Schemas["FireView"];
+export type ScheduleBody = Schemas["ScheduleBody"];
+export type ScheduleStored = Schemas["ScheduleStoredView"];
+export type RunNowReply = Schemas["RunNowView"];
