@@ -1,20 +1,25 @@
 //! The fault-injection harness: the real `kanade-backend` and `kanade-agent` binaries (and the agent's fleet
 //! simulator) as child processes over real `nats-server`s, so a fault can be a SIGKILL of any of them; a rollout
 //! fired through the backend's API; and a tally that counts, for every target, the result rows in the backend's
-//! SQLite database (lost) against how often the command really ran on that PC (duplicated: each real agent's
-//! script and each emulated run append the exec id to a file as they start).
+//! database (lost) against how often the command really ran on that PC (duplicated: each real agent's script and
+//! each emulated run append the exec id to a file as they start).
 //!
-//! The suite itself is `tests/faults.rs` and `tests/cluster.rs`; `cargo xtask faults` runs it alone, and
-//! docs/RELIABILITY.md records what it measured.
+//! A backend keeps its SQLite database in its own dir, or shares a throwaway PostgreSQL database
+//! ([`TestDatabase`]) with other backends under a leader lease ([`BackendOptions`]).
+//!
+//! The suite itself is `tests/faults.rs`, `tests/cluster.rs` and `tests/leader.rs`; `cargo xtask faults` runs it
+//! alone, and docs/RELIABILITY.md records what it measured.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::ops::AddAssign;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use kanade_testkit::{eventually, free_port};
+use sqlx::Connection as _;
 use tempfile::TempDir;
 
 /// How long the helpers wait for the system to get somewhere.
@@ -97,11 +102,22 @@ fn sigterm(child: &mut Option<Child>) {
     }
 }
 
-/// `kanade-backend` as a child process, with its SQLite database in its own dir.
+/// How a [`Backend`] is started beyond its broker. The default is a backend alone: SQLite in its own dir, and the
+/// instance id it makes up for itself.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// `KANADE_DATABASE_URL`: a PostgreSQL database (shared with other backends) instead of SQLite in its dir.
+    pub database_url: Option<String>,
+    /// `KANADE_BACKEND_INSTANCE`: the id it holds the leader lease under and signs its decisions with.
+    pub instance: Option<String>,
+}
+
+/// `kanade-backend` as a child process, with its SQLite database in its own dir unless told otherwise.
 pub struct Backend {
     dir: TempDir,
     port: u16,
     nats: String,
+    options: BackendOptions,
     child: Option<Child>,
     http: reqwest::Client,
 }
@@ -109,10 +125,17 @@ pub struct Backend {
 impl Backend {
     /// Starts the backend over `nats` (one URL or a comma-separated list) and waits until it answers.
     pub async fn start(nats: &str) -> Self {
+        Self::start_with(nats, BackendOptions::default()).await
+    }
+
+    /// Starts the backend over `nats` (which may be a [`kanade_testkit::Proxy`]'s URL) as `options` say, and waits
+    /// until it answers.
+    pub async fn start_with(nats: &str, options: BackendOptions) -> Self {
         let mut backend = Self {
             dir: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
             nats: nats.to_owned(),
+            options,
             child: None,
             http: reqwest::Client::new(),
         };
@@ -123,15 +146,27 @@ impl Backend {
     /// Starts the backend again (after [`Backend::kill`]) on the same port and database.
     pub async fn start_again(&mut self) {
         assert!(self.child.is_none(), "the backend is running");
-        let child = Command::new(&bins().backend)
+        let mut command = Command::new(&bins().backend);
+        command
             .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
             .env("KANADE_NATS_URL", &self.nats)
             .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
             .env("KANADE_BACKEND_DATA_DIR", self.dir.path())
             .env("KANADE_LOG", "info")
+            // Only what the test says: a database URL or instance id in the test's own environment is not ours.
+            .env_remove("KANADE_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .env_remove("KANADE_BACKEND_INSTANCE");
+        if let Some(url) = &self.options.database_url {
+            command.env("KANADE_DATABASE_URL", url);
+        }
+        if let Some(instance) = &self.options.instance {
+            command.env("KANADE_BACKEND_INSTANCE", instance);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_to(&self.dir.path().join("backend.log")))
+            .stderr(log_to(&self.log_file()))
             .spawn()
             .expect("start kanade-backend");
         self.child = Some(child);
@@ -156,9 +191,41 @@ impl Backend {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// The backend's SQLite database.
+    /// The instance id it was started with, if the test gave one.
+    pub fn instance(&self) -> Option<&str> {
+        self.options.instance.as_deref()
+    }
+
+    /// Its log (stderr), for a failing test to point at.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("backend.log")
+    }
+
+    /// The backend's SQLite database. Panics for a backend on PostgreSQL: use [`Backend::database_url`].
     pub fn database(&self) -> PathBuf {
+        assert!(self.options.database_url.is_none(), "this backend's database is not SQLite: use database_url()");
         self.dir.path().join("backend.db")
+    }
+
+    /// Its database as a URL the [`Tally`] reads: the PostgreSQL database it was given, or its SQLite file
+    /// (read-only).
+    pub fn database_url(&self) -> String {
+        match &self.options.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=ro", self.database().display()),
+        }
+    }
+
+    /// `GET /health` (public), whatever its status; `None` when the backend does not answer within 5 s (polled in
+    /// loops, so a backend that hangs fails the test's patience instead of holding it forever).
+    pub async fn health(&self) -> Option<serde_json::Value> {
+        let response = self.http.get(self.url("/health")).timeout(Duration::from_secs(5)).send().await.ok()?;
+        response.json().await.ok()
+    }
+
+    /// Whether `/health` says this backend holds the leader lease; false when it does not answer.
+    pub async fn is_leading(&self) -> bool {
+        self.health().await.is_some_and(|health| health["leading"] == true)
     }
 
     pub async fn get(&self, path: &str) -> Option<serde_json::Value> {
@@ -183,6 +250,19 @@ impl Backend {
         (status, response.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// `DELETE` on the API; the status.
+    pub async fn delete(&self, path: &str) -> u16 {
+        let response = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(TOKEN)
+            .header("x-kanade-operator", "fault-suite")
+            .send()
+            .await
+            .expect("DELETE to the backend");
+        response.status().as_u16()
+    }
+
     /// Waits until the backend knows `n` agents (they heartbeat); execs target the agents it knows.
     pub async fn wait_for_agents(&self, n: usize) {
         eventually(&format!("the backend knows {n} agents"), PATIENCE, || async {
@@ -198,6 +278,20 @@ impl Backend {
         let (status, body) = self.post("/api/deploy", &serde_json::json!({ "manifest": manifest })).await;
         assert!(status == 200 || status == 201, "deploy: {status} {body}");
         body["exec_id"].as_str().expect("an exec id").to_owned()
+    }
+
+    /// Registers the job in `manifest` without firing it (`POST /api/jobs`).
+    pub async fn create_job(&self, manifest: &str) {
+        let (status, body) = self.post("/api/jobs", &serde_json::json!({ "manifest": manifest })).await;
+        assert!(status == 200 || status == 201, "create job: {status} {body}");
+    }
+
+    /// Creates (or updates) the schedule in `yaml` (`POST /api/schedules`); returns the schedule as the API shows
+    /// it.
+    pub async fn create_schedule(&self, yaml: &str) -> serde_json::Value {
+        let (status, body) = self.post("/api/schedules", &serde_json::json!({ "schedule": yaml })).await;
+        assert!(status == 200 || status == 201, "create schedule: {status} {body}");
+        body
     }
 
     /// The execution as the API shows it.
@@ -355,10 +449,9 @@ impl Drop for Fleet {
 pub fn manifest(job: &str, seconds: u32, waves: &[(&str, &str)]) -> String {
     let groups: Vec<&str> = waves.iter().map(|(g, _)| *g).collect();
     let mut yaml = format!(
-        "id: {job}\nversion: \"1\"\ntarget:\n  groups: [{}]\nexecute:\n  shell: sh\n  script: |\n    \
-         echo \"$KANADE_EXEC_ID\" >> \"$KANADE_FAULT_RUNS\"\n    sleep {seconds}\n    echo done\n  \
-         timeout: 5m\ndeadline: 1h\nrollout:\n  strategy: wave\n  waves:\n",
-        groups.join(", ")
+        "id: {job}\nversion: \"1\"\ntarget:\n  groups: [{}]\n{}rollout:\n  strategy: wave\n  waves:\n",
+        groups.join(", "),
+        recording_script(seconds)
     );
     for (group, delay) in waves {
         yaml.push_str(&format!("    - group: {group}\n      delay: {delay}\n"));
@@ -366,8 +459,24 @@ pub fn manifest(job: &str, seconds: u32, waves: &[(&str, &str)]) -> String {
     yaml
 }
 
-/// What a fault cost: every target against its result rows in the database and its runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A job manifest with no target of its own, for a schedule to fire at its targets: the same `sh` as
+/// [`manifest`]'s, recording the run and taking `seconds`.
+pub fn untargeted_manifest(job: &str, seconds: u32) -> String {
+    format!("id: {job}\nversion: \"1\"\n{}", recording_script(seconds))
+}
+
+/// The `execute` and `deadline` of the suite's jobs: the script appends its exec id to `$KANADE_FAULT_RUNS` (the
+/// real agents set it; the simulator records emulated runs itself) and takes `seconds`.
+fn recording_script(seconds: u32) -> String {
+    format!(
+        "execute:\n  shell: sh\n  script: |\n    echo \"$KANADE_EXEC_ID\" >> \"$KANADE_FAULT_RUNS\"\n    \
+         sleep {seconds}\n    echo done\n  timeout: 5m\ndeadline: 1h\n"
+    )
+}
+
+/// What a fault cost: every target against its result rows in the database and its runs. Tallies of several
+/// executions add up (`+=`), as a schedule's occurrences do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     pub targets: usize,
     /// Targets with a result row.
@@ -381,13 +490,18 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts `exec`'s results in the backend's database for each of `targets`, with `runs(pc)` the times the
-    /// command ran there.
+    /// Counts `exec`'s results in the backend's SQLite database for each of `targets`, with `runs(pc)` the times
+    /// the command ran there.
     pub async fn count(database: &Path, exec: &str, targets: &[String], runs: impl Fn(&str) -> usize) -> Self {
+        Self::count_in(&format!("sqlite://{}?mode=ro", database.display()), exec, targets, runs).await
+    }
+
+    /// [`Tally::count`] in the database at `database_url`: SQLite or PostgreSQL ([`Backend::database_url`]).
+    pub async fn count_in(database_url: &str, exec: &str, targets: &[String], runs: impl Fn(&str) -> usize) -> Self {
         use sqlx::Row;
-        let url = format!("sqlite://{}?mode=ro", database.display());
-        let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("open the db");
-        let rows = sqlx::query("SELECT pc_id, status, reason FROM results WHERE exec_id = ?")
+        let pool = open(database_url).await;
+        // `$1` is a parameter to both: SQLite reads a numbered `$N` as sqlx binds it.
+        let rows = sqlx::query("SELECT pc_id, status, reason FROM results WHERE exec_id = $1")
             .bind(exec)
             .fetch_all(&pool)
             .await
@@ -417,5 +531,153 @@ impl Tally {
             "fault: {fault}: targets {} results {} lost {} duplicated {} statuses {:?}",
             self.targets, self.results, self.lost, self.duplicated, self.statuses
         );
+    }
+}
+
+impl AddAssign for Tally {
+    fn add_assign(&mut self, other: Self) {
+        self.targets += other.targets;
+        self.results += other.results;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+    }
+}
+
+/// A pool of one connection to a backend's database, SQLite or PostgreSQL, for reading what it stored.
+async fn open(database_url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .unwrap_or_else(|err| panic!("open the backend's database `{}`: {err}", redact(database_url)))
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One decision about one occurrence of a schedule, as the backend stored it (`schedule_fires`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fire {
+    /// `<schedule>-<YYYYMMDD>t<HHMMSS>z`.
+    pub occurrence_id: String,
+    /// When the occurrence fell due (ms since the epoch).
+    pub occurrence_at_ms: i64,
+    /// `fired`, `skipped_overlap` or `missed`.
+    pub outcome: String,
+    /// The execution it created, when it fired.
+    pub exec_id: Option<String>,
+    /// The instance id of the backend that decided it.
+    pub decided_by: Option<String>,
+    /// When it was decided (ms since the epoch, the deciding backend's clock).
+    pub decided_at_ms: i64,
+}
+
+/// Every stored decision about `schedule`'s occurrences, oldest occurrence first.
+pub async fn schedule_fires(database_url: &str, schedule: &str) -> Vec<Fire> {
+    use sqlx::Row;
+    let pool = open(database_url).await;
+    let rows = sqlx::query(
+        "SELECT occurrence_id, occurrence_at_ms, outcome, exec_id, decided_by, decided_at_ms FROM schedule_fires \
+         WHERE schedule_id = $1 ORDER BY occurrence_at_ms",
+    )
+    .bind(schedule)
+    .fetch_all(&pool)
+    .await
+    .expect("read schedule_fires");
+    pool.close().await;
+    rows.iter()
+        .map(|row| Fire {
+            occurrence_id: row.get("occurrence_id"),
+            occurrence_at_ms: row.get("occurrence_at_ms"),
+            outcome: row.get("outcome"),
+            exec_id: row.get("exec_id"),
+            decided_by: row.get("decided_by"),
+            decided_at_ms: row.get("decided_at_ms"),
+        })
+        .collect()
+}
+
+/// The exec ids of every execution of `job` in the backend's database, sorted.
+pub async fn executions_of(database_url: &str, job: &str) -> Vec<String> {
+    use sqlx::Row;
+    let pool = open(database_url).await;
+    let rows = sqlx::query("SELECT exec_id FROM executions WHERE job_id = $1 ORDER BY exec_id")
+        .bind(job)
+        .fetch_all(&pool)
+        .await
+        .expect("read executions");
+    pool.close().await;
+    rows.iter().map(|row| row.get("exec_id")).collect()
+}
+
+/// The admin connection [`TestDatabase`] uses when `KANADE_TEST_POSTGRES_URL` names none.
+const DEFAULT_POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A throwaway PostgreSQL database for backends to share, dropped (with whoever is still connected) when the test
+/// ends, also on panic. The server is `KANADE_TEST_POSTGRES_URL` (an admin URL), else
+/// `postgres://postgres@127.0.0.1:5432/test`.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    /// The database's own URL, for `KANADE_DATABASE_URL` and [`Tally::count_in`].
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin_url =
+            std::env::var("KANADE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN_URL.to_owned());
+        let shown = redact(&admin_url);
+        let connecting = tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&admin_url));
+        let mut admin = match connecting.await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => panic!(
+                "PostgreSQL at `{shown}` is unreachable ({err}); these tests need it: start it or set \
+                 KANADE_TEST_POSTGRES_URL to an admin URL"
+            ),
+            Err(_) => {
+                panic!("PostgreSQL at `{shown}` did not answer within 10 s; start it or set KANADE_TEST_POSTGRES_URL")
+            }
+        };
+        let name = format!("kanade_f_{}", kanade_shared::ExecId::generate().as_str().replace('-', ""));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|err| panic!("cannot create database `{name}` on `{shown}`: {err}"));
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(&admin_url).expect("the admin URL is a URL");
+        url.set_path(&name);
+        Self { admin_url, name, url: url.to_string() }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot block on itself; a thread with its own can.
+        let dropped = std::thread::spawn(move || -> Result<(), sqlx::Error> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            tracing::warn!(database = %self.name, "could not drop the test database");
+        }
     }
 }

