@@ -22,6 +22,27 @@ fn repo(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)).expect("repo file")
 }
 
+/// A broker and a backend over it; `standing_every` in place of the scheduler's 30 s look at once-per-PC schedules.
+async fn started(standing_every: Option<Duration>) -> (NatsServer, String, TestBackend) {
+    init_logging();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    connect(&url).await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let backend = TestBackend::start_tuned(
+        &url,
+        data,
+        None,
+        |c| c,
+        |b| match standing_every {
+            Some(every) => b.with_standing_every(every),
+            None => b,
+        },
+    )
+    .await;
+    (nats, url, backend)
+}
+
 async fn create_job(backend: &TestBackend, manifest: &str) {
     let (status, body) = backend.post("/api/jobs", &json!({ "manifest": manifest })).await;
     assert!(status == 201 || status == 200, "job create: {status} {body}");
@@ -74,11 +95,7 @@ fn sh_job(id: &str, version: &str, script: &str, extra: &str) -> String {
 
 #[tokio::test]
 async fn the_documents_every_ten_seconds_sample_fires_every_ten_seconds() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let backend = TestBackend::start(&url).await;
+    let (_nats, url, backend) = started(None).await;
     let _a = TestAgent::start(&url, "pc-a", &[]).await;
     let _b = TestAgent::start(&url, "pc-b", &[]).await;
     backend.wait_for_agents(2).await;
@@ -128,13 +145,7 @@ async fn the_documents_every_ten_seconds_sample_fires_every_ten_seconds() {
 
 #[tokio::test]
 async fn once_per_pc_reaches_a_pc_that_comes_online_later_exactly_once() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let data = tempfile::tempdir().expect("temp dir");
-    let backend =
-        TestBackend::start_tuned(&url, data, None, |c| c, |b| b.with_standing_every(Duration::from_secs(1))).await;
+    let (_nats, url, backend) = started(Some(Duration::from_secs(1))).await;
     let runs = tempfile::tempdir().expect("temp dir");
     let log = runs.path().join("runs.log");
     let a = TestAgent::start(&url, "pc-a", &["office"]).await;
@@ -200,11 +211,7 @@ async fn once_per_pc_reaches_a_pc_that_comes_online_later_exactly_once() {
 
 #[tokio::test]
 async fn an_occurrence_is_skipped_while_the_previous_fire_runs() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let backend = TestBackend::start(&url).await;
+    let (_nats, url, backend) = started(None).await;
     let _a = TestAgent::start(&url, "pc-a", &[]).await;
     backend.wait_for_agents(1).await;
     create_job(&backend, &sh_job("slow", "1", "sleep 3", "target:\n  all: true\n")).await;
@@ -229,11 +236,7 @@ async fn an_occurrence_is_skipped_while_the_previous_fire_runs() {
 
 #[tokio::test]
 async fn occurrences_missed_while_no_backend_ran_are_skipped_or_run_once() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let backend = TestBackend::start(&url).await;
+    let (_nats, url, backend) = started(None).await;
     let _a = TestAgent::start(&url, "pc-a", &[]).await;
     backend.wait_for_agents(1).await;
     create_job(&backend, &sh_job("tick", "1", "true", "target:\n  all: true\n")).await;
@@ -289,11 +292,7 @@ async fn occurrences_missed_while_no_backend_ran_are_skipped_or_run_once() {
 
 #[tokio::test]
 async fn schedules_are_paused_resumed_run_now_and_deleted_and_every_change_is_audited() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let backend = TestBackend::start(&url).await;
+    let (_nats, url, backend) = started(None).await;
     let _a = TestAgent::start(&url, "pc-a", &[]).await;
     backend.wait_for_agents(1).await;
     create_job(&backend, &sh_job("nightly", "1", "echo patched", "target:\n  all: true\n")).await;
@@ -355,11 +354,7 @@ async fn schedules_are_paused_resumed_run_now_and_deleted_and_every_change_is_au
 
 #[tokio::test]
 async fn bad_and_hostile_schedules_are_refused_with_a_clear_error() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let backend = TestBackend::start(&url).await;
+    let (_nats, url, backend) = started(None).await;
     create_job(&backend, &sh_job("loose", "1", "true", "")).await;
     create_job(
         &backend,
@@ -490,13 +485,7 @@ async fn two_backends_on_one_postgres_database_only_the_leader_fires() {
 
 #[tokio::test]
 async fn once_per_version_fires_each_version_once_and_once_per_pc_follows_the_job_s_version() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let data = tempfile::tempdir().expect("temp dir");
-    let backend =
-        TestBackend::start_tuned(&url, data, None, |c| c, |b| b.with_standing_every(Duration::from_secs(1))).await;
+    let (_nats, url, backend) = started(Some(Duration::from_secs(1))).await;
     let runs = tempfile::tempdir().expect("temp dir");
     let log = runs.path().join("runs.log");
     let _a = TestAgent::start(&url, "pc-a", &["lab"]).await;
@@ -547,11 +536,7 @@ async fn once_per_version_fires_each_version_once_and_once_per_pc_follows_the_jo
 /// bucket, so it never saw a schedule created (or paused) after its first look.
 #[tokio::test]
 async fn a_schedule_created_or_paused_long_after_the_leader_started_is_seen() {
-    init_logging();
-    let nats = NatsServer::start();
-    let url = nats.url();
-    connect(&url).await;
-    let backend = TestBackend::start(&url).await;
+    let (_nats, url, backend) = started(None).await;
     let _a = TestAgent::start(&url, "pc-a", &[]).await;
     backend.wait_for_agents(1).await;
     create_job(&backend, &sh_job("tick", "1", "true", "target:\n  all: true\n")).await;

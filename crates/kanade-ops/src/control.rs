@@ -54,28 +54,29 @@ pub async fn set_current(client: &async_nats::Client, job: &JobId, version: &str
 /// Publishes `command` to `target` and waits for `EXEC`'s ack. The message id is the exec id and the target, so
 /// publishing the same command to the same target again (a retry, a backend restarted mid-wave) is stored once.
 pub async fn publish(client: &async_nats::Client, target: &Target, command: &Command) -> Result<(), OpsError> {
-    command.validate().map_err(|err| OpsError::Invalid(format!("command for `{}`: {err}", command.job_id)))?;
-    let subject = subject::command(target, &command.job_id);
-    let body = serde_json::to_vec(command).map_err(|source| OpsError::Encode { what: "command", source })?;
-    let message_id = format!("{}:{subject}", command.exec_id);
-    let what = || format!("cannot publish `{subject}`");
-    jetstream::new(client.clone())
-        .send_publish(subject.clone(), PublishMessage::build().payload(body.into()).message_id(message_id.as_str()))
-        .await
-        .map_err(|e| OpsError::nats(what(), e))?
-        .await
-        .map_err(|e| OpsError::nats(what(), e))?;
-    Ok(())
+    publish_as(client, target, command, None).await
 }
 
 /// Publishes `command` to `target` again under a message id of its own (`<exec>:<subject>@<issued_at>`), so a
 /// standing command sent anew (renewed before `EXEC` ages it out, or with a new version's script) is stored even
 /// within the duplicate window. The agents' run ledger keeps a PC that ran the exec id from running it again.
 pub async fn republish(client: &async_nats::Client, target: &Target, command: &Command) -> Result<(), OpsError> {
+    publish_as(client, target, command, Some(command.issued_at.timestamp_millis())).await
+}
+
+async fn publish_as(
+    client: &async_nats::Client,
+    target: &Target,
+    command: &Command,
+    sent_at: Option<i64>,
+) -> Result<(), OpsError> {
     command.validate().map_err(|err| OpsError::Invalid(format!("command for `{}`: {err}", command.job_id)))?;
     let subject = subject::command(target, &command.job_id);
     let body = serde_json::to_vec(command).map_err(|source| OpsError::Encode { what: "command", source })?;
-    let message_id = format!("{}:{subject}@{}", command.exec_id, command.issued_at.timestamp_millis());
+    let message_id = match sent_at {
+        None => format!("{}:{subject}", command.exec_id),
+        Some(at) => format!("{}:{subject}@{at}", command.exec_id),
+    };
     let what = || format!("cannot publish `{subject}`");
     jetstream::new(client.clone())
         .send_publish(subject.clone(), PublishMessage::build().payload(body.into()).message_id(message_id.as_str()))

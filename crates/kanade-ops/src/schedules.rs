@@ -96,8 +96,7 @@ impl ScheduleStore {
     pub async fn sequence(&mut self) -> Result<u64, OpsError> {
         // Asked of the server each time: `kv::Store::status` answers from the stream info cached when the bucket was
         // opened (async-nats 0.51), so a reader polling it never saw a schedule created later.
-        let info =
-            self.kv.stream.info().await.map_err(|e| OpsError::nats("cannot read the `schedules` bucket", e))?;
+        let info = self.kv.stream.info().await.map_err(|e| OpsError::nats("cannot read the `schedules` bucket", e))?;
         Ok(info.state.last_sequence)
     }
 }

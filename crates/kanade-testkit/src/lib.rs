@@ -8,6 +8,7 @@
 
 pub mod fleet;
 mod nats;
+mod postgres;
 mod proxy;
 mod system;
 
@@ -15,6 +16,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use nats::{NatsCluster, NatsServer, free_port, nats_server_binary, use_nats_server_binary};
+pub use postgres::{DEFAULT_POSTGRES_ADMIN_URL, TestDatabase};
 pub use proxy::Proxy;
 pub use system::{
     OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, backend_config, connect, env_for, kanade_cli,
