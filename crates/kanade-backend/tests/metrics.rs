@@ -145,7 +145,7 @@ async fn metrics_after_real_traffic_show_what_happened() {
     );
     assert_eq!(inf, Some(before + 3.0), "every request falls in the +Inf bucket");
     assert_eq!(value(&samples, "kanade_sse_streams_open", &[]), Some(1.0));
-    assert_eq!(value(&samples, "kanade_leader", &[]), Some(0.0));
+    assert_eq!(value(&samples, "kanade_leader", &[]), Some(1.0), "a lone backend leads");
     backend.stop().await;
 }
 
