@@ -3,8 +3,9 @@
 //! sync` (`sync`): what `sync_interval: always` costs (docs/RELIABILITY.md); `kanade-bench lists` (`lists`): the
 //! lists' pages at 10,000 agents, in the API and in Chromium (BENCHMARKS.md); `kanade-bench inventory`
 //! (`inventory`): inventory ingest and queries at 10,000 agents (BENCHMARKS.md); `kanade-bench perf` (`perf`): live
-//! performance at 10,000 agents — rollups, history, live streams and one real agent's cost (BENCHMARKS.md). This
-//! file parses the flags and dispatches.
+//! performance at 10,000 agents — rollups, history, live streams and one real agent's cost (BENCHMARKS.md);
+//! `kanade-bench schedules` (`schedules`): schedules at 10,000 agents — timed fires against firing by hand, the idle
+//! leader, once-per-PC with PCs that join later (BENCHMARKS.md). This file parses the flags and dispatches.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -15,6 +16,7 @@ mod lists;
 mod perf;
 mod procs;
 mod raw;
+mod schedules;
 mod stats;
 mod sync;
 
@@ -37,6 +39,9 @@ enum Cli {
     Inventory(inventory::InventoryArgs),
     /// Live performance at fleet size: rollups, history, live streams of watched PCs, and one real agent's cost.
     Perf(perf::PerfArgs),
+    /// Schedules at fleet size: a 10 s cron's fires against the same fired by hand, the idle leader, and a
+    /// once-per-PC schedule with PCs that join later, on SQLite and PostgreSQL.
+    Schedules(schedules::SchedulesArgs),
     /// (Internal) reads /proc once a second until killed: the reference of the perf benchmark's agent figures.
     #[command(hide = true)]
     ProcReader,
@@ -73,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Lists(args) => lists::main(args, &runtime),
         Cli::Inventory(args) => inventory::main(args, &runtime),
         Cli::Perf(args) => perf::main(args, &runtime),
+        Cli::Schedules(args) => schedules::main(args, &runtime),
         Cli::ProcReader => unreachable!("handled before the runtime starts"),
         Cli::Fanout(args) => {
             let bin = procs::build_binaries()?;
