@@ -95,6 +95,20 @@ pub enum ErrorCode {
     InvalidScheduleId,
     /// No such schedule (404).
     ScheduleNotFound,
+    /// Enrolment is not set up on this backend: its config has no `[security]` (503).
+    SecurityNotConfigured,
+    /// An enrolment token id in the path is malformed (400).
+    InvalidTokenId,
+    /// No such enrolment token (404).
+    TokenNotFound,
+    /// No PC with this pc id has asked to enrol (404).
+    EnrollmentNotFound,
+    /// The PC's enrolment is not waiting for approval (409).
+    NotPendingEnrollment,
+    /// The PC's credential is revoked: it has to enrol again first (409).
+    EnrollmentRevoked,
+    /// The revocation is stored, but the broker has not taken it yet; the backend keeps trying (503).
+    RevocationPending,
     /// A failure of the backend's own; the message is generic and the cause is in its log (500).
     Internal,
 }
@@ -139,6 +153,13 @@ impl ErrorCode {
         Self::InvalidSchedule,
         Self::InvalidScheduleId,
         Self::ScheduleNotFound,
+        Self::SecurityNotConfigured,
+        Self::InvalidTokenId,
+        Self::TokenNotFound,
+        Self::EnrollmentNotFound,
+        Self::NotPendingEnrollment,
+        Self::EnrollmentRevoked,
+        Self::RevocationPending,
         Self::Internal,
     ];
 
@@ -181,6 +202,13 @@ impl ErrorCode {
             Self::InvalidSchedule => "invalid_schedule",
             Self::InvalidScheduleId => "invalid_schedule_id",
             Self::ScheduleNotFound => "schedule_not_found",
+            Self::SecurityNotConfigured => "security_not_configured",
+            Self::InvalidTokenId => "invalid_token_id",
+            Self::TokenNotFound => "token_not_found",
+            Self::EnrollmentNotFound => "enrollment_not_found",
+            Self::NotPendingEnrollment => "not_pending_enrollment",
+            Self::EnrollmentRevoked => "enrollment_revoked",
+            Self::RevocationPending => "revocation_pending",
             Self::Internal => "internal",
         }
     }
@@ -1346,4 +1374,117 @@ pub struct RunNowView {
     pub exec_id: String,
     /// `fired`, or `already_fired` when this second's occurrence was fired before.
     pub outcome: String,
+}
+
+// ---- Enrolment and agent credentials (issue #18): `/api/enroll/tokens`, `/api/enrollments`,
+// `/api/agents/{pc_id}/revoke` and `/api/agents/{pc_id}/groups` ----
+
+/// The most groups one agent credential carries: the broker expands each into the agent's group subjects, and a
+/// credential travels in one protocol line.
+pub const MAX_CREDENTIAL_GROUPS: usize = crate::security::MAX_AGENT_GROUPS;
+
+/// `POST /api/enroll/tokens`: a token that enrols up to `uses` PCs within `ttl`, into `groups` when it names any
+/// (else each PC gets the groups its own config asks for).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollTokenBody {
+    /// Group names; at most 16 (`MAX_CREDENTIAL_GROUPS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// How many PCs it may enrol: 1 (the default) to 100,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+    /// How long it may be used: a duration from `1m` to `90d` (default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+/// An enrolment token as the backend keeps it: never its secret, which it does not know.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollTokenView {
+    pub id: String,
+    /// The groups every PC it enrols gets; empty: each gets what its config asks for.
+    pub groups: Vec<String>,
+    pub uses: u32,
+    pub uses_left: u32,
+    /// `active`, `expired`, `used_up` or `revoked`.
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The PCs it enrolled, first first (up to 100).
+    #[serde(default)]
+    pub enrolled: Vec<String>,
+}
+
+/// `POST /api/enroll/tokens`: the token as an agent's installer takes it (`kanade_enroll_<id>_<secret>`) — shown
+/// this once, never stored or logged — and the token as kept.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedEnrollToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub view: EnrollTokenView,
+}
+
+/// `GET /api/enroll/tokens`: newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EnrollTokensQuery {
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/enrollments`: by pc id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EnrollmentsQuery {
+    /// `pending` (waiting for approval), `active` or `revoked`; none: all.
+    pub status: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+}
+
+/// A PC's credential as the backend keeps it: who asked, with which key and token, and what was issued.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentView {
+    pub pc_id: String,
+    /// `pending` (waiting for approval), `active` or `revoked`.
+    pub status: String,
+    /// The groups its credential carries.
+    pub groups: Vec<String>,
+    /// As the agent reported them when it asked.
+    pub hostname: String,
+    pub os: String,
+    /// The agent's own user public key (`U...`); its seed never left the PC.
+    pub public_key: String,
+    /// The token it enrolled with.
+    pub token_id: String,
+    pub requested_at: DateTime<Utc>,
+    /// When it became active (at once, or when approved).
+    #[serde(default)]
+    pub enrolled_at: Option<DateTime<Utc>>,
+    /// When its latest credential was issued, and when that one expires.
+    #[serde(default)]
+    pub issued_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// `PUT /api/agents/{pc_id}/groups`: the whole list of groups the PC's credential carries from now on (its agent is
+/// told to renew at once).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentGroupsBody {
+    /// Group names; at most 16 (`MAX_CREDENTIAL_GROUPS`). empty: none.
+    pub groups: Vec<String>,
 }

@@ -127,6 +127,25 @@ pub struct NatsConfig {
     /// One or more server URLs; the client picks among them and fails over.
     pub urls: Vec<String>,
     pub token: Option<String>,
+    /// The `.creds` file (a user JWT and its nkey seed) this component connects with. An agent's default is the
+    /// credential it received at enrolment, in its data dir.
+    pub creds: Option<PathBuf>,
+    /// The fleet's CA certificate (PEM): TLS is required and the broker's certificate must chain to it alone.
+    pub ca: Option<PathBuf>,
+    /// No CA, plaintext allowed: only for a development broker without TLS.
+    pub insecure: bool,
+}
+
+impl NatsConfig {
+    /// A development connection: no TLS, no credentials.
+    pub fn insecure(urls: Vec<String>) -> Self {
+        Self { urls, token: None, creds: None, ca: None, insecure: true }
+    }
+
+    /// A connection over TLS pinned to `ca`, authenticated by `creds`.
+    pub fn secure(urls: Vec<String>, creds: Option<PathBuf>, ca: PathBuf) -> Self {
+        Self { urls, token: None, creds, ca: Some(ca), insecure: false }
+    }
 }
 
 /// The `[nats]` table of a config file: the connection's credentials, which every component shares. The URL is the
@@ -135,12 +154,25 @@ pub struct NatsConfig {
 #[serde(deny_unknown_fields)]
 pub struct NatsFile {
     token: Option<String>,
+    /// Relative paths are taken from the config file's folder.
+    creds: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
 }
 
 impl NatsFile {
     /// The connection: `KANADE_NATS_URL` over the file's `url_key` (both a comma list), the default when neither
-    /// is given; `KANADE_NATS_TOKEN` over the file's `nats.token`.
-    pub fn resolve(self, env: &dyn EnvSource, url: Option<String>, url_key: &str) -> Result<NatsConfig, ConfigError> {
+    /// is given; `KANADE_NATS_TOKEN` over the file's `nats.token`; `KANADE_NATS_CREDS` / `KANADE_NATS_CA` over
+    /// `nats.creds` / `nats.ca` (relative file paths are from `base`, the config file's folder). Without a CA the
+    /// connection is refused unless `nats.insecure` is set.
+    pub fn resolve(
+        self,
+        env: &dyn EnvSource,
+        url: Option<String>,
+        url_key: &str,
+        base: Option<&Path>,
+    ) -> Result<NatsConfig, ConfigError> {
         let (key, urls) = match env_first(env, &["KANADE_NATS_URL"]) {
             Some((name, list)) => (name, Some(list)),
             None => (url_key, url),
@@ -159,9 +191,23 @@ impl NatsFile {
             validate_nats_url(key, url)?;
         }
         let token = env_first(env, &["KANADE_NATS_TOKEN"]).map(|(_, t)| t).or(self.token).filter(|t| !t.is_empty());
-        Ok(NatsConfig { urls, token })
+        let from_file = |path: Option<PathBuf>| path.map(|p| base.map_or_else(|| p.clone(), |b| b.join(&p)));
+        let creds = env_first(env, &["KANADE_NATS_CREDS"]).map(|(_, p)| PathBuf::from(p)).or(from_file(self.creds));
+        let ca = env_first(env, &["KANADE_NATS_CA"]).map(|(_, p)| PathBuf::from(p)).or(from_file(self.ca));
+        if ca.is_none() && !self.insecure {
+            return Err(ConfigError::Invalid(format!(
+                "nats.ca: not set; kanade connects to NATS only over TLS with the fleet's CA pinned (`kanade \
+                 security init` writes {CA_FILE_NAME}); set KANADE_NATS_CA or `[nats] ca`, or `insecure = true` for a \
+                 development broker without TLS"
+            )));
+        }
+        let insecure = self.insecure && ca.is_none();
+        Ok(NatsConfig { urls, token, creds, ca, insecure })
     }
 }
+
+/// The CA file `kanade security init` writes.
+pub const CA_FILE_NAME: &str = "ca.pem";
 
 fn validate_nats_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let rest = ["nats://", "tls://", "ws://", "wss://"]
@@ -471,6 +517,12 @@ pub struct AgentConfig {
     pub log: LogConfig,
     pub inventory: InventoryConfig,
     pub perf: PerfConfig,
+    /// The enrolment token an agent without a credential asks with (`agent.enroll_token`, `KANADE_ENROLL_TOKEN`);
+    /// checked for shape here, used once.
+    pub enroll_token: Option<String>,
+    /// The credential that may only ask to enrol (`agent.bootstrap_creds`, `KANADE_BOOTSTRAP_CREDS`); default
+    /// `bootstrap.creds` in the data dir.
+    pub bootstrap_creds: Option<PathBuf>,
 }
 
 /// What the agent samples of its host's performance, and how often.
@@ -537,6 +589,8 @@ struct AgentSection {
     perf_interval: Option<String>,
     host_perf_interval: Option<String>,
     perf_top: Option<usize>,
+    enroll_token: Option<String>,
+    bootstrap_creds: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -622,6 +676,25 @@ impl AgentConfig {
             top: perf_top,
         };
 
+        let enroll_token =
+            match env_first(env, &["KANADE_ENROLL_TOKEN"]).or(agent.enroll_token.map(|t| ("agent.enroll_token", t))) {
+                Some((_, token)) if token.trim().is_empty() => None,
+                Some((key, token)) => {
+                    crate::enroll::Token::parse(&token).map_err(|err| invalid(key, "<hidden>", err.to_string()))?;
+                    Some(token.trim().to_owned())
+                }
+                None => None,
+            };
+        let base = path.and_then(Path::parent);
+        let bootstrap_creds = match env_first(env, &["KANADE_BOOTSTRAP_CREDS"]) {
+            Some((_, p)) => Some(PathBuf::from(p)),
+            None => agent
+                .bootstrap_creds
+                .map(|p| non_empty_path("agent.bootstrap_creds", p))
+                .transpose()?
+                .map(|p| base.map_or_else(|| p.clone(), |b| b.join(&p))),
+        };
+
         // The whole output is counted against the outbox while it waits there, so one run's stream must fit it.
         // Unset, it is the default bounded by the outbox (and never below the inline part, which is kept anyway).
         let inline = output_limit_bytes as u64;
@@ -648,10 +721,12 @@ impl AgentConfig {
             catch_up_jitter,
             max_local_concurrent,
             outbox_max_bytes,
-            nats: file.nats.resolve(env, agent.nats_url, "agent.nats_url")?,
+            nats: file.nats.resolve(env, agent.nats_url, "agent.nats_url", path.and_then(Path::parent))?,
             log: LogConfig::resolve(env, file.log, DEFAULT_LOG_LEVEL)?,
             inventory: file.inventory.check()?,
             perf,
+            enroll_token,
+            bootstrap_creds,
         })
     }
 }
@@ -694,8 +769,25 @@ pub fn default_data_dir(component: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// The environment `pairs` give, with a CA unless they name one (every connection needs one).
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        let mut env: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.entry("KANADE_NATS_CA".to_owned()).or_insert_with(|| "/etc/kanade/ca.pem".to_owned());
+        env
+    }
+
+    #[test]
+    fn without_a_ca_the_connection_is_refused_unless_insecure_is_said() {
+        let err = AgentConfig::load(None, &HashMap::new(), "h").unwrap_err().to_string();
+        assert!(err.contains("nats.ca: not set") && err.contains("insecure = true"), "{err}");
+        let file = write("[nats]\ninsecure = true\n");
+        let cfg = AgentConfig::load(Some(file.path()), &HashMap::new(), "h").unwrap();
+        assert!(cfg.nats.insecure && cfg.nats.ca.is_none());
+        // A CA wins over `insecure`: TLS is never dropped when a CA is known.
+        let file = write("[nats]\ninsecure = true\nca = \"ca.pem\"\n");
+        let cfg = AgentConfig::load(Some(file.path()), &HashMap::new(), "h").unwrap();
+        assert!(!cfg.nats.insecure);
+        assert_eq!(cfg.nats.ca, Some(file.path().parent().unwrap().join("ca.pem")));
     }
 
     fn write(text: &str) -> tempfile::NamedTempFile {
@@ -738,7 +830,7 @@ mod tests {
                 "perf_interval = \"500ms\"\nhost_perf_interval = \"0s\"\nperf_top = 5\n",
                 "[log]\nlevel = \"warn,kanade_agent=debug\"\nfile = \"/var/log/kanade/agent.log\"\n",
                 "[inventory]\nenabled = false\ninterval = \"1h\"\njitter = \"1h\"\n",
-                "[nats]\ntoken = \"t0k3n\"\n",
+                "[nats]\ntoken = \"t0k3n\"\ncreds = \"agent.creds\"\nca = \"/etc/kanade/ca.pem\"\n",
             ),
             &[],
         )
@@ -746,7 +838,13 @@ mod tests {
         assert_eq!(cfg.pc_id.as_str(), "pc-7");
         assert_eq!(
             cfg.nats,
-            NatsConfig { urls: vec!["nats://a:1".into(), "nats://b:2".into()], token: Some("t0k3n".into()) }
+            NatsConfig {
+                urls: vec!["nats://a:1".into(), "nats://b:2".into()],
+                token: Some("t0k3n".into()),
+                creds: Some(std::env::temp_dir().join("agent.creds")),
+                ca: Some("/etc/kanade/ca.pem".into()),
+                insecure: false,
+            }
         );
         assert_eq!(cfg.data_dir, Some(PathBuf::from("/srv/kanade")));
         assert_eq!(cfg.groups.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["canary", "lab"]);

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod enroll;
 pub mod ids;
 pub mod inventory;
 pub mod layered;
@@ -12,6 +13,7 @@ pub mod perf;
 pub mod release;
 pub mod resources;
 pub mod schedule;
+pub mod security;
 pub mod subject;
 pub mod waves;
 pub mod wire;

@@ -14,6 +14,11 @@ pub const STREAM_INVENTORY: &str = "INVENTORY";
 pub const STREAM_OBS: &str = "OBS";
 pub const STREAM_PERF: &str = "PERF";
 pub const STREAM_AUDIT: &str = "AUDIT";
+pub const STREAM_OUTPUT: &str = "OUTPUT";
+
+/// The most bytes one message of stream `OUTPUT` holds: an agent stores a whole output stream as chunks of this
+/// size (the last one shorter), well under [`MAX_MESSAGE_BYTES`].
+pub const OUTPUT_CHUNK_BYTES: usize = 128 * 1024;
 
 pub const KV_SCRIPT_CURRENT: &str = "script_current";
 pub const KV_SCRIPT_STATUS: &str = "script_status";
@@ -128,6 +133,23 @@ pub const STREAMS: &[StreamSpec] = &[
         allow_direct: false,
     },
     StreamSpec {
+        name: STREAM_OUTPUT,
+        description: "whole run outputs too large to inline, in chunks: output.<pc>.<exec_id>.<stdout|stderr>.<n>",
+        // Five tokens: the core live-tail subjects `output.<pc>.<exec_id>` are not captured. Per-PC subjects, so a
+        // broker permission `output.<pc>.>` lets an agent write its own outputs and nobody else's (an object
+        // store's subjects cannot say whose an object is).
+        subjects: &[crate::subject::OUTPUT_CHUNKS_ALL],
+        // A chunk sent again (an upload retried after its result did not get out) replaces the earlier copy.
+        max_msgs_per_subject: 1,
+        // As long as `RESULTS` keeps the results that point at them. Its size is bounded by the server's JetStream
+        // storage; a `max_bytes` an operator sets (setup leaves it alone) makes the oldest outputs go first.
+        max_age: Duration::from_secs(30 * 24 * 60 * 60),
+        max_bytes: 0,
+        duplicate_window: Duration::from_secs(2 * 60),
+        // The backend reads a result's chunks one by one by subject.
+        allow_direct: true,
+    },
+    StreamSpec {
         name: STREAM_AUDIT,
         description: "every operator action",
         subjects: &["audit.>"],
@@ -197,11 +219,11 @@ pub const OBJECT_STORES: &[ObjectStoreSpec] = &[
     ObjectStoreSpec { name: OBJ_SCRIPTS, description: "script objects: <name>/<version>", max_age: Duration::ZERO },
     ObjectStoreSpec {
         name: OBJ_RESULT_OUTPUT,
-        description: "whole run outputs too large to inline: <result_id>/stdout|stderr",
-        // As long as `RESULTS` keeps the results that point at them. Its size is bounded by the server's JetStream
-        // storage (or a `max_bytes` an operator sets on `OBJ_result_output`, which setup leaves alone): a full store
-        // refuses new objects (it never evicts old ones for them), and those results say their output is
-        // unavailable.
+        description: "whole run outputs of older agents: <result_id>/stdout|stderr (agents now write stream OUTPUT)",
+        // Agents no longer write here (an object store's subjects cannot be scoped to one PC, so writing would need
+        // rights over every PC's objects); kept so the outputs of older agents' results still read. As long as
+        // `RESULTS` keeps the results that point at them. Its size is bounded by the server's JetStream storage
+        // (or a `max_bytes` an operator sets on `OBJ_result_output`, which setup leaves alone).
         max_age: Duration::from_secs(30 * 24 * 60 * 60),
     },
 ];
@@ -251,6 +273,16 @@ mod tests {
         assert_eq!(store_of_object_stream(&object_store_stream_name(OBJ_SCRIPTS)), Some(OBJ_SCRIPTS));
         assert_eq!(bucket_of_kv_stream(STREAM_EXEC), None);
         assert_eq!(bucket_of_kv_stream("KV_"), None);
+    }
+
+    #[test]
+    fn output_keeps_one_message_per_chunk_and_not_the_live_tail() {
+        let output = STREAMS.iter().find(|s| s.name == STREAM_OUTPUT).unwrap();
+        assert_eq!((output.max_msgs_per_subject, output.allow_direct), (1, true));
+        assert_eq!(output.subjects, &["output.*.*.*.*"]);
+        let (pc, exec) = (crate::PcId::new("pc-1").unwrap(), crate::ExecId::new("e1").unwrap());
+        assert_eq!(crate::subject::output(&pc, &exec).split('.').count(), 3, "the live tail stays core");
+        assert!(OUTPUT_CHUNK_BYTES < MAX_MESSAGE_BYTES as usize / 2);
     }
 
     #[test]

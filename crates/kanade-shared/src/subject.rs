@@ -2,6 +2,7 @@
 //! subject string.
 
 use crate::ids::{Action, Actor, ExecId, GroupName, InventoryKind, JobId, PcId};
+use crate::wire::OutputStream;
 
 /// Where a command is addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +71,31 @@ pub fn output(pc: &PcId, exec: &ExecId) -> String {
     format!("output.{pc}.{exec}")
 }
 
+/// `output.<pc>.<exec_id>.<stdout|stderr>.<n>`, captured by stream `OUTPUT`: chunk `n` (counted from 0) of a run's
+/// whole output stream, stored there because it outgrew the result's inline part. Five tokens, so it is never the
+/// live [`output`] subject (three), and an agent allowed only `output.<pc>.>` can write only its own outputs.
+pub fn output_chunk(pc: &PcId, exec: &ExecId, stream: OutputStream, n: u32) -> String {
+    format!("output.{pc}.{exec}.{stream}.{n}")
+}
+
+/// `output.<pc>.<exec_id>.<stdout|stderr>.*`: every chunk of one whole output stream.
+pub fn output_chunks(pc: &PcId, exec: &ExecId, stream: OutputStream) -> String {
+    format!("output.{pc}.{exec}.{stream}.*")
+}
+
+/// Every chunk of every whole output: what stream `OUTPUT` captures (never the three-token live subjects).
+pub const OUTPUT_CHUNKS_ALL: &str = "output.*.*.*.*";
+
+/// The chunk number that ends an [`output_chunk`] subject, if it is one (written as [`output_chunk`] writes it: no
+/// sign, no leading zero, so no two subjects name the same chunk).
+pub fn chunk_of_output(subject: &str) -> Option<u32> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    match tokens.as_slice() {
+        ["output", _, _, "stdout" | "stderr", n] => n.parse::<u32>().ok().filter(|parsed| parsed.to_string() == *n),
+        _ => None,
+    }
+}
+
 /// `heartbeat.<pc>`: core, agent -> backend.
 pub fn heartbeat(pc: &PcId) -> String {
     format!("heartbeat.{pc}")
@@ -131,6 +157,24 @@ pub fn perf_lease(pc: &PcId) -> String {
     format!("agents.{pc}.perf")
 }
 
+/// `enroll.request`: core request/reply, a new agent (bootstrap credential) -> backend
+/// ([`crate::enroll::EnrollRequest`] -> [`crate::enroll::EnrollReply`]).
+pub const ENROLL_REQUEST: &str = "enroll.request";
+
+/// `enroll.renew.<pc>`: core request/reply, an enrolled agent -> backend ([`crate::enroll::RenewRequest`] ->
+/// [`crate::enroll::EnrollReply`]). Only that PC's credential may publish it.
+pub fn enroll_renew(pc: &PcId) -> String {
+    format!("enroll.renew.{pc}")
+}
+
+/// Every renewal request: what the backend answers.
+pub const ENROLL_RENEW_ALL: &str = "enroll.renew.*";
+
+/// `agents.<pc>.renew`: core, backend -> agent: "your groups changed, renew now" (no body).
+pub fn renew_now(pc: &PcId) -> String {
+    format!("agents.{pc}.renew")
+}
+
 /// `obs.<pc>`, captured by stream `OBS`.
 pub fn obs(pc: &PcId) -> String {
     format!("obs.{pc}")
@@ -180,6 +224,39 @@ pub fn job_of_kill(subject: &str) -> Option<JobId> {
     JobId::new(subject.strip_prefix("kill.job.")?).ok()
 }
 
+/// `$KV.<bucket>.<key>`: the subject one KV key's values are stored on. `key` is a key kanade builds from validated
+/// ids (`agent_config`'s `global`, `groups.<g>`, `pcs.<pc>`).
+pub fn kv_entry(bucket: &str, key: &str) -> String {
+    format!("$KV.{bucket}.{key}")
+}
+
+/// `$JS.API.DIRECT.GET.<stream>`: direct get with the request in the body (a sequence, or batch direct get by
+/// `next_by_subj`). The broker's permissions cannot see the body, so an agent may use this form only on streams
+/// that are fleet-wide anyway (`EXEC`, the job-state buckets, the chunks of agent releases).
+pub fn direct_get(stream: &str) -> String {
+    format!("$JS.API.DIRECT.GET.{stream}")
+}
+
+/// `$JS.API.DIRECT.GET.<stream>.<subject>`: the last message stored on `subject`, with no request body. The subject
+/// is part of the API subject, so an agent's permissions can allow it for its own subjects only.
+pub fn direct_get_last(stream: &str, subject: &str) -> String {
+    format!("$JS.API.DIRECT.GET.{stream}.{subject}")
+}
+
+/// `$O.<store>.M.<name>`: where object store `store` keeps the info (size, chunks, metadata) of object `name`, its
+/// name encoded as async-nats and nats.go encode it (base64url with padding), so any name is one safe token.
+pub fn object_meta(store: &str, name: &str) -> String {
+    use base64::Engine as _;
+    format!("$O.{store}.M.{}", base64::engine::general_purpose::URL_SAFE.encode(name))
+}
+
+/// `$O.<store>.C.<nuid>`: the chunks of one version of an object, in order. `None` when `nuid` (read from the
+/// object's info, so from the broker) is not a plain token of letters and digits.
+pub fn object_chunks(store: &str, nuid: &str) -> Option<String> {
+    let plain = !nuid.is_empty() && nuid.len() <= 64 && nuid.bytes().all(|b| b.is_ascii_alphanumeric());
+    plain.then(|| format!("$O.{store}.C.{nuid}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +303,60 @@ mod tests {
         assert_eq!(perf_host(&pc()), "perf.host.pc-1");
         assert_eq!(perf_proc(&pc()), "perf.proc.pc-1");
         assert_eq!(backend_changes(), "backend.changes");
+    }
+
+    #[test]
+    fn output_chunks_have_five_tokens_and_never_match_the_live_output() {
+        let exec = ExecId::new("e1").unwrap();
+        let chunk = output_chunk(&pc(), &exec, OutputStream::Stdout, 7);
+        assert_eq!(chunk, "output.pc-1.e1.stdout.7");
+        assert_eq!(output_chunk(&pc(), &exec, OutputStream::Stderr, 0), "output.pc-1.e1.stderr.0");
+        assert_eq!(output_chunks(&pc(), &exec, OutputStream::Stdout), "output.pc-1.e1.stdout.*");
+        assert_eq!(chunk_of_output(&chunk), Some(7));
+        assert_eq!(chunk_of_output(&output_chunk(&pc(), &exec, OutputStream::Stderr, u32::MAX)), Some(u32::MAX));
+        for not_a_chunk in [
+            output(&pc(), &exec),
+            "output.pc-1.e1.stdin.7".into(),
+            "output.pc-1.e1.stdout.+7".into(),
+            "output.pc-1.e1.stdout.07".into(),
+            "output.pc-1.e1.stdout.4294967296".into(),
+            "results.a.b.stdout.1".into(),
+        ] {
+            assert_eq!(chunk_of_output(&not_a_chunk), None, "{not_a_chunk}");
+        }
+        // What stream `OUTPUT` captures: every chunk, and not the live subject.
+        let matches = |filter: &str, subject: &str| {
+            let (filter, subject): (Vec<&str>, Vec<&str>) = (filter.split('.').collect(), subject.split('.').collect());
+            filter.len() == subject.len() && filter.iter().zip(&subject).all(|(f, s)| *f == "*" || f == s)
+        };
+        assert!(matches(OUTPUT_CHUNKS_ALL, &chunk));
+        assert!(matches(&output_chunks(&pc(), &exec, OutputStream::Stdout), &chunk));
+        assert!(!matches(&output_chunks(&pc(), &exec, OutputStream::Stderr), &chunk));
+        assert!(!matches(OUTPUT_CHUNKS_ALL, &output(&pc(), &exec)));
+    }
+
+    #[test]
+    fn direct_get_and_object_store_subjects() {
+        assert_eq!(kv_entry("agent_config", "groups.lab"), "$KV.agent_config.groups.lab");
+        assert_eq!(direct_get("EXEC"), "$JS.API.DIRECT.GET.EXEC");
+        assert_eq!(
+            direct_get_last("KV_agent_config", &kv_entry("agent_config", "pcs.pc-1")),
+            "$JS.API.DIRECT.GET.KV_agent_config.$KV.agent_config.pcs.pc-1"
+        );
+        let hardware = inventory(&pc(), &InventoryKind::new("hardware").unwrap());
+        assert_eq!(direct_get_last("INVENTORY", &hardware), "$JS.API.DIRECT.GET.INVENTORY.inventory.pc-1.hardware");
+        // The encoding async-nats 0.51 and nats.go use (base64url, padded): `kanade agent publish` stores it so.
+        assert_eq!(
+            object_meta("agent_releases", "0.99.0/linux-x86_64"),
+            "$O.agent_releases.M.MC45OS4wL2xpbnV4LXg4Nl82NA=="
+        );
+        assert_eq!(object_meta("agent_releases", "a?>"), "$O.agent_releases.M.YT8-", "never a wildcard or a dot");
+        assert_eq!(
+            object_chunks("agent_releases", "Qx3kIhY2bG0a1pLmNoR7sT").as_deref(),
+            Some("$O.agent_releases.C.Qx3kIhY2bG0a1pLmNoR7sT")
+        );
+        for bad in ["", "a.b", "*", ">", "a b", "ab\n", &"x".repeat(65)] {
+            assert_eq!(object_chunks("agent_releases", bad), None, "{bad:?}");
+        }
     }
 }

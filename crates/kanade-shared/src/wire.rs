@@ -304,14 +304,17 @@ pub struct ExecResult {
     pub stderr_full: Option<FullOutput>,
 }
 
-/// One output stream of a run kept whole (up to the agent's `output_max_bytes`) in the `result_output` object store,
-/// because it outgrew what a result carries inline.
+/// One output stream of a run kept whole (up to the agent's `output_max_bytes`), because it outgrew what a result
+/// carries inline: as `chunks` messages on stream `OUTPUT`, or, from an agent older than that, as an object in the
+/// `result_output` object store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FullOutput {
-    /// The object's name in `result_output`: `<result_id>/stdout` or `<result_id>/stderr`
-    /// ([`crate::resources::result_output_object`]).
+    /// The output's name, `<result_id>/stdout` or `<result_id>/stderr`
+    /// ([`crate::resources::result_output_object`]), whichever way it is stored: with `chunks` 0 the object's name in
+    /// `result_output`; otherwise only what the result calls it (its chunks are found from the result's own pc and
+    /// exec id, never from this field). The backend serves a result only the output named after it.
     pub object: String,
-    /// Bytes the object holds.
+    /// Bytes the output holds.
     pub size: u64,
     /// SHA-256 of those bytes, lowercase hex.
     pub sha256: String,
@@ -322,6 +325,12 @@ pub struct FullOutput {
     /// lost): why. Then only the inline part exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
+    /// How many messages of stream `OUTPUT` hold the bytes, in order: [`crate::subject::output_chunk`] of the
+    /// result's pc, exec id and this stream, numbered `0..chunks`, each at most
+    /// [`crate::resources::OUTPUT_CHUNK_BYTES`]. 0: an older agent stored it as the object `object` in
+    /// `result_output`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub chunks: u32,
 }
 
 impl ExecResult {
@@ -879,10 +888,12 @@ mod tests {
             sha256: "ab".repeat(32),
             capped: false,
             unavailable: None,
+            chunks: 8,
         });
         let json = serde_json::to_value(&result).unwrap();
         insta::assert_json_snapshot!(json["stdout_full"], @r#"
         {
+          "chunks": 8,
           "object": "0190a1b2-0000-7000-8000-000000000001.pc-1/stdout",
           "sha256": "abababababababababababababababababababababababababababababababab",
           "size": 1048576
@@ -892,6 +903,11 @@ mod tests {
         // A newer agent's extra fields inside it are ignored.
         let newer = r#"{"object": "x", "size": 1, "sha256": "", "capped": true, "compressed": "zstd"}"#;
         assert!(serde_json::from_str::<FullOutput>(newer).unwrap().capped);
+        // An older agent's, stored in `result_output`: no chunks, and none written back.
+        let older = r#"{"object": "x", "size": 1, "sha256": ""}"#;
+        let older = serde_json::from_str::<FullOutput>(older).unwrap();
+        assert_eq!(older.chunks, 0);
+        assert!(!serde_json::to_string(&older).unwrap().contains("chunks"));
     }
 
     proptest::proptest! {
