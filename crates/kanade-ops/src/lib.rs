@@ -12,9 +12,11 @@ pub mod catalogue;
 pub mod control;
 pub mod jetstream;
 pub mod logs;
+pub mod nats;
 pub mod objects;
 pub mod release;
 pub mod schedules;
+pub mod security;
 pub mod store;
 
 /// What can go wrong talking to the broker on an operator's behalf.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use kanade_shared::config::NatsConfig;
 
 use crate::output::Format;
 
@@ -34,6 +35,15 @@ pub struct Cli {
     /// Token for the NATS server, if it requires one.
     #[arg(long, global = true, env = "KANADE_NATS_TOKEN", hide_env_values = true)]
     pub nats_token: Option<String>,
+    /// The CLI's NATS credential (`cli.creds` from `kanade security init`).
+    #[arg(long, global = true, env = "KANADE_NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// The fleet's CA certificate (`ca.pem`): TLS is required and the broker must present a certificate it signed.
+    #[arg(long, global = true, env = "KANADE_NATS_CA")]
+    pub nats_ca: Option<std::path::PathBuf>,
+    /// Connect to NATS without TLS: only for a development broker that has none.
+    #[arg(long, global = true)]
+    pub insecure: bool,
     /// Backend HTTP URL.
     #[arg(long, global = true, env = "KANADE_BACKEND_URL", default_value = "http://127.0.0.1:8080")]
     pub backend_url: String,
@@ -84,6 +94,10 @@ pub enum Command {
     Agent(commands::agent::AgentCommand),
     /// The fleet as the backend knows it, by pc id: filter by status, group, OS, version or words; page through.
     Agents(commands::agent::AgentsArgs),
+    /// Enrolment: create the tokens agents trade for a NATS credential of their own, list and revoke them, approve
+    /// PCs that wait for it (through the backend).
+    #[command(subcommand)]
+    Enroll(commands::enroll::EnrollCommand),
     /// The layered agent config (global < groups < pc) that agents apply live.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -103,6 +117,10 @@ pub enum Command {
     /// run now and delete through the backend; validate and the schema here.
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
+    /// The fleet's identities: `kanade security init` creates the NATS operator, accounts, signing keys and
+    /// credentials, a private CA and the broker's TLS certificate.
+    #[command(subcommand)]
+    Security(commands::security::SecurityCommand),
     /// What the PCs are and have: hardware, software and the change log, from the backend; ask agents to report
     /// now.
     #[command(subcommand)]
@@ -169,9 +187,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jetstream(JetstreamCommand::Object(command)) => commands::jetstream::object(&cli, command).await,
         Command::Job(command) => commands::job::run(&cli, command).await,
         Command::Schedule(command) => commands::schedule::run(&cli, command).await,
+        Command::Security(command) => commands::security::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,
         Command::Agents(args) => commands::agent::fleet(&cli, args).await,
+        Command::Enroll(command) => commands::enroll::run(&cli, command).await,
         Command::Script(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Scripts, command).await,
         Command::App(command) => commands::objects::run(&cli, kanade_ops::objects::Store::Apps, command).await,
         Command::Inventory(command) => commands::inventory::run(&cli, command).await,
@@ -183,13 +203,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Connects to NATS for one command: fails fast with the URL in the message rather than retrying forever.
 pub async fn connect(cli: &Cli) -> anyhow::Result<async_nats::Client> {
-    let urls: Vec<&str> = cli.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
-    let mut options = async_nats::ConnectOptions::new()
-        .name("kanade-cli")
-        .connection_timeout(Duration::from_secs(3))
-        .max_reconnects(3);
-    if let Some(token) = &cli.nats_token {
-        options = options.token(token.clone());
-    }
+    let urls: Vec<String> =
+        cli.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+    let nats = match &cli.nats_ca {
+        Some(ca) => NatsConfig::secure(urls.clone(), cli.nats_creds.clone(), ca.clone()),
+        None if cli.insecure => NatsConfig { creds: cli.nats_creds.clone(), ..NatsConfig::insecure(urls.clone()) },
+        None => anyhow::bail!(
+            "cannot connect to NATS: no CA; pass --nats-ca (or set KANADE_NATS_CA) to the fleet's ca.pem from `kanade \
+             security init`, or --insecure for a development broker without TLS"
+        ),
+    };
+    let nats = NatsConfig { token: cli.nats_token.clone(), ..nats };
+    let options =
+        kanade_ops::nats::options(&nats, "kanade-cli").connection_timeout(Duration::from_secs(3)).max_reconnects(3);
     options.connect(urls.as_slice()).await.with_context(|| format!("cannot connect to NATS at `{}`", cli.nats_url))
 }

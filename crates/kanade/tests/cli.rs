@@ -211,7 +211,7 @@ async fn jetstream_setup_is_idempotent_and_status_reports_every_resource() {
     assert!(second.as_array().unwrap().iter().all(|c| c["action"] == "unchanged"), "{second}");
 
     // Drift is repaired and reported field by field.
-    let client = async_nats::connect(&url).await.unwrap();
+    let client = kanade_testkit::client(&url).await;
     let js = async_nats::jetstream::new(client);
     let mut exec = js.get_stream("EXEC").await.unwrap().cached_info().config.clone();
     exec.max_age = Duration::from_secs(2 * 60 * 60);
@@ -289,7 +289,13 @@ async fn a_closed_stdout_is_not_a_panic() {
     connect(&url).await;
     // `true` exits at once, so every write kanade makes hits a closed pipe.
     let script = format!("{} jetstream status | true; exit ${{PIPESTATUS[0]}}", env!("CARGO_BIN_EXE_kanade"));
-    let out = Command::new("bash").args(["-c", &script]).env("KANADE_NATS_URL", &url).output().await.unwrap();
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env("KANADE_NATS_URL", &url)
+        .envs(kanade_testkit::fleet().cli_env())
+        .output()
+        .await
+        .unwrap();
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");

@@ -262,6 +262,7 @@ async fn object_tools_list_describe_stream_and_remove_objects() {
             "/dev/null",
         ])
         .env("KANADE_NATS_URL", &url)
+        .envs(kanade_testkit::fleet().cli_env())
         .stdin(Stdio::null())
         .output()
         .unwrap();

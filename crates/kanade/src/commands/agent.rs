@@ -2,6 +2,8 @@
 //! version each scope should run (`target_version` in `agent_config`), straight over NATS. `kanade agent rm` (forget
 //! an agent) and `kanade agents` (the fleet, filtered on the server, a page at a time) go through the backend,
 //! whose read model they change and read. `kanade agent events`: an agent's timeline, or the fleet's, from the backend.
+//! `kanade agent revoke` and `kanade agent groups` change a PC's NATS credential through the backend, which issued
+//! it (`kanade enroll` makes the tokens agents enrol with).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use anyhow::{Context as _, bail};
 use kanade_ops::agent_config::AgentConfigStore;
 use kanade_ops::objects::{self, Store};
 use kanade_ops::release;
+use kanade_shared::api::{AgentGroupsBody, EnrollmentView, ErrorCode, NoBody};
 use kanade_shared::layered::{self, Scope};
 use kanade_shared::manifest::Version;
 use kanade_shared::{GroupName, PcId};
@@ -58,7 +61,42 @@ pub enum AgentCommand {
     /// An agent's timeline (starts, updates, rollbacks, a full outbox), newest first, from the backend; with
     /// `--all` the fleet's, e.g. `--all --kind agent_update_rolled_back --since 7d --distinct`.
     Events(EventsArgs),
+    /// Revoke a PC's NATS credential (needs --yes): the broker closes its connections at once and refuses it from
+    /// then on, and it cannot renew. To use the PC again it enrols anew, with a new key and a new token.
+    ///
+    /// -o json: the PC's credential as the backend keeps it.
+    #[command(after_help = REVOKE_EXIT_CODES)]
+    Revoke {
+        pc: PcId,
+        /// Confirms the revocation: the agent is cut off until it enrols again.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Set the groups a PC's credential carries (the whole list, comma-separated): the agent is told to renew at
+    /// once, and its new credential carries them.
+    ///
+    /// -o json: the PC's credential as the backend keeps it.
+    #[command(after_help = GROUPS_EXIT_CODES)]
+    Groups {
+        pc: PcId,
+        /// The groups, e.g. `office,lab`.
+        #[arg(value_delimiter = ',', required_unless_present = "none")]
+        groups: Vec<GroupName>,
+        /// No groups at all.
+        #[arg(long, conflicts_with = "groups")]
+        none: bool,
+    },
 }
+
+const REVOKE_EXIT_CODES: &str = "Exit codes: 0 revoked, and the broker has taken it; 1 kanade failed, the backend \
+could not be reached or refused (enrolment not configured on it, no such PC); 2 bad arguments, or no --yes; 3 the \
+revocation is stored but the broker has not taken it yet (the backend tells it again every 30 s).";
+
+const GROUPS_EXIT_CODES: &str = "Exit codes: 0 set; 1 kanade failed, the backend could not be reached or refused \
+(enrolment not configured on it, no such PC, its credential revoked); 2 bad arguments, or groups the backend refused.";
+
+/// Exit code of `kanade agent revoke` when the revocation is stored but not yet in force at the broker.
+pub const EXIT_REVOCATION_PENDING: u8 = 3;
 
 /// `kanade agents`: the fleet as the backend knows it, by pc id.
 #[derive(Debug, clap::Args)]
@@ -149,7 +187,86 @@ pub async fn run(cli: &Cli, command: &AgentCommand) -> anyhow::Result<ExitCode> 
         AgentCommand::Current => current(cli).await,
         AgentCommand::Rm { pc, purge } => remove(cli, pc, *purge).await,
         AgentCommand::Events(args) => events(cli, args).await,
+        AgentCommand::Revoke { pc, yes } => revoke(cli, pc, *yes).await,
+        AgentCommand::Groups { pc, groups, none: _ } => set_groups(cli, pc, groups).await,
     }
+}
+
+async fn revoke(cli: &Cli, pc: &PcId, yes: bool) -> anyhow::Result<ExitCode> {
+    if !yes {
+        output::note(&format!(
+            "error: revoking `{pc}` cuts it off from the broker until it enrols again with a new key and token; add \
+             --yes to do it"
+        ));
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
+    let raw = match crate::backend::Backend::new(cli)?.post(&format!("/api/agents/{pc}/revoke"), &NoBody {}).await {
+        Ok(raw) => raw,
+        Err(err) => {
+            if let Some(refused) = err.downcast_ref::<crate::backend::Refused>()
+                && refused.code == ErrorCode::RevocationPending.as_str()
+            {
+                output::error(&err);
+                return Ok(ExitCode::from(EXIT_REVOCATION_PENDING));
+            }
+            return super::enroll::refused(err);
+        }
+    };
+    let view: EnrollmentView = super::enroll::typed(raw.clone())?;
+    output::note(&format!("revoked `{pc}` (key {}): the broker refuses it from now on", view.public_key));
+    if cli.output == Format::Json {
+        output::json(&raw)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_groups(cli: &Cli, pc: &PcId, groups: &[GroupName]) -> anyhow::Result<ExitCode> {
+    let body = AgentGroupsBody { groups: groups.iter().map(ToString::to_string).collect() };
+    let raw = match put_json(cli, &format!("/api/agents/{pc}/groups"), &body).await {
+        Ok(raw) => raw,
+        Err(err) => return super::enroll::refused(err),
+    };
+    let view: EnrollmentView = super::enroll::typed(raw.clone())?;
+    let shown = if view.groups.is_empty() { "no groups".to_owned() } else { view.groups.join(",") };
+    output::note(&match view.status.as_str() {
+        "active" => format!("`{pc}` is in {shown}; its agent was told to renew its credential now"),
+        status => format!("`{pc}` ({status}) is in {shown}; its credential carries them once it is issued"),
+    });
+    if cli.output == Format::Json {
+        output::json(&raw)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A `PUT` with a JSON body, answered as the backend client answers (`crate::backend::Backend` sends GET, POST and
+/// DELETE): the body on success, else its refusal.
+async fn put_json<B: serde::Serialize>(cli: &Cli, path: &str, body: &B) -> anyhow::Result<serde_json::Value> {
+    let base = cli.backend_url.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot set up the HTTP client")?;
+    let mut request =
+        http.put(format!("{base}{path}")).header(crate::backend::OPERATOR_HEADER, crate::audit::operator()).json(body);
+    if let Some(token) = &cli.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("cannot reach the backend at `{base}`"))?;
+    let status = response.status();
+    let text = response.text().await.context("cannot read the backend's answer")?;
+    let body: serde_json::Value = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .with_context(|| format!("the backend answered {status} with something that is not JSON"))?
+    };
+    if !status.is_success() {
+        let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
+        let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+        return Err(crate::backend::Refused { status, code, message }.into());
+    }
+    Ok(body)
 }
 
 async fn events(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
