@@ -14,6 +14,11 @@
 //! `MAX_PER_FILTER` messages per filter. A filter's position moves only once what was read has been handed on
 //! ([`CatchUp::handed_on`]); a filter the agent no longer has is forgotten. An older agent's single position
 //! (`catchup.seq`) is taken over for every filter the agent has, a group it has just joined included.
+//!
+//! The two direct gets are here too, for every read of the broker an agent makes: [`fetch_batch`] (by sequence and
+//! a filter in the request body, on streams every agent may read whole: `EXEC`, the job-state buckets, the chunks of
+//! agent releases) and [`last_for_subject`] (the last message on one subject named in the API subject, which the
+//! broker's permissions can limit to the agent's own: its `agent_config` keys, its inventory, a release's info).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +28,7 @@ use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
 use kanade_shared::resources::STREAM_EXEC;
+use kanade_shared::subject;
 use tokio_util::sync::CancellationToken;
 
 use crate::jobstate::JobStates;
@@ -74,11 +80,11 @@ pub struct Fetched {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatchUpError {
-    #[error("cannot ask the broker for missed commands")]
+    #[error("cannot ask the broker for stored messages")]
     Request(#[source] async_nats::Error),
-    #[error("the broker did not answer the catch-up request within {PATIENCE:?}")]
+    #[error("the broker did not answer a direct get within {PATIENCE:?}")]
     TimedOut,
-    #[error("the broker refused the catch-up request: {0}")]
+    #[error("the broker refused a direct get: {0}")]
     Refused(String),
 }
 
@@ -102,52 +108,20 @@ pub async fn fetch(client: &Client, filter: &str, from: u64) -> Result<Read, Cat
 
 /// Every message of `stream` on `filter` from sequence `from` on, oldest first (batch direct get).
 pub async fn fetch_from(client: &Client, stream: &str, filter: &str, from: u64) -> Result<Read, CatchUpError> {
-    let api = format!("$JS.API.DIRECT.GET.{stream}");
     let mut out = Read::default();
     let mut next = from.max(1);
     loop {
-        let inbox = client.new_inbox();
-        let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| CatchUpError::Request(e.into()))?;
-        let request = serde_json::json!({ "seq": next, "next_by_subj": filter, "batch": BATCH });
-        client
-            .publish_with_reply(api.clone(), inbox, request.to_string().into())
-            .await
-            .map_err(|e| CatchUpError::Request(e.into()))?;
-        let mut received = 0u64;
-        let mut pending_after = None;
-        loop {
-            let message = match tokio::time::timeout(PATIENCE, replies.next()).await {
-                Ok(Some(message)) => message,
-                Ok(None) | Err(_) => return Err(CatchUpError::TimedOut),
-            };
-            match message.status.map(|s| s.as_u16()) {
-                None | Some(200) => {
-                    let headers = message.headers.as_ref();
-                    let subject = headers.and_then(|h| h.get("Nats-Subject")).map(|v| v.as_str().to_owned());
-                    let seq = header_u64(headers, "Nats-Sequence");
-                    if let (Some(subject), Some(seq)) = (subject, seq) {
-                        pending_after = header_u64(message.headers.as_ref(), "Nats-Num-Pending");
-                        next = seq + 1;
-                        received += 1;
-                        out.commands.push(Fetched { seq, subject, payload: message.payload, headers: message.headers });
-                    }
-                }
-                // End of batch.
-                Some(204) => {
-                    out.complete_to = header_u64(message.headers.as_ref(), "Nats-Last-Sequence");
-                    break;
-                }
-                // Nothing (more) on this filter.
-                Some(404) => {
-                    out.complete_to = header_u64(message.headers.as_ref(), "Nats-Last-Sequence");
-                    return Ok(out);
-                }
-                Some(code) => {
-                    return Err(CatchUpError::Refused(format!("{code} {}", message.description.unwrap_or_default())));
-                }
-            }
+        let batch = fetch_batch(client, stream, filter, next, BATCH).await?;
+        out.complete_to = batch.last_seq;
+        let received = batch.messages.len() as u64;
+        if let Some(last) = batch.messages.last() {
+            next = last.seq + 1;
         }
-        let more = match pending_after {
+        out.commands.extend(batch.messages);
+        if batch.nothing_more {
+            return Ok(out);
+        }
+        let more = match batch.pending {
             Some(pending) => pending > 0,
             None => received == BATCH,
         };
@@ -159,6 +133,98 @@ pub async fn fetch_from(client: &Client, stream: &str, filter: &str, from: u64) 
             out.complete_to = Some(next - 1);
             return Ok(out);
         }
+    }
+}
+
+/// What one batch direct get answered.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The messages, oldest first.
+    pub messages: Vec<Fetched>,
+    /// How many more messages on the filter follow the last one (`Nats-Num-Pending`), when the broker said.
+    pub pending: Option<u64>,
+    /// The stream's last sequence at the end of the batch (`Nats-Last-Sequence`), when the broker said.
+    pub last_seq: Option<u64>,
+    /// The broker answered that nothing (more) is stored on the filter from the sequence asked for.
+    pub nothing_more: bool,
+}
+
+/// One batch direct get (`$JS.API.DIRECT.GET.<stream>`, `next_by_subj` + `batch`): up to `batch` messages of
+/// `stream` on `filter` from sequence `from` on. The catch-up reads `EXEC` with it, and self-update an agent
+/// release's chunks.
+pub async fn fetch_batch(
+    client: &Client,
+    stream: &str,
+    filter: &str,
+    from: u64,
+    batch: u64,
+) -> Result<Batch, CatchUpError> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| CatchUpError::Request(e.into()))?;
+    let request = serde_json::json!({ "seq": from.max(1), "next_by_subj": filter, "batch": batch.max(1) });
+    client
+        .publish_with_reply(subject::direct_get(stream), inbox, request.to_string().into())
+        .await
+        .map_err(|e| CatchUpError::Request(e.into()))?;
+    let mut out = Batch::default();
+    loop {
+        let message = match tokio::time::timeout(PATIENCE, replies.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) | Err(_) => return Err(CatchUpError::TimedOut),
+        };
+        match message.status.map(|s| s.as_u16()) {
+            None | Some(200) => {
+                if let Some(fetched) = stored(message) {
+                    out.pending = header_u64(fetched.headers.as_ref(), "Nats-Num-Pending");
+                    out.messages.push(fetched);
+                }
+            }
+            // End of batch.
+            Some(204) => {
+                out.last_seq = header_u64(message.headers.as_ref(), "Nats-Last-Sequence");
+                return Ok(out);
+            }
+            // Nothing (more) on this filter.
+            Some(404) => {
+                out.last_seq = header_u64(message.headers.as_ref(), "Nats-Last-Sequence");
+                out.nothing_more = true;
+                return Ok(out);
+            }
+            Some(code) => {
+                return Err(CatchUpError::Refused(format!("{code} {}", message.description.unwrap_or_default())));
+            }
+        }
+    }
+}
+
+/// A direct get's answer as the message it returns: `None` without the subject and sequence headers every
+/// stored message comes with.
+fn stored(message: async_nats::Message) -> Option<Fetched> {
+    let headers = message.headers.as_ref();
+    let subject = headers.and_then(|h| h.get("Nats-Subject")).map(|v| v.as_str().to_owned())?;
+    let seq = header_u64(headers, "Nats-Sequence")?;
+    Some(Fetched { seq, subject, payload: message.payload, headers: message.headers })
+}
+
+/// The last message of `stream` stored on `on` (`$JS.API.DIRECT.GET.<stream>.<on>`, no request body); `None` when
+/// there is none. The subject is in the API subject, so the broker's permissions decide which subjects an agent may
+/// read this way (its own inventory and config keys), where the body of a batch direct get is invisible to them.
+pub async fn last_for_subject(client: &Client, stream: &str, on: &str) -> Result<Option<Fetched>, CatchUpError> {
+    let request = client.request(subject::direct_get_last(stream, on), Bytes::new());
+    let message = match tokio::time::timeout(PATIENCE, request).await {
+        Ok(Ok(message)) => message,
+        Ok(Err(err)) if err.kind() == async_nats::client::RequestErrorKind::TimedOut => {
+            return Err(CatchUpError::TimedOut);
+        }
+        Ok(Err(err)) => return Err(CatchUpError::Request(err.into())),
+        Err(_) => return Err(CatchUpError::TimedOut),
+    };
+    match message.status.map(|s| s.as_u16()) {
+        None | Some(200) => stored(message)
+            .map(Some)
+            .ok_or_else(|| CatchUpError::Refused("a direct get answer without its subject and sequence".into())),
+        Some(404) => Ok(None),
+        Some(code) => Err(CatchUpError::Refused(format!("{code} {}", message.description.unwrap_or_default()))),
     }
 }
 
@@ -602,7 +668,7 @@ mod tests {
     async fn a_catch_up_that_keeps_failing_keeps_trying_until_the_broker_answers() {
         use kanade_shared::subject::{self, Target};
         let nats = kanade_testkit::NatsServer::start();
-        let client = async_nats::connect(nats.url()).await.unwrap();
+        let client = kanade_testkit::client(&nats.url()).await;
         let tmp = tempfile::tempdir().unwrap();
         // Far more tries than the old agent's give-up allowed (it stopped once the wait reached its maximum).
         let retry = Retry { first: Duration::from_millis(10), max: Duration::from_millis(40) };
@@ -629,7 +695,7 @@ mod tests {
     #[tokio::test]
     async fn a_catch_up_cut_short_returns_nothing() {
         let nats = kanade_testkit::NatsServer::start();
-        let client = async_nats::connect(nats.url()).await.unwrap();
+        let client = kanade_testkit::client(&nats.url()).await;
         let tmp = tempfile::tempdir().unwrap();
         let catch_up = CatchUp::new(vec!["commands.all.*".into()], Position::new(tmp.path()), Duration::ZERO)
             .with_retry(Retry { first: Duration::from_millis(10), max: Duration::from_millis(20) });

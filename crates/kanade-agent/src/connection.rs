@@ -1,12 +1,23 @@
-//! The agent's NATS connection: outbound only, unlimited reconnects with jittered backoff, every state change
-//! logged, and a signal on each (re)connect so the outbox drains and a heartbeat goes out at once. Several agents
-//! (the fleet simulator's) may share one connection; each watches the same signal.
+//! The agent's NATS connection: outbound only, over TLS pinned to the fleet's CA, as its own NATS user (the
+//! `.creds` file it received at enrolment, read again at every reconnect so a renewed credential takes over),
+//! with replies to its requests on an inbox prefix only it may read; unlimited reconnects with jittered backoff,
+//! every state change logged, and a signal on each (re)connect so the outbox drains and a heartbeat goes out at
+//! once. Several agents (the fleet simulator's) may share one connection; each watches the same signal.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::{AuthError, Client, ConnectOptions, Event};
 use kanade_shared::config::NatsConfig;
 use tokio::sync::watch;
+
+/// Who the connection is: the credential file (none for a development broker without auth) and the inbox prefix
+/// its permissions allow.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub creds: Option<PathBuf>,
+    pub inbox_prefix: String,
+}
 
 /// Delay before reconnect attempt `attempts`: doubling from 100 ms to 5 s, with up to 50% random extra so that a
 /// fleet that lost its broker together does not come back in lockstep.
@@ -22,11 +33,30 @@ pub type Connects = watch::Receiver<u64>;
 
 /// Connects (or keeps trying in the background: the agent starts without a broker) and returns the client and
 /// the connect counter.
-pub async fn connect(nats: &NatsConfig, name: &str) -> Result<(Client, Connects), async_nats::ConnectError> {
+pub async fn connect(
+    nats: &NatsConfig,
+    name: &str,
+    identity: &Identity,
+) -> Result<(Client, Connects), async_nats::ConnectError> {
     let (on_connect, connects) = watch::channel(0u64);
     let on_connect = std::sync::Arc::new(on_connect);
-    let mut options = ConnectOptions::new()
+    let options = match identity.creds.clone() {
+        Some(path) => ConnectOptions::with_auth_callback(move |nonce| {
+            let path = path.clone();
+            async move {
+                let (jwt, signature) =
+                    kanade_shared::security::creds::answer_file(&path, &nonce).map_err(AuthError::new)?;
+                let mut auth = async_nats::Auth::new();
+                auth.jwt = Some(jwt);
+                auth.signature = Some(signature);
+                Ok(auth)
+            }
+        }),
+        None => ConnectOptions::new(),
+    };
+    let mut options = options
         .name(name)
+        .custom_inbox_prefix(&identity.inbox_prefix)
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
@@ -46,6 +76,10 @@ pub async fn connect(nats: &NatsConfig, name: &str) -> Result<(Client, Connects)
                 }
             }
         });
+    if let Some(ca) = &nats.ca {
+        // Only the fleet's CA: async-nats loads the system's roots only when none is given.
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
     if let Some(token) = &nats.token {
         options = options.token(token.clone());
     }

@@ -3,7 +3,7 @@
 //!
 //! Each output stream keeps its first `output_limit_bytes` in memory for the result. A stream that outgrows them is
 //! spooled whole (up to `output_max_bytes`, hashed on the way) to a file in the outbox's spool dir, never held in
-//! memory; the outbox puts that file into the `result_output` object store before it publishes the result.
+//! memory; the outbox publishes that file, in chunks, to stream `OUTPUT` before it publishes the result.
 //!
 //! The executor knows nothing of NATS: output chunks go to a channel and the outcome is returned, so the fleet
 //! simulator puts [`Emulated`] in its place and keeps everything else of the agent as it is.

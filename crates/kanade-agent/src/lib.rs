@@ -8,6 +8,7 @@
 
 pub mod catchup;
 pub mod connection;
+pub mod credential;
 pub mod executor;
 pub mod gate;
 pub mod heartbeat;
@@ -50,6 +51,10 @@ use crate::pipeline::{Pipeline, PipelineParts};
 /// How long a stopping agent waits to hand what it sent to the broker.
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
+/// The agent's own NATS credential in its data dir (written at enrolment, replaced at renewal), unless the config
+/// names another (`nats.creds`).
+pub const CREDS_FILE: &str = "agent.creds";
+
 /// Runs the agent until `shutdown` is cancelled: its own connection, real scripts. `update` is the process's right
 /// to replace its own executable (`main` has it; an agent in a test, sharing its process, does not).
 pub async fn run(
@@ -70,34 +75,87 @@ pub async fn run_logging_to(
 ) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     config.data_dir = Some(data_dir.clone());
-    let (client, connects) = connection::connect(&config.nats, &format!("kanade-agent {}", config.pc_id))
+    // Before anything is written into it: the outbox, the run ledger, staged scripts and the credential must be
+    // the agent account's alone.
+    platform::protect_dir(&data_dir)
+        .with_context(|| format!("cannot make the data dir `{}` the agent's own", data_dir.display()))?;
+
+    // Its own credential, enrolling first when it has none; none at all only for a development broker.
+    let creds = (!config.nats.insecure || config.nats.creds.is_some())
+        .then(|| config.nats.creds.clone().unwrap_or_else(|| data_dir.join(CREDS_FILE)));
+    if let Some(path) = &creds
+        && !path.exists()
+    {
+        let Some(token) = config.enroll_token.clone() else {
+            anyhow::bail!(
+                "no NATS credential at `{}`: set `agent.enroll_token` (or KANADE_ENROLL_TOKEN) to a token from `kanade \
+                 enroll create` so the agent enrols, or `nats.creds` to a credential",
+                path.display()
+            );
+        };
+        let bootstrap = config.bootstrap_creds.clone().unwrap_or_else(|| data_dir.join(BOOTSTRAP_CREDS_FILE));
+        match credential::enroll(&config, &token, &bootstrap, path, &data_dir, &shutdown).await {
+            Ok(_) => {}
+            Err(credential::CredentialError::Cancelled) => return Ok(()),
+            Err(err) => return Err(err).context("cannot enrol"),
+        }
+    }
+
+    let identity = connection::Identity {
+        creds: creds.clone(),
+        inbox_prefix: kanade_shared::security::permissions::agent_inbox_prefix(config.pc_id.as_str()),
+    };
+    let (client, connects) = connection::connect(&config.nats, &format!("kanade-agent {}", config.pc_id), &identity)
         .await
         .context("cannot set up the NATS connection")?;
-    let limits = OutputLimits {
-        inline: config.output_limit_bytes,
-        max: config.output_max_bytes,
-        spool_dir: data_dir.join("outbox").join(outbox::SPOOL_DIR),
+    let result = loop {
+        // The groups are the credential's: the broker lets the agent read no other group's commands.
+        let renewal = match &creds {
+            Some(path) => {
+                let held = credential::read_for(path, &config.pc_id)?;
+                if held.groups != config.groups {
+                    tracing::info!(
+                        credential = ?held.groups,
+                        config = ?config.groups,
+                        "the groups are the credential's (`kanade agent groups` changes them)"
+                    );
+                    config.groups = held.groups.clone();
+                }
+                Some(credential::Renewal::new(path.clone(), config.pc_id.clone(), held))
+            }
+            None => None,
+        };
+        let limits = OutputLimits {
+            inline: config.output_limit_bytes,
+            max: config.output_max_bytes,
+            spool_dir: data_dir.join("outbox").join(outbox::SPOOL_DIR),
+        };
+        let parts = Parts {
+            executor: Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), limits)),
+            heartbeat: Arc::new(HeartbeatSource::new()),
+            client: client.clone(),
+            connects: connects.clone(),
+            ready: None,
+            update: update.clone(),
+            log_files: log_files.clone(),
+            inventory: inventory::Source::Host(inventory::collect::HostRoot::default()),
+            perf: perf::Source::Host(Box::new(perf::sample::HostSampler::new())),
+            renewal,
+        };
+        match serve(config.clone(), parts, shutdown.clone()).await {
+            Ok(main_loop::Exit::Regroup) if !shutdown.is_cancelled() => continue,
+            Ok(main_loop::Exit::Regroup) => break Ok(()),
+            Ok(main_loop::Exit::Stopped) => break Ok(()),
+            Err(err) => break Err(err),
+        }
     };
-    let executor = Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), limits));
-    let heartbeat = Arc::new(HeartbeatSource::new());
-    let inventory = inventory::Source::Host(inventory::collect::HostRoot::default());
-    let perf = perf::Source::Host(Box::new(perf::sample::HostSampler::new()));
-    let parts = Parts {
-        executor,
-        heartbeat,
-        client: client.clone(),
-        connects,
-        ready: None,
-        update,
-        log_files,
-        inventory,
-        perf,
-    };
-    let result = serve(config, parts, shutdown).await;
     // Bounded: with the broker away a flush waits for a reconnect that may never come, and a stop must not hang.
     let _ = tokio::time::timeout(FINAL_FLUSH, client.flush()).await;
     result
 }
+
+/// The bootstrap credential's default place, in the data dir.
+pub const BOOTSTRAP_CREDS_FILE: &str = "bootstrap.creds";
 
 /// What an agent is served with by whoever hosts it: the real process (`run`) or the fleet simulator.
 pub struct Parts {
@@ -118,13 +176,17 @@ pub struct Parts {
     pub inventory: inventory::Source,
     /// Where its performance figures come from: the host's counters, or the simulator's made-up ones.
     pub perf: perf::Source,
+    /// Renews the agent's own credential; `None` without one (the simulator's agents share its credential).
+    pub renewal: Option<credential::Renewal>,
 }
 
 /// Runs one agent until `shutdown`, and returns once every task it started has ended. The connection may be
 /// shared with other agents (the fleet simulator); everything else — subscriptions, gate, ledger, outbox,
 /// heartbeats — is this agent's own.
-pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Parts { executor, heartbeat, client, connects, ready, update, log_files, inventory, perf } = parts;
+pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<main_loop::Exit> {
+    let Parts { executor, heartbeat, client, connects, ready, update, log_files, inventory, perf, renewal } = parts;
+    // This agent's own stop: the process's, or its main loop's when a renewed credential makes it start again.
+    let shutdown = shutdown.child_token();
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", data_dir.display()))?;
     let outbox = Arc::new(
@@ -204,18 +266,19 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
         connects,
         background,
         shutdown,
+        renewal,
     });
     if let Some(ready) = ready {
         // Subscriptions are queued on the connection; the caller confirms them with a round trip.
         ready.add_permits(1);
     }
-    main_loop.run().await;
+    let exit = main_loop.run().await;
 
     // The outbox publisher stops last, after every run has put its result in the outbox.
     publisher_stop.cancel();
     publisher.wait().await;
     tracing::info!(pending_results = outbox.pending(), "kanade-agent stopped");
-    Ok(())
+    Ok(exit)
 }
 
 /// Subscribes to everything the agent listens to: its command filters, kills, its pings, log and inventory requests, the job-state buckets
@@ -248,9 +311,10 @@ async fn subscribe(
         .await
         .context("cannot subscribe to inventory requests")?;
     let config_changes = each(config_subjects.to_vec()).await?;
+    let renew = client.subscribe(subject::renew_now(&config.pc_id)).await.context("cannot subscribe to renewals")?;
     let job_changes = futures::stream::select(
         client.subscribe(subject::kv_changes(KV_SCRIPT_CURRENT)).await.context("cannot subscribe to script_current")?,
         client.subscribe(subject::kv_changes(KV_SCRIPT_STATUS)).await.context("cannot subscribe to script_status")?,
     );
-    Ok(Subscriptions { commands, kills, pings, logs, inventory, perf, job_changes, config_changes })
+    Ok(Subscriptions { commands, kills, pings, logs, inventory, perf, job_changes, config_changes, renew })
 }

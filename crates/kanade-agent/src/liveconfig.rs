@@ -1,6 +1,7 @@
 //! The agent's copy of the layers of KV `agent_config` that apply to it (`global`, `groups.<g>` for each of its
 //! groups, `pcs.<pc>`), kept current like the job state: core subscriptions on exactly those keys' subjects and a
-//! batch direct get on every (re)connect. No KV watch: a watch is a consumer per agent (DESIGN.md).
+//! direct get of each key's last value on every (re)connect. No KV watch: a watch is a consumer per agent
+//! (DESIGN.md).
 //!
 //! [`Applied`] is what of it is in force; [`Applied::update`] says what a new set of settings changes, and the
 //! agent's main loop carries that out.
@@ -17,6 +18,11 @@ use kanade_shared::{GroupName, PcId, subject};
 
 use crate::catchup::{self, CatchUpError};
 use crate::jobstate::is_removal;
+
+/// The subject `scope`'s key of `agent_config` is stored on.
+fn key_subject(scope: &Scope) -> String {
+    subject::kv_entry(KV_AGENT_CONFIG, &scope.key())
+}
 
 pub struct LiveConfig {
     pc: PcId,
@@ -48,7 +54,7 @@ impl LiveConfig {
 
     /// The subjects to subscribe to: one per scope that applies.
     pub fn subjects(&self) -> Vec<String> {
-        self.scopes().iter().map(|scope| format!("$KV.{KV_AGENT_CONFIG}.{}", scope.key())).collect()
+        self.scopes().iter().map(key_subject).collect()
     }
 
     /// Applies one KV change. `Err` for a message that is not a layer of ours (it changes nothing).
@@ -74,15 +80,15 @@ impl LiveConfig {
         Ok(())
     }
 
-    /// Re-reads every layer that applies (each key's short history; the last value wins).
+    /// Re-reads every layer that applies: the last value of each key, by the subject form of direct get
+    /// (`$JS.API.DIRECT.GET.KV_agent_config.$KV.agent_config.<key>`), the one form an agent's permissions allow
+    /// on this bucket, and only for its own keys. A key never written, deleted or purged is no layer.
     pub async fn reload(&self, client: &async_nats::Client) -> Result<(), CatchUpError> {
         let since = self.layers.lock().map(|layers| layers.changes).unwrap_or(u64::MAX);
         let stream = kv_stream_name(KV_AGENT_CONFIG);
         let mut fresh = BTreeMap::new();
-        for filter in self.subjects() {
-            let read = catchup::fetch_from(client, &stream, &filter, 1).await?;
-            let Some(last) = read.commands.last() else { continue };
-            let Some(scope) = subject::kv_key(KV_AGENT_CONFIG, &last.subject).and_then(Scope::from_key) else {
+        for scope in self.scopes() {
+            let Some(last) = catchup::last_for_subject(client, &stream, &key_subject(&scope)).await? else {
                 continue;
             };
             if !is_removal(last.headers.as_ref())

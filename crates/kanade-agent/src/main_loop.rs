@@ -56,6 +56,10 @@ pub enum Event {
     AgentConfigChanged(Message),
     /// The heartbeat interval has passed.
     HeartbeatDue,
+    /// `agents.<pc>.renew`: the backend changed this PC's groups; renew the credential now.
+    RenewNow(Message),
+    /// Halfway through the credential's life (or a retry after a failed renewal).
+    RenewDue,
     /// The connection came (back) up.
     Reconnected,
     /// One of the loop's own tasks reported back.
@@ -68,6 +72,18 @@ pub enum Report {
     CaughtUp(ReadBack),
     /// A reload of the `agent_config` layers after a (re)connect finished.
     AgentConfigRead,
+    /// A renewal of the agent's credential finished.
+    Renewed(Result<crate::credential::Held, String>),
+}
+
+/// Why [`MainLoop::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Shutdown was asked for.
+    Stopped,
+    /// The renewed credential names other groups: the agent is to start again with their subscriptions (it waited
+    /// until no run was in flight).
+    Regroup,
 }
 
 /// The way back from the loop's tasks into the loop. A queue and a wake-up rather than a channel: a tokio
@@ -113,6 +129,8 @@ pub struct Subscriptions {
     pub perf: Subscriber,
     pub job_changes: Select<Subscriber, Subscriber>,
     pub config_changes: SelectAll<Subscriber>,
+    /// `agents.<pc>.renew`.
+    pub renew: Subscriber,
 }
 
 /// The sources of [`Event`]s, merged by [`Sources::next`].
@@ -121,6 +139,8 @@ struct Sources {
     heartbeat: Interval,
     /// When the next scheduled inventory is due.
     inventory_due: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When the credential is to be renewed ([`NEVER`] without one).
+    renew_due: std::pin::Pin<Box<tokio::time::Sleep>>,
     connects: Connects,
     /// What the loop's own tasks send back (catch-up, config reload).
     reports: Reports,
@@ -151,6 +171,8 @@ impl Sources {
             Some(message) = subscriptions.logs.next() => Some(Event::Logs(message)),
             Some(message) = subscriptions.inventory.next() => Some(Event::InventoryRequest(message)),
             () = &mut self.inventory_due => Some(Event::InventoryDue),
+            Some(message) = subscriptions.renew.next() => Some(Event::RenewNow(message)),
+            () = &mut self.renew_due => Some(Event::RenewDue),
             Some(message) = subscriptions.perf.next() => Some(Event::PerfLease(message)),
             Some(message) = subscriptions.job_changes.next() => Some(Event::JobStateChanged(message)),
             Some(message) = subscriptions.config_changes.next() => Some(Event::AgentConfigChanged(message)),
@@ -180,6 +202,9 @@ pub struct Parts {
     pub connects: Connects,
     pub background: TaskTracker,
     pub shutdown: CancellationToken,
+    /// The agent's own credential, renewed by the loop; `None` for an agent without one (a development broker,
+    /// the fleet simulator).
+    pub renewal: Option<crate::credential::Renewal>,
 }
 
 pub struct MainLoop {
@@ -211,6 +236,11 @@ pub struct MainLoop {
     /// Everything else the agent starts: config reloads, self-update, slot changes, log reads.
     background: TaskTracker,
     shutdown: CancellationToken,
+    renewal: Option<crate::credential::Renewal>,
+    /// A renewal changed the groups: leave for [`Exit::Regroup`] once no run is in flight.
+    regroup_pending: bool,
+    /// The loop stopped itself (its `shutdown` is this agent's own, a child of the process's) to regroup.
+    regrouping: bool,
 }
 
 impl MainLoop {
@@ -232,6 +262,7 @@ impl MainLoop {
             mut connects,
             background,
             shutdown,
+            renewal,
         } = parts;
         // Only reconnects from here on: the first catch-up is started by `run` itself.
         connects.mark_unchanged();
@@ -245,6 +276,9 @@ impl MainLoop {
             subscriptions,
             heartbeat: heartbeat_timer(config.heartbeat_interval),
             inventory_due: Box::pin(tokio::time::sleep(first_inventory)),
+            renew_due: Box::pin(tokio::time::sleep(
+                renewal.as_ref().map_or(NEVER, |r| r.wait(chrono::Utc::now().timestamp()).min(NEVER)),
+            )),
             connects,
             reports: reports.clone(),
             shutdown: shutdown.clone(),
@@ -271,12 +305,15 @@ impl MainLoop {
             runs: TaskTracker::new(),
             background,
             shutdown,
+            renewal,
+            regroup_pending: false,
+            regrouping: false,
         }
     }
 
     /// Handles events until shutdown, then stops as DESIGN.md says: no new commands, runs not yet started handed
     /// back, started ones given [`SHUTDOWN_GRACE`] and then killed (reported `interrupted`), and every task ended.
-    pub async fn run(mut self) {
+    pub async fn run(mut self) -> Exit {
         self.start_catch_up();
         if let Some(updater) = &self.updater {
             updater.prove_healthy();
@@ -285,7 +322,13 @@ impl MainLoop {
         self.record(ObsKind::AgentStarted, obs::started(VERSION, updated_from.as_deref()));
         while let Some(event) = self.sources.next().await {
             self.handle(event).await;
+            if self.regroup_pending && self.pipeline.running() == 0 && !self.regrouping {
+                // Stops this agent's tasks (perf, reloads, ...) as a shutdown would; nothing is running.
+                self.regrouping = true;
+                self.shutdown.cancel();
+            }
         }
+        let exit = if self.regrouping { Exit::Regroup } else { Exit::Stopped };
 
         let Self { sources, pipeline, runs, background, .. } = self;
         tracing::info!(running = pipeline.running(), "shutting down: no new commands taken");
@@ -298,6 +341,7 @@ impl MainLoop {
         }
         background.close();
         background.wait().await;
+        exit
     }
 
     async fn handle(&mut self, event: Event) {
@@ -345,7 +389,44 @@ impl MainLoop {
                 self.catch_up.handed_on(&read);
             }
             Event::Report(Report::AgentConfigRead) => self.reconfigure(),
+            Event::RenewNow(_) => self.start_renewal(),
+            Event::RenewDue => {
+                // An elapsed timer stays ready: park it until the renewal it starts has finished.
+                self.sources.renew_due.as_mut().reset(tokio::time::Instant::now() + NEVER);
+                self.start_renewal();
+            }
+            Event::Report(Report::Renewed(result)) => self.renewed(result).await,
         }
+    }
+
+    /// Asks for a new credential in the background (one at a time).
+    fn start_renewal(&mut self) {
+        let Some(renewal) = self.renewal.as_mut() else { return };
+        if let Some(renew) = renewal.start(&self.client) {
+            let reports = self.reports.clone();
+            self.background.spawn(async move { reports.send(Report::Renewed(renew.await)) });
+        }
+    }
+
+    /// A renewal finished: reconnect with the new credential, and schedule the next.
+    async fn renewed(&mut self, result: Result<crate::credential::Held, String>) {
+        let now = chrono::Utc::now().timestamp();
+        let Some(renewal) = self.renewal.as_mut() else { return };
+        if let crate::credential::Renewed::Fresh { regroup } = renewal.finished(result, now) {
+            // The broker checks a credential when a connection is made: reconnect so it sees the new one.
+            if let Err(err) = self.client.force_reconnect().await {
+                tracing::warn!(error = %err, "cannot reconnect with the renewed credential; the next reconnect will");
+            }
+            if regroup {
+                tracing::info!(
+                    running = self.pipeline.running(),
+                    "the credential names other groups; restarting once idle"
+                );
+                self.regroup_pending = true;
+            }
+        }
+        let wait = renewal.wait(now).min(NEVER);
+        self.sources.renew_due.as_mut().reset(tokio::time::Instant::now() + wait);
     }
 
     /// Answers a viewer's lease request; the perf task starts (or keeps) streaming.

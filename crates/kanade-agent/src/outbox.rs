@@ -10,17 +10,18 @@
 //!
 //! A result whose output outgrew the inline part comes with spool files (`output/<exec_id>.stdout|stderr`, written
 //! and synced by the executor before the result is put here). They count against the cap like the entry itself; over
-//! the cap they are deleted and the result says its full output is unavailable. The publisher uploads them into the
-//! `result_output` object store before it publishes the result (an upload is publishes to the store's stream, no
-//! consumer), and deletes them only after the result's ack. An upload the broker keeps refusing while connected
-//! (store full, not set up) is given up after [`MAX_UPLOAD_TRIES`] (and for a minute after that at its first
-//! refusal): the result goes out flagged `unavailable` rather than block the outbox.
+//! the cap they are deleted and the result says its full output is unavailable. The publisher uploads them before it
+//! publishes the result: each file as chunks of at most [`OUTPUT_CHUNK_BYTES`] published to stream `OUTPUT` on the
+//! agent's own subjects (`output.<pc>.<exec_id>.<stream>.<n>`, so its credential needs no right over any other PC's
+//! output), a few acks in flight at a time; and it deletes them only after the result's ack. An upload the broker
+//! keeps refusing while connected (stream full, not set up) is given up after [`MAX_UPLOAD_TRIES`] (and for a minute
+//! after that at its first refusal): the result goes out flagged `unavailable` rather than block the outbox.
 //!
 //! The outbox keeps an ordered index of its pending entries in memory: read from the directory once when it opens,
 //! then kept by `put` and `drain`, so a drain neither lists the directory nor (for a result this process wrote)
 //! reads the entry back. The disk stays the truth across a crash; the index only saves looking at it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,10 +29,10 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::object_store::ObjectMetadata;
-use kanade_shared::resources::{OBJ_RESULT_OUTPUT, OBJECT_SHA256_KEY};
+use kanade_shared::resources::OUTPUT_CHUNK_BYTES;
 use kanade_shared::wire::{ExecResult, FullOutput, OutputStream};
-use kanade_shared::{ExecId, subject};
+use kanade_shared::{ExecId, PcId, ResultId, subject};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +49,16 @@ pub const MAX_UPLOAD_TRIES: u32 = 5;
 /// After an output was given up, outputs refused within this long are given up at their first refusal, so a full
 /// store costs each waiting result one try rather than five with backoff.
 const REFUSING_WINDOW: Duration = Duration::from_secs(60);
+/// Chunks of one output published and not yet acknowledged, at most: enough to keep the link busy, few enough that
+/// an upload holds at most a megabyte.
+const CHUNK_ACKS_IN_FLIGHT: usize = 8;
 const STREAMS: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
+
+/// How many chunks of [`OUTPUT_CHUNK_BYTES`] a whole output of `size` bytes is published as. At least one: an empty
+/// output is one empty chunk, since a result saying 0 chunks means an older agent's `result_output` object.
+pub fn chunks_for(size: u64) -> u32 {
+    u32::try_from(size.div_ceil(OUTPUT_CHUNK_BYTES as u64).max(1)).unwrap_or(u32::MAX)
+}
 
 /// The spool file of one run's output stream, in `spool_dir` (the outbox's [`SPOOL_DIR`]).
 pub fn spool_file(spool_dir: &Path, exec: &ExecId, stream: OutputStream) -> PathBuf {
@@ -78,6 +88,15 @@ enum UploadFailed {
     GiveUp(String),
 }
 
+/// Whose output an upload publishes: the subjects and message ids of its chunks.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    result: &'a ResultId,
+    pc: &'a PcId,
+    exec: &'a ExecId,
+    stream: OutputStream,
+}
+
 /// Builds a stand-in for a result whose outbox entry cannot be read back: (result id, what was wrong).
 pub type Salvage = Box<dyn Fn(&str, &str) -> Option<ExecResult> + Send + Sync>;
 
@@ -105,7 +124,7 @@ pub struct Outbox {
     spool: PathBuf,
     /// Pending entries by file name: the name sorts oldest first (see `put`).
     index: std::sync::Mutex<BTreeMap<String, Pending>>,
-    /// Failed uploads per object name, reset by a restart.
+    /// Failed uploads per output name (`FullOutput::object`), reset by a restart.
     upload_tries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// When the broker last made the outbox give an output up.
     gave_up_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -371,28 +390,36 @@ impl Outbox {
                     continue;
                 }
             };
-            let mut given_up = false;
-            let result_id = result.result_id.clone();
+            // Whether the result to publish differs from the entry on disk.
+            let mut rewritten = false;
+            let (result_id, pc, exec) = (result.result_id.clone(), result.pc_id.clone(), result.exec_id.clone());
             for stream in STREAMS {
-                let spool = self.spool_file(&result.exec_id, stream);
+                let spool = self.spool_file(&exec, stream);
                 let Some(full) = full_mut(&mut result, stream).filter(|full| full.unavailable.is_none()) else {
                     continue;
                 };
-                match self.upload(js, &spool, full).await {
-                    Ok(()) => {}
+                let run = Run { result: &result_id, pc: &pc, exec: &exec, stream };
+                match self.upload(js, &spool, run, full).await {
+                    // An entry an older agent wrote says no chunks (it meant `result_output`): it goes out saying how
+                    // many there are now.
+                    Ok(chunks) if chunks != full.chunks => {
+                        full.chunks = chunks;
+                        rewritten = true;
+                    }
+                    Ok(_) => {}
                     Err(UploadFailed::Retry(source)) => {
                         return Err(DrainError::Upload { object: full.object.clone(), source });
                     }
                     Err(UploadFailed::GiveUp(why)) => {
                         tracing::warn!(result_id = %result_id, object = %full.object, reason = %why, "full output given up; the result goes out without it");
                         full.unavailable = Some(why);
-                        given_up = true;
+                        rewritten = true;
                     }
                 }
             }
             // The entry on disk stays as it was: a crash before the ack uploads (or gives up) again.
             let payload =
-                if given_up { serde_json::to_vec(&result).map_err(std::io::Error::other)?.into() } else { body };
+                if rewritten { serde_json::to_vec(&result).map_err(std::io::Error::other)?.into() } else { body };
             let message = PublishMessage::build().payload(payload).message_id(result.result_id.as_str());
             let publish = async {
                 js.send_publish(subject::result(&result.pc_id, &result.exec_id), message).await?.await?;
@@ -425,12 +452,25 @@ impl Outbox {
         Ok(sent)
     }
 
-    /// Puts one spool file into `result_output` as `full.object`, unless an earlier try already did.
-    async fn upload(&self, js: &jetstream::Context, spool: &Path, full: &FullOutput) -> Result<(), UploadFailed> {
-        let mut file = match tokio::fs::File::open(spool).await {
-            Ok(file) => file,
-            Err(err) => return Err(UploadFailed::GiveUp(format!("the spooled output cannot be read: {err}"))),
-        };
+    /// Publishes one spool file to stream `OUTPUT` as chunks `0..n` of `run`'s subjects, each acknowledged, and
+    /// returns `n`.
+    ///
+    /// Every try publishes every chunk. A try whose result did not get out may have stored them already, but an
+    /// agent may not read `OUTPUT` to find out: its credential allows publishing on `output.<pc>.>` and no read of
+    /// the stream (a batch direct get names its filter in the body, where the broker cannot check it, and a read by
+    /// subject would bring each chunk's bytes back, costing what sending them does). Sending again is harmless:
+    /// within the duplicate window the broker drops a chunk by its `Nats-Msg-Id`, and after it the new copy replaces
+    /// the old (`max_msgs_per_subject` 1).
+    async fn upload(
+        &self,
+        js: &jetstream::Context,
+        spool: &Path,
+        run: Run<'_>,
+        full: &FullOutput,
+    ) -> Result<u32, UploadFailed> {
+        let unreadable =
+            |err: std::io::Error| UploadFailed::GiveUp(format!("the spooled output cannot be read: {err}"));
+        let mut file = tokio::fs::File::open(spool).await.map_err(unreadable)?;
         let refused = |err: async_nats::Error| {
             // Away from the broker nothing is refused yet: the next reconnect tries again, for as long as it takes.
             if js.client().connection_state() != async_nats::connection::State::Connected {
@@ -448,23 +488,43 @@ impl Outbox {
                 UploadFailed::Retry(err)
             }
         };
-        let store = js.get_object_store(OBJ_RESULT_OUTPUT).await.map_err(|err| refused(err.into()))?;
-        // Stored by a try whose result did not get out: do not send the bytes twice.
-        if let Ok(info) = store.info(&full.object).await
-            && !info.deleted
-            && info.size as u64 == full.size
-            && info.metadata.get(OBJECT_SHA256_KEY) == Some(&full.sha256)
-        {
-            return Ok(());
+        let mut acks = VecDeque::with_capacity(CHUNK_ACKS_IN_FLIGHT);
+        let (mut sent, mut chunks) = (0u64, 0u32);
+        loop {
+            let mut chunk = Vec::with_capacity(OUTPUT_CHUNK_BYTES);
+            (&mut file).take(OUTPUT_CHUNK_BYTES as u64).read_to_end(&mut chunk).await.map_err(unreadable)?;
+            // The file ended on a chunk's edge; but an empty output is still one (empty) chunk.
+            if chunk.is_empty() && chunks > 0 {
+                break;
+            }
+            let last = chunk.len() < OUTPUT_CHUNK_BYTES;
+            sent += chunk.len() as u64;
+            if sent > full.size {
+                return Err(UploadFailed::GiveUp(format!("the spooled output outgrew its {} bytes", full.size)));
+            }
+            let message = PublishMessage::build()
+                .payload(chunk.into())
+                .message_id(format!("{}.{}.{chunks}", run.result, run.stream));
+            let subject = subject::output_chunk(run.pc, run.exec, run.stream, chunks);
+            let ack = js.send_publish(subject, message).await.map_err(|err| refused(err.into()))?;
+            acks.push_back(ack);
+            if acks.len() >= CHUNK_ACKS_IN_FLIGHT
+                && let Some(oldest) = acks.pop_front()
+            {
+                oldest.await.map_err(|err| refused(err.into()))?;
+            }
+            chunks += 1;
+            if last {
+                break;
+            }
         }
-        let meta = ObjectMetadata {
-            name: full.object.clone(),
-            description: Some("a run's whole output stream".into()),
-            metadata: [(OBJECT_SHA256_KEY.to_owned(), full.sha256.clone())].into(),
-            ..Default::default()
-        };
-        store.put(meta, &mut file).await.map_err(|err| refused(err.into()))?;
-        Ok(())
+        while let Some(ack) = acks.pop_front() {
+            ack.await.map_err(|err| refused(err.into()))?;
+        }
+        if sent != full.size {
+            return Err(UploadFailed::GiveUp(format!("the spooled output holds {sent} bytes, not its {}", full.size)));
+        }
+        Ok(chunks)
     }
 
     /// Moves the unreadable entry `name` aside so it can neither block the queue nor vanish without a trace.
@@ -648,6 +708,7 @@ mod tests {
             sha256: "00".repeat(32),
             capped: false,
             unavailable: None,
+            chunks: chunks_for(bytes as u64),
         });
         result
     }
@@ -678,6 +739,14 @@ mod tests {
         let reopened = Outbox::open(dir.path().to_owned(), 200_000).unwrap();
         assert_eq!(reopened.bytes(), bytes);
         assert!(!orphan.exists());
+    }
+
+    #[test]
+    fn an_output_is_published_as_whole_chunks_and_never_as_none() {
+        let chunk = OUTPUT_CHUNK_BYTES as u64;
+        assert_eq!(chunks_for(0), 1, "0 would mean an older agent's object");
+        assert_eq!((chunks_for(1), chunks_for(chunk), chunks_for(chunk + 1)), (1, 1, 2));
+        assert_eq!(chunks_for(16 * 1024 * 1024), 128);
     }
 
     #[tokio::test]

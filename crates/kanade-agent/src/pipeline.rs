@@ -520,8 +520,8 @@ impl Pipeline {
     }
 }
 
-/// Where a result says its whole `stream` is, from what the executor spooled: the object the outbox will upload it
-/// as, its size and hash, the ceiling flag, and why it is unavailable when spooling failed.
+/// Where a result says its whole `stream` is, from what the executor spooled: its name, size, hash and the chunks the
+/// outbox will publish it as, the ceiling flag, and why it is unavailable when spooling failed.
 pub fn full_output(result: &ResultId, stream: OutputStream, spooled: Option<&Spooled>) -> Option<FullOutput> {
     let spooled = spooled?;
     Some(FullOutput {
@@ -530,6 +530,7 @@ pub fn full_output(result: &ResultId, stream: OutputStream, spooled: Option<&Spo
         sha256: spooled.sha256.clone(),
         capped: spooled.capped,
         unavailable: spooled.failed.clone(),
+        chunks: crate::outbox::chunks_for(spooled.size),
     })
 }
 

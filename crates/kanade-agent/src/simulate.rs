@@ -84,6 +84,15 @@ pub struct SimulateArgs {
     /// Token for the NATS server.
     #[arg(long, env = "KANADE_NATS_TOKEN", hide_env_values = true)]
     pub nats_token: Option<String>,
+    /// The simulator's NATS credential (`simulator.creds` from `kanade security init`).
+    #[arg(long, env = "KANADE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// The fleet's CA certificate: TLS is required and pinned to it.
+    #[arg(long, env = "KANADE_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// Connect without TLS (a development broker only).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// How agents are put into groups.
@@ -197,15 +206,24 @@ impl Simulation {
             }
         };
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create `{}`", data_dir.display()))?;
-        let nats = NatsConfig {
-            urls: args.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect(),
-            token: args.nats_token.clone(),
+        let urls = args.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        let nats = match &args.nats_ca {
+            Some(ca) => NatsConfig::secure(urls, args.nats_creds.clone(), ca.clone()),
+            None if args.insecure => NatsConfig::insecure(urls),
+            None => bail!("--nats-ca is required (the fleet's CA), or --insecure for a development broker without TLS"),
+        };
+        let nats = NatsConfig { token: args.nats_token.clone(), ..nats };
+        // One connection carries many agents, so it cannot be any one of them: the simulator's credential covers
+        // every PC's agent subjects, with an inbox of its own (BENCHMARKS.md says so beside the figures).
+        let identity = crate::connection::Identity {
+            creds: args.nats_creds.clone(),
+            inbox_prefix: kanade_shared::security::permissions::SIMULATOR_INBOX_PREFIX.to_owned(),
         };
 
         let mut clients = Vec::with_capacity(connections);
         let mut connects = Vec::with_capacity(connections);
         for i in 0..connections {
-            let (client, watch) = crate::connection::connect(&nats, &format!("kanade-sim {i}"))
+            let (client, watch) = crate::connection::connect(&nats, &format!("kanade-sim {i}"), &identity)
                 .await
                 .context("cannot set up a NATS connection")?;
             clients.push(client);
@@ -247,6 +265,8 @@ impl Simulation {
                     rollup_interval: args.host_perf_interval,
                     top: kanade_shared::perf::DEFAULT_TOP,
                 },
+                enroll_token: None,
+                bootstrap_creds: None,
             };
             let inventory = crate::inventory::Source::Synthetic(crate::inventory::synthetic::SyntheticPc::new(
                 config.pc_id.as_str(),
@@ -269,6 +289,8 @@ impl Simulation {
                 log_files: None,
                 inventory,
                 perf: crate::perf::Source::Synthetic(crate::perf::synthetic::SyntheticHost::new()),
+                // They share the simulator's credential, which nothing renews.
+                renewal: None,
             };
             let task = crate::serve(config, parts, shutdown.clone());
             tasks.spawn(async move {

@@ -1,7 +1,7 @@
 //! Self-update: when the effective `target_version` (KV `agent_config`) differs from this agent's version, wait a
-//! random time within `target_version_jitter`, download `<version>/<os>-<arch>` from `agent_releases`, check its
-//! SHA-256 and its embedded version, swap it in, and exit with [`EXIT_UPDATED`] so the service manager starts the
-//! new binary.
+//! random time within `target_version_jitter`, download `<version>/<os>-<arch>` from `agent_releases` (by direct
+//! get, no consumer: see [`download`]), check its SHA-256 and its embedded version, swap it in, and exit with
+//! [`EXIT_UPDATED`] so the service manager starts the new binary.
 //!
 //! The swap never leaves the executable's path holding a partial file: the download is written and synced as
 //! `<exe>.new`, then `<exe>` is renamed to `<exe>.old` and `<exe>.new` to `<exe>` (a rename is atomic, and a
@@ -25,17 +25,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream;
-use kanade_shared::PcId;
+use async_nats::jetstream::object_store::ObjectInfo;
 use kanade_shared::layered::Settings;
-use kanade_shared::resources::OBJ_AGENT_RELEASES;
+use kanade_shared::resources::{OBJ_AGENT_RELEASES, object_store_stream_name};
 use kanade_shared::wire::ObsKind;
+use kanade_shared::{PcId, subject};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::VERSION;
+use crate::catchup;
 use crate::liveconfig::LiveConfig;
 use crate::obs::record as obs;
 
@@ -371,6 +371,8 @@ pub enum UpdateError {
     Corrupt { key: String, expected: String, actual: String },
     #[error("release `{key}` has no SHA-256 recorded: refusing it")]
     Unverifiable { key: String },
+    #[error("release `{key}` is {size} bytes, more than the {MAX_BINARY} bytes an agent takes: refusing it")]
+    TooLarge { key: String, size: u64 },
     #[error("release `{key}` is version {actual} by its own account, not {expected}: refusing it")]
     WrongVersion { key: String, expected: String, actual: String },
     #[error("release `{key}` does not run on this machine: {reason}; refusing it")]
@@ -384,31 +386,52 @@ impl UpdateError {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Self::Corrupt { .. } | Self::Unverifiable { .. } | Self::WrongVersion { .. } | Self::WontRun { .. }
+            Self::Corrupt { .. }
+                | Self::Unverifiable { .. }
+                | Self::TooLarge { .. }
+                | Self::WrongVersion { .. }
+                | Self::WontRun { .. }
         )
     }
 }
 
+/// Chunks asked for per batch direct get: 4 MiB at the object store's default chunk size (128 KiB).
+const CHUNK_BATCH: u64 = 32;
+
 /// Downloads `version` for this platform and checks it is exactly what was published, and that version.
+///
+/// By direct get only, never through the object store's client: the object's info is the last message on
+/// `$O.agent_releases.M.<name>` (the subject form of direct get, which the agent's permissions allow on this stream),
+/// and its chunks are read in order with batch direct get on `$O.agent_releases.C.<nuid>`. The object store's own
+/// `get` asks for the stream's info and creates an ordered push consumer, both of which an agent's permissions
+/// refuse (a push consumer's deliver subject is not checked against its creator's permissions, so creating one
+/// would let an agent have the server republish stored bytes on any subject). It also leaves no state on the
+/// server: a fleet-wide rollout no longer opens a consumer per downloading agent, against the stream's consumer
+/// limit (DESIGN.md), and a download that fails is tried again with backoff like any other.
 pub async fn download(client: &async_nats::Client, version: &str) -> Result<Vec<u8>, UpdateError> {
     let key = format!("{version}/{}", platform());
     let download = |reason: String| UpdateError::Download { key: key.clone(), reason };
-    let store = jetstream::new(client.clone())
-        .get_object_store(OBJ_AGENT_RELEASES)
+    let stream = object_store_stream_name(OBJ_AGENT_RELEASES);
+    let meta = catchup::last_for_subject(client, &stream, &subject::object_meta(OBJ_AGENT_RELEASES, &key))
         .await
         .map_err(|e| download(e.to_string()))?;
-    let info = match store.info(&key).await {
-        Ok(info) if !info.deleted => info,
-        _ => return Err(UpdateError::Missing { key }),
-    };
+    let Some(meta) = meta else { return Err(UpdateError::Missing { key }) };
+    let info: ObjectInfo =
+        serde_json::from_slice(&meta.payload).map_err(|e| download(format!("its info is not readable: {e}")))?;
+    if info.deleted {
+        return Err(UpdateError::Missing { key });
+    }
     let expected = info
         .metadata
         .get(kanade_shared::resources::OBJECT_SHA256_KEY)
         .cloned()
         .ok_or_else(|| UpdateError::Unverifiable { key: key.clone() })?;
-    let mut object = store.get(&key).await.map_err(|e| download(e.to_string()))?;
-    let mut bytes = Vec::new();
-    (&mut object).take(MAX_BINARY + 1).read_to_end(&mut bytes).await.map_err(|e| download(e.to_string()))?;
+    if info.size as u64 > MAX_BINARY {
+        return Err(UpdateError::TooLarge { key, size: info.size as u64 });
+    }
+    let chunks = subject::object_chunks(OBJ_AGENT_RELEASES, &info.nuid)
+        .ok_or_else(|| download(format!("its info names its chunks `{}`", info.nuid.escape_debug())))?;
+    let bytes = read_chunks(client, &stream, &chunks, info.chunks, info.size).await.map_err(download)?;
     let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     if actual != expected {
         return Err(UpdateError::Corrupt { key, expected, actual });
@@ -424,6 +447,42 @@ pub async fn download(client: &async_nats::Client, version: &str) -> Result<Vec<
             Err(UpdateError::WrongVersion { key, expected: version.to_owned(), actual: conflict.to_string() })
         }
     }
+}
+
+/// The first `count` messages on `subject` (an object's chunks), oldest first, joined: exactly `size` bytes or an
+/// error. Each request asks for no more than the chunks still missing, so nothing after the object's own chunks is
+/// read, and the bytes never outgrow `size` (at most [`MAX_BINARY`]).
+async fn read_chunks(
+    client: &async_nats::Client,
+    stream: &str,
+    subject: &str,
+    count: usize,
+    size: usize,
+) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::with_capacity(size);
+    let (mut read, mut next) = (0usize, 1u64);
+    while read < count {
+        let want = u64::try_from(count - read).unwrap_or(u64::MAX).min(CHUNK_BATCH);
+        let batch = catchup::fetch_batch(client, stream, subject, next, want).await.map_err(|e| e.to_string())?;
+        if batch.messages.is_empty() {
+            return Err(format!("its chunks end after {read} of {count}"));
+        }
+        for chunk in batch.messages.into_iter().take(count - read) {
+            if chunk.subject != subject {
+                return Err(format!("the broker answered with `{}` for its chunks", chunk.subject.escape_debug()));
+            }
+            if bytes.len() + chunk.payload.len() > size {
+                return Err(format!("its chunks hold more than the {size} bytes its info says"));
+            }
+            bytes.extend_from_slice(&chunk.payload);
+            next = chunk.seq + 1;
+            read += 1;
+        }
+    }
+    if bytes.len() != size {
+        return Err(format!("its {count} chunks hold {} bytes, not the {size} its info says", bytes.len()));
+    }
+    Ok(bytes)
 }
 
 /// How long the staged binary gets to print its version.

@@ -506,9 +506,17 @@ async fn a_group_added_later_reads_its_commands_from_the_start() {
     let data = agent.stop().await;
     assert!(!log.exists(), "an agent outside group `late` ran its command");
 
-    // The operator adds the group: its filter has no position yet and is read from the start.
+    // The operator adds the group (the agent's renewed credential carries it): its filter has no position yet and
+    // is read from the start.
     let mut joined = config;
     joined.groups.push(late.clone());
+    let creds = data.path().join(kanade_agent::CREDS_FILE);
+    kanade_testkit::fleet().issue_agent(
+        "pc-1",
+        &["early", "late"],
+        kanade_testkit::security::TEST_CREDENTIAL_TTL,
+        &creds,
+    );
     let agent = TestAgent::start_with(joined.clone(), data).await;
     let result = results.next_for(&standing.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Ok);

@@ -13,6 +13,7 @@ fn agent() -> Command {
         .env_remove("KANADE_LOG_DIR")
         .env_remove("RUST_LOG")
         .env("KANADE_LOG", "info")
+        .env("KANADE_NATS_CA", kanade_testkit::fleet().ca())
         .stdin(Stdio::null());
     cmd
 }
@@ -27,6 +28,7 @@ async fn runs_from_environment_alone_and_stops_on_sigterm() {
     let nats = NatsServer::start();
     let (client, _js) = connect(&nats.url()).await;
     let data = tempfile::tempdir().unwrap();
+    kanade_testkit::fleet().agent_env("bin-pc", &["canary", "wave1"], data.path());
     let mut child = agent()
         .env("KANADE_NATS_URL", nats.url())
         .env("KANADE_AGENT_ID", "bin-pc")
@@ -145,6 +147,7 @@ async fn service_mode_logs_to_files_and_stops_on_sigterm() {
     let (client, _js) = connect(&nats.url()).await;
     let data = tempfile::tempdir().unwrap();
     let logs = data.path().join("logs");
+    kanade_testkit::fleet().agent_env("svc-pc", &[], &data.path().join("data"));
     let mut child = agent()
         .args(["service", "--log-dir"])
         .arg(&logs)
@@ -208,6 +211,7 @@ async fn the_config_named_by_the_environment_logs_to_the_file_it_names() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     let config = dir.path().join("agent.toml");
+    kanade_testkit::fleet().agent_env("file-pc", &[], &dir.path().join("data"));
     std::fs::write(
         &config,
         format!(
@@ -262,6 +266,7 @@ fn spawn_agent(url: &str, pc: &str, data: &std::path::Path) -> Child {
     let config = data.join("agent.toml");
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(&config, "[agent]\ncatch_up_jitter = \"100ms\"\nheartbeat_interval = \"1s\"\n").unwrap();
+    kanade_testkit::fleet().agent_env(pc, &[], &data.join("data"));
     agent()
         .arg("--config")
         .arg(&config)

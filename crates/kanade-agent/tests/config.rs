@@ -80,13 +80,13 @@ async fn the_heartbeat_interval_follows_the_layers_live_across_restarts() {
 
     // After a broker restart the agent still hears changes.
     nats.restart();
-    let pinged = async_nats::connect(&url).await.unwrap();
+    let pinged = kanade_testkit::client(&url).await;
     eventually("the agent is back after the broker restart", PATIENCE, || {
         let (client, pc) = (pinged.clone(), pc.clone());
         async move { kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.ok() }
     })
     .await;
-    let client = async_nats::connect(&url).await.unwrap();
+    let client = kanade_testkit::client(&url).await;
     let store = AgentConfigStore::open(&client).await.unwrap();
     let mut beats = client.subscribe("heartbeat.pc-1").await.unwrap();
     client.flush().await.unwrap();
@@ -152,7 +152,7 @@ async fn an_agent_started_before_jetstream_setup_takes_its_config_once_the_bucke
     let url = nats.url();
     // No `kanade jetstream setup` yet: the agent_config bucket does not exist when the agent starts.
     let _agent = TestAgent::start(&url, "pc-1", &["lab"]).await;
-    let raw = async_nats::connect(&url).await.unwrap();
+    let raw = kanade_testkit::client(&url).await;
     let mut beats = raw.subscribe("heartbeat.pc-1").await.unwrap();
     raw.flush().await.unwrap();
     heartbeats_every(&mut beats, 2, Duration::from_secs(2)).await;

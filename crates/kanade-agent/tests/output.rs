@@ -1,19 +1,21 @@
-//! Whole outputs against a real nats-server: a stream that outgrows the inline part is spooled and put into the
-//! `result_output` object store before the result goes out; the ceiling cuts and flags it; an agent killed between
-//! the run and the upload uploads at its next start; a store that refuses the object does not hold the result back.
+//! Whole outputs against a real nats-server: a stream that outgrows the inline part is spooled and published in
+//! chunks to stream `OUTPUT` before the result goes out (nothing in the `result_output` object store any more); the
+//! ceiling cuts and flags it; an agent killed between the run and the upload uploads at its next start; an upload
+//! sent again (its result did not get out) is stored once; an older agent's outbox entry goes out in chunks too; a
+//! stream that refuses the chunks does not hold the result back.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kanade_shared::PcId;
-use kanade_shared::resources::OBJ_RESULT_OUTPUT;
-use kanade_shared::subject::Target;
-use kanade_shared::wire::{ExecResult, FullOutput, ResultStatus};
+use futures::{StreamExt, TryStreamExt};
+use kanade_shared::resources::{OBJ_RESULT_OUTPUT, OUTPUT_CHUNK_BYTES, STREAM_OUTPUT, STREAM_RESULTS};
+use kanade_shared::subject::{self, Target};
+use kanade_shared::wire::{ExecResult, FullOutput, OutputStream, ResultStatus};
+use kanade_shared::{ExecId, PcId};
 use kanade_testkit::fleet::{ResultWatch, command, publish};
 use kanade_testkit::{NatsServer, TestAgent, connect, eventually, init_logging};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -25,13 +27,41 @@ fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// The object's bytes, read back from the store.
-async fn object(js: &async_nats::jetstream::Context, name: &str) -> Vec<u8> {
-    let store = js.get_object_store(OBJ_RESULT_OUTPUT).await.unwrap();
-    let mut object = store.get(name).await.unwrap_or_else(|err| panic!("object `{name}`: {err}"));
+/// The whole `stream` of `result`, read back from its chunks on `OUTPUT`; every chunk but the last is full.
+async fn stored(js: &async_nats::jetstream::Context, result: &ExecResult, stream: OutputStream) -> Vec<u8> {
+    let full = match stream {
+        OutputStream::Stdout => full(result),
+        OutputStream::Stderr => result.stderr_full.as_ref().unwrap(),
+    };
+    assert!(full.chunks > 0, "{full:?}");
+    let output = js.get_stream(STREAM_OUTPUT).await.unwrap();
     let mut bytes = Vec::new();
-    object.read_to_end(&mut bytes).await.unwrap();
+    for n in 0..full.chunks {
+        let chunk = subject::output_chunk(&result.pc_id, &result.exec_id, stream, n);
+        let message = output.direct_get_last_for_subject(&chunk).await.unwrap_or_else(|err| panic!("{chunk}: {err}"));
+        let last = n + 1 == full.chunks;
+        assert!(message.payload.len() == OUTPUT_CHUNK_BYTES || last, "{chunk}: {} bytes", message.payload.len());
+        bytes.extend_from_slice(&message.payload);
+    }
     bytes
+}
+
+/// The chunk subjects `OUTPUT` holds of `exec`'s `stream` on `pc`, with the messages on each.
+async fn chunks_held(
+    js: &async_nats::jetstream::Context,
+    pc: &PcId,
+    exec: &ExecId,
+    stream: OutputStream,
+) -> Vec<usize> {
+    let output = js.get_stream(STREAM_OUTPUT).await.unwrap();
+    let held: Vec<(String, usize)> =
+        output.info_with_subjects(subject::output_chunks(pc, exec, stream)).await.unwrap().try_collect().await.unwrap();
+    held.into_iter().map(|(_, count)| count).collect()
+}
+
+/// Whether the old object store holds anything by `name` (agents no longer write there).
+async fn in_object_store(js: &async_nats::jetstream::Context, name: &str) -> bool {
+    js.get_object_store(OBJ_RESULT_OUTPUT).await.unwrap().info(name).await.is_ok()
 }
 
 fn spool_files(data_dir: &Path) -> usize {
@@ -43,7 +73,7 @@ fn full(result: &ExecResult) -> &FullOutput {
 }
 
 #[tokio::test]
-async fn a_long_stdout_is_kept_whole_in_the_object_store_and_the_inline_part_stays() {
+async fn a_long_stdout_is_kept_whole_in_chunks_and_the_inline_part_stays() {
     init_logging();
     let nats = NatsServer::start();
     let (client, js) = connect(&nats.url()).await;
@@ -71,11 +101,14 @@ async fn a_long_stdout_is_kept_whole_in_the_object_store_and_the_inline_part_sta
         (printed.len() as u64, sha256(&printed).as_str(), false)
     );
     assert_eq!(full.unavailable, None);
+    assert_eq!(full.chunks, 8, "1 MiB in chunks of 128 KiB");
     assert_eq!(result.stderr, "a warning\n");
     assert_eq!(result.stderr_full, None, "a short stream has no object");
 
-    // The result went out after the upload, so the object is there now.
-    assert_eq!(sha256(&object(&js, &full.object).await), full.sha256);
+    // The result went out after the upload, so the chunks are there now, each once, and nothing in the old store.
+    assert_eq!(sha256(&stored(&js, &result, OutputStream::Stdout).await), full.sha256);
+    assert_eq!(chunks_held(&js, &result.pc_id, &result.exec_id, OutputStream::Stdout).await, vec![1; 8]);
+    assert!(!in_object_store(&js, &full.object).await);
     eventually("the spool file is gone once the result is acknowledged", PATIENCE, || {
         let n = spool_files(agent.data_dir());
         async move { (n == 0).then_some(()) }
@@ -106,26 +139,30 @@ async fn past_the_ceiling_the_stream_is_cut_and_flagged() {
     let result = results.next_for(&flood.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Ok, "the script was never blocked by the cut");
     assert_eq!(result.stdout.len(), 1000);
-    for (full, byte) in [(full(&result), b'y'), (result.stderr_full.as_ref().unwrap(), b'e')] {
+    for (stream, full, byte) in [
+        (OutputStream::Stdout, full(&result), b'y'),
+        (OutputStream::Stderr, result.stderr_full.as_ref().unwrap(), b'e'),
+    ] {
         assert!(full.capped, "{full:?}");
-        assert_eq!(full.size, 300_000);
-        let stored = object(&js, &full.object).await;
+        assert_eq!((full.size, full.chunks), (300_000, 3));
+        let stored = stored(&js, &result, stream).await;
         assert_eq!(stored, vec![byte; 300_000]);
         assert_eq!(sha256(&stored), full.sha256);
     }
 }
 
-/// The store refuses the object (here: it is full): the upload is given up after a few tries and the result goes
-/// out with its inline part and a flag saying the full output is unavailable; the outbox is not blocked.
+/// `OUTPUT` refuses the chunks (here: it is full, and an operator made it refuse new messages rather than drop old
+/// ones): the upload is given up after a few tries and the result goes out with its inline part and a flag saying
+/// the full output is unavailable; the outbox is not blocked.
 #[tokio::test]
-async fn a_store_that_refuses_the_output_does_not_hold_the_result_back() {
+async fn a_stream_that_refuses_the_output_does_not_hold_the_result_back() {
     init_logging();
     let nats = NatsServer::start();
     let (client, js) = connect(&nats.url()).await;
-    let mut stream =
-        js.get_stream(kanade_shared::resources::object_store_stream_name(OBJ_RESULT_OUTPUT)).await.unwrap();
+    let mut stream = js.get_stream(STREAM_OUTPUT).await.unwrap();
     let mut config = stream.info().await.unwrap().config.clone();
     config.max_bytes = 100_000;
+    config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
     js.update_stream(config).await.unwrap();
     let _agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
     let mut results = ResultWatch::new(&client).await;
@@ -150,10 +187,12 @@ async fn a_store_that_refuses_the_output_does_not_hold_the_result_back() {
 fn spawn_agent(url: &str, pc: &str, dir: &Path) -> Child {
     let config = dir.join("agent.toml");
     std::fs::write(&config, "[agent]\ncatch_up_jitter = \"100ms\"\nheartbeat_interval = \"1s\"\n").unwrap();
+    let ca = kanade_testkit::fleet().agent_env(pc, &[], &dir.join("data"));
     Command::new(env!("CARGO_BIN_EXE_kanade-agent"))
         .arg("--config")
         .arg(&config)
         .env("KANADE_NATS_URL", url)
+        .envs(ca)
         .env("KANADE_AGENT_ID", pc)
         .env("KANADE_AGENT_DATA_DIR", dir.join("data"))
         .stdout(Stdio::null())
@@ -209,8 +248,8 @@ async fn an_agent_killed_between_the_run_and_the_upload_uploads_at_its_next_star
     let result = results.next_for(&long.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Ok, "{result:?}");
     let full = full(&result).clone();
-    assert_eq!((full.size, full.unavailable.clone()), (700_000, None));
-    assert_eq!(object(&js, &full.object).await, vec![b'k'; 700_000]);
+    assert_eq!((full.size, full.unavailable.clone(), full.chunks), (700_000, None, 6));
+    assert_eq!(stored(&js, &result, OutputStream::Stdout).await, vec![b'k'; 700_000]);
     eventually("the outbox and its spool are empty", PATIENCE, || {
         let spooled = spool_files(&dir.path().join("data"));
         async move { (spooled == 0).then_some(()) }
@@ -222,4 +261,85 @@ async fn an_agent_killed_between_the_run_and_the_upload_uploads_at_its_next_star
     assert_eq!(stream.cached_info().state.messages, 1, "one result for the one run");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The broker takes the chunks but not the result (here: `RESULTS` is missing), so the outbox tries again and
+/// publishes every chunk again each time: once `RESULTS` is back the result goes out, and `OUTPUT` holds each chunk
+/// once, reading back exactly what the script printed.
+#[tokio::test]
+async fn an_upload_sent_again_because_its_result_did_not_get_out_is_stored_once() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    js.delete_stream(STREAM_RESULTS).await.unwrap();
+    let agent = TestAgent::start(&nats.url(), "pc-1", &[]).await;
+    let pc_id = PcId::new("pc-1").unwrap();
+    // Every chunk publish, as the broker receives it, the ones sent again included.
+    let mut sent = client.subscribe(subject::OUTPUT_CHUNKS_ALL).await.unwrap();
+    client.flush().await.unwrap();
+
+    let long = command("head -c 300000 /dev/zero | tr '\\0' r");
+    publish(&js, &pc("pc-1"), &long).await;
+    let filter = subject::output_chunks(&pc_id, &long.exec_id, OutputStream::Stdout);
+    let mut seen = 0;
+    while seen < 6 {
+        let message = tokio::time::timeout(PATIENCE, sent.next()).await.expect("chunks sent twice").unwrap();
+        seen += usize::from(message.subject.as_str().starts_with(filter.trim_end_matches('*')));
+    }
+    kanade_ops::jetstream::setup(&js, 1).await.unwrap();
+    let results = js.get_stream(STREAM_RESULTS).await.unwrap();
+    let result_subject = subject::result(&pc_id, &long.exec_id);
+    let message = eventually("the result is stored", PATIENCE, || async {
+        results.get_last_raw_message_by_subject(&result_subject).await.ok()
+    })
+    .await;
+    let result: ExecResult = serde_json::from_slice(&message.payload).unwrap();
+    let full = full(&result);
+    assert_eq!((full.size, full.chunks, full.unavailable.clone()), (300_000, 3, None));
+    assert_eq!(chunks_held(&js, &pc_id, &long.exec_id, OutputStream::Stdout).await, vec![1; 3], "each chunk once");
+    let output = js.get_stream(STREAM_OUTPUT).await.unwrap();
+    let everything: Vec<(String, usize)> =
+        output.info_with_subjects(subject::OUTPUT_CHUNKS_ALL).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(everything.len(), 3, "no chunk under another name: {everything:?}");
+    let bytes = stored(&js, &result, OutputStream::Stdout).await;
+    assert_eq!(bytes, vec![b'r'; 300_000]);
+    assert_eq!(sha256(&bytes), full.sha256);
+    eventually("the spool file is gone once the result is acknowledged", PATIENCE, || {
+        let n = spool_files(agent.data_dir());
+        async move { (n == 0).then_some(()) }
+    })
+    .await;
+}
+
+/// An outbox entry written by an agent of the version before chunks (its `stdout_full` says no chunks: it meant
+/// `result_output`), drained by this one: the output goes to `OUTPUT` and the result says how many chunks it took.
+#[tokio::test]
+async fn an_older_agents_outbox_entry_goes_out_in_chunks_and_says_so() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (_client, js) = connect(&nats.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = std::sync::Arc::new(kanade_agent::outbox::Outbox::open(dir.path().to_owned(), 1 << 20).unwrap());
+    let pc_id = PcId::new("pc-old").unwrap();
+    let mut result = ExecResult::not_started(&command("true"), &pc_id, ResultStatus::Ok, None, chrono::Utc::now());
+    let bytes = vec![b'o'; 200_000];
+    std::fs::write(outbox.spool_file(&result.exec_id, OutputStream::Stdout), &bytes).unwrap();
+    result.stdout_truncated = true;
+    result.stdout_full = Some(FullOutput {
+        object: kanade_shared::resources::result_output_object(&result.result_id, OutputStream::Stdout),
+        size: bytes.len() as u64,
+        sha256: sha256(&bytes),
+        capped: false,
+        unavailable: None,
+        chunks: 0,
+    });
+    outbox.put(&result).await.unwrap();
+    assert_eq!(outbox.drain(&js).await.unwrap(), 1);
+
+    let results = js.get_stream(STREAM_RESULTS).await.unwrap();
+    let message = results.get_last_raw_message_by_subject(&subject::result(&pc_id, &result.exec_id)).await.unwrap();
+    let sent: ExecResult = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(full(&sent).chunks, 2);
+    assert_eq!(stored(&js, &sent, OutputStream::Stdout).await, bytes);
+    assert!(!in_object_store(&js, &full(&sent).object).await);
 }

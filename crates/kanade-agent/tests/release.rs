@@ -13,7 +13,9 @@ use kanade_testkit::{NatsServer, connect, init_logging};
 const AGENT: &str = env!("CARGO_BIN_EXE_kanade-agent");
 
 async fn kanade(url: &str, args: &[&str]) -> anyhow::Result<ExitCode> {
-    let cli = kanade::Cli::try_parse_from([&["kanade", "--nats-url", url], args].concat())?;
+    let fleet = kanade_testkit::fleet().cli_args();
+    let fleet: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    let cli = kanade::Cli::try_parse_from([&["kanade", "--nats-url", url], fleet.as_slice(), args].concat())?;
     kanade::run(cli).await
 }
 

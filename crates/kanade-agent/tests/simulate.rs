@@ -20,7 +20,9 @@ struct Wrapper {
 }
 
 fn args(url: &str, extra: &[&str]) -> SimulateArgs {
+    let fleet = kanade_testkit::fleet().simulator_args();
     let mut argv = vec!["simulate", "--nats-url", url];
+    argv.extend(fleet.iter().map(String::as_str));
     argv.extend_from_slice(extra);
     Wrapper::parse_from(argv).args
 }

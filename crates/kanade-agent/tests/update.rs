@@ -2,7 +2,9 @@
 //! agent processes under a small supervisor that restarts them as `deploy/kanade-agent.service` makes systemd do
 //! (on exit 64 and on failure), a rollout to one PC, a rollback, a corrupt release refused, a release that cannot
 //! run here refused before the swap, a group rollout spread over its jitter, and a release that never comes up
-//! healthy rolled back by the boot sentinel.
+//! healthy rolled back by the boot sentinel. And the download alone, in-process: by direct get only, a release of
+//! many chunks byte for byte, a chunk changed at the broker refused by its SHA-256 and never installed, a missing,
+//! deleted or oversized release reported as such.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::object_store::ObjectMetadata;
 use clap::Parser as _;
-use kanade_shared::PcId;
-use kanade_shared::resources::{OBJ_AGENT_RELEASES, STREAM_OBS};
+use kanade_agent::update::{UpdateError, download};
+use kanade_shared::resources::{OBJ_AGENT_RELEASES, STREAM_OBS, object_store_stream_name};
 use kanade_shared::wire::ObsEvent;
+use kanade_shared::{PcId, subject};
 use kanade_testkit::{NatsServer, connect, eventually, init_logging};
 use sha2::Digest as _;
 
@@ -49,7 +52,9 @@ fn build(version: &str, broken: bool) -> PathBuf {
 
 /// Runs a `kanade` command in-process; it must succeed.
 async fn kanade(url: &str, args: &[&str]) {
-    let cli = kanade::Cli::try_parse_from([&["kanade", "--nats-url", url], args].concat()).unwrap();
+    let fleet = kanade_testkit::fleet().cli_args();
+    let fleet: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    let cli = kanade::Cli::try_parse_from([&["kanade", "--nats-url", url], fleet.as_slice(), args].concat()).unwrap();
     let code = kanade::run(cli).await.unwrap_or_else(|err| panic!("kanade {args:?}: {err:#}"));
     assert_eq!(code, std::process::ExitCode::SUCCESS, "kanade {args:?}");
 }
@@ -74,6 +79,9 @@ impl Supervisor {
         std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
         std::fs::copy(env!("CARGO_BIN_EXE_kanade-agent"), &exe).unwrap();
         let (url, pc, groups, data) = (url.to_owned(), pc.to_owned(), groups.to_owned(), dir.join("data"));
+        // Its own credential, for its groups, as enrolment would have left it.
+        let group_list: Vec<&str> = groups.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+        let ca = kanade_testkit::fleet().agent_env(&pc, &group_list, &data);
         let (restarts, stop, exe_path) = (self.restarts.clone(), self.stop.clone(), exe.clone());
         let log = dir.join("agent.log");
         tokio::spawn(async move {
@@ -84,6 +92,7 @@ impl Supervisor {
                     .env("KANADE_AGENT_ID", &pc)
                     .env("KANADE_AGENT_GROUPS", &groups)
                     .env("KANADE_NATS_URL", &url)
+                    .envs(ca.clone())
                     .env("KANADE_AGENT_DATA_DIR", &data)
                     .env("KANADE_LOG", "info")
                     .stdout(log_file.try_clone().unwrap())
@@ -304,4 +313,190 @@ async fn agents_update_roll_back_refuse_a_corrupt_release_and_spread_a_group_rol
     // It does not try that version again while it stays the target.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(version_of(&client, "pc-c").await.as_deref(), Some(V2));
+}
+
+/// A made-up release of `version`: `len` bytes of noise, then the version marker every agent binary embeds.
+fn release_bytes(version: &str, len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ len as u64;
+    let mut bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    bytes.extend_from_slice(kanade_shared::release::MARKER_PREFIX);
+    bytes.extend_from_slice(format!("{version}\0").as_bytes());
+    bytes
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn release_key(version: &str) -> String {
+    format!("{version}/{}", kanade_agent::update::platform())
+}
+
+/// Publishes `bytes` as `version` for this platform, in chunks of `chunk_size` (the store's default if `None`),
+/// with its SHA-256 as `kanade agent publish` records it.
+async fn publish_release(
+    js: &async_nats::jetstream::Context,
+    version: &str,
+    bytes: &[u8],
+    chunk_size: Option<usize>,
+) -> async_nats::jetstream::object_store::ObjectInfo {
+    let store = js.get_object_store(OBJ_AGENT_RELEASES).await.unwrap();
+    let metadata = ObjectMetadata {
+        name: release_key(version),
+        metadata: [("sha256".to_owned(), sha256_hex(bytes))].into(),
+        chunk_size,
+        ..Default::default()
+    };
+    store.put(metadata, &mut &bytes[..]).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_release_of_many_chunks_downloads_byte_for_byte_by_direct_get() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+
+    // The store's default chunks (128 KiB): several of them, the last one short.
+    let big = release_bytes("0.95.0", 5 * 128 * 1024 + 12_345);
+    let info = publish_release(&js, "0.95.0", &big, None).await;
+    assert!(info.chunks > 5, "{} chunks", info.chunks);
+    assert_eq!(download(&client, "0.95.0").await.unwrap(), big);
+
+    // Small chunks: many more than one batch direct get asks for, read in several.
+    let many = release_bytes("0.94.0", 300 * 1024 + 7);
+    let info = publish_release(&js, "0.94.0", &many, Some(1024)).await;
+    assert!(info.chunks > 300, "{} chunks", info.chunks);
+    assert_eq!(download(&client, "0.94.0").await.unwrap(), many);
+
+    // Published again under the same name: the new object, not a mix of both.
+    let again = release_bytes("0.94.0", 200 * 1024);
+    publish_release(&js, "0.94.0", &again, Some(4096)).await;
+    assert_eq!(download(&client, "0.94.0").await.unwrap(), again);
+
+    // The encoding of the info's subject is the object store's own.
+    let stream = js.get_stream(object_store_stream_name(OBJ_AGENT_RELEASES)).await.unwrap();
+    let meta = subject::object_meta(OBJ_AGENT_RELEASES, &release_key("0.94.0"));
+    assert!(stream.direct_get_last_for_subject(meta).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_chunk_changed_at_the_broker_fails_the_sha256_check_and_is_not_installed() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+    let version = "0.93.0";
+    let chunk = 64 * 1024;
+    let bytes = release_bytes(version, 6 * chunk + 100);
+    let info = publish_release(&js, version, &bytes, Some(chunk)).await;
+    assert_eq!(download(&client, version).await.unwrap(), bytes, "intact, it downloads");
+
+    // Someone with write access to the stream replaces the object's chunks with the same number of the same
+    // sizes, one of them different: only the SHA-256 can tell.
+    let chunks = subject::object_chunks(OBJ_AGENT_RELEASES, &info.nuid).unwrap();
+    let stream = js.get_stream(object_store_stream_name(OBJ_AGENT_RELEASES)).await.unwrap();
+    let mut parts = Vec::new();
+    let mut next = 1;
+    while parts.len() < info.chunks {
+        let stored = stream.direct_get_next_for_subject(chunks.clone(), Some(next)).await.unwrap();
+        next = stored.sequence + 1;
+        parts.push(stored.payload.to_vec());
+    }
+    assert_eq!(parts.concat(), bytes);
+    parts[3][17] ^= 0x5a;
+    stream.purge().filter(&chunks).await.unwrap();
+    for part in parts {
+        js.publish(chunks.clone(), part.into()).await.unwrap().await.unwrap();
+    }
+    let err = download(&client, version).await.unwrap_err();
+    assert!(matches!(err, UpdateError::Corrupt { .. }), "{err}");
+    assert!(err.is_final(), "a corrupt release is not tried again");
+
+    // An agent that follows a target of that version refuses it, says so, and keeps its executable.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("kanade-agent");
+    std::fs::write(&exe, b"the running binary").unwrap();
+    let pc = PcId::new("pc-tampered").unwrap();
+    let live = Arc::new(kanade_agent::liveconfig::LiveConfig::new(pc.clone(), Vec::new()));
+    let layer = serde_json::json!({ "target_version": version }).to_string();
+    live.apply(&subject::kv_entry("agent_config", "pcs.pc-tampered"), None, layer.as_bytes()).unwrap();
+    let update = Arc::new(kanade_agent::update::SelfUpdate::new(exe.clone()));
+    let (shutdown, tasks) = (tokio_util::sync::CancellationToken::new(), tokio_util::task::TaskTracker::new());
+    let updater = kanade_agent::update::Updater::new(
+        update.clone(),
+        client.clone(),
+        pc,
+        live.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    );
+    updater.consider(&live.settings().0);
+    let refused = eventually("the tampered release refused", PATIENCE, || async {
+        let event = last_event(&js, "pc-tampered").await?;
+        (event.event == "agent_update_refused").then_some(event)
+    })
+    .await;
+    let error = refused.details["error"].as_str().unwrap();
+    assert!(error.contains("SHA-256") && error.contains(&sha256_hex(&bytes)), "{error}");
+    assert!(!update.updated());
+    assert!(!shutdown.is_cancelled(), "the agent did not stop for an update");
+    assert_eq!(std::fs::read(&exe).unwrap(), b"the running binary");
+    assert!(!dir.path().join("kanade-agent.new").exists(), "nothing was staged");
+    assert_eq!(std::fs::read_to_string(dir.path().join("kanade-agent.update-blocked")).unwrap(), version);
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+}
+
+#[tokio::test]
+async fn a_missing_deleted_or_oversized_release_is_reported_and_tried_again_or_refused() {
+    init_logging();
+    let nats = NatsServer::start();
+    let (client, js) = connect(&nats.url()).await;
+
+    // Never published: missing, and tried again (it may be published later).
+    let err = download(&client, "0.92.0").await.unwrap_err();
+    assert!(matches!(&err, UpdateError::Missing { key } if *key == release_key("0.92.0")), "{err}");
+    assert!(!err.is_final());
+
+    // Published, then deleted: missing too.
+    publish_release(&js, "0.92.0", &release_bytes("0.92.0", 1000), None).await;
+    assert!(download(&client, "0.92.0").await.is_ok());
+    js.get_object_store(OBJ_AGENT_RELEASES).await.unwrap().delete(release_key("0.92.0")).await.unwrap();
+    let err = download(&client, "0.92.0").await.unwrap_err();
+    assert!(matches!(err, UpdateError::Missing { .. }), "{err}");
+
+    // An info claiming more than an agent takes is refused before a byte of it is read.
+    let meta = subject::object_meta(OBJ_AGENT_RELEASES, &release_key("0.91.0"));
+    let info = serde_json::json!({
+        "name": release_key("0.91.0"),
+        "bucket": OBJ_AGENT_RELEASES,
+        "nuid": "AbCdEfGhIjKlMnOpQrStUv",
+        "size": 4_u64 << 30,
+        "chunks": 32_768,
+        "metadata": { "sha256": "00".repeat(32) },
+    });
+    js.publish(meta, info.to_string().into()).await.unwrap().await.unwrap();
+    let err = download(&client, "0.91.0").await.unwrap_err();
+    assert!(matches!(err, UpdateError::TooLarge { .. }) && err.is_final(), "{err}");
+
+    // An info whose chunks hold more than it says is a failed download (tried again), not a longer binary.
+    let real = publish_release(&js, "0.90.0", &release_bytes("0.90.0", 5000), Some(1000)).await;
+    let meta = subject::object_meta(OBJ_AGENT_RELEASES, &release_key("0.90.0"));
+    let mut lying = serde_json::to_value(&real).unwrap();
+    lying["size"] = serde_json::json!(3000);
+    js.publish(meta, lying.to_string().into()).await.unwrap().await.unwrap();
+    let err = download(&client, "0.90.0").await.unwrap_err();
+    assert!(matches!(err, UpdateError::Download { .. }) && !err.is_final(), "{err}");
+
+    // No object store at all (a broker set up without it): a failed download, tried again.
+    js.delete_object_store(OBJ_AGENT_RELEASES).await.unwrap();
+    let err = download(&client, "0.92.0").await.unwrap_err();
+    assert!(matches!(err, UpdateError::Download { .. }) && !err.is_final(), "{err}");
 }

@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use async_nats::Client;
 use chrono::Utc;
-use futures::TryStreamExt as _;
 use kanade_shared::inventory::{
-    Bounded, Hardware, InventoryReport, KIND_HARDWARE, KIND_SOFTWARE, KIND_STATUS, MAX_REPORT_BYTES, RefreshAck,
+    Bounded, Hardware, InventoryReport, KIND_HARDWARE, KIND_SOFTWARE, KIND_STATUS, KINDS, MAX_REPORT_BYTES, RefreshAck,
     RefreshRequest, SoftwareList, Status,
 };
 use kanade_shared::resources::STREAM_INVENTORY;
@@ -29,6 +28,7 @@ use kanade_shared::{InventoryKind, PcId, subject};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use crate::catchup;
 use crate::inventory::collect::{Collected, HostRoot};
 
 /// How long one whole collection may take before its reports are abandoned (the blocking thread finishes on its
@@ -308,17 +308,14 @@ impl Inventory {
     }
 
     /// Which of this agent's kinds the broker holds now; `None` when it cannot tell (then the acknowledged hashes
-    /// are trusted).
+    /// are trusted). One direct get of the last report per kind (`$JS.API.DIRECT.GET.INVENTORY.inventory.<pc>.<kind>`):
+    /// the form an agent's permissions allow, and only on its own subjects (no stream info, which they refuse).
     async fn held(&self) -> Option<BTreeSet<String>> {
         let asked = async {
-            let js = async_nats::jetstream::new(self.client.clone());
-            let stream = js.get_stream_no_info(STREAM_INVENTORY).await?;
-            let mut info = stream.info_with_subjects(subject::inventory_of(&self.pc)).await?;
             let mut held = BTreeSet::new();
-            while let Some((subject, count)) = info.try_next().await? {
-                if count > 0
-                    && let Some(kind) = subject.rsplit('.').next()
-                {
+            for &kind in KINDS {
+                let on = subject::inventory(&self.pc, &InventoryKind::new(kind)?);
+                if catchup::last_for_subject(&self.client, STREAM_INVENTORY, &on).await?.is_some() {
                     held.insert(kind.to_owned());
                 }
             }

@@ -62,6 +62,32 @@ pub fn make_executable(path: &Path) -> std::io::Result<()> {
     imp::make_executable(path)
 }
 
+/// Makes `dir` (created if missing) the agent's own: readable and writable by the agent's account only. Unix: mode
+/// 0700. Windows: a protected ACL granting full control to SYSTEM and Administrators alone, by SID (names are
+/// localised), inherited by everything inside; ProgramData's own ACL would let any user create files there — a
+/// forged result in the outbox, a run's claim planted to suppress it, a staged script SYSTEM then runs.
+pub fn protect_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    imp::protect_dir(dir)
+}
+
+/// The access rule [`protect_dir`] sets on Windows, in SDDL: protected (`P`), auto-inherited (`AI`), full access
+/// (`FA`) for LocalSystem (`SY`, S-1-5-18) and the Administrators group (`BA`, S-1-5-32-544), inherited by files
+/// and subfolders (`OICI`).
+pub const PROTECTED_DIR_SDDL: &str = "D:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+
+/// Writes a secret (a credential, a key) atomically: a temp file readable by the agent's account only, synced,
+/// renamed over `path`.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut file = imp::create_private(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}
+
 /// How to run a script under one shell: the file name to stage it as, and the program line that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {

@@ -187,3 +187,57 @@ fn service_main() {
 pub fn make_executable(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
+
+/// Sets [`super::PROTECTED_DIR_SDDL`] on `dir`: SYSTEM and Administrators only, inherited by what is inside, the
+/// parent's (ProgramData's) rules no longer inherited. Written against the documented Win32 calls
+/// (ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityDescriptorDacl, SetNamedSecurityInfoW);
+/// verified on Linux only by type-checking elsewhere, never run here.
+#[allow(unsafe_code)]
+pub fn protect_dir(dir: &Path) -> std::io::Result<()> {
+    use windows::Win32::Foundation::{HLOCAL, LocalFree};
+    use windows::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1, SE_FILE_OBJECT, SetNamedSecurityInfoW,
+    };
+    use windows::Win32::Security::{
+        ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, PROTECTED_DACL_SECURITY_INFORMATION,
+        PSECURITY_DESCRIPTOR,
+    };
+    use windows::core::HSTRING;
+
+    let sddl = HSTRING::from(super::PROTECTED_DIR_SDDL);
+    let mut descriptor = PSECURITY_DESCRIPTOR::default();
+    // SAFETY: `sddl` is a valid NUL-terminated wide string for the call; `descriptor` receives a LocalAlloc'd
+    // descriptor, freed below with LocalFree.
+    unsafe { ConvertStringSecurityDescriptorToSecurityDescriptorW(&sddl, SDDL_REVISION_1, &mut descriptor, None) }
+        .map_err(std::io::Error::other)?;
+    let mut present = windows::core::BOOL::default();
+    let mut defaulted = windows::core::BOOL::default();
+    let mut dacl: *mut ACL = std::ptr::null_mut();
+    // SAFETY: `descriptor` is the valid descriptor made above; the out-pointers are live locals. `dacl` points
+    // into `descriptor`, which outlives its use.
+    let result =
+        unsafe { GetSecurityDescriptorDacl(descriptor, &mut present, &mut dacl, &mut defaulted) }.and_then(|()| {
+            let name = HSTRING::from(dir.as_os_str());
+            // SAFETY: `name` is a valid wide path; `dacl` is the DACL read above, alive until LocalFree.
+            unsafe {
+                SetNamedSecurityInfoW(
+                    &name,
+                    SE_FILE_OBJECT,
+                    DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                    None,
+                    None,
+                    Some(dacl.cast_const()),
+                    None,
+                )
+            }
+            .ok()
+        });
+    // SAFETY: `descriptor` was allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW with LocalAlloc.
+    unsafe { LocalFree(Some(HLOCAL(descriptor.0))) };
+    result.map_err(std::io::Error::other)
+}
+
+/// A new file; it inherits the protected ACL of the agent's data dir (see [`protect_dir`]).
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
+}
