@@ -1,8 +1,9 @@
 //! The backend's own config: where it listens and keeps its data, its database, when an agent counts as offline
 //! and stale, who may call the API (a shared token, per-operator tokens, or nothing on a loopback address), its NATS
 //! connection and its log. Loaded the way every kanade config is (`kanade_shared::config`: teravars template ->
-//! strict TOML -> environment overrides), then checked here. The file has `[backend]`, `[auth]`, `[log]`, `[nats]`
-//! and `[vars]`.
+//! strict TOML -> environment overrides), then checked here. The file has `[backend]`, `[auth]`, `[log]`, `[nats]`,
+//! `[security]` and `[vars]`; [`SecurityConfig::load`] reads `[security]` (enrolment of agents' credentials), which
+//! is off without it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use kanade_shared::Actor;
 use kanade_shared::config::{
     ConfigError, EnvSource, LogConfig, LogFile, NatsConfig, NatsFile, checked_duration, env_first, load_file,
 };
+use kanade_shared::enroll::{DEFAULT_CREDENTIAL_TTL, MAX_CREDENTIAL_TTL, MIN_CREDENTIAL_TTL};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
@@ -95,9 +97,86 @@ struct BackendFile {
     log: LogFile,
     #[serde(default)]
     nats: NatsFile,
+    security: Option<SecurityFile>,
     #[serde(default)]
     #[allow(dead_code)]
     vars: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityFile {
+    dir: Option<PathBuf>,
+    credential_ttl: Option<String>,
+    #[serde(default)]
+    approve_enrollments: bool,
+}
+
+/// `[security]`: the backend issues agents their credentials (DESIGN.md, Identity). Without it, enrolment is off:
+/// requests are refused and the enrolment routes answer 503.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// The folder `kanade security init` wrote: the backend reads `account.jwt`, `agent-signing.nk`,
+    /// `operator-signing.nk` and `system.creds` from it.
+    pub dir: PathBuf,
+    /// How long an issued credential is valid; agents renew halfway through.
+    pub credential_ttl: Duration,
+    /// A new PC waits for an operator's approval (`kanade enroll approve <pc>`) before it gets a credential.
+    pub approve_enrollments: bool,
+}
+
+impl SecurityConfig {
+    /// The settings of an enrolling backend using the fleet folder `dir`, with the default lifetime and no approval.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), credential_ttl: DEFAULT_CREDENTIAL_TTL, approve_enrollments: false }
+    }
+
+    /// Reads `[security]` of the backend's config file (parsed and checked as [`BackendConfig::load`] does) and
+    /// `KANADE_SECURITY_DIR`, which names the folder (and so turns enrolment on) without the file saying so.
+    /// `None`: enrolment is off. A relative `dir` in the file is taken from the file's folder.
+    pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Option<Self>, ConfigError> {
+        let file: BackendFile = load_file(path)?;
+        Self::resolve(file.security, env, path.and_then(Path::parent))
+    }
+
+    fn resolve(
+        file: Option<SecurityFile>,
+        env: &dyn EnvSource,
+        base: Option<&Path>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let env_dir = env_first(env, &["KANADE_SECURITY_DIR"]).map(|(_, dir)| PathBuf::from(dir));
+        let (file, dir) = match (file, env_dir) {
+            (None, None) => return Ok(None),
+            (file, Some(dir)) => (file.unwrap_or_default(), dir),
+            (Some(file), None) => {
+                let dir = match file.dir.clone() {
+                    Some(dir) if dir.as_os_str().is_empty() => {
+                        return Err(ConfigError::InvalidValue {
+                            key: "security.dir".into(),
+                            value: String::new(),
+                            problem: "is empty; name the folder `kanade security init` wrote".into(),
+                        });
+                    }
+                    Some(dir) => base.map_or_else(|| dir.clone(), |base| base.join(&dir)),
+                    None => {
+                        return Err(ConfigError::Invalid(
+                            "security.dir: not set; name the folder `kanade security init` wrote (or set \
+                             KANADE_SECURITY_DIR), or leave [security] out to keep enrolment off"
+                                .into(),
+                        ));
+                    }
+                };
+                (file, dir)
+            }
+        };
+        let credential_ttl = checked_duration(
+            "security.credential_ttl",
+            file.credential_ttl.as_deref(),
+            DEFAULT_CREDENTIAL_TTL,
+            MIN_CREDENTIAL_TTL..=MAX_CREDENTIAL_TTL,
+        )?;
+        Ok(Some(Self { dir, credential_ttl, approve_enrollments: file.approve_enrollments }))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,7 +244,7 @@ impl BackendConfig {
     /// Loads the backend's config: the file (if any), then the environment: `KANADE_LISTEN_ADDR` (or its older
     /// name `KANADE_BIND_ADDR`), `KANADE_BACKEND_DATA_DIR`, `KANADE_DATABASE_URL` (else `DATABASE_URL`),
     /// `KANADE_AUTH_STATIC_TOKEN`, `KANADE_AUTH_DISABLE=1`, `KANADE_NATS_URL`, `KANADE_NATS_TOKEN`,
-    /// `KANADE_BACKEND_INSTANCE`, `KANADE_LOG` (else `RUST_LOG`).
+    /// `KANADE_BACKEND_INSTANCE`, `KANADE_LOG` (else `RUST_LOG`). `[security]` is [`SecurityConfig::load`]'s.
     pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let file: BackendFile = load_file(path)?;
         let backend = file.backend;
@@ -319,7 +398,12 @@ impl BackendConfig {
             perf_max_watches,
             instance,
             auth,
-            nats: file.nats.resolve(env, backend.nats_url, "backend.nats_url")?,
+            nats: file.nats.resolve(
+                env,
+                backend.nats_url,
+                "backend.nats_url",
+                path.and_then(std::path::Path::parent),
+            )?,
             log: LogConfig::resolve(env, file.log, kanade_shared::config::DEFAULT_LOG_LEVEL)?,
         })
     }
@@ -333,8 +417,13 @@ mod tests {
 
     const TOKEN: &str = "0123456789abcdef";
 
+    /// The environment of a test: `pairs`, over a CA path (every connection needs one, or `insecure`), so that each
+    /// test is about what it sets.
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        std::iter::once(("KANADE_NATS_CA", "/etc/kanade/ca.pem"))
+            .chain(pairs.iter().copied())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     fn load(text: &str, e: &[(&str, &str)]) -> Result<BackendConfig, String> {
@@ -501,6 +590,61 @@ mod tests {
         assert_eq!(backend.listen_addr, DEFAULT_LISTEN_ADDR.parse().unwrap());
         assert_eq!(backend.database_url, None);
         assert_eq!(backend.instance, None, "a new name at every start unless one is given");
+        let example = deploy.join("backend.example.toml");
+        assert_eq!(backend.nats.creds, Some(deploy.join("fleet/backend.creds")), "relative to the file's folder");
+        assert_eq!(SecurityConfig::load(Some(&example), &env(&[])).unwrap(), None, "enrolment is off unless set");
+    }
+
+    fn security(text: &str, e: &[(&str, &str)]) -> Result<Option<SecurityConfig>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("backend.toml");
+        std::fs::write(&file, text).unwrap();
+        let found = SecurityConfig::load(Some(&file), &env(e)).map_err(|e| e.to_string())?;
+        // Relative to the file's folder, which is gone after this: shown relative to it for the assertions.
+        Ok(found.map(|mut s| {
+            s.dir = s.dir.strip_prefix(dir.path()).map(Path::to_path_buf).unwrap_or(s.dir);
+            s
+        }))
+    }
+
+    #[test]
+    fn security_is_off_without_its_section_and_checked_with_it() {
+        assert_eq!(security("", &[]).unwrap(), None);
+        assert_eq!(SecurityConfig::load(None, &env(&[])).unwrap(), None);
+        let on = security("[security]\ndir = \"fleet\"\n", &[]).unwrap().unwrap();
+        assert_eq!(on, SecurityConfig::new("fleet"));
+        let full = "[security]\ndir = \"/etc/kanade/fleet\"\ncredential_ttl = \"1d\"\napprove_enrollments = true\n";
+        let on = security(full, &[]).unwrap().unwrap();
+        assert_eq!(
+            on,
+            SecurityConfig {
+                dir: PathBuf::from("/etc/kanade/fleet"),
+                credential_ttl: Duration::from_secs(24 * 3600),
+                approve_enrollments: true
+            }
+        );
+        // The environment names the folder, with or without the section.
+        let on = security("", &[("KANADE_SECURITY_DIR", "/srv/fleet")]).unwrap().unwrap();
+        assert_eq!(on.dir, PathBuf::from("/srv/fleet"));
+        let on = security(full, &[("KANADE_SECURITY_DIR", "/srv/fleet")]).unwrap().unwrap();
+        assert_eq!((on.dir, on.approve_enrollments), (PathBuf::from("/srv/fleet"), true));
+        let cases = [
+            ("[security]\n", "security.dir: not set"),
+            ("[security]\ndir = \"\"\n", "security.dir: `` is empty"),
+            ("[security]\ndir = \"f\"\ncredential_ttl = \"10s\"\n", "security.credential_ttl: `10s` is shorter"),
+            ("[security]\ndir = \"f\"\ncredential_ttl = \"2y\"\n", "security.credential_ttl: `2y` is longer"),
+            ("[security]\ndir = \"f\"\napprove = true\n", "`security.approve`: unknown field"),
+            (
+                "[security]\ndir = \"f\"\napprove_enrollments = \"yes\"\n",
+                "`security.approve_enrollments`: invalid type",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = security(text, &[]).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        // The backend's own load accepts the section too.
+        assert!(load("[auth]\ndisable = true\n[security]\ndir = \"f\"\n", &[]).is_ok());
     }
 
     #[test]

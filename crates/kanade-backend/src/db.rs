@@ -11,6 +11,7 @@ use kanade_shared::{ExecId, JobId, PcId};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+mod enrollment;
 mod executions;
 mod facts;
 mod inventory;
@@ -20,6 +21,7 @@ mod schedules;
 pub mod sqlite_file;
 mod timeline;
 
+pub use enrollment::{Changed, CredentialRow, ENROLLED_SHOWN, Enrolled, Issue, NewToken, TokenRow};
 pub use executions::{
     ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow, WaveState,
 };

@@ -1,14 +1,17 @@
 //! kanade's backend: projects JetStream into SQL and serves the HTTP API.
 //!
 //! [`Backend::bind`] opens the database, connects to NATS and binds the listener (so tests can bind port 0 and
-//! read the address); [`Bound::serve`] runs the projectors and the server until shutdown.
+//! read the address); [`Bound::with_security`] turns enrolment on (`[security]`: the fleet's keys, read and checked
+//! then); [`Bound::serve`] runs the projectors, the enrolment service and the server until shutdown.
 
 pub mod api;
 pub mod caller;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod enrollment;
 pub mod facts;
+pub mod issuer;
 pub mod leader;
 pub mod live;
 pub mod metrics;
@@ -26,7 +29,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
-use crate::config::{AuthConfig, BackendConfig};
+use crate::config::{AuthConfig, BackendConfig, SecurityConfig};
 use crate::db::Db;
 
 pub struct Backend;
@@ -38,6 +41,11 @@ pub struct Bound {
     request_timeout: std::time::Duration,
     perf_retention: std::time::Duration,
     standing_every: std::time::Duration,
+    /// The enrolment service's subscriptions, made at bind.
+    requests: issuer::Requests,
+    /// The backend's NATS connection settings: the system connection of [`Bound::with_security`] shares its URLs
+    /// and CA.
+    nats_config: kanade_shared::config::NatsConfig,
 }
 
 impl Backend {
@@ -51,15 +59,15 @@ impl Backend {
             (None, None) => db::DEFAULT_URL.to_owned(),
         };
         let db = Db::connect(&url).await.with_context(|| format!("database `{}`", db::redact_url(&url)))?;
-        let mut options = async_nats::ConnectOptions::new()
-            .name("kanade-backend")
+        let options = kanade_ops::nats::options(&config.nats, "kanade-backend")
             .retry_on_initial_connect()
             .max_reconnects(None)
             .event_callback(|event| async move { tracing::info!(event = %event, "NATS connection event") });
-        if let Some(token) = &config.nats.token {
-            options = options.token(token.clone());
-        }
         let nats = options.connect(config.nats.urls.as_slice()).await.context("cannot set up the NATS connection")?;
+        // Subscribed before the backend is handed out, so requests are answered from the moment it serves (the
+        // flush makes sure the broker has the subscriptions when it is up; it waits for nothing when it is not).
+        let requests = issuer::subscribe(&nats).await.context("cannot subscribe to enrolment requests")?;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), nats.flush()).await;
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("cannot listen on `{}`", config.listen_addr))?;
@@ -97,6 +105,7 @@ impl Backend {
             metrics: Arc::new(metrics::Metrics::new()),
             watches,
             leadership,
+            issuer: None,
         });
         Ok(Bound {
             listener,
@@ -105,6 +114,8 @@ impl Backend {
             request_timeout: api::REQUEST_TIMEOUT,
             perf_retention: config.perf_retention,
             standing_every: scheduler::STANDING_EVERY,
+            requests,
+            nats_config: config.nats,
         })
     }
 }
@@ -141,6 +152,22 @@ impl Bound {
     pub fn with_standing_every(mut self, every: std::time::Duration) -> Self {
         self.standing_every = every;
         self
+    }
+
+    /// Turns enrolment on (`[security]`): reads the fleet's keys from `security.dir` and checks that they belong
+    /// together; the system connection that pushes revocations is made when the backend serves. Fails, naming the
+    /// file, when one is missing or wrong.
+    pub fn with_security(mut self, security: &SecurityConfig) -> anyhow::Result<Self> {
+        let issuer = issuer::Issuer::open(security, &self.nats_config)?;
+        let state = Arc::get_mut(&mut self.state).context("the backend's state is shared before it serves")?;
+        state.issuer = Some(Arc::new(issuer));
+        tracing::info!(
+            dir = %security.dir.display(),
+            credential_ttl = %humantime::format_duration(security.credential_ttl),
+            approve_enrollments = security.approve_enrollments,
+            "enrolment on"
+        );
+        Ok(self)
     }
 
     /// The read model, for tests that count rows.
@@ -195,6 +222,12 @@ impl Bound {
         let engine = tokio::spawn(self.state.engine.clone().run(leadership.clone(), shutdown.clone()));
         let scheduler =
             tokio::spawn(scheduler::Scheduler::new(self.state.clone(), self.standing_every).run(shutdown.clone()));
+        let enrollment = tokio::spawn(issuer::answer_requests(self.state.clone(), self.requests, shutdown.clone()));
+        let revocations = self
+            .state
+            .issuer
+            .clone()
+            .map(|issuer| tokio::spawn(issuer::keep_pushed(issuer, db.clone(), shutdown.clone())));
         let app = api::router_with(self.state.clone(), self.request_timeout);
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         let _ = results.await;
@@ -208,6 +241,10 @@ impl Bound {
         let _ = heartbeats.await;
         let _ = engine.await;
         let _ = scheduler.await;
+        let _ = enrollment.await;
+        if let Some(revocations) = revocations {
+            let _ = revocations.await;
+        }
         // Given up last, once nothing decides any more, so a follower takes over at once.
         let _ = lease.await;
         let _ = hub.await;
@@ -250,7 +287,15 @@ async fn perf_sweep(db: Db, retention: std::time::Duration, shutdown: Cancellati
     }
 }
 
-/// Runs the backend until `shutdown`.
-pub async fn run(config: BackendConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    Backend::bind(config).await?.serve(shutdown).await
+/// Runs the backend until `shutdown`; with `security`, enrolment is on.
+pub async fn run(
+    config: BackendConfig,
+    security: Option<SecurityConfig>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut bound = Backend::bind(config).await?;
+    if let Some(security) = &security {
+        bound = bound.with_security(security)?;
+    }
+    bound.serve(shutdown).await
 }

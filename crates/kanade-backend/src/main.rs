@@ -4,18 +4,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kanade_backend::config::BackendConfig;
+use kanade_backend::config::{BackendConfig, SecurityConfig};
 use kanade_shared::config::ProcessEnv;
 use tokio_util::sync::CancellationToken;
 
 /// kanade's backend: projects JetStream into SQL and serves the HTTP API.
 ///
-/// The config file has `[backend]`, `[auth]`, `[log]` and `[nats]` (see `deploy/backend.example.toml`).
+/// The config file has `[backend]`, `[auth]`, `[log]`, `[nats]` and `[security]` (see
+/// `deploy/backend.example.toml`).
 /// Environment overrides: KANADE_LISTEN_ADDR (or KANADE_BIND_ADDR), KANADE_NATS_URL (comma list), KANADE_NATS_TOKEN,
 /// KANADE_DATABASE_URL, else DATABASE_URL (sqlite://FILE, sqlite:FILE or postgres://...; default: the SQLite file
 /// backend.db in the data dir, else in the working directory; a SQLite file is created when missing),
 /// KANADE_BACKEND_DATA_DIR, KANADE_BACKEND_INSTANCE (this backend's name among replicas; default
-/// <hostname>-<random>), KANADE_AUTH_STATIC_TOKEN, KANADE_AUTH_DISABLE=1 (loopback only). Logging: KANADE_LOG,
+/// <hostname>-<random>), KANADE_AUTH_STATIC_TOKEN, KANADE_AUTH_DISABLE=1 (loopback only), KANADE_SECURITY_DIR (the
+/// `kanade security init` folder: enrolment on). Logging: KANADE_LOG,
 /// else RUST_LOG, else `[log] level`; `[log] file` for daily rolling files instead of stderr.
 #[derive(Debug, Parser)]
 #[command(name = "kanade-backend", version)]
@@ -30,6 +32,10 @@ fn main() -> ExitCode {
     // The config says where to log, so it is read before logging starts and its errors go to stderr.
     let config = match BackendConfig::load(flags.config.as_deref(), &ProcessEnv) {
         Ok(config) => config,
+        Err(err) => return refuse(&format!("invalid configuration: {err}")),
+    };
+    let security = match SecurityConfig::load(flags.config.as_deref(), &ProcessEnv) {
+        Ok(security) => security,
         Err(err) => return refuse(&format!("invalid configuration: {err}")),
     };
     if let Err(err) = config.log.init_tracing() {
@@ -52,7 +58,7 @@ fn main() -> ExitCode {
                 shutdown.cancel();
             }
         });
-        match kanade_backend::run(config, shutdown).await {
+        match kanade_backend::run(config, security, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "backend failed");

@@ -4,7 +4,8 @@
 //! each other), built on `prometheus-client`. Two kinds of series:
 //! - kept as things happen: API latency by method and matched route template (`kanade_http_request_duration_seconds`;
 //!   only routes the router matched are recorded, and unknown methods count as `other`, so no request can create a
-//!   label value), and each projector's batch sizes (`kanade_projector_batch_size`, by stream);
+//!   label value), each projector's batch sizes (`kanade_projector_batch_size`, by stream), and the enrolment and
+//!   renewal requests this replica answered, by kind and outcome (`kanade_enroll_requests_total`);
 //! - computed at scrape time: agents by state from one counting query (`kanade_agents`), executions by stored
 //!   status (`kanade_executions`), each projector's backlog from its durable consumer (`kanade_projector_pending`),
 //!   the live streams open on this replica (`kanade_sse_streams_open`) and `kanade_leader` (1 on the replica
@@ -69,6 +70,15 @@ struct StreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnrollLabels {
+    /// `enroll` or `renew`.
+    kind: &'static str,
+    /// `issued`, `pending`, `refused`, `malformed` (over the size limit, not JSON, no reply subject) or `failed`
+    /// (the backend's own failure).
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -91,6 +101,7 @@ pub struct Metrics {
     requests: HistogramFamily<RouteLabels>,
     batches: HistogramFamily<StreamLabels>,
     malformed: Family<StreamLabels, Counter>,
+    enroll_requests: Family<EnrollLabels, Counter>,
     agents: Family<StateLabels, Gauge>,
     executions: Family<StateLabels, Gauge>,
     pending: Family<StreamLabels, Gauge>,
@@ -126,6 +137,13 @@ impl Metrics {
             "projector_malformed",
             "Messages a projector refused (not decodable, on another agent's subject) and terminated, by stream",
             malformed.clone(),
+        );
+        let enroll_requests = Family::<EnrollLabels, Counter>::default();
+        registry.register(
+            "enroll_requests",
+            "Enrolment and renewal requests this replica answered, by kind (enroll, renew) and outcome (issued, \
+             pending, refused, malformed, failed)",
+            enroll_requests.clone(),
         );
         let agents = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -166,6 +184,7 @@ impl Metrics {
             requests,
             batches,
             malformed,
+            enroll_requests,
             agents,
             executions,
             pending,
@@ -184,6 +203,11 @@ impl Metrics {
     /// Counts one message a projector refused and terminated.
     pub fn projector_malformed(&self, stream: &'static str, consumer: &'static str) {
         self.malformed.get_or_create(&StreamLabels { stream, consumer }).inc();
+    }
+
+    /// Counts one enrolment (`kind` `enroll`) or renewal (`renew`) request answered with `outcome`.
+    pub fn enroll_request(&self, kind: &'static str, outcome: &'static str) {
+        self.enroll_requests.get_or_create(&EnrollLabels { kind, outcome }).inc();
     }
 
     fn request(&self, method: &Method, route: &str, took: Duration) {

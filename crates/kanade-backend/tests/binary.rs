@@ -17,6 +17,7 @@ fn backend(nats: &NatsServer, data_dir: &Path) -> Command {
     command
         .env_clear()
         .env("KANADE_NATS_URL", nats.url())
+        .envs(kanade_testkit::fleet().backend_env())
         .env("KANADE_BACKEND_DATA_DIR", data_dir)
         .env("KANADE_LOG", "warn")
         .stdin(Stdio::null())

@@ -50,7 +50,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         manifest("hello", "echo hello from kanade", ""),
         manifest("ticker", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do echo tick $i; sleep 0.5; done", ""),
         manifest("guarded", "echo approved and ran", "require_approval: true\n"),
-        // More stdout than a result carries inline (256 KiB): the rest is in the result_output store.
+        // More stdout than a result carries inline (256 KiB): the rest is kept whole in stream OUTPUT.
         manifest("chatty", "head -c 600000 /dev/zero | tr -c x a; echo; echo END", ""),
         // Markup where text belongs: the page must show it as text and run none of it.
         "id: hostile\nversion: \"1.0\"\ndescription: '<img src=x onerror=\"window.__pwned=1\">'\ntarget:\n  all: true\n\

@@ -1,13 +1,18 @@
 //! `GET /api/results/{result_id}/output` end to end, on SQLite and PostgreSQL: a real agent's 1 MiB stdout comes back
-//! byte for byte from the object store (whole and in ranges), a short stream from the result itself; a result that
-//! points at another result's object is not served it; an older agent's result still shows; the refusals (bad ids,
-//! streams, ranges, a vanished object, the broker down) are clear errors.
+//! byte for byte from its chunks on `OUTPUT` (whole and in ranges), a short stream from the result itself; chunks
+//! sent twice are served once; a result that points at another result's output is not served it; an older agent's
+//! result still shows, and one whose output is an object in `result_output` still reads; a missing chunk, chunks that
+//! do not add up to the result's size, or bytes that do not match its SHA-256 are never served as good; the refusals
+//! (bad ids, streams, ranges, a vanished object, the broker down) are clear errors.
 
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use chrono::Utc;
-use kanade_shared::resources::{OBJ_RESULT_OUTPUT, OBJECT_SHA256_KEY, result_output_object};
+use futures::TryStreamExt;
+use kanade_shared::resources::{
+    OBJ_RESULT_OUTPUT, OBJECT_SHA256_KEY, OUTPUT_CHUNK_BYTES, STREAM_OUTPUT, result_output_object,
+};
 use kanade_shared::subject::{self, Target};
 use kanade_shared::wire::{ExecResult, FullOutput, OutputStream, ResultStatus};
 use kanade_shared::{ExecId, PcId};
@@ -47,6 +52,34 @@ async fn publish_result(js: &async_nats::jetstream::Context, result: &ExecResult
     .unwrap()
     .await
     .unwrap();
+}
+
+/// Publishes `bytes` as the whole stdout of `result`, as an agent does (chunks on the result's own subjects, each with
+/// a `Nats-Msg-Id` starting with `try_name`), and returns the number of chunks.
+async fn publish_chunks(js: &async_nats::jetstream::Context, result: &ExecResult, bytes: &[u8], try_name: &str) -> u32 {
+    let mut chunks = 0;
+    for piece in bytes.chunks(OUTPUT_CHUNK_BYTES) {
+        let subject = subject::output_chunk(&result.pc_id, &result.exec_id, OutputStream::Stdout, chunks);
+        let message = PublishMessage::build().payload(piece.to_vec().into()).message_id(format!("{try_name}.{chunks}"));
+        js.send_publish(subject, message).await.unwrap().await.unwrap();
+        chunks += 1;
+    }
+    chunks
+}
+
+/// A result whose stdout of `size` bytes with `sha` is kept whole in `chunks` chunks on `OUTPUT`.
+fn chunked(pc: &str, size: usize, sha: String, chunks: u32) -> ExecResult {
+    let mut result = hand_made(pc, "head");
+    result.stdout_truncated = true;
+    result.stdout_full = Some(FullOutput {
+        object: result_output_object(&result.result_id, OutputStream::Stdout),
+        size: size as u64,
+        sha256: sha,
+        capped: false,
+        unavailable: None,
+        chunks,
+    });
+    result
 }
 
 fn hand_made(pc: &str, stdout: &str) -> ExecResult {
@@ -104,6 +137,9 @@ async fn scenario(database_url: Option<String>) {
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.headers()[CONTENT_RANGE], "bytes 300000-300099/1048576");
     assert_eq!(part.bytes().await.unwrap().as_ref(), &printed[300_000..300_100]);
+    let across = get(path.clone(), Some("bytes=131000-400000")).await.unwrap();
+    assert_eq!(across.status(), StatusCode::PARTIAL_CONTENT, "a range over three chunks");
+    assert_eq!(across.bytes().await.unwrap().as_ref(), &printed[131_000..400_001]);
     for huge in ["bytes=1048576-", "bytes=99999999999999999999999-", "bytes=0-99999999999999999999999"] {
         let refused = get(path.clone(), Some(huge)).await.unwrap();
         assert_eq!(refused.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{huge}");
@@ -162,6 +198,7 @@ async fn scenario(database_url: Option<String>) {
         sha256: sha256(&printed),
         capped: false,
         unavailable: None,
+        chunks: 8,
     });
     publish_result(&js, &thief).await;
     let row = result_row(&backend, &thief.exec_id).await;
@@ -172,7 +209,8 @@ async fn scenario(database_url: Option<String>) {
     assert_eq!(served.headers()["x-kanade-output-complete"], "false");
     assert_eq!(served.text().await.unwrap(), "mine\n");
 
-    // A capped stream, its own object put as an agent puts it: served whole, but said to be incomplete.
+    // An older agent's capped stream, its own object put into `result_output` as those agents put it (no chunks):
+    // served whole, but said to be incomplete.
     let mut capped = hand_made("pc-2", "cap");
     capped.stdout_truncated = true;
     let bytes = vec![b'c'; 200_000];
@@ -190,6 +228,7 @@ async fn scenario(database_url: Option<String>) {
         sha256: sha256(&bytes),
         capped: true,
         unavailable: None,
+        chunks: 0,
     });
     publish_result(&js, &capped).await;
     let row = result_row(&backend, &capped.exec_id).await;
@@ -202,6 +241,60 @@ async fn scenario(database_url: Option<String>) {
     store.delete(&object).await.unwrap();
     let (status, body) = backend.get(&format!("/api/results/{}/output", capped.result_id)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("output_gone")), "{body}");
+
+    // An upload sent twice (its result did not get out the first time, and the second try came after the broker's
+    // duplicate window, so every chunk was stored again): each chunk is held once and the output reads back once.
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let resent = chunked("pc-3", bytes.len(), sha256(&bytes), 3);
+    assert_eq!(publish_chunks(&js, &resent, &bytes, "first").await, 3);
+    assert_eq!(publish_chunks(&js, &resent, &bytes, "second").await, 3);
+    publish_result(&js, &resent).await;
+    result_row(&backend, &resent.exec_id).await;
+    let served = get(format!("/api/results/{}/output", resent.result_id), None).await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["x-kanade-output-source"], "object");
+    assert_eq!(served.headers()["x-kanade-output-complete"], "true");
+    let body = served.bytes().await.unwrap();
+    assert_eq!((body.len(), sha256(&body)), (bytes.len(), sha256(&bytes)));
+    let output = js.get_stream(STREAM_OUTPUT).await.unwrap();
+    let filter = subject::output_chunks(&resent.pc_id, &resent.exec_id, OutputStream::Stdout);
+    let held: Vec<(String, usize)> = output.info_with_subjects(&filter).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(held.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![1, 1, 1], "{held:?}");
+
+    // A chunk is missing (deleted here; aged out or lost in life): `output_gone`, before any byte is served.
+    let holey = chunked("pc-4", bytes.len(), sha256(&bytes), 3);
+    publish_chunks(&js, &holey, &bytes, "holey").await;
+    output.purge().filter(subject::output_chunk(&holey.pc_id, &holey.exec_id, OutputStream::Stdout, 1)).await.unwrap();
+    publish_result(&js, &holey).await;
+    result_row(&backend, &holey.exec_id).await;
+    let (status, body) = backend.get(&format!("/api/results/{}/output", holey.result_id)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("output_gone")), "{body}");
+
+    // Bytes that do not match the SHA-256, the size right: the body is cut off before its end, never completed.
+    let mut tampered = bytes.clone();
+    tampered[299_999] ^= 1;
+    let corrupt = chunked("pc-5", bytes.len(), sha256(&bytes), 3);
+    publish_chunks(&js, &corrupt, &tampered, "corrupt").await;
+    publish_result(&js, &corrupt).await;
+    result_row(&backend, &corrupt.exec_id).await;
+    let served = get(format!("/api/results/{}/output", corrupt.result_id), None).await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK, "the hash is known only at the end");
+    assert!(served.bytes().await.is_err(), "a body that does not match its SHA-256 is not served whole");
+
+    // Chunks holding fewer bytes than the result says: cut off too, not padded or passed as whole.
+    let short = chunked("pc-6", bytes.len() + 10, sha256(&bytes), 3);
+    publish_chunks(&js, &short, &bytes, "short").await;
+    publish_result(&js, &short).await;
+    result_row(&backend, &short.exec_id).await;
+    let served = get(format!("/api/results/{}/output", short.result_id), None).await.unwrap();
+    assert!(served.bytes().await.is_err(), "a body shorter than its length is not served whole");
+    // And more: the body never goes past the size the result gives.
+    let long = chunked("pc-7", bytes.len() - 10, sha256(&bytes[..bytes.len() - 10]), 3);
+    publish_chunks(&js, &long, &bytes, "long").await;
+    publish_result(&js, &long).await;
+    result_row(&backend, &long.exec_id).await;
+    let served = get(format!("/api/results/{}/output", long.result_id), None).await.unwrap();
+    assert!(served.bytes().await.is_err(), "chunks longer than the result says are not served as it");
 
     // The broker goes away: 503, and the inline outputs still come from SQL.
     drop(client);

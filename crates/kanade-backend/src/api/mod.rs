@@ -9,7 +9,7 @@ use crate::config::AuthConfig;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 
 use crate::db::Db;
 
@@ -17,6 +17,7 @@ mod agent_events;
 mod agents;
 mod audit;
 mod auth;
+mod enrollment;
 mod error;
 mod executions;
 mod extract;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub watches: Arc<crate::perf_live::Watches>,
     /// Whether this replica leads (ticks rollouts, fires schedules), and who does.
     pub leadership: Arc<crate::leader::Leadership>,
+    /// The keys that issue agents' credentials; none without `[security]` (enrolment is off).
+    pub issuer: Option<Arc<crate::issuer::Issuer>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -80,6 +83,20 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/agents/{pc_id}/inventory", get(inventory::of_agent))
         .route("/agents/{pc_id}/perf", get(perf::history))
         .route("/agents/{pc_id}/perf/live", get(perf::live))
+        .route("/agents/{pc_id}/revoke", post(enrollment::revoke_agent))
+        .route(
+            "/agents/{pc_id}/groups",
+            put(enrollment::set_groups).layer(axum::extract::DefaultBodyLimit::max(enrollment::MAX_BODY_BYTES)),
+        )
+        .route(
+            "/enroll/tokens",
+            get(enrollment::list_tokens)
+                .post(enrollment::create_token)
+                .layer(axum::extract::DefaultBodyLimit::max(enrollment::MAX_BODY_BYTES)),
+        )
+        .route("/enroll/tokens/{token_id}", axum::routing::delete(enrollment::revoke_token))
+        .route("/enrollments", get(enrollment::list_enrollments))
+        .route("/enrollments/{pc_id}/approve", post(enrollment::approve))
         .route("/agent-events", get(agent_events::fleet))
         .route("/inventory", get(inventory::job_facts))
         .route("/inventory/titles", get(inventory::titles))

@@ -8,8 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agent_events, agents, audit, executions, inventory, jobs, output, packages, perf, results, schedules, session,
-    streams,
+    agent_events, agents, audit, enrollment, executions, inventory, jobs, output, packages, perf, results, schedules,
+    session, streams,
 };
 
 #[derive(OpenApi)]
@@ -71,6 +71,13 @@ use super::{
         schedules::pause,
         schedules::resume,
         schedules::run_now,
+        enrollment::create_token,
+        enrollment::list_tokens,
+        enrollment::revoke_token,
+        enrollment::list_enrollments,
+        enrollment::approve,
+        enrollment::revoke_agent,
+        enrollment::set_groups,
         packages::serve,
         output::output,
         openapi_json,

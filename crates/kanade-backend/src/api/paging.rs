@@ -19,6 +19,8 @@ pub const SOFTWARE: &str = "software";
 pub const INVENTORY_CHANGES: &str = "inventory_changes";
 pub const HARDWARE: &str = "hardware";
 pub const JOB_FACTS: &str = "job_facts";
+pub const ENROLL_TOKENS: &str = "enroll_tokens";
+pub const ENROLLMENTS: &str = "enrollments";
 
 /// Longest text part a cursor may carry: longer than any id (64) or audit event id the backend stores.
 const MAX_KEY_TEXT: usize = 256;

@@ -27,6 +27,8 @@ pub struct OutputRecord {
     pub sha256: String,
     pub capped: bool,
     pub unavailable: Option<String>,
+    /// Messages of stream `OUTPUT` holding it; 0 for an object in `result_output` (an older agent's).
+    pub chunks: u32,
 }
 
 /// What a result says about its whole outputs, checked against its own id (pure; the projector's half).
@@ -61,6 +63,7 @@ fn record(result: &ResultId, stream: OutputStream, full: &FullOutput) -> OutputR
         sha256: if hash_ok { full.sha256.clone() } else { String::new() },
         capped: full.capped,
         unavailable,
+        chunks: full.chunks,
     }
 }
 
@@ -72,8 +75,8 @@ impl Db {
     ) -> Result<(), DbError> {
         for record in records(result) {
             sqlx::query(
-                "INSERT INTO result_outputs (result_id, stream, object, size_bytes, sha256, capped, unavailable)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO result_outputs (result_id, stream, object, size_bytes, sha256, capped, unavailable, chunks)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (result_id, stream) DO NOTHING",
             )
             .bind(result.result_id.as_str())
@@ -83,6 +86,7 @@ impl Db {
             .bind(record.sha256)
             .bind(i64::from(record.capped))
             .bind(record.unavailable)
+            .bind(i64::from(record.chunks))
             .execute(&mut **tx)
             .await?;
         }
@@ -131,7 +135,7 @@ impl Db {
             OutputStream::Stderr => "r.stderr AS text, r.stderr_truncated AS truncated",
         };
         let sql = format!(
-            "SELECT {column}, o.object, o.size_bytes, o.sha256, o.capped, o.unavailable
+            "SELECT {column}, o.object, o.size_bytes, o.sha256, o.capped, o.unavailable, o.chunks
              FROM results r LEFT JOIN result_outputs o ON o.result_id = r.result_id AND o.stream = $2
              WHERE r.result_id = $1"
         );
@@ -147,6 +151,7 @@ impl Db {
             inline_cut: row.try_get::<i64, _>("truncated")? != 0,
             full: if has_record { Some(info_from(&row)?) } else { None },
             object,
+            chunks: u32::try_from(row.try_get::<Option<i64>, _>("chunks")?.unwrap_or(0)).unwrap_or(0),
         }))
     }
 }
@@ -169,8 +174,10 @@ pub struct StoredOutput {
     pub inline_cut: bool,
     /// Where the whole is kept, when it outgrew `inline`.
     pub full: Option<FullOutputInfo>,
-    /// The object to serve; `None` when there is none (then `full.unavailable` says why, if `full` is set).
+    /// The output to serve; `None` when there is none (then `full.unavailable` says why, if `full` is set).
     pub object: Option<String>,
+    /// The messages of stream `OUTPUT` that hold it, or 0: it is the object `object` in `result_output`.
+    pub chunks: u32,
 }
 
 #[cfg(test)]
@@ -202,7 +209,14 @@ mod tests {
     }
 
     fn full(object: &str) -> FullOutput {
-        FullOutput { object: object.into(), size: 10, sha256: "ab".repeat(32), capped: true, unavailable: None }
+        FullOutput {
+            object: object.into(),
+            size: 10,
+            sha256: "ab".repeat(32),
+            capped: true,
+            unavailable: None,
+            chunks: 1,
+        }
     }
 
     #[test]
