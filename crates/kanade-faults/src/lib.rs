@@ -149,6 +149,7 @@ impl Backend {
         command
             .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
             .env("KANADE_NATS_URL", &self.nats)
+            .envs(kanade_testkit::fleet().backend_env())
             .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
             .env("KANADE_BACKEND_DATA_DIR", self.dir.path())
             .env("KANADE_LOG", "info")
@@ -339,7 +340,11 @@ impl Agent {
 
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the agent is running");
+        // Its own credential, for its groups, as enrolment would have left it.
+        let groups: Vec<&str> = self.groups.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+        let ca = kanade_testkit::fleet().agent_env(&self.pc, &groups, &self.dir.path().join("data"));
         let child = Command::new(&bins().agent)
+            .envs(ca)
             .arg("--config")
             .arg(self.dir.path().join("agent.toml"))
             .env_remove("KANADE_AGENT_CONFIG")
@@ -397,7 +402,9 @@ impl Fleet {
         let mut child = Command::new(&bins().agent)
             .args(["simulate", "--count", &count.to_string(), "--id-prefix", prefix, "--groups", groups])
             .args(["--exec-time", exec_time, "--record-runs", "--keep-data", "--catch-up-jitter", "1s"])
-            .args(["--heartbeat-interval", "1s", "--nats-url", nats, "--data-dir"])
+            .args(["--heartbeat-interval", "1s", "--nats-url", nats])
+            .args(kanade_testkit::fleet().simulator_args())
+            .arg("--data-dir")
             .arg(dir.path().join("agents"))
             .env("KANADE_LOG", "warn")
             .stdin(Stdio::null())

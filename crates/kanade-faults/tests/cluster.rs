@@ -9,7 +9,9 @@ use kanade_testkit::{NatsCluster, eventually, init_logging};
 
 /// Runs a `kanade` command in-process; true when it succeeded.
 async fn kanade(urls: &str, args: &[&str]) -> bool {
-    let cli = kanade::Cli::try_parse_from([&["kanade", "--nats-url", urls], args].concat()).unwrap();
+    let fleet = kanade_testkit::fleet().cli_args();
+    let fleet: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    let cli = kanade::Cli::try_parse_from([&["kanade", "--nats-url", urls], fleet.as_slice(), args].concat()).unwrap();
     match kanade::run(cli).await {
         Ok(code) => code == std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -20,8 +22,10 @@ async fn kanade(urls: &str, args: &[&str]) -> bool {
 }
 
 async fn connect(urls: &str) -> async_nats::jetstream::Context {
-    let addrs: Vec<ServerAddr> = urls.split(',').map(|u| u.parse().unwrap()).collect();
-    let client = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(addrs).await.unwrap();
+    let nats = kanade_testkit::fleet().backend_nats(urls);
+    let addrs: Vec<ServerAddr> = nats.urls.iter().map(|u| u.parse().unwrap()).collect();
+    let client =
+        kanade_ops::nats::options(&nats, "kanade-test").retry_on_initial_connect().connect(addrs).await.unwrap();
     async_nats::jetstream::new(client)
 }
 

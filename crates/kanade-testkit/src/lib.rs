@@ -1,6 +1,9 @@
 //! Test harness for kanade: a real `nats-server` per test on a free loopback port (restartable on the same port
 //! and store), the backend and agents in-process over it, and `eventually` for polling with bounded patience.
 //!
+//! Every server runs in operator mode with TLS, as production does ([`security`]): clients connect with the test
+//! fleet's credentials and CA, each test agent with a credential issued for its own PC.
+//!
 //! [`Proxy`] stands between a process and its broker so a test can cut the network while both stay up.
 //!
 //! `nats-server` is found through `KANADE_NATS_SERVER`, then the project's `.tools/` folder (where
@@ -10,6 +13,7 @@ pub mod fleet;
 mod nats;
 mod postgres;
 mod proxy;
+pub mod security;
 mod system;
 
 use std::future::Future;
@@ -18,8 +22,9 @@ use std::time::{Duration, Instant};
 pub use nats::{NatsCluster, NatsServer, free_port, nats_server_binary, use_nats_server_binary};
 pub use postgres::{DEFAULT_POSTGRES_ADMIN_URL, TestDatabase};
 pub use proxy::Proxy;
+pub use security::{TestFleet, fleet};
 pub use system::{
-    OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, backend_config, connect, env_for, kanade_cli,
+    OPERATORS, TEST_TOKEN, TestAgent, TestBackend, agent_config, backend_config, client, connect, kanade_cli,
     operator_token,
 };
 

@@ -184,6 +184,15 @@ impl NatsServer {
             js = quote(&store.join("js")),
             sync = if self.node.sync_always { "  sync_interval: always\n" } else { "" },
         );
+        // Operator mode and TLS, as a production broker runs: the test fleet's include (copied beside this config,
+        // since nats-server reads includes relative to the including file), with this server's own resolver
+        // folder for the account updates it receives (a revocation, say).
+        let include = crate::security::fleet().server_include();
+        std::fs::copy(&include, store.join("nats-security.conf")).expect("copy the fleet's server include");
+        conf.push_str(&format!(
+            "include \"nats-security.conf\"\nresolver: {{\n  type: full\n  dir: {}\n  allow_delete: false\n  interval: \"2m\"\n  timeout: \"5s\"\n}}\n",
+            quote(&store.join("jwt"))
+        ));
         if let Some((server, cluster, route_port, routes)) = &self.node.cluster {
             let routes: Vec<String> = routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
             conf.push_str(&format!(

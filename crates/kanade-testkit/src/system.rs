@@ -1,6 +1,5 @@
 //! The backend and agents, in-process, over a test's own nats-server.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -27,13 +26,24 @@ pub fn operator_token(name: &str) -> &'static str {
 
 /// A plain client connection to the test server, with JetStream set up as `kanade jetstream setup` would.
 pub async fn connect(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
-    let client = async_nats::connect(url).await.expect("connect to test nats-server");
+    let client = client(url).await;
     let js = async_nats::jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await.expect("jetstream setup");
     (client, js)
 }
 
-/// An agent config for tests: short heartbeat, its own data dir.
+/// A client of the test server at `url` as the backend connects (TLS, the backend's credential): what a test
+/// uses to look at or set up the broker directly.
+pub async fn client(url: &str) -> async_nats::Client {
+    let nats = crate::security::fleet().backend_nats(url);
+    kanade_ops::nats::options(&nats, "kanade-test")
+        .connect(nats.urls.as_slice())
+        .await
+        .expect("connect to test nats-server")
+}
+
+/// An agent config for tests: short heartbeat, its own data dir, and its own credential (for `pc` in `groups`)
+/// written there as enrolment would.
 pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::Path) -> AgentConfig {
     AgentConfig {
         pc_id: PcId::new(pc).expect("test pc id"),
@@ -46,13 +56,24 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         catch_up_jitter: Duration::from_millis(100),
         max_local_concurrent: kanade_shared::config::DEFAULT_MAX_LOCAL_CONCURRENT,
         outbox_max_bytes: kanade_shared::config::DEFAULT_OUTBOX_MAX_BYTES,
-        nats: NatsConfig { urls: vec![url.to_owned()], token: None },
+        nats: {
+            let fleet = crate::security::fleet();
+            fleet.issue_agent(
+                pc,
+                groups,
+                crate::security::TEST_CREDENTIAL_TTL,
+                &data_dir.join(kanade_agent::CREDS_FILE),
+            );
+            NatsConfig::secure(vec![url.to_owned()], None, fleet.ca())
+        },
         log: kanade_shared::config::LogConfig::default(),
         // Off unless a test turns it on: a real collection reads the machine's package databases, which a test
         // about something else should not wait on or be slowed by.
         inventory: kanade_shared::config::InventoryConfig { enabled: false, ..Default::default() },
         // No rollups unless a test turns them on (live streams still work: they start on a viewer's lease).
         perf: kanade_shared::config::PerfConfig { rollup_interval: Duration::ZERO, ..Default::default() },
+        enroll_token: None,
+        bootstrap_creds: None,
     }
 }
 
@@ -91,7 +112,7 @@ impl TestAgent {
 
     /// Waits until the agent answers a ping, so a test's first command cannot race its subscriptions.
     async fn wait_until_reachable(&self) {
-        let client = async_nats::connect(self.config.nats.urls[0].as_str()).await.expect("connect");
+        let client = client(self.config.nats.urls[0].as_str()).await;
         let pc = self.config.pc_id.clone();
         crate::eventually("agent answers ping", Duration::from_secs(15), || {
             let (client, pc) = (client.clone(), pc.clone());
@@ -142,7 +163,7 @@ pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: 
                 })
                 .collect(),
         },
-        nats: NatsConfig { urls: vec![nats_url.to_owned()], token: None },
+        nats: crate::security::fleet().backend_nats(nats_url),
         log: kanade_shared::config::LogConfig::default(),
     }
 }
@@ -291,6 +312,7 @@ impl Drop for TestBackend {
 pub fn kanade_cli(binary: &str, nats_url: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary);
     cmd.env("KANADE_NATS_URL", nats_url)
+        .envs(crate::security::fleet().cli_env())
         .env_remove("KANADE_BACKEND_URL")
         .env_remove("KANADE_AUTH_TOKEN")
         .env_remove("KANADE_NATS_TOKEN")
@@ -298,9 +320,4 @@ pub fn kanade_cli(binary: &str, nats_url: &str) -> tokio::process::Command {
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     cmd
-}
-
-/// Environment for running the real binaries against a test server.
-pub fn env_for(url: &str) -> HashMap<&'static str, String> {
-    HashMap::from([("KANADE_NATS_URL", url.to_owned()), ("KANADE_LOG", "warn".to_owned())])
 }

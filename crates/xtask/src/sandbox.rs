@@ -3,6 +3,9 @@
 //! state and logs under `.sandbox/`. `--agents N` starts a dev fleet instead: `dev-pc-1` ... `dev-pc-N`, each with
 //! its own data dir (`.sandbox/agents/dev-pc-<i>/`) and log (`.sandbox/agent-dev-pc-<i>.log`). The dashboard is
 //! built first when Node.js is installed; without it the backend serves a page that says how to build it.
+//! Everything runs as production does (issue #18): `kanade security init` makes the fleet's identities in
+//! `.sandbox/security/`, the broker runs in operator mode with TLS, the backend and the CLI use their own
+//! credentials, and each agent enrols with a token from `kanade enroll create` for a credential of its own.
 //! `--smoke` checks it the way a new user would (`echo hello`, `exit 3`, both results and the agent online in the
 //! API, `kanade deploy jobs/echo.yaml --wait`; with a fleet, a ping from every agent) and stops.
 
@@ -126,8 +129,8 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     let dir = root.join(".sandbox");
     if smoke {
         // A check starts from nothing: agents an earlier run left in the database (another fleet, another host
-        // name) would be targets that never answer `deploy --wait`.
-        for sub in ["nats", "backend", "agent", "agents"] {
+        // name) would be targets that never answer `deploy --wait`, and their credentials would skip enrolment.
+        for sub in ["nats", "backend", "agent", "agents", "security"] {
             let stale = dir.join(sub);
             if stale.exists() {
                 std::fs::remove_dir_all(&stale).with_context(|| format!("cannot clear {}", stale.display()))?;
@@ -146,6 +149,19 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     let nats_url = format!("nats://127.0.0.1:{NATS_PORT}");
     let backend_url = format!("http://127.0.0.1:{BACKEND_PORT}");
     let token = sandbox_token(&dir.join("token"))?;
+    // The fleet's identities, made once by the real `kanade security init` and kept: the broker runs in operator
+    // mode with TLS, the backend and the CLI have credentials of their own, and each agent enrols for its own.
+    let security = dir.join("security");
+    if !security.join("operator.nk").exists() {
+        let init = Command::new(bin.join("kanade"))
+            .args(["security", "init", "--dir"])
+            .arg(&security)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run kanade security init")?;
+        ensure!(init.status.success(), "kanade security init failed:\n{}", String::from_utf8_lossy(&init.stderr));
+    }
+    let ca = security.join("ca.pem");
 
     let mut children = Children(Vec::new());
     let nats_log = log_file(&dir, "nats-server.log")?;
@@ -153,7 +169,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
         "nats-server",
         Command::new(&nats)
             .arg("-c")
-            .arg(nats_config(&dir)?)
+            .arg(nats_config(&dir, &security)?)
             .stdout(nats_log.try_clone()?)
             .stderr(nats_log)
             .spawn()
@@ -165,6 +181,8 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
         Command::new(bin.join("kanade"))
             .args(args)
             .env("KANADE_NATS_URL", &nats_url)
+            .env("KANADE_NATS_CREDS", security.join("cli.creds"))
+            .env("KANADE_NATS_CA", &ca)
             .env("KANADE_BACKEND_URL", &backend_url)
             .env("KANADE_AUTH_TOKEN", &token)
             .stdin(Stdio::null())
@@ -180,6 +198,9 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
         Command::new(bin.join("kanade-backend"))
             .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{BACKEND_PORT}"))
             .env("KANADE_NATS_URL", &nats_url)
+            .env("KANADE_NATS_CREDS", security.join("backend.creds"))
+            .env("KANADE_NATS_CA", &ca)
+            .env("KANADE_SECURITY_DIR", &security)
             .env("KANADE_AUTH_STATIC_TOKEN", &token)
             .env("KANADE_BACKEND_DATA_DIR", dir.join("backend"))
             .stdout(backend_log.try_clone()?)
@@ -189,6 +210,16 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     ));
     // Agents after the backend listens, so their first heartbeat (core NATS, not stored) finds its projector.
     wait_for_port(BACKEND_PORT, Duration::from_secs(30), &mut children)?;
+    // One enrolment token for the agents that have no credential yet, as an operator would hand it to installers.
+    let enrolling = fleet.iter().filter(|agent| !agent.data_dir.join("agent.creds").exists()).count();
+    let enroll_token = if enrolling == 0 {
+        String::new()
+    } else {
+        let created =
+            kanade(&["enroll", "create", "--groups", "sandbox", "--uses", &enrolling.to_string(), "--ttl", "1h"])?;
+        ensure!(created.status.success(), "kanade enroll create failed:\n{}", String::from_utf8_lossy(&created.stderr));
+        String::from_utf8_lossy(&created.stdout).trim().to_owned()
+    };
     for agent in &fleet {
         let agent_log = log_file(&dir, &agent.log)?;
         children.0.push((
@@ -197,6 +228,9 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
                 .env("KANADE_AGENT_ID", agent.pc.as_str())
                 .env("KANADE_AGENT_GROUPS", "sandbox")
                 .env("KANADE_NATS_URL", &nats_url)
+                .env("KANADE_NATS_CA", &ca)
+                .env("KANADE_ENROLL_TOKEN", &enroll_token)
+                .env("KANADE_BOOTSTRAP_CREDS", security.join("bootstrap.creds"))
                 .env("KANADE_AGENT_DATA_DIR", &agent.data_dir)
                 .stdout(agent_log.try_clone()?)
                 .stderr(agent_log)
@@ -244,6 +278,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
          \x20 agents       {agents}\n\n\
          In another terminal:\n\
          \x20 export PATH=\"{bin}:$PATH\" KANADE_NATS_URL={nats_url} KANADE_BACKEND_URL={backend_url} KANADE_AUTH_TOKEN={token}\n\
+         \x20 export KANADE_NATS_CREDS={security}/cli.creds KANADE_NATS_CA={security}/ca.pem\n\
          \x20 kanade run {pc} -- 'echo hello'\n\
          \x20 kanade run {pc} -- 'exit 3'; echo \"exit code $?\"\n\
          \x20 kanade ping {pc}\n\
@@ -255,6 +290,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
          Ctrl-C stops everything.",
         dir = dir.display(),
         bin = bin.display(),
+        security = security.display(),
         agents = names.join(", "),
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -415,12 +451,16 @@ fn wait_for_port(port: u16, patience: Duration, children: &mut Children) -> anyh
 
 /// The sandbox's nats-server config: loopback only, JetStream in the sandbox dir, and every acknowledged write
 /// synced to disk before the ack, as docs/RELIABILITY.md asks of any kanade broker (`deploy/nats-server.conf`).
-fn nats_config(dir: &Path) -> anyhow::Result<PathBuf> {
+fn nats_config(dir: &Path, security: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("nats-server.conf");
     let store = dir.join("nats");
+    // nats-server reads an include relative to the including file: `security/nats-security.conf` beside it.
+    let include = security.strip_prefix(dir).unwrap_or(security).join("nats-security.conf");
     let conf = format!(
-        "listen: \"127.0.0.1:{NATS_PORT}\"\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
-        store.display().to_string()
+        "listen: \"127.0.0.1:{NATS_PORT}\"\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n\
+         # Operator mode and TLS, written by `kanade security init`.\ninclude {:?}\n",
+        store.display().to_string(),
+        include.display().to_string(),
     );
     std::fs::write(&path, conf).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
