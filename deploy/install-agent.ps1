@@ -13,6 +13,12 @@
     The agent replaces its own executable, so the install folder must be writable by the service account
     (LocalSystem can write under Program Files).
 
+    Identity (README, "Security model"): the agent connects over TLS pinned to the fleet's CA (-CaFile, the
+    `ca.pem` of `kanade security init`) and, on its first start, enrols with -EnrollToken (from `kanade enroll
+    create`) using the bootstrap credential (-BootstrapCreds, `bootstrap.creds`): it makes its own key pair and
+    receives a credential for this PC only, kept in its data folder. The data folder is set to a protected ACL
+    granting SYSTEM and Administrators only, by SID (names are localised), before anything is written into it.
+
     Run it elevated. Running it again upgrades in place: the service is stopped, the binary and config are
     replaced, and the service is started again.
 
@@ -20,7 +26,8 @@
     by the project's test suite, which runs on Linux only (see README, "Platforms").
 
 .EXAMPLE
-    .\install-agent.ps1 -Binary .\kanade-agent.exe -NatsUrl nats://nats.example.internal:4222 -Groups tokyo,wave1
+    .\install-agent.ps1 -Binary .\kanade-agent.exe -NatsUrl nats://nats.example.internal:4222 -Groups tokyo,wave1 `
+        -CaFile .\ca.pem -BootstrapCreds .\bootstrap.creds -EnrollToken kanade_enroll_...
 
 .EXAMPLE
     .\install-agent.ps1 -Binary .\kanade-agent.exe -Config .\agent.toml
@@ -33,6 +40,12 @@ param(
     [string] $Config,
     [string] $NatsUrl = 'nats://127.0.0.1:4222',
     [string] $Token,
+    # The fleet's CA (ca.pem): the agent talks to the broker over TLS pinned to it.
+    [string] $CaFile,
+    # The credential that may only ask to enrol (bootstrap.creds).
+    [string] $BootstrapCreds,
+    # An enrolment token from `kanade enroll create`, used once at the agent's first start.
+    [string] $EnrollToken,
     [string[]] $Groups = @(),
     [string] $InstallDir = (Join-Path $env:ProgramFiles 'kanade'),
     [string] $DataDir = (Join-Path $env:ProgramData 'kanade\agent'),
@@ -57,10 +70,24 @@ if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administra
 }
 if (-not (Test-Path -LiteralPath $Binary -PathType Leaf)) { throw "No such file: $Binary" }
 
+function Invoke-Icacls {
+    # icacls.exe reports failure only through its exit code.
+    & icacls.exe @args | Out-Null
+    if ($LASTEXITCODE -ne 0) { throw "icacls.exe $($args -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
 $exe = Join-Path $InstallDir 'kanade-agent.exe'
 $configPath = Join-Path $DataDir 'agent.toml'
 $logDir = Join-Path $DataDir 'logs'
-New-Item -ItemType Directory -Force -Path $InstallDir, $DataDir, $logDir | Out-Null
+New-Item -ItemType Directory -Force -Path $InstallDir, $DataDir | Out-Null
+# The data folder is the agent's alone before anything goes in: ProgramData's inherited rules let any user create
+# files there (a forged result in the outbox, a planted staged script). Protected ACL, full control for
+# LocalSystem (*S-1-5-18) and Administrators (*S-1-5-32-544) only, inherited by everything inside; the agent sets
+# the same rule itself at every start.
+Invoke-Icacls $DataDir /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F'
+New-Item -ItemType Directory -Force -Path $logDir | Out-Null
+if ($CaFile) { Copy-Item -LiteralPath $CaFile -Destination (Join-Path $DataDir 'ca.pem') -Force }
+if ($BootstrapCreds) { Copy-Item -LiteralPath $BootstrapCreds -Destination (Join-Path $DataDir 'bootstrap.creds') -Force }
 
 $existing = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
 if ($existing -and $existing.Status -ne 'Stopped') {
@@ -78,18 +105,20 @@ if ($Config) {
     Copy-Item -LiteralPath $Config -Destination $configPath -Force
 } elseif (-not (Test-Path -LiteralPath $configPath)) {
     $lines = @(
+        '[agent]',
         "data_dir = $(ConvertTo-TomlString $DataDir)",
-        "groups = [$(($Groups | ForEach-Object { ConvertTo-TomlString $_ }) -join ', ')]",
-        '',
-        '[nats]',
-        "url = $(ConvertTo-TomlString $NatsUrl)"
+        "nats_url = $(ConvertTo-TomlString $NatsUrl)",
+        "groups = [$(($Groups | ForEach-Object { ConvertTo-TomlString $_ }) -join ', ')]"
     )
+    if ($EnrollToken) { $lines += "enroll_token = $(ConvertTo-TomlString $EnrollToken)" }
+    $lines += @('', '[nats]', 'ca = "ca.pem"')
     if ($Token) { $lines += "token = $(ConvertTo-TomlString $Token)" }
     # UTF-8 without a BOM: the agent reads TOML, which does not allow one.
     [IO.File]::WriteAllLines($configPath, $lines, [Text.UTF8Encoding]::new($false))
 }
-# The config may hold the NATS token: readable by SYSTEM and Administrators only.
-& icacls.exe $configPath /inheritance:r /grant:r 'SYSTEM:(F)' 'Administrators:(F)' | Out-Null
+# The config may hold an enrolment token: readable by SYSTEM and Administrators only (it is in the protected data
+# folder; a config copied in with -Config gets the rule explicitly too).
+Invoke-Icacls $configPath /inheritance:r /grant:r '*S-1-5-18:F' '*S-1-5-32-544:F'
 
 $binPath = "`"$exe`" service --config `"$configPath`" --log-dir `"$logDir`""
 # The command line holds quotes, which Windows PowerShell 5.1 does not pass through to sc.exe intact: it goes

@@ -14,6 +14,7 @@ import { ActivityPage } from "./pages/Activity";
 import { AgentPage } from "./pages/Agent";
 import { AgentsPage } from "./pages/Agents";
 import { AuditPage } from "./pages/Audit";
+import { EnrollmentPage } from "./pages/Enrollment";
 import { ExecutionPage } from "./pages/Execution";
 import { FleetPage } from "./pages/Fleet";
 import { InventoryPage } from "./pages/Inventory";
@@ -194,6 +195,7 @@ function useLive(): StreamState {
 const NAV = [
   ["/", "Fleet"],
   ["/agents", "Agents"],
+  ["/enrollment", "Enrolment"],
   ["/jobs", "Jobs"],
   ["/schedules", "Schedules"],
   ["/inventory", "Inventory"],
@@ -257,6 +259,7 @@ function Shell() {
           <Route path="/" element={<FleetPage />} />
           <Route path="/agents" element={<AgentsPage />} />
           <Route path="/agents/:pc" element={<AgentPage />} />
+          <Route path="/enrollment" element={<EnrollmentPage />} />
           <Route path="/jobs" element={<JobsPage />} />
           <Route path="/jobs/:job" element={<JobsPage />} />
           <Route path="/schedules" element={<SchedulesPage />} />
