@@ -88,6 +88,10 @@ impl Backend {
         self.send(Method::POST, path, &[], Some(body)).await
     }
 
+    pub async fn put<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<serde_json::Value> {
+        self.send(Method::PUT, path, &[], Some(body)).await
+    }
+
     /// `get`, read as one of the API's response types (`kanade_shared::api`).
     pub async fn get_as<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
         typed(path, self.get(path, query).await?)

@@ -6,34 +6,10 @@
 import { millis, span } from "./format";
 import { describeTargets } from "./targets";
 import type { Schedule, ScheduleView, Targets, Wave } from "./types";
+import { badge, fields, number, text } from "./values";
+import type { Badge } from "./values";
 
-/// The badge tones the stylesheet has (`badge-ok`, ...), each with a symbol, so a state never reads by colour alone.
-export type Tone = "ok" | "failed" | "running" | "pending" | "skipped";
-
-export interface Badge {
-  label: string;
-  tone: Tone;
-  symbol: string;
-}
-
-const SYMBOL: Record<Tone, string> = { ok: "✓", failed: "✗", running: "▶", pending: "…", skipped: "⤼" };
-
-const badge = (label: string, tone: Tone): Badge => ({ label, tone, symbol: SYMBOL[tone] });
-
-/// A value as text when it is a non-empty string; else null.
-function text(value: unknown): string | null {
-  return typeof value === "string" && value !== "" ? value : null;
-}
-
-/// A value as a finite number; else null.
-function number(value: unknown): number | null {
-  return typeof value === "number" && Number.isFinite(value) ? value : null;
-}
-
-/// An object's fields, or none for anything that is not an object.
-function fields(value: unknown): Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-}
+export type { Badge, Tone } from "./values";
 
 /// A name from the API (`skipped_overlap`, `rolling_out`) read with its underscores as spaces, cut to a length a
 /// table cell holds.

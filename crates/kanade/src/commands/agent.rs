@@ -222,7 +222,7 @@ async fn revoke(cli: &Cli, pc: &PcId, yes: bool) -> anyhow::Result<ExitCode> {
 
 async fn set_groups(cli: &Cli, pc: &PcId, groups: &[GroupName]) -> anyhow::Result<ExitCode> {
     let body = AgentGroupsBody { groups: groups.iter().map(ToString::to_string).collect() };
-    let raw = match put_json(cli, &format!("/api/agents/{pc}/groups"), &body).await {
+    let raw = match crate::backend::Backend::new(cli)?.put(&format!("/api/agents/{pc}/groups"), &body).await {
         Ok(raw) => raw,
         Err(err) => return super::enroll::refused(err),
     };
@@ -236,37 +236,6 @@ async fn set_groups(cli: &Cli, pc: &PcId, groups: &[GroupName]) -> anyhow::Resul
         output::json(&raw)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A `PUT` with a JSON body, answered as the backend client answers (`crate::backend::Backend` sends GET, POST and
-/// DELETE): the body on success, else its refusal.
-async fn put_json<B: serde::Serialize>(cli: &Cli, path: &str, body: &B) -> anyhow::Result<serde_json::Value> {
-    let base = cli.backend_url.trim_end_matches('/');
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("cannot set up the HTTP client")?;
-    let mut request =
-        http.put(format!("{base}{path}")).header(crate::backend::OPERATOR_HEADER, crate::audit::operator()).json(body);
-    if let Some(token) = &cli.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.with_context(|| format!("cannot reach the backend at `{base}`"))?;
-    let status = response.status();
-    let text = response.text().await.context("cannot read the backend's answer")?;
-    let body: serde_json::Value = if text.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(&text)
-            .with_context(|| format!("the backend answered {status} with something that is not JSON"))?
-    };
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
-        let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
-        return Err(crate::backend::Refused { status, code, message }.into());
-    }
-    Ok(body)
 }
 
 async fn events(cli: &Cli, args: &EventsArgs) -> anyhow::Result<ExitCode> {
