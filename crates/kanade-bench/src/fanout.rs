@@ -4,6 +4,10 @@
 //! /api/exec`; the recovery from a broker killed under the fleet; the backend's CPU and projector lag under
 //! heartbeats; memory per simulated agent; and a real agent's idle RSS and CPU. Linux only: it reads /proc for
 //! memory and CPU.
+//!
+//! Every broker runs as production does (issue #18): operator mode, TLS, each client with its own credential from
+//! the test fleet (`kanade_testkit::fleet()`). The benchmark itself and the backend connect as the backend, the
+//! simulator and the raw reference agents with the simulator's credential, a real agent with one of its own.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -128,7 +132,7 @@ struct Census {
 pub async fn run(args: FanoutArgs, bin: &Path) -> anyhow::Result<()> {
     let version = std::process::Command::new(kanade_testkit::nats_server_binary()).arg("--version").output()?;
     let header = format!(
-        "machine: {} cores, {:.1} GiB RAM; {}, {}; simulator state on {}",
+        "machine: {} cores, {:.1} GiB RAM; {}, operator mode with TLS, {}; simulator state on {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         total_ram_gib(),
         String::from_utf8_lossy(&version.stdout).trim(),
@@ -247,7 +251,7 @@ fn print_tables(all: &[Figures], args: &FanoutArgs) {
     }
     for (f, census) in all.iter().filter_map(|f| Some((f, f.census.as_ref()?))) {
         println!(
-            "\\n| {} agents: messages on the broker per fired job, by subject | broadcast | per agent | exec via the API | per agent |",
+            "\n| {} agents: messages on the broker per fired job, by subject | broadcast | per agent | exec via the API | per agent |",
             f.agents
         );
         println!("|---|---:|---:|---:|---:|");
@@ -295,6 +299,7 @@ pub(crate) async fn start_backend_on(
         .env_clear()
         .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("KANADE_NATS_URL", nats_url)
+        .envs(kanade_testkit::fleet().backend_env())
         .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
         .env("KANADE_BACKEND_DATA_DIR", dir)
         .envs(database_url.map(|url| ("KANADE_DATABASE_URL", url)))
@@ -327,6 +332,7 @@ async fn start_simulator(
         .args(["simulate", "--count", &n.to_string(), "--connections", &connections.to_string()])
         .args(["--heartbeat-interval", &humantime::format_duration(heartbeat).to_string()])
         .args(["--catch-up-jitter", &humantime::format_duration(args.catch_up_jitter).to_string()])
+        .args(kanade_testkit::fleet().simulator_args())
         .arg("--data-dir")
         .arg(data)
         .env("KANADE_NATS_URL", nats_url)
@@ -346,7 +352,7 @@ fn start_nats(args: &FanoutArgs) -> NatsServer {
 /// machine is the raw fleet's alone. The median run, with its per-agent latencies.
 async fn quiet_raw(args: &FanoutArgs, bin: &Path, n: usize, work: &Path) -> anyhow::Result<(Duration, Vec<i64>)> {
     let nats = start_nats(args);
-    let client = async_nats::connect(nats.url()).await?;
+    let client = kanade_testkit::client(&nats.url()).await;
     let js = jetstream::new(client.clone());
     let runs = raw_runs(args, bin, n, &nats.url(), &client, &js, &work.join("quiet")).await?;
     Ok(median_by_key(runs, |run| run.0))
@@ -367,6 +373,7 @@ async fn raw_runs(
     let mut raw_command = tokio::process::Command::new(bin.join("kanade-bench"));
     raw_command.args(["raw-agents", "--nats-url", url, "--count", &n.to_string()]);
     raw_command.args(["--connections", &connections.to_string()]);
+    raw_command.args(kanade_testkit::fleet().simulator_args());
     let mut raw_agents = Proc::spawn(raw_command, &dir.join("raw.log"))?;
     raw_agents.ready_line(Duration::from_secs(300)).await?;
     let projector = raw::Projector::start(js, &dir.join("raw.db")).await?;
@@ -392,7 +399,7 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
 
     let mut nats = start_nats(args);
     let url = nats.url();
-    let client = async_nats::connect(&url).await?;
+    let client = kanade_testkit::client(&url).await;
     let js = jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
     let connections = n.div_ceil(args.agents_per_connection).max(1);
@@ -529,13 +536,15 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
 }
 
 /// The class a census counts a subject in: at most four tokens, with every token after the first that holds a
-/// digit (a pc id, an exec id, an inbox's random name) written `*`: `results.*.*`, `$JS.API.DIRECT.GET`.
+/// digit (a pc id, an exec id) written `*`, and every token of an inbox after its prefix (random names, which may
+/// hold no digit): `results.*.*`, `$JS.API.DIRECT.GET`, `_INBOX_SIMULATOR.*.*`.
 fn subject_class(subject: &str) -> String {
+    let inbox = subject.starts_with("_INBOX");
     let tokens: Vec<&str> = subject
         .split('.')
         .take(4)
         .enumerate()
-        .map(|(i, t)| if i > 0 && t.bytes().any(|b| b.is_ascii_digit()) { "*" } else { t })
+        .map(|(i, t)| if i > 0 && (inbox || t.bytes().any(|b| b.is_ascii_digit())) { "*" } else { t })
         .collect();
     tokens.join(".")
 }
@@ -547,7 +556,11 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     use futures::StreamExt;
-    let client = async_nats::ConnectOptions::new().subscription_capacity(1 << 20).connect(url).await?;
+    let nats = kanade_testkit::fleet().backend_nats(url);
+    let client = kanade_ops::nats::options(&nats, "kanade-bench census")
+        .subscription_capacity(1 << 20)
+        .connect(nats.urls.as_slice())
+        .await?;
     let mut all = client.subscribe(">").await?;
     client.flush().await?;
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -685,7 +698,7 @@ async fn ping_everyone(client: async_nats::Client, n: usize, since: Instant) -> 
     Ok(last)
 }
 
-fn bench_command(exec: &ExecId, job: &JobId) -> Command {
+pub(crate) fn bench_command(exec: &ExecId, job: &JobId) -> Command {
     Command {
         exec_id: exec.clone(),
         job_id: job.clone(),
@@ -927,12 +940,14 @@ async fn heartbeat_load(args: &FanoutArgs, backend: &Backend, client: &async_nat
 async fn idle_agent(bin: &Path, window: Duration) -> anyhow::Result<(u64, f64)> {
     eprintln!("bench: real agent idle for {}", humantime::format_duration(window));
     let nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await?;
+    let client = kanade_testkit::client(&nats.url()).await;
     kanade_ops::jetstream::setup(&jetstream::new(client.clone()), 1).await?;
     let data = tempfile::tempdir()?;
     let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
     command
         .env_clear()
+        // Its own credential in its data dir, as enrolment leaves it, and the fleet's CA.
+        .envs(kanade_testkit::fleet().agent_env("idle-agent", &[], data.path()))
         .env("KANADE_AGENT_ID", "idle-agent")
         .env("KANADE_AGENT_DATA_DIR", data.path())
         .env("KANADE_NATS_URL", nats.url())
@@ -953,4 +968,19 @@ async fn idle_agent(bin: &Path, window: Duration) -> anyhow::Result<(u64, f64)> 
     let rss = agent.rss_bytes();
     agent.stop(Duration::from_secs(10)).await;
     Ok((rss, cpu_pct))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_class;
+
+    #[test]
+    fn a_census_class_hides_ids_and_every_inbox_name() {
+        assert_eq!(subject_class("results.sim-00001.01JX2"), "results.*.*");
+        assert_eq!(subject_class("$JS.API.DIRECT.GET.EXEC"), "$JS.API.DIRECT.GET");
+        assert_eq!(subject_class("commands.all.bench-fanout"), "commands.all.bench-fanout");
+        // The simulator's inbox names may hold no digit at all.
+        assert_eq!(subject_class("_INBOX_SIMULATOR.korrMoSxRAqtofjJlBjgOg"), "_INBOX_SIMULATOR.*");
+        assert_eq!(subject_class("_INBOX_SIMULATOR.abc.def"), "_INBOX_SIMULATOR.*.*");
+    }
 }

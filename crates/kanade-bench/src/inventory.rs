@@ -80,7 +80,7 @@ async fn one_database(args: &InventoryArgs, bin: &Path, kind: &str) -> anyhow::R
     let store = Store::create(kind, work.path(), &args.postgres, "inventory").await?;
     let nats = NatsServer::start_durable();
     let url = nats.url();
-    let client = async_nats::connect(&url).await?;
+    let client = kanade_testkit::client(&url).await;
     let js = async_nats::jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
     let backend = fanout::start_backend_on(bin, &url, work.path(), store.url()).await?;
@@ -93,7 +93,9 @@ async fn one_database(args: &InventoryArgs, bin: &Path, kind: &str) -> anyhow::R
         .args(["simulate", "--count", &n.to_string(), "--connections", &n.div_ceil(100).max(1).to_string()])
         .args(["--heartbeat-interval", "60s", "--inventory-items", &args.items.to_string()])
         .args(["--inventory-churn", &args.churn.to_string(), "--inventory-interval", "24h"])
-        .args(["--inventory-jitter", &humantime::format_duration(args.jitter).to_string(), "--data-dir"])
+        .args(["--inventory-jitter", &humantime::format_duration(args.jitter).to_string()])
+        .args(kanade_testkit::fleet().simulator_args())
+        .arg("--data-dir")
         .arg(&sim_data)
         .env("KANADE_NATS_URL", &url)
         .env("KANADE_LOG", "warn");

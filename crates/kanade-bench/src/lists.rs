@@ -46,7 +46,7 @@ async fn run(args: &ListsArgs, bin: &Path) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let nats = NatsServer::start();
     let url = nats.url();
-    let client = async_nats::connect(&url).await?;
+    let client = kanade_testkit::client(&url).await;
     kanade_ops::jetstream::setup(&async_nats::jetstream::new(client.clone()), 1).await?;
     let backend = fanout::start_backend(bin, &url, work.path()).await?;
     let sim_data = PathBuf::from(format!("/dev/shm/kanade-bench-lists-{}", std::process::id()));
@@ -54,7 +54,9 @@ async fn run(args: &ListsArgs, bin: &Path) -> anyhow::Result<()> {
     let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
     command
         .args(["simulate", "--count", &n.to_string(), "--connections", &n.div_ceil(100).max(1).to_string()])
-        .args(["--heartbeat-interval", "30s", "--data-dir"])
+        .args(["--heartbeat-interval", "30s"])
+        .args(kanade_testkit::fleet().simulator_args())
+        .arg("--data-dir")
         .arg(&sim_data)
         .env("KANADE_NATS_URL", &url)
         .env("KANADE_LOG", "warn");

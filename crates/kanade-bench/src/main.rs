@@ -5,12 +5,15 @@
 //! (`inventory`): inventory ingest and queries at 10,000 agents (BENCHMARKS.md); `kanade-bench perf` (`perf`): live
 //! performance at 10,000 agents — rollups, history, live streams and one real agent's cost (BENCHMARKS.md);
 //! `kanade-bench schedules` (`schedules`): schedules at 10,000 agents — timed fires against firing by hand, the idle
-//! leader, once-per-PC with PCs that join later (BENCHMARKS.md). This file parses the flags and dispatches.
+//! leader, once-per-PC with PCs that join later (BENCHMARKS.md); `kanade-bench identities` (`identities`): what
+//! every agent having its own NATS connection and credential costs the broker, against agents sharing the
+//! simulator's (BENCHMARKS.md). This file parses the flags and dispatches.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod database;
 mod fanout;
+mod identities;
 mod inventory;
 mod lists;
 mod perf;
@@ -42,6 +45,12 @@ enum Cli {
     /// Schedules at fleet size: a 10 s cron's fires against the same fired by hand, the idle leader, and a
     /// once-per-PC schedule with PCs that join later, on SQLite and PostgreSQL.
     Schedules(schedules::SchedulesArgs),
+    /// Per-agent NATS identities: N agents each on its own connection with its own credential, against the same
+    /// agents sharing a few connections with the simulator's credential (connect time, broadcast, broker CPU and RSS).
+    Identities(identities::IdentitiesArgs),
+    /// (Internal) the agents of `identities`, run as their own process.
+    #[command(hide = true)]
+    IdentityAgents(identities::AgentsArgs),
     /// (Internal) reads /proc once a second until killed: the reference of the perf benchmark's agent figures.
     #[command(hide = true)]
     ProcReader,
@@ -53,6 +62,12 @@ enum Cli {
         count: usize,
         #[arg(long)]
         connections: usize,
+        /// The simulator's credential.
+        #[arg(long)]
+        nats_creds: std::path::PathBuf,
+        /// The fleet's CA.
+        #[arg(long)]
+        nats_ca: std::path::PathBuf,
     },
 }
 
@@ -68,17 +83,21 @@ fn main() -> anyhow::Result<()> {
     if matches!(cli, Cli::ProcReader) {
         perf::proc_reader();
     }
-    if !matches!(cli, Cli::RawAgents { .. }) {
+    if !matches!(cli, Cli::RawAgents { .. } | Cli::IdentityAgents(_)) {
         kanade_testkit::use_nats_server_binary(procs::obtain_nats_server()?);
     }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli {
-        Cli::RawAgents { nats_url, count, connections } => runtime.block_on(raw::agents(&nats_url, count, connections)),
+        Cli::RawAgents { nats_url, count, connections, nats_creds, nats_ca } => {
+            runtime.block_on(raw::agents(&nats_url, count, connections, &nats_creds, &nats_ca))
+        }
         Cli::Sync(args) => runtime.block_on(sync::run(args)),
         Cli::Lists(args) => lists::main(args, &runtime),
         Cli::Inventory(args) => inventory::main(args, &runtime),
         Cli::Perf(args) => perf::main(args, &runtime),
         Cli::Schedules(args) => schedules::main(args, &runtime),
+        Cli::Identities(args) => identities::main(args, &runtime),
+        Cli::IdentityAgents(args) => runtime.block_on(identities::agents(args)),
         Cli::ProcReader => unreachable!("handled before the runtime starts"),
         Cli::Fanout(args) => {
             let bin = procs::build_binaries()?;

@@ -230,7 +230,7 @@ async fn fleet(args: &PerfArgs, bin: &Path, kind: &str, live: bool) -> anyhow::R
     let store = Store::create(kind, work.path(), &args.postgres, "perf").await?;
     let nats = NatsServer::start_durable();
     let url = nats.url();
-    let client = async_nats::connect(&url).await?;
+    let client = kanade_testkit::client(&url).await;
     let js = jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
     let backend = fanout::start_backend_on(bin, &url, work.path(), store.url()).await?;
@@ -243,7 +243,9 @@ async fn fleet(args: &PerfArgs, bin: &Path, kind: &str, live: bool) -> anyhow::R
     command
         .args(["simulate", "--count", &n.to_string(), "--connections", &n.div_ceil(100).max(1).to_string()])
         .args(["--heartbeat-interval", "30s", "--perf-interval", LIVE_INTERVAL])
-        .args(["--host-perf-interval", &humantime::format_duration(rollup_interval).to_string(), "--data-dir"])
+        .args(["--host-perf-interval", &humantime::format_duration(rollup_interval).to_string()])
+        .args(kanade_testkit::fleet().simulator_args())
+        .arg("--data-dir")
         .arg(&sim_data)
         .env("KANADE_NATS_URL", &url)
         .env("KANADE_LOG", "warn");
@@ -989,7 +991,7 @@ async fn real_agent(args: &PerfArgs, bin: &Path) -> anyhow::Result<String> {
     let window = args.agent_window;
     eprintln!("bench: real agent: idle, then watched, {} each", humantime::format_duration(window));
     let nats = NatsServer::start_durable();
-    let client = async_nats::connect(nats.url()).await?;
+    let client = kanade_testkit::client(&nats.url()).await;
     kanade_ops::jetstream::setup(&jetstream::new(client.clone()), 1).await?;
     let data = tempfile::tempdir()?;
     let pc = PcId::new("perf-agent")?;
@@ -1004,7 +1006,9 @@ async fn real_agent(args: &PerfArgs, bin: &Path) -> anyhow::Result<String> {
         ),
     )?;
     let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
-    command.env_clear().arg("--config").arg(&config).env("KANADE_LOG", "warn");
+    // Its own credential in its data dir, as enrolment leaves it, and the fleet's CA.
+    let identity = kanade_testkit::fleet().agent_env(pc.as_str(), &[], &data.path().join("state"));
+    command.env_clear().envs(identity).arg("--config").arg(&config).env("KANADE_LOG", "warn");
     let agent = Proc::spawn(command, &data.path().join("agent.log"))?;
     let started = Instant::now();
     while kanade_ops::agents::ping(&client, &pc, Duration::from_millis(500)).await.is_err() {

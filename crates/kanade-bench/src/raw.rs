@@ -2,25 +2,42 @@
 //! every subscriber publishes one JetStream result and awaits its ack; one pull consumer batches them into
 //! SQLite (WAL, synchronous=NORMAL, as the backend uses). What kanade adds on top — validation, the gate, the
 //! ledger's claim file, the outbox's durable write, the projector's checks and its HTTP count — is the difference.
+//!
+//! The raw agents connect as the fleet simulator does (TLS pinned to the fleet's CA, the simulator's credential and
+//! inbox prefix), so the reference pays the same broker-side TLS, auth and permission checks as kanade's agents.
+//! That credential allows only agent subjects, so the raw fleet uses two of them that no kanade stream or process
+//! listens on: the command on `agents.bench-raw.cmd` (agents may subscribe `agents.*.>`), the results on
+//! `output.bench-raw.<index>` (agents may publish `output.*.>`; kanade's `OUTPUT` stream takes only five-token
+//! `output` subjects, and the live tail is core).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::StreamExt;
+use kanade_shared::config::NatsConfig;
+use kanade_shared::security::permissions::SIMULATOR_INBOX_PREFIX;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-pub const COMMAND_SUBJECT: &str = "bench.raw.cmd";
+pub const COMMAND_SUBJECT: &str = "agents.bench-raw.cmd";
 const STREAM: &str = "BENCHRAW";
-const RESULTS_ROOT: &str = "bench.raw.results";
+const RESULTS_ROOT: &str = "output.bench-raw";
 
-/// `kanade-bench raw-agents`: `count` subscribers over `connections` connections; prints a JSON line when ready.
+/// `kanade-bench raw-agents`: `count` subscribers over `connections` connections, each connection as the fleet
+/// simulator (`creds`, TLS pinned to `ca`); prints a JSON line when ready.
 #[allow(clippy::print_stdout)]
-pub async fn agents(url: &str, count: usize, connections: usize) -> anyhow::Result<()> {
+pub async fn agents(url: &str, count: usize, connections: usize, creds: &Path, ca: &Path) -> anyhow::Result<()> {
+    let nats = NatsConfig::secure(vec![url.to_owned()], Some(creds.to_owned()), ca.to_owned());
     let mut clients = Vec::new();
-    for _ in 0..connections.max(1) {
-        clients.push(async_nats::connect(url).await.context("connect")?);
+    for i in 0..connections.max(1) {
+        let client = kanade_ops::nats::options(&nats, &format!("kanade-bench raw {i}"))
+            .custom_inbox_prefix(SIMULATOR_INBOX_PREFIX)
+            .connect(url)
+            .await
+            .context("connect")?;
+        clients.push(client);
     }
     for index in 0..count {
         let client = clients[index % clients.len()].clone();
@@ -65,7 +82,7 @@ impl Projector {
         let stream = js
             .get_or_create_stream(stream::Config {
                 name: STREAM.into(),
-                subjects: vec![format!("{RESULTS_ROOT}.>")],
+                subjects: vec![format!("{RESULTS_ROOT}.*")],
                 storage: stream::StorageType::File,
                 duplicate_window: Duration::from_secs(60 * 60),
                 ..Default::default()

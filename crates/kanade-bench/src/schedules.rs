@@ -453,7 +453,7 @@ async fn fleet_in(
     eprintln!("bench: {kind}: {n} simulated agents in group `{GROUP}`");
     let nats = NatsServer::start_durable();
     let url = nats.url();
-    let client = async_nats::connect(&url).await?;
+    let client = kanade_testkit::client(&url).await;
     let js = jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
     let backend = fanout::start_backend_on(bin, &url, work, store.url()).await?;
@@ -527,6 +527,7 @@ async fn start_simulator(bin: &Path, url: &str, data: &Path, prefix: &str, count
     command
         .args(["simulate", "--count", &count.to_string(), "--connections", &count.div_ceil(100).max(1).to_string()])
         .args(["--id-prefix", prefix, "--groups", GROUP, "--heartbeat-interval", "30s", "--record-runs"])
+        .args(kanade_testkit::fleet().simulator_args())
         .arg("--data-dir")
         .arg(data)
         .env("KANADE_NATS_URL", url)
