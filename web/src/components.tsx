@@ -10,6 +10,7 @@ import { ApiError } from "./lib/api";
 import { ago, stamp, took } from "./lib/format";
 import { BUCKETS, type Progress, bucketOf, mayBeRunning, summary } from "./lib/progress";
 import { seenInUrl } from "./lib/searchtext";
+import type { Badge } from "./lib/values";
 import type { Execution, ResultRow } from "./lib/types";
 
 const SYMBOL: Record<string, string> = {
@@ -393,4 +394,20 @@ export function useSearchText(key: string): [string, (value: string) => void] {
     );
   };
   return [text, set];
+}
+
+/// A status badge of one of the stylesheet's tones, with its symbol so it never reads by colour alone.
+export function ToneBadge({ badge, testId }: { badge: Badge; testId?: string }) {
+  return (
+    <span className={`badge badge-${badge.tone}`} data-testid={testId}>
+      <span aria-hidden="true">{badge.symbol} </span>
+      {badge.label}
+    </span>
+  );
+}
+
+/// A time as the local date and time.
+export function Stamp({ at }: { at: string | null }) {
+  if (!at) return <span>—</span>;
+  return <time dateTime={at}>{stamp(at)}</time>;
 }

@@ -28,6 +28,22 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
     base.mul_f64(1.0 + jitter)
 }
 
+/// Options that authenticate with the `.creds` file at `path`, read again at every connect (a renewed credential is
+/// used from the next reconnect on).
+pub fn with_creds_file(path: PathBuf) -> ConnectOptions {
+    ConnectOptions::with_auth_callback(move |nonce| {
+        let path = path.clone();
+        async move {
+            let (jwt, signature) =
+                kanade_shared::security::creds::answer_file(&path, &nonce).map_err(AuthError::new)?;
+            let mut auth = async_nats::Auth::new();
+            auth.jwt = Some(jwt);
+            auth.signature = Some(signature);
+            Ok(auth)
+        }
+    })
+}
+
 /// Counts (re)connects; every agent on the connection wakes when it changes.
 pub type Connects = watch::Receiver<u64>;
 
@@ -41,17 +57,7 @@ pub async fn connect(
     let (on_connect, connects) = watch::channel(0u64);
     let on_connect = std::sync::Arc::new(on_connect);
     let options = match identity.creds.clone() {
-        Some(path) => ConnectOptions::with_auth_callback(move |nonce| {
-            let path = path.clone();
-            async move {
-                let (jwt, signature) =
-                    kanade_shared::security::creds::answer_file(&path, &nonce).map_err(AuthError::new)?;
-                let mut auth = async_nats::Auth::new();
-                auth.jwt = Some(jwt);
-                auth.signature = Some(signature);
-                Ok(auth)
-            }
-        }),
+        Some(path) => with_creds_file(path),
         None => ConnectOptions::new(),
     };
     let mut options = options

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_nats::{AuthError, Client, ConnectOptions};
+use async_nats::Client;
 use kanade_shared::config::AgentConfig;
 use kanade_shared::enroll::{EnrollReply, EnrollRequest, RenewRequest};
 use kanade_shared::security::{self, creds, jwt, permissions};
@@ -225,23 +225,13 @@ async fn ask(client: &Client, subject: String, body: Vec<u8>) -> Result<EnrollRe
 /// A connection that may only ask to enrol: the bootstrap credential, the shared enrolment inbox, TLS pinned to
 /// the fleet's CA.
 async fn bootstrap_client(config: &AgentConfig, bootstrap: &Path) -> Result<Client, CredentialError> {
-    let path = bootstrap.to_owned();
-    let mut options = ConnectOptions::with_auth_callback(move |nonce| {
-        let path = path.clone();
-        async move {
-            let (jwt, signature) = creds::answer_file(&path, &nonce).map_err(AuthError::new)?;
-            let mut auth = async_nats::Auth::new();
-            auth.jwt = Some(jwt);
-            auth.signature = Some(signature);
-            Ok(auth)
-        }
-    })
-    .name(format!("kanade-agent {} (enrolling)", config.pc_id))
-    .custom_inbox_prefix(permissions::ENROLL_INBOX_PREFIX)
-    .retry_on_initial_connect()
-    .max_reconnects(None)
-    .reconnect_delay_callback(crate::connection::reconnect_delay)
-    .connection_timeout(Duration::from_secs(5));
+    let mut options = crate::connection::with_creds_file(bootstrap.to_owned())
+        .name(format!("kanade-agent {} (enrolling)", config.pc_id))
+        .custom_inbox_prefix(permissions::ENROLL_INBOX_PREFIX)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(crate::connection::reconnect_delay)
+        .connection_timeout(Duration::from_secs(5));
     if let Some(ca) = &config.nats.ca {
         options = options.add_root_certificates(ca.clone()).require_tls(true);
     }

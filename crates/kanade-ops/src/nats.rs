@@ -27,7 +27,7 @@ pub fn options(nats: &NatsConfig, name: &str) -> ConnectOptions {
 }
 
 /// Options that authenticate with the `.creds` file at `path`, read again at every connect.
-pub fn with_creds_file(path: PathBuf) -> ConnectOptions {
+fn with_creds_file(path: PathBuf) -> ConnectOptions {
     ConnectOptions::with_auth_callback(move |nonce| {
         let path = path.clone();
         async move { answer_from_file(&path, &nonce).await }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use kanade_ops::security as ops;
 use kanade_shared::config::NatsConfig;
-use kanade_shared::security::{self, FleetAccount, creds, jwt, permissions};
+use kanade_shared::security::{self, FleetAccount, permissions};
 use kanade_shared::{GroupName, PcId};
 use nkeys::KeyPair;
 
@@ -87,11 +87,6 @@ impl TestFleet {
         NatsConfig::secure(split(url), Some(self.file(ops::BACKEND_CREDS)), self.ca())
     }
 
-    /// The CLI's connection to `url`.
-    pub fn cli_nats(&self, url: &str) -> NatsConfig {
-        NatsConfig::secure(split(url), Some(self.file(ops::CLI_CREDS)), self.ca())
-    }
-
     /// The environment the `kanade` binary needs to reach a test server as the CLI.
     pub fn cli_env(&self) -> [(&'static str, PathBuf); 2] {
         [("KANADE_NATS_CREDS", self.file(ops::CLI_CREDS)), ("KANADE_NATS_CA", self.ca())]
@@ -147,17 +142,6 @@ impl TestFleet {
         key.public_key()
     }
 
-    /// A credential with `limits`, signed by the fleet's user key (a test's own raw client).
-    pub fn issue_user(&self, name: &str, limits: jwt::UserLimits, path: &Path) {
-        let signer = ops::read_seed(&self.file(ops::USER_SIGNING_KEY)).expect("test fleet user key");
-        let now = chrono::Utc::now().timestamp();
-        let (_, text) = security::issue_creds(&signer, |user| {
-            security::user_claims(user, name, limits, &self.account.account, now, None)
-        })
-        .expect("sign a user credential");
-        ops::write_file(path, text.as_bytes(), true).expect("write user credential");
-    }
-
     /// The fleet account's public keys.
     pub fn account(&self) -> &FleetAccount {
         &self.account
@@ -173,9 +157,4 @@ fn split(url: &str) -> Vec<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Checks that a `.creds` file parses (a test's sanity check of what it wrote).
-pub fn parse_creds(path: &Path) -> creds::Creds {
-    creds::parse(&std::fs::read_to_string(path).expect("read creds")).expect("valid creds")
 }

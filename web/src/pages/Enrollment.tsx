@@ -7,9 +7,8 @@ import { useInfiniteQuery, useMutation, useQueryClient } from "@tanstack/react-q
 import { type FormEvent, useEffect, useMemo, useRef, useState } from "react";
 
 import { useAuth } from "../auth";
-import { ErrorNote, LoadMore, Loading, PageTitle, PcLink, When } from "../components";
+import { ErrorNote, Stamp, ToneBadge, LoadMore, Loading, PageTitle, PcLink, When } from "../components";
 import {
-  type Badge,
   type CreatedToken,
   type CredentialRow,
   type CredentialStatus,
@@ -33,28 +32,12 @@ import {
   revokeTokenPrompt,
   tokenRows,
 } from "../lib/enrollment";
-import { stamp } from "../lib/format";
 import { nextCursor } from "../lib/paging";
 
 /// Rows per page of each list.
 const PAGE_ROWS = 200;
 
 type Enroll = ReturnType<typeof enrollmentApi>;
-
-function ToneBadge({ badge }: { badge: Badge }) {
-  return (
-    <span className={`badge badge-${badge.tone}`}>
-      <span aria-hidden="true">{badge.symbol} </span>
-      {badge.label}
-    </span>
-  );
-}
-
-/// A time as the local date and time.
-function Stamp({ at }: { at: string | null }) {
-  if (!at) return <span>—</span>;
-  return <time dateTime={at}>{stamp(at)}</time>;
-}
 
 function useCredentials(enroll: Enroll, status: CredentialStatus) {
   return useInfiniteQuery({

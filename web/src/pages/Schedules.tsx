@@ -7,12 +7,11 @@ import { type FormEvent, type ReactNode, useEffect, useState } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, ExecBadge, ExecLink, Loading, PageTitle, When } from "../components";
+import { ErrorNote, Stamp, ToneBadge, ExecBadge, ExecLink, Loading, PageTitle, When } from "../components";
 import { ApiError } from "../lib/api";
 import { stamp } from "../lib/format";
 import { keys } from "../lib/live";
 import {
-  type Badge,
   type FireRow,
   SCHEDULE_PLACEHOLDER,
   deletePrompt,
@@ -35,21 +34,6 @@ function useNow(ms: number): number {
     return () => clearInterval(timer);
   }, [ms]);
   return now;
-}
-
-function ToneBadge({ badge, testId }: { badge: Badge; testId?: string }) {
-  return (
-    <span className={`badge badge-${badge.tone}`} data-testid={testId}>
-      <span aria-hidden="true">{badge.symbol} </span>
-      {badge.label}
-    </span>
-  );
-}
-
-/// A time as the local date and time.
-function Stamp({ at }: { at: string | null }) {
-  if (!at) return <span>—</span>;
-  return <time dateTime={at}>{stamp(at)}</time>;
 }
 
 /// What a page was handed when it was navigated to: the schedule just deleted, or what creating one did.
