@@ -2,7 +2,9 @@
 //! config loading. This crate does no network I/O; it reads a config file and creates a default data dir only when
 //! asked to.
 
+pub mod access;
 pub mod api;
+pub mod authority;
 pub mod config;
 pub mod enroll;
 pub mod ids;

@@ -27,6 +27,10 @@ pub const KV_AGENT_GROUPS: &str = "agent_groups";
 pub const KV_JOBS: &str = "jobs";
 pub const KV_SCHEDULES: &str = "schedules";
 pub const KV_LEASES: &str = "leases";
+/// The root-signed trust list (`kanade_shared::authority`), one key: [`TRUST_KEY`].
+pub const KV_TRUST: &str = "trust_list";
+/// The one key of [`KV_TRUST`].
+pub const TRUST_KEY: &str = "current";
 
 pub const OBJ_AGENT_RELEASES: &str = "agent_releases";
 /// Metadata key under which every kanade object keeps its SHA-256 (lowercase hex), written at publish time.
@@ -189,6 +193,7 @@ pub const KV_BUCKETS: &[BucketSpec] = &[
     bucket(KV_AGENT_GROUPS, "pc -> operator-assigned groups", 5),
     bucket(KV_JOBS, "job id -> manifest", 10),
     bucket(KV_SCHEDULES, "schedule id -> schedule", 5),
+    bucket(KV_TRUST, "the root-signed trust list of signing keys (key `current`)", 10),
     BucketSpec {
         name: KV_LEASES,
         description: "backend leadership leases, each gone LEADER_TTL after its last renewal",

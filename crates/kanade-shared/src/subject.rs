@@ -214,6 +214,18 @@ pub fn job_of_command(subject: &str) -> Option<JobId> {
     JobId::new(subject.rsplit('.').next()?).ok()
 }
 
+/// The target a command subject addresses (`commands.all.<job>`, `commands.group.<g>.<job>`,
+/// `commands.pc.<pc>.<job>`), if it is one with valid tokens.
+pub fn target_of_command(subject: &str) -> Option<Target> {
+    let tokens: Vec<&str> = subject.strip_prefix("commands.")?.split('.').collect();
+    match tokens.as_slice() {
+        ["all", job] => JobId::new(*job).ok().map(|_| Target::All),
+        ["group", group, job] => JobId::new(*job).ok().and(GroupName::new(*group).ok()).map(Target::Group),
+        ["pc", pc, job] => JobId::new(*job).ok().and(PcId::new(*pc).ok()).map(Target::Pc),
+        _ => None,
+    }
+}
+
 /// The exec id that ends a kill subject.
 pub fn exec_of_kill(subject: &str) -> Option<ExecId> {
     ExecId::new(subject.strip_prefix("kill.")?).ok()

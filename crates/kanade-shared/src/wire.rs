@@ -217,6 +217,11 @@ pub enum Reason {
     Invalid,
     /// The run's result was written but could not be read back from the agent's outbox (the file was damaged).
     ResultLost,
+    /// The command is not signed, or its signature is not a valid one (forged, altered, moved, expired).
+    BadSignature,
+    /// The command is validly signed by a key that may not do this here: not in the trust list, revoked, its role
+    /// too low or its group scope not covering this PC.
+    NotAuthorised,
     Other(String),
 }
 
@@ -232,6 +237,8 @@ impl Reason {
             Reason::SpawnFailed => "spawn_failed",
             Reason::Invalid => "invalid",
             Reason::ResultLost => "result_lost",
+            Reason::BadSignature => "bad_signature",
+            Reason::NotAuthorised => "not_authorised",
             Reason::Other(other) => other,
         }
     }
@@ -247,6 +254,8 @@ impl Reason {
             "spawn_failed" => Reason::SpawnFailed,
             "invalid" => Reason::Invalid,
             "result_lost" => Reason::ResultLost,
+            "bad_signature" => Reason::BadSignature,
+            "not_authorised" => Reason::NotAuthorised,
             other => Reason::Other(other.to_owned()),
         }
     }

@@ -7,7 +7,7 @@
 
 use super::jwt::{Permission, ResponsePermission, UserLimits};
 use crate::resources::{
-    KV_AGENT_CONFIG, KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS, OBJ_AGENT_RELEASES, STREAM_EXEC, STREAM_INVENTORY,
+    KV_AGENT_CONFIG, KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS, KV_TRUST, OBJ_AGENT_RELEASES, STREAM_EXEC, STREAM_INVENTORY,
 };
 
 /// The template placeholder for the PC id.
@@ -40,6 +40,11 @@ pub fn agent_template() -> UserLimits {
     agent_limits(NAME, GROUP, &agent_inbox_prefix(NAME))
 }
 
+/// The subject the trust list is stored on.
+fn trust_entry() -> String {
+    crate::subject::kv_entry(KV_TRUST, crate::resources::TRUST_KEY)
+}
+
 /// An agent's permissions, with `pc` and `group` in place (a template's placeholders, a real PC's, or `*`).
 pub fn agent_limits(pc: &str, group: &str, inbox: &str) -> UserLimits {
     let direct = |stream: &str| format!("$JS.API.DIRECT.GET.{stream}");
@@ -66,6 +71,8 @@ pub fn agent_limits(pc: &str, group: &str, inbox: &str) -> UserLimits {
         direct(STREAM_EXEC),
         direct(&format!("KV_{KV_SCRIPT_CURRENT}")),
         direct(&format!("KV_{KV_SCRIPT_STATUS}")),
+        // The trust list, read back on connect: one key, by subject.
+        format!("{}.{}", direct(&format!("KV_{KV_TRUST}")), trust_entry()),
         // Its own inventory's latest per kind, by subject.
         format!("{}.inventory.{pc}.>", direct(STREAM_INVENTORY)),
         // Releases: the metadata by subject, the chunks by batch direct get.
@@ -81,6 +88,7 @@ pub fn agent_limits(pc: &str, group: &str, inbox: &str) -> UserLimits {
         format!("agents.{pc}.>"),
         format!("{}.>", kv(KV_SCRIPT_CURRENT)),
         format!("{}.>", kv(KV_SCRIPT_STATUS)),
+        trust_entry(),
         format!("{inbox}.>"),
     ];
     subscribe.extend(config_keys);
@@ -201,6 +209,8 @@ mod tests {
         for subject in own("pc-1") {
             assert!(may_publish(&limits, &subject), "{subject}");
         }
+        // The trust list is read back by subject, the one key only.
+        assert!(may_publish(&limits, "$JS.API.DIRECT.GET.KV_trust_list.$KV.trust_list.current"));
         for subject in own("pc-2") {
             assert!(!may_publish(&limits, &subject), "{subject}");
         }
@@ -224,6 +234,8 @@ mod tests {
             "$JS.API.DIRECT.GET.INVENTORY.inventory.pc-2.hardware".to_owned(),
             "_INBOX.abc".to_owned(),
             "audit.alice.fire".to_owned(),
+            "$KV.trust_list.current".to_owned(),
+            "$JS.API.DIRECT.GET.KV_trust_list".to_owned(),
         ] {
             assert!(!may_publish(&limits, &subject), "{subject}");
         }
@@ -245,6 +257,7 @@ mod tests {
             subject::inventory_refresh(&pc),
             subject::kv_changes(KV_SCRIPT_CURRENT),
             "$KV.agent_config.pcs.pc-1".to_owned(),
+            "$KV.trust_list.current".to_owned(),
             "_INBOX_pc-1.abc.*".to_owned(),
         ] {
             assert!(may_subscribe(&limits, &filter), "{filter}");
@@ -262,6 +275,7 @@ mod tests {
             "heartbeat.*",
             "$KV.agent_config.>",
             "$KV.agent_config.pcs.pc-2",
+            "$KV.trust_list.>",
         ] {
             assert!(!may_subscribe(&limits, filter), "{filter}");
         }
