@@ -4,6 +4,7 @@
 use kanade_ops::OpsError;
 use kanade_ops::audit::{Auditor, Source};
 use kanade_shared::Actor;
+use kanade_shared::access::{GroupScope, Role};
 
 /// Who is calling, as the auth layer established it.
 #[derive(Debug, Clone)]
@@ -11,9 +12,18 @@ pub struct Caller {
     pub actor: Actor,
     /// True when a per-operator token proves the identity; false when it is only the client's claim.
     pub verified: bool,
+    /// What the caller may do.
+    pub role: Role,
+    /// Which PCs the caller's actions and reads reach.
+    pub scope: GroupScope,
 }
 
 impl Caller {
+    /// A caller with every right: the bootstrap token, auth disabled, the backend's own schedules.
+    pub fn admin(actor: Actor, verified: bool) -> Self {
+        Caller { actor, verified, role: Role::Admin, scope: GroupScope::Fleet }
+    }
+
     /// How the identity was established, as the audit trail records it.
     pub fn identity(&self) -> &'static str {
         if self.verified { "token" } else { "claimed" }

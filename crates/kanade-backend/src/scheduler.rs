@@ -116,7 +116,7 @@ pub fn standing_step(
 
 /// The caller a schedule fires as: `schedule-<id>` in the audit trail and as the executions' requester.
 pub fn caller_for(id: &ScheduleId) -> Caller {
-    Caller { actor: Actor::from_login(&format!("schedule-{id}")), verified: true }
+    Caller::admin(Actor::from_login(&format!("schedule-{id}")), true)
 }
 
 /// What firing `schedule` asks of the engine: its targets, waves, jitter and deadline where it gives them.

@@ -17,6 +17,7 @@ pub mod objects;
 pub mod release;
 pub mod schedules;
 pub mod security;
+pub mod signing;
 pub mod store;
 
 /// What can go wrong talking to the broker on an operator's behalf.

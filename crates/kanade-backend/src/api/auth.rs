@@ -26,7 +26,7 @@ fn claimed(request: &Request) -> Result<Caller, ApiError> {
             ApiError::bad_request(ErrorCode::InvalidOperator, format!("`{OPERATOR_HEADER}` must be plain ASCII"))
         })?),
     };
-    Ok(Caller { actor, verified: false })
+    Ok(Caller::admin(actor, false))
 }
 
 pub(super) async fn require_auth(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
@@ -56,7 +56,7 @@ pub(super) async fn require_auth(State(state): State<Arc<AppState>>, mut request
     // Every token is compared, so the time taken does not tell which one nearly matched.
     let operator = operators.iter().fold(None, |found, o| if matches(&o.token) { Some(o) } else { found });
     let caller = match (operator, shared.as_deref().is_some_and(matches)) {
-        (Some(operator), _) => Caller { actor: operator.name.clone(), verified: true },
+        (Some(operator), _) => Caller::admin(operator.name.clone(), true),
         (None, true) => match claimed(&request) {
             Ok(caller) => caller,
             Err(err) => return err.into_response(),
