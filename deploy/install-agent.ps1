@@ -16,7 +16,9 @@
     Identity (README, "Security model"): the agent connects over TLS pinned to the fleet's CA (-CaFile, the
     `ca.pem` of `kanade security init`) and, on its first start, enrols with -EnrollToken (from `kanade enroll
     create`) using the bootstrap credential (-BootstrapCreds, `bootstrap.creds`): it makes its own key pair and
-    receives a credential for this PC only, kept in its data folder. The data folder is set to a protected ACL
+    receives a credential for this PC only, kept in its data folder. It obeys only commands signed by a key in the
+    fleet's trust list, which the trust root (-TrustRoot: the `ed25519:...` key in `trust-root.pub`) signs; without
+    it the agent refuses every command. The data folder is set to a protected ACL
     granting SYSTEM and Administrators only, by SID (names are localised), before anything is written into it.
 
     Run it elevated. Running it again upgrades in place: the service is stopped, the binary and config are
@@ -27,7 +29,8 @@
 
 .EXAMPLE
     .\install-agent.ps1 -Binary .\kanade-agent.exe -NatsUrl nats://nats.example.internal:4222 -Groups tokyo,wave1 `
-        -CaFile .\ca.pem -BootstrapCreds .\bootstrap.creds -EnrollToken kanade_enroll_...
+        -CaFile .\ca.pem -BootstrapCreds .\bootstrap.creds -EnrollToken kanade_enroll_... `
+        -TrustRoot (Get-Content .\trust-root.pub)
 
 .EXAMPLE
     .\install-agent.ps1 -Binary .\kanade-agent.exe -Config .\agent.toml
@@ -46,6 +49,8 @@ param(
     [string] $BootstrapCreds,
     # An enrolment token from `kanade enroll create`, used once at the agent's first start.
     [string] $EnrollToken,
+    # The fleet's trust root (the `ed25519:...` line of trust-root.pub): the agent obeys only what it vouches for.
+    [string] $TrustRoot,
     [string[]] $Groups = @(),
     [string] $InstallDir = (Join-Path $env:ProgramFiles 'kanade'),
     [string] $DataDir = (Join-Path $env:ProgramData 'kanade\agent'),
@@ -111,6 +116,7 @@ if ($Config) {
         "groups = [$(($Groups | ForEach-Object { ConvertTo-TomlString $_ }) -join ', ')]"
     )
     if ($EnrollToken) { $lines += "enroll_token = $(ConvertTo-TomlString $EnrollToken)" }
+    if ($TrustRoot) { $lines += "trust_root = $(ConvertTo-TomlString $TrustRoot.Trim())" }
     $lines += @('', '[nats]', 'ca = "ca.pem"')
     if ($Token) { $lines += "token = $(ConvertTo-TomlString $Token)" }
     # UTF-8 without a BOM: the agent reads TOML, which does not allow one.

@@ -55,10 +55,12 @@ async function shot(name) {
 /// Runs axe-core on the current page; fails on serious or critical violations.
 const accessible = (what) => checkAccessible(page, what);
 
-test("the dashboard asks for a token and refuses a wrong one", async () => {
+test("the dashboard asks for a name and password, offers an API token instead, and refuses a wrong token", async () => {
   await page.goto(URL);
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByLabel("Password").waitFor();
   await accessible("sign-in page");
+  await page.getByRole("button", { name: "Use an API token instead" }).click();
   await page.getByLabel("API token").fill("not-the-token");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("alert").filter({ hasText: "not accepted" }).waitFor();

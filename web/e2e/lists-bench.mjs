@@ -36,6 +36,7 @@ const figures = [];
 
 // Sign in once; the session is kept in the browser for the pages after.
 await page.goto(URL);
+await page.getByRole("button", { name: "Use an API token instead" }).click();
 await page.getByLabel("API token").fill(env("KANADE_TOKEN"));
 await page.getByLabel("Your name").fill("bench");
 await page.getByRole("button", { name: "Sign in" }).click();

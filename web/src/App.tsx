@@ -1,15 +1,19 @@
-// The dashboard's shell: sign-in, the live change stream, navigation and the routes.
+// The dashboard's shell: the session (signed in, or the sign-in page), the live change stream, navigation and the
+// routes.
 
 import { MutationCache, QueryCache, QueryClient, QueryClientProvider, useQuery, useQueryClient } from "@tanstack/react-query";
-import { type FormEvent, useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import { BrowserRouter, NavLink, Route, Routes, useLocation } from "react-router";
 
 import { type Auth, AuthContext, useAuth } from "./auth";
-import { Api, ApiError, type Credentials } from "./lib/api";
+import { Api, ApiError } from "./lib/api";
+import * as apitoken from "./lib/apitoken";
 import { keys, parseChange, stale } from "./lib/live";
-import * as storage from "./lib/session";
+import { abilities, whoText } from "./lib/roles";
+import { type SessionStatus, SessionKeeper, browserExclusive, httpTransport } from "./lib/session";
 import { type StreamState, follow } from "./lib/sse";
 import logo from "./favicon.svg";
+import { SignInPage } from "./SignIn";
 import { ActivityPage } from "./pages/Activity";
 import { AgentPage } from "./pages/Agent";
 import { AgentsPage } from "./pages/Agents";
@@ -25,17 +29,19 @@ import { JobsPage } from "./pages/Jobs";
 import { SchedulePage, SchedulesPage } from "./pages/Schedules";
 
 export function App() {
-  const [credentials, setCredentials] = useState<Credentials | null>(() => storage.load());
-  const signOut = useRef<() => void>(() => {});
+  const keeper = useMemo(
+    () => new SessionKeeper({ transport: httpTransport(), store: apitoken, now: Date.now, exclusive: browserExclusive() }),
+    [],
+  );
   const client = useMemo(() => {
-    // A token that stops being accepted (revoked, the backend's config changed) ends the session. The sign-in
-    // check itself is left out: its 401 is how the sign-in page learns that it is needed.
-    const onError = (error: unknown, session = false) => {
-      if (!session && error instanceof ApiError && error.unauthorized) signOut.current();
+    // A request refused even after the keeper renewed its token (signed out elsewhere, revoked, a user disabled,
+    // the backend's config changed) ends the sign-in here too.
+    const onError = (error: unknown) => {
+      if (error instanceof ApiError && error.unauthorized) keeper.ended();
     };
     return new QueryClient({
-      queryCache: new QueryCache({ onError: (error, query) => onError(error, query.meta?.session === true) }),
-      mutationCache: new MutationCache({ onError: (error) => onError(error) }),
+      queryCache: new QueryCache({ onError }),
+      mutationCache: new MutationCache({ onError }),
       defaultOptions: {
         // The browser's idea of "online" says nothing about reaching a backend on this host or the LAN (headless
         // or air-gapped machines report offline); the request itself tells.
@@ -47,48 +53,71 @@ export function App() {
         },
       },
     });
-  }, []);
-  signOut.current = () => {
-    if (credentials === null) return;
-    storage.clear();
-    client.clear();
-    setCredentials(null);
-  };
+  }, [keeper]);
+  const status = useSyncExternalStore(keeper.subscribe, keeper.status);
+  useEffect(() => {
+    void keeper.resume();
+  }, [keeper]);
+  useEffect(() => {
+    // Nothing one operator saw is kept for whoever signs in next.
+    if (status.state === "signed-out") client.clear();
+  }, [status, client]);
   return (
     <QueryClientProvider client={client}>
       <BrowserRouter>
-        <Gate credentials={credentials} onSignIn={setCredentials} signOut={() => signOut.current()} />
+        <Gate keeper={keeper} status={status} />
       </BrowserRouter>
     </QueryClientProvider>
   );
 }
 
-function Gate(props: { credentials: Credentials | null; onSignIn: (c: Credentials) => void; signOut: () => void }) {
-  const api = useMemo(() => new Api(props.credentials), [props.credentials]);
-  const session = useQuery({ queryKey: [...keys.session, props.credentials?.token ?? "", props.credentials?.operator ?? ""], queryFn: api.session, retry: false, meta: { session: true } });
-  if (session.isPending) {
-    return (
-      <main className="centered">
-        <p role="status">Connecting to the backend…</p>
-      </main>
-    );
+function Gate({ keeper, status }: { keeper: SessionKeeper; status: SessionStatus }) {
+  switch (status.state) {
+    case "starting":
+      return <Connecting />;
+    case "unreachable":
+      return <Unreachable message={status.message} retry={() => void keeper.resume()} />;
+    case "signed-out":
+      return <SignInPage keeper={keeper} notice={status.notice} />;
+    case "signed-in":
+      return <SignedIn keeper={keeper} epoch={status.epoch} />;
   }
-  if (session.isError) {
-    const unauthorized = session.error instanceof ApiError && session.error.unauthorized;
-    if (unauthorized) return <Login onSignIn={props.onSignIn} rejected={props.credentials !== null} />;
-    return (
-      <main className="centered">
-        <h1>kanade</h1>
-        <p className="error" role="alert">
-          The backend cannot be reached: {session.error.message}
-        </p>
-        <button type="button" onClick={() => session.refetch()}>
-          Try again
-        </button>
-      </main>
-    );
-  }
-  const auth: Auth = { api, credentials: props.credentials, session: session.data, signOut: props.signOut };
+}
+
+function Connecting() {
+  return (
+    <main className="centered">
+      <p role="status">Connecting to the backend…</p>
+    </main>
+  );
+}
+
+function Unreachable({ message, retry }: { message: string; retry: () => void }) {
+  return (
+    <main className="centered">
+      <h1>kanade</h1>
+      <p className="error" role="alert">
+        The backend cannot be reached: {message}
+      </p>
+      <button type="button" onClick={retry}>
+        Try again
+      </button>
+    </main>
+  );
+}
+
+function SignedIn({ keeper, epoch }: { keeper: SessionKeeper; epoch: number }) {
+  const api = useMemo(() => new Api(keeper), [keeper]);
+  const session = useQuery({ queryKey: [...keys.session, epoch], queryFn: api.session, retry: false });
+  const auth = useMemo<Auth | null>(
+    () =>
+      session.data
+        ? { api, authority: keeper, session: session.data, may: abilities(session.data), signOut: () => void keeper.signOut() }
+        : null,
+    [api, keeper, session.data],
+  );
+  if (session.isPending) return <Connecting />;
+  if (!auth) return <Unreachable message={session.error?.message ?? "no answer"} retry={() => void session.refetch()} />;
   return (
     <AuthContext.Provider value={auth}>
       <Shell />
@@ -96,74 +125,9 @@ function Gate(props: { credentials: Credentials | null; onSignIn: (c: Credential
   );
 }
 
-function Login({ onSignIn, rejected }: { onSignIn: (c: Credentials) => void; rejected: boolean }) {
-  const [token, setToken] = useState("");
-  const [operator, setOperator] = useState("");
-  const [remember, setRemember] = useState(false);
-  const [error, setError] = useState<string | null>(rejected ? "The saved sign-in is no longer accepted." : null);
-  const [busy, setBusy] = useState(false);
-  const recorded = storage.operatorName(operator);
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    const credentials = { token: token.trim(), operator: operator.trim() };
-    if (!credentials.token) {
-      setError("Enter the API token.");
-      return;
-    }
-    if ("error" in recorded) {
-      setError(`Your name: ${recorded.error}.`);
-      return;
-    }
-    setBusy(true);
-    setError(null);
-    try {
-      await new Api(credentials).session();
-      storage.save(credentials, remember);
-      onSignIn(credentials);
-    } catch (err) {
-      setError(
-        err instanceof ApiError && err.unauthorized ? "That token is not accepted by this backend." : (err as Error).message,
-      );
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <main className="centered login">
-      <h1>
-        <img src={logo} alt="" width="28" height="28" /> kanade
-      </h1>
-      <form onSubmit={submit} aria-describedby={error ? "login-error" : undefined}>
-        <h2>Sign in</h2>
-        <label htmlFor="token">API token</label>
-        <input id="token" name="token" type="password" autoComplete="current-password" value={token} onChange={(e) => setToken(e.target.value)} required />
-        <label htmlFor="operator">Your name</label>
-        <input id="operator" name="operator" autoComplete="username" value={operator} onChange={(e) => setOperator(e.target.value)} aria-describedby="operator-help" />
-        <p id="operator-help" className="help">
-          Recorded in the audit log with what you do
-          {"name" in recorded && recorded.name && recorded.name !== operator.trim() ? ` (as ${recorded.name})` : ""}. A
-          personal operator token names you itself.
-        </p>
-        <label className="check">
-          <input type="checkbox" checked={remember} onChange={(e) => setRemember(e.target.checked)} /> Remember me on this
-          browser
-        </label>
-        {error ? (
-          <p id="login-error" className="error" role="alert">
-            {error}
-          </p>
-        ) : null}
-        <button type="submit" className="primary" disabled={busy}>
-          {busy ? "Signing in…" : "Sign in"}
-        </button>
-      </form>
-    </main>
-  );
-}
-
 /// Follows `/api/events` while signed in and marks what each change makes stale.
 function useLive(): StreamState {
-  const { credentials } = useAuth();
+  const { authority } = useAuth();
   const client = useQueryClient();
   const [state, setState] = useState<StreamState>("connecting");
   useEffect(() => {
@@ -171,7 +135,7 @@ function useLive(): StreamState {
     void follow(
       {
         path: "/api/events",
-        credentials,
+        auth: authority,
         onEvent: (event) => {
           if (event.event !== "change") return;
           const change = parseChange(event.data);
@@ -188,7 +152,7 @@ function useLive(): StreamState {
       abort.signal,
     );
     return () => abort.abort();
-  }, [credentials, client]);
+  }, [authority, client]);
   return state;
 }
 
@@ -205,6 +169,7 @@ const NAV = [
 
 function Shell() {
   const { session, signOut } = useAuth();
+  const who = whoText(session);
   const live = useLive();
   const location = useLocation();
   const shown = useRef(location.pathname);
@@ -244,8 +209,9 @@ function Shell() {
             <span aria-hidden="true">{live === "live" ? "● " : "○ "}</span>
             {liveText}
           </span>
-          <span title={session.verified ? "proved by your operator token" : "as you named yourself"}>
-            {session.actor}
+          <span className="signed-in" data-testid="signed-in-as" title={session.verified ? "proved by your sign-in or token" : "as you named yourself"}>
+            <span className="visually-hidden">Signed in as </span>
+            {who.name} <span className="role-badge">{who.role}</span>
           </span>
           {session.auth === "token" ? (
             <button type="button" className="link" onClick={signOut}>

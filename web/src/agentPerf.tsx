@@ -93,7 +93,7 @@ function usePageVisible(): boolean {
 const STATE_SYMBOL = { live: "●", waiting: "◌", connecting: "◌", reconnecting: "◌", unreachable: "○" } as const;
 
 function LivePerf({ pc }: { pc: string }) {
-  const { credentials } = useAuth();
+  const { authority } = useAuth();
   const visible = usePageVisible();
   const [view, dispatch] = useReducer(liveReducer, EMPTY_LIVE);
   const [refused, setRefused] = useState<ApiError | null>(null);
@@ -103,7 +103,7 @@ function LivePerf({ pc }: { pc: string }) {
     void follow(
       {
         path: livePath(pc),
-        credentials,
+        auth: authority,
         onEvent: (event) => dispatch({ type: "event", event }),
         onState: (state, detail) => dispatch({ type: "connection", state, detail }),
         // No such agent: asking again will not make one.
@@ -120,7 +120,7 @@ function LivePerf({ pc }: { pc: string }) {
       abort.abort();
       dispatch({ type: "connection", state: "closed" });
     };
-  }, [pc, credentials, visible]);
+  }, [pc, authority, visible]);
   if (refused) return <ErrorNote error={refused} what="follow this agent's performance" />;
   const status = liveStatus(view);
   return (

@@ -1,14 +1,18 @@
-// Who is signed in, and the API client that acts for them. Every page reads both from here.
+// Who is signed in, the API client that acts for them and what their role lets the dashboard offer. Every page
+// reads these from here.
 
 import { createContext, useContext } from "react";
 
-import type { Api, Credentials } from "./lib/api";
+import type { Api, Authority } from "./lib/api";
+import type { Abilities } from "./lib/roles";
 import type { Session } from "./lib/types";
 
 export interface Auth {
   api: Api;
-  credentials: Credentials | null;
+  /// The bearer token for requests made outside `api` (the event streams), renewed as it expires.
+  authority: Authority;
   session: Session;
+  may: Abilities;
   signOut: () => void;
 }
 

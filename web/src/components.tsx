@@ -185,7 +185,7 @@ export function ExecLink({ exec, children }: { exec: string; children?: ReactNod
 /// The buttons that change an execution — approve, reject, kill, revoke its job — shared by Activity and the
 /// execution page. Each asks before doing something that cannot be undone.
 export function ExecActions({ exec }: { exec: Execution }) {
-  const { api, session } = useAuth();
+  const { api, session, may } = useAuth();
   const client = useQueryClient();
   const [note, setNote] = useState<string | null>(null);
   const refresh = () => {
@@ -218,7 +218,7 @@ export function ExecActions({ exec }: { exec: Execution }) {
   const label = `${exec.job_id} ${exec.exec_id}`;
   return (
     <div className="exec-actions">
-      {pending ? (
+      {pending && may.approve ? (
         <>
           <button
             type="button"
@@ -243,7 +243,7 @@ export function ExecActions({ exec }: { exec: Execution }) {
           </button>
         </>
       ) : null}
-      {mayBeRunning(exec) ? (
+      {mayBeRunning(exec) && may.operate ? (
         <button
           type="button"
           className="danger"
@@ -256,7 +256,7 @@ export function ExecActions({ exec }: { exec: Execution }) {
           Kill
         </button>
       ) : null}
-      {exec.status !== "external" ? (
+      {exec.status !== "external" && may.operate ? (
         <button
           type="button"
           className="danger"

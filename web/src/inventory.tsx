@@ -74,6 +74,7 @@ export function CsvDownload(props: {
 /// "Run a job on these PCs…": reads every PC of the query (`load`), and opens the Jobs page with them handed to the
 /// Run dialog, which opens on them.
 export function RunOnPcs({ load, from }: { load: () => Promise<readonly { pc_id: string }[]>; from: string }) {
+  const { may } = useAuth();
   const navigate = useNavigate();
   const [busy, setBusy] = useState(false);
   const [note, setNote] = useState<string | null>(null);
@@ -96,6 +97,8 @@ export function RunOnPcs({ load, from }: { load: () => Promise<readonly { pc_id:
       setBusy(false);
     }
   };
+  // Running jobs is an operator's: a viewer is not offered the way there.
+  if (!may.operate) return null;
   return (
     <>
       <button type="button" onClick={go} disabled={busy}>

@@ -676,7 +676,7 @@ mod tests {
             CatchUp::new(vec![subject::commands_for(&Target::All)], Position::new(tmp.path()), Duration::ZERO)
                 .with_retry(retry);
         let shutdown = CancellationToken::new();
-        let jobs = JobStates::default();
+        let jobs = JobStates::new(std::sync::Arc::new(crate::authority::tests::TestKeys::new().authority(None)));
         let reading = catch_up.read_back(&client, &jobs, &shutdown, || {});
         tokio::pin!(reading);
         // No streams yet: every read fails for a good while.
@@ -700,7 +700,7 @@ mod tests {
         let catch_up = CatchUp::new(vec!["commands.all.*".into()], Position::new(tmp.path()), Duration::ZERO)
             .with_retry(Retry { first: Duration::from_millis(10), max: Duration::from_millis(20) });
         let shutdown = CancellationToken::new();
-        let jobs = JobStates::default();
+        let jobs = JobStates::new(std::sync::Arc::new(crate::authority::tests::TestKeys::new().authority(None)));
         let reading = catch_up.read_back(&client, &jobs, &shutdown, || {});
         tokio::pin!(reading);
         assert!(tokio::time::timeout(Duration::from_millis(300), &mut reading).await.is_err());

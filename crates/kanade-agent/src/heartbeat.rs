@@ -34,6 +34,8 @@ pub struct Counters {
     pub outbox_bytes: u64,
     pub outbox_full: bool,
     pub malformed_messages: u64,
+    /// Commands, kills and job-state values refused for their signature since the agent started.
+    pub refused_messages: u64,
     pub heartbeat_interval: Duration,
     pub max_local_concurrent: u32,
     /// The host's CPU and memory percentages from the latest performance sample, if one was taken.
@@ -117,6 +119,7 @@ impl HeartbeatSource {
             outbox_bytes: counters.outbox_bytes,
             outbox_full: counters.outbox_full,
             malformed_messages: counters.malformed_messages,
+            refused_messages: counters.refused_messages,
             heartbeat_interval_ms: u64::try_from(counters.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
             max_local_concurrent: counters.max_local_concurrent,
             host_cpu_percent: counters.host_cpu_percent,

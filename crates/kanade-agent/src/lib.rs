@@ -6,6 +6,7 @@
 //! [`pipeline`] takes each command from claim to result, [`catchup`] reads back what was missed, [`ledger`] and
 //! [`outbox`] keep what must survive a crash, and [`update`] replaces the agent's own binary.
 
+pub mod authority;
 pub mod catchup;
 pub mod connection;
 pub mod credential;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::{Client, jetstream};
 use kanade_shared::config::AgentConfig;
-use kanade_shared::resources::{KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS};
+use kanade_shared::resources::{KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS, KV_TRUST, TRUST_KEY};
 use kanade_shared::subject::{self, Target};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -154,6 +155,9 @@ pub async fn run_logging_to(
     result
 }
 
+/// How long an agent waits for the trust list when it starts.
+const TRUST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The bootstrap credential's default place, in the data dir.
 pub const BOOTSTRAP_CREDS_FILE: &str = "bootstrap.creds";
 
@@ -213,8 +217,15 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
     command_filters.extend(config.groups.iter().map(|g| subject::commands_for(&Target::Group(g.clone()))));
     let catch_up = Arc::new(catchup::CatchUp::new(command_filters, position.clone(), config.catch_up_jitter));
     let malformed = Arc::new(Malformed::default());
+    let authority = Arc::new(authority::Authority::new(
+        config.pc_id.clone(),
+        config.groups.clone(),
+        config.trust_root,
+        Some(&data_dir),
+    ));
     let pipeline = Arc::new(Pipeline::new(PipelineParts {
         pc: config.pc_id.clone(),
+        authority,
         client: client.clone(),
         outbox: outbox.clone(),
         ledger,
@@ -225,6 +236,13 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
         malformed: malformed.clone(),
     }));
     pipeline.recover().await;
+    // The trust list before anything else is read: job-state values and commands that arrive live are judged
+    // against it at once. Bounded: with the broker away the list kept in the data dir stands until a reconnect.
+    match tokio::time::timeout(TRUST_READ_TIMEOUT, pipeline.authority().reload(&client)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "cannot read the trust list yet; the one kept here stands"),
+        Err(_) => tracing::warn!("no answer for the trust list yet; the one kept here stands"),
+    }
 
     let live = Arc::new(liveconfig::LiveConfig::new(config.pc_id.clone(), config.groups.clone()));
     let subscriptions = subscribe(&client, catch_up.filters(), &config, &live.subjects()).await?;
@@ -312,9 +330,11 @@ async fn subscribe(
         .context("cannot subscribe to inventory requests")?;
     let config_changes = each(config_subjects.to_vec()).await?;
     let renew = client.subscribe(subject::renew_now(&config.pc_id)).await.context("cannot subscribe to renewals")?;
+    let trust =
+        client.subscribe(subject::kv_entry(KV_TRUST, TRUST_KEY)).await.context("cannot subscribe to the trust list")?;
     let job_changes = futures::stream::select(
         client.subscribe(subject::kv_changes(KV_SCRIPT_CURRENT)).await.context("cannot subscribe to script_current")?,
         client.subscribe(subject::kv_changes(KV_SCRIPT_STATUS)).await.context("cannot subscribe to script_status")?,
     );
-    Ok(Subscriptions { commands, kills, pings, logs, inventory, perf, job_changes, config_changes, renew })
+    Ok(Subscriptions { commands, kills, pings, logs, inventory, perf, job_changes, config_changes, trust, renew })
 }

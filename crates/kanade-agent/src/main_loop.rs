@@ -10,6 +10,7 @@ use async_nats::{Client, Message, Subscriber};
 use futures::StreamExt as _;
 use futures::stream::{Select, SelectAll};
 use kanade_shared::PcId;
+use kanade_shared::authority::Act;
 use kanade_shared::config::AgentConfig;
 use kanade_shared::wire::{KillAck, ObsKind};
 use tokio::time::{Interval, MissedTickBehavior};
@@ -54,6 +55,8 @@ pub enum Event {
     JobStateChanged(Message),
     /// A change to one of this agent's `agent_config` layers.
     AgentConfigChanged(Message),
+    /// A new version of the trust list in KV.
+    TrustListChanged(Message),
     /// The heartbeat interval has passed.
     HeartbeatDue,
     /// `agents.<pc>.renew`: the backend changed this PC's groups; renew the credential now.
@@ -129,6 +132,8 @@ pub struct Subscriptions {
     pub perf: Subscriber,
     pub job_changes: Select<Subscriber, Subscriber>,
     pub config_changes: SelectAll<Subscriber>,
+    /// The trust list's KV subject.
+    pub trust: Subscriber,
     /// `agents.<pc>.renew`.
     pub renew: Subscriber,
 }
@@ -176,6 +181,7 @@ impl Sources {
             Some(message) = subscriptions.perf.next() => Some(Event::PerfLease(message)),
             Some(message) = subscriptions.job_changes.next() => Some(Event::JobStateChanged(message)),
             Some(message) = subscriptions.config_changes.next() => Some(Event::AgentConfigChanged(message)),
+            Some(message) = subscriptions.trust.next() => Some(Event::TrustListChanged(message)),
             _ = self.heartbeat.tick() => Some(Event::HeartbeatDue),
             Ok(()) = self.connects.changed() => Some(Event::Reconnected),
             report = self.reports.recv() => Some(Event::Report(report)),
@@ -347,7 +353,8 @@ impl MainLoop {
     async fn handle(&mut self, event: Event) {
         match event {
             Event::Command(message) => {
-                self.runs.spawn(self.pipeline.clone().handle_command(message.subject.to_string(), message.payload));
+                let pipeline = self.pipeline.clone();
+                self.runs.spawn(pipeline.handle_command(message.subject.to_string(), message.headers, message.payload));
             }
             Event::Kill(message) => self.kill(&message).await,
             Event::Ping(message) => self.heartbeats.answer(&message, self.counters()).await,
@@ -363,6 +370,14 @@ impl MainLoop {
                 match self.live.apply(&message.subject, message.headers.as_ref(), &message.payload) {
                     Ok(()) => self.reconfigure(),
                     Err(why) => self.malformed.record(&message.subject, message.payload.len(), &why),
+                }
+            }
+            Event::TrustListChanged(message) => {
+                match self.pipeline.authority().changed(message.headers.as_ref(), &message.payload) {
+                    // A key the new list trusts may have set job state the old one made this agent ignore.
+                    Ok(Some(_)) => self.reload_job_state(),
+                    Ok(None) => {}
+                    Err(why) => tracing::warn!(error = %why, "ignoring a trust list"),
                 }
             }
             Event::InventoryRequest(message) => self.inventory_requested(&message).await,
@@ -384,7 +399,8 @@ impl MainLoop {
                 // Handed on oldest first; the position moves only now that every one of them is.
                 for command in &read.commands {
                     let pipeline = self.pipeline.clone();
-                    self.runs.spawn(pipeline.handle_command(command.subject.clone(), command.payload.clone()));
+                    let (subject_name, headers) = (command.subject.clone(), command.headers.clone());
+                    self.runs.spawn(pipeline.handle_command(subject_name, headers, command.payload.clone()));
                 }
                 self.catch_up.handed_on(&read);
             }
@@ -497,6 +513,7 @@ impl MainLoop {
             outbox_bytes: self.outbox.bytes(),
             outbox_full: self.outbox.is_full(),
             malformed_messages: self.malformed.count(),
+            refused_messages: self.pipeline.authority().refused(),
             heartbeat_interval: self.applied.heartbeat_interval,
             max_local_concurrent: u32::try_from(self.applied.slots).unwrap_or(u32::MAX),
             host_cpu_percent,
@@ -504,12 +521,21 @@ impl MainLoop {
         }
     }
 
-    /// Kills what the request names, queued or running, and confirms each to the requester.
+    /// Kills what the request names, queued or running, and confirms each to the requester: if a key that may
+    /// act on this PC signed it, and this kill was not obeyed before (a forged or replayed kill stops nothing).
     async fn kill(&self, message: &Message) {
         let Some(target) = KillTarget::of_subject(&message.subject) else {
             let why = "kill subject does not end in a valid exec or job id";
             return self.malformed.record(&message.subject, message.payload.len(), &why);
         };
+        let authority = self.pipeline.authority();
+        match authority.check(Act::Kill, &message.subject, message.headers.as_ref(), &message.payload) {
+            Ok(authorised) if authority.first_kill(&authorised) => {
+                tracing::info!(subject = %message.subject, by = %authorised.name, "kill requested");
+            }
+            Ok(_) => return tracing::warn!(subject = %message.subject, "ignoring a kill already obeyed (replayed)"),
+            Err(refusal) => return authority.refuse(Act::Kill, &message.subject, &refusal),
+        }
         for exec in self.pipeline.kill(&target) {
             if let Some(reply) = &message.reply {
                 let ack = KillAck { pc_id: self.pc.clone(), exec_id: exec };
@@ -518,6 +544,22 @@ impl MainLoop {
                 }
             }
         }
+    }
+
+    /// Re-reads the job state in the background (after the trust list changed).
+    fn reload_job_state(&self) {
+        let (pipeline, client, shutdown) = (self.pipeline.clone(), self.client.clone(), self.shutdown.clone());
+        self.background.spawn(async move {
+            tokio::select! {
+                read = pipeline.jobs().reload(&client) => {
+                    if let Err(err) = read {
+                        tracing::warn!(error = %err, "cannot re-read job state; live updates still apply");
+                    }
+                    pipeline.job_state_reloaded();
+                }
+                () = shutdown.cancelled() => {}
+            }
+        });
     }
 
     /// Reads back what was missed (in a task of `runs`), after a jitter; the agent_config layers are re-read

@@ -1,5 +1,6 @@
-//! The run pipeline: one command from arrival to result. Claim it in the ledger (before anything else, so it runs
-//! once), gate it, wait out its jitter and its turn for a `max_local_concurrent` slot (gated again on every change
+//! The run pipeline: one command from arrival to result. Check its signature (`crate::authority`: a command no key
+//! in the trust list may send here is refused with a `skipped` result naming why, and never claimed, so a forgery
+//! cannot use up a real exec id), claim it in the ledger (so it runs once), gate it, wait out its jitter and its turn for a `max_local_concurrent` slot (gated again on every change
 //! of its job's KV state), gate it right before it starts, record the start durably, run it, and put the result in
 //! the outbox; or, when the agent stops before the run started, hand it back. A command with nothing to wait for
 //! (no jitter, a free slot, the gate's go) is claimed straight into `started`: one durable write instead of two.
@@ -9,12 +10,14 @@
 //! What happens at each step is decided by the pure functions at the top of this file ([`on_arrival`],
 //! [`on_wake`], [`finished_reason`]), tested without a broker; [`Pipeline`] does the I/O around them.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::Client;
+use async_nats::{Client, HeaderMap};
 use chrono::{DateTime, Utc};
+use kanade_shared::authority::{Act, Refusal};
 use kanade_shared::wire::{
     Command, ExecResult, FullOutput, OutputChunk, OutputStream, Reason, ResultStatus, RunStarted,
 };
@@ -23,6 +26,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::authority::Authority;
 use crate::catchup::Position;
 use crate::executor::{Executor, Spooled};
 use crate::gate::{self, JobView};
@@ -176,11 +180,19 @@ pub struct Pipeline {
     position: Position,
     shutdown: CancellationToken,
     malformed: Arc<Malformed>,
+    /// Commands already refused, by message (exec id and subject): a catch-up reads a refused command again on every
+    /// reconnect, and it is reported once.
+    refused: Mutex<HashSet<String>>,
 }
+
+/// Refused commands remembered at most; beyond, the set starts again (a repeat is then reported twice, no worse).
+const MAX_REFUSED_REMEMBERED: usize = 10_000;
 
 /// What a [`Pipeline`] is built from.
 pub struct PipelineParts {
     pub pc: PcId,
+    /// What this agent obeys.
+    pub authority: Arc<Authority>,
     pub client: Client,
     pub outbox: Arc<Outbox>,
     pub ledger: RunLedger,
@@ -193,14 +205,15 @@ pub struct PipelineParts {
 
 impl Pipeline {
     pub fn new(parts: PipelineParts) -> Self {
-        let PipelineParts { pc, client, outbox, ledger, executor, slots, position, shutdown, malformed } = parts;
+        let PipelineParts { pc, authority, client, outbox, ledger, executor, slots, position, shutdown, malformed } =
+            parts;
         Self {
             pc,
             client,
             outbox,
             ledger,
             executor,
-            jobs: JobStates::default(),
+            jobs: JobStates::new(authority),
             jobs_changed: Notify::new(),
             slots: Arc::new(Semaphore::new(slots)),
             running: Running::default(),
@@ -208,7 +221,13 @@ impl Pipeline {
             position,
             shutdown,
             malformed,
+            refused: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// What this agent obeys.
+    pub fn authority(&self) -> &Arc<Authority> {
+        self.jobs.authority()
     }
 
     /// The gate's copy of the job state (re-read by the catch-up).
@@ -223,6 +242,11 @@ impl Pipeline {
             self.jobs_changed.notify_waiters();
         }
         applied
+    }
+
+    /// The job state was read again: wakes the waiting runs to judge it.
+    pub fn job_state_reloaded(&self) {
+        self.jobs_changed.notify_waiters();
     }
 
     /// How many runs are held (waiting or running).
@@ -286,7 +310,12 @@ impl Pipeline {
     }
 
     /// Takes one command (live or read back) through the whole pipeline.
-    pub async fn handle_command(self: Arc<Self>, subject_name: String, payload: bytes::Bytes) {
+    pub async fn handle_command(
+        self: Arc<Self>,
+        subject_name: String,
+        headers: Option<HeaderMap>,
+        payload: bytes::Bytes,
+    ) {
         let command: Command = match serde_json::from_slice(&payload) {
             Ok(command) => command,
             Err(err) => return self.malformed.record(&subject_name, payload.len(), &err),
@@ -294,6 +323,15 @@ impl Pipeline {
         if subject::job_of_command(&subject_name).as_ref() != Some(&command.job_id) {
             let why = format!("job id `{}` does not match the subject", command.job_id);
             return self.malformed.record(&subject_name, payload.len(), &why);
+        }
+        // A command this PC has taken on before is a redelivery (every catch-up reads the stream again): nothing to
+        // check, and its signature is not verified again for nothing.
+        if self.ledger.is_claimed(&command.exec_id) {
+            tracing::debug!(exec_id = %command.exec_id, "already handled; ignoring redelivery");
+            return;
+        }
+        if let Err(refusal) = self.authorise(&subject_name, headers.as_ref(), &payload).await {
+            return self.refuse(&command, &subject_name, &refusal).await;
         }
         if let Some(slot) = self.slot_at_once(&command) {
             let record = ledger::Started::begun(&command, Utc::now());
@@ -343,6 +381,41 @@ impl Pipeline {
             }
         };
         self.record(&result).await;
+    }
+
+    /// Checks the command's signature; when a newer trust list could change the answer (an unknown key: one added
+    /// a moment ago), the list is read again once first.
+    async fn authorise(&self, subject_name: &str, headers: Option<&HeaderMap>, payload: &[u8]) -> Result<(), Refusal> {
+        let authority = self.authority();
+        match authority.check(Act::Command, subject_name, headers, payload) {
+            Err(refusal) if refusal.may_be_stale() => {
+                if let Err(err) = authority.reload(&self.client).await {
+                    tracing::warn!(error = %err, "cannot re-read the trust list");
+                }
+                authority.check(Act::Command, subject_name, headers, payload).map(|_| ())
+            }
+            checked => checked.map(|_| ()),
+        }
+    }
+
+    /// Reports a refused command as `skipped` with the refusal's reason (`bad_signature`, `not_authorised`) and its
+    /// words in stderr, once per message. The ledger is left alone: the exec id is not this message's to use up.
+    async fn refuse(&self, command: &Command, subject_name: &str, refusal: &Refusal) {
+        self.authority().refuse(Act::Command, subject_name, refusal);
+        let first = self.refused.lock().is_ok_and(|mut seen| {
+            if seen.len() >= MAX_REFUSED_REMEMBERED {
+                seen.clear();
+            }
+            seen.insert(format!("{}:{subject_name}", command.exec_id))
+        });
+        if !first {
+            return;
+        }
+        let mut result = ExecResult::skipped(command, &self.pc, refusal.reason(), Utc::now());
+        result.stderr = format!("refused: {refusal}");
+        if let Err(err) = self.outbox.put(&result).await {
+            tracing::error!(result_id = %result.result_id, error = %err, "cannot write the refusal to the outbox");
+        }
     }
 
     /// Puts a run's result in the outbox and marks the run finished in the ledger.

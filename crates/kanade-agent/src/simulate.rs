@@ -87,6 +87,10 @@ pub struct SimulateArgs {
     /// The simulator's NATS credential (`simulator.creds` from `kanade security init`).
     #[arg(long, env = "KANADE_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
+    /// The fleet's trust root (the key in `trust-root.pub`): every simulated agent checks command signatures
+    /// against the trust list it signed, as a real one does. Without it every command is refused.
+    #[arg(long, env = "KANADE_TRUST_ROOT")]
+    pub trust_root: Option<kanade_shared::authority::PublicKey>,
     /// The fleet's CA certificate: TLS is required and pinned to it.
     #[arg(long, env = "KANADE_NATS_CA")]
     pub nats_ca: Option<PathBuf>,
@@ -267,6 +271,7 @@ impl Simulation {
                 },
                 enroll_token: None,
                 bootstrap_creds: None,
+                trust_root: args.trust_root,
             };
             let inventory = crate::inventory::Source::Synthetic(crate::inventory::synthetic::SyntheticPc::new(
                 config.pc_id.as_str(),

@@ -175,7 +175,14 @@ async fn kill_stops_a_running_script_and_its_children() {
     })
     .await;
 
-    let killed_on = pcs(kanade_ops::control::kill(&client, &long.exec_id, Duration::from_secs(1)).await.unwrap());
+    let killed_on = pcs(kanade_ops::control::kill(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &long.exec_id,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap());
     assert_eq!(killed_on, vec!["pc-1".to_owned()]);
     let result = results.next_for(&long.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Killed);
@@ -183,9 +190,14 @@ async fn kill_stops_a_running_script_and_its_children() {
     assert!(!process_alive(child), "the script's child survived the kill");
 
     // A kill for an exec nobody runs is answered by nobody and harms nothing.
-    let none = kanade_ops::control::kill(&client, &kanade_shared::ExecId::generate(), Duration::from_millis(300))
-        .await
-        .unwrap();
+    let none = kanade_ops::control::kill(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &kanade_shared::ExecId::generate(),
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
     assert!(none.is_empty());
 }
 
@@ -543,9 +555,10 @@ fn versioned(job: &str, version: &str, script: &str) -> kanade_shared::wire::Com
     cmd
 }
 
+/// Sets `job`'s current version as an operator does: signed, in `script_current`.
 async fn set_current(js: &async_nats::jetstream::Context, job: &str, version: &str) {
-    let kv = js.get_key_value(kanade_shared::resources::KV_SCRIPT_CURRENT).await.unwrap();
-    kv.put(job, version.to_owned().into()).await.unwrap();
+    let job = kanade_shared::JobId::new(job).unwrap();
+    kanade_ops::control::set_current(&js.client(), kanade_testkit::fleet().signer(), &job, version).await.unwrap();
 }
 
 #[tokio::test]
@@ -558,19 +571,25 @@ async fn kill_wakes_a_run_waiting_on_its_jitter_and_revoke_then_unrevoke_gate_ne
     let mut slow_start = versioned("patch", "1.0", &format!("touch {}", ran("a").display()));
     slow_start.jitter = Some(Duration::from_secs(30));
     publish(&js, &pc("pc-1"), &slow_start).await;
-    let killed =
-        pcs(kanade_ops::control::kill(&client, &slow_start.exec_id, Duration::from_millis(500)).await.unwrap());
+    let killed = pcs(kanade_ops::control::kill(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &slow_start.exec_id,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap());
     assert_eq!(killed, vec!["pc-1".to_owned()], "a run waiting on its jitter can be killed");
     let result = results.next_for(&slow_start.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Killed);
     assert!(result.started_at.is_none());
 
-    kanade_ops::control::set_revoked(&client, &job, true).await.unwrap();
+    kanade_ops::control::set_revoked(&client, kanade_testkit::fleet().signer(), &job, true).await.unwrap();
     let refused = versioned("patch", "1.0", &format!("touch {}", ran("b").display()));
     publish(&js, &pc("pc-1"), &refused).await;
     assert_eq!(results.next_for(&refused.exec_id, PATIENCE).await.reason, Some(Reason::Revoked));
 
-    kanade_ops::control::set_revoked(&client, &job, false).await.unwrap();
+    kanade_ops::control::set_revoked(&client, kanade_testkit::fleet().signer(), &job, false).await.unwrap();
     let allowed = versioned("patch", "1.0", &format!("touch {}", ran("c").display()));
     publish(&js, &pc("pc-1"), &allowed).await;
     assert_eq!(results.next_for(&allowed.exec_id, PATIENCE).await.status, ResultStatus::Ok);
@@ -588,7 +607,14 @@ async fn a_revocation_during_the_jitter_is_seen_before_the_run_starts() {
     publish(&js, &pc("pc-1"), &held).await;
     // The agent holds the run back (it counts it as running) for up to an hour of jitter; then the job is revoked.
     wait_until_running(&client, "pc-1", 1).await;
-    kanade_ops::control::set_revoked(&client, &kanade_shared::JobId::new("patch").unwrap(), true).await.unwrap();
+    kanade_ops::control::set_revoked(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &kanade_shared::JobId::new("patch").unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
     let result = results.next_for(&held.exec_id, PATIENCE).await;
     assert_eq!((result.status, result.reason), (ResultStatus::Skipped, Some(Reason::Revoked)));
     assert!(!marker.exists(), "a revoked run started");
@@ -622,7 +648,14 @@ async fn max_local_concurrent_queues_runs_in_order_and_a_queued_run_can_be_kille
     let third = command("echo third");
     publish(&js, &pc("pc-1"), &third).await;
 
-    let killed = pcs(kanade_ops::control::kill(&client, &queued.exec_id, Duration::from_millis(500)).await.unwrap());
+    let killed = pcs(kanade_ops::control::kill(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &queued.exec_id,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap());
     assert_eq!(killed, vec!["pc-1".to_owned()]);
     let result = results.next_for(&queued.exec_id, PATIENCE).await;
     assert_eq!(result.status, ResultStatus::Killed);
@@ -653,7 +686,10 @@ async fn kill_by_job_stops_its_running_and_queued_runs_and_nothing_else() {
     wait_until_running(&client, "pc-1", 3).await;
 
     let job = kanade_shared::JobId::new("patch").unwrap();
-    let killed = kanade_ops::control::kill_job(&client, &job, Duration::from_millis(500)).await.unwrap();
+    let killed =
+        kanade_ops::control::kill_job(&client, kanade_testkit::fleet().signer(), &job, Duration::from_millis(500))
+            .await
+            .unwrap();
     let mut execs: Vec<String> = killed.iter().map(|ack| ack.exec_id.to_string()).collect();
     execs.sort();
     let mut want = vec![running.exec_id.to_string(), queued.exec_id.to_string()];
@@ -685,7 +721,14 @@ async fn a_run_still_waiting_when_the_agent_stops_is_taken_up_again_after_the_re
     let _agent = TestAgent::start_with(config, data).await;
     wait_until_running(&client, "pc-1", 1).await;
     assert_eq!(results.seen_for(&held.exec_id), 0, "stopping produced no result");
-    let killed = pcs(kanade_ops::control::kill(&client, &held.exec_id, Duration::from_millis(500)).await.unwrap());
+    let killed = pcs(kanade_ops::control::kill(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &held.exec_id,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap());
     assert_eq!(killed, vec!["pc-1".to_owned()]);
     assert_eq!(results.next_for(&held.exec_id, PATIENCE).await.status, ResultStatus::Killed);
 }

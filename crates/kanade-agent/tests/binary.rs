@@ -14,6 +14,7 @@ fn agent() -> Command {
         .env_remove("RUST_LOG")
         .env("KANADE_LOG", "info")
         .env("KANADE_NATS_CA", kanade_testkit::fleet().ca())
+        .env("KANADE_TRUST_ROOT", kanade_testkit::fleet().trust_root().to_string())
         .stdin(Stdio::null());
     cmd
 }

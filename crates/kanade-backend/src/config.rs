@@ -8,11 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kanade_shared::Actor;
+use kanade_shared::access::{GroupScope, Role};
 use kanade_shared::config::{
     ConfigError, EnvSource, LogConfig, LogFile, NatsConfig, NatsFile, checked_duration, env_first, load_file,
 };
 use kanade_shared::enroll::{DEFAULT_CREDENTIAL_TTL, MAX_CREDENTIAL_TTL, MIN_CREDENTIAL_TTL};
+use kanade_shared::{Actor, GroupName};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
@@ -49,8 +50,82 @@ pub struct BackendConfig {
     /// new at every start.
     pub instance: Option<Actor>,
     pub auth: AuthConfig,
+    /// Operator accounts' sign-in sessions: the key that signs their tokens and how long those live.
+    pub sessions: SessionConfig,
     pub nats: NatsConfig,
     pub log: LogConfig,
+}
+
+/// How long a session token (JWT) lives unless `auth.access_ttl` says otherwise (1m to 1h).
+pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a sign-in lasts, refreshed or not, unless `auth.refresh_ttl` says otherwise (1h to 90d).
+pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_ACCESS_TTL: Duration = Duration::from_secs(3600);
+const MAX_REFRESH_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Sign-in sessions of operator accounts (`[auth] jwt_secret`, `access_ttl`, `refresh_ttl`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The key session tokens are signed with (HS256, at least 32 bytes). `None`: 32 random bytes made by the first
+    /// backend to start and kept in its database, so replicas sharing it share the key; never a built-in one.
+    pub jwt_secret: Option<String>,
+    /// How long one session token is good for; the client refreshes it before then.
+    pub access_ttl: Duration,
+    /// How long a sign-in lasts from the login, however often it is refreshed.
+    pub refresh_ttl: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { jwt_secret: None, access_ttl: DEFAULT_ACCESS_TTL, refresh_ttl: DEFAULT_REFRESH_TTL }
+    }
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .finish()
+    }
+}
+
+impl SessionConfig {
+    fn resolve(
+        file_secret: Option<String>,
+        access_ttl: Option<&str>,
+        refresh_ttl: Option<&str>,
+        env: &dyn EnvSource,
+    ) -> Result<Self, ConfigError> {
+        let jwt_secret = env_first(env, &["KANADE_AUTH_JWT_SECRET"])
+            .map(|(_, secret)| ("KANADE_AUTH_JWT_SECRET", secret))
+            .or(file_secret.map(|secret| ("auth.jwt_secret", secret)))
+            .filter(|(_, secret)| !secret.is_empty());
+        if let Some((key, secret)) = &jwt_secret
+            && secret.len() < crate::accounts::MIN_JWT_SECRET_BYTES
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{key} is {} bytes; use at least {} (or leave it out: the backend makes one and keeps it in its \
+                 database)",
+                secret.len(),
+                crate::accounts::MIN_JWT_SECRET_BYTES
+            )));
+        }
+        let access_ttl = checked_duration(
+            "auth.access_ttl",
+            access_ttl,
+            DEFAULT_ACCESS_TTL,
+            Duration::from_secs(60)..=MAX_ACCESS_TTL,
+        )?;
+        let refresh_ttl = checked_duration(
+            "auth.refresh_ttl",
+            refresh_ttl,
+            DEFAULT_REFRESH_TTL,
+            Duration::from_secs(3600)..=MAX_REFRESH_TTL,
+        )?;
+        Ok(Self { jwt_secret: jwt_secret.map(|(_, secret)| secret), access_ttl, refresh_ttl })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,11 +153,27 @@ impl AuthConfig {
 pub struct OperatorToken {
     pub name: Actor,
     pub token: String,
+    /// What the operator may do (`role`, default admin: a token from before roles keeps every right).
+    pub role: Role,
+    /// Which PCs the operator's actions and reads reach (`groups`, default the whole fleet).
+    pub scope: GroupScope,
+}
+
+impl OperatorToken {
+    /// An admin's token, fleet-wide: what `[[auth.operators]]` without `role` and `groups` gives.
+    pub fn admin(name: Actor, token: impl Into<String>) -> Self {
+        Self { name, token: token.into(), role: Role::Admin, scope: GroupScope::Fleet }
+    }
 }
 
 impl std::fmt::Debug for OperatorToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OperatorToken").field("name", &self.name).field("token", &"***").finish()
+        f.debug_struct("OperatorToken")
+            .field("name", &self.name)
+            .field("token", &"***")
+            .field("role", &self.role)
+            .field("scope", &self.scope)
+            .finish()
     }
 }
 
@@ -107,9 +198,33 @@ struct BackendFile {
 #[serde(deny_unknown_fields)]
 struct SecurityFile {
     dir: Option<PathBuf>,
+    /// The backend's signing key (default: `backend-signing.key` in `dir`).
+    signing_key: Option<PathBuf>,
     credential_ttl: Option<String>,
     #[serde(default)]
     approve_enrollments: bool,
+}
+
+/// Where the backend's signing key is (DESIGN.md, Authority: everything the backend sends to agents is signed with
+/// it): `KANADE_BACKEND_SIGNING_KEY`, else `[security] signing_key` (relative to the config file's folder), else
+/// `backend-signing.key` in the `[security]` folder (or `KANADE_SECURITY_DIR`) when that file exists. `None`: the
+/// backend refuses to fire anything, saying why.
+pub fn signing_key_path(path: Option<&Path>, env: &dyn EnvSource) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some((_, key)) = env_first(env, &["KANADE_BACKEND_SIGNING_KEY"]).filter(|(_, k)| !k.is_empty()) {
+        return Ok(Some(PathBuf::from(key)));
+    }
+    let file: BackendFile = load_file(path)?;
+    let base = path.and_then(Path::parent);
+    let relative = |p: PathBuf| base.map_or_else(|| p.clone(), |base| base.join(&p));
+    let security = file.security.unwrap_or_default();
+    if let Some(key) = security.signing_key.filter(|k| !k.as_os_str().is_empty()) {
+        return Ok(Some(relative(key)));
+    }
+    let dir = match env_first(env, &["KANADE_SECURITY_DIR"]) {
+        Some((_, dir)) => Some(PathBuf::from(dir)),
+        None => security.dir.filter(|d| !d.as_os_str().is_empty()).map(relative),
+    };
+    Ok(dir.map(|dir| dir.join(kanade_ops::security::BACKEND_SIGNING_KEY)).filter(|key| key.exists()))
 }
 
 /// `[security]`: the backend issues agents their credentials (DESIGN.md, Identity). Without it, enrolment is off:
@@ -201,6 +316,9 @@ struct AuthFile {
     static_token: Option<String>,
     #[serde(default)]
     operators: Vec<OperatorFile>,
+    jwt_secret: Option<String>,
+    access_ttl: Option<String>,
+    refresh_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,9 +326,14 @@ struct AuthFile {
 struct OperatorFile {
     name: String,
     token: String,
+    /// viewer | operator | approver | admin (default admin).
+    role: Option<String>,
+    /// The groups the operator is scoped to; left out, the whole fleet. Never empty.
+    groups: Option<Vec<String>>,
 }
 
-/// Checks `[[auth.operators]]`: valid names, long enough tokens, no name or token twice.
+/// Checks `[[auth.operators]]`: valid names, long enough tokens, no name or token twice, a known role and valid
+/// groups (an admin is fleet-wide).
 fn operator_tokens(raw: Vec<OperatorFile>) -> Result<Vec<OperatorToken>, ConfigError> {
     let mut out: Vec<OperatorToken> = Vec::new();
     for (index, operator) in raw.into_iter().enumerate() {
@@ -232,7 +355,40 @@ fn operator_tokens(raw: Vec<OperatorFile>) -> Result<Vec<OperatorToken>, ConfigE
         if out.iter().any(|o| o.token == operator.token) {
             return Err(ConfigError::Invalid(format!("{field}: operator `{name}` has another operator's token")));
         }
-        out.push(OperatorToken { name, token: operator.token });
+        let role = match &operator.role {
+            None => Role::Admin,
+            Some(raw) => raw.parse::<Role>().map_err(|err| ConfigError::InvalidValue {
+                key: format!("{field}.role"),
+                value: raw.clone(),
+                problem: err.to_string(),
+            })?,
+        };
+        let scope = match &operator.groups {
+            None => GroupScope::Fleet,
+            // Never read as "every group": leaving `groups` out is how the whole fleet is said.
+            Some(groups) if groups.is_empty() => {
+                return Err(ConfigError::Invalid(format!(
+                    "{field}.groups is empty; leave it out for the whole fleet, or name the groups"
+                )));
+            }
+            Some(groups) => {
+                let names = groups
+                    .iter()
+                    .map(|g| {
+                        GroupName::new(g.as_str()).map_err(|err| ConfigError::InvalidValue {
+                            key: format!("{field}.groups"),
+                            value: g.clone(),
+                            problem: err.to_string(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                GroupScope::from_groups(names).map_err(|err| ConfigError::Invalid(format!("{field}.groups: {err}")))?
+            }
+        };
+        scope.check_role(role).map_err(|err| {
+            ConfigError::Invalid(format!("{field}: {err}; give `role` (viewer, operator or approver) with `groups`"))
+        })?;
+        out.push(OperatorToken { name, token: operator.token, role, scope });
     }
     Ok(out)
 }
@@ -330,15 +486,15 @@ impl BackendConfig {
             (false, Some(token)) if operators.iter().any(|o| o.token == token) => {
                 return Err(ConfigError::Invalid("auth.static_token is also an operator's token".into()));
             }
-            (false, shared) if shared.is_some() || !operators.is_empty() => AuthConfig::Tokens { shared, operators },
-            (false, _) => {
-                return Err(ConfigError::Invalid(
-                    "no auth configured: set auth.static_token (or KANADE_AUTH_STATIC_TOKEN) or [[auth.operators]], \
-                     or auth.disable = true (KANADE_AUTH_DISABLE=1) on a loopback address"
-                        .into(),
-                ));
-            }
+            // Without either, operator accounts are the only way in (a backend with none prints a setup token).
+            (false, shared) => AuthConfig::Tokens { shared, operators },
         };
+        let sessions = SessionConfig::resolve(
+            file.auth.jwt_secret,
+            file.auth.access_ttl.as_deref(),
+            file.auth.refresh_ttl.as_deref(),
+            env,
+        )?;
         if auth == AuthConfig::Disabled && !std::net::SocketAddr::ip(&listen_addr).is_loopback() {
             return Err(ConfigError::Invalid(format!(
                 "auth is disabled but listen address `{listen_addr}` is not a loopback address; refusing to serve an \
@@ -398,6 +554,7 @@ impl BackendConfig {
             perf_max_watches,
             instance,
             auth,
+            sessions,
             nats: file.nats.resolve(
                 env,
                 backend.nats_url,
@@ -434,8 +591,9 @@ mod tests {
 
     #[test]
     fn backend_refuses_unsafe_auth() {
-        let err = BackendConfig::load(None, &env(&[])).unwrap_err().to_string();
-        assert!(err.starts_with("no auth configured"), "{err}");
+        // Neither token nor `disable`: operator accounts are the only way in.
+        let accounts_only = BackendConfig::load(None, &env(&[])).unwrap();
+        assert_eq!(accounts_only.auth, AuthConfig::Tokens { shared: None, operators: Vec::new() });
         let err = BackendConfig::load(None, &env(&[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BIND_ADDR", "0.0.0.0:80")]))
             .unwrap_err()
             .to_string();
@@ -536,9 +694,46 @@ mod tests {
         assert!(auth(short).unwrap_err().contains("auth.operators[0].token is 5 characters"));
         let bad = "[[auth.operators]]\nname = \"Alice Smith\"\ntoken = \"alice-0123456789abcdef\"\n";
         assert!(auth(bad).unwrap_err().contains("auth.operators[0].name"));
-        let unknown = "[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\nrole = \"x\"\n";
+        let unknown = "[[auth.operators]]\nname = \"alice\"\ntoken = \"alice-0123456789abcdef\"\nrank = \"x\"\n";
         let err = auth(unknown).unwrap_err();
-        assert!(err.contains("line 4") && err.contains("`auth.operators[0].role`"), "{err}");
+        assert!(err.contains("line 4") && err.contains("`auth.operators[0].rank`"), "{err}");
+    }
+
+    #[test]
+    fn an_operator_token_carries_a_role_and_a_group_scope_checked_together() {
+        let operators = |tail: &str| {
+            let text = format!("[[auth.operators]]\nname = \"carol\"\ntoken = \"carol-0123456789abcdef\"\n{tail}");
+            match load(&text, &[]).map(|c| c.auth) {
+                Ok(AuthConfig::Tokens { operators, .. }) => Ok(operators),
+                Ok(other) => panic!("{other:?}"),
+                Err(err) => Err(err),
+            }
+        };
+        // Without either: an admin of the whole fleet, as every token was before roles.
+        let before = operators("").unwrap();
+        assert_eq!((before[0].role, &before[0].scope), (Role::Admin, &GroupScope::Fleet));
+        assert_eq!(before[0], OperatorToken::admin(Actor::new("carol").unwrap(), "carol-0123456789abcdef"));
+        let scoped = operators("role = \"operator\"\ngroups = [\"office\", \"branch-2\"]\n").unwrap();
+        assert_eq!(scoped[0].role, Role::Operator);
+        assert_eq!(scoped[0].scope, GroupScope::parse_list("branch-2,office").unwrap());
+        assert!(format!("{:?}", scoped[0]).contains("Operator"), "the role and scope are shown, the token not");
+        let viewer = operators("role = \"viewer\"\n").unwrap();
+        assert_eq!((viewer[0].role, &viewer[0].scope), (Role::Viewer, &GroupScope::Fleet));
+        let cases = [
+            ("groups = [\"office\"]\n", "auth.operators[0]: an admin acts on the whole fleet"),
+            ("role = \"admin\"\ngroups = [\"office\"]\n", "give `role` (viewer, operator or approver)"),
+            ("role = \"root\"\n", "auth.operators[0].role: `root`"),
+            ("role = \"operator\"\ngroups = []\n", "auth.operators[0].groups is empty; leave it out"),
+            ("role = \"operator\"\ngroups = [\"Office HQ\"]\n", "auth.operators[0].groups: `Office HQ`"),
+            ("role = \"operator\"\ngroups = \"office\"\n", "`auth.operators[0].groups`: invalid type"),
+        ];
+        for (tail, want) in cases {
+            let err = operators(tail).unwrap_err();
+            assert!(err.contains(want), "{tail:?}: {err}");
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("\"g{i}\"")).collect();
+        let err = operators(&format!("role = \"operator\"\ngroups = [{}]\n", many.join(", "))).unwrap_err();
+        assert!(err.contains("at most 64 groups"), "{err}");
     }
 
     #[test]
@@ -661,5 +856,31 @@ mod tests {
         }
         let err = load("", &[("KANADE_AUTH_DISABLE", "1"), ("KANADE_BACKEND_INSTANCE", "a b")]).unwrap_err();
         assert!(err.contains("KANADE_BACKEND_INSTANCE"), "{err}");
+    }
+
+    #[test]
+    fn session_settings_have_safe_defaults_bounds_and_no_built_in_key() {
+        let cfg = load("", &[]).unwrap();
+        assert_eq!(cfg.sessions, SessionConfig::default());
+        assert_eq!(cfg.sessions.jwt_secret, None, "made at first start, never built in");
+        let text =
+            "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\naccess_ttl = \"5m\"\nrefresh_ttl = \"1d\"\n";
+        let cfg = load(text, &[]).unwrap();
+        assert_eq!(cfg.sessions.jwt_secret.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert_eq!(cfg.sessions.access_ttl, Duration::from_secs(300));
+        assert_eq!(cfg.sessions.refresh_ttl, Duration::from_secs(86_400));
+        assert!(!format!("{:?}", cfg.sessions).contains("0123456789abcdef"), "Debug hides the key");
+        let cfg = load(text, &[("KANADE_AUTH_JWT_SECRET", "from-the-environment-0123456789abcdef")]).unwrap();
+        assert_eq!(cfg.sessions.jwt_secret.as_deref(), Some("from-the-environment-0123456789abcdef"));
+        for (text, want) in [
+            ("[auth]\njwt_secret = \"too-short\"\n", "auth.jwt_secret is 9 bytes"),
+            ("[auth]\naccess_ttl = \"2h\"\n", "auth.access_ttl"),
+            ("[auth]\naccess_ttl = \"10s\"\n", "auth.access_ttl"),
+            ("[auth]\nrefresh_ttl = \"1y\"\n", "auth.refresh_ttl"),
+            ("[auth]\nrefresh_ttl = \"soon\"\n", "auth.refresh_ttl"),
+        ] {
+            let err = load(text, &[]).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
     }
 }

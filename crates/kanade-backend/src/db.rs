@@ -1,16 +1,21 @@
 //! The read model in SQL: SQLite by default, PostgreSQL for larger fleets, through one `sqlx::Any` pool and SQL
 //! both understand. Projectors call the `upsert_*` functions; the HTTP API only reads.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use kanade_shared::api::{AgentRow, AuditRow, ResultRow, TargetRow};
+use kanade_shared::access::GroupScope;
+use kanade_shared::api::{AgentRow, AuditChainRow, AuditRow, ResultRow, TargetRow};
 use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, RunStarted};
-use kanade_shared::{ExecId, JobId, PcId};
+use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::enrollment::CredentialStatus;
+
+mod accounts;
 mod enrollment;
 mod executions;
 mod facts;
@@ -21,6 +26,7 @@ mod schedules;
 pub mod sqlite_file;
 mod timeline;
 
+pub use accounts::{ApiTokenRow, NewUser, SessionRow, Setup, TokenInsert, UserChange, UserRow};
 pub use enrollment::{Changed, CredentialRow, ENROLLED_SHOWN, Enrolled, Issue, NewToken, TokenRow};
 pub use executions::{
     ExecStatus, ExecutionFilter, ExecutionRow, NewExecution, NewWave, StatusFilter, TargetFilter, WaveRow, WaveState,
@@ -403,25 +409,100 @@ impl Db {
     /// Every known agent as a fire resolves its targets: pc id, groups and when it was last seen. Three columns
     /// read by position: the whole rows (17 columns, each looked up by name) made planning a 10,000-agent exec
     /// take ~130 ms.
+    ///
+    /// An agent's groups are the ones scopes see ([`crate::scope::pc_groups`]): its active credential's, which are
+    /// the only groups' commands the broker lets it read, else what its heartbeats report. The credentials in force
+    /// are read apart and merged here: joining them into the agents' read doubled its time at 10,000 agents.
     pub async fn known_agents(&self) -> Result<Vec<KnownAgent>, DbError> {
+        let held = sqlx::query(
+            "SELECT pc_id, status, groups_json FROM agent_credentials WHERE status IN ('active', 'revoked')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut credentials: HashMap<String, (CredentialStatus, Vec<String>)> = HashMap::with_capacity(held.len());
+        for row in &held {
+            let status: String = row.try_get(1)?;
+            let status = CredentialStatus::parse(&status)
+                .ok_or(DbError::Unreadable { what: "credential status", value: status })?;
+            let groups: String = row.try_get(2)?;
+            credentials.insert(row.try_get(0)?, (status, serde_json::from_str(&groups).unwrap_or_default()));
+        }
         let rows = sqlx::query("SELECT pc_id, groups_json, last_seen_ms FROM agents ORDER BY pc_id")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|row| {
-                let groups: String = row.try_get(1)?;
-                Ok(KnownAgent {
-                    pc_id: row.try_get(0)?,
-                    groups: serde_json::from_str(&groups).unwrap_or_default(),
-                    last_seen: millis(row.try_get(2)?),
-                })
+                let pc_id: String = row.try_get(0)?;
+                let reported: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
+                let groups = match credentials.get(&pc_id) {
+                    // The common case, no credential in force: the reported groups as they are.
+                    None => reported,
+                    Some((status, held)) => crate::scope::pc_groups(Some((*status, held)), Some(&reported))
+                        .into_iter()
+                        .map(|g| g.to_string())
+                        .collect(),
+                };
+                Ok(KnownAgent { pc_id, groups, last_seen: millis(row.try_get(2)?) })
             })
             .collect()
     }
 
-    /// One page of the agents matching `filter`, by pc id: a range scan of the primary key, the filters applied
-    /// to the rows it passes.
-    pub async fn list_agents(&self, filter: &AgentFilter) -> Result<Paged<AgentRow, (Option<i64>, String)>, DbError> {
+    /// The groups each of `pcs` counts as in for scopes ([`crate::scope::pc_groups`]: an active credential's, else
+    /// what its heartbeats report); a PC the backend knows nothing of is left out. Two reads per 500 PCs.
+    pub async fn pc_groups(&self, pcs: &[PcId]) -> Result<HashMap<PcId, Vec<GroupName>>, DbError> {
+        let mut out = HashMap::with_capacity(pcs.len());
+        for chunk in pcs.chunks(500) {
+            let marks = (1..=chunk.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+            let mut credentials: HashMap<String, (CredentialStatus, Vec<String>)> = HashMap::new();
+            let sql = format!("SELECT pc_id, status, groups_json FROM agent_credentials WHERE pc_id IN ({marks})");
+            let mut query = sqlx::query(&sql);
+            for pc in chunk {
+                query = query.bind(pc.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let status: String = row.try_get(1)?;
+                let status = CredentialStatus::parse(&status)
+                    .ok_or(DbError::Unreadable { what: "credential status", value: status })?;
+                let groups: String = row.try_get(2)?;
+                credentials.insert(row.try_get(0)?, (status, serde_json::from_str(&groups).unwrap_or_default()));
+            }
+            let mut reported: HashMap<String, Vec<String>> = HashMap::new();
+            let sql = format!("SELECT pc_id, groups_json FROM agents WHERE pc_id IN ({marks})");
+            let mut query = sqlx::query(&sql);
+            for pc in chunk {
+                query = query.bind(pc.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let groups: String = row.try_get(1)?;
+                reported.insert(row.try_get(0)?, serde_json::from_str(&groups).unwrap_or_default());
+            }
+            for pc in chunk {
+                let credential = credentials.get(pc.as_str()).map(|(status, groups)| (*status, groups.as_slice()));
+                let heard = reported.get(pc.as_str()).map(Vec::as_slice);
+                if credential.is_some() || heard.is_some() {
+                    out.insert(pc.clone(), crate::scope::pc_groups(credential, heard));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `scope` reaches `pc` (the fleet reaches every PC, known or not, without a read).
+    pub async fn pc_in_scope(&self, pc: &PcId, scope: &GroupScope) -> Result<bool, DbError> {
+        if scope.is_fleet() {
+            return Ok(true);
+        }
+        let groups = self.pc_groups(std::slice::from_ref(pc)).await?;
+        Ok(scope.covers_pc(groups.get(pc).map(Vec::as_slice).unwrap_or_default()))
+    }
+
+    /// One page of the agents matching `filter` within `scope`, by pc id: a range scan of the primary key, the
+    /// filters applied to the rows it passes.
+    pub async fn list_agents(
+        &self,
+        filter: &AgentFilter,
+        scope: &GroupScope,
+    ) -> Result<Paged<AgentRow, (Option<i64>, String)>, DbError> {
         let mut sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE 1 = 1");
         let mut binds: Vec<Bind> = Vec::new();
         let figure = filter.sort.figure();
@@ -466,6 +547,7 @@ impl Db {
             }
             sql.push_str(&format!(" AND ({})", any.join(" OR ")));
         }
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
         match figure {
             None => sql.push_str(&format!(" ORDER BY pc_id LIMIT {}", filter.limit + 1)),
             Some(figure) => sql.push_str(&format!(" ORDER BY {figure} DESC, pc_id LIMIT {}", filter.limit + 1)),
@@ -498,8 +580,13 @@ impl Db {
         row.as_ref().map(agent_from_row).transpose()
     }
 
-    /// One page of the results matching `filter`, newest first: (finished_at, result_id) descending.
-    pub async fn list_results(&self, filter: &ResultFilter) -> Result<Paged<ResultRow, (i64, String)>, DbError> {
+    /// One page of the results matching `filter` of the PCs in `scope`, newest first: (finished_at, result_id)
+    /// descending.
+    pub async fn list_results(
+        &self,
+        filter: &ResultFilter,
+        scope: &GroupScope,
+    ) -> Result<Paged<ResultRow, (i64, String)>, DbError> {
         let mut sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE 1 = 1");
         let binds = and_equals(
             &mut sql,
@@ -520,6 +607,7 @@ impl Db {
             // indexes.
             sql.push_str(&format!(" AND (finished_at_ms, result_id) < (${}, ${n})", n - 1));
         }
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
         sql.push_str(&format!(" ORDER BY finished_at_ms DESC, result_id DESC LIMIT {}", filter.limit + 1));
         let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         let mut rows: Vec<ResultRow> = rows.iter().map(result_from_row).collect::<Result<_, _>>()?;
@@ -527,13 +615,16 @@ impl Db {
         Ok(Paged::of(rows, filter.limit, |r| (r.finished_at.timestamp_millis(), r.result_id.clone())))
     }
 
-    /// Stores audit events idempotently by event id.
+    /// Stores audit events idempotently by event id, with their place in the hash chain (`prev_hash`, `hash`; NULL
+    /// for an event from before the chain). Text is stored as `kanade_shared::audit_chain` hashes it (a NUL becomes
+    /// U+FFFD), so a row recomputes to its event's hash.
     pub async fn upsert_audit(&self, rows: &[(AuditEvent, u64)], now: DateTime<Utc>) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
+        let hash = |text: &str| (!text.is_empty()).then(|| strip_nul(text));
         for (event, stream_seq) in rows {
             sqlx::query(
-                "INSERT INTO audit (event_id, actor, action, target, details_json, source, at_ms, stream_seq, recorded_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                "INSERT INTO audit (event_id, actor, action, target, details_json, source, at_ms, stream_seq, recorded_at_ms, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .bind(strip_nul(&event.event_id))
@@ -545,11 +636,63 @@ impl Db {
             .bind(event.at.timestamp_millis())
             .bind(i64::try_from(*stream_seq).unwrap_or(i64::MAX))
             .bind(now.timestamp_millis())
+            .bind(hash(&event.prev_hash))
+            .bind(hash(&event.hash))
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One page of the audit trail in stream order, (stream_seq, event_id) ascending, every field as stored: what
+    /// `kanade audit verify` recomputes the chain from.
+    pub async fn list_audit_chain(
+        &self,
+        filter: &AuditChainFilter,
+    ) -> Result<Paged<AuditChainRow, (i64, String)>, DbError> {
+        let mut sql = "SELECT stream_seq, event_id, actor, action, target, details_json, source, at_ms, prev_hash, hash
+             FROM audit WHERE stream_seq >= $1"
+            .to_owned();
+        let mut binds = vec![Bind::Int(filter.from_seq)];
+        if let Some(since) = filter.since {
+            binds.push(Bind::Int(since.timestamp_millis()));
+            // The first event in stream order at or after `since`, and everything after it: the chain has no gaps
+            // where clocks disagree.
+            sql.push_str(&format!(
+                " AND stream_seq >= (SELECT COALESCE(MIN(stream_seq), {}) FROM audit WHERE at_ms >= ${})",
+                i64::MAX,
+                binds.len()
+            ));
+        }
+        if let Some((seq, id)) = &filter.after {
+            binds.push(Bind::Int(*seq));
+            binds.push(Bind::Text(id.clone()));
+            let n = binds.len();
+            sql.push_str(&format!(" AND (stream_seq, event_id) > (${}, ${n})", n - 1));
+        }
+        sql.push_str(&format!(" ORDER BY stream_seq, event_id LIMIT {}", filter.limit + 1));
+        let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
+        let rows: Vec<AuditChainRow> = rows
+            .iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("stream_seq")?;
+                Ok(AuditChainRow {
+                    stream_seq: u64::try_from(seq)
+                        .map_err(|_| DbError::Unreadable { what: "audit stream sequence", value: seq.to_string() })?,
+                    event_id: row.try_get("event_id")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    details_json: row.try_get("details_json")?,
+                    source: row.try_get("source")?,
+                    at_ms: row.try_get("at_ms")?,
+                    prev_hash: row.try_get("prev_hash")?,
+                    hash: row.try_get("hash")?,
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        Ok(Paged::of(rows, filter.limit, |r| (clamp(r.stream_seq), r.event_id.clone())))
     }
 
     /// One page of the audit events matching `filter`, newest first: (at, event_id) descending.
@@ -640,6 +783,40 @@ fn and_equals(sql: &mut String, already: usize, conditions: &[(&str, Option<&str
     values
 }
 
+/// The SQL form of a group scope over PCs (`crate::scope::pc_groups` and `GroupScope::covers_pc`):
+/// `<column> IN (<the pc ids with an active credential in one of `groups`, or without a credential in force and
+/// reporting one of them>)`, its LIKE patterns numbered from `$first`. Returns the condition and the patterns to bind
+/// in that order. The subquery does not depend on the outer row, so both databases read it once per statement.
+pub(crate) fn pcs_in(column: &str, groups: &BTreeSet<GroupName>, first: usize) -> (String, Vec<String>) {
+    // A groups_json is a JSON array of validated names, so `"<name>"` inside it is that group exactly.
+    let patterns: Vec<String> = groups.iter().map(|g| format!("%\"{}\"%", like_escape(g.as_str()))).collect();
+    let any = |table: &str| {
+        (first..first + patterns.len())
+            .map(|n| format!("{table}.groups_json LIKE ${n} ESCAPE '\\'"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    let sql = format!(
+        "{column} IN (SELECT sc.pc_id FROM agent_credentials sc WHERE sc.status = 'active' AND ({}) \
+         UNION SELECT sa.pc_id FROM agents sa WHERE ({}) AND NOT EXISTS \
+         (SELECT 1 FROM agent_credentials sn WHERE sn.pc_id = sa.pc_id AND sn.status <> 'pending'))",
+        any("sc"),
+        any("sa")
+    );
+    (sql, patterns)
+}
+
+/// Appends ` AND <column> IN (...)` for a group scope ([`pcs_in`]), binding its patterns after `binds`; nothing
+/// for the fleet.
+fn and_in_scope(sql: &mut String, binds: &mut Vec<Bind>, column: &str, scope: &GroupScope) {
+    if let Some(groups) = scope.groups() {
+        let (condition, patterns) = pcs_in(column, groups, binds.len() + 1);
+        binds.extend(patterns.into_iter().map(Bind::Text));
+        sql.push_str(" AND ");
+        sql.push_str(&condition);
+    }
+}
+
 /// PostgreSQL refuses NUL in text; a script can print one. Keep everything else as it was.
 fn strip_nul(text: &str) -> String {
     if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text.to_owned() }
@@ -651,6 +828,18 @@ fn clamp(value: u64) -> i64 {
 
 fn millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Which part of the audit trail [`Db::list_audit_chain`] lists.
+#[derive(Debug, Clone)]
+pub struct AuditChainFilter {
+    /// The first stream sequence.
+    pub from_seq: i64,
+    /// From the first event (in stream order) at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// The page starts after this (stream_seq, event_id).
+    pub after: Option<(i64, String)>,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -916,6 +1105,23 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("sqlite:///x.db"), "sqlite:///x.db");
+    }
+
+    #[test]
+    fn a_scope_condition_numbers_its_patterns_after_the_binds_before_it_and_escapes_like() {
+        let groups: BTreeSet<GroupName> = ["office", "lab_2"].iter().map(|g| GroupName::new(*g).unwrap()).collect();
+        let (sql, patterns) = pcs_in("r.pc_id", &groups, 3);
+        assert_eq!(patterns, ["%\"lab\\_2\"%", "%\"office\"%"], "`_` is literal, each name quoted whole");
+        assert!(sql.starts_with("r.pc_id IN (SELECT sc.pc_id FROM agent_credentials sc"), "{sql}");
+        assert!(sql.contains("sc.groups_json LIKE $3 ESCAPE '\\' OR sc.groups_json LIKE $4"), "{sql}");
+        assert!(sql.contains("sa.groups_json LIKE $3 ESCAPE '\\' OR sa.groups_json LIKE $4"), "{sql}");
+        assert!(!sql.contains("$5"), "{sql}");
+        let (mut sql, mut binds) = ("SELECT 1 WHERE a = $1".to_owned(), vec![Bind::Int(1)]);
+        and_in_scope(&mut sql, &mut binds, "pc_id", &GroupScope::Fleet);
+        assert_eq!((sql.as_str(), binds.len()), ("SELECT 1 WHERE a = $1", 1), "the fleet: no condition");
+        and_in_scope(&mut sql, &mut binds, "pc_id", &GroupScope::Groups(groups));
+        assert_eq!(binds.len(), 3);
+        assert!(sql.contains(" AND pc_id IN (") && sql.contains("LIKE $2") && sql.contains("LIKE $3"), "{sql}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use kanade_ops::OpsError;
 use kanade_ops::catalogue::{self, Catalogue};
 use kanade_ops::control;
+use kanade_shared::access::GroupScope;
 use kanade_shared::manifest::{Job, StoredJob, Targets, Wave};
 use kanade_shared::subject::Target;
 use kanade_shared::waves::{self, WaveError, WaveSpec};
@@ -51,6 +52,9 @@ pub enum ExecError {
     NotPending { exec: ExecId, status: ExecStatus },
     #[error("`{actor}` requested execution `{exec}` and cannot approve it: another operator must")]
     SelfApproval { exec: ExecId, actor: Actor },
+    /// The caller's group scope does not cover the targets ([`crate::scope::check`]).
+    #[error(transparent)]
+    OutOfScope(#[from] crate::scope::ScopeError),
     #[error(transparent)]
     Ops(#[from] OpsError),
     #[error(transparent)]
@@ -86,6 +90,8 @@ pub struct Engine {
     live: Publisher,
     /// One step at a time in this process: a request starting an execution and the tick never interleave.
     step: tokio::sync::Mutex<()>,
+    /// The backend's own signing key: everything it sends to agents is signed with it (DESIGN.md, Authority).
+    signer: std::sync::OnceLock<kanade_shared::authority::SigningKey>,
 }
 
 /// What firing a job would do, worked out exactly as firing works it out; nothing is sent or stored.
@@ -153,18 +159,53 @@ pub fn fired_at(job: &Job, request: &ExecRequest) -> Result<(Targets, Vec<Wave>)
 
 impl Engine {
     pub fn new(db: Db, nats: async_nats::Client, live: Publisher) -> Arc<Self> {
-        Arc::new(Self { db, nats, live, step: tokio::sync::Mutex::new(()) })
+        Arc::new(Self { db, nats, live, step: tokio::sync::Mutex::new(()), signer: std::sync::OnceLock::new() })
     }
 
-    /// Works out whom firing `job` with `request` reaches, and in which waves. `exec` fires exactly this plan, so
-    /// a preview (`POST /api/jobs/{id}/preview`) and a fire right after it count the same targets.
-    pub async fn plan(&self, stored: StoredJob, request: &ExecRequest) -> Result<Plan, ExecError> {
+    /// Gives the engine the backend's signing key (once; a second is ignored and returns false).
+    pub fn set_signer(&self, key: kanade_shared::authority::SigningKey) -> bool {
+        self.signer.set(key).is_ok()
+    }
+
+    /// The key the backend signs with; an error when it has none, rather than sending what every agent refuses.
+    pub fn signer(&self) -> Result<&kanade_shared::authority::SigningKey, kanade_ops::OpsError> {
+        self.signer.get().ok_or_else(|| {
+            kanade_ops::OpsError::Invalid(
+                "this backend has no signing key (`[security] signing_key`, `KANADE_BACKEND_SIGNING_KEY`, or \
+                 `backend-signing.key` in the `[security]` folder): agents would refuse what it sends"
+                    .into(),
+            )
+        })
+    }
+
+    /// Works out whom firing `job` with `request` reaches, and in which waves, for a caller in `scope` (refused when
+    /// the scope does not cover it: [`Engine::check_scope`]). `exec` fires exactly this plan, so a preview (`POST
+    /// /api/jobs/{id}/preview`) and a fire right after it count the same targets and refuse the same way.
+    pub async fn plan(&self, stored: StoredJob, request: &ExecRequest, scope: &GroupScope) -> Result<Plan, ExecError> {
         let (targets, waves) = fired_at(&stored.job, request)?;
+        self.check_scope(scope, &targets, waves.iter().map(|w| &w.group)).await?;
         let revoked = control::is_revoked(&self.nats, &stored.job.id).await?;
         let agents = self.db.known_agents().await?;
         let reached =
             rollout::resolve(&targets, &waves, agents.iter().map(|a| (a.pc_id.as_str(), a.groups.as_slice())));
         Ok(Plan { stored, revoked, targets, waves, reached, agents })
+    }
+
+    /// Whether `scope` covers firing at `targets` with waves over `wave_groups` ([`crate::scope::check`]), with the
+    /// named PCs' groups as the backend knows them ([`Db::pc_groups`], read only for a group scope naming PCs). The
+    /// one check behind every fire, preview, approval, kill, schedule and inventory refresh.
+    pub async fn check_scope<'a>(
+        &self,
+        scope: &GroupScope,
+        targets: &Targets,
+        wave_groups: impl IntoIterator<Item = &'a GroupName>,
+    ) -> Result<(), ExecError> {
+        if scope.is_fleet() {
+            return Ok(());
+        }
+        let groups = if targets.pcs.is_empty() { Default::default() } else { self.db.pc_groups(&targets.pcs).await? };
+        crate::scope::check(scope, targets, wave_groups, |pc| groups.get(pc).map(Vec::as_slice))?;
+        Ok(())
     }
 
     /// Creates an execution of `stored` (as the catalogue holds it) and, unless the job needs approval, sends it.
@@ -185,7 +226,7 @@ impl Engine {
         let job = &stored.job.id.clone();
         let caller = &origin.caller;
         let clock = std::time::Instant::now();
-        let plan = self.plan(stored, &request).await?;
+        let plan = self.plan(stored, &request, &caller.scope).await?;
         let planned = clock.elapsed();
         if plan.revoked {
             return Err(ExecError::Revoked(job.clone()));
@@ -353,7 +394,7 @@ impl Engine {
     /// `starting` -> `rolling_out` or `running`: makes this version the current one and sends (the first wave).
     async fn start(&self, row: &ExecutionRow) -> Result<(), ExecError> {
         let (exec, job) = (&row.exec_id, &row.job_id);
-        control::set_current(&self.nats, job, &row.version).await?;
+        control::set_current(&self.nats, self.signer()?, job, &row.version).await?;
         let now = Utc::now();
         self.supersede_older(row, now).await?;
         let waves = self.db.waves(exec).await?;
@@ -457,7 +498,7 @@ impl Engine {
         let now = Utc::now();
         command.issued_at = now;
         command.deadline = send_deadline(row, now);
-        control::publish(&self.nats, target, &command).await?;
+        control::publish(&self.nats, self.signer()?, target, &command).await?;
         Ok(())
     }
 
@@ -469,7 +510,7 @@ impl Engine {
         let now = Utc::now();
         command.issued_at = now;
         command.deadline = send_deadline(row, now);
-        control::republish(&self.nats, target, &command).await?;
+        control::republish(&self.nats, self.signer()?, target, &command).await?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! read the address); [`Bound::with_security`] turns enrolment on (`[security]`: the fleet's keys, read and checked
 //! then); [`Bound::serve`] runs the projectors, the enrolment service and the server until shutdown.
 
+pub mod accounts;
 pub mod api;
 pub mod caller;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod perf_live;
 pub mod projector;
 pub mod rollout;
 pub mod scheduler;
+pub mod scope;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ pub struct Bound {
     /// The backend's NATS connection settings: the system connection of [`Bound::with_security`] shares its URLs
     /// and CA.
     nats_config: kanade_shared::config::NatsConfig,
+    /// The one-time setup token printed at bind, when the database has no user.
+    setup_token: Option<String>,
 }
 
 impl Backend {
@@ -85,6 +89,23 @@ impl Backend {
             },
             "kanade-backend listening"
         );
+        if let AuthConfig::Tokens { shared: Some(_), .. } = &config.auth {
+            tracing::warn!(
+                "the static token (auth.static_token, KANADE_AUTH_STATIC_TOKEN) acts as admin on the whole fleet and \
+                 proves no one's identity: it is for bootstrap and development; sign in with operator accounts \
+                 (`kanade login`) and API tokens instead"
+            );
+        }
+        let session_key = api::session_signing_key(&config.sessions, &db)
+            .await
+            .context("cannot read or store the key session tokens are signed with")?;
+        if let Err(err) = db.prune_sessions(chrono::Utc::now().timestamp_millis()).await {
+            tracing::warn!(error = %err, "cannot delete ended sessions; trying again at the next start");
+        }
+        let setup_token = match &config.auth {
+            AuthConfig::Disabled => None,
+            AuthConfig::Tokens { .. } => first_admin_setup(&db, listener.local_addr()?).await?,
+        };
         let js = async_nats::jetstream::new(nats.clone());
         let live = live::Publisher::new(nats.clone());
         let engine = engine::Engine::new(db.clone(), nats.clone(), live.clone());
@@ -106,6 +127,7 @@ impl Backend {
             watches,
             leadership,
             issuer: None,
+            sessions: Arc::new(api::Sessions::new(&config.sessions, session_key)),
         });
         Ok(Bound {
             listener,
@@ -116,8 +138,33 @@ impl Backend {
             standing_every: scheduler::STANDING_EVERY,
             requests,
             nats_config: config.nats,
+            setup_token,
         })
     }
+}
+
+/// With no user in the database, a one-time setup token, stored as a hash and printed with the command that makes
+/// the first admin (never a default password); with users, any setup token left from before is deleted. Each start
+/// without users prints a new one; any of them works, once, until the first admin exists.
+async fn first_admin_setup(db: &Db, addr: SocketAddr) -> anyhow::Result<Option<String>> {
+    if db.count_users().await.context("cannot count operator accounts")? > 0 {
+        db.clear_setup_tokens().await.context("cannot delete spent setup tokens")?;
+        return Ok(None);
+    }
+    let token = accounts::SecretToken::generate(accounts::TokenKind::Setup);
+    db.add_setup_token(&token.secret_hash(), chrono::Utc::now().timestamp_millis())
+        .await
+        .context("cannot store the setup token")?;
+    let command = format!("kanade --backend-url http://{addr} user add <name> --role admin --setup-token {token}");
+    // Through the log, which is stderr unless `[log] file` says otherwise: where the person starting it looks, and
+    // where a service's output goes. A warning, so the default level shows it.
+    tracing::warn!(
+        setup_token = %token,
+        "\n{rule}\nno operator account exists yet: create the first admin, once, with\n\n    {command}\n\n\
+         (the setup token works until the first admin exists; behind a proxy, use its URL)\n{rule}",
+        rule = "=".repeat(100),
+    );
+    Ok(Some(token.to_string()))
 }
 
 impl Bound {
@@ -168,6 +215,21 @@ impl Bound {
             "enrolment on"
         );
         Ok(self)
+    }
+
+    /// Gives the backend its signing key (PKCS#8 PEM at `path`): what it fires, kills and revokes is signed with it,
+    /// and agents obey it as far as the trust list lets the key (`backend`) act.
+    pub fn with_signing_key(self, path: &std::path::Path) -> anyhow::Result<Self> {
+        let key = kanade_ops::signing::read_key(path)?;
+        tracing::info!(key = %key.public_key(), file = %path.display(), "signing what the backend sends with this key");
+        self.state.engine.set_signer(key);
+        Ok(self)
+    }
+
+    /// The one-time setup token this backend printed (the database had no user), for tests that make the first
+    /// admin.
+    pub fn setup_token(&self) -> Option<&str> {
+        self.setup_token.as_deref()
     }
 
     /// The read model, for tests that count rows.
@@ -287,15 +349,23 @@ async fn perf_sweep(db: Db, retention: std::time::Duration, shutdown: Cancellati
     }
 }
 
-/// Runs the backend until `shutdown`; with `security`, enrolment is on.
+/// Runs the backend until `shutdown`; with `security`, enrolment is on; with `signing_key`, it can fire.
 pub async fn run(
     config: BackendConfig,
     security: Option<SecurityConfig>,
+    signing_key: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut bound = Backend::bind(config).await?;
     if let Some(security) = &security {
         bound = bound.with_security(security)?;
+    }
+    match &signing_key {
+        Some(path) => bound = bound.with_signing_key(path)?,
+        None => tracing::warn!(
+            "no signing key (`[security] signing_key`, KANADE_BACKEND_SIGNING_KEY): firing, killing and revoking are \
+             refused, since agents would refuse what this backend sends"
+        ),
     }
     bound.serve(shutdown).await
 }

@@ -38,6 +38,10 @@ fn main() -> ExitCode {
         Ok(security) => security,
         Err(err) => return refuse(&format!("invalid configuration: {err}")),
     };
+    let signing_key = match kanade_backend::config::signing_key_path(flags.config.as_deref(), &ProcessEnv) {
+        Ok(key) => key,
+        Err(err) => return refuse(&format!("invalid configuration: {err}")),
+    };
     if let Err(err) = config.log.init_tracing() {
         return refuse(&err);
     }
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
                 shutdown.cancel();
             }
         });
-        match kanade_backend::run(config, security, shutdown).await {
+        match kanade_backend::run(config, security, signing_key, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "backend failed");

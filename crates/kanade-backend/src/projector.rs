@@ -107,12 +107,10 @@ impl Projection for Audit {
     const STREAM: &'static str = STREAM_AUDIT;
     const CONSUMER: &'static str = CONSUMER_AUDIT_PROJECTOR;
 
+    /// The same check a verifier of the chain makes (`kanade_shared::audit_chain::decode_message`), so what is
+    /// projected and what `kanade audit verify` counts as an event never disagree.
     fn decode(subject: &str, payload: &[u8]) -> Result<AuditEvent, String> {
-        let event: AuditEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-        if subject::audit(&event.actor, &event.action) != subject {
-            return Err(format!("audit event of `{}` doing `{}` arrived on `{subject}`", event.actor, event.action));
-        }
-        Ok(event)
+        kanade_shared::audit_chain::decode_message(subject, payload)
     }
 
     async fn commit(db: &Db, rows: &[(AuditEvent, u64)]) -> Result<(), crate::db::DbError> {

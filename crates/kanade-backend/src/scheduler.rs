@@ -22,6 +22,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use kanade_ops::catalogue::{self, Catalogue};
 use kanade_ops::control;
 use kanade_ops::schedules::ScheduleStore;
+use kanade_shared::access::{GroupScope, Role};
 use kanade_shared::manifest::{StoredJob, Wave};
 use kanade_shared::schedule::{self, Due, Overlap, ScheduleId, StoredSchedule, Timing, When};
 use kanade_shared::subject::Target;
@@ -114,9 +115,16 @@ pub fn standing_step(
     }
 }
 
-/// The caller a schedule fires as: `schedule-<id>` in the audit trail and as the executions' requester.
-pub fn caller_for(id: &ScheduleId) -> Caller {
-    Caller::admin(Actor::from_login(&format!("schedule-{id}")), true)
+/// The caller a schedule fires as: `schedule-<id>` in the audit trail and as the executions' requester, within the
+/// scope it was given (its creator's, or whoever changed it last: `api::schedules`), so every fire is checked
+/// against that scope again. Fleet-wide it fires as an admin, as every schedule did before scopes; scoped, as an
+/// operator (an admin is never scoped).
+pub fn caller_for(id: &ScheduleId, scope: GroupScope) -> Caller {
+    let actor = Actor::from_login(&format!("schedule-{id}"));
+    match scope {
+        GroupScope::Fleet => Caller::admin(actor, true),
+        scope => Caller { actor, verified: true, role: Role::Operator, scope },
+    }
 }
 
 /// What firing `schedule` asks of the engine: its targets, waves, jitter and deadline where it gives them.
@@ -435,7 +443,7 @@ impl Scheduler {
         command.validate().map_err(|err| ExecError::Invalid(format!("job `{}`: {err}", job.job.id)))?;
         let json = serde_json::to_string(&command).map_err(|e| ExecError::Invalid(e.to_string()))?;
         if self.state.db.restate_command(&row.exec_id, &job.job.version, &json, Utc::now()).await? {
-            control::set_current(&self.state.nats, &job.job.id, &job.job.version).await?;
+            control::set_current(&self.state.nats, self.state.engine.signer()?, &job.job.id, &job.job.version).await?;
             tracing::info!(exec_id = %row.exec_id, version = %job.job.version, "once-per-PC schedule follows the job's new version");
             self.state.live.changed(Topic::Executions, [row.exec_id.as_str()]).await;
         }
@@ -516,9 +524,11 @@ pub async fn withdraw_standing(state: &AppState, exec: &ExecId) -> Result<Vec<St
     Ok(withdrawn)
 }
 
-/// Forgets where a deleted schedule stopped; one created again with its id counts from its creation.
+/// Forgets where a deleted schedule stopped, and its scope; one created again with its id counts from its creation
+/// and fires with its new creator's scope.
 pub async fn forget(state: &AppState, id: &ScheduleId) -> Result<(), ExecError> {
-    Ok(state.db.forget_schedule_cursor(id.as_str()).await?)
+    state.db.forget_schedule_cursor(id.as_str()).await?;
+    Ok(state.db.forget_schedule_scope(id.as_str()).await?)
 }
 
 /// Fires the occurrence of `stored` at `at` (see [`Scheduler::fire`]); shared with the API's run-now. Returns
@@ -558,8 +568,10 @@ pub async fn fire(
         state.live.changed(Topic::Schedules, [schedule.id.as_str()]).await;
         return Ok(false);
     };
+    // Read at every fire: a schedule changed by someone else since fires with their scope.
+    let scope = state.db.schedule_scope(schedule.id.as_str()).await?.unwrap_or(GroupScope::Fleet);
     let origin = Origin {
-        caller: caller_for(&schedule.id),
+        caller: caller_for(&schedule.id, scope),
         exec_id: Some(occurrence.clone()),
         fire: Some(row.clone()),
         ends_at: if schedule.when.is_once() { schedule.not_after } else { None },
@@ -627,10 +639,15 @@ mod tests {
     }
 
     #[test]
-    fn a_schedule_fires_as_itself() {
-        let caller = caller_for(&ScheduleId::new("nightly").unwrap());
+    fn a_schedule_fires_as_itself_within_its_scope() {
+        let caller = caller_for(&ScheduleId::new("nightly").unwrap(), GroupScope::Fleet);
         assert_eq!(caller.actor.as_str(), "schedule-nightly");
-        let long = caller_for(&ScheduleId::new("a".repeat(40)).unwrap());
+        assert_eq!((caller.role, caller.scope), (Role::Admin, GroupScope::Fleet));
+        let long = caller_for(&ScheduleId::new("a".repeat(40)).unwrap(), GroupScope::Fleet);
         assert!(long.actor.as_str().starts_with("schedule-aaaa"));
+        let office = GroupScope::parse_list("office").unwrap();
+        let scoped = caller_for(&ScheduleId::new("office-patch").unwrap(), office.clone());
+        assert_eq!((scoped.role, &scoped.scope), (Role::Operator, &office));
+        assert!(scoped.scope.check_role(scoped.role).is_ok());
     }
 }

@@ -69,13 +69,46 @@ fn refuses_to_serve_an_unauthenticated_api_on_a_non_loopback_address() {
     assert_refuses(command, dir.path(), "loopback", "auth disabled on 0.0.0.0");
 }
 
-#[test]
-fn refuses_to_start_without_any_auth_configured() {
+/// Without a static token, operator accounts are the only way in: a backend with no user prints a one-time setup
+/// token on stderr with the command to use (never a default password), and that token makes the first admin.
+#[tokio::test]
+async fn without_a_static_token_it_prints_a_setup_token_that_makes_the_first_admin() {
     let nats = NatsServer::start();
+    kanade_testkit::connect(&nats.url()).await;
     let dir = tempfile::tempdir().expect("temp dir");
+    let addr = format!("127.0.0.1:{}", free_port());
     let mut command = backend(&nats, dir.path());
-    command.env("KANADE_BIND_ADDR", "127.0.0.1:0");
-    assert_refuses(command, dir.path(), "no auth configured", "no token and auth not disabled");
+    command.env("KANADE_BIND_ADDR", &addr);
+    let mut child = command.spawn().expect("start kanade-backend");
+    let http = reqwest::Client::new();
+    eventually("kanade-backend answers /health", PATIENCE, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("kanade-backend exited early with {status}:\n{}", stderr_of(dir.path()));
+        }
+        let request = http.get(format!("http://{addr}/health"));
+        async move { (request.send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    let stderr = stderr_of(dir.path());
+    assert!(stderr.contains("user add <name> --role admin --setup-token kanade_setup_"), "{stderr}");
+    let token = stderr
+        .split_whitespace()
+        .find(|word| word.starts_with("kanade_setup_"))
+        .expect("the setup token on stderr")
+        .to_owned();
+    assert_eq!(http.get(format!("http://{addr}/api/agents")).send().await.unwrap().status(), 401);
+    let body = serde_json::json!({"setup_token": token, "name": "root", "password": "correct horse battery"});
+    let setup = http.post(format!("http://{addr}/api/setup")).json(&body).send().await.unwrap();
+    assert_eq!(setup.status(), 201);
+    let login = serde_json::json!({"name": "root", "password": "correct horse battery"});
+    let tokens: serde_json::Value =
+        http.post(format!("http://{addr}/api/login")).json(&login).send().await.unwrap().json().await.unwrap();
+    let bearer = tokens["access_token"].as_str().expect("a session token");
+    let agents = http.get(format!("http://{addr}/api/agents")).bearer_auth(bearer).send().await.unwrap();
+    assert_eq!(agents.status(), 200);
+    let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+    assert!(signalled.success(), "kill -TERM failed");
+    assert_eq!(wait_for_exit(&mut child, "after SIGTERM").code(), Some(0));
 }
 
 #[test]
@@ -158,6 +191,8 @@ async fn serves_health_and_the_api_then_exits_0_on_sigterm() {
     assert_eq!(refused.status(), 401, "the token from KANADE_AUTH_STATIC_TOKEN is required");
     let allowed = http.get(&api).bearer_auth(TEST_TOKEN).send().await.expect("GET /api/agents");
     assert_eq!(allowed.status(), 200);
+    let stderr = stderr_of(dir.path());
+    assert!(stderr.contains("for bootstrap and development"), "the static token is marked as such: {stderr}");
 
     let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
     assert!(signalled.success(), "kill -TERM failed");

@@ -96,6 +96,8 @@ fn audit_event(id: &str, at_ms: i64) -> AuditEvent {
         details: Value::Null,
         at: at(at_ms),
         source: "cli".into(),
+        prev_hash: String::new(),
+        hash: String::new(),
     }
 }
 

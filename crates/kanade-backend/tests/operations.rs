@@ -71,7 +71,10 @@ async fn session_says_who_is_calling_and_how_it_is_known() {
     assert_eq!(claimed.status, 200, "{}", claimed.raw);
     assert_eq!(
         claimed.body,
-        json!({ "actor": "carol", "verified": false, "auth": "token", "version": env!("CARGO_PKG_VERSION") })
+        json!({
+            "actor": "carol", "verified": false, "auth": "token", "version": env!("CARGO_PKG_VERSION"),
+            "role": "admin", "scope": "fleet", "method": "static_token",
+        })
     );
     let alice = format!("Bearer {}", kanade_testkit::operator_token("alice"));
     // A per-operator token proves the name; a claimed header cannot override it.
@@ -79,6 +82,7 @@ async fn session_says_who_is_calling_and_how_it_is_known() {
         request(&base, Method::GET, "/api/session", &[("authorization", &alice), ("x-kanade-operator", "bob")], None)
             .await;
     assert_eq!((proven.body["actor"].clone(), proven.body["verified"].clone()), (json!("alice"), json!(true)));
+    assert_eq!(proven.body["method"], "operator_token");
     let anonymous = get(&base, "/api/session").await;
     assert_eq!(anonymous.body["actor"], "anonymous");
     // A name that is not ASCII (Latin-1 bytes here) is refused, not recorded as `anonymous`.

@@ -427,11 +427,25 @@ async fn a_revoked_job_is_not_fired_and_bad_requests_get_precise_errors() {
     let backend = TestBackend::start(&url).await;
     create_job(&backend, &manifest("stoppable", "1.0", "true", "target:\n  all: true\n")).await;
 
-    kanade_ops::control::set_revoked(&client, &kanade_shared::JobId::new("stoppable").unwrap(), true).await.unwrap();
+    kanade_ops::control::set_revoked(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &kanade_shared::JobId::new("stoppable").unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
     let (status, body) = backend.post("/api/exec/stoppable", &json!({})).await;
     assert_eq!((status, body["error"]["code"].clone()), (409, json!("job_revoked")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("kanade unrevoke stoppable"));
-    kanade_ops::control::set_revoked(&client, &kanade_shared::JobId::new("stoppable").unwrap(), false).await.unwrap();
+    kanade_ops::control::set_revoked(
+        &client,
+        kanade_testkit::fleet().signer(),
+        &kanade_shared::JobId::new("stoppable").unwrap(),
+        false,
+    )
+    .await
+    .unwrap();
 
     let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
         ("/api/exec/stoppable", json!({ "pcs": ["Not A Pc"] }), 400, "invalid_request", "pcs:"),

@@ -402,6 +402,7 @@ async fn one_size(args: &FanoutArgs, bin: &Path, n: usize) -> anyhow::Result<Fig
     let client = kanade_testkit::client(&url).await;
     let js = jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let connections = n.div_ceil(args.agents_per_connection).max(1);
 
     let backend = start_backend(bin, &url, work.path()).await?;
@@ -619,7 +620,7 @@ async fn reconnect_storm(
         let sent = js
             .send_publish(
                 subject::command(&Target::All, &job),
-                PublishMessage::build().payload(body.clone().into()).message_id(exec.as_str()),
+                signed(&Target::All, &job, body.clone()).message_id(exec.as_str()),
             )
             .await;
         if let Ok(ack) = sent
@@ -808,6 +809,19 @@ async fn exec_through_api(http: &reqwest::Client, api: &str) -> anyhow::Result<(
     }
 }
 
+/// A command message for `target`, signed by the test fleet's operator as the CLI or the backend signs: every
+/// simulated agent checks the signature, as a real one does, so the figures include that cost.
+pub(crate) fn signed(target: &Target, job: &JobId, body: Vec<u8>) -> PublishMessage {
+    let subject_name = subject::command(target, job);
+    let headers = kanade_ops::signing::signed_headers(
+        kanade_testkit::fleet().signer(),
+        &subject_name,
+        &body,
+        kanade_ops::signing::COMMAND_LIFETIME,
+    );
+    PublishMessage::build().payload(body.into()).headers(headers)
+}
+
 /// One broadcast through kanade: published into `EXEC` for every agent, done when the API counts every result.
 async fn kanade_broadcast(
     js: &jetstream::Context,
@@ -823,7 +837,7 @@ async fn kanade_broadcast(
     let started = Instant::now();
     js.send_publish(
         subject::command(&Target::All, &job),
-        PublishMessage::build().payload(serde_json::to_vec(&command)?.into()).message_id(exec.as_str()),
+        signed(&Target::All, &job, serde_json::to_vec(&command)?).message_id(exec.as_str()),
     )
     .await?
     .await?;
@@ -942,6 +956,7 @@ async fn idle_agent(bin: &Path, window: Duration) -> anyhow::Result<(u64, f64)> 
     let nats = NatsServer::start();
     let client = kanade_testkit::client(&nats.url()).await;
     kanade_ops::jetstream::setup(&jetstream::new(client.clone()), 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let data = tempfile::tempdir()?;
     let mut command = tokio::process::Command::new(bin.join("kanade-agent"));
     command

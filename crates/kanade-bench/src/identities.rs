@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use futures::StreamExt as _;
 use kanade_agent::connection::{self, Identity};
 use kanade_shared::config::{AgentConfig, DEFAULT_OUTPUT_LIMIT_BYTES, NatsConfig};
@@ -229,6 +229,7 @@ async fn one(
     let client = kanade_testkit::client(&url).await;
     let js = jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let broker = nats.pid().context("no broker pid")?;
 
     let data =
@@ -328,7 +329,7 @@ async fn broadcast(
     let started = Instant::now();
     js.send_publish(
         subject::command(&Target::All, job),
-        PublishMessage::build().payload(body.into()).message_id(exec.as_str()),
+        crate::fanout::signed(&Target::All, job, body).message_id(exec.as_str()),
     )
     .await?
     .await?;
@@ -527,6 +528,7 @@ pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
             perf: kanade_shared::config::PerfConfig { rollup_interval: Duration::ZERO, ..Default::default() },
             enroll_token: None,
             bootstrap_creds: None,
+            trust_root: Some(kanade_testkit::fleet().trust_root()),
             pc_id: pc,
         };
         let parts = kanade_agent::Parts {

@@ -83,6 +83,7 @@ async fn one_database(args: &InventoryArgs, bin: &Path, kind: &str) -> anyhow::R
     let client = kanade_testkit::client(&url).await;
     let js = async_nats::jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let backend = fanout::start_backend_on(bin, &url, work.path(), store.url()).await?;
     let cpu_before = backend.proc.cpu_seconds();
 

@@ -48,6 +48,7 @@ async fn run(args: &ListsArgs, bin: &Path) -> anyhow::Result<()> {
     let url = nats.url();
     let client = kanade_testkit::client(&url).await;
     kanade_ops::jetstream::setup(&async_nats::jetstream::new(client.clone()), 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let backend = fanout::start_backend(bin, &url, work.path()).await?;
     let sim_data = PathBuf::from(format!("/dev/shm/kanade-bench-lists-{}", std::process::id()));
     std::fs::create_dir_all(&sim_data)?;

@@ -233,6 +233,7 @@ async fn fleet(args: &PerfArgs, bin: &Path, kind: &str, live: bool) -> anyhow::R
     let client = kanade_testkit::client(&url).await;
     let js = jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let backend = fanout::start_backend_on(bin, &url, work.path(), store.url()).await?;
     let http = reqwest::Client::new();
 
@@ -993,6 +994,7 @@ async fn real_agent(args: &PerfArgs, bin: &Path) -> anyhow::Result<String> {
     let nats = NatsServer::start_durable();
     let client = kanade_testkit::client(&nats.url()).await;
     kanade_ops::jetstream::setup(&jetstream::new(client.clone()), 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let data = tempfile::tempdir()?;
     let pc = PcId::new("perf-agent")?;
     let config = data.path().join("agent.toml");

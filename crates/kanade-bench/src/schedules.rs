@@ -456,6 +456,7 @@ async fn fleet_in(
     let client = kanade_testkit::client(&url).await;
     let js = jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await?;
+    kanade_testkit::fleet().push_trust(&client).await;
     let backend = fanout::start_backend_on(bin, &url, work, store.url()).await?;
     let http = reqwest::Client::new();
     wait_leading(&http, &backend.url).await?;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use kanade_shared::authority::SigningKey;
 use kanade_shared::layered::Scope;
 use kanade_shared::manifest::StoredJob;
 use kanade_shared::resources::KV_AGENT_GROUPS;
@@ -34,23 +35,33 @@ pub async fn delete_job(catalogue: &Catalogue, audit: &Auditor, job: &JobId) -> 
 
 /// Revokes `job` (its runs that have not started are skipped on every agent) or allows it again; audited as
 /// `revoke` / `unrevoke`.
-pub async fn set_revoked(audit: &Auditor, job: &JobId, revoked: bool) -> Result<(), OpsError> {
-    control::set_revoked(audit.client(), job, revoked).await?;
+pub async fn set_revoked(audit: &Auditor, signer: &SigningKey, job: &JobId, revoked: bool) -> Result<(), OpsError> {
+    control::set_revoked(audit.client(), signer, job, revoked).await?;
     audit.record(if revoked { "revoke" } else { "unrevoke" }, job.as_str(), serde_json::Value::Null).await;
     Ok(())
 }
 
 /// Kills `exec`'s running and queued runs on every agent, collecting confirmations for `wait`; audited as `kill`
 /// with the agents that confirmed.
-pub async fn kill(audit: &Auditor, exec: &ExecId, wait: Duration) -> Result<Vec<KillAck>, OpsError> {
-    let killed = control::kill(audit.client(), exec, wait).await?;
+pub async fn kill(
+    audit: &Auditor,
+    signer: &SigningKey,
+    exec: &ExecId,
+    wait: Duration,
+) -> Result<Vec<KillAck>, OpsError> {
+    let killed = control::kill(audit.client(), signer, exec, wait).await?;
     audit.record("kill", exec.as_str(), killed_on(&killed)).await;
     Ok(killed)
 }
 
 /// Kills every execution of `job` on every agent; audited as `kill-job`.
-pub async fn kill_job(audit: &Auditor, job: &JobId, wait: Duration) -> Result<Vec<KillAck>, OpsError> {
-    let killed = control::kill_job(audit.client(), job, wait).await?;
+pub async fn kill_job(
+    audit: &Auditor,
+    signer: &SigningKey,
+    job: &JobId,
+    wait: Duration,
+) -> Result<Vec<KillAck>, OpsError> {
+    let killed = control::kill_job(audit.client(), signer, job, wait).await?;
     audit.record("kill-job", job.as_str(), killed_on(&killed)).await;
     Ok(killed)
 }

@@ -1,10 +1,15 @@
 //! `kanade security init`: creates a fleet's identities and the broker's TLS, as files in one folder, each secret
 //! written readable by its owner only. What each file is and where it belongs is [`FILES`]; the README's "Security
-//! model" says the same.
+//! model" says the same. Besides the NATS identities it makes the authority of signed commands (DESIGN.md,
+//! Authority): the offline trust root, the backend's signing key, and the first root-signed trust list.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::TimeZone as _;
+use kanade_shared::Actor;
+use kanade_shared::access::{GroupScope, Role};
+use kanade_shared::authority::{KeyError, PublicKey, SignedTrustList, SigningKey, TrustError, TrustList, TrustedKey};
 use kanade_shared::security::{self, FleetAccount, creds, jwt, permissions};
 use nkeys::KeyPair;
 
@@ -62,6 +67,13 @@ pub const CA_KEY: &str = "ca-key.pem";
 pub const SERVER_CERT: &str = "nats-server.pem";
 pub const SERVER_KEY: &str = "nats-server-key.pem";
 pub const SERVER_INCLUDE: &str = "nats-security.conf";
+pub const TRUST_ROOT_KEY: &str = "trust-root.key";
+pub const TRUST_ROOT_PUB: &str = "trust-root.pub";
+pub const BACKEND_SIGNING_KEY: &str = "backend-signing.key";
+pub const TRUST_LIST: &str = "trust-list.json";
+
+/// The name the backend's signing key has in the trust list.
+pub const BACKEND_KEY_NAME: &str = "backend";
 
 use Holder::{Agents, Backend, Broker, Cli, Offline, Simulator};
 
@@ -135,6 +147,30 @@ pub const FILES: &[FileSpec] = &[
         holders: &[Broker],
         what: "include from nats-server.conf: operator, resolver, TLS",
     },
+    FileSpec {
+        name: TRUST_ROOT_KEY,
+        secret: true,
+        holders: &[Offline],
+        what: "the trust root: signs trust lists; only on the machine where they are signed",
+    },
+    FileSpec {
+        name: TRUST_ROOT_PUB,
+        secret: false,
+        holders: &[Agents, Cli, Backend],
+        what: "the trust root's public key: agents take only lists it signed",
+    },
+    FileSpec {
+        name: BACKEND_SIGNING_KEY,
+        secret: true,
+        holders: &[Backend],
+        what: "signs what dashboard users, schedules and waves fire",
+    },
+    FileSpec {
+        name: TRUST_LIST,
+        secret: false,
+        holders: &[Cli],
+        what: "trust list version 1 (the backend's key): `kanade trust push` it",
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +197,22 @@ pub enum SecurityError {
     Tls(#[from] rcgen::Error),
     #[error("`{0}` is not a host name or IP address for the broker's certificate")]
     Host(String),
+    #[error("`{}` is not {what}", .path.display())]
+    Key {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: KeyError,
+    },
+    // Boxed: a trust error holds public keys, and this error travels inside others.
+    #[error("`{}` is not a signed trust list", .path.display())]
+    TrustFile {
+        path: PathBuf,
+        #[source]
+        source: Box<TrustError>,
+    },
+    #[error("cannot make the first trust list")]
+    Trust(#[source] Box<TrustError>),
 }
 
 /// What `init` is told.
@@ -179,8 +231,21 @@ pub struct InitOptions {
 /// The default names in the broker's certificate: enough for one machine.
 pub const DEFAULT_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
+/// An operator's key to trust as an admin from the first trust list on (`security init --admin-key`), so that
+/// someone can sign from the start.
+#[derive(Debug, Clone)]
+pub struct FirstAdmin {
+    pub name: Actor,
+    pub key: PublicKey,
+}
+
 /// Creates a fleet in `options.dir`. Refuses a folder that already holds one.
 pub fn init(options: &InitOptions, now: i64) -> Result<(), SecurityError> {
+    init_with(options, None, now)
+}
+
+/// [`init`], with `admin` trusted as an admin, fleet-wide, in the first trust list beside the backend's key.
+pub fn init_with(options: &InitOptions, admin: Option<&FirstAdmin>, now: i64) -> Result<(), SecurityError> {
     let dir = &options.dir;
     if dir.join(OPERATOR_KEY).exists() {
         return Err(SecurityError::Exists(dir.clone()));
@@ -231,6 +296,10 @@ pub fn init(options: &InitOptions, now: i64) -> Result<(), SecurityError> {
         Ok(creds::format(&jwt::encode(&claims, &user_signing)?, &seed(&key)?))
     };
 
+    let trust_root = SigningKey::generate();
+    let backend_signing = SigningKey::generate();
+    let trust_list = first_trust_list(&trust_root, &backend_signing.public_key(), admin, now)?;
+
     let (ca_pem, ca_key_pem, server_pem, server_key_pem) = tls(&options.hosts)?;
     let broker_dir = options.broker_dir.clone().unwrap_or_else(|| dir.clone());
     let resolver_dir = options.resolver_dir.clone().unwrap_or_else(|| broker_dir.join("jwt"));
@@ -265,6 +334,10 @@ pub fn init(options: &InitOptions, now: i64) -> Result<(), SecurityError> {
         (SERVER_CERT, server_pem),
         (SERVER_KEY, server_key_pem),
         (SERVER_INCLUDE, include),
+        (TRUST_ROOT_KEY, trust_root.to_pem()),
+        (TRUST_ROOT_PUB, format!("{}\n", trust_root.public_key())),
+        (BACKEND_SIGNING_KEY, backend_signing.to_pem()),
+        (TRUST_LIST, format!("{}\n", String::from_utf8_lossy(&trust_list.encode()))),
     ];
     // The operator key last: its presence is what says "this folder holds a complete fleet".
     for (name, text) in contents.iter().rev() {
@@ -272,6 +345,63 @@ pub fn init(options: &InitOptions, now: i64) -> Result<(), SecurityError> {
         write_file(&dir.join(name), text.as_bytes(), spec.secret)?;
     }
     Ok(())
+}
+
+/// Version 1 of the trust list, signed by `root`: the backend's key as an operator of the whole fleet (it fires
+/// only what a signed-in dashboard user, a schedule or a wave asked for, and the backend checks their roles), and
+/// the first admin's key if there is one.
+fn first_trust_list(
+    root: &SigningKey,
+    backend: &PublicKey,
+    admin: Option<&FirstAdmin>,
+    now: i64,
+) -> Result<SignedTrustList, SecurityError> {
+    let now = chrono::Utc.timestamp_opt(now, 0).single().unwrap_or_else(chrono::Utc::now);
+    let backend_name = Actor::new(BACKEND_KEY_NAME).expect("`backend` is a valid actor");
+    let entry = |name: Actor, key: PublicKey, role: Role| TrustedKey {
+        name,
+        key,
+        role,
+        scope: GroupScope::Fleet,
+        revoked: false,
+        added_at: now,
+    };
+    let mut keys = vec![entry(backend_name, *backend, Role::Operator)];
+    if let Some(admin) = admin {
+        keys.push(entry(admin.name.clone(), admin.key, Role::Admin));
+    }
+    SignedTrustList::sign(&TrustList::first(keys, now), root).map_err(|err| SecurityError::Trust(Box::new(err)))
+}
+
+/// A signing key file (PKCS#8 PEM), read bounded: a huge or garbled file is a clear error.
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, SecurityError> {
+    let text = read_small(path)?;
+    let what = "an Ed25519 signing key (PKCS#8 PEM)";
+    SigningKey::from_pem(&text).map_err(|source| SecurityError::Key { path: path.to_owned(), what, source })
+}
+
+/// A public key file (`ed25519:...`, as `trust-root.pub`), read bounded.
+pub fn read_public_key(path: &Path) -> Result<PublicKey, SecurityError> {
+    let text = read_small(path)?;
+    let what = "a public key (`ed25519:...`)";
+    text.trim().parse().map_err(|source| SecurityError::Key { path: path.to_owned(), what, source })
+}
+
+/// A signed trust list file (as `trust-list.json`), read bounded and decoded, not yet checked against a root.
+pub fn read_trust_list(path: &Path) -> Result<SignedTrustList, SecurityError> {
+    use std::io::Read as _;
+    let limit = kanade_shared::authority::trust::MAX_TRUST_LIST_BYTES as u64;
+    let read_err = |source| SecurityError::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let size = file.metadata().map_err(read_err)?.len();
+    if size > limit {
+        let source = Box::new(TrustError::TooLarge(usize::try_from(size).unwrap_or(usize::MAX)));
+        return Err(SecurityError::TrustFile { path: path.to_owned(), source });
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    SignedTrustList::decode(&bytes)
+        .map_err(|source| SecurityError::TrustFile { path: path.to_owned(), source: Box::new(source) })
 }
 
 /// The broker's part: operator mode with a full resolver (account updates pushed by the backend are kept across
@@ -511,6 +641,73 @@ mod tests {
         }
         let include = std::fs::read_to_string(tmp.path().join(SERVER_INCLUDE)).unwrap();
         assert!(include.contains(&fleet.account) && include.contains("type: full") && include.contains("tls {"));
+    }
+
+    #[test]
+    fn init_makes_the_trust_root_the_backend_key_and_a_first_list_only_the_root_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        init(&options(tmp.path()), 1_700_000_000).unwrap();
+        for name in [TRUST_ROOT_KEY, BACKEND_SIGNING_KEY] {
+            let spec = FILES.iter().find(|f| f.name == name).unwrap();
+            assert!(spec.secret, "{name}");
+        }
+        assert_eq!(FILES.iter().find(|f| f.name == TRUST_ROOT_KEY).unwrap().holders, &[Holder::Offline]);
+        assert!(!FILES.iter().find(|f| f.name == TRUST_ROOT_PUB).unwrap().secret);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for name in [TRUST_ROOT_KEY, BACKEND_SIGNING_KEY] {
+                let mode = std::fs::metadata(tmp.path().join(name)).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{name}");
+            }
+        }
+        let root = read_signing_key(&tmp.path().join(TRUST_ROOT_KEY)).unwrap();
+        assert_eq!(read_public_key(&tmp.path().join(TRUST_ROOT_PUB)).unwrap(), root.public_key());
+        let backend = read_signing_key(&tmp.path().join(BACKEND_SIGNING_KEY)).unwrap();
+        assert_ne!(backend.public_key(), root.public_key(), "the backend never holds the root");
+
+        let signed = read_trust_list(&tmp.path().join(TRUST_LIST)).unwrap();
+        let list = signed.open(&root.public_key()).unwrap();
+        assert_eq!(list.version, 1);
+        assert_eq!(list.issued_at.timestamp(), 1_700_000_000);
+        assert_eq!(list.keys.len(), 1, "no admin was named");
+        let entry = list.find(&backend.public_key()).expect("the backend's key is trusted");
+        assert_eq!((entry.name.as_str(), entry.role, &entry.scope), ("backend", Role::Operator, &GroupScope::Fleet));
+        assert!(!entry.revoked);
+        let impostor = SigningKey::generate();
+        assert!(matches!(signed.open(&impostor.public_key()), Err(TrustError::WrongRoot { .. })));
+    }
+
+    #[test]
+    fn init_trusts_the_first_admin_fleet_wide() {
+        let tmp = tempfile::tempdir().unwrap();
+        let admin = SigningKey::generate().public_key();
+        let first = FirstAdmin { name: Actor::new("alice").unwrap(), key: admin };
+        init_with(&options(tmp.path()), Some(&first), 1_700_000_000).unwrap();
+        let root = read_public_key(&tmp.path().join(TRUST_ROOT_PUB)).unwrap();
+        let list = read_trust_list(&tmp.path().join(TRUST_LIST)).unwrap().open(&root).unwrap();
+        assert_eq!(list.keys.len(), 2);
+        let entry = list.find(&admin).unwrap();
+        assert_eq!((entry.name.as_str(), entry.role, &entry.scope), ("alice", Role::Admin, &GroupScope::Fleet));
+    }
+
+    #[test]
+    fn hostile_key_and_list_files_are_clear_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x");
+        std::fs::write(&path, "ed25519:garbage").unwrap();
+        assert!(matches!(read_signing_key(&path), Err(SecurityError::Key { .. })));
+        assert!(matches!(read_public_key(&path), Err(SecurityError::Key { .. })));
+        assert!(matches!(read_trust_list(&path), Err(SecurityError::TrustFile { .. })));
+        std::fs::write(&path, vec![b'A'; 2 * 1024 * 1024]).unwrap();
+        assert!(matches!(read_signing_key(&path), Err(SecurityError::Invalid { .. })));
+        assert!(matches!(read_public_key(&path), Err(SecurityError::Invalid { .. })));
+        let err = read_trust_list(&path).unwrap_err();
+        assert!(
+            matches!(&err, SecurityError::TrustFile { source, .. } if matches!(**source, TrustError::TooLarge(_))),
+            "{err:?}"
+        );
+        assert!(matches!(read_trust_list(&tmp.path().join("missing")), Err(SecurityError::Read { .. })));
     }
 
     #[test]

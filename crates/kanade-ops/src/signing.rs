@@ -32,11 +32,9 @@ pub fn default_key_path() -> Option<PathBuf> {
     }
 }
 
-/// Reads a signing key (PKCS#8 PEM).
+/// Reads a signing key (PKCS#8 PEM), bounded ([`crate::security::read_signing_key`]).
 pub fn read_key(path: &Path) -> Result<SigningKey, OpsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| OpsError::Invalid(format!("cannot read signing key `{}`: {err}", path.display())))?;
-    SigningKey::from_pem(&text).map_err(|err| OpsError::Invalid(format!("`{}`: {err}", path.display())))
+    crate::security::read_signing_key(path).map_err(|err| OpsError::Invalid(err.to_string()))
 }
 
 /// Writes `key` to `path`, readable by its owner only, creating the folder (owner-only too) if it does not exist;

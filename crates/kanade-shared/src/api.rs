@@ -64,6 +64,9 @@ pub enum ErrorCode {
     NotPendingApproval,
     /// The requester of an execution cannot approve it (403).
     SelfApproval,
+    /// The caller's group scope does not cover what the action reaches: `all`, a group or a PC outside it, or an
+    /// action on every PC (revoking a job) by a caller scoped to groups (403). The message names what is outside.
+    OutOfScope,
     /// The job cannot be fired as it is (its command does not validate, no targets) (422).
     CannotExec,
     /// No such published package (404).
@@ -97,7 +100,7 @@ pub enum ErrorCode {
     ScheduleNotFound,
     /// Enrolment is not set up on this backend: its config has no `[security]` (503).
     SecurityNotConfigured,
-    /// An enrolment token id in the path is malformed (400).
+    /// A token id in the path (an enrolment token's or an API token's) is malformed (400).
     InvalidTokenId,
     /// No such enrolment token (404).
     TokenNotFound,
@@ -109,6 +112,30 @@ pub enum ErrorCode {
     EnrollmentRevoked,
     /// The revocation is stored, but the broker has not taken it yet; the backend keeps trying (503).
     RevocationPending,
+    /// The caller's role is below the one the route needs (403). Every route declares its role.
+    Forbidden,
+    /// Sign-in refused: an unknown name, a wrong password or TOTP code, or a disabled account (401).
+    LoginFailed,
+    /// The password was right, and the account also needs its TOTP code: send `totp` (401).
+    TotpRequired,
+    /// Too many failed sign-ins for this name: wait as long as `Retry-After` says (429).
+    TooManyAttempts,
+    /// The session token expired: refresh it (`POST /api/refresh`) or sign in again (401).
+    TokenExpired,
+    /// The setup token is wrong or used, or accounts exist already (403).
+    SetupRefused,
+    /// The caller is no operator account (the static token, a config token, auth disabled): sign in as a user (409).
+    NoAccount,
+    /// No user with this name (404).
+    UserNotFound,
+    /// A user with this name exists already (409).
+    UserExists,
+    /// No such API token (among the caller's own, unless an admin asks) (404).
+    ApiTokenNotFound,
+    /// The change would leave no enabled admin (409).
+    LastAdmin,
+    /// A request that uses the refresh cookie must carry the `X-Kanade-Csrf` header (403).
+    CsrfHeaderMissing,
     /// A failure of the backend's own; the message is generic and the cause is in its log (500).
     Internal,
 }
@@ -138,6 +165,7 @@ impl ErrorCode {
         Self::ExecutionNotFound,
         Self::NotPendingApproval,
         Self::SelfApproval,
+        Self::OutOfScope,
         Self::CannotExec,
         Self::PackageNotFound,
         Self::Invalid,
@@ -160,6 +188,18 @@ impl ErrorCode {
         Self::NotPendingEnrollment,
         Self::EnrollmentRevoked,
         Self::RevocationPending,
+        Self::Forbidden,
+        Self::LoginFailed,
+        Self::TotpRequired,
+        Self::TooManyAttempts,
+        Self::TokenExpired,
+        Self::SetupRefused,
+        Self::NoAccount,
+        Self::UserNotFound,
+        Self::UserExists,
+        Self::ApiTokenNotFound,
+        Self::LastAdmin,
+        Self::CsrfHeaderMissing,
         Self::Internal,
     ];
 
@@ -187,6 +227,7 @@ impl ErrorCode {
             Self::ExecutionNotFound => "execution_not_found",
             Self::NotPendingApproval => "not_pending_approval",
             Self::SelfApproval => "self_approval",
+            Self::OutOfScope => "out_of_scope",
             Self::CannotExec => "cannot_exec",
             Self::PackageNotFound => "package_not_found",
             Self::Invalid => "invalid",
@@ -209,6 +250,18 @@ impl ErrorCode {
             Self::NotPendingEnrollment => "not_pending_enrollment",
             Self::EnrollmentRevoked => "enrollment_revoked",
             Self::RevocationPending => "revocation_pending",
+            Self::Forbidden => "forbidden",
+            Self::LoginFailed => "login_failed",
+            Self::TotpRequired => "totp_required",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::TokenExpired => "token_expired",
+            Self::SetupRefused => "setup_refused",
+            Self::NoAccount => "no_account",
+            Self::UserNotFound => "user_not_found",
+            Self::UserExists => "user_exists",
+            Self::ApiTokenNotFound => "api_token_not_found",
+            Self::LastAdmin => "last_admin",
+            Self::CsrfHeaderMissing => "csrf_header_missing",
             Self::Internal => "internal",
         }
     }
@@ -237,12 +290,50 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Session {
     pub actor: String,
-    /// True when a per-operator token proves the name; false when it is the client's claim (`x-kanade-operator`).
+    /// True when a token proves the name (a session, an API token, a per-operator token); false when it is the
+    /// client's claim (`x-kanade-operator`, with the static token or auth disabled).
     pub verified: bool,
     /// `token`, or `disabled` (loopback only; every name is a claim).
     pub auth: String,
     /// The backend's version.
     pub version: String,
+    /// What the caller may do. A backend from before accounts treats every caller as `admin`.
+    #[serde(default = "admin_role")]
+    pub role: crate::access::Role,
+    /// Which PCs its actions and reads reach.
+    #[serde(default = "fleet_scope")]
+    #[schema(schema_with = scope_schema)]
+    pub scope: crate::access::GroupScope,
+    /// How it proved who it is: `session` (signed in), `api_token`, `operator_token` (`[[auth.operators]]`),
+    /// `static_token` (bootstrap and development) or `disabled`.
+    #[serde(default)]
+    pub method: String,
+    /// The account it acts as: a user's name for a session or an API token; none otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// When the session token or API token presented expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn admin_role() -> crate::access::Role {
+    crate::access::Role::Admin
+}
+
+fn fleet_scope() -> crate::access::GroupScope {
+    crate::access::GroupScope::Fleet
+}
+
+/// A group scope in the OpenAPI document: `"fleet"`, or a list of group names.
+fn scope_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["fleet"])))
+            .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)).min_items(Some(1)))
+            .description(Some("`fleet` (every PC), or the groups whose PCs it reaches"))
+            .build(),
+    )
 }
 
 /// `GET /health`: 200 when the backend can serve (its database answers), else 503.
@@ -453,6 +544,44 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     pub action: Option<String>,
     /// How far back: a duration (`1h`, `7d`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+}
+
+/// An operator action as the backend's database holds it, with every field its hash covers, exactly as stored: what
+/// `kanade audit verify` recomputes the chain from (`kanade_shared::audit_chain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditChainRow {
+    /// Its sequence in stream `AUDIT`: the chain's order.
+    pub stream_seq: u64,
+    pub event_id: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// `details` as stored: JSON text.
+    pub details_json: String,
+    /// `cli` or `backend`.
+    pub source: String,
+    /// `at` in Unix milliseconds, as hashed.
+    pub at_ms: i64,
+    /// The hash of the event before it; null for an event from before the chain existed.
+    pub prev_hash: Option<String>,
+    /// Its own hash; null for an event from before the chain existed.
+    pub hash: Option<String>,
+}
+
+/// `GET /api/audit/chain`: the audit trail in stream order, from a sequence or a time on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditChainQuery {
+    /// The first stream sequence to list (default: the first there is).
+    pub from_seq: Option<u64>,
+    /// Start at the first event, in stream order, whose time is at or after this: a duration (`7d`) or an RFC 3339
+    /// time. With `from_seq` too, whichever starts later.
     pub since: Option<String>,
     /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
@@ -1487,4 +1616,211 @@ pub struct EnrollmentView {
 pub struct AgentGroupsBody {
     /// Group names; at most 16 (`MAX_CREDENTIAL_GROUPS`). empty: none.
     pub groups: Vec<String>,
+}
+
+// ---- Operator accounts: `/api/setup`, `/api/login`, `/api/refresh`, `/api/logout`, `/api/users`, `/api/tokens` ----
+
+/// `POST /api/setup`: the first admin, made with the setup token a backend with no user prints at start. Accepted
+/// only while no user exists; the token is spent by it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetupBody {
+    /// `kanade_setup_...`, as the backend printed it.
+    pub setup_token: String,
+    /// The admin's name: lowercase letters, digits, `-` and `_`, 1 to 64.
+    pub name: String,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+/// `POST /api/login`: a name and password (and the TOTP code, for an account that has one).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub name: String,
+    pub password: String,
+    /// The 6-digit code of the account's authenticator app, when it has TOTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+    /// true (the dashboard): the refresh token is set as an HttpOnly, SameSite=Strict cookie for `/api` and left out
+    /// of the body, so no script ever reads it. false (the CLI, scripts): it is in the body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cookie: bool,
+}
+
+/// `POST /api/refresh` and `POST /api/logout`: the refresh token, or none to use the refresh cookie (which then
+/// needs the `X-Kanade-Csrf` header).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRefreshBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// A sign-in: the session token to send as `Authorization: Bearer <access_token>` until `expires_at`, and the
+/// refresh token that trades for the next one until `refresh_expires_at` (in the body unless the cookie holds it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionTokens {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    /// Seconds from now until `expires_at`.
+    pub expires_in: u64,
+    /// `kanade_refresh_...`; absent when it went into the cookie. A refresh replaces it: keep the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the sign-in ends, refreshed or not.
+    pub refresh_expires_at: DateTime<Utc>,
+    pub user: String,
+    pub role: crate::access::Role,
+    #[schema(schema_with = scope_schema)]
+    pub scope: crate::access::GroupScope,
+}
+
+/// `POST /api/users`: a new operator account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    /// Lowercase letters, digits, `-` and `_`, 1 to 64.
+    pub name: String,
+    pub role: crate::access::Role,
+    /// The groups whose PCs it reaches; empty: the whole fleet (an admin always has the whole fleet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+/// `PATCH /api/users/{name}`: what to change; what is left out stays.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::access::Role>,
+    /// The new scope's groups; empty: the whole fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// true: it can no longer sign in, and its sessions and API tokens stop working at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+/// An operator account as the backend keeps it (never its password hash or TOTP secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub name: String,
+    pub role: crate::access::Role,
+    #[schema(schema_with = scope_schema)]
+    pub scope: crate::access::GroupScope,
+    pub disabled: bool,
+    /// Whether sign-in needs a TOTP code.
+    pub totp: bool,
+    /// The operator's registered Ed25519 public key (`ed25519:...`), which commands it signs are checked against.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// `GET /api/users`: by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsersQuery {
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
+}
+
+/// `POST /api/users/{name}/password`: an admin sets a user's password; every session of the user ends.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    pub password: String,
+}
+
+/// `POST /api/session/password`: the signed-in user changes their own password; their other sessions end.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnPasswordBody {
+    pub current_password: String,
+    pub password: String,
+}
+
+/// `POST /api/users/{name}/totp`: the new TOTP secret, shown this once, as an authenticator app takes it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TotpView {
+    pub name: String,
+    /// `otpauth://totp/kanade:<name>?secret=...&issuer=kanade`: scan it as a QR code or paste it.
+    pub otpauth_url: String,
+    /// The same secret in base32, for apps that take it typed in.
+    pub secret: String,
+}
+
+/// `PUT /api/users/{name}/key`: the operator's Ed25519 public key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyBody {
+    /// `ed25519:<43 characters of base64url>`, as `kanade key` prints it.
+    pub public_key: String,
+}
+
+/// `POST /api/tokens`: a long-lived API token of the caller's own account, for automation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenBody {
+    /// At most the owner's role (default: the owner's). The token acts within the owner's scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::access::Role>,
+    /// How long it works: 1h to 366d (default 90d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// A name to know it by (default `token`), up to 64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// An API token as the backend keeps it: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiTokenView {
+    pub id: String,
+    pub name: String,
+    /// Its owner: the account it acts as.
+    pub user: String,
+    /// The most it may do (less if its owner's role was lowered since).
+    pub role: crate::access::Role,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// When it was last used, to the minute.
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/tokens`: the token (`kanade_api_<id>_<secret>`) — shown this once, kept only as a hash — and the token
+/// as kept.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub view: ApiTokenView,
+}
+
+/// `GET /api/tokens`: newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ApiTokensQuery {
+    /// true: every user's tokens (admins only); else the caller's own.
+    pub all: Option<bool>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before; none for the first page.
+    pub cursor: Option<String>,
 }

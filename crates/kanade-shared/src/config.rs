@@ -523,6 +523,10 @@ pub struct AgentConfig {
     /// The credential that may only ask to enrol (`agent.bootstrap_creds`, `KANADE_BOOTSTRAP_CREDS`); default
     /// `bootstrap.creds` in the data dir.
     pub bootstrap_creds: Option<PathBuf>,
+    /// The fleet's trust root (`agent.trust_root`, `KANADE_TRUST_ROOT`: the public key in `trust-root.pub`): the
+    /// agent takes only trust lists it signed, and obeys only commands signed by a key in such a list. Without it
+    /// the agent refuses every command.
+    pub trust_root: Option<crate::authority::PublicKey>,
 }
 
 /// What the agent samples of its host's performance, and how often.
@@ -591,6 +595,7 @@ struct AgentSection {
     perf_top: Option<usize>,
     enroll_token: Option<String>,
     bootstrap_creds: Option<PathBuf>,
+    trust_root: Option<String>,
 }
 
 impl AgentConfig {
@@ -685,6 +690,14 @@ impl AgentConfig {
                 }
                 None => None,
             };
+        let trust_root =
+            match env_first(env, &["KANADE_TRUST_ROOT"]).or(agent.trust_root.map(|t| ("agent.trust_root", t))) {
+                Some((_, root)) if root.trim().is_empty() => None,
+                Some((key, root)) => Some(root.parse().map_err(|err: crate::authority::KeyError| {
+                    invalid(key, crate::ids::shorten(&root), err.to_string())
+                })?),
+                None => None,
+            };
         let base = path.and_then(Path::parent);
         let bootstrap_creds = match env_first(env, &["KANADE_BOOTSTRAP_CREDS"]) {
             Some((_, p)) => Some(PathBuf::from(p)),
@@ -727,6 +740,7 @@ impl AgentConfig {
             perf,
             enroll_token,
             bootstrap_creds,
+            trust_root,
         })
     }
 }
@@ -1067,5 +1081,20 @@ mod tests {
         assert_eq!(agent.groups.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["tokyo", "wave1"]);
         assert_eq!(agent.inventory, InventoryConfig::default());
         assert_eq!(agent.nats.urls, [DEFAULT_NATS_URL]);
+        assert_eq!(agent.trust_root, None, "commented out in the example");
+    }
+
+    #[test]
+    fn the_trust_root_is_a_public_key_or_a_clear_error() {
+        let root = crate::authority::SigningKey::generate().public_key();
+        let text = root.to_string();
+        let agent = AgentConfig::load(None, &env(&[("KANADE_TRUST_ROOT", text.as_str())]), "h").unwrap();
+        assert_eq!(agent.trust_root, Some(root));
+        assert_eq!(AgentConfig::load(None, &env(&[("KANADE_TRUST_ROOT", " ")]), "h").unwrap().trust_root, None);
+        let huge = format!("ed25519:{}", "x".repeat(100_000));
+        for bad in ["ed25519:nope", "trust-root.pub", huge.as_str()] {
+            let err = AgentConfig::load(None, &env(&[("KANADE_TRUST_ROOT", bad)]), "h").unwrap_err().to_string();
+            assert!(err.contains("KANADE_TRUST_ROOT") && err.len() < 400, "{err}");
+        }
     }
 }

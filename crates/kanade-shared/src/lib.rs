@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit_chain;
 pub mod authority;
 pub mod config;
 pub mod enroll;

@@ -421,6 +421,10 @@ pub struct Heartbeat {
     /// Messages the agent could not decode since it started.
     #[serde(default)]
     pub malformed_messages: u64,
+    /// Commands, kills and job-state values refused for their signature since the agent started (not signed, or
+    /// by a key the trust list does not let act here).
+    #[serde(default)]
+    pub refused_messages: u64,
     /// The heartbeat interval in force (the local config, or `agent_config` over it); 0 from older agents.
     #[serde(rename = "heartbeat_interval_ms", default)]
     pub heartbeat_interval_ms: u64,
@@ -457,6 +461,7 @@ impl Heartbeat {
             outbox_bytes: 0,
             outbox_full: false,
             malformed_messages: 0,
+            refused_messages: 0,
             heartbeat_interval_ms: 0,
             max_local_concurrent: 0,
             host_cpu_percent: None,
@@ -602,7 +607,8 @@ impl fmt::Display for ObsKind {
     }
 }
 
-/// One operator action, on `audit.<actor>.<action>` (stream `AUDIT`).
+/// One operator action, on `audit.<actor>.<action>` (stream `AUDIT`). Each carries the hash of the event before it
+/// in the stream, so an edit, a deletion or an insertion shows as a break (`crate::audit_chain`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// Unique; also the `Nats-Msg-Id`, so a retried publish is stored once.
@@ -614,10 +620,18 @@ pub struct AuditEvent {
     pub target: String,
     #[serde(default)]
     pub details: serde_json::Value,
+    /// Whole milliseconds (`crate::audit_chain::truncate_to_millis`), so the database's `at_ms` holds it exactly.
     pub at: DateTime<Utc>,
     /// `cli` or `backend`.
     #[serde(default)]
     pub source: String,
+    /// The `hash` of the event before this one in `AUDIT` (64 zeros for the first; `crate::audit_chain`). Empty in
+    /// events written before the chain existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prev_hash: String,
+    /// SHA-256 of this event's fields and `prev_hash`, lowercase hex (`crate::audit_chain::hash_of`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
 }
 
 /// An agent's answer to `kill.<exec_id>` when it had that run.

@@ -27,17 +27,35 @@ pub fn command(script: &str) -> Command {
     }
 }
 
-/// Publishes `command` into `EXEC` for `target` and waits for the broker's ack.
+/// Publishes `command` into `EXEC` for `target`, signed by the test fleet's operator, and waits for the broker's
+/// ack.
 pub async fn publish(js: &jetstream::Context, target: &Target, command: &Command) {
+    publish_signed(js, target, command, Some(crate::security::fleet().signer())).await;
+}
+
+/// Publishes `command` into `EXEC` for `target`, signed by `signer` (or not at all), and waits for the broker's ack.
+pub async fn publish_signed(
+    js: &jetstream::Context,
+    target: &Target,
+    command: &Command,
+    signer: Option<&kanade_shared::authority::SigningKey>,
+) {
     let body = serde_json::to_vec(command).expect("encode command");
-    js.send_publish(
-        subject::command(target, &command.job_id),
-        PublishMessage::build().payload(body.into()).message_id(command.exec_id.as_str()),
-    )
-    .await
-    .expect("publish command")
-    .await
-    .expect("command stored");
+    let subject_name = subject::command(target, &command.job_id);
+    let mut message = PublishMessage::build().message_id(command.exec_id.as_str());
+    if let Some(signer) = signer {
+        message = message.headers(kanade_ops::signing::signed_headers(
+            signer,
+            &subject_name,
+            &body,
+            kanade_ops::signing::COMMAND_LIFETIME,
+        ));
+    }
+    js.send_publish(subject_name, message.payload(body.into()))
+        .await
+        .expect("publish command")
+        .await
+        .expect("command stored");
 }
 
 /// Every result published on the server, collected from the moment it was created.

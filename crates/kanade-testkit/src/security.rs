@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use kanade_ops::security as ops;
+use kanade_shared::authority::{PublicKey, SignedTrustList, SigningKey};
 use kanade_shared::config::NatsConfig;
 use kanade_shared::security::{self, FleetAccount, permissions};
 use kanade_shared::{GroupName, PcId};
@@ -19,7 +20,13 @@ pub struct TestFleet {
     dir: PathBuf,
     account: FleetAccount,
     agent_signing: KeyPair,
+    /// The test operator's signing key: `tester`, an admin in the first trust list.
+    signer: SigningKey,
+    trust_root: PublicKey,
 }
+
+/// The test operator's signing key, in the fleet's folder.
+pub const TESTER_KEY: &str = "tester.key";
 
 static FLEET: OnceLock<TestFleet> = OnceLock::new();
 
@@ -36,6 +43,7 @@ impl TestFleet {
             permissions::bootstrap_limits(),
             permissions::simulator_limits(permissions::SIMULATOR_INBOX_PREFIX),
             ops::FILES.iter().map(|f| f.name).collect::<Vec<_>>(),
+            TESTER_KEY,
         ))
         .expect("fleet shape");
         let digest = {
@@ -53,7 +61,12 @@ impl TestFleet {
                 broker_dir: Some(dir.clone()),
                 resolver_dir: None,
             };
-            ops::init(&options, chrono::Utc::now().timestamp()).expect("kanade security init for tests");
+            let tester = SigningKey::generate();
+            let admin =
+                ops::FirstAdmin { name: kanade_shared::Actor::new("tester").expect("name"), key: tester.public_key() };
+            ops::init_with(&options, Some(&admin), chrono::Utc::now().timestamp())
+                .expect("kanade security init for tests");
+            kanade_ops::signing::write_key(&scratch.join(TESTER_KEY), &tester).expect("write the tester's key");
             // Another test process may have won the race; either fleet is complete, and the loser's is dropped.
             if std::fs::rename(&scratch, &dir).is_err() {
                 let _ = std::fs::remove_dir_all(&scratch);
@@ -61,7 +74,53 @@ impl TestFleet {
         }
         let account = ops::read_fleet(&dir.join(ops::ACCOUNT_JWT)).expect("test fleet account");
         let agent_signing = ops::read_seed(&dir.join(ops::AGENT_SIGNING_KEY)).expect("test fleet agent key");
-        Self { dir, account, agent_signing }
+        let signer = kanade_ops::signing::read_key(&dir.join(TESTER_KEY)).expect("test fleet operator key");
+        let trust_root = std::fs::read_to_string(dir.join(ops::TRUST_ROOT_PUB))
+            .expect("test fleet trust root")
+            .parse()
+            .expect("test fleet trust root");
+        Self { dir, account, agent_signing, signer, trust_root }
+    }
+
+    /// The test operator `tester`'s signing key (admin, fleet-wide, in the first trust list).
+    pub fn signer(&self) -> &SigningKey {
+        &self.signer
+    }
+
+    /// The file of [`TestFleet::signer`], as the CLI reads it (`KANADE_SIGNING_KEY`).
+    pub fn signer_file(&self) -> PathBuf {
+        self.file(TESTER_KEY)
+    }
+
+    /// The fleet's trust root, which agents are configured with.
+    pub fn trust_root(&self) -> PublicKey {
+        self.trust_root
+    }
+
+    /// The root's private key (kept offline in a real fleet).
+    pub fn root_key(&self) -> SigningKey {
+        kanade_ops::signing::read_key(&self.file(ops::TRUST_ROOT_KEY)).expect("test fleet root key")
+    }
+
+    /// The backend's signing key, trusted as `backend` (operator, fleet-wide).
+    pub fn backend_signer_file(&self) -> PathBuf {
+        self.file(ops::BACKEND_SIGNING_KEY)
+    }
+
+    /// Stores the fleet's first trust list in the test server's KV (as `kanade trust push` does), unless a list is
+    /// there already.
+    pub async fn push_trust(&self, client: &async_nats::Client) {
+        if kanade_ops::signing::fetch_trust(client).await.expect("read the trust list").is_some() {
+            return;
+        }
+        let bytes = std::fs::read(self.file(ops::TRUST_LIST)).expect("test fleet trust list");
+        let signed = SignedTrustList::decode(&bytes).expect("test fleet trust list");
+        match kanade_ops::signing::push_trust(client, &signed, &self.trust_root).await {
+            Ok(_) => {}
+            // Another client of the same server stored it meanwhile.
+            Err(_) if kanade_ops::signing::fetch_trust(client).await.ok().flatten().is_some() => {}
+            Err(err) => panic!("cannot store the test trust list: {err}"),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -87,9 +146,13 @@ impl TestFleet {
         NatsConfig::secure(split(url), Some(self.file(ops::BACKEND_CREDS)), self.ca())
     }
 
-    /// The environment the `kanade` binary needs to reach a test server as the CLI.
-    pub fn cli_env(&self) -> [(&'static str, PathBuf); 2] {
-        [("KANADE_NATS_CREDS", self.file(ops::CLI_CREDS)), ("KANADE_NATS_CA", self.ca())]
+    /// The environment the `kanade` binary needs to reach a test server as the CLI, signing as `tester`.
+    pub fn cli_env(&self) -> [(&'static str, PathBuf); 3] {
+        [
+            ("KANADE_NATS_CREDS", self.file(ops::CLI_CREDS)),
+            ("KANADE_NATS_CA", self.ca()),
+            ("KANADE_SIGNING_KEY", self.signer_file()),
+        ]
     }
 
     /// Arguments that make the `kanade` CLI (or `kanade-agent simulate`, with `creds` = the simulator's) reach a
@@ -103,28 +166,38 @@ impl TestFleet {
         ]
     }
 
-    /// [`TestFleet::nats_args`] for the CLI's own credential.
+    /// [`TestFleet::nats_args`] for the CLI's own credential, signing as `tester` (`--signing-key`).
     pub fn cli_args(&self) -> Vec<String> {
-        self.nats_args(ops::CLI_CREDS)
+        let mut args = self.nats_args(ops::CLI_CREDS);
+        args.extend(["--signing-key".to_owned(), self.signer_file().display().to_string()]);
+        args
     }
 
-    /// [`TestFleet::nats_args`] for the fleet simulator's credential.
+    /// [`TestFleet::nats_args`] for the fleet simulator's credential, with the trust root its agents check
+    /// commands against (`--trust-root`).
     pub fn simulator_args(&self) -> Vec<String> {
-        self.nats_args(ops::SIMULATOR_CREDS)
+        let mut args = self.nats_args(ops::SIMULATOR_CREDS);
+        args.extend(["--trust-root".to_owned(), self.trust_root.to_string()]);
+        args
     }
 
-    /// The environment the `kanade-backend` binary needs to reach a test server as the backend.
-    pub fn backend_env(&self) -> [(&'static str, PathBuf); 2] {
-        [("KANADE_NATS_CREDS", self.file(ops::BACKEND_CREDS)), ("KANADE_NATS_CA", self.ca())]
+    /// The environment the `kanade-backend` binary needs to reach a test server as the backend, signing with its
+    /// own key.
+    pub fn backend_env(&self) -> [(&'static str, PathBuf); 3] {
+        [
+            ("KANADE_NATS_CREDS", self.file(ops::BACKEND_CREDS)),
+            ("KANADE_NATS_CA", self.ca()),
+            ("KANADE_BACKEND_SIGNING_KEY", self.backend_signer_file()),
+        ]
     }
 
     /// The environment the `kanade-agent` binary needs to reach a test server as `pc` in `groups`, with
     /// `data_dir` its data dir: its own credential is written there (`agent.creds`, as enrolment would), and
     /// the CA is named. Pass `KANADE_AGENT_DATA_DIR` (or `agent.data_dir`) too.
-    pub fn agent_env(&self, pc: &str, groups: &[&str], data_dir: &Path) -> [(&'static str, PathBuf); 1] {
+    pub fn agent_env(&self, pc: &str, groups: &[&str], data_dir: &Path) -> [(&'static str, PathBuf); 2] {
         std::fs::create_dir_all(data_dir).expect("create the agent's data dir");
         self.issue_agent(pc, groups, TEST_CREDENTIAL_TTL, &data_dir.join(kanade_agent::CREDS_FILE));
-        [("KANADE_NATS_CA", self.ca())]
+        [("KANADE_NATS_CA", self.ca()), ("KANADE_TRUST_ROOT", PathBuf::from(self.trust_root.to_string()))]
     }
 
     /// Issues `pc` its own credential, in groups `groups`, valid for `ttl`, as the backend does at enrolment, and

@@ -29,6 +29,7 @@ pub async fn connect(url: &str) -> (async_nats::Client, async_nats::jetstream::C
     let client = client(url).await;
     let js = async_nats::jetstream::new(client.clone());
     kanade_ops::jetstream::setup(&js, 1).await.expect("jetstream setup");
+    crate::security::fleet().push_trust(&client).await;
     (client, js)
 }
 
@@ -74,6 +75,7 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         perf: kanade_shared::config::PerfConfig { rollup_interval: Duration::ZERO, ..Default::default() },
         enroll_token: None,
         bootstrap_creds: None,
+        trust_root: Some(crate::security::fleet().trust_root()),
     }
 }
 
@@ -157,12 +159,12 @@ pub fn backend_config(nats_url: &str, data_dir: &std::path::Path, database_url: 
             shared: Some(TEST_TOKEN.to_owned()),
             operators: OPERATORS
                 .iter()
-                .map(|(name, token)| OperatorToken {
-                    name: kanade_shared::Actor::new(*name).expect("operator name"),
-                    token: (*token).to_owned(),
+                .map(|(name, token)| {
+                    OperatorToken::admin(kanade_shared::Actor::new(*name).expect("operator name"), *token)
                 })
                 .collect(),
         },
+        sessions: Default::default(),
         nats: crate::security::fleet().backend_nats(nats_url),
         log: kanade_shared::config::LogConfig::default(),
     }
@@ -198,7 +200,10 @@ impl TestBackend {
         tune: impl FnOnce(kanade_backend::Bound) -> kanade_backend::Bound,
     ) -> Self {
         let config = configure(backend_config(url, data_dir.path(), database_url));
-        let bound = tune(kanade_backend::Backend::bind(config).await.expect("backend binds"));
+        let bound = kanade_backend::Backend::bind(config).await.expect("backend binds");
+        let bound = tune(
+            bound.with_signing_key(&crate::security::fleet().backend_signer_file()).expect("the backend's signing key"),
+        );
         let addr = bound.local_addr();
         let db = bound.db();
         let shutdown = CancellationToken::new();

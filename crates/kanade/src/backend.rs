@@ -1,10 +1,17 @@
 //! The backend's HTTP API as the CLI uses it: bearer token, the operator's name, and the API's error shape turned
 //! into a plain message.
+//!
+//! The bearer token is, in order: `--token` (`KANADE_AUTH_TOKEN`: an API token, or the static token), else the
+//! session `kanade login` stored (`session.json` in the operator's config folder, owner-only) when it was made with
+//! this same backend URL — its session token refreshed when it has expired or is about to — else none.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
 use reqwest::Method;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::Cli;
 
@@ -27,11 +34,120 @@ pub struct Backend {
     /// For event streams, which last as long as someone watches: no overall timeout (the reader detects a stall).
     streaming: reqwest::Client,
     base: String,
-    token: Option<String>,
+    auth: Auth,
+}
+
+/// Where a request's bearer token comes from.
+enum Auth {
+    /// Nothing to send (a backend with auth disabled needs nothing); `other` names the backend a stored session is
+    /// for, when there is one for another URL, for the message of a refusal.
+    None { other: Option<String> },
+    /// `--token` / `KANADE_AUTH_TOKEN`.
+    Token(String),
+    /// The session `kanade login` stored, refreshed as needed.
+    Session { path: PathBuf, session: tokio::sync::Mutex<StoredSession> },
+}
+
+/// The file `kanade login` keeps its session in, in the operator's config folder.
+pub const SESSION_FILE: &str = "session.json";
+
+/// A session as `kanade login` stores it: the backend it is for, and its tokens. Written owner-only.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredSession {
+    pub backend_url: String,
+    pub user: String,
+    pub access_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for StoredSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSession")
+            .field("backend_url", &self.backend_url)
+            .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session token this close to its expiry is refreshed before it is used.
+const REFRESH_AHEAD: chrono::Duration = chrono::Duration::seconds(30);
+
+impl StoredSession {
+    /// What `POST /api/login` or `/api/refresh` answered, for `backend_url`.
+    pub fn from_tokens(backend_url: &str, tokens: &kanade_shared::api::SessionTokens) -> anyhow::Result<Self> {
+        Ok(Self {
+            backend_url: normalise(backend_url),
+            user: tokens.user.clone(),
+            access_token: tokens.access_token.clone(),
+            expires_at: tokens.expires_at,
+            refresh_token: tokens.refresh_token.clone().context("the backend's answer has no refresh token")?,
+            refresh_expires_at: tokens.refresh_expires_at,
+        })
+    }
+}
+
+/// Where the session is kept: `session.json` in [`kanade_ops::signing::user_config_dir`].
+pub fn session_path() -> anyhow::Result<PathBuf> {
+    kanade_ops::signing::user_config_dir()
+        .map(|dir| dir.join(SESSION_FILE))
+        .context("no config folder to keep the session in: set KANADE_CONFIG_DIR")
+}
+
+/// The stored session, if there is one; an unreadable file is reported, not taken.
+pub fn read_session(path: &Path) -> anyhow::Result<Option<StoredSession>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("`{}` is not a session `kanade login` wrote: sign in again", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    }
+}
+
+/// Writes the session, owner-only, creating the folder (owner-only) when missing.
+pub fn write_session(path: &Path, session: &StoredSession) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        kanade_ops::security::private_dir(dir)?;
+    }
+    let bytes = serde_json::to_vec_pretty(session)?;
+    kanade_ops::security::write_file(path, &bytes, true)?;
+    Ok(())
+}
+
+/// A backend URL as sessions are matched by: without a trailing slash.
+fn normalise(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_owned()
 }
 
 impl Backend {
     pub fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let base = normalise(&cli.backend_url);
+        let auth = match cli.token.clone().filter(|t| !t.is_empty()) {
+            Some(token) => Auth::Token(token),
+            None => {
+                let path = session_path().ok();
+                match path.as_deref().map(read_session).transpose()?.flatten() {
+                    // A session goes to the backend that made it, never to another.
+                    Some(session) if session.backend_url == base => {
+                        Auth::Session { path: path.unwrap_or_default(), session: tokio::sync::Mutex::new(session) }
+                    }
+                    Some(session) => Auth::None { other: Some(session.backend_url) },
+                    None => Auth::None { other: None },
+                }
+            }
+        };
+        Self::with(base, auth)
+    }
+
+    /// The backend at `url`, with no credential: for signing in and out.
+    pub fn anonymous(url: &str) -> anyhow::Result<Self> {
+        Self::with(normalise(url), Auth::None { other: None })
+    }
+
+    fn with(base: String, auth: Auth) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))
@@ -41,7 +157,68 @@ impl Backend {
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Self { http, streaming, base: cli.backend_url.trim_end_matches('/').to_owned(), token: cli.token.clone() })
+        Ok(Self { http, streaming, base, auth })
+    }
+
+    /// The bearer token to send, if any: a stored session's is refreshed first when it has expired or is about to
+    /// (`force`: refreshed whatever its expiry says).
+    async fn bearer(&self, force: bool) -> anyhow::Result<Option<String>> {
+        match &self.auth {
+            Auth::None { .. } => Ok(None),
+            Auth::Token(token) => Ok(Some(token.clone())),
+            Auth::Session { path, session } => {
+                let mut session = session.lock().await;
+                if force || session.expires_at - REFRESH_AHEAD <= Utc::now() {
+                    *session = self.refresh(&session).await?;
+                    write_session(path, &session)?;
+                }
+                Ok(Some(session.access_token.clone()))
+            }
+        }
+    }
+
+    /// Trades the session's refresh token for a new session token (and refresh token).
+    async fn refresh(&self, session: &StoredSession) -> anyhow::Result<StoredSession> {
+        let body = kanade_shared::api::SessionRefreshBody { refresh_token: Some(session.refresh_token.clone()) };
+        let response = self
+            .http
+            .post(format!("{}/api/refresh", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "your session as `{}` at `{}` has ended (signed out, revoked or expired): sign in again with `kanade \
+                 login`",
+                session.user,
+                self.base
+            );
+        }
+        let response = success_or_refusal(response).await?;
+        let tokens: kanade_shared::api::SessionTokens =
+            response.json().await.context("the backend's answer to a refresh is not what this CLI reads")?;
+        StoredSession::from_tokens(&self.base, &tokens)
+    }
+
+    /// A refusal of this caller's credentials, with what to do about it.
+    fn explain(&self, mut refused: Refused) -> Refused {
+        if refused.status == reqwest::StatusCode::UNAUTHORIZED {
+            let hint = match &self.auth {
+                Auth::None { other: Some(other) } => format!(
+                    "; you are signed in to `{other}`, not `{}`: pass --backend-url {other}, or `kanade login` here",
+                    self.base
+                ),
+                Auth::None { other: None } => "; sign in with `kanade login`, or pass --token".to_owned(),
+                Auth::Session { .. } if !refused.message.contains("sign in again") => {
+                    "; sign in again with `kanade login`".to_owned()
+                }
+                Auth::Session { .. } => " (`kanade login`)".to_owned(),
+                Auth::Token(_) => String::new(),
+            };
+            refused.message.push_str(&hint);
+        }
+        refused
     }
 
     /// The backend's URL, as messages name it.
@@ -92,6 +269,16 @@ impl Backend {
         self.send(Method::PUT, path, &[], Some(body)).await
     }
 
+    /// Any method with a JSON body (`PATCH`, ...).
+    pub async fn send_json<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(method, path, &[], Some(body)).await
+    }
+
     /// `get`, read as one of the API's response types (`kanade_shared::api`).
     pub async fn get_as<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
         typed(path, self.get(path, query).await?)
@@ -111,11 +298,18 @@ impl Backend {
             .query(query)
             .timeout(std::time::Duration::from_secs(600))
             .header(OPERATOR_HEADER, crate::audit::operator());
-        if let Some(token) = &self.token {
+        if let Some(token) = self.bearer(false).await? {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
-        success_or_refusal(response).await
+        success_or_refusal(response).await.map_err(|err| self.explained(err))
+    }
+
+    fn explained(&self, err: anyhow::Error) -> anyhow::Error {
+        match err.downcast::<Refused>() {
+            Ok(refused) => self.explain(refused).into(),
+            Err(err) => err,
+        }
     }
 
     /// A GET of server-sent events (`text/event-stream`): the response once its status is a success and it is an
@@ -127,11 +321,11 @@ impl Backend {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header(reqwest::header::CACHE_CONTROL, "no-cache")
             .header(OPERATOR_HEADER, crate::audit::operator());
-        if let Some(token) = &self.token {
+        if let Some(token) = self.bearer(false).await? {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
-        let response = success_or_refusal(response).await?;
+        let response = success_or_refusal(response).await.map_err(|err| self.explained(err))?;
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -151,12 +345,32 @@ impl Backend {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> anyhow::Result<serde_json::Value> {
+        match self.send_once(method.clone(), path, query, body, false).await {
+            // The session token expired on the way (a clock off by more than the margin): once more, refreshed.
+            Err(err)
+                if matches!(self.auth, Auth::Session { .. })
+                    && err.downcast_ref::<Refused>().is_some_and(|r| r.code == "token_expired") =>
+            {
+                self.send_once(method, path, query, body, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+        refresh: bool,
+    ) -> anyhow::Result<serde_json::Value> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .query(query)
             .header(OPERATOR_HEADER, crate::audit::operator());
-        if let Some(token) = &self.token {
+        if let Some(token) = self.bearer(refresh).await? {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
@@ -175,9 +389,35 @@ impl Backend {
             // Read by field, not as `ErrorBody`: a newer backend's error code must not hide its message.
             let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
             let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
-            return Err(Refused { status, code, message }.into());
+            return Err(self.explain(Refused { status, code, message }).into());
         }
         Ok(body)
+    }
+
+    /// Ends the session of `refresh_token` (`POST /api/logout`).
+    pub async fn logout(&self, refresh_token: &str) -> anyhow::Result<()> {
+        let body = kanade_shared::api::SessionRefreshBody { refresh_token: Some(refresh_token.to_owned()) };
+        let response = self
+            .http
+            .post(format!("{}/api/logout", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
+        success_or_refusal(response).await.map(drop)
+    }
+
+    /// A request without any credential (signing in), read as one of the API's types.
+    pub async fn post_public<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the backend at `{}`", self.base))?;
+        let response = success_or_refusal(response).await?;
+        response.json().await.with_context(|| format!("the backend's answer to `{path}` is not what this CLI reads"))
     }
 }
 

@@ -44,10 +44,16 @@ pub struct Cli {
     /// Connect to NATS without TLS: only for a development broker that has none.
     #[arg(long, global = true)]
     pub insecure: bool,
+    /// Your Ed25519 signing key (`kanade key create`): what `run`, `kill` and `revoke` send to agents is signed with
+    /// it, and agents obey it as far as the trust list lets your key act. Default: `signing.key` in your kanade
+    /// config folder (`~/.config/kanade`, `%APPDATA%\kanade`).
+    #[arg(long, global = true, env = "KANADE_SIGNING_KEY")]
+    pub signing_key: Option<std::path::PathBuf>,
     /// Backend HTTP URL.
     #[arg(long, global = true, env = "KANADE_BACKEND_URL", default_value = "http://127.0.0.1:8080")]
     pub backend_url: String,
-    /// Bearer token for the backend API.
+    /// Bearer token for the backend API: an API token (`kanade token create`), or the static token (bootstrap and
+    /// development). Without it, the session `kanade login` stored for this backend URL is used.
     #[arg(long, global = true, env = "KANADE_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format.
@@ -87,7 +93,7 @@ pub enum Command {
     Revoke(commands::revoke::RevokeArgs),
     /// Allow a revoked job to run again.
     Unrevoke(commands::revoke::RevokeArgs),
-    /// Who did what: the audit trail, from the backend.
+    /// Who did what: the audit trail, from the backend; `verify` checks its hash chain for edits.
     Audit(commands::audit::AuditArgs),
     /// Agent releases: publish a binary, list them, roll a version out to PCs, groups or everyone; forget an agent.
     #[command(subcommand)]
@@ -121,6 +127,12 @@ pub enum Command {
     /// credentials, a private CA and the broker's TLS certificate.
     #[command(subcommand)]
     Security(commands::security::SecurityCommand),
+    /// Your own signing key, which the commands you fire are signed with: create it, print its public half.
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
+    /// The root-signed trust list of keys agents obey: show it, push a signed one, add or revoke a key, or sync it from the backend's accounts.
+    #[command(subcommand)]
+    Trust(commands::trust::TrustCommand),
     /// What the PCs are and have: hardware, software and the change log, from the backend; ask agents to report
     /// now.
     #[command(subcommand)]
@@ -134,6 +146,20 @@ pub enum Command {
     /// One PC's performance history from its rollups: CPU, memory, disk and network averages and maxima per step,
     /// and what used the CPU.
     Perf(commands::perf::PerfArgs),
+    /// Sign in to the backend as an operator account; the session is kept in your config folder (owner-only) and
+    /// used by every command that talks to this backend URL, refreshed as it goes.
+    Login(commands::login::LoginArgs),
+    /// Sign out: end the stored session on the backend and remove it here.
+    Logout,
+    /// Who the backend takes you for: name, role, group scope and how it knows (session, API token, ...).
+    Whoami,
+    /// Operator accounts: add, list, change role or groups, disable, enable, remove, set passwords, TOTP and
+    /// signing keys (admins); `user passwd` alone changes your own password.
+    #[command(subcommand)]
+    User(commands::user::UserCommand),
+    /// Your long-lived API tokens for automation: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
     /// Print the shell completion script for bash, zsh, fish, powershell or elvish, e.g.
     /// `kanade completions bash > /etc/bash_completion.d/kanade`.
     Completions(commands::completions::CompletionsArgs),
@@ -188,6 +214,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Job(command) => commands::job::run(&cli, command).await,
         Command::Schedule(command) => commands::schedule::run(&cli, command).await,
         Command::Security(command) => commands::security::run(&cli, command).await,
+        Command::Key(command) => commands::key::run(&cli, command),
+        Command::Trust(command) => commands::trust::run(&cli, command).await,
         Command::Config(command) => commands::config::run(&cli, command).await,
         Command::Agent(command) => commands::agent::run(&cli, command).await,
         Command::Agents(args) => commands::agent::fleet(&cli, args).await,
@@ -198,7 +226,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(args) => commands::top::run(&cli, args).await,
         Command::Perf(args) => commands::perf::run(&cli, args).await,
         Command::Completions(args) => commands::completions::run(args),
+        Command::Login(args) => commands::login::login(&cli, args).await,
+        Command::Logout => commands::login::logout(&cli).await,
+        Command::Whoami => commands::login::whoami(&cli).await,
+        Command::User(command) => commands::user::run(&cli, command).await,
+        Command::Token(command) => commands::token::run(&cli, command).await,
     }
+}
+
+/// The operator's signing key, for what the CLI sends to agents itself (run, kill, revoke): `--signing-key`, else
+/// the default file; a clear error when there is none.
+pub fn signing_key(cli: &Cli) -> anyhow::Result<kanade_shared::authority::SigningKey> {
+    let path = match &cli.signing_key {
+        Some(path) => path.clone(),
+        None => kanade_ops::signing::default_key_path()
+            .context("no signing key: pass --signing-key (or set KANADE_SIGNING_KEY); there is no config folder")?,
+    };
+    if !path.exists() {
+        anyhow::bail!(
+            "no signing key at `{}`: create one with `kanade key create` and have it added to the trust list, or \
+             pass --signing-key (KANADE_SIGNING_KEY)",
+            path.display()
+        );
+    }
+    Ok(kanade_ops::signing::read_key(&path)?)
 }
 
 /// Connects to NATS for one command: fails fast with the URL in the message rather than retrying forever.

@@ -149,18 +149,37 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     let nats_url = format!("nats://127.0.0.1:{NATS_PORT}");
     let backend_url = format!("http://127.0.0.1:{BACKEND_PORT}");
     let token = sandbox_token(&dir.join("token"))?;
+    // The person starting the sandbox is its admin: an account of their name, and a signing key of their own that
+    // the first trust list trusts (issue #19), so the commands they send are signed as production's are.
+    let operator = operator_name();
+    let signing_key = dir.join("signing.key");
     // The fleet's identities, made once by the real `kanade security init` and kept: the broker runs in operator
     // mode with TLS, the backend and the CLI have credentials of their own, and each agent enrols for its own.
     let security = dir.join("security");
     if !security.join("operator.nk").exists() {
+        let created = Command::new(bin.join("kanade"))
+            .args(["key", "create", "--force", "--out"])
+            .arg(&signing_key)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run kanade key create")?;
+        ensure!(created.status.success(), "kanade key create failed:\n{}", String::from_utf8_lossy(&created.stderr));
+        let public = String::from_utf8_lossy(&created.stdout).trim().to_owned();
         let init = Command::new(bin.join("kanade"))
-            .args(["security", "init", "--dir"])
+            .args(["security", "init", "--admin-key", &public, "--admin-name", &operator, "--dir"])
             .arg(&security)
             .stdin(Stdio::null())
             .output()
             .context("cannot run kanade security init")?;
         ensure!(init.status.success(), "kanade security init failed:\n{}", String::from_utf8_lossy(&init.stderr));
     }
+    ensure!(
+        security.join("trust-root.pub").exists() && signing_key.exists(),
+        "{} was made before commands were signed (issue #19): remove {} and start again",
+        security.display(),
+        dir.display()
+    );
+    let trust_root = std::fs::read_to_string(security.join("trust-root.pub"))?.trim().to_owned();
     let ca = security.join("ca.pem");
 
     let mut children = Children(Vec::new());
@@ -185,12 +204,20 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
             .env("KANADE_NATS_CA", &ca)
             .env("KANADE_BACKEND_URL", &backend_url)
             .env("KANADE_AUTH_TOKEN", &token)
+            .env("KANADE_SIGNING_KEY", &signing_key)
             .stdin(Stdio::null())
             .output()
             .context("cannot run kanade")
     };
     let setup = kanade(&["jetstream", "setup"])?;
     ensure!(setup.status.success(), "jetstream setup failed:\n{}", String::from_utf8_lossy(&setup.stderr));
+    // The first trust list, once: the backend's key and the operator's. A restarted sandbox keeps the stored one.
+    let root_file = security.join("trust-root.pub").display().to_string();
+    if !kanade(&["trust", "show", "--root-file", &root_file])?.status.success() {
+        let list = security.join("trust-list.json").display().to_string();
+        let pushed = kanade(&["trust", "push", &list, "--root-file", &root_file])?;
+        ensure!(pushed.status.success(), "kanade trust push failed:\n{}", String::from_utf8_lossy(&pushed.stderr));
+    }
 
     let backend_log = log_file(&dir, "backend.log")?;
     children.0.push((
@@ -210,6 +237,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
     ));
     // Agents after the backend listens, so their first heartbeat (core NATS, not stored) finds its projector.
     wait_for_port(BACKEND_PORT, Duration::from_secs(30), &mut children)?;
+    let password = sandbox_admin(&bin, &dir, &operator, &signing_key, &backend_url, &token)?;
     // One enrolment token for the agents that have no credential yet, as an operator would hand it to installers.
     let enrolling = fleet.iter().filter(|agent| !agent.data_dir.join("agent.creds").exists()).count();
     let enroll_token = if enrolling == 0 {
@@ -232,6 +260,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
                 .env("KANADE_ENROLL_TOKEN", &enroll_token)
                 .env("KANADE_BOOTSTRAP_CREDS", security.join("bootstrap.creds"))
                 .env("KANADE_AGENT_DATA_DIR", &agent.data_dir)
+                .env("KANADE_TRUST_ROOT", &trust_root)
                 .stdout(agent_log.try_clone()?)
                 .stderr(agent_log)
                 .spawn()
@@ -263,6 +292,7 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
 
     if smoke {
         let mut passed = smoke_test(&kanade, pc.as_str(), &token, &root.join("jobs/echo.yaml"), dashboard)?;
+        passed += sign_in_smoke(&operator, &password)?;
         if fleet.len() > 1 {
             passed += fleet_smoke(&kanade, &names)?;
         }
@@ -274,19 +304,22 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
         "\nkanade sandbox is up (state and logs in {dir}):\n\
          \x20 nats-server  {nats_url}\n\
          \x20 backend      {backend_url}\n\
-         \x20 dashboard    {backend_url}/  (sign in with the API token {token})\n\
+         \x20 dashboard    {backend_url}/  (sign in as {operator}, password {password}; also in .sandbox/admin-password)\n\
          \x20 agents       {agents}\n\n\
          In another terminal:\n\
-         \x20 export PATH=\"{bin}:$PATH\" KANADE_NATS_URL={nats_url} KANADE_BACKEND_URL={backend_url} KANADE_AUTH_TOKEN={token}\n\
+         \x20 export PATH=\"{bin}:$PATH\" KANADE_NATS_URL={nats_url} KANADE_BACKEND_URL={backend_url}\n\
          \x20 export KANADE_NATS_CREDS={security}/cli.creds KANADE_NATS_CA={security}/ca.pem\n\
+         \x20 export KANADE_CONFIG_DIR={dir}/operator KANADE_SIGNING_KEY={dir}/signing.key\n\
+         \x20 kanade login --name {operator}      # the password above; or KANADE_AUTH_TOKEN={token} (bootstrap)\n\
+         \x20 kanade whoami\n\
          \x20 kanade run {pc} -- 'echo hello'\n\
          \x20 kanade run {pc} -- 'exit 3'; echo \"exit code $?\"\n\
          \x20 kanade ping {pc}\n\
          \x20 kanade deploy jobs/echo.yaml --wait\n\
          \x20 kanade executions\n\
          \x20 kanade jetstream status\n\
-         \x20 curl -H \"Authorization: Bearer $KANADE_AUTH_TOKEN\" {backend_url}/api/results\n\
-         \x20 curl -H \"Authorization: Bearer $KANADE_AUTH_TOKEN\" {backend_url}/api/agents\n\n\
+         \x20 curl -H \"Authorization: Bearer {token}\" {backend_url}/api/results\n\
+         \x20 curl -H \"Authorization: Bearer {token}\" {backend_url}/api/agents\n\n\
          Ctrl-C stops everything.",
         dir = dir.display(),
         bin = bin.display(),
@@ -409,12 +442,107 @@ fn fleet_smoke(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, names: &[&str
 }
 
 /// A bare HTTP/1.1 GET; the sandbox check needs nothing more and xtask stays free of an HTTP stack.
+/// The sandbox admin's name: the OS account's, normalised as kanade names are (`Jane.Doe` -> `jane-doe`).
+fn operator_name() -> String {
+    let raw = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' { c } else { '-' })
+        .take(64)
+        .collect();
+    let name = name.trim_matches('-').to_owned();
+    if name.is_empty() { "admin".to_owned() } else { name }
+}
+
+/// Makes the person starting the sandbox its admin, once: an account `operator` with a random password (kept in
+/// `.sandbox/admin-password`) made through the bootstrap token, with their signing key registered. Returns the
+/// password.
+fn sandbox_admin(
+    bin: &Path,
+    dir: &Path,
+    operator: &str,
+    signing_key: &Path,
+    backend_url: &str,
+    token: &str,
+) -> anyhow::Result<String> {
+    let password = sandbox_token(&dir.join("admin-password"))?;
+    let (status, _) = http_get(BACKEND_PORT, &format!("/api/users/{operator}"), token)?;
+    if status == 200 {
+        return Ok(password);
+    }
+    let cli = |args: &[&str], input: &str| -> anyhow::Result<()> {
+        let mut child = Command::new(bin.join("kanade"))
+            .args(args)
+            .env("KANADE_BACKEND_URL", backend_url)
+            .env("KANADE_AUTH_TOKEN", token)
+            .env("KANADE_SIGNING_KEY", signing_key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run kanade")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            writeln!(stdin, "{input}")?;
+        }
+        let out = child.wait_with_output()?;
+        ensure!(out.status.success(), "kanade {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    cli(&["user", "add", operator, "--role", "admin", "--password-stdin"], &password)?;
+    let public = Command::new(bin.join("kanade"))
+        .args(["key", "show", "--key"])
+        .arg(signing_key)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run kanade key show")?;
+    ensure!(public.status.success(), "kanade key show failed:\n{}", String::from_utf8_lossy(&public.stderr));
+    let public = String::from_utf8_lossy(&public.stdout).trim().to_owned();
+    cli(&["user", "key", operator, &public], "")?;
+    Ok(password)
+}
+
+/// The admin signs in with name and password, as the dashboard does, and the session says who they are.
+fn sign_in_smoke(operator: &str, password: &str) -> anyhow::Result<usize> {
+    let body = format!("{{\"name\":\"{operator}\",\"password\":\"{password}\"}}");
+    let (status, answer) = http_request(BACKEND_PORT, "POST", "/api/login", None, Some(&body))?;
+    ensure!(status == 200, "signing in as {operator} got {status}: {answer}");
+    let session: serde_json::Value = serde_json::from_str(&answer).context("the sign-in answer is not JSON")?;
+    let access = session["access_token"].as_str().context("no access_token in the sign-in answer")?;
+    let (status, who) = http_get(BACKEND_PORT, "/api/session", access)?;
+    ensure!(status == 200 && who.contains("\"admin\""), "the session of {operator}: {status} {who}");
+    let (status, _) = http_request(
+        BACKEND_PORT,
+        "POST",
+        "/api/login",
+        None,
+        Some(&format!("{{\"name\":\"{operator}\",\"password\":\"wrong-password-0\"}}")),
+    )?;
+    ensure!(status == 401, "a wrong password got {status}");
+    Ok(2)
+}
+
 fn http_get(port: u16, path: &str, token: &str) -> anyhow::Result<(u16, String)> {
+    http_request(port, "GET", path, Some(token), None)
+}
+
+fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).context("cannot reach the backend")?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = json.unwrap_or_default();
+    let kind = if json.is_some() { "Content-Type: application/json\r\n" } else { "" };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{kind}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -156,6 +156,42 @@ describe("Api.request", () => {
     await expect(new Api(null).session()).rejects.toMatchObject({ status: 200, code: "bad_response" });
   });
 
+  it("reads a 429's Retry-After into the error", async () => {
+    stub(() => new Response('{"error":{"code":"too_many_attempts","message":"wait"}}', { status: 429, headers: { "Retry-After": "16" } }));
+    await expect(new Api(null).jobs()).rejects.toMatchObject({ status: 429, code: "too_many_attempts", retryAfter: 16 });
+  });
+
+  it("asks its authority to renew after a 401 and sends once more only if it did", async () => {
+    const fetch = stub(() => new Response("{}", { status: 401 }));
+    const renew = vi.fn(async () => false);
+    const api = new Api({ headers: async () => ({ Authorization: "Bearer a" }), renew });
+    await expect(api.jobs()).rejects.toMatchObject({ status: 401 });
+    expect(renew).toHaveBeenCalledWith({ Authorization: "Bearer a" });
+    expect(fetch).toHaveBeenCalledTimes(1);
+    // Renewed but refused again: the second 401 is the answer, with no third try.
+    renew.mockImplementation(async () => true);
+    await expect(api.jobs()).rejects.toMatchObject({ status: 401 });
+    expect(fetch).toHaveBeenCalledTimes(3);
+    expect(renew).toHaveBeenCalledTimes(2);
+  });
+
+  it("renews for whole-output downloads too", async () => {
+    let token = "a";
+    const fetch = vi.fn(async (_url: string, init?: RequestInit) =>
+      (init?.headers as Record<string, string>)["Authorization"] === "Bearer b" ? new Response("out") : new Response("{}", { status: 401 }),
+    );
+    vi.stubGlobal("fetch", fetch);
+    const api = new Api({
+      headers: async () => ({ Authorization: `Bearer ${token}` }),
+      renew: async () => {
+        token = "b";
+        return true;
+      },
+    });
+    await expect(api.raw("/api/results/r/output", "bytes=0-9", "text")).resolves.toEqual({ body: "out", complete: true });
+    expect(fetch.mock.calls[1]?.[1]?.headers).toMatchObject({ Range: "bytes=0-9", Authorization: "Bearer b" });
+  });
+
   it("reads reject's reason only when given", async () => {
     const fetch = stub(() => new Response("{}"));
     const api = new Api(null);

@@ -1,5 +1,6 @@
-// The one way the dashboard talks to the backend: JSON over fetch, with the operator's token and name on every
-// request, and every failure turned into an `ApiError` that carries the backend's `{error: {code, message}}`.
+// The one way the dashboard talks to the backend: JSON over fetch, with the caller's bearer token on every request
+// (an `Authority` says which, and gets a new one when the backend refuses it: `session.ts`), and every failure
+// turned into an `ApiError` that carries the backend's `{error: {code, message}}`.
 
 import type { HardwareFilter, SoftwareFilter } from "./inventory";
 import type {
@@ -50,6 +51,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /// Seconds to wait before asking again, from a 429's or 503's `Retry-After`; null when it said none.
+    readonly retryAfter: number | null = null,
   ) {
     super(message);
     this.name = "ApiError";
@@ -68,17 +71,52 @@ export function authHeaders(credentials: Credentials | null): Record<string, str
   return headers;
 }
 
+/// Who the dashboard acts as: the headers for the next request, and what to do when the backend refuses them.
+/// `session.ts` keeps a signed-in session (refreshed as it expires); `fixedAuthority` a token typed in.
+export interface Authority {
+  headers(): Promise<Record<string, string>>;
+  /// A request sent with `sent` was answered 401: true when new headers are worth one more try.
+  renew(sent: Record<string, string>): Promise<boolean>;
+}
+
+/// The same credentials on every request, never renewed (an API token, the static token, or none).
+export function fixedAuthority(credentials: Credentials | null): Authority {
+  const headers = authHeaders(credentials);
+  return { headers: async () => headers, renew: async () => false };
+}
+
+function isAuthority(value: Authority | Credentials | null): value is Authority {
+  return value !== null && "renew" in value;
+}
+
+/// An `Authority` as it is, or fixed credentials (or none) made into one.
+export function asAuthority(value: Authority | Credentials | null): Authority {
+  return isAuthority(value) ? value : fixedAuthority(value);
+}
+
+/// `Retry-After` in seconds (the delay form; a date is read as no advice).
+export function retryAfterSeconds(header: string | null): number | null {
+  if (header === null || !/^\s*\d+\s*$/.test(header)) return null;
+  return Number(header.trim());
+}
+
 /// Turns a failed response's body into the error it reports, whatever shape it arrived in.
-export function errorFrom(status: number, body: string): ApiError {
+export function errorFrom(status: number, body: string, retryAfter: string | null = null): ApiError {
+  const wait = retryAfterSeconds(retryAfter);
   try {
     const parsed = JSON.parse(body) as { error?: { code?: unknown; message?: unknown } };
     const { code, message } = parsed.error ?? {};
-    if (typeof code === "string" && typeof message === "string") return new ApiError(status, code, message);
+    if (typeof code === "string" && typeof message === "string") return new ApiError(status, code, message, wait);
   } catch {
     // Not JSON: a proxy's page, or a backend that is not kanade's.
   }
   const text = body.trim().slice(0, 200);
-  return new ApiError(status, "http_error", text ? `HTTP ${status}: ${text}` : `HTTP ${status}`);
+  return new ApiError(status, "http_error", text ? `HTTP ${status}: ${text}` : `HTTP ${status}`, wait);
+}
+
+/// The error for a request that never got an answer.
+export function unreachable(err: unknown): ApiError {
+  return new ApiError(0, "unreachable", `the backend cannot be reached (${(err as Error).message})`);
 }
 
 /// Builds `path?k=v&...`, leaving out empty values.
@@ -94,26 +132,40 @@ export function withQuery(path: string, query: Record<string, string | number | 
 const seg = encodeURIComponent;
 
 export class Api {
+  private readonly auth: Authority;
+
   constructor(
-    private readonly credentials: Credentials | null,
+    auth: Authority | Credentials | null,
     private readonly base = "",
-  ) {}
+  ) {
+    this.auth = asAuthority(auth);
+  }
+
+  /// Sends with the authority's headers; a 401 lets it renew them, and the request goes once more if it did.
+  private async send(path: string, init: RequestInit & { headers: Record<string, string> }): Promise<Response> {
+    const attempt = async () => {
+      const sent = await this.auth.headers();
+      try {
+        return { sent, response: await fetch(this.base + path, { ...init, headers: { ...init.headers, ...sent } }) };
+      } catch (err) {
+        throw unreachable(err);
+      }
+    };
+    const first = await attempt();
+    if (first.response.status !== 401 || !(await this.auth.renew(first.sent))) return first.response;
+    return (await attempt()).response;
+  }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { Accept: "application/json", ...authHeaders(this.credentials) };
+    const headers: Record<string, string> = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    let response: Response;
-    try {
-      response = await fetch(this.base + path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (err) {
-      throw new ApiError(0, "unreachable", `the backend cannot be reached (${(err as Error).message})`);
-    }
+    const response = await this.send(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const text = await response.text();
-    if (!response.ok) throw errorFrom(response.status, text);
+    if (!response.ok) throw errorFrom(response.status, text, response.headers.get("retry-after"));
     if (!text) return undefined as T;
     try {
       return JSON.parse(text) as T;
@@ -126,15 +178,10 @@ export class Api {
   async raw(path: string, range: string | null, as: "text"): Promise<{ body: string; complete: boolean }>;
   async raw(path: string, range: string | null, as: "blob"): Promise<{ body: Blob; complete: boolean }>;
   async raw(path: string, range: string | null, as: "text" | "blob"): Promise<{ body: string | Blob; complete: boolean }> {
-    const headers: Record<string, string> = authHeaders(this.credentials);
+    const headers: Record<string, string> = {};
     if (range) headers["Range"] = range;
-    let response: Response;
-    try {
-      response = await fetch(this.base + path, { headers });
-    } catch (err) {
-      throw new ApiError(0, "unreachable", `the backend cannot be reached (${(err as Error).message})`);
-    }
-    if (!response.ok) throw errorFrom(response.status, await response.text());
+    const response = await this.send(path, { headers });
+    if (!response.ok) throw errorFrom(response.status, await response.text(), response.headers.get("retry-after"));
     const complete = response.headers.get("x-kanade-output-complete") !== "false";
     return { body: as === "text" ? await response.text() : await response.blob(), complete };
   }

@@ -298,7 +298,7 @@ describe("follow", () => {
     await follow(
       {
         path: "/api/x",
-        credentials: { token: "t0k", operator: "alice" },
+        auth: { token: "t0k", operator: "alice" },
         onEvent: (e) => events.push(e),
         onState: (s) => states.push(s),
         once: true,
@@ -319,9 +319,39 @@ describe("follow", () => {
     const fetch = vi.fn(async () => new Response("no", { status: 401 }));
     vi.stubGlobal("fetch", fetch);
     const states: StreamState[] = [];
-    await follow({ path: "/x", credentials: null, onEvent: () => {}, onState: (s) => states.push(s) }, new AbortController().signal);
+    await follow({ path: "/x", auth: null, onEvent: () => {}, onState: (s) => states.push(s) }, new AbortController().signal);
     expect(states).toEqual(["connecting", "unauthorized"]);
     expect(fetch).toHaveBeenCalledTimes(1);
+  });
+
+  it("renews a refused token once and reconnects at once with the new one; refused again, it stops", async () => {
+    const sent: (string | undefined)[] = [];
+    const answers = [new Response("no", { status: 401 }), new Response("data: hi\n\n"), new Response("no", { status: 401 })];
+    vi.stubGlobal("fetch", async (_path: string, init?: RequestInit) => {
+      sent.push((init?.headers as Record<string, string>)["Authorization"]);
+      return answers.shift() as Response;
+    });
+    let token = "old";
+    const renewals: string[] = [];
+    const auth = {
+      headers: async () => ({ Authorization: `Bearer ${token}` }),
+      renew: async (headers: Record<string, string>) => {
+        renewals.push(headers["Authorization"] ?? "");
+        if (token === "old") {
+          token = "new";
+          return true;
+        }
+        return false;
+      },
+    };
+    const states: StreamState[] = [];
+    const events: SseEvent[] = [];
+    await follow({ path: "/x", auth, onEvent: (e) => events.push(e), onState: (s) => states.push(s) }, new AbortController().signal);
+    expect(sent).toEqual(["Bearer old", "Bearer new", "Bearer new"]);
+    expect(events).toEqual([{ event: "message", data: "hi" }]);
+    // After going live the stream may renew again; the second refusal could not be mended.
+    expect(renewals).toEqual(["Bearer old", "Bearer new"]);
+    expect(states).toEqual(["connecting", "connecting", "live", "connecting", "unauthorized"]);
   });
 
   it("retries after an error with the backend's message and stops promptly when aborted", async () => {
@@ -333,7 +363,7 @@ describe("follow", () => {
     await follow(
       {
         path: "/x",
-        credentials: null,
+        auth: null,
         onEvent: () => {},
         onState: (s, detail) => {
           if (s === "retrying") {
@@ -361,7 +391,7 @@ describe("follow", () => {
     const done = follow(
       {
         path: "/x",
-        credentials: null,
+        auth: null,
         onEvent: () => {},
         onState: (s) => states.push(s),
         fatal: (error) => {
@@ -387,7 +417,7 @@ describe("follow", () => {
       throw new TypeError("network down");
     });
     const controller = new AbortController();
-    const done = follow({ path: "/x", credentials: null, onEvent: () => {} }, controller.signal);
+    const done = follow({ path: "/x", auth: null, onEvent: () => {} }, controller.signal);
     await vi.advanceTimersByTimeAsync(0);
     expect(calls).toBe(1);
     await vi.advanceTimersByTimeAsync(499);

@@ -2,7 +2,7 @@
 // token in the URL would end up in logs). The parser is pure so it is unit-tested; `follow` adds the network and
 // reconnects with a capped backoff.
 
-import { type ApiError, authHeaders, type Credentials, errorFrom } from "./api";
+import { type ApiError, type Authority, asAuthority, type Credentials, errorFrom } from "./api";
 
 export interface SseEvent {
   event: string;
@@ -122,7 +122,8 @@ export type StreamState = "connecting" | "live" | "retrying" | "unauthorized";
 
 export interface FollowOptions {
   path: string;
-  credentials: Credentials | null;
+  /// Who follows it: a signed-in session (renewed when the backend refuses its token), or fixed credentials.
+  auth: Authority | Credentials | null;
   onEvent: (event: SseEvent) => void;
   onState?: (state: StreamState, detail?: string) => void;
   /// Stop reconnecting after the stream ends normally (a finished run's output), instead of following forever.
@@ -134,15 +135,20 @@ export interface FollowOptions {
 
 /// Follows an event stream until `signal` aborts, reconnecting after failures. Resolves when stopped.
 export async function follow(options: FollowOptions, signal: AbortSignal): Promise<void> {
+  const auth = asAuthority(options.auth);
   let attempt = 0;
+  // A refused token is renewed once, then the stream reconnects at once; refused again before going live, it stops.
+  let renewed = false;
   while (!signal.aborted) {
     options.onState?.("connecting");
     try {
-      const response = await fetch(options.path, {
-        headers: { Accept: "text/event-stream", ...authHeaders(options.credentials) },
-        signal,
-      });
+      const sent = await auth.headers();
+      const response = await fetch(options.path, { headers: { Accept: "text/event-stream", ...sent }, signal });
       if (response.status === 401) {
+        if (!renewed && (await auth.renew(sent))) {
+          renewed = true;
+          continue;
+        }
         options.onState?.("unauthorized");
         return;
       }
@@ -153,6 +159,7 @@ export async function follow(options: FollowOptions, signal: AbortSignal): Promi
       }
       options.onState?.("live");
       attempt = 0;
+      renewed = false;
       const parser = new SseParser();
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {

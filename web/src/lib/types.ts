@@ -7,6 +7,11 @@ import type { components } from "./api.gen";
 type Schemas = components["schemas"];
 
 export type Session = Schemas["Session"];
+/// What a caller may do; each role includes the ones before it (viewer, operator, approver, admin).
+export type Role = Schemas["Role"];
+/// `POST /api/login`'s body, and what it and `POST /api/refresh` answer.
+export type LoginBody = Schemas["LoginBody"];
+export type SessionTokens = Schemas["SessionTokens"];
 export type Agent = Schemas["AgentView"];
 /// One page of a list (`{items, next}`): pass `next` back as `cursor` for the page after it.
 export type AgentPage = Schemas["Page_AgentView"];

@@ -26,7 +26,7 @@ const TABS = [
 
 export function AgentPage() {
   const { pc = "" } = useParams();
-  const { api } = useAuth();
+  const { api, may } = useAuth();
   const navigate = useNavigate();
   const [params, setParams] = useSearchParams();
   const tab = TABS.find(([id]) => id === params.get("tab"))?.[0] ?? "overview";
@@ -65,17 +65,27 @@ export function AgentPage() {
           <>
             <button type="button" onClick={() => ping.mutate()} disabled={ping.isPending}>
               {ping.isPending ? "Pinging…" : "Ping"}
-            </button>{" "}
-            <button type="button" onClick={() => refresh.mutate()} disabled={refresh.isPending}>
-              {refresh.isPending ? "Asking…" : "Refresh inventory"}
-            </button>{" "}
-            <button
-              type="button"
-              onClick={() => a && window.confirm(forgetPrompt(pc, statusOf(a))) && forget.mutate()}
-              disabled={!a || forget.isPending}
-            >
-              {forget.isPending ? "Forgetting…" : "Forget…"}
             </button>
+            {may.operate ? (
+              <>
+                {" "}
+                <button type="button" onClick={() => refresh.mutate()} disabled={refresh.isPending}>
+                  {refresh.isPending ? "Asking…" : "Refresh inventory"}
+                </button>
+              </>
+            ) : null}
+            {may.administer ? (
+              <>
+                {" "}
+                <button
+                  type="button"
+                  onClick={() => a && window.confirm(forgetPrompt(pc, statusOf(a))) && forget.mutate()}
+                  disabled={!a || forget.isPending}
+                >
+                  {forget.isPending ? "Forgetting…" : "Forget…"}
+                </button>
+              </>
+            ) : null}
           </>
         }
       >

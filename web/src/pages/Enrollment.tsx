@@ -62,7 +62,7 @@ function useTokens(enroll: Enroll) {
 }
 
 export function EnrollmentPage() {
-  const { api } = useAuth();
+  const { api, may } = useAuth();
   const client = useQueryClient();
   const enroll = useMemo(() => enrollmentApi(api), [api]);
   const pending = useCredentials(enroll, "pending");
@@ -86,7 +86,8 @@ export function EnrollmentPage() {
   const off = lists.some((q) => isEnrollmentOff(q.error));
   const error = approve.error ?? revoke.error;
   const busy = approve.isPending || revoke.isPending;
-  const act = {
+  // Only admins enrol, approve and revoke: for the others the lists are read-only.
+  const act = !may.administer ? null : {
     approve: (row: CredentialRow) => {
       setNote(null);
       if (window.confirm(approvePrompt(row))) approve.mutate(row);
@@ -126,7 +127,7 @@ export function EnrollmentPage() {
           />
           <Credentials id="active" title="Active credentials" empty="No PC has an active credential." query={active} busy={busy} act={act} />
           <Credentials id="revoked" title="Revoked credentials" empty="No credential has been revoked." query={revoked} busy={busy} act={act} />
-          <Tokens enroll={enroll} query={tokens} />
+          <Tokens enroll={enroll} query={tokens} administer={may.administer} />
         </>
       )}
     </section>
@@ -141,7 +142,8 @@ function Credentials(props: {
   empty: string;
   query: CredentialsQuery;
   busy: boolean;
-  act: { approve: (row: CredentialRow) => void; revoke: (row: CredentialRow) => void };
+  /// Null: the caller may not act (only admins enrol), and the rows have no buttons.
+  act: { approve: (row: CredentialRow) => void; revoke: (row: CredentialRow) => void } | null;
 }) {
   const { id, query, act } = props;
   const rows = query.data ? credentialRows(query.data.pages) : undefined;
@@ -220,12 +222,12 @@ function Credentials(props: {
                   {id === "revoked" ? null : (
                     <td>
                       <div className="actions">
-                        {row.pending ? (
+                        {row.pending && act ? (
                           <button type="button" className="primary" onClick={() => act.approve(row)} disabled={props.busy} aria-label={`Approve ${row.pc}`}>
                             Approve…
                           </button>
                         ) : null}
-                        {row.revocable ? (
+                        {row.revocable && act ? (
                           <button
                             type="button"
                             className="danger"
@@ -252,7 +254,7 @@ function Credentials(props: {
 
 type TokensQuery = ReturnType<typeof useTokens>;
 
-function Tokens({ enroll, query }: { enroll: Enroll; query: TokensQuery }) {
+function Tokens({ enroll, query, administer }: { enroll: Enroll; query: TokensQuery; administer: boolean }) {
   const client = useQueryClient();
   const [created, setCreated] = useState<CreatedToken | null>(null);
   const [note, setNote] = useState<string | null>(null);
@@ -265,13 +267,15 @@ function Tokens({ enroll, query }: { enroll: Enroll; query: TokensQuery }) {
   return (
     <section aria-labelledby="tokens-title" className="section-gap">
       <h2 id="tokens-title">Enrolment tokens</h2>
-      <NewToken
-        enroll={enroll}
-        onCreated={(token) => {
-          setNote(null);
-          setCreated(token);
-        }}
-      />
+      {administer ? (
+        <NewToken
+          enroll={enroll}
+          onCreated={(token) => {
+            setNote(null);
+            setCreated(token);
+          }}
+        />
+      ) : null}
       {created ? <CreatedTokenPanel created={created} onDone={() => setCreated(null)} /> : null}
       {note ? (
         <p className="ok-note section-gap" role="status" data-testid="token-note">
@@ -324,7 +328,7 @@ function Tokens({ enroll, query }: { enroll: Enroll; query: TokensQuery }) {
                   </td>
                   <td>{row.enrolled}</td>
                   <td>
-                    {row.revocable ? (
+                    {row.revocable && administer ? (
                       <button
                         type="button"
                         className="danger"

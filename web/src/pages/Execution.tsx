@@ -187,7 +187,7 @@ function StoredResult({ result }: { result: ResultRow }) {
 }
 
 function Live({ exec, pc }: { exec: string; pc: string }) {
-  const { credentials } = useAuth();
+  const { authority } = useAuth();
   const [output] = useState(() => new LiveOutput());
   const [, setVersion] = useState(0);
   const [state, setState] = useState("connecting");
@@ -196,7 +196,7 @@ function Live({ exec, pc }: { exec: string; pc: string }) {
     void follow(
       {
         path: `/api/executions/${encodeURIComponent(exec)}/output?pc_id=${encodeURIComponent(pc)}`,
-        credentials,
+        auth: authority,
         onEvent: (event) => {
           if (event.event !== "chunk") return;
           try {
@@ -210,7 +210,7 @@ function Live({ exec, pc }: { exec: string; pc: string }) {
       abort.signal,
     );
     return () => abort.abort();
-  }, [exec, pc, credentials, output]);
+  }, [exec, pc, authority, output]);
   return (
     <>
       <p role="status" className="small">

@@ -81,7 +81,7 @@ export function JobsPage() {
 }
 
 function JobDetail({ stored, handoff }: { stored: StoredJob; handoff: Handoff | null }) {
-  const { api } = useAuth();
+  const { api, may, session } = useAuth();
   const client = useQueryClient();
   const [open, setOpen] = useState(false);
   const job = stored.job;
@@ -95,27 +95,33 @@ function JobDetail({ stored, handoff }: { stored: StoredJob; handoff: Handoff | 
         <h2 id="job-title">
           {job.id} <span className="muted">v{job.version}</span>
         </h2>
-        <div className="actions">
-          <button type="button" className="primary" onClick={() => setOpen(true)} disabled={stored.revoked}>
-            Run…
-          </button>
-          {stored.revoked ? (
-            <button type="button" onClick={() => revoke.mutate(false)} disabled={revoke.isPending}>
-              Allow again
+        {may.operate ? (
+          <div className="actions">
+            <button type="button" className="primary" onClick={() => setOpen(true)} disabled={stored.revoked}>
+              Run…
             </button>
-          ) : (
-            <button
-              type="button"
-              className="danger"
-              onClick={() => {
-                if (window.confirm(`Revoke ${job.id}? Runs that have not started are skipped on every agent.`)) revoke.mutate(true);
-              }}
-              disabled={revoke.isPending}
-            >
-              Revoke
-            </button>
-          )}
-        </div>
+            {stored.revoked ? (
+              <button type="button" onClick={() => revoke.mutate(false)} disabled={revoke.isPending}>
+                Allow again
+              </button>
+            ) : (
+              <button
+                type="button"
+                className="danger"
+                onClick={() => {
+                  if (window.confirm(`Revoke ${job.id}? Runs that have not started are skipped on every agent.`)) revoke.mutate(true);
+                }}
+                disabled={revoke.isPending}
+              >
+                Revoke
+              </button>
+            )}
+          </div>
+        ) : (
+          <p className="muted small" data-testid="role-note">
+            Your role ({session.role}) may look but not run or revoke jobs.
+          </p>
+        )}
       </div>
       {revoke.isError ? <ErrorNote error={revoke.error} what="change the job" /> : null}
       {stored.revoked ? (

@@ -46,7 +46,7 @@ function noteOf(state: unknown): { deleted?: string; stored?: string } {
 }
 
 export function SchedulesPage() {
-  const { api } = useAuth();
+  const { api, may } = useAuth();
   const location = useLocation();
   const now = useNow(1000);
   const [creating, setCreating] = useState(false);
@@ -57,9 +57,11 @@ export function SchedulesPage() {
     <section aria-labelledby="page-title">
       <PageTitle
         actions={
-          <button type="button" className="primary" onClick={() => setCreating((c) => !c)} aria-expanded={creating} aria-controls="new-schedule">
-            New schedule
-          </button>
+          may.operate ? (
+            <button type="button" className="primary" onClick={() => setCreating((c) => !c)} aria-expanded={creating} aria-controls="new-schedule">
+              New schedule
+            </button>
+          ) : null
         }
       >
         Schedules
@@ -202,7 +204,7 @@ function NewSchedule({ onCancel }: { onCancel: () => void }) {
 
 export function SchedulePage() {
   const { id = "" } = useParams();
-  const { api } = useAuth();
+  const { api, may } = useAuth();
   const client = useQueryClient();
   const navigate = useNavigate();
   const location = useLocation();
@@ -251,7 +253,7 @@ export function SchedulePage() {
     <section aria-labelledby="page-title">
       <PageTitle
         actions={
-          v ? (
+          v && may.operate ? (
             <>
               <button type="button" onClick={() => pause.mutate(!paused)} disabled={pause.isPending}>
                 {paused ? "Resume" : "Pause"}

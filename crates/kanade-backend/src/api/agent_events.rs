@@ -1,7 +1,8 @@
 //! The agents' timelines: `GET /api/agents/{pc_id}/events` (one agent's, newest first) and `GET /api/agent-events`
 //! (the fleet's, by kind and time; `distinct=pc` for one entry per agent). Both page with an opaque keyset cursor:
 //! `next` names the last entry of a page, and the next page starts after it, so entries arriving meanwhile neither
-//! repeat nor push others off a page.
+//! repeat nor push others off a page. A caller scoped to groups sees the timelines of the PCs in them only (another
+//! PC's answers as an agent that never reported).
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use kanade_shared::PcId;
 use kanade_shared::api::{self, AgentEventPage, AgentEventRow, AgentEventsQuery, ErrorBody, FleetEventsQuery, KeyPart};
 
 use super::{ApiError, ApiQuery, AppState, ErrorCode, PathId};
+use crate::caller::Caller;
 use crate::db::EventFilter;
 
 pub const DEFAULT_EVENT_LIMIT: u32 = 50;
@@ -20,9 +22,11 @@ pub const MAX_EVENT_LIMIT: u32 = 500;
 #[utoipa::path(get, path = "/api/agents/{pc_id}/events", tag = "agents", operation_id = "agents_events", params(("pc_id" = String, Path, description = "the agent's pc id"), AgentEventsQuery), responses((status = 200, description = "the agent's timeline, newest first (empty for an agent that never reported one)", body = AgentEventPage), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn of_agent(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(pc): PathId<PcId>,
     ApiQuery(query): ApiQuery<AgentEventsQuery>,
 ) -> Result<Json<AgentEventPage>, ApiError> {
+    super::agents::in_scope(&state, &caller, &pc).await?;
     let wanted = Wanted {
         kind: query.kind,
         since: query.since,
@@ -32,12 +36,13 @@ pub(super) async fn of_agent(
         distinct: None,
     };
     let filter = wanted.filter(Some(pc), Utc::now()).map_err(invalid)?;
-    Ok(Json(page(state.db.list_agent_events(&filter).await?, filter.limit)))
+    Ok(Json(page(state.db.list_agent_events(&filter, &caller.scope).await?, filter.limit)))
 }
 
 #[utoipa::path(get, path = "/api/agent-events", tag = "agents", operation_id = "agent_events_list", params(FleetEventsQuery), responses((status = 200, description = "timeline entries across the fleet, newest first", body = AgentEventPage), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn fleet(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<FleetEventsQuery>,
 ) -> Result<Json<AgentEventPage>, ApiError> {
     let wanted = Wanted {
@@ -49,7 +54,7 @@ pub(super) async fn fleet(
         distinct: query.distinct,
     };
     let filter = wanted.filter(None, Utc::now()).map_err(invalid)?;
-    Ok(Json(page(state.db.list_agent_events(&filter).await?, filter.limit)))
+    Ok(Json(page(state.db.list_agent_events(&filter, &caller.scope).await?, filter.limit)))
 }
 
 /// Both queries' fields, before they are checked.

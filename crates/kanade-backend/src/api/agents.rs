@@ -1,6 +1,7 @@
 //! The agents: `GET /api/agents[/{pc}]` (their stored rows and whether each is online, offline or stale; the list a
 //! page at a time, filtered on the server), `DELETE /api/agents/{pc}` (forget one), `POST /api/agents/{pc}/ping`
-//! (is it connected right now?) and `GET /api/agents/{pc}/config` (what its layered config resolves to).
+//! (is it connected right now?) and `GET /api/agents/{pc}/config` (what its layered config resolves to). A caller
+//! scoped to groups sees and reaches the agents in them only; any other answers as an agent that never reported.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,11 +115,12 @@ pub(crate) fn is_online(last_seen: DateTime<Utc>, now: DateTime<Utc>, offline_af
 #[utoipa::path(get, path = "/api/agents", tag = "agents", operation_id = "agents_list", params(AgentsQuery), responses((status = 200, description = "one page of the agents that have reported, by pc id", body = Page<AgentView>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<AgentsQuery>,
 ) -> Result<Json<Page<AgentView>>, ApiError> {
     let liveness = liveness(&state);
     let filter = agent_filter(query, liveness)?;
-    let page = state.db.list_agents(&filter).await?;
+    let page = state.db.list_agents(&filter, &caller.scope).await?;
     let next = page.next.map(|(value, pc)| match value {
         None => vec![KeyPart::Text(pc)],
         Some(value) => vec![KeyPart::Int(value), KeyPart::Text(pc)],
@@ -141,6 +143,7 @@ pub(super) async fn remove(
     ApiQuery(query): ApiQuery<RemoveAgentQuery>,
 ) -> Result<Json<RemovedAgent>, ApiError> {
     let purge = query.purge.unwrap_or(false);
+    in_scope(&state, &caller, &pc).await?;
     if state.db.get_agent(&pc).await?.is_none() {
         return Err(not_found(&pc));
     }
@@ -169,14 +172,21 @@ pub(super) fn not_found(pc: &PcId) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
 }
 
+/// An agent outside the caller's scope answers as one that never reported ([`not_found`]).
+pub(super) async fn in_scope(state: &AppState, caller: &Caller, pc: &PcId) -> Result<(), ApiError> {
+    if state.db.pc_in_scope(pc, &caller.scope).await? { Ok(()) } else { Err(not_found(pc)) }
+}
+
 #[utoipa::path(get, path = "/api/agents/{pc_id}", tag = "agents", operation_id = "agents_get", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, body = AgentView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AgentView>, ApiError> {
     // A path that is not UTF-8 is rejected by the extractor; give it the same shape as any other bad id.
     let Path(raw) = path.map_err(|rejection| ApiError::bad_request(ErrorCode::InvalidPcId, rejection.body_text()))?;
     let pc = PcId::new(raw).map_err(|err| ApiError::bad_request(ErrorCode::InvalidPcId, err.to_string()))?;
+    in_scope(&state, &caller, &pc).await?;
     let agent = state.db.get_agent(&pc).await?.ok_or_else(|| not_found(&pc))?;
     Ok(Json(view(agent, &liveness(&state))))
 }
@@ -184,9 +194,15 @@ pub(super) async fn get(
 #[utoipa::path(post, path = "/api/agents/{pc_id}/ping", tag = "agents", operation_id = "agents_ping", params(("pc_id" = String, Path, description = "the agent's pc id")), request_body(content = Option<NoBody>), responses((status = 200, body = PingView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn ping(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(pc): PathId<PcId>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Result<Json<PingView>, ApiError> {
+    // Outside the scope: what a ping nobody answers says, without asking the broker.
+    if !state.db.pc_in_scope(&pc, &caller.scope).await? {
+        let err = PingError::NoAgent(pc.clone());
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotConnected, err.to_string()));
+    }
     let (heartbeat, rtt) = kanade_ops::agents::ping(&state.nats, &pc, PING_TIMEOUT).await.map_err(|err| match err {
         PingError::NoAgent(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotConnected, err.to_string()),
         PingError::TimedOut(..) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::PingTimeout, err.to_string()),
@@ -221,8 +237,10 @@ pub fn layer_name(scope: &Scope) -> String {
 #[utoipa::path(get, path = "/api/agents/{pc_id}/config", tag = "agents", operation_id = "agents_config", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, body = ConfigView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn config(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(pc): PathId<PcId>,
 ) -> Result<Json<ConfigView>, ApiError> {
+    in_scope(&state, &caller, &pc).await?;
     let agent = state.db.get_agent(&pc).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("no agent `{pc}` has reported"))
     })?;

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use kanade_ops::catalogue::Catalogue;
+use kanade_shared::access::GroupScope;
 use kanade_shared::api::{
     DecisionBody, ErrorBody, ExecBody, ExecutionResultsQuery, ExecutionView, ExecutionsQuery, KillView, ManifestBody,
     NoBody, Page, PreviewView, PreviewWave, ResultQuery, ResultRow, TargetRow, TargetsQuery, WaveView,
@@ -127,6 +128,7 @@ pub fn exec_error(err: ExecError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::CannotExec, err.to_string())
         }
         ExecError::TargetsRequired(_) => ApiError::bad_request(ErrorCode::TargetsRequired, err.to_string()),
+        ExecError::OutOfScope(_) => ApiError::new(StatusCode::FORBIDDEN, ErrorCode::OutOfScope, err.to_string()),
         ExecError::Ops(err) => super::ops_error(err),
         ExecError::Db(err) => ApiError::from(err),
     }
@@ -162,11 +164,13 @@ pub const PREVIEW_PCS: usize = 200;
 #[utoipa::path(post, path = "/api/jobs/{job_id}/preview", tag = "executions", operation_id = "executions_preview", params(("job_id" = String, Path, description = "the job id")), request_body(content = Option<ExecBody>), responses((status = 200, body = PreviewView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn preview(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(job): PathId<JobId>,
     OptionalJson(body): OptionalJson<ExecBody>,
 ) -> Result<Json<PreviewView>, ApiError> {
     let request = request(&body)?;
-    let plan = state.engine.plan(catalogued(&state, &job).await?, &request).await.map_err(exec_error)?;
+    // The plan a fire makes, so a fire refuses exactly what the preview refused (`out_of_scope` included).
+    let plan = state.engine.plan(catalogued(&state, &job).await?, &request, &caller.scope).await.map_err(exec_error)?;
     plan.check_targets().map_err(exec_error)?;
     let now = Utc::now();
     let online_now: std::collections::HashSet<&str> = plan
@@ -212,6 +216,9 @@ pub async fn deploy(
     if job.targets.is_none() {
         return Err(exec_error(ExecError::TargetsRequired(job.id)));
     }
+    // The fire's own scope check, before anything is stored.
+    let (targets, waves) = crate::engine::fired_at(&job, &ExecRequest::default()).map_err(exec_error)?;
+    state.engine.check_scope(&caller.scope, &targets, waves.iter().map(|w| &w.group)).await.map_err(exec_error)?;
     // The engine fires exactly what was stored, not what the catalogue holds a moment later.
     let stored = jobs::store(&state, &caller, &body).await?;
     fire(&state, stored.job, ExecRequest::default(), &caller).await
@@ -299,7 +306,7 @@ async fn view_of(state: &AppState, exec: &ExecId) -> Result<ExecutionView, ApiEr
     }
     let first = state
         .db
-        .list_results(&ResultFilter { exec_id: Some(exec.clone()), limit: 1, ..Default::default() })
+        .list_results(&ResultFilter { exec_id: Some(exec.clone()), limit: 1, ..Default::default() }, &GroupScope::Fleet)
         .await?
         .items;
     let job_id = match first.first() {
@@ -331,17 +338,46 @@ fn not_found(exec: &ExecId) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ExecutionNotFound, format!("no execution `{exec}`"))
 }
 
+/// An execution the caller's scope does not show answers as one that does not exist.
+async fn shown(state: &AppState, caller: &Caller, exec: &ExecId) -> Result<(), ApiError> {
+    if state.db.execution_in_scope(exec, &caller.scope).await? { Ok(()) } else { Err(not_found(exec)) }
+}
+
+/// Whether the caller's scope covers what `exec` reaches, for an action on it (approve, reject, kill): the
+/// execution's targets and waves as recorded, checked as a fire is; for one the engine did not record, the PCs that
+/// reported it. One the scope does not show at all is not found.
+async fn covered(state: &AppState, caller: &Caller, exec: &ExecId) -> Result<(), ApiError> {
+    if caller.scope.is_fleet() {
+        return Ok(());
+    }
+    shown(state, caller, exec).await?;
+    let Some(row) = state.db.get_execution(exec).await? else {
+        let outside = state.db.reported_outside(exec, &caller.scope, 1_000).await?;
+        let pcs: Vec<PcId> = outside.into_iter().filter_map(|pc| PcId::new(pc).ok()).collect();
+        let reached = Targets { all: false, groups: Vec::new(), pcs };
+        // Every PC named here is outside the scope already; the one check words the refusal.
+        return state.engine.check_scope(&caller.scope, &reached, []).await.map_err(exec_error);
+    };
+    let targets: Targets = serde_json::from_value(row.targets.clone())
+        .map_err(|err| exec_error(ExecError::Invalid(format!("execution `{exec}` has unreadable targets: {err}"))))?;
+    let waves = state.db.waves(exec).await?;
+    state.engine.check_scope(&caller.scope, &targets, waves.iter().map(|w| &w.group)).await.map_err(exec_error)
+}
+
 #[utoipa::path(get, path = "/api/executions/{exec_id}", tag = "executions", operation_id = "executions_get", params(("exec_id" = String, Path, description = "the execution id")), responses((status = 200, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(exec): PathId<ExecId>,
 ) -> Result<Json<ExecutionView>, ApiError> {
+    shown(&state, &caller, &exec).await?;
     Ok(Json(view_of(&state, &exec).await?))
 }
 
 #[utoipa::path(get, path = "/api/executions", tag = "executions", operation_id = "executions_list", params(ExecutionsQuery), responses((status = 200, description = "one page, newest first: by created_at, then exec_id", body = Page<ExecutionView>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ExecutionsQuery>,
 ) -> Result<Json<Page<ExecutionView>>, ApiError> {
     let bad = |m: String| ApiError::bad_request(ErrorCode::InvalidQuery, m);
@@ -358,7 +394,8 @@ pub async fn list(
         })?),
     };
     let job_id = query.job_id.filter(|j| !j.is_empty()).map(JobId::new).transpose().map_err(|e| bad(e.to_string()))?;
-    let page = state.db.list_executions(&ExecutionFilter { job_id, status, before, limit }).await?;
+    let filter = ExecutionFilter { job_id, status, before, limit };
+    let page = state.db.list_executions_within(&filter, &caller.scope).await?;
     let mut views = Vec::with_capacity(page.items.len());
     for row in page.items {
         views.push(build(&state, row).await?);
@@ -369,6 +406,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/executions/{exec_id}/results", tag = "executions", operation_id = "executions_results", params(("exec_id" = String, Path, description = "the execution id"), ExecutionResultsQuery), responses((status = 200, description = "one page, newest first", body = Page<ResultRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn results(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(exec): PathId<ExecId>,
     ApiQuery(query): ApiQuery<ExecutionResultsQuery>,
 ) -> Result<Json<Page<ResultRow>>, ApiError> {
@@ -380,7 +418,8 @@ pub async fn results(
         limit: query.limit,
         cursor: query.cursor,
     })?;
-    Ok(Json(super::results::page(state.db.list_results(&filter).await?)))
+    shown(&state, &caller, &exec).await?;
+    Ok(Json(super::results::page(state.db.list_results(&filter, &caller.scope).await?)))
 }
 
 #[utoipa::path(post, path = "/api/executions/{exec_id}/approve", tag = "executions", operation_id = "executions_approve", params(("exec_id" = String, Path, description = "the execution id")), responses((status = 200, body = ExecutionView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
@@ -389,6 +428,7 @@ pub async fn approve(
     caller: Caller,
     PathId(exec): PathId<ExecId>,
 ) -> Result<Json<ExecutionView>, ApiError> {
+    covered(&state, &caller, &exec).await?;
     state.engine.approve(&exec, &caller).await.map_err(exec_error)?;
     Ok(Json(view_of(&state, &exec).await?))
 }
@@ -401,6 +441,7 @@ pub async fn reject(
     OptionalJson(body): OptionalJson<DecisionBody>,
 ) -> Result<Json<ExecutionView>, ApiError> {
     let reason = body.reason.map(|r| r.chars().take(500).collect::<String>());
+    covered(&state, &caller, &exec).await?;
     state.engine.reject(&exec, &caller, reason.as_deref()).await.map_err(exec_error)?;
     Ok(Json(view_of(&state, &exec).await?))
 }
@@ -410,6 +451,7 @@ pub async fn reject(
 #[utoipa::path(get, path = "/api/executions/{exec_id}/targets", tag = "executions", operation_id = "executions_targets", params(("exec_id" = String, Path, description = "the execution id"), TargetsQuery), responses((status = 200, description = "one page, by pc_id", body = Page<TargetRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub async fn targets(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(exec): PathId<ExecId>,
     ApiQuery(query): ApiQuery<TargetsQuery>,
 ) -> Result<Json<Page<TargetRow>>, ApiError> {
@@ -434,7 +476,9 @@ pub async fn targets(
     if !recorded && status_counts(&state, &exec, false).await?.0.is_empty() {
         return Err(not_found(&exec));
     }
-    let page = state.db.targets(&exec, recorded, &TargetFilter { state: wanted, after, limit }).await?;
+    shown(&state, &caller, &exec).await?;
+    let filter = TargetFilter { state: wanted, after, limit };
+    let page = state.db.targets(&exec, recorded, &filter, &caller.scope).await?;
     Ok(Json(Page { items: page.items, next: paging::next_id(paging::TARGETS, page.next) }))
 }
 
@@ -448,7 +492,15 @@ pub async fn kill(
     PathId(exec): PathId<ExecId>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Result<Json<KillView>, ApiError> {
-    let killed =
-        kanade_ops::actions::kill(&caller.auditor(&state.nats), &exec, KILL_WAIT).await.map_err(super::ops_error)?;
+    // A kill reaches whichever agent runs the execution; a scoped caller may kill only what its scope covers.
+    covered(&state, &caller, &exec).await?;
+    let killed = kanade_ops::actions::kill(
+        &caller.auditor(&state.nats),
+        state.engine.signer().map_err(super::ops_error)?,
+        &exec,
+        KILL_WAIT,
+    )
+    .await
+    .map_err(super::ops_error)?;
     Ok(Json(KillView { exec_id: exec.to_string(), killed }))
 }

@@ -3,7 +3,8 @@
 //! /api/inventory/software` (which PCs have a title, optionally in a version range), `GET /api/inventory/changes`
 //! (the change log), `GET /api/inventory/hardware[/summary]` (hardware filtered, and counted by value), and `POST
 //! /api/inventory/refresh` (ask agents to report now). Every list pages with a keyset cursor, and answers
-//! `format=csv` with the whole list as one CSV download (up to `MAX_CSV_ROWS` rows).
+//! `format=csv` with the whole list as one CSV download (up to `MAX_CSV_ROWS` rows). A caller scoped to groups sees the
+//! inventory of the PCs in them only, and may ask only those to report.
 
 use std::sync::Arc;
 
@@ -127,6 +128,7 @@ fn one<T: Clone>(item: &T) -> Vec<T> {
 #[utoipa::path(get, path = "/api/inventory", tag = "inventory", operation_id = "inventory_job_facts", params(JobFactsQuery), responses((status = 200, description = "a job's facts: its display columns with a page of PCs, its summary fields counted across the fleet (`format=csv`: a row per PC and fact row, a column per display field)", body = JobFactsView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`; `job_not_found`, or `invalid_query` for a job without an `inventory:` block", body = ErrorBody)))]
 pub(super) async fn job_facts(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<JobFactsQuery>,
 ) -> Result<Response, ApiError> {
     let csv = csv_wanted(query.format.as_deref())?;
@@ -151,7 +153,8 @@ pub(super) async fn job_facts(
         let mut after = after;
         let mut written = 0;
         loop {
-            let page = state.db.job_facts(job.as_str(), after.as_deref(), MAX_PAGE_LIMIT as usize).await?;
+            let page =
+                state.db.job_facts(job.as_str(), after.as_deref(), MAX_PAGE_LIMIT as usize, &caller.scope).await?;
             for pc in &page.items {
                 let rows = if pc.rows.is_empty() { vec![Default::default()] } else { pc.rows.clone() };
                 for (n, row) in rows.iter().enumerate() {
@@ -172,10 +175,10 @@ pub(super) async fn job_facts(
         }
         return download(&format!("{job}-facts"), writer);
     }
-    let page = state.db.job_facts(job.as_str(), after.as_deref(), limit).await?;
+    let page = state.db.job_facts(job.as_str(), after.as_deref(), limit, &caller.scope).await?;
     let mut summary = Vec::with_capacity(inventory.summary.len());
     for field in &inventory.summary {
-        let counts = state.db.fact_counts(job.as_str(), &field.field).await?;
+        let counts = state.db.fact_counts(job.as_str(), &field.field, &caller.scope).await?;
         summary.push(FactSummary {
             field: field.field.clone(),
             label: field.label().to_owned(),
@@ -195,16 +198,17 @@ pub(super) async fn job_facts(
 #[utoipa::path(get, path = "/api/agents/{pc_id}/inventory", tag = "inventory", operation_id = "agents_inventory", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, description = "the PC's latest report of each kind and its software", body = AgentInventory), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`; `agent_not_found` when the PC never reported inventory", body = ErrorBody)))]
 pub(super) async fn of_agent(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(pc): PathId<PcId>,
 ) -> Result<Json<AgentInventory>, ApiError> {
-    match state.db.agent_inventory(pc.as_str()).await? {
-        Some(inventory) => Ok(Json(inventory)),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::AgentNotFound,
-            format!("`{pc}` has not reported any inventory"),
-        )),
+    let missing = || {
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AgentNotFound, format!("`{pc}` has not reported any inventory"))
+    };
+    // Outside the caller's scope: as if it had never reported.
+    if !state.db.pc_in_scope(&pc, &caller.scope).await? {
+        return Err(missing());
     }
+    state.db.agent_inventory(pc.as_str()).await?.map(Json).ok_or_else(missing)
 }
 
 /// A title's row per version, for CSV.
@@ -218,6 +222,7 @@ struct TitleCsv {
 #[utoipa::path(get, path = "/api/inventory/titles", tag = "inventory", operation_id = "inventory_titles", params(TitlesQuery), responses((status = 200, description = "software titles by name, each with its versions and installs (`format=csv`: one row per title and version)", body = Page<TitleRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn titles(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<TitlesQuery>,
 ) -> Result<Response, ApiError> {
     let csv = csv_wanted(query.format.as_deref())?;
@@ -232,13 +237,13 @@ pub(super) async fn titles(
         Some(_) => return Err(paging::wrong()),
     };
     let limit = paging::limit(query.limit)? as usize;
-    let db = &state.db;
+    let (db, scope) = (&state.db, &caller.scope);
     respond(
         Answer { csv, file: "software-titles", list: paging::SOFTWARE_TITLES, limit },
         after,
         |after: Option<String>, limit| {
             let words = words.clone();
-            async move { db.list_titles(&words, after.as_deref(), limit).await }
+            async move { db.list_titles(&words, after.as_deref(), limit, scope).await }
         },
         |title: &TitleRow| {
             title
@@ -255,6 +260,7 @@ pub(super) async fn titles(
 #[utoipa::path(get, path = "/api/inventory/software", tag = "inventory", operation_id = "inventory_software", params(SoftwareQuery), responses((status = 200, description = "the installs of a title, by PC, in the version range", body = Page<SoftwareRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn software(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<SoftwareQuery>,
 ) -> Result<Response, ApiError> {
     let csv = csv_wanted(query.format.as_deref())?;
@@ -282,13 +288,13 @@ pub(super) async fn software(
         after: None,
         limit: paging::limit(query.limit)? as usize,
     };
-    let db = &state.db;
+    let (db, scope) = (&state.db, &caller.scope);
     respond(
         Answer { csv, file: "software", list: paging::SOFTWARE, limit: filter.limit },
         after,
         |after, limit| {
             let filter = SoftwareFilter { after, limit, ..filter.clone() };
-            async move { db.list_software(&filter).await }
+            async move { db.list_software(&filter, scope).await }
         },
         one::<SoftwareRow>,
         |(pc, source, id)| vec![KeyPart::Text(pc), KeyPart::Text(source), KeyPart::Text(id)],
@@ -299,6 +305,7 @@ pub(super) async fn software(
 #[utoipa::path(get, path = "/api/inventory/changes", tag = "inventory", operation_id = "inventory_changes", params(ChangesQuery), responses((status = 200, description = "the change log, newest first", body = Page<ChangeRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn changes(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ChangesQuery>,
 ) -> Result<Response, ApiError> {
     let csv = csv_wanted(query.format.as_deref())?;
@@ -340,13 +347,13 @@ pub(super) async fn changes(
         before: None,
         limit: paging::limit(query.limit)? as usize,
     };
-    let db = &state.db;
+    let (db, scope) = (&state.db, &caller.scope);
     respond(
         Answer { csv, file: "inventory-changes", list: paging::INVENTORY_CHANGES, limit: filter.limit },
         before,
         |before, limit| {
             let filter = ChangeFilter { before, limit, ..filter.clone() };
-            async move { db.list_changes(&filter).await }
+            async move { db.list_changes(&filter, scope).await }
         },
         one::<ChangeRow>,
         |(at, pc, kind, n)| vec![KeyPart::Int(at), KeyPart::Text(pc), KeyPart::Text(kind), KeyPart::Int(n)],
@@ -367,6 +374,7 @@ fn size(field: &str, raw: Option<String>) -> Result<Option<i64>, ApiError> {
 #[utoipa::path(get, path = "/api/inventory/hardware", tag = "inventory", operation_id = "inventory_hardware", params(HardwareQuery), responses((status = 200, description = "each PC's hardware summary, by pc id", body = Page<HardwareRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn hardware(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<HardwareQuery>,
 ) -> Result<Response, ApiError> {
     let csv = csv_wanted(query.format.as_deref())?;
@@ -381,13 +389,13 @@ pub(super) async fn hardware(
         after: None,
         limit: paging::limit(query.limit)? as usize,
     };
-    let db = &state.db;
+    let (db, scope) = (&state.db, &caller.scope);
     respond(
         Answer { csv, file: "hardware", list: paging::HARDWARE, limit: filter.limit },
         after,
         |after, limit| {
             let filter = HardwareFilter { after, limit, ..filter.clone() };
-            async move { db.list_hardware(&filter).await }
+            async move { db.list_hardware(&filter, scope).await }
         },
         one::<HardwareRow>,
         |pc| vec![KeyPart::Text(pc)],
@@ -398,6 +406,7 @@ pub(super) async fn hardware(
 #[utoipa::path(get, path = "/api/inventory/hardware/summary", tag = "inventory", operation_id = "inventory_hardware_summary", params(HardwareSummaryQuery), responses((status = 200, description = "how many PCs have each value of the field, most first (at most 1,000 values)", body = Vec<ValueCount>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn hardware_summary(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<HardwareSummaryQuery>,
 ) -> Result<Json<Vec<ValueCount>>, ApiError> {
     let field = query.field.unwrap_or_default();
@@ -405,7 +414,7 @@ pub(super) async fn hardware_summary(
         let known: Vec<&str> = SUMMARY_FIELDS.iter().map(|(name, _)| *name).collect();
         return Err(bad(format!("field `{}` is not one of {}", shown(&field), known.join(", "))));
     };
-    let counts = state.db.hardware_summary(column).await?;
+    let counts = state.db.hardware_summary(column, &caller.scope).await?;
     Ok(Json(counts.into_iter().map(|(value, pcs)| ValueCount { value, pcs }).collect()))
 }
 
@@ -427,6 +436,9 @@ pub(super) async fn refresh(
     if pcs.is_empty() && groups.is_empty() && !body.all {
         return Err(ApiError::bad_request(ErrorCode::TargetsRequired, "name pcs, groups or all"));
     }
+    // Checked as a fire is: `all` needs the fleet, each group and PC the caller's scope.
+    let named = kanade_shared::manifest::Targets { all: body.all, groups: groups.clone(), pcs: pcs.clone() };
+    state.engine.check_scope(&caller.scope, &named, []).await.map_err(super::executions::exec_error)?;
     // Named PCs are asked whether or not they ever reported; groups and `all` reach the known agents.
     let mut asked: std::collections::BTreeSet<String> = pcs.iter().map(|p| p.to_string()).collect();
     if body.all || !groups.is_empty() {

@@ -129,13 +129,17 @@ async fn set_revoked(
     PathId(id): PathId<JobId>,
     revoked: bool,
 ) -> Result<Json<RevokeView>, ApiError> {
+    // A revocation stops the job on every PC, whoever fired it where: a caller scoped to groups may not.
+    crate::scope::fleet_only(&caller.scope, if revoked { "revoking a job" } else { "unrevoking a job" })
+        .map_err(|err| super::executions::exec_error(err.into()))?;
     // `kanade revoke` can stop a job that is not in the catalogue (fired by `kanade run`); the dashboard only shows
     // catalogue jobs, so a name that is not there is more likely a mistake.
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
     if catalogue.get(&id).await.map_err(ops_error)?.is_none() {
         return Err(not_found(&id));
     }
-    kanade_ops::actions::set_revoked(&caller.auditor(&state.nats), &id, revoked).await.map_err(ops_error)?;
+    let signer = state.engine.signer().map_err(ops_error)?;
+    kanade_ops::actions::set_revoked(&caller.auditor(&state.nats), signer, &id, revoked).await.map_err(ops_error)?;
     state.live.changed(Topic::Jobs, [id.as_str()]).await;
     Ok(Json(RevokeView { job_id: id.to_string(), revoked }))
 }

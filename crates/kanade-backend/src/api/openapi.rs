@@ -8,24 +8,44 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agent_events, agents, audit, enrollment, executions, inventory, jobs, output, packages, perf, results, schedules,
-    session, streams,
+    agent_events, agents, audit, enrollment, executions, inventory, jobs, login, output, packages, perf, results,
+    schedules, session, streams, tokens, users,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "kanade backend",
-        description = "The HTTP API of kanade-backend. Every `/api` route needs `Authorization: Bearer <token>` \
-                       unless auth is disabled; with the shared token, `x-kanade-operator` names the operator. Every \
-                       error has the same body: `{\"error\": {\"code\", \"message\"}}`, with `code` one of \
-                       `ErrorCode`.",
+        description = "The HTTP API of kanade-backend. Every `/api` route but the sign-in ones needs \
+                       `Authorization: Bearer <token>` unless auth is disabled: a session token from `POST /api/login`, \
+                       an API token, a per-operator token or the static token (with which `x-kanade-operator` names \
+                       the operator). Every route needs a role (viewer < operator < approver < admin); below it the \
+                       answer is 403 `forbidden`. Every error has the same body: `{\"error\": {\"code\", \
+                       \"message\"}}`, with `code` one of `ErrorCode`.",
         license(name = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
+        login::setup,
+        login::login,
+        login::refresh,
+        login::logout,
         session::session,
+        users::own_password,
+        users::create,
+        users::list,
+        users::get,
+        users::update,
+        users::delete,
+        users::set_password,
+        users::enable_totp,
+        users::disable_totp,
+        users::set_key,
+        users::clear_key,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
         session::health,
         agents::list,
         agents::get,
@@ -64,6 +84,7 @@ use super::{
         executions::kill,
         streams::events,
         audit::list,
+        audit::chain,
         schedules::list,
         schedules::create,
         schedules::get,

@@ -25,6 +25,7 @@ use tokio::io::AsyncReadExt;
 
 use super::packages::{Requested, requested};
 use super::{ApiError, ApiQuery, AppState, ErrorCode};
+use crate::caller::Caller;
 
 /// Bytes read from the object store at a time, and so the most one response from it holds in memory.
 const READ_BUFFER: usize = 64 * 1024;
@@ -53,6 +54,7 @@ pub fn stream_of(raw: Option<&str>) -> Result<OutputStream, ApiError> {
         (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn output(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(result_id): Path<String>,
     ApiQuery(query): ApiQuery<ResultOutputQuery>,
     headers: HeaderMap,
@@ -60,8 +62,14 @@ pub(super) async fn output(
     let result = ResultId::parse(&result_id)
         .map_err(|err| ApiError::bad_request(ErrorCode::InvalidResultId, err.to_string()))?;
     let stream = stream_of(query.stream.as_deref())?;
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ResultNotFound, format!("no result `{result}`"));
+    // A PC outside the caller's scope has no results it can see: asked for one, it answers as a missing one.
+    let (_, pc) = run_of(&result)?;
+    if !state.db.pc_in_scope(&pc, &caller.scope).await? {
+        return Err(missing());
+    }
     let Some(stored) = state.db.result_output(&result, stream).await? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ResultNotFound, format!("no result `{result}`")));
+        return Err(missing());
     };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (Some(object), Some(full)) = (stored.object, stored.full.clone()) else {

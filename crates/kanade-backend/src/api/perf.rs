@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiError, ApiQuery, AppState, ErrorCode, PathId, agents, inventory, streams};
+use crate::caller::Caller;
 use crate::perf_live::{LiveEvent, WatchError};
 
 fn event(live: &LiveEvent) -> Event {
@@ -37,7 +38,12 @@ fn event(live: &LiveEvent) -> Event {
 /// samples the agent kept, oldest first), then `event: host` and `event: proc` at the agent's `perf_interval` for
 /// as long as the stream is open. Every browser watching one PC shares one lease and one subscription.
 #[utoipa::path(get, path = "/api/agents/{pc_id}/perf/live", tag = "live", operation_id = "perf_live", params(("pc_id" = String, Path, description = "the agent's pc id")), responses((status = 200, description = "server-sent events: `state` (a `PerfLiveState`), `history` (a `PerfHistoryEvent`), `host` (a `HostSample`), `proc` (a `ProcSample`)", content_type = "text/event-stream", body = PerfHistoryEvent), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
-pub(super) async fn live(State(state): State<Arc<AppState>>, PathId(pc): PathId<PcId>) -> Result<Response, ApiError> {
+pub(super) async fn live(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathId(pc): PathId<PcId>,
+) -> Result<Response, ApiError> {
+    agents::in_scope(&state, &caller, &pc).await?;
     if state.db.get_agent(&pc).await?.is_none() {
         return Err(agents::not_found(&pc));
     }
@@ -81,6 +87,7 @@ pub(super) async fn live(State(state): State<Arc<AppState>>, PathId(pc): PathId<
 #[utoipa::path(get, path = "/api/agents/{pc_id}/perf", tag = "agents", operation_id = "perf_history", params(("pc_id" = String, Path, description = "the agent's pc id"), PerfQuery), responses((status = 200, description = "the points in time order; `format=csv` gives one CSV row per point", body = PerfHistory), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn history(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathId(pc): PathId<PcId>,
     ApiQuery(query): ApiQuery<PerfQuery>,
 ) -> Result<Response, ApiError> {
@@ -89,6 +96,7 @@ pub(super) async fn history(
     let range =
         crate::perf_history::range(query.since.as_deref(), query.until.as_deref(), query.step.as_deref(), Utc::now())
             .map_err(bad)?;
+    agents::in_scope(&state, &caller, &pc).await?;
     if state.db.get_agent(&pc).await?.is_none() {
         return Err(agents::not_found(&pc));
     }

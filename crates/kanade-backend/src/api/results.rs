@@ -1,4 +1,5 @@
-//! `GET /api/results`: results by pc, exec, job and status, newest first, a page at a time.
+//! `GET /api/results`: results by pc, exec, job and status, newest first, a page at a time; a caller scoped to groups
+//! sees the results of the PCs in them only.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use kanade_shared::wire::ResultStatus;
 use kanade_shared::{ExecId, JobId, PcId, ResultId};
 
 use super::{ApiError, ApiQuery, AppState, ErrorCode, paging};
+use crate::caller::Caller;
 use crate::db::{Paged, ResultFilter};
 
 pub(crate) fn parse_filter(query: ResultQuery) -> Result<ResultFilter, ApiError> {
@@ -58,8 +60,9 @@ pub(crate) fn page(paged: Paged<ResultRow, (i64, String)>) -> Page<ResultRow> {
 #[utoipa::path(get, path = "/api/results", tag = "results", operation_id = "results_list", params(ResultQuery), responses((status = 200, description = "one page, newest first: by finished_at, then result_id", body = Page<ResultRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ResultQuery>,
 ) -> Result<Json<Page<ResultRow>>, ApiError> {
     let filter = parse_filter(query)?;
-    Ok(Json(page(state.db.list_results(&filter).await?)))
+    Ok(Json(page(state.db.list_results(&filter, &caller.scope).await?)))
 }

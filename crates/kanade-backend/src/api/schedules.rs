@@ -1,6 +1,10 @@
 //! `GET|POST /api/schedules`, `GET|DELETE /api/schedules/{id}`, `POST /api/schedules/{id}/pause|resume|run-now`:
 //! the schedules in KV `schedules`, checked as `kanade schedule create` checks them, each shown with its next
 //! occurrences and its recent fires (from SQL, where the leader records them). Every change is audited.
+//!
+//! A schedule fires with the group scope of whoever created or last changed it (kept in SQL, `schedule_scopes`),
+//! checked again at every fire; a caller scoped to groups may create only what its scope covers, and change, pause,
+//! resume, delete or run now only a schedule whose targets its scope covers.
 
 use std::sync::Arc;
 
@@ -53,7 +57,11 @@ fn not_found(id: &ScheduleId) -> ApiError {
 /// Checks a schedule body: the file, its inline job (with an uploaded `script_file`), and that firing its job as
 /// it says would be accepted (the job exists, has or is given targets, and its waves fit them). Returns the
 /// checked schedule and the job it fires (the inline one, as it would be stored; else the catalogue's).
-async fn check(state: &AppState, body: &ScheduleBody) -> Result<(CheckedSchedule, JobSource), ApiError> {
+async fn check(
+    state: &AppState,
+    caller: &Caller,
+    body: &ScheduleBody,
+) -> Result<(CheckedSchedule, JobSource), ApiError> {
     if body.schedule.len() > MAX_SCHEDULE_TEXT {
         return Err(invalid(format!(
             "the schedule is {} bytes; the limit is {MAX_SCHEDULE_TEXT}",
@@ -99,10 +107,32 @@ async fn check(state: &AppState, body: &ScheduleBody) -> Result<(CheckedSchedule
             JobSource::Catalogue(job)
         }
     };
-    engine::fired_at(&source.job().job, &scheduler::request_for(&checked.schedule)).map_err(|err| {
-        invalid(format!("firing job `{}` as scheduled would be refused: {err}", checked.schedule.job_id))
-    })?;
+    let (targets, waves) =
+        engine::fired_at(&source.job().job, &scheduler::request_for(&checked.schedule)).map_err(|err| {
+            invalid(format!("firing job `{}` as scheduled would be refused: {err}", checked.schedule.job_id))
+        })?;
+    // The fire's own scope check, now: what the caller could not fire, it cannot schedule either.
+    state.engine.check_scope(&caller.scope, &targets, waves.iter().map(|w| &w.group)).await.map_err(exec_error)?;
     Ok((checked, source))
+}
+
+/// Whether the caller's scope covers what `stored` fires at now (its targets, else its job's), for a change to it
+/// or a run now. One whose targets cannot be told (its job is gone and it names none) needs the fleet.
+async fn covered(state: &AppState, caller: &Caller, stored: &StoredSchedule) -> Result<(), ApiError> {
+    if caller.scope.is_fleet() {
+        return Ok(());
+    }
+    let request = scheduler::request_for(&stored.schedule);
+    let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
+    let job = catalogue.get(&stored.schedule.job_id).await.map_err(ops_error)?;
+    let reach = job
+        .and_then(|job| engine::fired_at(&job.job, &request).ok())
+        .or_else(|| request.targets.clone().map(|targets| (targets, request.waves.clone().unwrap_or_default())));
+    let Some((targets, waves)) = reach else {
+        let refused = crate::scope::fleet_only(&caller.scope, "a schedule whose targets cannot be told");
+        return refused.map_err(|err| exec_error(err.into()));
+    };
+    state.engine.check_scope(&caller.scope, &targets, waves.iter().map(|w| &w.group)).await.map_err(exec_error)
 }
 
 /// The job a schedule fires: written inline (stored with the schedule), or from the catalogue.
@@ -188,10 +218,14 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<ScheduleBody>,
 ) -> Result<Response, ApiError> {
-    let (checked, job) = check(&state, &body).await?;
+    let (checked, job) = check(&state, &caller, &body).await?;
     let schedules = store(&state).await?;
     let id = checked.schedule.id.clone();
     let before = schedules.get(&id).await.map_err(ops_error)?;
+    if let Some((old, _)) = &before {
+        // Replacing a schedule is changing what it fires at: the old one must be the caller's to change too.
+        covered(&state, &caller, old).await?;
+    }
     let now = Utc::now();
     let action = match &before {
         Some((old, _)) if old.schedule == checked.schedule && old.source == body.schedule => "unchanged",
@@ -236,6 +270,9 @@ pub async fn create(
                 updated_at: now,
                 updated_by: caller.actor.to_string(),
             };
+            // The scope first: a schedule in KV without its row would fire fleet-wide. A row left by a put that
+            // failed names a scope that covers the schedule as it was too (checked above).
+            state.db.set_schedule_scope(id.as_str(), &caller.scope, caller.actor.as_str(), now).await?;
             schedules.put(&stored, revision).await.map_err(ops_error)?;
             let details = serde_json::json!({
                 "job_id": stored.schedule.job_id, "when": stored.schedule.when.to_string(),
@@ -288,6 +325,7 @@ pub async fn delete(
     PathId(id): PathId<ScheduleId>,
 ) -> Result<StatusCode, ApiError> {
     let (stored, _) = existing(&state, &id).await?;
+    covered(&state, &caller, &stored).await?;
     // A once-per-PC schedule's standing execution stops first: the leader renews a standing command only while
     // its execution runs, and looks again after it finds the command gone, so it cannot put back what is
     // withdrawn below.
@@ -316,6 +354,7 @@ async fn set_enabled(
 ) -> Result<ScheduleView, ApiError> {
     let schedules = store(state).await?;
     let (mut stored, revision) = schedules.get(id).await.map_err(ops_error)?.ok_or_else(|| not_found(id))?;
+    covered(state, caller, &stored).await?;
     if stored.schedule.enabled != enabled {
         // A resumed schedule counts from `updated_at` (the scheduler's cursor is at least that): what fell due
         // while it was paused is not made up.

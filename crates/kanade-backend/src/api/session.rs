@@ -1,4 +1,5 @@
-//! `GET /api/session` (who the caller is) and `GET /health` (whether the backend can serve).
+//! `GET /api/session` (who the caller is: name, role, scope, and how it proved it) and `GET /health` (whether the
+//! backend can serve).
 
 use std::sync::Arc;
 
@@ -13,7 +14,11 @@ use super::AppState;
 use crate::caller::Caller;
 
 #[utoipa::path(get, path = "/api/session", tag = "session", operation_id = "session", responses((status = 200, body = Session), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
-pub(super) async fn session(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Session> {
+pub(super) async fn session(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    credential: super::auth::Credential,
+) -> Json<Session> {
     let auth = match state.auth {
         AuthConfig::Disabled => "disabled",
         AuthConfig::Tokens { .. } => "token",
@@ -23,6 +28,11 @@ pub(super) async fn session(State(state): State<Arc<AppState>>, caller: Caller) 
         verified: caller.verified,
         auth: auth.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        role: caller.role,
+        scope: caller.scope,
+        method: credential.method.as_str().to_owned(),
+        user: credential.user,
+        expires_at: credential.expires_at_ms.and_then(chrono::DateTime::from_timestamp_millis),
     })
 }
 

@@ -6,12 +6,14 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use kanade_shared::access::GroupScope;
+use kanade_shared::manifest::Targets;
 use kanade_shared::{ExecId, GroupName, JobId};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, Paged, TargetRow, and_equals, millis};
+use super::{Db, DbError, Paged, TargetRow, and_equals, millis, pcs_in};
 use kanade_shared::PcId;
 
 /// An execution's lifecycle, as stored.
@@ -242,21 +244,56 @@ fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
+/// The SQL form of [`crate::scope::shows_execution`] for a group scope, over table alias `e` of `executions`: it
+/// fired at all agents, named one of `groups` (targets or waves), or one of its targets is a PC in the scope. The
+/// patterns are numbered from `$first`; returns the condition and the values to bind in that order.
+fn execution_in_scope(groups: &std::collections::BTreeSet<GroupName>, first: usize) -> (String, Vec<String>) {
+    let named: Vec<String> = groups.iter().map(|g| format!("%\"{}\"%", super::like_escape(g.as_str()))).collect();
+    let named_any = (first..first + named.len())
+        .map(|n| format!("e.target_groups_json LIKE ${n} ESCAPE '\\'"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let (pcs, patterns) = pcs_in("t.pc_id", groups, first + named.len());
+    let sql = format!(
+        "(e.targets_all = 1 OR {named_any} OR EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = e.exec_id \
+         AND {pcs}))"
+    );
+    (sql, named.into_iter().chain(patterns).collect())
+}
+
+/// What an execution named, as stored for scopes: whether it fired at all agents, and its groups as JSON. Read from
+/// its targets as the engine encoded them (anything else names nothing) and its waves.
+fn named(targets_json: &str, waves: &[NewWave]) -> (bool, String) {
+    let targets: Option<Targets> = serde_json::from_str(targets_json).ok();
+    let wave_groups: Vec<GroupName> = waves.iter().filter_map(|w| GroupName::new(w.group.as_str()).ok()).collect();
+    let (all, groups) = match &targets {
+        Some(targets) => (targets.all, crate::scope::named_groups(targets, &wave_groups)),
+        None => {
+            let mut groups = wave_groups.clone();
+            groups.sort();
+            groups.dedup();
+            (false, groups)
+        }
+    };
+    (all, serde_json::to_string(&groups).unwrap_or_else(|_| "[]".to_owned()))
+}
+
 /// Some target of the execution has no result yet (a run that began and has not finished counts too; a result from
 /// an agent that is not a target does not answer for one).
-const HAS_PENDING: &str =
-    "EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = executions.exec_id AND t.status IS NULL)";
+const HAS_PENDING: &str = "EXISTS (SELECT 1 FROM execution_targets t WHERE t.exec_id = e.exec_id AND t.status IS NULL)";
 
 impl Db {
     /// Stores a new execution with its targets and waves (and the schedule decision it carries out), in one
     /// transaction. False, with nothing written, when an execution with its id exists: an occurrence fired before.
     pub async fn insert_execution(&self, new: &NewExecution<'_>) -> Result<bool, DbError> {
         let now = new.now.timestamp_millis();
+        let (all, groups) = named(&new.targets_json, &new.waves);
         let mut tx = self.begin_read_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO executions (exec_id, job_id, version, status, targets_json, command_json, deadline_ms,
-                target_count, requested_by, created_at_ms, updated_at_ms, started_at_ms, ends_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
+                target_count, requested_by, created_at_ms, updated_at_ms, started_at_ms, ends_at_ms, targets_all,
+                target_groups_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)
              ON CONFLICT (exec_id) DO NOTHING RETURNING exec_id",
         )
         .bind(new.exec_id.as_str())
@@ -271,6 +308,8 @@ impl Db {
         .bind(now)
         .bind((new.status == ExecStatus::Starting).then_some(now))
         .bind(new.ends_at.map(|t| t.timestamp_millis()))
+        .bind(i64::from(all))
+        .bind(groups)
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -329,7 +368,16 @@ impl Db {
         &self,
         filter: &ExecutionFilter,
     ) -> Result<Paged<ExecutionRow, (i64, ExecId)>, DbError> {
-        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1");
+        self.list_executions_within(filter, &GroupScope::Fleet).await
+    }
+
+    /// [`Db::list_executions`] of the executions `scope` shows ([`crate::scope::shows_execution`]).
+    pub async fn list_executions_within(
+        &self,
+        filter: &ExecutionFilter,
+        scope: &GroupScope,
+    ) -> Result<Paged<ExecutionRow, (i64, ExecId)>, DbError> {
+        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions e WHERE 1 = 1");
         let stored = match filter.status {
             Some(StatusFilter::Stored(status)) => Some(status),
             Some(StatusFilter::Completed) => Some(ExecStatus::Running),
@@ -349,6 +397,13 @@ impl Db {
             let n = binds.len() + 2;
             sql.push_str(&format!(" AND (created_at_ms, exec_id) < (${}, ${n})", n - 1));
         }
+        let mut scoped = Vec::new();
+        if let Some(groups) = scope.groups() {
+            let first = binds.len() + if filter.before.is_some() { 3 } else { 1 };
+            let (condition, values) = execution_in_scope(groups, first);
+            sql.push_str(&format!(" AND {condition}"));
+            scoped = values;
+        }
         sql.push_str(&format!(" ORDER BY created_at_ms DESC, exec_id DESC LIMIT {}", filter.limit + 1));
         let mut query = sqlx::query(&sql);
         for bind in binds {
@@ -357,9 +412,62 @@ impl Db {
         if let Some((created, exec)) = &filter.before {
             query = query.bind(*created).bind(exec.as_str().to_owned());
         }
+        for value in scoped {
+            query = query.bind(value);
+        }
         let rows = query.fetch_all(&self.pool).await?;
         let rows: Vec<ExecutionRow> = rows.iter().map(ExecutionRow::from_row).collect::<Result<_, _>>()?;
         Ok(Paged::of(rows, filter.limit, |e| (e.created_at.timestamp_millis(), e.exec_id.clone())))
+    }
+
+    /// Whether `scope` shows execution `exec` ([`crate::scope::shows_execution`]): for one the engine recorded, by what
+    /// it named and its targets; for one it did not (`kanade run`), when a PC in the scope reported a start or a
+    /// result of it. False when there is no such execution either way.
+    pub async fn execution_in_scope(&self, exec: &ExecId, scope: &GroupScope) -> Result<bool, DbError> {
+        let Some(groups) = scope.groups() else { return Ok(true) };
+        let recorded = sqlx::query("SELECT 1 FROM executions WHERE exec_id = $1")
+            .bind(exec.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        let (condition, values) = if recorded {
+            let (condition, values) = execution_in_scope(groups, 2);
+            (format!("SELECT 1 FROM executions e WHERE e.exec_id = $1 AND {condition}"), values)
+        } else {
+            let (condition, values) = pcs_in("r.pc_id", groups, 2);
+            let sql = format!(
+                "SELECT 1 FROM (SELECT pc_id FROM results WHERE exec_id = $1
+                    UNION SELECT pc_id FROM runs_started WHERE exec_id = $1) r WHERE {condition}"
+            );
+            (sql, values)
+        };
+        let mut query = sqlx::query(&condition).bind(exec.as_str());
+        for value in values {
+            query = query.bind(value);
+        }
+        Ok(query.fetch_optional(&self.pool).await?.is_some())
+    }
+
+    /// Up to `limit` of the PCs that reported a start or a result of `exec` and that `scope` does not reach: what an
+    /// execution the engine did not record reached, as far as the backend knows.
+    pub async fn reported_outside(
+        &self,
+        exec: &ExecId,
+        scope: &GroupScope,
+        limit: u32,
+    ) -> Result<Vec<String>, DbError> {
+        let Some(groups) = scope.groups() else { return Ok(Vec::new()) };
+        let (condition, values) = pcs_in("r.pc_id", groups, 2);
+        let sql = format!(
+            "SELECT r.pc_id FROM (SELECT pc_id FROM results WHERE exec_id = $1
+                UNION SELECT pc_id FROM runs_started WHERE exec_id = $1) r WHERE NOT {condition}
+             ORDER BY r.pc_id LIMIT {limit}"
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(exec.as_str());
+        for value in values {
+            query = query.bind(value);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Every execution in one of `statuses`, oldest first: the engine's work list.
@@ -526,6 +634,7 @@ impl Db {
         exec: &ExecId,
         recorded: bool,
         filter: &TargetFilter,
+        scope: &GroupScope,
     ) -> Result<Paged<TargetRow, String>, DbError> {
         let source = if recorded {
             "SELECT pc_id, wave FROM execution_targets WHERE exec_id = $1"
@@ -540,8 +649,16 @@ impl Db {
             Some(_) => " AND r.status = $2".to_owned(),
         };
         let by_status = filter.state.as_deref().filter(|s| !matches!(*s, "pending" | "running"));
+        let mut next = if by_status.is_some() { 3 } else { 2 };
         if filter.after.is_some() {
-            condition.push_str(&format!(" AND t.pc_id > ${}", if by_status.is_some() { 3 } else { 2 }));
+            condition.push_str(&format!(" AND t.pc_id > ${next}"));
+            next += 1;
+        }
+        let mut scoped = Vec::new();
+        if let Some(groups) = scope.groups() {
+            let (within, values) = pcs_in("t.pc_id", groups, next);
+            condition.push_str(&format!(" AND {within}"));
+            scoped = values;
         }
         let sql = format!(
             "SELECT t.pc_id AS pc_id, t.wave AS wave, r.status AS status, r.exit_code AS exit_code,
@@ -560,6 +677,9 @@ impl Db {
         }
         if let Some(after) = &filter.after {
             query = query.bind(after.as_str().to_owned());
+        }
+        for value in scoped {
+            query = query.bind(value);
         }
         let rows = query.fetch_all(&self.pool).await?;
         let rows: Vec<TargetRow> = rows

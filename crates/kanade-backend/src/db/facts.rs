@@ -2,10 +2,11 @@
 //! job replaced by those of a newer successful result; read by `GET /api/inventory?app=<job>`.
 
 use chrono::{DateTime, Utc};
+use kanade_shared::access::GroupScope;
 use kanade_shared::api::JobFactRow;
 use sqlx::Row;
 
-use super::{Bind, Db, DbError, bind_all, millis, strip_nul};
+use super::{Bind, Db, DbError, and_in_scope, bind_all, millis, strip_nul};
 use crate::facts::FactRow;
 
 /// What one successful result of an inventory job says about its PC.
@@ -99,13 +100,14 @@ impl Db {
         Ok(())
     }
 
-    /// One page of a job's facts by PC: each PC's rows (a PC whose last output was not the promised JSON shows
-    /// its error, with the rows it had before), `limit` PCs at most.
+    /// One page of a job's facts by PC, of the PCs in `scope`: each PC's rows (a PC whose last output was not the
+    /// promised JSON shows its error, with the rows it had before), `limit` PCs at most.
     pub async fn job_facts(
         &self,
         job: &str,
         after: Option<&str>,
         limit: usize,
+        scope: &GroupScope,
     ) -> Result<super::Paged<JobFactRow, String>, DbError> {
         let mut binds = vec![Bind::Text(job.to_owned())];
         let mut sql =
@@ -114,6 +116,7 @@ impl Db {
             binds.push(Bind::Text(after.to_owned()));
             sql.push_str(" AND pc_id > $2");
         }
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
         sql.push_str(&format!(" ORDER BY pc_id LIMIT {}", limit + 1));
         let sources = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         let page = super::Paged::of(sources, limit as u32, |row| row.try_get::<String, _>(0).unwrap_or_default());
@@ -146,16 +149,14 @@ impl Db {
         Ok(super::Paged { items, next: page.next })
     }
 
-    /// How many PCs have each value of `field` in `job`'s facts, most first (at most 1,000 values).
-    pub async fn fact_counts(&self, job: &str, field: &str) -> Result<Vec<(String, i64)>, DbError> {
-        let rows = sqlx::query(
-            "SELECT value, COUNT(DISTINCT pc_id) AS pcs FROM job_facts WHERE job_id = $1 AND field = $2
-             GROUP BY value ORDER BY pcs DESC, value LIMIT 1000",
-        )
-        .bind(job)
-        .bind(field)
-        .fetch_all(&self.pool)
-        .await?;
+    /// How many PCs in `scope` have each value of `field` in `job`'s facts, most first (at most 1,000 values).
+    pub async fn fact_counts(&self, job: &str, field: &str, scope: &GroupScope) -> Result<Vec<(String, i64)>, DbError> {
+        let mut sql =
+            "SELECT value, COUNT(DISTINCT pc_id) AS pcs FROM job_facts WHERE job_id = $1 AND field = $2".to_owned();
+        let mut binds = vec![Bind::Text(job.to_owned()), Bind::Text(field.to_owned())];
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
+        sql.push_str(" GROUP BY value ORDER BY pcs DESC, value LIMIT 1000");
+        let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use kanade_shared::access::GroupScope;
 use kanade_shared::api::{ChangeRow, HardwareRow, InventoryReportInfo, SoftwareRow, TitleRow, TitleVersion};
 use kanade_shared::inventory::diff::{self, SoftwareChange};
 use kanade_shared::inventory::version::{self, Scheme};
@@ -14,7 +15,7 @@ use kanade_shared::inventory::{Hardware, KIND_HARDWARE, KIND_SOFTWARE, KIND_STAT
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Bind, Db, DbError, bind_all, clamp, millis, strip_nul};
+use super::{Bind, Db, DbError, and_in_scope, bind_all, clamp, millis, strip_nul};
 
 /// How long a change-log entry is kept, by when it happened: "when did this appear" is asked over months, and at
 /// 10,000 PCs with a few changes each a day a year and a month is ~10 M rows. Older entries are deleted by the
@@ -555,43 +556,55 @@ impl Db {
         Ok(Some(out))
     }
 
-    /// One page of the titles matching every word of `words`, by name.
+    /// One page of the titles matching every word of `words`, by name, with their installs on the PCs in `scope`.
+    /// The fleet's are the running counts (`software_titles`); a group scope's are counted from the PCs' own
+    /// software (the title's name then is the one of its installs that sorts first).
     pub async fn list_titles(
         &self,
         words: &[String],
         after: Option<&str>,
         limit: usize,
+        scope: &GroupScope,
     ) -> Result<super::Paged<TitleRow, String>, DbError> {
+        let table = if scope.is_fleet() { "software_titles" } else { "inventory_software" };
         // The page's titles first (one row per title), then their versions.
-        let mut sql = "SELECT DISTINCT name_key FROM software_titles WHERE 1 = 1".to_owned();
-        let mut binds: Vec<String> = Vec::new();
+        let mut sql = format!("SELECT DISTINCT name_key FROM {table} WHERE 1 = 1");
+        let mut binds: Vec<Bind> = Vec::new();
         if let Some(after) = after {
-            binds.push(after.to_owned());
+            binds.push(Bind::Text(after.to_owned()));
             sql.push_str(&format!(" AND name_key > ${}", binds.len()));
         }
         for word in words {
-            binds.push(format!("%{}%", super::like_escape(&name_key(word))));
+            binds.push(Bind::Text(format!("%{}%", super::like_escape(&name_key(word)))));
             sql.push_str(&format!(" AND name_key LIKE ${} ESCAPE '\\'", binds.len()));
         }
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
         sql.push_str(&format!(" ORDER BY name_key LIMIT {}", limit + 1));
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for bind in binds {
-            query = query.bind(bind);
-        }
-        let keys = query.fetch_all(&self.pool).await?;
+        let keys: Vec<String> = bind_all(sqlx::query(&sql), binds)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
         let page = super::Paged::of(keys, limit as u32, Clone::clone);
         let (Some(first), Some(last)) = (page.items.first(), page.items.last()) else {
             return Ok(super::Paged { items: Vec::new(), next: None });
         };
-        // Every version of the page's titles in one range read of the primary key (one query, not one per title:
-        // on PostgreSQL a round trip each made a page of 100 titles take ~60 ms).
-        let rows = sqlx::query(
-            "SELECT name_key, version, name, installs FROM software_titles WHERE name_key >= $1 AND name_key <= $2",
-        )
-        .bind(first.as_str())
-        .bind(last.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        // Every version of the page's titles in one range read (one query, not one per title: on PostgreSQL a
+        // round trip each made a page of 100 titles take ~60 ms).
+        let mut binds = vec![Bind::Text(first.clone()), Bind::Text(last.clone())];
+        let sql = if scope.is_fleet() {
+            "SELECT name_key, version, name, installs FROM software_titles WHERE name_key >= $1 AND name_key <= $2"
+                .to_owned()
+        } else {
+            let mut sql = "SELECT name_key, version, MIN(name) AS name, COUNT(*) AS installs FROM inventory_software
+                 WHERE name_key >= $1 AND name_key <= $2"
+                .to_owned();
+            and_in_scope(&mut sql, &mut binds, "pc_id", scope);
+            sql.push_str(" GROUP BY name_key, version");
+            sql
+        };
+        let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         let mut by_key: BTreeMap<String, TitleRow> = BTreeMap::new();
         for row in &rows {
             let key: String = row.try_get(0)?;
@@ -620,11 +633,12 @@ impl Db {
         Ok(super::Paged { items, next: page.next })
     }
 
-    /// One page of the installs matching `filter`, by (pc, source, id). The version range is applied here, by the
-    /// item's source's rules, to the title's rows in key order, until the page is full.
+    /// One page of the installs matching `filter` on the PCs in `scope`, by (pc, source, id). The version range is
+    /// applied here, by the item's source's rules, to the title's rows in key order, until the page is full.
     pub async fn list_software(
         &self,
         filter: &SoftwareFilter,
+        scope: &GroupScope,
     ) -> Result<super::Paged<SoftwareRow, (String, String, String)>, DbError> {
         // Without a version range a page is the next `limit + 1` rows; with one, the title's rows are read in
         // chunks and filtered here until the page is full or they run out.
@@ -648,6 +662,7 @@ impl Db {
                 let n = binds.len();
                 sql.push_str(&format!(" AND (pc_id, source, item_id) > (${}, ${}, ${n})", n - 2, n - 1));
             }
+            and_in_scope(&mut sql, &mut binds, "pc_id", scope);
             sql.push_str(&format!(" ORDER BY pc_id, source, item_id LIMIT {chunk}"));
             let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
             let read = rows.len();
@@ -672,10 +687,11 @@ impl Db {
         Ok(super::Paged::of(out, filter.limit as u32, |r| (r.pc_id.clone(), r.source.clone(), r.id.clone())))
     }
 
-    /// One page of the change log, newest first.
+    /// One page of the change log of the PCs in `scope`, newest first.
     pub async fn list_changes(
         &self,
         filter: &ChangeFilter,
+        scope: &GroupScope,
     ) -> Result<super::Paged<ChangeRow, (i64, String, String, i64)>, DbError> {
         let mut binds = vec![Bind::Int(filter.since_ms), Bind::Int(filter.until_ms)];
         let mut sql = "SELECT pc_id, kind, at_ms, n, change, name, source, item_id, old_value, new_value
@@ -701,6 +717,7 @@ impl Db {
                 last - 1
             ));
         }
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
         sql.push_str(&format!(" ORDER BY at_ms DESC, pc_id DESC, kind DESC, n DESC LIMIT {}", filter.limit + 1));
         let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         let rows: Vec<(ChangeRow, i64)> = rows.iter().map(change_row).collect::<Result<_, _>>()?;
@@ -710,8 +727,12 @@ impl Db {
         Ok(super::Paged { items: page.items.into_iter().map(|(row, _)| row).collect(), next: page.next })
     }
 
-    /// One page of the PCs' hardware matching `filter`, by pc id.
-    pub async fn list_hardware(&self, filter: &HardwareFilter) -> Result<super::Paged<HardwareRow, String>, DbError> {
+    /// One page of the hardware of the PCs in `scope` matching `filter`, by pc id.
+    pub async fn list_hardware(
+        &self,
+        filter: &HardwareFilter,
+        scope: &GroupScope,
+    ) -> Result<super::Paged<HardwareRow, String>, DbError> {
         let mut sql = format!("SELECT {HARDWARE_COLUMNS} FROM inventory_hardware WHERE 1 = 1");
         let mut binds: Vec<Bind> = Vec::new();
         for (column, value) in [
@@ -734,19 +755,24 @@ impl Db {
                 sql.push_str(&format!(" AND {condition} ${}", binds.len()));
             }
         }
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
         sql.push_str(&format!(" ORDER BY pc_id LIMIT {}", filter.limit + 1));
         let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         let rows: Vec<HardwareRow> = rows.iter().map(hardware_row).collect::<Result<_, _>>()?;
         Ok(super::Paged::of(rows, filter.limit as u32, |r| r.pc_id.clone()))
     }
 
-    /// How many PCs have each value of one hardware column (one of [`SUMMARY_FIELDS`]), most first.
-    pub async fn hardware_summary(&self, column: &'static str) -> Result<Vec<(String, i64)>, DbError> {
-        let sql = format!(
-            "SELECT CAST({column} AS TEXT), COUNT(*) AS pcs FROM inventory_hardware GROUP BY {column}
-             ORDER BY pcs DESC, 1 LIMIT 1000"
-        );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+    /// How many PCs in `scope` have each value of one hardware column (one of [`SUMMARY_FIELDS`]), most first.
+    pub async fn hardware_summary(
+        &self,
+        column: &'static str,
+        scope: &GroupScope,
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        let mut sql = format!("SELECT CAST({column} AS TEXT), COUNT(*) AS pcs FROM inventory_hardware WHERE 1 = 1");
+        let mut binds = Vec::new();
+        and_in_scope(&mut sql, &mut binds, "pc_id", scope);
+        sql.push_str(&format!(" GROUP BY {column} ORDER BY pcs DESC, 1 LIMIT 1000"));
+        let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 }

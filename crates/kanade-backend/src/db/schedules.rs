@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use kanade_shared::ExecId;
+use kanade_shared::access::GroupScope;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -172,6 +173,48 @@ impl Db {
     /// decisions stay, for the record.
     pub async fn forget_schedule_cursor(&self, schedule: &str) -> Result<(), DbError> {
         sqlx::query("DELETE FROM schedule_cursors WHERE schedule_id = $1").bind(schedule).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records the scope `schedule` fires with from now on (its creator's, or whoever changed it last).
+    pub async fn set_schedule_scope(
+        &self,
+        schedule: &str,
+        scope: &GroupScope,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let json = serde_json::to_string(scope).unwrap_or_else(|_| "\"fleet\"".to_owned());
+        sqlx::query(
+            "INSERT INTO schedule_scopes (schedule_id, scope_json, set_by, set_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (schedule_id) DO UPDATE SET scope_json = excluded.scope_json, set_by = excluded.set_by,
+                set_at_ms = excluded.set_at_ms",
+        )
+        .bind(schedule)
+        .bind(json)
+        .bind(by)
+        .bind(now.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The scope `schedule` fires with; `None` when none was recorded (made before scopes, or straight into KV with
+    /// the CLI's fleet-wide credential: the fleet). One that cannot be read is an error, never the fleet.
+    pub async fn schedule_scope(&self, schedule: &str) -> Result<Option<GroupScope>, DbError> {
+        let json: Option<String> = sqlx::query_scalar("SELECT scope_json FROM schedule_scopes WHERE schedule_id = $1")
+            .bind(schedule)
+            .fetch_optional(&self.pool)
+            .await?;
+        json.map(|json| {
+            serde_json::from_str(&json).map_err(|_| DbError::Unreadable { what: "schedule scope", value: json })
+        })
+        .transpose()
+    }
+
+    /// Forgets a deleted schedule's scope.
+    pub async fn forget_schedule_scope(&self, schedule: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM schedule_scopes WHERE schedule_id = $1").bind(schedule).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The agents' timelines (`agent_events`, projected from `OBS`), and the counts `/metrics` reads at scrape time.
 
 use chrono::{DateTime, Utc};
+use kanade_shared::access::GroupScope;
 use kanade_shared::api::AgentEventRow;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -81,6 +82,16 @@ impl Statement {
         self
     }
 
+    /// ` AND <column> IN (<the PCs `scope` reaches>)` (`super::pcs_in`); nothing for the fleet.
+    fn within(&mut self, column: &str, scope: &GroupScope) -> &mut Self {
+        if let Some(groups) = scope.groups() {
+            let (condition, patterns) = super::pcs_in(column, groups, self.binds.len() + 1);
+            self.sql.push_str(&format!(" AND {condition}"));
+            self.binds.extend(patterns.into_iter().map(Bind::Text));
+        }
+        self
+    }
+
     fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
         let mut query = sqlx::query(&self.sql);
         for bind in &self.binds {
@@ -135,9 +146,13 @@ impl Db {
         Ok(())
     }
 
-    /// Timeline entries matching `filter`, newest first, at most `limit + 1` (one more tells the caller that a next
-    /// page exists).
-    pub async fn list_agent_events(&self, filter: &EventFilter) -> Result<Vec<AgentEventRow>, DbError> {
+    /// Timeline entries matching `filter` of the PCs in `scope`, newest first, at most `limit + 1` (one more tells the
+    /// caller that a next page exists).
+    pub async fn list_agent_events(
+        &self,
+        filter: &EventFilter,
+        scope: &GroupScope,
+    ) -> Result<Vec<AgentEventRow>, DbError> {
         let mut statement = Statement::default();
         statement.push(
             "SELECT e.event_id, e.pc_id, e.kind, e.at_ms, e.details_json, e.recorded_at_ms FROM agent_events e \
@@ -155,6 +170,7 @@ impl Db {
             statement.push(" OR (e.at_ms = ").bind(Bind::Int(*at_ms));
             statement.push(" AND e.event_id < ").bind(Bind::Text(event_id.clone())).push("))");
         }
+        statement.within("e.pc_id", scope);
         statement.push(&format!(" ORDER BY e.at_ms DESC, e.event_id DESC LIMIT {}", u64::from(filter.limit) + 1));
         let rows = statement.query().fetch_all(&self.pool).await?;
         rows.iter().map(agent_event_from_row).collect()

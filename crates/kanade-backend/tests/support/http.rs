@@ -23,7 +23,10 @@ impl Knobbed {
     pub async fn start(nats_url: &str, tune: impl FnOnce(kanade_backend::Bound) -> kanade_backend::Bound) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let config = kanade_testkit::backend_config(nats_url, data_dir.path(), None);
-        let bound = tune(kanade_backend::Backend::bind(config).await.expect("backend binds"));
+        let bound = kanade_backend::Backend::bind(config).await.expect("backend binds");
+        let bound = tune(
+            bound.with_signing_key(&kanade_testkit::fleet().backend_signer_file()).expect("the backend's signing key"),
+        );
         let addr = bound.local_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(bound.serve(shutdown.clone()));

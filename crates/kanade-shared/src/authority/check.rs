@@ -22,6 +22,11 @@ use crate::wire::Reason;
 /// How far a signer's clock and an agent's may disagree.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// [`CLOCK_SKEW`] as a chrono duration.
+pub fn skew() -> chrono::Duration {
+    chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default()
+}
+
 /// What a signed message asks of the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -154,7 +159,7 @@ pub fn authorise<'t>(
     if !signature.verifies(subject_name, payload) {
         return Err(Refusal::BadSignature(signature.signer));
     }
-    let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
+    let skew = skew();
     if now > signature.expires_at + skew {
         return Err(Refusal::Expired(signature.expires_at));
     }

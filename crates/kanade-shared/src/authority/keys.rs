@@ -20,24 +20,26 @@ pub enum KeyError {
     PrivateKey(String),
 }
 
-/// An Ed25519 public key: who signed.
+/// An Ed25519 public key: who signed. Kept as its 32 bytes (checked to be a valid, strong key when parsed) so that
+/// errors naming one stay small; the point is decompressed when a signature is verified.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(ed25519_dalek::VerifyingKey);
+pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// Whether `signature` is this key's over `message`. Strict: a weak key or a malleable signature is refused.
     pub fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        self.0.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+        ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .is_ok_and(|key| key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok())
     }
 }
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PUBLIC_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(self.0.as_bytes()))
+        write!(f, "{PUBLIC_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(self.0))
     }
 }
 
@@ -62,7 +64,7 @@ impl FromStr for PublicKey {
         if key.is_weak() {
             return Err(bad());
         }
-        Ok(PublicKey(key))
+        Ok(PublicKey(bytes))
     }
 }
 
@@ -94,7 +96,7 @@ impl SigningKey {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        PublicKey(self.0.verifying_key().to_bytes())
     }
 
     /// The signature over `message`.

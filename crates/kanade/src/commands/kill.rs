@@ -1,5 +1,6 @@
 //! `kanade kill <exec_id>` and `kanade kill --job <job>`: kill running and queued runs on every agent, straight
-//! over NATS, so it works with the backend down.
+//! over NATS, so it works with the backend down. The kill is signed with the operator's key: agents outside what
+//! the trust list lets that key reach ignore it.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,11 +35,12 @@ struct KillOutput {
 }
 
 pub async fn run(cli: &Cli, args: &KillArgs) -> anyhow::Result<ExitCode> {
+    let signer = crate::signing_key(cli)?;
     let client = connect(cli).await?;
     let audit = crate::audit::auditor(&client);
     let (killed, target) = match (&args.exec_id, &args.job) {
-        (Some(exec), _) => (kanade_ops::actions::kill(&audit, exec, args.wait).await?, exec.to_string()),
-        (None, Some(job)) => (kanade_ops::actions::kill_job(&audit, job, args.wait).await?, job.to_string()),
+        (Some(exec), _) => (kanade_ops::actions::kill(&audit, &signer, exec, args.wait).await?, exec.to_string()),
+        (None, Some(job)) => (kanade_ops::actions::kill_job(&audit, &signer, job, args.wait).await?, job.to_string()),
         (None, None) => anyhow::bail!("name an execution to kill, or --job"),
     };
     match cli.output {

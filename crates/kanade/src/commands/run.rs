@@ -92,6 +92,7 @@ fn default_shell(os: &str) -> Shell {
 }
 
 async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<ExitCode> {
+    let signer = crate::signing_key(cli)?;
     let client = connect(cli).await?;
     let pc = &args.pc_id;
     let (heartbeat, _) = kanade_ops::agents::ping(&client, pc, PING_TIMEOUT).await?;
@@ -120,7 +121,7 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
     client.flush().await?;
 
     // Published as every command is (`Nats-Msg-Id` `<exec>:<subject>`), so a retry is stored once.
-    kanade_ops::control::publish(&client, &Target::Pc(pc.clone()), &command)
+    kanade_ops::control::publish(&client, &signer, &Target::Pc(pc.clone()), &command)
         .await
         .context("the broker did not store the command (has `kanade jetstream setup` run?)")?;
     let js = jetstream::new(client.clone());
@@ -152,7 +153,7 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
             _ = tokio::signal::ctrl_c(), if !kill_sent => {
                 kill_sent = true;
                 output::note(&format!("kanade: killing exec {exec} (Ctrl-C again to stop waiting)"));
-                kanade_ops::control::kill(&client, &exec, Duration::from_millis(200)).await?;
+                kanade_ops::control::kill(&client, &signer, &exec, Duration::from_millis(200)).await?;
             }
             _ = tokio::signal::ctrl_c(), if kill_sent => {
                 anyhow::bail!("stopped waiting for exec `{exec}`; its result will still reach the backend");
