@@ -40,6 +40,7 @@ async fn a_node_killed_mid_rollout_loses_and_repeats_nothing() {
     })
     .await;
     let js = connect(&urls).await;
+    kanade_testkit::fleet().push_trust(&js.client()).await;
     let statuses = kanade_ops::jetstream::status(&js).await.unwrap();
     assert!(statuses.iter().all(|s| s.exists && s.replicas == 3), "{statuses:?}");
 
