@@ -231,12 +231,7 @@ pub(crate) mod tests {
         }
 
         pub fn headers(&self, subject_name: &str, payload: &[u8]) -> HeaderMap {
-            let signature = Signature::sign(&self.operator, subject_name, payload, Utc::now(), Duration::from_secs(60));
-            let mut headers = HeaderMap::new();
-            for (name, value) in signature.headers() {
-                headers.insert(name, value.as_str());
-            }
-            headers
+            kanade_ops::signing::signed_headers(&self.operator, subject_name, payload, Duration::from_secs(60))
         }
     }
 

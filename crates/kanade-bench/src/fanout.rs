@@ -812,14 +812,7 @@ async fn exec_through_api(http: &reqwest::Client, api: &str) -> anyhow::Result<(
 /// A command message for `target`, signed by the test fleet's operator as the CLI or the backend signs: every
 /// simulated agent checks the signature, as a real one does, so the figures include that cost.
 pub(crate) fn signed(target: &Target, job: &JobId, body: Vec<u8>) -> PublishMessage {
-    let subject_name = subject::command(target, job);
-    let headers = kanade_ops::signing::signed_headers(
-        kanade_testkit::fleet().signer(),
-        &subject_name,
-        &body,
-        kanade_ops::signing::COMMAND_LIFETIME,
-    );
-    PublishMessage::build().payload(body.into()).headers(headers)
+    kanade_testkit::fleet::command_message(&subject::command(target, job), body, Some(kanade_testkit::fleet().signer()))
 }
 
 /// One broadcast through kanade: published into `EXEC` for every agent, done when the API counts every result.

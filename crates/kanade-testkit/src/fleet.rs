@@ -33,6 +33,25 @@ pub async fn publish(js: &jetstream::Context, target: &Target, command: &Command
     publish_signed(js, target, command, Some(crate::security::fleet().signer())).await;
 }
 
+/// The message that carries `body` to `subject_name`, signed by `signer` (or not at all) as the CLI and the backend
+/// sign commands.
+pub fn command_message(
+    subject_name: &str,
+    body: Vec<u8>,
+    signer: Option<&kanade_shared::authority::SigningKey>,
+) -> PublishMessage {
+    let mut message = PublishMessage::build();
+    if let Some(signer) = signer {
+        message = message.headers(kanade_ops::signing::signed_headers(
+            signer,
+            subject_name,
+            &body,
+            kanade_ops::signing::COMMAND_LIFETIME,
+        ));
+    }
+    message.payload(body.into())
+}
+
 /// Publishes `command` into `EXEC` for `target`, signed by `signer` (or not at all), and waits for the broker's ack.
 pub async fn publish_signed(
     js: &jetstream::Context,
@@ -42,20 +61,8 @@ pub async fn publish_signed(
 ) {
     let body = serde_json::to_vec(command).expect("encode command");
     let subject_name = subject::command(target, &command.job_id);
-    let mut message = PublishMessage::build().message_id(command.exec_id.as_str());
-    if let Some(signer) = signer {
-        message = message.headers(kanade_ops::signing::signed_headers(
-            signer,
-            &subject_name,
-            &body,
-            kanade_ops::signing::COMMAND_LIFETIME,
-        ));
-    }
-    js.send_publish(subject_name, message.payload(body.into()))
-        .await
-        .expect("publish command")
-        .await
-        .expect("command stored");
+    let message = command_message(&subject_name, body, signer).message_id(command.exec_id.as_str());
+    js.send_publish(subject_name, message).await.expect("publish command").await.expect("command stored");
 }
 
 /// Every result published on the server, collected from the moment it was created.

@@ -445,15 +445,7 @@ fn fleet_smoke(kanade: &dyn Fn(&[&str]) -> anyhow::Result<Output>, names: &[&str
 /// The sandbox admin's name: the OS account's, normalised as kanade names are (`Jane.Doe` -> `jane-doe`).
 fn operator_name() -> String {
     let raw = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_default();
-    let name: String = raw
-        .trim()
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' { c } else { '-' })
-        .take(64)
-        .collect();
-    let name = name.trim_matches('-').to_owned();
-    if name.is_empty() { "admin".to_owned() } else { name }
+    kanade_shared::Actor::from_login(&raw).to_string()
 }
 
 /// Makes the person starting the sandbox its admin, once: an account `operator` with a random password (kept in
