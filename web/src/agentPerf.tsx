@@ -6,11 +6,10 @@
 
 import { useQuery } from "@tanstack/react-query";
 import { memo, useEffect, useMemo, useReducer, useState } from "react";
-import { useSearchParams } from "react-router";
 
 import { useAuth } from "./auth";
 import { Chart, COLOUR, DASH, type Line } from "./chart";
-import { ErrorNote, Loading } from "./components";
+import { ErrorNote, Loading, useSearchText } from "./components";
 import { type ApiError } from "./lib/api";
 import { bytes, span } from "./lib/format";
 import { keys } from "./lib/live";
@@ -48,19 +47,11 @@ import {
 import { follow } from "./lib/sse";
 
 export function PerformanceTab({ pc }: { pc: string }) {
-  const [params, setParams] = useSearchParams();
-  const range = rangeOf(params.get("range"));
-  const choose = (next: PerfRange) => {
-    setParams(
-      (current) => {
-        const changed = new URLSearchParams(current);
-        if (next === "live") changed.delete("range");
-        else changed.set("range", next);
-        return changed;
-      },
-      { replace: true },
-    );
-  };
+  // The radio follows a click at once (a radio drawn from the URL alone springs back until the router's
+  // transition commits the new URL, and Playwright's check() saw it unchecked).
+  const [inUrl, setInUrl] = useSearchText("range");
+  const range = rangeOf(inUrl);
+  const choose = (next: PerfRange) => setInUrl(next === "live" ? "" : next);
   return (
     <>
       <fieldset className="segmented">

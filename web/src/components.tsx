@@ -365,8 +365,8 @@ export function TabPanel({ prefix, id, children }: { prefix: string; id: string;
   );
 }
 
-/// A text box kept in the URL's query (`?key=`), so a view can be shared: the box follows what is typed at once
-/// and the URL follows the box. Navigation applies a new URL in a transition, later than the keystroke; a box
+/// A text box (or a radio group, a select) kept in the URL's query (`?key=`), so a view can be shared: the box
+/// follows what is typed or chosen at once and the URL follows the box. Navigation applies a new URL in a transition, later than the keystroke; a box
 /// bound to the URL alone would lose what is typed in between (typed fast, `libc6` arrived as `ibc6`). A URL that
 /// changes for another reason (a link, the back button) is followed (`lib/searchtext.ts` tells which is which).
 export function useSearchText(key: string): [string, (value: string) => void] {

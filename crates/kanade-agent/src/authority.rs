@@ -16,7 +16,7 @@ use std::sync::{Mutex, RwLock};
 use async_nats::{Client, HeaderMap};
 use chrono::{DateTime, Utc};
 use kanade_shared::authority::{
-    Act, Agent, PublicKey, Refusal, Signature, SignatureError, SignedTrustList, TrustList, authorise, trust,
+    Act, Agent, Approval, PublicKey, Refusal, Signature, SignatureError, SignedTrustList, TrustList, authorise, trust,
 };
 use kanade_shared::resources::{KV_TRUST, TRUST_KEY, kv_stream_name};
 use kanade_shared::{Actor, GroupName, PcId, subject};
@@ -144,14 +144,17 @@ impl Authority {
         headers: Option<&HeaderMap>,
         payload: &[u8],
     ) -> Result<Authorised, Refusal> {
-        let signature = read_signature(headers);
-        let issued =
-            signature.as_ref().ok().and_then(|s| s.as_ref()).map(|s| (s.id.clone(), s.issued_at, s.expires_at));
         let held = self.list.read().map_err(|_| Refusal::NoTrustList)?;
         let agent = Agent { pc: &self.pc, groups: &self.groups };
-        let entry = authorise(act, subject_name, payload, signature, agent, held.as_ref(), Utc::now())?;
-        let (id, issued_at, expires_at) = issued.unwrap_or_default();
-        Ok(Authorised { name: entry.name.clone(), id, issued_at, expires_at })
+        let approval =
+            authorise(act, subject_name, payload, read_signature(headers), agent, held.as_ref(), Utc::now())?;
+        let Approval { key, signature } = approval;
+        Ok(Authorised {
+            name: key.name.clone(),
+            id: signature.id,
+            issued_at: signature.issued_at,
+            expires_at: signature.expires_at,
+        })
     }
 
     /// Counts and logs a refusal.
@@ -212,12 +215,14 @@ pub(crate) mod tests {
 
         pub fn list(&self, version: u64, revoked: bool) -> Vec<u8> {
             let entry = TrustedKey {
-                name: Actor::new("ops").unwrap(),
-                key: self.operator.public_key(),
-                role: Role::Operator,
-                scope: GroupScope::Fleet,
                 revoked,
-                added_at: Utc::now(),
+                ..TrustedKey::new(
+                    Actor::new("ops").unwrap(),
+                    self.operator.public_key(),
+                    Role::Operator,
+                    GroupScope::Fleet,
+                    Utc::now(),
+                )
             };
             let list = TrustList { version, issued_at: Utc::now(), keys: vec![entry] };
             SignedTrustList::sign(&list, &self.root).unwrap().encode()

@@ -9,19 +9,18 @@
 //! simulator puts [`Emulated`] in its place and keeps everything else of the agent as it is.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kanade_shared::wire::{Command, OutputChunk, OutputStream, Reason, ResultStatus};
+use kanade_shared::wire::{Command, OutputChunk, OutputStream, Reason, ResultStatus, RunAs};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::platform::{self, ProcessTree};
+use crate::platform;
 
 /// How long to wait for output pipes to close after the tree is killed. Only a process that left the tree on
 /// purpose (setsid, a service) can hold a pipe open past the kill.
@@ -176,11 +175,13 @@ impl Emulated {
 pub struct ScriptRunner {
     staging_root: PathBuf,
     limits: OutputLimits,
+    /// The account `run_as: user` runs as (`agent.run_as_user`); `None`: the user at the PC's screen.
+    run_as_user: Option<String>,
 }
 
 impl ScriptRunner {
-    pub fn new(staging_root: PathBuf, limits: OutputLimits) -> Self {
-        Self { staging_root, limits }
+    pub fn new(staging_root: PathBuf, limits: OutputLimits, run_as_user: Option<String>) -> Self {
+        Self { staging_root, limits, run_as_user }
     }
 
     /// Runs `command` to its end. `chunks` receives live output (best effort: a full channel drops a chunk, and the
@@ -191,21 +192,46 @@ impl ScriptRunner {
         chunks: Option<mpsc::Sender<OutputChunk>>,
         cancel: CancellationToken,
     ) -> Outcome {
-        let staging = self.staging_root.join(command.exec_id.as_str());
+        // Who it runs as, decided now: the person at the screen may have changed since the command was sent.
+        // `system` needs no lookup (and no hop to a blocking thread).
+        let resolved = if command.run_as == RunAs::System {
+            platform::identity(&RunAs::System, None)
+        } else {
+            let (run_as, configured) = (command.run_as.clone(), self.run_as_user.clone());
+            match tokio::task::spawn_blocking(move || platform::identity(&run_as, configured.as_deref())).await {
+                Ok(resolved) => resolved,
+                Err(err) => return Outcome::not_run(Reason::SpawnFailed, format!("cannot resolve run_as: {err}")),
+            }
+        };
+        let identity = match resolved {
+            Ok(identity) => identity,
+            Err(unavailable) => return Outcome::not_run(unavailable.reason, unavailable.message),
+        };
+        let staging = match new_staging(&self.staging_root, command.exec_id.as_str(), &identity).await {
+            Ok(staging) => staging,
+            Err(err) => {
+                return Outcome::not_run(
+                    Reason::SpawnFailed,
+                    format!("cannot make a staging dir in `{}`: {err}", self.staging_root.display()),
+                );
+            }
+        };
         let Some(launch) = platform::launch(&command.shell, &command.script, &staging) else {
+            let _ = remove_staging(&staging, &[]).await;
             return Outcome::not_run(
                 Reason::UnsupportedShell,
                 format!("shell `{}` is not available on this host", command.shell),
             );
         };
-        if let Err(err) = stage(&staging, &launch.files).await {
+        if let Err(err) = stage(&staging, &launch.files, &identity).await {
+            let _ = remove_staging(&staging, &[]).await;
             return Outcome::not_run(
                 Reason::SpawnFailed,
                 format!("cannot stage script in `{}`: {err}", staging.display()),
             );
         }
-        let outcome = self.spawn_and_wait(command, &launch, &staging, chunks, cancel).await;
-        if let Err(err) = tokio::fs::remove_dir_all(&staging).await {
+        let outcome = self.spawn_and_wait(command, &launch, &staging, &identity, chunks, cancel).await;
+        if let Err(err) = remove_staging(&staging, STAGING_REMOVE_DELAYS).await {
             tracing::warn!(dir = %staging.display(), error = %err, "cannot remove staging dir");
         }
         outcome
@@ -216,23 +242,14 @@ impl ScriptRunner {
         command: &Command,
         launch: &platform::Launch,
         staging: &Path,
+        identity: &platform::Identity,
         chunks: Option<mpsc::Sender<OutputChunk>>,
         cancel: CancellationToken,
     ) -> Outcome {
-        let mut process = tokio::process::Command::new(&launch.program);
-        process
-            .args(&launch.args)
-            .current_dir(command.cwd.as_deref().map_or(staging, Path::new))
-            .env("KANADE_EXEC_ID", command.exec_id.as_str())
-            .env("KANADE_JOB_ID", command.job_id.as_str())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        platform::isolate(&mut process);
-
-        let mut child = match process.spawn() {
-            Ok(child) => child,
+        let cwd = command.cwd.as_deref().map_or(staging, Path::new);
+        let env = [("KANADE_EXEC_ID", command.exec_id.as_str()), ("KANADE_JOB_ID", command.job_id.as_str())];
+        let spawned = match platform::spawn(launch, cwd, &env, identity).await {
+            Ok(spawned) => spawned,
             Err(err) => {
                 return Outcome::not_run(
                     Reason::SpawnFailed,
@@ -240,8 +257,9 @@ impl ScriptRunner {
                 );
             }
         };
+        let platform::Spawned { stdout, stderr, tree, mut process } = spawned;
         let started_at = Utc::now();
-        let tree = match ProcessTree::attach(&child) {
+        let tree = match tree {
             Ok(tree) => Some(tree),
             Err(err) => {
                 tracing::warn!(exec_id = %command.exec_id, error = %err, "cannot track the script's process tree");
@@ -251,23 +269,24 @@ impl ScriptRunner {
 
         let seq = Arc::new(AtomicU64::new(0));
         let spool = |stream| crate::outbox::spool_file(&self.limits.spool_dir, &command.exec_id, stream);
-        let stdout = child.stdout.take().map(|pipe| {
+        let stdout = {
             let sink =
                 Sink { stream: OutputStream::Stdout, spool: Some(spool(OutputStream::Stdout)), chunks: chunks.clone() };
-            tokio::spawn(read_pipe(pipe, sink, self.limits.clone(), seq.clone()))
-        });
-        let stderr = child.stderr.take().map(|pipe| {
+            Some(tokio::spawn(read_pipe(stdout, sink, self.limits.clone(), seq.clone())))
+        };
+        let stderr = {
             let sink = Sink { stream: OutputStream::Stderr, spool: Some(spool(OutputStream::Stderr)), chunks };
-            tokio::spawn(read_pipe(pipe, sink, self.limits.clone(), seq.clone()))
-        });
+            Some(tokio::spawn(read_pipe(stderr, sink, self.limits.clone(), seq.clone())))
+        };
 
         enum End {
-            Exited(std::io::Result<ExitStatus>),
+            /// The exit code, `None` when the process has none (ended by a signal).
+            Exited(std::io::Result<Option<i32>>),
             TimedOut,
             Killed,
         }
         let end = tokio::select! {
-            status = child.wait() => End::Exited(status),
+            status = process.wait() => End::Exited(status),
             () = tokio::time::sleep(command.timeout) => End::TimedOut,
             () = cancel.cancelled() => End::Killed,
         };
@@ -279,16 +298,18 @@ impl ScriptRunner {
             End::Exited(status) => (status, None),
             End::TimedOut | End::Killed => {
                 if tree.is_none() {
-                    let _ = child.start_kill();
+                    process.start_kill();
                 }
                 let by = if matches!(end, End::TimedOut) { ResultStatus::Timeout } else { ResultStatus::Killed };
-                (child.wait().await, Some(by))
+                (process.wait().await, Some(by))
             }
         };
 
         let stdout = collect(stdout).await;
         let stderr = collect(stderr).await;
-        let exit_code = exit.as_ref().ok().and_then(ExitStatus::code);
+        // A killed or timed-out run has no exit code of its own on any OS: Unix reports the signal, Windows the code
+        // the job was terminated with, which the script never chose.
+        let exit_code = if ended_by.is_some() { None } else { exit.ok().flatten() };
         let status = match ended_by {
             Some(status) => status,
             None if exit_code == Some(0) => ResultStatus::Ok,
@@ -306,20 +327,43 @@ impl ScriptRunner {
     }
 }
 
-/// Writes the run's files into a fresh staging dir, in one blocking call: each `tokio::fs` call would be a hand-off
-/// to the blocking pool of its own, a thread wake-up.
-async fn stage(staging: &Path, files: &[(String, String)]) -> std::io::Result<()> {
-    let (staging, files) = (staging.to_owned(), files.to_vec());
-    tokio::task::spawn_blocking(move || {
-        // A leftover dir from an interrupted run of the same exec must not leak old files into this one.
-        if staging.try_exists()? {
-            std::fs::remove_dir_all(&staging)?;
+/// The waits between attempts to remove a run's staging dir: on Windows a process of the killed tree may still hold
+/// a file open for a moment after the Job Object closed (deleting an open file fails there).
+const STAGING_REMOVE_DELAYS: &[Duration] =
+    &[Duration::from_millis(50), Duration::from_millis(200), Duration::from_millis(500), Duration::from_secs(1)];
+
+/// Removes `staging`, trying again after each of `delays` while it fails; gone already counts as removed.
+async fn remove_staging(staging: &Path, delays: &[Duration]) -> std::io::Result<()> {
+    let mut delays = delays.iter();
+    loop {
+        match tokio::fs::remove_dir_all(staging).await {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => match delays.next() {
+                Some(delay) => tokio::time::sleep(*delay).await,
+                None => return Err(err),
+            },
         }
-        std::fs::create_dir_all(&staging)?;
+    }
+}
+
+/// A new, empty staging dir for the run `exec` as `identity` (`platform::new_staging`).
+async fn new_staging(staging_root: &Path, exec: &str, identity: &platform::Identity) -> std::io::Result<PathBuf> {
+    let (staging_root, exec, identity) = (staging_root.to_owned(), exec.to_owned(), identity.clone());
+    tokio::task::spawn_blocking(move || platform::new_staging(&staging_root, &exec, &identity))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Writes the run's files into its fresh staging dir and opens them to the run's identity, in one blocking call:
+/// each `tokio::fs` call would be a hand-off to the blocking pool of its own, a thread wake-up.
+async fn stage(staging: &Path, files: &[(String, String)], identity: &platform::Identity) -> std::io::Result<()> {
+    let (staging, files, identity) = (staging.to_owned(), files.to_vec(), identity.clone());
+    tokio::task::spawn_blocking(move || {
         for (name, contents) in &files {
             std::fs::write(staging.join(name), contents)?;
         }
-        Ok(())
+        platform::share_staging(&staging, &identity)
     })
     .await
     .map_err(std::io::Error::other)?
@@ -435,7 +479,10 @@ async fn read_pipe(
     let mut truncated = false;
     let mut spooling: Option<Spooling> = None;
     let mut spool_failed: Option<Spooled> = None;
-    let mut undecoded: Vec<u8> = Vec::new();
+    // The kept text and the live chunks are one decoding, so they are the same text in one encoding per stream
+    // (UTF-8, else the OEM code page on Windows: `crate::output_text`).
+    let mut decoder = crate::output_text::OutputDecoder::new(platform::oem_code_page());
+    let mut text = String::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = match pipe.read(&mut buf).await {
@@ -468,60 +515,49 @@ async fn read_pipe(
             continue;
         }
         kept.extend_from_slice(&buf[..take]);
-        if let Some(tx) = &chunks {
-            undecoded.extend_from_slice(&buf[..take]);
-            let data = take_decodable(&mut undecoded);
-            if !data.is_empty() {
-                let chunk = OutputChunk { seq: seq.fetch_add(1, Ordering::Relaxed), stream, data };
-                let _ = tx.try_send(chunk);
-            }
+        let data = decoder.push(&buf[..take]);
+        text.push_str(&data);
+        if let Some(tx) = &chunks
+            && !data.is_empty()
+        {
+            let chunk = OutputChunk { seq: seq.fetch_add(1, Ordering::Relaxed), stream, data };
+            let _ = tx.try_send(chunk);
         }
     }
+    let data = decoder.finish();
+    text.push_str(&data);
     if let Some(tx) = &chunks
-        && !undecoded.is_empty()
+        && !data.is_empty()
     {
-        let data = String::from_utf8_lossy(&undecoded).into_owned();
         let _ = tx.try_send(OutputChunk { seq: seq.fetch_add(1, Ordering::Relaxed), stream, data });
     }
     let spooled = match spooling {
         Some(file) => Some(file.finish().await),
         None => spool_failed,
     };
-    Captured { text: String::from_utf8_lossy(&kept).into_owned(), truncated, spooled }
-}
-
-/// Takes the longest prefix of `pending` that is complete UTF-8, leaving a character split across two reads for
-/// the next call. Invalid bytes are replaced, not carried.
-fn take_decodable(pending: &mut Vec<u8>) -> String {
-    let cut = match std::str::from_utf8(pending) {
-        Ok(_) => pending.len(),
-        Err(err) if err.error_len().is_none() => err.valid_up_to(),
-        Err(_) => pending.len(),
-    };
-    let text = String::from_utf8_lossy(&pending[..cut]).into_owned();
-    pending.drain(..cut);
-    text
+    Captured { text, truncated, spooled }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn split_characters_wait_for_their_second_half() {
-        let bytes = "aé".as_bytes();
-        let mut pending = bytes[..2].to_vec();
-        assert_eq!(take_decodable(&mut pending), "a");
-        pending.extend_from_slice(&bytes[2..]);
-        assert_eq!(take_decodable(&mut pending), "é");
-        assert!(pending.is_empty());
-    }
-
-    #[test]
-    fn invalid_bytes_are_replaced_not_carried() {
-        let mut pending = vec![b'a', 0xff, b'b'];
-        assert_eq!(take_decodable(&mut pending), "a\u{fffd}b");
-        assert!(pending.is_empty());
+    #[tokio::test]
+    async fn a_staging_dir_that_cannot_be_removed_yet_is_tried_again() {
+        // Something in the way for a moment (on Windows: a file still open by a process of the killed tree). Here: a
+        // file where the dir should be, which remove_dir_all refuses, gone a moment later.
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("exec-1");
+        std::fs::write(&staging, b"in the way").unwrap();
+        assert!(remove_staging(&staging, &[]).await.is_err(), "no second try: the error");
+        let in_the_way = staging.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            std::fs::remove_file(in_the_way).unwrap();
+        });
+        let delays = [Duration::from_millis(100), Duration::from_millis(100)];
+        remove_staging(&staging, &delays).await.expect("removed on a later try");
+        remove_staging(&staging, &[]).await.expect("gone already is removed");
     }
 
     fn limits(inline: usize, max: u64, dir: &Path) -> OutputLimits {

@@ -35,8 +35,9 @@ pub fn decide(command: &Command, now: DateTime<Utc>, job: &JobView) -> Decision 
     if command.deadline.is_some_and(|deadline| deadline < now) {
         return Decision::Skip(Reason::Expired);
     }
-    if command.run_as != RunAs::System {
-        // Running as the logged-in user needs the platform's session APIs; until they exist, say so.
+    if command.run_as == RunAs::Unknown {
+        // A newer identity than this agent knows. `user` and `system_gui` are resolved when the run starts (who is
+        // at the screen then), by `platform::identity`.
         return Decision::Skip(Reason::UnsupportedRunAs);
     }
     Decision::Run
@@ -105,7 +106,9 @@ mod tests {
         cmd.timeout = Duration::ZERO;
         assert_eq!(decide(&cmd, now, &JobView::default()), Decision::Skip(Reason::Invalid));
         let mut cmd = command(now);
-        cmd.run_as = RunAs::User;
+        cmd.run_as = RunAs::Unknown;
         assert_eq!(decide(&cmd, now, &JobView::default()), Decision::Skip(Reason::UnsupportedRunAs));
+        cmd.run_as = RunAs::User;
+        assert_eq!(decide(&cmd, now, &JobView::default()), Decision::Run, "decided when the run starts");
     }
 }

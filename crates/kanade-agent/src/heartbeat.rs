@@ -75,11 +75,7 @@ impl HeartbeatSource {
                 None
             }
         };
-        Self {
-            started: Instant::now(),
-            os_version: System::long_os_version().unwrap_or_default(),
-            sampler: Mutex::new(sampler),
-        }
+        Self { started: Instant::now(), os_version: crate::platform::os_version(), sampler: Mutex::new(sampler) }
     }
 
     fn sample(&self) -> (u64, f32) {
@@ -108,7 +104,7 @@ impl HeartbeatSource {
             os: crate::platform::os_name().to_owned(),
             os_version: self.os_version.clone(),
             arch: std::env::consts::ARCH.to_owned(),
-            agent_version: crate::VERSION.to_owned(),
+            agent_version: crate::version().to_owned(),
             groups: config.groups.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
             host_uptime_secs: System::uptime().unwrap_or_default(),

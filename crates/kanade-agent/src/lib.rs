@@ -8,6 +8,7 @@
 
 pub mod authority;
 pub mod catchup;
+pub mod client_ipc;
 pub mod connection;
 pub mod credential;
 pub mod executor;
@@ -19,8 +20,10 @@ pub mod ledger;
 pub mod liveconfig;
 pub mod logtail;
 pub mod main_loop;
+pub mod notices;
 pub mod obs;
 pub mod outbox;
+pub mod output_text;
 pub mod perf;
 pub mod pipeline;
 pub mod platform;
@@ -40,7 +43,7 @@ use kanade_shared::subject::{self, Target};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::version::{VERSION, VERSION_MARKER, version_marker};
+pub use crate::version::{BUILD_VERSION, FAULT_FLAG, FAULT_PREFIX, VERSION_MARKER, broken_on_purpose, version};
 
 use crate::executor::{Executor, OutputLimits, ScriptRunner};
 use crate::heartbeat::{HeartbeatSource, Heartbeats, Malformed};
@@ -102,6 +105,21 @@ pub async fn run_logging_to(
         }
     }
 
+    // kanade-client's socket lives as long as the process, across the restarts of `serve` a renewal makes.
+    let client_desk = config.client_socket.as_deref().and_then(|path| match platform::ClientListener::bind(path) {
+        Ok(listener) => {
+            let notices = notices::Notices::open(Some(&data_dir));
+            let desk = client_ipc::ClientDesk::new(config.pc_id.clone(), config.hostname.clone(), notices);
+            tracing::info!(socket = %path.display(), "kanade-client may connect");
+            let server = client_ipc::serve(listener, desk.clone(), config.run_as_user.clone(), shutdown.clone());
+            Some((desk, tokio::spawn(server)))
+        }
+        Err(err) => {
+            tracing::warn!(socket = %path.display(), error = %err, "kanade-client cannot connect: no socket");
+            None
+        }
+    });
+
     let identity = connection::Identity {
         creds: creds.clone(),
         inbox_prefix: kanade_shared::security::permissions::agent_inbox_prefix(config.pc_id.as_str()),
@@ -132,7 +150,11 @@ pub async fn run_logging_to(
             spool_dir: data_dir.join("outbox").join(outbox::SPOOL_DIR),
         };
         let parts = Parts {
-            executor: Executor::Script(ScriptRunner::new(data_dir.join("agent-scripts"), limits)),
+            executor: Executor::Script(ScriptRunner::new(
+                data_dir.join("agent-scripts"),
+                limits,
+                config.run_as_user.clone(),
+            )),
             heartbeat: Arc::new(HeartbeatSource::new()),
             client: client.clone(),
             connects: connects.clone(),
@@ -142,6 +164,7 @@ pub async fn run_logging_to(
             inventory: inventory::Source::Host(inventory::collect::HostRoot::default()),
             perf: perf::Source::Host(Box::new(perf::sample::HostSampler::new())),
             renewal,
+            client_desk: client_desk.as_ref().map(|(desk, _)| desk.clone()),
         };
         match serve(config.clone(), parts, shutdown.clone()).await {
             Ok(main_loop::Exit::Regroup) if !shutdown.is_cancelled() => continue,
@@ -152,6 +175,10 @@ pub async fn run_logging_to(
     };
     // Bounded: with the broker away a flush waits for a reconnect that may never come, and a stop must not hang.
     let _ = tokio::time::timeout(FINAL_FLUSH, client.flush()).await;
+    if let Some((_, server)) = client_desk {
+        // It ends with `shutdown`, and closes every client as it does.
+        let _ = server.await;
+    }
     result
 }
 
@@ -182,13 +209,27 @@ pub struct Parts {
     pub perf: perf::Source,
     /// Renews the agent's own credential; `None` without one (the simulator's agents share its credential).
     pub renewal: Option<credential::Renewal>,
+    /// What kanade-client is shown of this agent; `None` without a client socket (and in the simulator).
+    pub client_desk: Option<Arc<client_ipc::ClientDesk>>,
 }
 
 /// Runs one agent until `shutdown`, and returns once every task it started has ended. The connection may be
 /// shared with other agents (the fleet simulator); everything else — subscriptions, gate, ledger, outbox,
 /// heartbeats — is this agent's own.
 pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToken) -> anyhow::Result<main_loop::Exit> {
-    let Parts { executor, heartbeat, client, connects, ready, update, log_files, inventory, perf, renewal } = parts;
+    let Parts {
+        executor,
+        heartbeat,
+        client,
+        connects,
+        ready,
+        update,
+        log_files,
+        inventory,
+        perf,
+        renewal,
+        client_desk,
+    } = parts;
     // This agent's own stop: the process's, or its main loop's when a renewed credential makes it start again.
     let shutdown = shutdown.child_token();
     let data_dir = config.data_dir.clone().unwrap_or_else(|| kanade_shared::config::default_data_dir("agent"));
@@ -206,7 +247,7 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
         groups = ?config.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         data_dir = %data_dir.display(),
         nats = ?config.nats.urls,
-        version = VERSION,
+        version = version(),
         pending_results = outbox.pending(),
         "kanade-agent starting"
     );
@@ -225,7 +266,7 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
     ));
     let pipeline = Arc::new(Pipeline::new(PipelineParts {
         pc: config.pc_id.clone(),
-        authority,
+        authority: authority.clone(),
         client: client.clone(),
         outbox: outbox.clone(),
         ledger,
@@ -264,6 +305,22 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
         &data_dir,
         config.inventory.enabled,
     ));
+    if let Some(desk) = client_desk {
+        desk.attach(client.clone());
+        // Notifications are for kanade-client: an agent that serves none takes none.
+        let shown = desk.clone();
+        background.spawn(notices::run(notices::Parts {
+            notices: desk.notices().clone(),
+            client: client.clone(),
+            authority: authority.clone(),
+            pc: config.pc_id.clone(),
+            groups: config.groups.clone(),
+            connects: connects.clone(),
+            shown: Box::new(move |notice| shown.notice_shown(notice)),
+            shutdown: shutdown.clone(),
+        }));
+        background.spawn(client_status(desk, client.clone(), pipeline.clone(), shutdown.clone()));
+    }
     let perf_source = perf;
     let perf = Arc::new(perf::Perf::new(config.pc_id.clone(), client.clone(), &config.perf));
     background.spawn(perf.clone().run(perf_source, shutdown.clone()));
@@ -297,6 +354,40 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
     publisher.wait().await;
     tracing::info!(pending_results = outbox.pending(), "kanade-agent stopped");
     Ok(exit)
+}
+
+/// How often kanade-client's view of the agent (connected, running) is brought up to date.
+const CLIENT_STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps kanade-client's view of this agent current until `shutdown`: a comparison a second, pushed only when
+/// something changed.
+async fn client_status(
+    desk: Arc<client_ipc::ClientDesk>,
+    client: Client,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CLIENT_STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        let running = pipeline
+            .running_list()
+            .into_iter()
+            .map(|(exec_id, job_id)| kanade_shared::client_ipc::RunningRun { exec_id, job_id, since: None })
+            .collect();
+        let unread = desk.notices().unread(chrono::Utc::now());
+        desk.update_status(|status| {
+            status.connected = connected;
+            status.running = running;
+            status.unread_notifications = unread;
+        });
+    }
+    desk.update_status(|status| status.connected = false);
 }
 
 /// Subscribes to everything the agent listens to: its command filters, kills, its pings, log and inventory requests, the job-state buckets

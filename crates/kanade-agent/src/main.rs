@@ -10,7 +10,7 @@ use kanade_agent::logtail::LogFiles;
 use kanade_agent::platform;
 use kanade_agent::simulate::{SimulateArgs, Simulation};
 use kanade_agent::update::{self, SelfUpdate};
-use kanade_shared::config::{AgentConfig, ConfigError, LogConfig, LogFile, ProcessEnv};
+use kanade_shared::config::{AgentConfig, ConfigError, EnvWithFallback, LogConfig, LogFile, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 
 /// kanade's endpoint agent: connects outbound to NATS, runs the commands addressed to this PC and reports results.
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 /// and wants to be started (the service manager restarts it: `deploy/kanade-agent.service`,
 /// `deploy/install-agent.ps1`).
 #[derive(Debug, Parser)]
-#[command(name = "kanade-agent", version = kanade_agent::VERSION)]
+#[command(name = "kanade-agent", version = kanade_agent::version())]
 struct Flags {
     /// A TOML config file (optional; the agent runs with no file at all).
     #[arg(long, short, env = "KANADE_AGENT_CONFIG", value_name = "FILE", global = true)]
@@ -41,9 +41,11 @@ struct Flags {
 enum Command {
     /// Run as a Windows service, under the service control manager (`deploy/install-agent.ps1` registers it so).
     ///
-    /// A stop from the SCM stops the agent like SIGTERM; an exit for a self-update is reported as service-specific
-    /// error 64, which the failure actions turn into a restart. Elsewhere the same as no subcommand: systemd and
-    /// launchd run services in the foreground.
+    /// A stop from the SCM stops the agent like SIGTERM; after a self-update the process ends without reporting a
+    /// stop, which the SCM takes as a crash and answers with its restart action (the new binary). Elsewhere the same
+    /// as no subcommand: systemd and launchd run services in the foreground. As a service it also reads the
+    /// installer's secrets: on Windows the REG_SZ values of HKLM\SOFTWARE\Kanade\agent named like the environment
+    /// variables (KANADE_ENROLL_TOKEN, KANADE_NATS_TOKEN, ...), for the variables the environment leaves unset.
     Service,
     /// Run many emulated agents in this process over the real agent code, to measure the system at fleet scale.
     ///
@@ -53,8 +55,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    // Keeps the version marker in the binary for `kanade agent publish` (it costs one pointer read).
-    let _ = kanade_agent::version_marker().len();
     if let Some(Command::Simulate(args)) = flags.command {
         let log = match LogConfig::resolve(&ProcessEnv, LogFile::default(), "warn") {
             Ok(log) => with_log_dir(log, flags.log_dir.as_deref()),
@@ -75,7 +75,13 @@ fn main() -> ExitCode {
     // `--log-dir` or stderr), and only after self-update has counted this start: a release that rejects the config
     // file must be rolled back like one that crashes.
     let hostname = sysinfo::System::host_name().unwrap_or_default();
-    let config = AgentConfig::load(flags.config.as_deref(), &ProcessEnv, &hostname).map(|mut config| {
+    // As a service, the installer's secrets (Windows: HKLM\SOFTWARE\Kanade\agent) fill unset variables.
+    let secrets = match flags.command {
+        Some(Command::Service) => kanade_service::secrets::machine_secrets("agent"),
+        _ => kanade_service::secrets::Secrets::default(),
+    };
+    let env = EnvWithFallback { fallback: secrets.values.iter().cloned().collect() };
+    let config = AgentConfig::load(flags.config.as_deref(), &env, &hostname).map(|mut config| {
         config.log = with_log_dir(config.log, flags.log_dir.as_deref());
         config
     });
@@ -86,8 +92,16 @@ fn main() -> ExitCode {
             with_log_dir(log, flags.log_dir.as_deref())
         }
     };
-    if let Err(err) = log.init_tracing() {
+    // A Windows service also writes its warnings, errors, start and stop to the Application Event Log.
+    let event_log = match flags.command {
+        Some(Command::Service) => kanade_service::event_log_layer(platform::SERVICE_NAME),
+        _ => None,
+    };
+    if let Err(err) = log.init_tracing_with(event_log) {
         return refuse(&err);
+    }
+    for (name, reason) in &secrets.refused {
+        tracing::warn!(name, reason, "an installer's secret is left out");
     }
     match flags.command {
         Some(Command::Service) => ExitCode::from(platform::run_service(Box::new(move |stop| agent(config, stop)))),
@@ -123,13 +137,12 @@ fn agent(config: Result<AgentConfig, ConfigError>, stop: CancellationToken) -> u
             None
         }
     };
-    if update.as_ref().is_some_and(|update| update.on_start(kanade_agent::VERSION) == update::Start::RestartIntoOld) {
+    if update.as_ref().is_some_and(|update| update.on_start(kanade_agent::version()) == update::Start::RestartIntoOld) {
         return update::EXIT_UPDATED;
     }
-    // A fault-injection build for the self-update test (`KANADE_BUILD_BROKEN=1` at build time): a release that
-    // fails as soon as it starts, the way one that rejects the existing config file would.
-    if option_env!("KANADE_BUILD_BROKEN").is_some() {
-        tracing::error!("this build is broken on purpose (KANADE_BUILD_BROKEN)");
+    // Fault injection for the self-update test (`version::FAULT_FLAG`): a release that fails as soon as it starts.
+    if kanade_agent::broken_on_purpose() {
+        tracing::error!("this copy of the agent is broken on purpose (its fault flag is set)");
         return 1;
     }
     let config = match config {
@@ -155,7 +168,7 @@ fn agent(config: Result<AgentConfig, ConfigError>, stop: CancellationToken) -> u
             Ok(()) if update.as_ref().is_some_and(|update| update.updated()) => update::EXIT_UPDATED,
             Ok(()) => {
                 if let Some(update) = &update {
-                    update.stopped_cleanly(kanade_agent::VERSION);
+                    update.stopped_cleanly(kanade_agent::version());
                 }
                 0
             }

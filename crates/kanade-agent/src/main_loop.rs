@@ -17,7 +17,6 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::VERSION;
 use crate::catchup::{CatchUp, ReadBack};
 use crate::connection::Connects;
 use crate::heartbeat::{Counters, Heartbeats, Malformed};
@@ -325,7 +324,7 @@ impl MainLoop {
             updater.prove_healthy();
         }
         let updated_from = self.updater.as_ref().and_then(Updater::updated_from);
-        self.record(ObsKind::AgentStarted, obs::started(VERSION, updated_from.as_deref()));
+        self.record(ObsKind::AgentStarted, obs::started(crate::version(), updated_from.as_deref()));
         while let Some(event) = self.sources.next().await {
             self.handle(event).await;
             if self.regroup_pending && self.pipeline.running() == 0 && !self.regrouping {
@@ -623,7 +622,7 @@ impl MainLoop {
         match &self.updater {
             Some(updater) => updater.consider(&settings),
             None => {
-                if let Some(target) = settings.target_version.as_deref().filter(|target| *target != VERSION) {
+                if let Some(target) = settings.target_version.as_deref().filter(|target| *target != crate::version()) {
                     tracing::debug!(target, "target version differs, but this process does not update itself");
                 }
             }

@@ -254,6 +254,11 @@ impl Pipeline {
         self.running.count()
     }
 
+    /// The runs held (waiting or running), oldest first.
+    pub fn running_list(&self) -> Vec<(kanade_shared::ExecId, kanade_shared::JobId)> {
+        self.running.list()
+    }
+
     /// Kills the held runs `target` names, queued or running, and says which.
     pub fn kill(&self, target: &KillTarget) -> Vec<kanade_shared::ExecId> {
         let killed = self.running.kill(target);

@@ -54,6 +54,14 @@ impl Running {
         self.runs.lock().map(|r| u32::try_from(r.len()).unwrap_or(u32::MAX)).unwrap_or(0)
     }
 
+    /// The runs held now, in exec id order (ids are time-ordered UUIDs: oldest first).
+    pub fn list(&self) -> Vec<(ExecId, JobId)> {
+        let Ok(runs) = self.runs.lock() else { return Vec::new() };
+        let mut list: Vec<(ExecId, JobId)> = runs.iter().map(|(exec, (job, _))| (exec.clone(), job.clone())).collect();
+        list.sort();
+        list
+    }
+
     /// Kills the held runs `target` names and says which, in exec id order.
     pub fn kill(&self, target: &KillTarget) -> Vec<ExecId> {
         let Ok(runs) = self.runs.lock() else { return Vec::new() };
@@ -92,6 +100,7 @@ mod tests {
         let a2 = running.hold(&exec("a2"), &job("a"));
         let b1 = running.hold(&exec("b1"), &job("b"));
         assert_eq!(running.count(), 3);
+        assert_eq!(running.list(), [(exec("a1"), job("a")), (exec("a2"), job("a")), (exec("b1"), job("b"))]);
 
         assert_eq!(running.kill(&KillTarget::Exec(exec("zz"))), Vec::<ExecId>::new(), "a run not held");
         assert_eq!(running.kill(&KillTarget::Job(job("a"))), [exec("a1"), exec("a2")]);

@@ -272,6 +272,8 @@ impl Simulation {
                 enroll_token: None,
                 bootstrap_creds: None,
                 trust_root: args.trust_root,
+                run_as_user: None,
+                client_socket: None,
             };
             let inventory = crate::inventory::Source::Synthetic(crate::inventory::synthetic::SyntheticPc::new(
                 config.pc_id.as_str(),
@@ -296,6 +298,7 @@ impl Simulation {
                 perf: crate::perf::Source::Synthetic(crate::perf::synthetic::SyntheticHost::new()),
                 // They share the simulator's credential, which nothing renews.
                 renewal: None,
+                client_desk: None,
             };
             let task = crate::serve(config, parts, shutdown.clone());
             tasks.spawn(async move {

@@ -34,10 +34,10 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::VERSION;
 use crate::catchup;
 use crate::liveconfig::LiveConfig;
 use crate::obs::record as obs;
+use crate::version;
 
 /// The exit code that asks the service manager for a restart into the new binary.
 pub const EXIT_UPDATED: u8 = 64;
@@ -494,11 +494,23 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn probe(staged: &Path, key: &str, version: &str) -> Result<(), UpdateError> {
     let wont_run = |reason: String| UpdateError::WontRun { key: key.to_owned(), reason };
     let mut command = tokio::process::Command::new(staged);
-    command.arg("--version").stdin(std::process::Stdio::null()).kill_on_drop(true);
+    command
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
     crate::platform::isolate(&mut command);
-    let output = match tokio::time::timeout(PROBE_TIMEOUT, command.output()).await {
+    // Started under the agent's spawn lock (not held across the wait), so it inherits no pipe end a script's start
+    // holds inheritable.
+    let spawned = {
+        let _spawning = crate::platform::spawn_lock();
+        command.spawn()
+    };
+    let child = spawned.map_err(|err| wont_run(format!("cannot start it: {err}")))?;
+    let output = match tokio::time::timeout(PROBE_TIMEOUT, child.wait_with_output()).await {
         Ok(Ok(output)) => output,
-        Ok(Err(err)) => return Err(wont_run(format!("cannot start it: {err}"))),
+        Ok(Err(err)) => return Err(wont_run(format!("cannot read its output: {err}"))),
         Err(_) => return Err(wont_run(format!("`--version` did not finish in {PROBE_TIMEOUT:?}"))),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -563,7 +575,7 @@ impl Updater {
                     break;
                 }
             }
-            this.update.healthy(VERSION);
+            this.update.healthy(version());
             if let Some((event, details)) = this.update.take_pending_event() {
                 obs(&this.client, &this.pc, &event, details).await;
             }
@@ -573,7 +585,7 @@ impl Updater {
     /// Starts fetching the target version when it differs from this agent's own (once per target).
     pub fn consider(&self, settings: &Settings) {
         let Some(target) = settings.target_version.clone() else { return };
-        if target == VERSION {
+        if target == version() {
             return;
         }
         if self.update.blocked().as_deref() == Some(target.as_str()) {
@@ -593,7 +605,7 @@ impl Updater {
     /// corrupt or mislabelled release) until the target changes.
     async fn update_to(self, target: String, jitter: Duration) {
         let wait = jitter.mul_f64(rand::random_range(0.0..=1.0));
-        tracing::info!(from = VERSION, to = %target, wait = ?wait, "agent update scheduled");
+        tracing::info!(from = version(), to = %target, wait = ?wait, "agent update scheduled");
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = self.shutdown.cancelled() => return,
@@ -617,8 +629,8 @@ impl Updater {
             drop(one_at_a_time);
             match swapped {
                 Ok(()) => {
-                    tracing::info!(from = VERSION, to = %target, "new agent binary in place; restarting into it");
-                    let details = serde_json::json!({ "from": VERSION, "to": target });
+                    tracing::info!(from = version(), to = %target, "new agent binary in place; restarting into it");
+                    let details = serde_json::json!({ "from": version(), "to": target });
                     obs(&self.client, &self.pc, ObsKind::AgentUpdate.as_str(), details).await;
                     self.shutdown.cancel();
                     return;
@@ -655,6 +667,6 @@ impl Updater {
             let _ = std::fs::remove_file(&staged);
             return Err(err);
         }
-        self.update.swap(VERSION, target)
+        self.update.swap(version(), target)
     }
 }

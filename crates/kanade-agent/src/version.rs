@@ -1,38 +1,55 @@
-//! The agent's version, and the marker that carries it inside the binary itself.
+//! The agent's version, and the marker that carries it inside the binary itself: `\0KANADE-AGENT-VERSION:<version>`
+//! in a NUL-padded slot, read at run time, so heartbeats, `--version` and the self-update's checks tell what the file
+//! on disk says and a test can relabel a build without compiling another (as the backend's `version.rs`).
 
-use kanade_shared::release::MARKER_PREFIX;
+use kanade_shared::release::{MARKER_PREFIX, MARKER_SLOT, slot_version};
 
-/// The agent's version, as reported in heartbeats. A release build may set `KANADE_BUILD_VERSION`.
-pub const VERSION: &str = match option_env!("KANADE_BUILD_VERSION") {
+/// The version this build was made as. A release build may set `KANADE_BUILD_VERSION`.
+pub const BUILD_VERSION: &str = match option_env!("KANADE_BUILD_VERSION") {
     Some(version) => version,
     None => env!("CARGO_PKG_VERSION"),
 };
+const _: () = assert!(BUILD_VERSION.len() < MARKER_SLOT, "the version must fit its slot with a NUL after it");
 
-const MARKER_LEN: usize = MARKER_PREFIX.len() + VERSION.len() + 1;
+const MARKER_LEN: usize = MARKER_PREFIX.len() + MARKER_SLOT;
 
-const fn marker() -> [u8; MARKER_LEN] {
-    let mut out = [0u8; MARKER_LEN];
-    let mut i = 0;
-    while i < MARKER_PREFIX.len() {
-        out[i] = MARKER_PREFIX[i];
-        i += 1;
-    }
-    let version = VERSION.as_bytes();
-    let mut j = 0;
-    while j < version.len() {
-        out[i + j] = version[j];
-        j += 1;
-    }
-    out
+/// Where `kanade agent publish` reads the version from (on any OS, for any target; see `kanade_ops::release`).
+/// Kept by `#[used]`, and read through a black box so no linker drops it and no compiler folds the read.
+#[used]
+pub static VERSION_MARKER: [u8; MARKER_LEN] = kanade_shared::release::marker(MARKER_PREFIX, BUILD_VERSION);
+
+/// The bytes in front of the fault flag.
+pub const FAULT_PREFIX: &[u8] = b"\0KANADE-AGENT-FAULT:";
+
+/// Fault injection for the self-update test: a copy of the binary with `1` after [`FAULT_PREFIX`] exits as soon as
+/// it starts, the way a release that rejects the existing config file would (`0` in every build). Setting it needs
+/// write access to the binary, which can do anything to it anyway; a release is checked by its SHA-256.
+#[used]
+pub static FAULT_FLAG: [u8; FAULT_PREFIX.len() + 2] = kanade_shared::release::marker(FAULT_PREFIX, "0");
+
+/// The version the marker names now (the build's own when the slot holds nothing plausible).
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| read(std::hint::black_box(&VERSION_MARKER)).unwrap_or(BUILD_VERSION))
 }
 
-/// `\0KANADE-AGENT-VERSION:<version>\0` in the binary itself, where `kanade agent publish` reads the version
-/// from (on any OS, for any target); see `kanade_ops::release`. Kept by `#[used]`, and read once at start
-/// ([`version_marker`]) so no linker drops it either.
-#[used]
-pub static VERSION_MARKER: [u8; MARKER_LEN] = marker();
+/// Whether this copy of the binary was made to fail on purpose (see [`FAULT_FLAG`]).
+pub fn broken_on_purpose() -> bool {
+    std::hint::black_box(&FAULT_FLAG)[FAULT_PREFIX.len()] == b'1'
+}
 
-/// The embedded marker, read through a black box so it stays in the binary.
-pub fn version_marker() -> &'static [u8] {
-    std::hint::black_box(&VERSION_MARKER)
+fn read(marker: &'static [u8]) -> Option<&'static str> {
+    slot_version(marker.strip_prefix(MARKER_PREFIX)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_names_the_build_and_the_build_is_not_broken() {
+        assert_eq!(version(), BUILD_VERSION);
+        assert!(!broken_on_purpose());
+        assert_eq!(kanade_shared::release::marker_version(&VERSION_MARKER).unwrap().as_deref(), Some(BUILD_VERSION));
+    }
 }

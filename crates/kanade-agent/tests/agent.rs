@@ -1,5 +1,8 @@
 //! The agent against a real nats-server: exit codes, timeouts that take the whole process tree, kill, unsupported
 //! shells, malformed input, output limits and streaming, exactly-once runs, and the outbox across a broker restart.
+//!
+//! Unix only: the scripts are `sh`, and processes are watched and ended with POSIX signals (`nix`).
+#![cfg(unix)]
 
 use std::path::Path;
 use std::time::Duration;
@@ -401,7 +404,7 @@ async fn ping_answers_with_a_fresh_heartbeat() {
     let (hb, rtt) =
         kanade_ops::agents::ping(&client, &PcId::new("pc-1").unwrap(), Duration::from_secs(2)).await.unwrap();
     assert!(rtt < Duration::from_secs(2));
-    assert_eq!(hb.agent_version, kanade_agent::VERSION);
+    assert_eq!(hb.agent_version, kanade_agent::BUILD_VERSION);
     assert_eq!(hb.os, std::env::consts::OS);
     assert_eq!(hb.hostname, "pc-1.test");
     assert_eq!(hb.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["canary", "wave1"]);

@@ -33,14 +33,7 @@ async fn change_trust(client: &async_nats::Client, change: impl FnOnce(&mut Vec<
 }
 
 fn trusted(name: &str, key: &SigningKey, role: Role, scope: GroupScope) -> TrustedKey {
-    TrustedKey {
-        name: Actor::new(name).unwrap(),
-        key: key.public_key(),
-        role,
-        scope,
-        revoked: false,
-        added_at: Utc::now(),
-    }
+    TrustedKey::new(Actor::new(name).unwrap(), key.public_key(), role, scope, Utc::now())
 }
 
 /// How many messages `pc_name` has refused, as its heartbeat says.

@@ -1,5 +1,8 @@
 //! The real `kanade-agent` binary as a child process: runs with no config file, answers pings, stops cleanly on
 //! SIGTERM, and refuses bad configuration with a clear message.
+//!
+//! Unix only: the scripts are `sh`, and processes are watched and ended with POSIX signals (`nix`).
+#![cfg(unix)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -306,7 +309,12 @@ async fn a_run_cut_short_by_sigkill_is_reported_interrupted_and_a_waiting_one_ru
     })
     .await;
 
-    let long = command(&format!("echo $$ > {}; echo run >> {}; sleep 60", pid.display(), runs.display()));
+    // The run is recorded before the pid appears (whole, by a rename), so the kill below cannot land between the two.
+    let long = command(&format!(
+        "echo run >> {runs}; echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; sleep 60",
+        runs = runs.display(),
+        pid = pid.display()
+    ));
     publish(&js, &target, &long).await;
     eventually("the script is running", Duration::from_secs(20), || async { pid.exists().then_some(()) }).await;
     sigkill(&mut child);

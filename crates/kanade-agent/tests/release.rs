@@ -22,9 +22,9 @@ async fn kanade(url: &str, args: &[&str]) -> anyhow::Result<ExitCode> {
 /// The agent binary with its embedded version replaced by `version` (of the same length).
 fn relabelled(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
     let mut bytes = std::fs::read(AGENT).unwrap();
-    let marker = [release::MARKER_PREFIX, kanade_agent::VERSION.as_bytes(), b"\0"].concat();
+    let marker = [release::MARKER_PREFIX, kanade_agent::BUILD_VERSION.as_bytes(), b"\0"].concat();
     let at = bytes.windows(marker.len()).position(|w| w == marker.as_slice()).expect("the marker");
-    assert_eq!(version.len(), kanade_agent::VERSION.len());
+    assert_eq!(version.len(), kanade_agent::BUILD_VERSION.len());
     let start = at + release::MARKER_PREFIX.len();
     bytes[start..start + version.len()].copy_from_slice(version.as_bytes());
     let path = dir.join(format!("kanade-agent-{version}"));
@@ -35,7 +35,7 @@ fn relabelled(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
 #[test]
 fn the_built_agent_says_what_it_is() {
     let info = release::inspect(&std::fs::read(AGENT).unwrap()).unwrap();
-    assert_eq!(info.version, kanade_agent::VERSION);
+    assert_eq!(info.version, kanade_agent::BUILD_VERSION);
     assert_eq!(info.os, "linux");
     assert_eq!(info.arch, std::env::consts::ARCH);
 }
@@ -47,7 +47,7 @@ async fn publish_reads_the_binary_refuses_a_wrong_label_and_rollout_needs_a_rele
     let url = nats.url();
     let (client, _) = connect(&url).await;
     let dir = tempfile::tempdir().unwrap();
-    let version = kanade_agent::VERSION;
+    let version = kanade_agent::BUILD_VERSION;
 
     // A label that disagrees with the binary is refused, and nothing is stored.
     let other: String = version.chars().map(|c| if c.is_ascii_digit() { '9' } else { c }).collect();

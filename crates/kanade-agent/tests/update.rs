@@ -1,4 +1,4 @@
-//! Self-update end to end on Linux: the agent built at two more versions (one of them broken on purpose), real
+//! Self-update end to end on Linux: the agent relabelled as two more versions (one of them broken on purpose), real
 //! agent processes under a small supervisor that restarts them as `deploy/kanade-agent.service` makes systemd do
 //! (on exit 64 and on failure), a rollout to one PC, a rollback, a corrupt release refused, a release that cannot
 //! run here refused before the swap, a group rollout spread over its jitter, and a release that never comes up
@@ -20,34 +20,33 @@ use kanade_shared::{PcId, subject};
 use kanade_testkit::{NatsServer, connect, eventually, init_logging};
 use sha2::Digest as _;
 
-const V1: &str = kanade_agent::VERSION;
-/// The second build's version (`KANADE_BUILD_VERSION` at build time).
+const V1: &str = kanade_agent::BUILD_VERSION;
+/// The second release's version.
 const V2: &str = "0.99.0";
-/// A third build that exits before it connects (`KANADE_BUILD_BROKEN`).
+/// A third release that exits before it connects.
 const BROKEN: &str = "0.97.0";
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Builds the agent at `version` (broken on purpose if asked) into its own target dir, so the test binaries' own
-/// agent is untouched, and returns a copy of it.
-fn build(version: &str, broken: bool) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = root.join("target/update-e2e");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = std::process::Command::new(cargo);
-    command
-        .args(["build", "--locked", "-p", "kanade-agent", "--bin", "kanade-agent"])
-        .env("KANADE_BUILD_VERSION", version)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("KANADE_BUILD_BROKEN")
-        .current_dir(&root);
-    if broken {
-        command.env("KANADE_BUILD_BROKEN", "1");
+/// The test's own agent relabelled as `version`, and broken on purpose if asked: the version marker's slot and the
+/// fault flag are bytes of the file that the agent reads at run time, so no second build is needed.
+fn relabelled(dir: &Path, version: &str, broken: bool) -> PathBuf {
+    fn find(bytes: &[u8], what: &[u8]) -> usize {
+        let mut found = bytes.windows(what.len()).enumerate().filter(|(_, w)| *w == what).map(|(at, _)| at);
+        let at = found.next().expect("the marker is in the binary");
+        assert_eq!(found.next(), None, "the marker is in the binary once");
+        at
     }
-    let status = command.status().expect("run cargo build");
-    assert!(status.success(), "building the agent at {version} failed");
-    let copy = target.join(format!("kanade-agent-{version}"));
-    std::fs::copy(target.join("debug/kanade-agent"), &copy).unwrap();
-    copy
+    let mut bytes = std::fs::read(env!("CARGO_BIN_EXE_kanade-agent")).unwrap();
+    let slot = find(&bytes, &kanade_agent::VERSION_MARKER) + kanade_shared::release::MARKER_PREFIX.len();
+    bytes[slot..slot + kanade_shared::release::MARKER_SLOT].fill(0);
+    bytes[slot..slot + version.len()].copy_from_slice(version.as_bytes());
+    if broken {
+        let flag = find(&bytes, &kanade_agent::FAULT_FLAG) + kanade_agent::FAULT_PREFIX.len();
+        bytes[flag] = b'1';
+    }
+    let path = dir.join(format!("kanade-agent-{version}"));
+    std::fs::write(&path, bytes).unwrap();
+    path
 }
 
 /// Runs a `kanade` command in-process; it must succeed.
@@ -94,6 +93,7 @@ impl Supervisor {
                     .env("KANADE_NATS_URL", &url)
                     .envs(ca.clone())
                     .env("KANADE_AGENT_DATA_DIR", &data)
+                    .env("KANADE_CLIENT_SOCKET", "off")
                     .env("KANADE_LOG", "info")
                     .stdout(log_file.try_clone().unwrap())
                     .stderr(log_file)
@@ -181,12 +181,11 @@ async fn events(js: &async_nats::jetstream::Context, pc: &str) -> Vec<ObsEvent> 
 #[tokio::test]
 async fn agents_update_roll_back_refuse_a_corrupt_release_and_spread_a_group_rollout() {
     init_logging();
-    let (v2_binary, broken_binary) =
-        tokio::task::spawn_blocking(|| (build(V2, false), build(BROKEN, true))).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (v2_binary, broken_binary) = (relabelled(dir.path(), V2, false), relabelled(dir.path(), BROKEN, true));
     let nats = NatsServer::start();
     let url = nats.url();
     let (client, js) = connect(&url).await;
-    let dir = tempfile::tempdir().unwrap();
     let supervisor = Supervisor::new();
     let pcs = ["pc-a", "pc-b", "pc-c", "pc-d", "pc-e"];
     let mut exes = HashMap::new();

@@ -429,6 +429,14 @@ impl LoginThrottle {
         if now < ready { Err(ready - now) } else { Ok(()) }
     }
 
+    /// Checks `name` as [`Self::check`] does and, when it may try, counts the attempt as failed until
+    /// [`Self::succeeded`] says otherwise: parallel guesses are each counted before any of them is checked.
+    pub fn attempt(&mut self, name: &str, now: Instant) -> Result<(), Duration> {
+        self.check(name, now)?;
+        self.failed(name, now);
+        Ok(())
+    }
+
     pub fn failed(&mut self, name: &str, now: Instant) {
         let key = Self::key(name);
         if !self.failures.contains_key(&key) && self.failures.len() >= self.capacity {
@@ -445,6 +453,14 @@ impl LoginThrottle {
         }
         entry.count = entry.count.saturating_add(1);
         entry.last = now;
+    }
+
+    /// An attempt counted by [`Self::attempt`] was answered as a failure: the wait runs from the answer, not from
+    /// when the attempt began, so a password check that is slow (a loaded server) does not use up the wait.
+    pub fn refused(&mut self, name: &str, now: Instant) {
+        if let Some(entry) = self.failures.get_mut(&Self::key(name)) {
+            entry.last = entry.last.max(now);
+        }
     }
 
     pub fn succeeded(&mut self, name: &str) {
@@ -665,6 +681,34 @@ mod tests {
         }
         throttle.failed("carol", later);
         assert!(throttle.check("carol", later).is_ok());
+    }
+
+    #[test]
+    fn the_wait_runs_from_the_refusal_not_from_the_start_of_a_slow_check() {
+        let mut throttle = LoginThrottle::default();
+        let start = Instant::now();
+        for _ in 0..=FREE_ATTEMPTS {
+            throttle.attempt("dora", start).unwrap();
+        }
+        // The last check took two seconds; the one-second wait starts when it was answered.
+        let answered = start + Duration::from_secs(2);
+        throttle.refused("dora", answered);
+        assert_eq!(throttle.check("dora", answered), Err(Duration::from_secs(1)));
+        assert!(throttle.check("dora", answered + Duration::from_secs(1)).is_ok());
+        // A refusal for a name never counted adds nothing.
+        throttle.refused("eve", answered);
+        assert!(throttle.check("eve", answered).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_are_counted_before_any_is_checked() {
+        let mut throttle = LoginThrottle::default();
+        let start = Instant::now();
+        // A hundred guesses sent at once: only the free ones get to a password check; a success forgets them.
+        let let_through = (0..100).filter(|_| throttle.attempt("alice", start).is_ok()).count();
+        assert_eq!(let_through, usize::try_from(FREE_ATTEMPTS).unwrap() + 1);
+        throttle.succeeded("alice");
+        assert!(throttle.attempt("alice", start).is_ok());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub mod projector;
 pub mod rollout;
 pub mod scheduler;
 pub mod scope;
+pub mod selfservice;
+pub mod version;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -45,6 +47,8 @@ pub struct Bound {
     standing_every: std::time::Duration,
     /// The enrolment service's subscriptions, made at bind.
     requests: issuer::Requests,
+    /// kanade-client's self-service requests, subscribed at bind.
+    selfservice: async_nats::Subscriber,
     /// The backend's NATS connection settings: the system connection of [`Bound::with_security`] shares its URLs
     /// and CA.
     nats_config: kanade_shared::config::NatsConfig,
@@ -71,6 +75,7 @@ impl Backend {
         // Subscribed before the backend is handed out, so requests are answered from the moment it serves (the
         // flush makes sure the broker has the subscriptions when it is up; it waits for nothing when it is not).
         let requests = issuer::subscribe(&nats).await.context("cannot subscribe to enrolment requests")?;
+        let selfservice = selfservice::subscribe(&nats).await.context("cannot subscribe to self-service requests")?;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), nats.flush()).await;
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
@@ -137,6 +142,7 @@ impl Backend {
             perf_retention: config.perf_retention,
             standing_every: scheduler::STANDING_EVERY,
             requests,
+            selfservice,
             nats_config: config.nats,
             setup_token,
         })
@@ -285,6 +291,8 @@ impl Bound {
         let scheduler =
             tokio::spawn(scheduler::Scheduler::new(self.state.clone(), self.standing_every).run(shutdown.clone()));
         let enrollment = tokio::spawn(issuer::answer_requests(self.state.clone(), self.requests, shutdown.clone()));
+        let selfservice =
+            tokio::spawn(selfservice::answer_requests(self.state.clone(), self.selfservice, shutdown.clone()));
         let revocations = self
             .state
             .issuer
@@ -304,6 +312,7 @@ impl Bound {
         let _ = engine.await;
         let _ = scheduler.await;
         let _ = enrollment.await;
+        let _ = selfservice.await;
         if let Some(revocations) = revocations {
             let _ = revocations.await;
         }

@@ -291,14 +291,18 @@ async fn disabling_removing_demoting_and_new_passwords_take_effect_at_the_next_r
     assert_eq!(call(&base, Method::GET, "/api/agents", Some(&otto), None).await.status, 401, "the session ended");
     let otto = login(&base, "otto", PASSWORD).await;
 
-    // A new password ends every session.
+    // An admin's new password (the answer to a stolen account) ends every session and every API token.
     let new_password = "another long passphrase";
     let set =
         call(&base, Method::POST, "/api/users/otto/password", Some(&admin), Some(json!({"password": new_password})))
             .await;
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(call(&base, Method::GET, "/api/agents", Some(&otto), None).await.status, 401);
-    login(&base, "otto", new_password).await;
+    assert_eq!(call(&base, Method::GET, "/api/agents", Some(&api), None).await.status, 401, "the API token ended");
+    let otto = login(&base, "otto", new_password).await;
+    let token = call(&base, Method::POST, "/api/tokens", Some(&otto), Some(json!({"ttl": "2h"}))).await;
+    assert_eq!(token.status, 201, "{}", token.body);
+    let api = token.body["token"].as_str().unwrap().to_owned();
     // Their own change keeps the session that made it and ends the others.
     let first = login(&base, "otto", new_password).await;
     let second = login(&base, "otto", new_password).await;

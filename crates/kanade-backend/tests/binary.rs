@@ -322,3 +322,15 @@ fn a_log_file_that_cannot_be_written_is_refused() {
     command.env("KANADE_AUTH_STATIC_TOKEN", TEST_TOKEN).arg("--config").arg(&config);
     assert_refuses(command, dir.path(), "cannot write logs to", "[log] file under a plain file");
 }
+
+/// `kanade-backend service` outside Windows is the backend in the foreground: it serves, and SIGTERM stops it with
+/// exit 0 (on Windows the same body runs under the service control manager, `kanade_service`).
+#[tokio::test]
+async fn the_service_subcommand_serves_in_the_foreground_here() {
+    let nats = NatsServer::start();
+    kanade_testkit::connect(&nats.url()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = backend(&nats, dir.path());
+    command.arg("service");
+    serves_then_stops(command, dir.path(), "kanade-backend service").await;
+}

@@ -240,7 +240,7 @@ async fn agents_and_results_scenario(database_url: Option<String>) {
         assert_eq!(agent["hostname"], format!("{pc_id}.test"), "{agent}");
         assert_eq!(agent["os"], std::env::consts::OS, "{agent}");
         assert_eq!(agent["arch"], std::env::consts::ARCH, "{agent}");
-        assert_eq!(agent["agent_version"], kanade_agent::VERSION, "{agent}");
+        assert_eq!(agent["agent_version"], kanade_agent::BUILD_VERSION, "{agent}");
         assert_eq!(agent["groups"], serde_json::json!([group]), "{agent}");
         let last_seen = millis_of(&agent["last_seen"], "last_seen").expect("last_seen");
         let first_seen = millis_of(&agent["first_seen"], "first_seen").expect("first_seen");

@@ -497,17 +497,25 @@ async fn once_per_version_fires_each_version_once_and_once_per_pc_follows_the_jo
     create_job(&backend, &job("vpn", "1")).await;
     create_schedule(&backend, "id: tool\njob: agent-tool\nmode: once_per_version\ntarget: {groups: [lab]}\n").await;
     create_schedule(&backend, "id: vpn\njob: vpn\nmode: once_per_pc\ntarget: {groups: [lab]}\n").await;
+    // Waits until the log holds exactly `wanted`; a failure shows what it held instead.
     let ran = |wanted: &'static [&'static str]| {
         let log = log.clone();
         async move {
-            eventually(&format!("runs {wanted:?}"), PATIENCE, || async {
+            let deadline = std::time::Instant::now() + PATIENCE;
+            loop {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let mut seen: Vec<String> =
                     text.lines().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
                 seen.sort();
-                (seen == wanted).then_some(text)
-            })
-            .await
+                if seen == wanted {
+                    return text;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "runs {wanted:?} after {PATIENCE:?}; the log holds:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     };
     ran(&["agent-tool 1", "vpn 1"]).await;

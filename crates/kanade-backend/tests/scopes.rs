@@ -453,6 +453,13 @@ async fn lists_show_a_scoped_operator_only_its_groups(on_postgres: bool) {
     assert_eq!(status, 200, "the fleet reads a lab result's output");
     let (status, _) = backend.send(Method::GET, &result_of("office-1"), OLIVE, None).await;
     assert_eq!(status, 200, "olive reads an office result's output");
+    // Lists that show every PC whatever their filter (the audit trail, enrolments, enrolment tokens) are the fleet's.
+    for path in ["/api/audit", "/api/audit/chain", "/api/enrollments", "/api/enroll/tokens"] {
+        let (status, body) = backend.send(Method::GET, path, OLIVE, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (403, Some("out_of_scope")), "{path}: {body}");
+        let (status, body) = backend.send(Method::GET, path, alice, None).await;
+        assert_ne!(status, 403, "{path} as alice: {body}");
+    }
     backend.stop().await;
 }
 
@@ -537,6 +544,18 @@ async fn a_scoped_operator_fires_approves_kills_and_schedules_only_within_its_gr
     let deploy = json!({ "manifest": manifest("office-only", "target:\n  groups: [office]\n") });
     let (status, body) = backend.send(Method::POST, "/api/deploy", OLIVE, Some(&deploy)).await;
     assert_eq!(status, 201, "{body}");
+
+    // A stored job is no one's, and a fleet-wide schedule fires whatever the catalogue holds: a scoped operator
+    // replaces (by create or by deploy) and deletes none that exists; the job stays as it was.
+    let replace = json!({ "manifest": manifest("patch", "") });
+    let (status, body) = backend.send(Method::POST, "/api/jobs", OLIVE, Some(&replace)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("out_of_scope")), "{body}");
+    let (status, body) = backend.send(Method::POST, "/api/deploy", OLIVE, Some(&deploy)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("out_of_scope")), "a second deploy: {body}");
+    let (status, body) = backend.send(Method::DELETE, "/api/jobs/patch", OLIVE, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("out_of_scope")), "{body}");
+    let (status, _) = backend.send(Method::GET, "/api/jobs/patch", alice, None).await;
+    assert_eq!(status, 200, "a refused delete deletes nothing");
 
     // Revoking a job stops it on every PC: the fleet's to do.
     let (status, body) = backend.send(Method::POST, "/api/jobs/patch/revoke", OLIVE, None).await;

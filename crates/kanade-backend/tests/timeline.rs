@@ -96,7 +96,7 @@ async fn agent_start_scenario(database_url: Option<String>) {
     .await;
     assert_eq!(kinds(&items), ["agent_started"], "{items:?}");
     assert_eq!(items[0]["pc_id"], "pc-start");
-    assert_eq!(items[0]["details"], json!({ "version": kanade_agent::VERSION, "after_update": false }));
+    assert_eq!(items[0]["details"], json!({ "version": kanade_agent::BUILD_VERSION, "after_update": false }));
     let at = DateTime::parse_from_rfc3339(items[0]["at"].as_str().expect("at")).expect("RFC 3339");
     let recorded = DateTime::parse_from_rfc3339(items[0]["recorded_at"].as_str().expect("recorded_at")).expect("time");
     assert!(at <= recorded, "{items:?}");

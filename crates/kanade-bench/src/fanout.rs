@@ -373,7 +373,8 @@ async fn raw_runs(
     let mut raw_command = tokio::process::Command::new(bin.join("kanade-bench"));
     raw_command.args(["raw-agents", "--nats-url", url, "--count", &n.to_string()]);
     raw_command.args(["--connections", &connections.to_string()]);
-    raw_command.args(kanade_testkit::fleet().simulator_args());
+    // The raw reference checks no signatures: the simulator's credential, without its trust root.
+    raw_command.args(kanade_testkit::fleet().nats_args(kanade_ops::security::SIMULATOR_CREDS));
     let mut raw_agents = Proc::spawn(raw_command, &dir.join("raw.log"))?;
     raw_agents.ready_line(Duration::from_secs(300)).await?;
     let projector = raw::Projector::start(js, &dir.join("raw.db")).await?;

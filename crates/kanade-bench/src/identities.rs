@@ -529,6 +529,8 @@ pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
             enroll_token: None,
             bootstrap_creds: None,
             trust_root: Some(kanade_testkit::fleet().trust_root()),
+            run_as_user: None,
+            client_socket: None,
             pc_id: pc,
         };
         let parts = kanade_agent::Parts {
@@ -549,6 +551,7 @@ pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
             ),
             perf: kanade_agent::perf::Source::Synthetic(kanade_agent::perf::synthetic::SyntheticHost::new()),
             renewal,
+            client_desk: None,
         };
         // Never cancelled: the benchmark kills this process.
         let task = kanade_agent::serve(config, parts, Default::default());

@@ -7,7 +7,8 @@
 //! `kanade-bench schedules` (`schedules`): schedules at 10,000 agents — timed fires against firing by hand, the idle
 //! leader, once-per-PC with PCs that join later (BENCHMARKS.md); `kanade-bench identities` (`identities`): what
 //! every agent having its own NATS connection and credential costs the broker, against agents sharing the
-//! simulator's (BENCHMARKS.md). This file parses the flags and dispatches.
+//! simulator's (BENCHMARKS.md); `kanade-bench signatures` (`signatures`): what a signed command costs its signer and each
+//! agent, per message (BENCHMARKS.md). This file parses the flags and dispatches.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -16,10 +17,12 @@ mod fanout;
 mod identities;
 mod inventory;
 mod lists;
+mod output;
 mod perf;
 mod procs;
 mod raw;
 mod schedules;
+mod signatures;
 mod stats;
 mod sync;
 
@@ -48,6 +51,11 @@ enum Cli {
     /// Per-agent NATS identities: N agents each on its own connection with its own credential, against the same
     /// agents sharing a few connections with the simulator's credential (connect time, broadcast, broker CPU and RSS).
     Identities(identities::IdentitiesArgs),
+    /// Signed commands per message: signing, and an agent's read and check, against decoding the command's JSON.
+    Signatures(signatures::SignaturesArgs),
+    /// A script's output decoded as the agent decodes it (UTF-8, else the OEM code page), per MiB, against
+    /// `String::from_utf8_lossy`.
+    Output(output::OutputArgs),
     /// (Internal) the agents of `identities`, run as their own process.
     #[command(hide = true)]
     IdentityAgents(identities::AgentsArgs),
@@ -83,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     if matches!(cli, Cli::ProcReader) {
         perf::proc_reader();
     }
-    if !matches!(cli, Cli::RawAgents { .. } | Cli::IdentityAgents(_)) {
+    if !matches!(cli, Cli::RawAgents { .. } | Cli::IdentityAgents(_) | Cli::Signatures(_)) {
         kanade_testkit::use_nats_server_binary(procs::obtain_nats_server()?);
     }
     let runtime = tokio::runtime::Runtime::new()?;
@@ -97,6 +105,8 @@ fn main() -> anyhow::Result<()> {
         Cli::Perf(args) => perf::main(args, &runtime),
         Cli::Schedules(args) => schedules::main(args, &runtime),
         Cli::Identities(args) => identities::main(args, &runtime),
+        Cli::Signatures(args) => signatures::main(args),
+        Cli::Output(args) => output::main(args),
         Cli::IdentityAgents(args) => runtime.block_on(identities::agents(args)),
         Cli::ProcReader => unreachable!("handled before the runtime starts"),
         Cli::Fanout(args) => {

@@ -33,7 +33,9 @@ pub struct Bins {
 }
 
 /// Builds the agent and backend binaries once per test process (a no-op when `cargo test` built them already)
-/// and returns where they are: the same target dir and profile as the running test.
+/// and returns where they are: the same target dir and profile as the running test. The whole workspace's bins, as
+/// `cargo test --workspace` and the sandbox build them: `-p kanade-agent -p kanade-backend` alone unifies features
+/// differently, recompiles tokio, sqlx and axum for a minute, and swaps the binaries under tests running beside it.
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
@@ -43,7 +45,7 @@ pub fn bins() -> &'static Bins {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--locked", "-p", "kanade-agent", "-p", "kanade-backend", "--bins"]).current_dir(&root);
+        build.args(["build", "--locked", "--workspace", "--bins"]).current_dir(&root);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
@@ -147,22 +149,11 @@ impl Backend {
         assert!(self.child.is_none(), "the backend is running");
         let mut command = Command::new(&bins().backend);
         command
-            .env("KANADE_LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
-            .env("KANADE_NATS_URL", &self.nats)
-            .envs(kanade_testkit::fleet().backend_env())
-            .env("KANADE_AUTH_STATIC_TOKEN", TOKEN)
-            .env("KANADE_BACKEND_DATA_DIR", self.dir.path())
-            .env("KANADE_LOG", "info")
             // Only what the test says: a database URL or instance id in the test's own environment is not ours.
             .env_remove("KANADE_DATABASE_URL")
             .env_remove("DATABASE_URL")
-            .env_remove("KANADE_BACKEND_INSTANCE");
-        if let Some(url) = &self.options.database_url {
-            command.env("KANADE_DATABASE_URL", url);
-        }
-        if let Some(instance) = &self.options.instance {
-            command.env("KANADE_BACKEND_INSTANCE", instance);
-        }
+            .env_remove("KANADE_BACKEND_INSTANCE")
+            .envs(self.service_env());
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -175,6 +166,30 @@ impl Backend {
             response.status().is_success().then_some(())
         })
         .await;
+    }
+
+    /// The environment it runs with (as a service manager's environment file would give it).
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            ("KANADE_LISTEN_ADDR".into(), format!("127.0.0.1:{}", self.port)),
+            ("KANADE_NATS_URL".into(), self.nats.clone()),
+            ("KANADE_AUTH_STATIC_TOKEN".into(), TOKEN.into()),
+            ("KANADE_BACKEND_DATA_DIR".into(), self.dir.path().display().to_string()),
+            ("KANADE_LOG".into(), "info".into()),
+        ];
+        env.extend(kanade_testkit::fleet().backend_env().map(|(k, v)| (k.to_owned(), v.display().to_string())));
+        if let Some(url) = &self.options.database_url {
+            env.push(("KANADE_DATABASE_URL".into(), url.clone()));
+        }
+        if let Some(instance) = &self.options.instance {
+            env.push(("KANADE_BACKEND_INSTANCE".into(), instance.clone()));
+        }
+        env
+    }
+
+    /// Its base URL, `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        self.url("")
     }
 
     /// SIGKILL: no shutdown, no final flush.
@@ -322,18 +337,26 @@ pub struct Agent {
     dir: TempDir,
     nats: String,
     groups: String,
+    /// More environment for the agent (and so for its scripts).
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Agent {
     pub fn start(nats: &str, pc: &str, groups: &str) -> Self {
+        Self::start_with_env(nats, pc, groups, Vec::new())
+    }
+
+    /// Like [`Agent::start`], with `env` added to the agent's environment (its scripts inherit it).
+    pub fn start_with_env(nats: &str, pc: &str, groups: &str, env: Vec<(String, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join("agent.toml"),
             "[agent]\ncatch_up_jitter = \"500ms\"\nheartbeat_interval = \"1s\"\n",
         )
         .expect("write agent.toml");
-        let mut agent = Self { pc: pc.to_owned(), dir, nats: nats.to_owned(), groups: groups.to_owned(), child: None };
+        let mut agent =
+            Self { pc: pc.to_owned(), dir, nats: nats.to_owned(), groups: groups.to_owned(), env, child: None };
         agent.start_again();
         agent
     }
@@ -352,8 +375,11 @@ impl Agent {
             .env("KANADE_AGENT_GROUPS", &self.groups)
             .env("KANADE_NATS_URL", &self.nats)
             .env("KANADE_AGENT_DATA_DIR", self.dir.path().join("data"))
+            // Many agents share this machine; none of them serves kanade-client.
+            .env("KANADE_CLIENT_SOCKET", "off")
             .env("KANADE_FAULT_RUNS", self.runs_file())
             .env("KANADE_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_to(&self.dir.path().join("agent.log")))

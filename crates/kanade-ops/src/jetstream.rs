@@ -175,8 +175,70 @@ async fn reconcile(
     if changed.is_empty() {
         return Ok(Some(Action::Unchanged));
     }
-    js.update_stream(config).await.map_err(|err| fail(kind, stream_name, err))?;
-    Ok(Some(Action::Updated(changed)))
+    let taken = fit_to_broker(stream_name, config, |config| async { js.update_stream(config).await })
+        .await
+        .map_err(|err| fail(kind, stream_name, err))?;
+    // A cap the broker could not take in full may end where it already was: then nothing changed.
+    let changed = owned_with_cap(owned, taken.max_bytes).apply(&mut stream.cached_info().config.clone());
+    Ok(Some(if changed.is_empty() { Action::Unchanged } else { Action::Updated(changed) }))
+}
+
+/// The smallest size cap [`fit_to_broker`] goes down to: below it a stream could not buffer even minutes of a large
+/// fleet's traffic, and the broker needs more disk instead.
+pub const MIN_STREAM_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Creates or updates a stream with `config` (`put`); when the broker cannot reserve the stream's size cap (a
+/// broker's store defaults to 75% of the disk that was free when it started, so a small or full disk refuses a
+/// 4 GiB `PERF`), halves the cap until the broker can, down to [`MIN_STREAM_BYTES`], and says so. A buffer smaller
+/// than planned only means that a backend away for long loses the oldest messages sooner; refusing to start would
+/// lose them all. Returns the config the broker took.
+async fn fit_to_broker<F, Fut, T>(
+    name: &str,
+    mut config: stream::Config,
+    mut put: F,
+) -> Result<stream::Config, jetstream::context::CreateStreamError>
+where
+    F: FnMut(stream::Config) -> Fut,
+    Fut: std::future::Future<Output = Result<T, jetstream::context::CreateStreamError>>,
+{
+    let wanted = config.max_bytes;
+    loop {
+        match put(config.clone()).await {
+            Ok(_) => {
+                if config.max_bytes != wanted {
+                    tracing::warn!(
+                        stream = name,
+                        wanted,
+                        capped = config.max_bytes,
+                        "the broker cannot reserve this stream's size cap, so it keeps a smaller buffer (give \
+                         nats-server more disk or a larger jetstream max_file_store, then run setup again)"
+                    );
+                }
+                return Ok(config);
+            }
+            Err(err) if is_storage_refusal(&err) && config.max_bytes / 2 >= MIN_STREAM_BYTES => config.max_bytes /= 2,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// The broker has not the storage that a stream's size cap asks it to reserve.
+fn is_storage_refusal(err: &jetstream::context::CreateStreamError) -> bool {
+    use jetstream::ErrorCode;
+    matches!(
+        err.kind(),
+        jetstream::context::CreateStreamErrorKind::JetStream(inner)
+            if [ErrorCode::STORAGE_RESOURCES_EXCEEDED, ErrorCode::INSUFFICIENT_RESOURCES].contains(&inner.error_code())
+    )
+}
+
+/// `owned` with the size cap the broker could reserve.
+fn owned_with_cap(owned: &Owned, max_bytes: i64) -> Owned {
+    let mut owned = owned.clone();
+    if owned.max_bytes > 0 {
+        owned.max_bytes = max_bytes;
+    }
+    owned
 }
 
 fn is_not_found(err: &jetstream::context::GetStreamError) -> bool {
@@ -203,7 +265,9 @@ pub async fn setup(js: &jetstream::Context, replicas: usize) -> Result<Vec<Chang
                     ..Default::default()
                 };
                 owned.apply(&mut config);
-                js.create_stream(config).await.map_err(|err| fail(Kind::Stream, spec.name, err))?;
+                fit_to_broker(spec.name, config, |config| async { js.create_stream(config).await })
+                    .await
+                    .map_err(|err| fail(Kind::Stream, spec.name, err))?;
                 Action::Created
             }
         };

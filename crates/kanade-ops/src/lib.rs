@@ -13,6 +13,7 @@ pub mod control;
 pub mod jetstream;
 pub mod logs;
 pub mod nats;
+pub mod notify;
 pub mod objects;
 pub mod release;
 pub mod schedules;

@@ -63,7 +63,14 @@ pub fn inspect(bytes: &[u8]) -> Result<BinaryInfo, OpsError> {
                 )));
             }
             (_, Some(marked)) => marked,
-            (Some(resource), None) => resource,
+            // Every agent checks the marker of what it is asked to run as (`kanade_agent::version`): without one,
+            // every agent would refuse this binary after it was published.
+            (Some(resource), None) => {
+                return Err(invalid(format!(
+                    "a Windows executable with VERSIONINFO {resource} but no kanade version marker: not a kanade \
+                     agent (every agent would refuse it)"
+                )));
+            }
             (None, None) => {
                 return Err(invalid("no VERSIONINFO resource and no kanade version marker: not a kanade agent"));
             }
@@ -76,9 +83,10 @@ pub fn inspect(bytes: &[u8]) -> Result<BinaryInfo, OpsError> {
     Ok(BinaryInfo { version, os, arch })
 }
 
-/// `1.2.3` and `1.2.3.0` are the same version (VERSIONINFO always has four parts).
+/// Whether the VERSIONINFO file version `resource` is the one the agent's build embeds for `marked`
+/// (`kanade_shared::file_version`: `1.2.3` as 1.2.3.0, `1.4.0-rc.2` as 1.4.0.0, flagged pre-release).
 fn same_version(resource: &str, marked: &str) -> bool {
-    resource == marked || resource.strip_suffix(".0") == Some(marked)
+    kanade_shared::file_version::file_version(marked).is_some_and(|embedded| embedded.to_string() == resource)
 }
 
 fn marker_version(bytes: &[u8]) -> Result<Option<String>, OpsError> {
@@ -170,8 +178,12 @@ mod tests {
     }
 
     #[test]
-    fn four_part_resource_versions_match_three_part_markers() {
-        assert!(same_version("1.2.3.0", "1.2.3") && !same_version("1.2.4.0", "1.2.3"));
+    fn resource_versions_match_the_markers_they_were_built_from() {
+        // `fixed_file_version` writes a zero build word as three parts.
+        assert!(same_version("1.2.3", "1.2.3") && !same_version("1.2.4", "1.2.3"));
+        assert!(same_version("1.4.0", "1.4.0-rc.2"), "a pre-release keeps its numbers");
+        assert!(same_version("1.2.3.4", "1.2.3.4") && !same_version("1.2.3", "1.2.3.4"));
+        assert!(!same_version("1.2.3", "not-a-version"));
     }
 
     /// A minimal 64-bit Windows executable with one `.rsrc` section holding a `VERSIONINFO` resource of
@@ -256,13 +268,18 @@ mod tests {
 
     #[test]
     fn a_windows_exe_is_read_through_its_versioninfo_resource() {
+        // VERSIONINFO alone is some other program's: every agent would refuse to run as it.
         let plain = pe_with_version([0, 43, 2, 0], b"");
-        assert_eq!(inspect(&plain).unwrap(), BinaryInfo { version: "0.43.2".into(), os: "windows", arch: "x86_64" });
-        let four = pe_with_version([1, 2, 3, 4], b"");
-        assert_eq!(inspect(&four).unwrap().version, "1.2.3.4");
+        let err = inspect(&plain).unwrap_err().to_string();
+        assert!(err.contains("VERSIONINFO 0.43.2 but no kanade version marker"), "{err}");
         // With the agent's own marker too: they must agree.
         let marked = pe_with_version([0, 43, 2, 0], &[MARKER_PREFIX, b"0.43.2\0"].concat());
-        assert_eq!(inspect(&marked).unwrap().version, "0.43.2");
+        assert_eq!(inspect(&marked).unwrap(), BinaryInfo { version: "0.43.2".into(), os: "windows", arch: "x86_64" });
+        let four = pe_with_version([1, 2, 3, 4], &[MARKER_PREFIX, b"1.2.3.4\0"].concat());
+        assert_eq!(inspect(&four).unwrap().version, "1.2.3.4");
+        // A pre-release's VERSIONINFO has its numbers only; the marker has the whole version.
+        let rc = pe_with_version([1, 4, 0, 0], &[MARKER_PREFIX, b"1.4.0-rc.2\0"].concat());
+        assert_eq!(inspect(&rc).unwrap().version, "1.4.0-rc.2");
         let mislabelled = pe_with_version([0, 43, 2, 0], &[MARKER_PREFIX, b"0.44.0\0"].concat());
         let err = inspect(&mislabelled).unwrap_err().to_string();
         assert!(err.contains("VERSIONINFO resource says 0.43.2 but the embedded marker says 0.44.0"), "{err}");

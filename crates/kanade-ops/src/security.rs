@@ -358,14 +358,7 @@ fn first_trust_list(
 ) -> Result<SignedTrustList, SecurityError> {
     let now = chrono::Utc.timestamp_opt(now, 0).single().unwrap_or_else(chrono::Utc::now);
     let backend_name = Actor::new(BACKEND_KEY_NAME).expect("`backend` is a valid actor");
-    let entry = |name: Actor, key: PublicKey, role: Role| TrustedKey {
-        name,
-        key,
-        role,
-        scope: GroupScope::Fleet,
-        revoked: false,
-        added_at: now,
-    };
+    let entry = |name: Actor, key: PublicKey, role: Role| TrustedKey::new(name, key, role, GroupScope::Fleet, now);
     let mut keys = vec![entry(backend_name, *backend, Role::Operator)];
     if let Some(admin) = admin {
         keys.push(entry(admin.name.clone(), admin.key, Role::Admin));

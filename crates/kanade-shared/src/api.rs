@@ -1011,6 +1011,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bodies_with_passwords_never_show_them_when_logged() {
+        let login = LoginBody { name: "alice".into(), password: "hunter2-hunter2".into(), totp: None, cookie: true };
+        let shown = format!("{login:?}");
+        assert!(shown.contains("alice") && !shown.contains("hunter2"), "{shown}");
+        let own = OwnPasswordBody { current_password: "old-secret-1".into(), password: "new-secret-2".into() };
+        assert!(!format!("{own:?}").contains("secret"));
+    }
+
+    #[test]
     fn every_error_code_serialises_as_its_name() {
         // The list a client can branch on; `as_str` and serde must never disagree.
         for &code in ErrorCode::ALL {
@@ -1620,9 +1629,26 @@ pub struct AgentGroupsBody {
 
 // ---- Operator accounts: `/api/setup`, `/api/login`, `/api/refresh`, `/api/logout`, `/api/users`, `/api/tokens` ----
 
+/// `Debug` for a body that carries a password or a token: its name and the fields that are not secret, so a logged
+/// request never shows one.
+macro_rules! debug_without_secrets {
+    ($ty:ident { $($shown:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))$(.field(stringify!($shown), &self.$shown))*.finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+debug_without_secrets!(SetupBody { name });
+debug_without_secrets!(LoginBody { name, cookie });
+debug_without_secrets!(PasswordBody {});
+debug_without_secrets!(OwnPasswordBody {});
+
 /// `POST /api/setup`: the first admin, made with the setup token a backend with no user prints at start. Accepted
 /// only while no user exists; the token is spent by it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupBody {
     /// `kanade_setup_...`, as the backend printed it.
@@ -1634,7 +1660,7 @@ pub struct SetupBody {
 }
 
 /// `POST /api/login`: a name and password (and the TOTP code, for an account that has one).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     pub name: String,
@@ -1735,15 +1761,15 @@ pub struct UsersQuery {
     pub cursor: Option<String>,
 }
 
-/// `POST /api/users/{name}/password`: an admin sets a user's password; every session of the user ends.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// `POST /api/users/{name}/password`: an admin sets a user's password; every session and API token of the user ends.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     pub password: String,
 }
 
 /// `POST /api/session/password`: the signed-in user changes their own password; their other sessions end.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnPasswordBody {
     pub current_password: String,

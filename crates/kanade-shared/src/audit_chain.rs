@@ -481,7 +481,10 @@ impl Verifier {
             Some(prev) if prev.hash == event.prev_hash => {}
             Some(prev) => {
                 let silence = event.at_ms.saturating_sub(prev.at_ms);
-                if event.prev_hash == GENESIS && silence >= self.restart_after_ms {
+                // A writer starts over when the event before its own aged out of the stream: after a long enough
+                // silence, and at the very next sequence (the stream's sequences carry on), so a restart cannot
+                // hide removed events.
+                if event.prev_hash == GENESIS && silence >= self.restart_after_ms && seq == prev.seq.saturating_add(1) {
                     self.report.restarts += 1;
                 } else {
                     let kind =
@@ -1039,6 +1042,12 @@ mod tests {
         seal(&mut soon, GENESIS);
         entries[2] = (3, Entry::Event(Chained::from(&soon)));
         assert_eq!(check(&entries).first_break.unwrap().kind, BreakKind::BrokenLink);
+        // A long silence cannot cover removed events: the restart must come at the very next sequence.
+        let mut after_removed = event(5, GENESIS);
+        after_removed.at += chrono::Duration::days(400);
+        seal(&mut after_removed, GENESIS);
+        entries[2] = (5, Entry::Event(Chained::from(&after_removed)));
+        assert_eq!(check(&entries).first_break.unwrap().kind, BreakKind::Missing);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod keys;
 pub mod signature;
 pub mod trust;
 
-pub use check::{Act, Agent, Refusal, authorise};
+pub use check::{Act, Agent, Approval, Refusal, authorise};
 pub use keys::{KeyError, PublicKey, SigningKey};
 pub use signature::{Signature, SignatureError};
 pub use trust::{SignedTrustList, TrustError, TrustList, TrustedKey};

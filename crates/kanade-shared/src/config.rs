@@ -78,6 +78,21 @@ impl EnvSource for ProcessEnv {
     }
 }
 
+/// The process environment, and beneath it values kept elsewhere for this process (a Windows service's secrets in
+/// the registry): a variable set to something other than the empty string in the environment wins.
+pub struct EnvWithFallback {
+    pub fallback: HashMap<String, String>,
+}
+
+impl EnvSource for EnvWithFallback {
+    fn var(&self, name: &str) -> Option<String> {
+        match std::env::var(name) {
+            Ok(value) if !value.is_empty() => Some(value),
+            set => self.fallback.get(name).cloned().or(set.ok()),
+        }
+    }
+}
+
 impl EnvSource for HashMap<String, String> {
     fn var(&self, name: &str) -> Option<String> {
         self.get(name).cloned()
@@ -359,9 +374,25 @@ impl LogConfig {
     /// Installs the process's log subscriber: stderr, or the daily rolling files `file` stands for
     /// ([`LogConfig::rolling`], the newest [`LOG_FILES_KEPT`] kept). The one way the agent and the backend log.
     pub fn init_tracing(&self) -> Result<(), String> {
+        self.init_tracing_with(None::<tracing_subscriber::layer::Identity>)
+    }
+
+    /// [`LogConfig::init_tracing`] with one more layer beside the log, when there is one: a Windows service's Event
+    /// Log (`kanade_service::event_log_layer`). It sees the events the level lets through.
+    pub fn init_tracing_with<L>(&self, extra: Option<L>) -> Result<(), String>
+    where
+        L: tracing_subscriber::Layer<
+                tracing_subscriber::layer::Layered<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
         let filter = tracing_subscriber::EnvFilter::try_new(&self.level)
             .map_err(|err| format!("log.level: `{}` is not a log filter ({err})", self.level))?;
-        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        let base = tracing_subscriber::registry().with(filter).with(extra);
+        let log = tracing_subscriber::fmt::layer();
         match self.rolling() {
             Some(files) => {
                 let dir = &files.dir;
@@ -374,13 +405,11 @@ impl LogConfig {
                     .max_log_files(LOG_FILES_KEPT)
                     .build(dir)
                     .map_err(|err| cannot(&err))?;
-                builder.with_writer(files).with_ansi(false).init();
+                base.with(log.with_writer(files).with_ansi(false)).init();
             }
             None => {
-                builder
-                    .with_writer(std::io::stderr)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .init();
+                let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                base.with(log.with_writer(std::io::stderr).with_ansi(ansi)).init();
             }
         }
         Ok(())
@@ -527,6 +556,23 @@ pub struct AgentConfig {
     /// agent takes only trust lists it signed, and obeys only commands signed by a key in such a list. Without it
     /// the agent refuses every command.
     pub trust_root: Option<crate::authority::PublicKey>,
+    /// The account a `run_as: user` script runs as (`agent.run_as_user`, `KANADE_RUN_AS_USER`); unset, the user
+    /// signed in at the PC's screen. Unix only; an account name, not root.
+    pub run_as_user: Option<String>,
+    /// Where kanade-client reaches the agent (`agent.client_socket`, `KANADE_CLIENT_SOCKET`): a Unix socket path,
+    /// by default [`crate::client_ipc::DEFAULT_SOCKET`]; `off` (or empty) for none. On Windows the agent listens on
+    /// the named pipe [`crate::client_ipc::PIPE_NAME`] unless this is `off`.
+    pub client_socket: Option<PathBuf>,
+}
+
+/// Whether `name` is an account name as `useradd` takes them (and nothing that could surprise a lookup): letters,
+/// digits, `.`, `_`, `-`, a trailing `$`; not starting with `-`; at most 32 bytes.
+pub fn is_account_name(name: &str) -> bool {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    !body.is_empty()
+        && name.len() <= 32
+        && !body.starts_with('-')
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// What the agent samples of its host's performance, and how often.
@@ -596,6 +642,8 @@ struct AgentSection {
     enroll_token: Option<String>,
     bootstrap_creds: Option<PathBuf>,
     trust_root: Option<String>,
+    run_as_user: Option<String>,
+    client_socket: Option<String>,
 }
 
 impl AgentConfig {
@@ -698,6 +746,34 @@ impl AgentConfig {
                 })?),
                 None => None,
             };
+        let run_as_user =
+            match env_first(env, &["KANADE_RUN_AS_USER"]).or(agent.run_as_user.map(|u| ("agent.run_as_user", u))) {
+                Some((_, user)) if user.trim().is_empty() => None,
+                Some((key, user)) if !is_account_name(user.trim()) || user.trim() == "root" => {
+                    return Err(invalid(
+                        key,
+                        crate::ids::shorten(&user),
+                        "must be an account name (letters, digits, `.`, `_`, `-`; at most 32) other than root",
+                    ));
+                }
+                Some((_, user)) => Some(user.trim().to_owned()),
+                None => None,
+            };
+        let client_socket = match env_first(env, &["KANADE_CLIENT_SOCKET"])
+            .or(agent.client_socket.map(|s| ("agent.client_socket", s)))
+        {
+            None => Some(PathBuf::from(crate::client_ipc::DEFAULT_SOCKET)),
+            Some((_, raw)) if raw.trim().is_empty() || raw.trim().eq_ignore_ascii_case("off") => None,
+            Some((key, raw)) if !Path::new(raw.trim()).is_absolute() || raw.len() > 100 || raw.contains('\0') => {
+                // 108 bytes is the most a Unix socket address holds; a relative path would depend on the service's cwd.
+                return Err(invalid(
+                    key,
+                    crate::ids::shorten(&raw),
+                    "must be an absolute path of at most 100 bytes, or `off`",
+                ));
+            }
+            Some((_, raw)) => Some(PathBuf::from(raw.trim())),
+        };
         let base = path.and_then(Path::parent);
         let bootstrap_creds = match env_first(env, &["KANADE_BOOTSTRAP_CREDS"]) {
             Some((_, p)) => Some(PathBuf::from(p)),
@@ -741,6 +817,8 @@ impl AgentConfig {
             enroll_token,
             bootstrap_creds,
             trust_root,
+            run_as_user,
+            client_socket,
         })
     }
 }
@@ -784,6 +862,16 @@ mod tests {
     use super::*;
 
     /// The environment `pairs` give, with a CA unless they name one (every connection needs one).
+    #[test]
+    fn the_environment_wins_over_a_fallback_that_fills_what_it_leaves_unset() {
+        let fallback: HashMap<String, String> =
+            [("KANADE_TEST_SURELY_UNSET_VAR", "kept"), ("PATH", "not this")].map(|(k, v)| (k.into(), v.into())).into();
+        let env = EnvWithFallback { fallback };
+        assert_eq!(env.var("KANADE_TEST_SURELY_UNSET_VAR").as_deref(), Some("kept"));
+        assert_eq!(env.var("PATH"), std::env::var("PATH").ok());
+        assert_eq!(env.var("KANADE_TEST_OTHER_UNSET_VAR"), None);
+    }
+
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         let mut env: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         env.entry("KANADE_NATS_CA".to_owned()).or_insert_with(|| "/etc/kanade/ca.pem".to_owned());
@@ -1082,6 +1170,37 @@ mod tests {
         assert_eq!(agent.inventory, InventoryConfig::default());
         assert_eq!(agent.nats.urls, [DEFAULT_NATS_URL]);
         assert_eq!(agent.trust_root, None, "commented out in the example");
+    }
+
+    #[test]
+    fn the_client_socket_is_an_absolute_path_the_default_or_off() {
+        let load = |vars: &[(&str, &str)]| AgentConfig::load(None, &env(vars), "h");
+        assert_eq!(load(&[]).unwrap().client_socket, Some(PathBuf::from(crate::client_ipc::DEFAULT_SOCKET)));
+        assert_eq!(load(&[("KANADE_CLIENT_SOCKET", "off")]).unwrap().client_socket, None);
+        assert_eq!(load(&[("KANADE_CLIENT_SOCKET", " ")]).unwrap().client_socket, None);
+        assert_eq!(load(&[("KANADE_CLIENT_SOCKET", "/tmp/k.sock")]).unwrap().client_socket, Some("/tmp/k.sock".into()));
+        for bad in ["relative.sock", &format!("/{}", "x".repeat(120)), "/a\0b"] {
+            let err = load(&[("KANADE_CLIENT_SOCKET", bad)]).unwrap_err().to_string();
+            assert!(err.contains("KANADE_CLIENT_SOCKET") && err.contains("absolute path"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_run_as_user_account_is_a_plain_name_other_than_root() {
+        let agent = AgentConfig::load(None, &env(&[("KANADE_RUN_AS_USER", " kiosk ")]), "h").unwrap();
+        assert_eq!(agent.run_as_user.as_deref(), Some("kiosk"));
+        assert_eq!(AgentConfig::load(None, &env(&[]), "h").unwrap().run_as_user, None);
+        let long = "x".repeat(10_000);
+        for bad in ["root", "-rf", "a b", "../etc", "a:b", long.as_str()] {
+            let err = AgentConfig::load(None, &env(&[("KANADE_RUN_AS_USER", bad)]), "h").unwrap_err().to_string();
+            assert!(err.contains("KANADE_RUN_AS_USER") && err.len() < 400, "{bad}: {err}");
+        }
+        for good in ["alice", "bob.smith", "svc_1", "host$", "a-b"] {
+            assert!(is_account_name(good), "{good}");
+        }
+        for bad in ["", "-x", "$", "ä", &"x".repeat(33)] {
+            assert!(!is_account_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -153,6 +153,12 @@ id_type!(
 );
 
 id_type!(
+    /// A notification an operator sent to PCs' users (`kanade notify`).
+    NoticeId,
+    "notice id"
+);
+
+id_type!(
     /// The kind of an inventory record (`hardware`, `software`, ...).
     InventoryKind,
     "inventory kind"
@@ -202,6 +208,13 @@ impl Actor {
 
 impl ExecId {
     /// A fresh, time-ordered exec id (a UUIDv7 in lowercase hex with dashes).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().hyphenated().to_string())
+    }
+}
+
+impl NoticeId {
+    /// A fresh, time-ordered notice id (a UUIDv7, as exec ids are).
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().hyphenated().to_string())
     }

@@ -6,8 +6,10 @@ pub mod access;
 pub mod api;
 pub mod audit_chain;
 pub mod authority;
+pub mod client_ipc;
 pub mod config;
 pub mod enroll;
+pub mod file_version;
 pub mod ids;
 pub mod inventory;
 pub mod layered;
@@ -21,4 +23,4 @@ pub mod subject;
 pub mod waves;
 pub mod wire;
 
-pub use ids::{Action, Actor, ExecId, GroupName, IdError, InventoryKind, JobId, PcId, ResultId};
+pub use ids::{Action, Actor, ExecId, GroupName, IdError, InventoryKind, JobId, NoticeId, PcId, ResultId};

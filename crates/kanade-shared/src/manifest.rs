@@ -61,6 +61,133 @@ pub struct ManifestFile {
     /// counted across the fleet.
     #[serde(default)]
     pub inventory: Option<InventoryFile>,
+    /// This job as the PCs' users see it in kanade-client: in the self-service catalogue of the PCs it targets,
+    /// which a user may start there; with `consent`, a run an operator fires waits on each PC for its user (run now,
+    /// or later up to the limits), and runs at the deadline whatever the answer.
+    #[serde(default)]
+    pub client: Option<ClientFile>,
+}
+
+/// A job's `client:` block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// The name users see, e.g. `7-Zip`: 1-80 characters.
+    pub title: String,
+    /// What it does, for users: at most 1,000 characters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Where it is listed, e.g. `Utilities`: at most 40 characters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub category: String,
+    /// Ask the PC's user before a run an operator fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentFile>,
+}
+
+/// A job's `client.consent:` block: how long a run may wait for the PC's user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentFile {
+    /// What the user is told, e.g. `Updates will install and the PC restarts.`: 1-500 characters.
+    pub message: String,
+    /// How often the user may put it off (0-10; 0: run now or at the deadline).
+    #[serde(default = "default_max_defer")]
+    pub max_defer: u32,
+    /// How long after a PC receives the run it runs whatever the answer, e.g. `48h` (1m-30d; within the job's own
+    /// `deadline` when it has one).
+    #[schemars(with = "String")]
+    #[schema(value_type = String)]
+    pub deadline: HumanDuration,
+    /// When the PC's user is not asked and a put-off run does not start, in the PC's local time, e.g.
+    /// `22:00-07:00` (may cross midnight). The deadline still holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<String>,
+}
+
+fn default_max_defer() -> u32 {
+    3
+}
+
+/// The most a user may put a run off.
+pub const MAX_DEFERRALS: u32 = 10;
+/// The shortest and longest consent deadline.
+pub const MIN_CONSENT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Quiet hours, checked: from and to as minutes after local midnight (from > to crosses midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub from: u16,
+    pub to: u16,
+}
+
+impl QuietHours {
+    /// `HH:MM-HH:MM`, 24-hour; the two ends differ.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{}` is not `HH:MM-HH:MM` (24-hour, two different times)", crate::ids::shorten(text));
+        let (from, to) = text.trim().split_once('-').ok_or_else(bad)?;
+        let minutes = |part: &str| -> Option<u16> {
+            let (h, m) = part.trim().split_once(':')?;
+            if h.len() != 2 || m.len() != 2 {
+                return None;
+            }
+            let (h, m) = (h.parse::<u16>().ok()?, m.parse::<u16>().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        let (from, to) = (minutes(from).ok_or_else(bad)?, minutes(to).ok_or_else(bad)?);
+        if from == to {
+            return Err(bad());
+        }
+        Ok(Self { from, to })
+    }
+
+    /// Whether `minute` (after local midnight) falls within the quiet hours.
+    pub fn contains(self, minute: u16) -> bool {
+        if self.from < self.to {
+            (self.from..self.to).contains(&minute)
+        } else {
+            minute >= self.from || minute < self.to
+        }
+    }
+}
+
+impl ClientFile {
+    fn check(&self, job_deadline: Option<Duration>) -> Result<(), (&'static str, String)> {
+        let text = |field: &'static str, value: &str, min: usize, max: usize| -> Result<(), (&'static str, String)> {
+            let chars = value.chars().count();
+            if chars < min || chars > max || value.chars().any(|c| c.is_control() && c != '\n') {
+                let range = if min == 0 { format!("at most {max}") } else { format!("{min}-{max}") };
+                return Err((field, format!("must be {range} characters, without control characters")));
+            }
+            Ok(())
+        };
+        text("client.title", self.title.trim(), 1, 80)?;
+        text("client.description", &self.description, 0, 1_000)?;
+        text("client.category", &self.category, 0, 40)?;
+        if let Some(consent) = &self.consent {
+            text("client.consent.message", consent.message.trim(), 1, 500)?;
+            if consent.max_defer > MAX_DEFERRALS {
+                return Err(("client.consent.max_defer", format!("must be 0-{MAX_DEFERRALS}")));
+            }
+            let deadline = consent.deadline.0;
+            if deadline < MIN_CONSENT_DEADLINE || deadline > MAX_DEADLINE {
+                return Err((
+                    "client.consent.deadline",
+                    format!("must be between 1m and {}", humantime::format_duration(MAX_DEADLINE)),
+                ));
+            }
+            if job_deadline.is_some_and(|d| deadline > d) {
+                return Err((
+                    "client.consent.deadline",
+                    "is later than the job's `deadline`: the run would expire while it waits for the user".to_owned(),
+                ));
+            }
+            if let Some(quiet) = &consent.quiet_hours {
+                QuietHours::parse(quiet).map_err(|err| ("client.consent.quiet_hours", err))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -191,6 +318,13 @@ impl InventoryFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[schemars(with = "String")]
 pub struct HumanDuration(pub Duration);
+
+/// Written back as humantime writes it (`48h` as `2days`), which reads back as the same duration.
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -358,6 +492,9 @@ pub struct Job {
     pub waves: Vec<Wave>,
     pub require_approval: bool,
     pub inventory: Option<InventoryFile>,
+    /// How kanade-client shows it: the self-service catalogue, and consent before a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientFile>,
 }
 
 /// A job as kept in the `jobs` KV bucket: the checked job, the manifest as written, and when and by whom it was
@@ -563,6 +700,13 @@ impl ManifestFile {
                 }
                 None => None,
             },
+            client: match self.client {
+                Some(client) => {
+                    client.check(deadline).map_err(|(field, problem)| ManifestError::at(field, None, problem))?;
+                    Some(client)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -753,6 +897,69 @@ inventory:
         let many: Vec<String> = (0..33).map(|i| format!("{{field: f{i}}}")).collect();
         let err = error(&with(&format!("inventory:\n  display: [{}]\n", many.join(", "))));
         assert!(err.contains("at most 32"), "{err}");
+    }
+
+    #[test]
+    fn a_client_block_is_checked() {
+        let with = |block: &str| format!("{INSTALL_CLIENT}{block}");
+        let job = Job::from_yaml(&with(
+            "client:\n  title: 7-Zip\n  description: A file archiver.\n  category: Utilities\n  consent:\n    message: Your PC restarts.\n    deadline: 48h\n    quiet_hours: \"22:00-07:00\"\n",
+        ))
+        .unwrap();
+        let client = job.client.unwrap();
+        assert_eq!((client.title.as_str(), client.category.as_str()), ("7-Zip", "Utilities"));
+        let consent = client.consent.unwrap();
+        assert_eq!(
+            (consent.max_defer, consent.deadline.0),
+            (3, Duration::from_secs(48 * 3600)),
+            "three deferrals by default"
+        );
+        assert!(Job::from_yaml(&with("client: {title: Notepad++}\n")).is_ok());
+        // Kept in KV as JSON and read back the same.
+        let stored = serde_json::to_string(
+            &Job::from_yaml(&with("client: {title: a, consent: {message: m, deadline: 90m}}\n")).unwrap(),
+        )
+        .unwrap();
+        let back: Job = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.client.unwrap().consent.unwrap().deadline.0, Duration::from_secs(90 * 60));
+        let long = "x".repeat(81);
+        for (block, needle) in [
+            ("client: {}\n", "title"),
+            ("client: {title: \"  \"}\n", "client.title: must be 1-80"),
+            (&format!("client: {{title: {long}}}\n"), "client.title: must be 1-80"),
+            ("client: {title: a, category: \"x\\u0007\"}\n", "client.category"),
+            ("client: {title: a, icon: x.png}\n", "icon"),
+            ("client: {title: a, consent: {message: m}}\n", "deadline"),
+            ("client: {title: a, consent: {message: \"\", deadline: 1h}}\n", "client.consent.message"),
+            ("client: {title: a, consent: {message: m, deadline: 30s}}\n", "between 1m"),
+            ("client: {title: a, consent: {message: m, deadline: 31d}}\n", "between 1m"),
+            ("client: {title: a, consent: {message: m, deadline: 1h, max_defer: 11}}\n", "0-10"),
+            ("client: {title: a, consent: {message: m, deadline: 1h, quiet_hours: \"22-7\"}}\n", "HH:MM-HH:MM"),
+            ("client: {title: a, consent: {message: m, deadline: 1h, quiet_hours: \"25:00-07:00\"}}\n", "HH:MM"),
+            (
+                "client: {title: a, consent: {message: m, deadline: 1h, quiet_hours: \"07:00-07:00\"}}\n",
+                "two different",
+            ),
+        ] {
+            let err = error(&with(block));
+            assert!(err.contains(needle), "{block}: {err}");
+        }
+        // A run must not expire while it waits for the user.
+        let err = error(&with("deadline: 24h\nclient: {title: a, consent: {message: m, deadline: 48h}}\n"));
+        assert!(err.contains("later than the job's `deadline`"), "{err}");
+    }
+
+    #[test]
+    fn quiet_hours_may_cross_midnight() {
+        let night = QuietHours::parse("22:00-07:00").unwrap();
+        assert_eq!(night, QuietHours { from: 22 * 60, to: 7 * 60 });
+        assert!(night.contains(23 * 60) && night.contains(0) && night.contains(6 * 60 + 59));
+        assert!(!night.contains(7 * 60) && !night.contains(12 * 60) && !night.contains(21 * 60 + 59));
+        let lunch = QuietHours::parse(" 12:00-13:30 ").unwrap();
+        assert!(lunch.contains(12 * 60 + 15) && !lunch.contains(13 * 60 + 30) && !lunch.contains(11 * 60));
+        for bad in ["", "22:00", "22:00-7:00", "24:00-01:00", "10:60-11:00", "aa:bb-cc:dd", "10:00-10:00"] {
+            assert!(QuietHours::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub const STREAM_INVENTORY: &str = "INVENTORY";
 pub const STREAM_OBS: &str = "OBS";
 pub const STREAM_PERF: &str = "PERF";
 pub const STREAM_AUDIT: &str = "AUDIT";
+pub const STREAM_NOTIFICATIONS: &str = "NOTIFICATIONS";
 pub const STREAM_OUTPUT: &str = "OUTPUT";
 
 /// The most bytes one message of stream `OUTPUT` holds: an agent stores a whole output stream as chunks of this
@@ -151,6 +152,19 @@ pub const STREAMS: &[StreamSpec] = &[
         max_bytes: 0,
         duplicate_window: Duration::from_secs(2 * 60),
         // The backend reads a result's chunks one by one by subject.
+        allow_direct: true,
+    },
+    StreamSpec {
+        name: STREAM_NOTIFICATIONS,
+        description: "operators' notifications to PCs' users, kept until they expire so an offline PC gets them",
+        subjects: &[crate::subject::NOTICES_ALL],
+        // One notification per subject (its id ends the subject): a retried send is stored once.
+        max_msgs_per_subject: 1,
+        // The longest a notification may be shown (`kanade notify --ttl`).
+        max_age: crate::wire::MAX_NOTICE_TTL,
+        max_bytes: 256 * 1024 * 1024,
+        duplicate_window: Duration::from_secs(2 * 60),
+        // Agents read back what they missed by batch direct get, as they do commands.
         allow_direct: true,
     },
     StreamSpec {

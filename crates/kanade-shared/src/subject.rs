@@ -1,7 +1,7 @@
 //! Every NATS subject kanade uses, built only from validated ids (DESIGN.md, Subjects). No other module formats a
 //! subject string.
 
-use crate::ids::{Action, Actor, ExecId, GroupName, InventoryKind, JobId, PcId};
+use crate::ids::{Action, Actor, ExecId, GroupName, InventoryKind, JobId, NoticeId, PcId};
 use crate::wire::OutputStream;
 
 /// Where a command is addressed.
@@ -48,6 +48,83 @@ pub fn kill_job(job: &JobId) -> String {
 
 /// Every kill-by-job request.
 pub const KILL_JOB_ALL: &str = "kill.job.*";
+
+/// `notifications.all.<id>` / `notifications.group.<g>.<id>` / `notifications.pc.<pc>.<id>`: a notification for
+/// the users of `target`'s PCs (`kanade notify`), captured by stream `NOTIFICATIONS`.
+pub fn notice(target: &Target, id: &NoticeId) -> String {
+    match target {
+        Target::All => format!("notifications.all.{id}"),
+        Target::Group(group) => format!("notifications.group.{group}.{id}"),
+        Target::Pc(pc) => format!("notifications.pc.{pc}.{id}"),
+    }
+}
+
+/// The subscription filter for every notification addressed to `target`.
+pub fn notices_for(target: &Target) -> String {
+    match target {
+        Target::All => "notifications.all.*".to_owned(),
+        Target::Group(group) => format!("notifications.group.{group}.*"),
+        Target::Pc(pc) => format!("notifications.pc.{pc}.*"),
+    }
+}
+
+/// Everything stream `NOTIFICATIONS` captures.
+pub const NOTICES_ALL: &str = "notifications.>";
+
+/// The target a notification subject addresses, if it is one with valid tokens.
+pub fn target_of_notice(subject: &str) -> Option<Target> {
+    let tokens: Vec<&str> = subject.strip_prefix("notifications.")?.split('.').collect();
+    match tokens.as_slice() {
+        ["all", id] => NoticeId::new(*id).ok().map(|_| Target::All),
+        ["group", group, id] => NoticeId::new(*id).ok().and(GroupName::new(*group).ok()).map(Target::Group),
+        ["pc", pc, id] => NoticeId::new(*id).ok().and(PcId::new(*pc).ok()).map(Target::Pc),
+        _ => None,
+    }
+}
+
+/// `events.notice_ack.<pc>.<id>`: a PC's user acknowledged a notification, captured by stream `EVENTS`.
+pub fn notice_ack(pc: &PcId, id: &NoticeId) -> String {
+    format!("events.notice_ack.{pc}.{id}")
+}
+
+/// Every acknowledgement of notification `id`, whichever PC it came from.
+pub fn notice_acks_of(id: &NoticeId) -> String {
+    format!("events.notice_ack.*.{id}")
+}
+
+/// What an agent asks the backend for on its user's behalf (kanade-client's self-service catalogue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfService {
+    /// `selfservice.<pc>.catalogue`: the jobs this PC's user may start.
+    Catalogue,
+    /// `selfservice.<pc>.run`: start one of them here.
+    Run,
+}
+
+impl SelfService {
+    fn token(self) -> &'static str {
+        match self {
+            SelfService::Catalogue => "catalogue",
+            SelfService::Run => "run",
+        }
+    }
+}
+
+/// `selfservice.<pc>.<catalogue|run>`: core request/reply, agent -> backend (queue group). The broker lets an agent
+/// publish only its own PC's, so the PC a request names is the one that sent it.
+pub fn selfservice(pc: &PcId, what: SelfService) -> String {
+    format!("selfservice.{pc}.{}", what.token())
+}
+
+/// Every self-service request, which the backends answer.
+pub const SELFSERVICE_ALL: &str = "selfservice.*.*";
+
+/// The PC and the question of a self-service subject, if it is one.
+pub fn selfservice_of(subject: &str) -> Option<(PcId, SelfService)> {
+    let (pc, what) = subject.strip_prefix("selfservice.")?.split_once('.')?;
+    let what = [SelfService::Catalogue, SelfService::Run].into_iter().find(|w| w.token() == what)?;
+    Some((PcId::new(pc).ok()?, what))
+}
 
 /// `results.<pc>.<exec_id>`, captured by stream `RESULTS`.
 pub fn result(pc: &PcId, exec: &ExecId) -> String {
@@ -275,6 +352,32 @@ mod tests {
 
     fn pc() -> PcId {
         PcId::new("pc-1").unwrap()
+    }
+
+    #[test]
+    fn notice_subjects_name_their_target_and_read_back() {
+        let id = NoticeId::new("0193a0b0-0000-7000-8000-000000000001").unwrap();
+        let group = GroupName::new("office").unwrap();
+        assert_eq!(notice(&Target::All, &id), format!("notifications.all.{id}"));
+        assert_eq!(notice(&Target::Group(group.clone()), &id), format!("notifications.group.office.{id}"));
+        assert_eq!(notices_for(&Target::Pc(pc())), "notifications.pc.pc-1.*");
+        for target in [Target::All, Target::Group(group), Target::Pc(pc())] {
+            assert_eq!(target_of_notice(&notice(&target, &id)), Some(target));
+        }
+        for bad in ["notifications.all", "notifications.pc.PC!.x", "notifications.group.g", "commands.all.x"] {
+            assert_eq!(target_of_notice(bad), None, "{bad}");
+        }
+        assert_eq!(notice_ack(&pc(), &id), format!("events.notice_ack.pc-1.{id}"));
+        assert_eq!(notice_acks_of(&id), format!("events.notice_ack.*.{id}"));
+    }
+
+    #[test]
+    fn selfservice_subjects_name_the_pc_and_the_question() {
+        assert_eq!(selfservice(&pc(), SelfService::Catalogue), "selfservice.pc-1.catalogue");
+        assert_eq!(selfservice_of("selfservice.pc-1.run"), Some((pc(), SelfService::Run)));
+        for bad in ["selfservice.pc-1", "selfservice.PC.run", "selfservice.pc-1.delete", "selfservice.pc-1.run.x"] {
+            assert_eq!(selfservice_of(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ids::{ExecId, GroupName, JobId, PcId, ResultId};
+use crate::ids::{Actor, ExecId, GroupName, JobId, NoticeId, PcId, ResultId};
 
 /// Largest script a command may carry, in bytes.
 pub const MAX_SCRIPT_BYTES: usize = 512 * 1024;
@@ -206,6 +206,9 @@ impl fmt::Display for ResultStatus {
 pub enum Reason {
     UnsupportedShell,
     UnsupportedRunAs,
+    /// The run asks for the user at the PC's screen (`run_as: user` or `system_gui`) and nobody is signed in there
+    /// (or the named account does not exist).
+    NoUserSession,
     Expired,
     Superseded,
     Revoked,
@@ -230,6 +233,7 @@ impl Reason {
         match self {
             Reason::UnsupportedShell => "unsupported_shell",
             Reason::UnsupportedRunAs => "unsupported_run_as",
+            Reason::NoUserSession => "no_user_session",
             Reason::Expired => "expired",
             Reason::Superseded => "superseded",
             Reason::Revoked => "revoked",
@@ -247,6 +251,7 @@ impl Reason {
         match value {
             "unsupported_shell" => Reason::UnsupportedShell,
             "unsupported_run_as" => Reason::UnsupportedRunAs,
+            "no_user_session" => Reason::NoUserSession,
             "expired" => Reason::Expired,
             "superseded" => Reason::Superseded,
             "revoked" => Reason::Revoked,
@@ -641,6 +646,151 @@ pub struct KillAck {
     pub exec_id: ExecId,
 }
 
+/// The most characters a notification's text may hold.
+pub const MAX_NOTICE_CHARS: usize = 2_000;
+/// How long a notification is shown when its sender does not say.
+pub const DEFAULT_NOTICE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The longest a notification may be shown: `NOTIFICATIONS` keeps none longer.
+pub const MAX_NOTICE_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// How much a notification asks of its reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeLevel {
+    #[default]
+    Info,
+    Warning,
+    Critical,
+}
+
+impl NoticeLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeLevel::Info => "info",
+            NoticeLevel::Warning => "warning",
+            NoticeLevel::Critical => "critical",
+        }
+    }
+}
+
+impl std::str::FromStr for NoticeLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "info" => Ok(NoticeLevel::Info),
+            "warning" => Ok(NoticeLevel::Warning),
+            "critical" => Ok(NoticeLevel::Critical),
+            other => Err(format!("`{}` is not a level: info, warning or critical", crate::ids::shorten(other))),
+        }
+    }
+}
+
+/// An operator's notification to the users of some PCs (`kanade notify`), on `notifications.<target>.<id>`,
+/// signed like a command. Agents keep it until it expires and show it through kanade-client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notice {
+    pub id: NoticeId,
+    #[serde(default)]
+    pub level: NoticeLevel,
+    /// What the user reads: plain text (line breaks kept), at most [`MAX_NOTICE_CHARS`].
+    pub text: String,
+    /// Who sent it.
+    pub from: Actor,
+    pub sent_at: DateTime<Utc>,
+    /// Not shown after this.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What is wrong with a notification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    #[error("the text is empty")]
+    Empty,
+    #[error("the text is {0} characters; the limit is {MAX_NOTICE_CHARS}")]
+    TooLong(usize),
+    #[error("the text holds control characters (other than line breaks and tabs)")]
+    ControlCharacters,
+    #[error("it expires before it was sent, or more than {} after", humantime::format_duration(MAX_NOTICE_TTL))]
+    BadExpiry,
+}
+
+impl Notice {
+    /// The checks every notification passes, by whoever builds one and again by the agent.
+    pub fn validate(&self) -> Result<(), NoticeError> {
+        let chars = self.text.chars().count();
+        if self.text.trim().is_empty() {
+            return Err(NoticeError::Empty);
+        }
+        if chars > MAX_NOTICE_CHARS {
+            return Err(NoticeError::TooLong(chars));
+        }
+        if self.text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t')) {
+            return Err(NoticeError::ControlCharacters);
+        }
+        let ttl = (self.expires_at - self.sent_at).to_std().map_err(|_| NoticeError::BadExpiry)?;
+        if ttl.is_zero() || ttl > MAX_NOTICE_TTL {
+            return Err(NoticeError::BadExpiry);
+        }
+        Ok(())
+    }
+}
+
+/// A PC's user acknowledged a notification: on `events.notice_ack.<pc>.<id>`, from the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NoticeAck {
+    pub id: NoticeId,
+    pub pc_id: PcId,
+    /// The account that acknowledged it (the one kanade-client ran as).
+    pub user: String,
+    pub acknowledged_at: DateTime<Utc>,
+}
+
+/// A job a PC's user may start from kanade-client (its manifest's `client:` block, and it targets the PC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CatalogueItem {
+    pub job_id: JobId,
+    pub version: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub category: String,
+    /// A run waits for a second operator's approval before it is sent.
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+/// The backend's answer to `selfservice.<pc>.catalogue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogueReply {
+    pub items: Vec<CatalogueItem>,
+}
+
+/// `selfservice.<pc>.run`'s request: the job, and the account that asked (as the agent saw it on its socket).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfServiceRun {
+    pub job_id: JobId,
+    pub user: String,
+}
+
+/// The backend's answer to `selfservice.<pc>.run`: the execution started here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfServiceStarted {
+    pub exec_id: ExecId,
+    /// It waits for an operator's approval before it is sent.
+    #[serde(default)]
+    pub pending_approval: bool,
+}
+
+/// Every answer of the backend to a self-service request: `{"ok": ...}` or `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfServiceAnswer<T> {
+    Ok(T),
+    Error { code: String, message: String },
+}
+
 /// Something in the backend's read model or the job catalogue changed, on `backend.changes` (core, backend ->
 /// every backend replica). Each replica passes it on to its live dashboard clients, which refetch what it names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -788,6 +938,33 @@ pub(crate) mod millis_opt {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_notice_is_plain_bounded_text_with_a_sane_expiry() {
+        let sent_at = Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap();
+        let notice = |text: &str, ttl_hours: i64| Notice {
+            id: NoticeId::generate(),
+            level: NoticeLevel::Warning,
+            text: text.to_owned(),
+            from: Actor::new("ops").unwrap(),
+            sent_at,
+            expires_at: sent_at + chrono::Duration::hours(ttl_hours),
+        };
+        assert_eq!(notice("Reboot tonight.\nSave your work.\tThanks", 24).validate(), Ok(()));
+        assert_eq!(notice("  \n ", 24).validate(), Err(NoticeError::Empty));
+        assert_eq!(notice(&"x".repeat(MAX_NOTICE_CHARS + 1), 24).validate(), Err(NoticeError::TooLong(2001)));
+        assert_eq!(notice("ring \u{7}", 24).validate(), Err(NoticeError::ControlCharacters));
+        assert_eq!(notice("escape \u{1b}[31m", 24).validate(), Err(NoticeError::ControlCharacters));
+        assert_eq!(notice("ok", 0).validate(), Err(NoticeError::BadExpiry));
+        assert_eq!(notice("ok", -1).validate(), Err(NoticeError::BadExpiry));
+        assert_eq!(notice("ok", 31 * 24).validate(), Err(NoticeError::BadExpiry));
+        // The level defaults to info, and an unknown one is refused.
+        let json = r#"{"id":"n-1","text":"hi","from":"ops","sent_at":"2026-12-07T09:00:00Z","expires_at":"2026-12-08T09:00:00Z"}"#;
+        assert_eq!(serde_json::from_str::<Notice>(json).unwrap().level, NoticeLevel::Info);
+        assert!(serde_json::from_str::<Notice>(&json.replace(r#""text""#, r#""level":"panic","text""#)).is_err());
+        assert_eq!("critical".parse::<NoticeLevel>(), Ok(NoticeLevel::Critical));
+        assert!("loud".parse::<NoticeLevel>().unwrap_err().contains("info, warning or critical"));
+    }
 
     #[test]
     fn timeline_events_decode_leniently_and_kinds_round_trip() {

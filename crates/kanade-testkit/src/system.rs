@@ -76,6 +76,8 @@ pub fn agent_config(url: &str, pc: &str, groups: &[&str], data_dir: &std::path::
         enroll_token: None,
         bootstrap_creds: None,
         trust_root: Some(crate::security::fleet().trust_root()),
+        run_as_user: None,
+        client_socket: None,
     }
 }
 

@@ -91,6 +91,9 @@ pub enum Command {
     Kill(commands::kill::KillArgs),
     /// Stop every not-yet-started run of a job, on every agent (works with the backend down).
     Revoke(commands::revoke::RevokeArgs),
+    /// Tell the users of some PCs something, through kanade-client (kept for PCs that are off until it expires);
+    /// `--acks <id>`: who acknowledged it.
+    Notify(commands::notify::NotifyArgs),
     /// Allow a revoked job to run again.
     Unrevoke(commands::revoke::RevokeArgs),
     /// Who did what: the audit trail, from the backend; `verify` checks its hash chain for edits.
@@ -203,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Result(command) => commands::result::run(&cli, command).await,
         Command::Kill(args) => commands::kill::run(&cli, args).await,
         Command::Revoke(args) => commands::revoke::run(&cli, args, true).await,
+        Command::Notify(args) => commands::notify::run(&cli, args).await,
         Command::Unrevoke(args) => commands::revoke::run(&cli, args, false).await,
         Command::Audit(args) => commands::audit::run(&cli, args).await,
         Command::Jetstream(JetstreamCommand::Setup { replicas }) => {

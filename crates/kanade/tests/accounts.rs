@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use kanade_testkit::{NatsServer, TestBackend, connect, init_logging};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt as _;
 use tokio::process::Command;
+
+mod common;
+use common::{ok, ok_json, refused, text};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -21,40 +23,12 @@ fn kanade(nats_url: &str, backend_url: &str, config: &Path) -> Command {
     cmd
 }
 
+/// How long one CLI run may take (it hashes passwords and talks to a real backend).
+const CLI_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs the CLI with `stdin` written to it.
-async fn run_with(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
-    cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(std::process::Stdio::piped());
-    }
-    let mut child = cmd.spawn().expect("run kanade");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input.as_bytes()).await.expect("write stdin");
-        drop(pipe);
-    }
-    child.wait_with_output().await.expect("kanade's output")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert_eq!(out.status.code(), Some(0), "{what}\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn ok_json(out: &Output, what: &str) -> Value {
-    serde_json::from_str(&ok(out, what)).unwrap_or_else(|err| panic!("{what}: stdout is not JSON: {err}"))
-}
-
-fn refused(out: &Output, code: i32, wanted: &str, what: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
-    assert!(stderr.contains(wanted), "{what}: stderr does not say `{wanted}`: {stderr}");
-    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-    assert!(out.stdout.is_empty(), "{what}: nothing on stdout: {}", text(&out.stdout));
+async fn run_with(cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
+    common::run_with(cmd, args, stdin, CLI_PATIENCE).await
 }
 
 struct System {

@@ -71,7 +71,7 @@ async fn a_script_sent_from_the_cli_runs_on_an_agent_and_its_result_lands_in_the
     assert_eq!(status, 200);
     assert_eq!(agent["online"], true);
     assert_eq!(agent["groups"], serde_json::json!(["canary"]));
-    assert_eq!(agent["agent_version"], kanade_agent::VERSION);
+    assert_eq!(agent["agent_version"], kanade_agent::BUILD_VERSION);
 }
 
 #[tokio::test]
@@ -187,6 +187,27 @@ async fn bad_command_lines_are_usage_errors_that_name_the_problem() {
     }
 }
 
+/// A broker whose store cannot hold `PERF`'s 4 GiB cap (one on a small or full disk) still gets every resource:
+/// `PERF` keeps the largest halving of its cap that fits, and a second setup finds nothing to change.
+#[tokio::test]
+async fn jetstream_setup_fits_the_perf_buffer_to_a_small_broker() {
+    init_logging();
+    let nats = NatsServer::start_with_max_store(1536 * 1024 * 1024);
+    let url = nats.url();
+    let first = run(&url, &["jetstream", "setup", "-o", "json"]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(first.as_array().unwrap().iter().all(|c| c["action"] == "created"), "{first}");
+    let js = async_nats::jetstream::new(kanade_testkit::client(&url).await);
+    let perf = js.get_stream("PERF").await.unwrap().cached_info().config.clone();
+    assert_eq!(perf.max_bytes, 1024 * 1024 * 1024);
+    let second = run(&url, &["jetstream", "setup", "-o", "json"]).await;
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("cannot reserve this stream's size cap"), "{}", text(&second.stderr));
+    let second: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert!(second.as_array().unwrap().iter().all(|c| c["action"] == "unchanged"), "{second}");
+}
+
 #[tokio::test]
 async fn jetstream_setup_is_idempotent_and_status_reports_every_resource() {
     init_logging();
@@ -273,12 +294,12 @@ async fn ping_prints_version_uptime_and_round_trip() {
     assert_eq!(table.status.code(), Some(0));
     let table = text(&table.stdout);
     assert!(table.starts_with("PC    VERSION"), "{table}");
-    assert!(table.contains(kanade_agent::VERSION) && table.contains("ms"), "{table}");
+    assert!(table.contains(kanade_agent::BUILD_VERSION) && table.contains("ms"), "{table}");
     let json = run(&url, &["ping", "pc-1", "-o", "json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["pc_id"], "pc-1");
     assert!(json["rtt_ms"].as_f64().unwrap() > 0.0);
-    assert_eq!(json["agent_version"], kanade_agent::VERSION);
+    assert_eq!(json["agent_version"], kanade_agent::BUILD_VERSION);
 }
 
 #[tokio::test]

@@ -11,6 +11,9 @@ use kanade_testkit::{NatsServer, TestAgent, connect, init_logging};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
+mod common;
+use common::{audited, failed, shown, text};
+
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Every key, in the order `layered::KEYS` lists them and unknown-key messages name them.
@@ -25,17 +28,9 @@ async fn run(nats_url: &str, args: &[&str]) -> Output {
     tokio::time::timeout(PATIENCE, out).await.expect("kanade finished in time").expect("run kanade")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Runs `args`, insists it succeeded, and returns its stdout and stderr.
 async fn ok(nats_url: &str, args: &[&str]) -> (String, String) {
-    let out = run(nats_url, args).await;
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{args:?} failed: {stderr}");
-    assert!(!stderr.contains("could not be audited"), "{args:?}: {stderr}");
-    (stdout, stderr)
+    audited(&run(nats_url, args).await, &shown(args))
 }
 
 /// Runs `args` with `-o json`, insists it succeeded, and parses its stdout.
@@ -48,13 +43,7 @@ async fn ok_json(nats_url: &str, args: &[&str]) -> Value {
 
 /// Runs `args`, insists it failed with `code` and nothing on stdout, and returns its stderr.
 async fn fails(nats_url: &str, args: &[&str], code: i32) -> String {
-    let out = run(nats_url, args).await;
-    let stderr = text(&out.stderr);
-    let shown: Vec<String> = args.iter().map(|a| a.chars().take(40).collect()).collect();
-    assert_eq!(out.status.code(), Some(code), "{shown:?}: {stderr}");
-    assert!(out.stdout.is_empty(), "{shown:?} printed on stdout: {}", text(&out.stdout));
-    assert!(!stderr.contains("panicked"), "{shown:?}: {stderr}");
-    stderr
+    failed(&run(nats_url, args).await, code, &shown(args))
 }
 
 /// Every stored layer, as `config list -o json` prints it.

@@ -16,6 +16,9 @@ use kanade_testkit::{NatsServer, TEST_TOKEN, TestBackend, connect, eventually, f
 use serde_json::Value;
 use tokio::process::Command;
 
+mod common;
+use common::{ok, ok_json, refused, text};
+
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The CLI pointed at a test's nats-server and backend with the shared test token.
@@ -27,29 +30,6 @@ fn kanade(nats_url: &str, backend_url: &str) -> Command {
 
 async fn run(nats_url: &str, backend_url: &str, args: &[&str]) -> Output {
     kanade(nats_url, backend_url).args(args).output().await.expect("run kanade")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts exit 0 and returns stdout.
-fn ok(out: &Output, what: &str) -> String {
-    assert_eq!(out.status.code(), Some(0), "{what}\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn ok_json(out: &Output, what: &str) -> Value {
-    serde_json::from_str(&ok(out, what)).unwrap_or_else(|err| panic!("{what}: stdout is not JSON: {err}"))
-}
-
-/// Asserts a failure with `code`, a message naming `wanted` on stderr, nothing on stdout and no panic.
-fn refused(out: &Output, code: i32, wanted: &str, what: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
-    assert!(stderr.contains(wanted), "{what}: stderr does not say `{wanted}`: {stderr}");
-    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-    assert!(out.stdout.is_empty(), "{what}: nothing on stdout: {}", text(&out.stdout));
 }
 
 async fn started(approve: bool) -> (NatsServer, String, TestBackend) {

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kanade_testkit::{NatsServer, TEST_TOKEN, TestAgent, TestBackend, connect, eventually, init_logging};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::process::Command;
+
+mod common;
+use common::{ok, ok_json, refused, text};
 
 /// Long enough for the leader lease and a 10-second occurrence.
 const PATIENCE: Duration = Duration::from_secs(40);
@@ -28,36 +31,12 @@ async fn run(nats_url: &str, backend_url: &str, args: &[&str]) -> Output {
     kanade(nats_url, backend_url).args(args).output().await.expect("run kanade")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
 }
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
-}
-
-/// Asserts exit 0 and returns stdout.
-fn ok(out: &Output, what: &str) -> String {
-    assert_eq!(out.status.code(), Some(0), "{what}\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
-
-/// Asserts exit 0 and reads stdout as JSON.
-fn ok_json(out: &Output, what: &str) -> Value {
-    serde_json::from_str(&ok(out, what)).unwrap_or_else(|err| panic!("{what}: stdout is not JSON: {err}"))
-}
-
-/// Asserts a failure with `code`, a message naming `wanted` on stderr, nothing on stdout and no panic.
-fn refused(out: &Output, code: i32, wanted: &str, what: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
-    assert!(stderr.contains(wanted), "{what}: stderr does not say `{wanted}`: {stderr}");
-    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-    assert!(out.stdout.is_empty(), "{what}: nothing on stdout: {}", text(&out.stdout));
 }
 
 #[tokio::test]

@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::process::Command;
 
+mod common;
+use common::{audited, failed, shown, text};
+
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One operator's machine: a config folder of its own, talking to one test server.
@@ -59,11 +62,7 @@ impl Operator {
 
     /// Runs `args`, insists it succeeded, and returns stdout and stderr.
     async fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.run(args).await;
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert_eq!(out.status.code(), Some(0), "{}: {stderr}", shown(args));
-        assert!(!stderr.contains("could not be audited"), "{}: {stderr}", shown(args));
-        (stdout, stderr)
+        audited(&self.run(args).await, &shown(args))
     }
 
     async fn ok_json(&self, args: &[&str]) -> Value {
@@ -75,12 +74,7 @@ impl Operator {
 
     /// Runs `args`, insists it failed with `code`, printed nothing on stdout and did not panic; returns stderr.
     async fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args).await;
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{}: {stderr}", shown(args));
-        assert!(out.stdout.is_empty(), "{} printed on stdout: {}", shown(args), text(&out.stdout));
-        assert!(!stderr.contains("panicked"), "{}: {stderr}", shown(args));
-        stderr
+        failed(&self.run(args).await, code, &shown(args))
     }
 
     /// `kanade key create --out <name>`: a new key, its public half.
@@ -94,15 +88,6 @@ impl Operator {
     async fn show(&self) -> Value {
         self.ok_json(&["trust", "show", "--root-file", &root_pub()]).await
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Arguments as a failure message shows them: a hostile megabyte cut short.
-fn shown(args: &[&str]) -> String {
-    format!("{:?}", args.iter().map(|a| a.chars().take(60).collect::<String>()).collect::<Vec<_>>())
 }
 
 fn refs(args: &[String]) -> Vec<&str> {
@@ -418,14 +403,13 @@ async fn a_list_under_another_root_is_refused_by_push_show_and_add() {
 
     // Another root's list, however new, is not the fleet's.
     let impostor = SigningKey::generate();
-    let mallory = TrustedKey {
-        name: Actor::new("mallory").unwrap(),
-        key: SigningKey::generate().public_key(),
-        role: Role::Admin,
-        scope: GroupScope::Fleet,
-        revoked: false,
-        added_at: chrono::Utc::now(),
-    };
+    let mallory = TrustedKey::new(
+        Actor::new("mallory").unwrap(),
+        SigningKey::generate().public_key(),
+        Role::Admin,
+        GroupScope::Fleet,
+        chrono::Utc::now(),
+    );
     let forged = TrustList { version: 99, issued_at: chrono::Utc::now(), keys: vec![mallory] };
     let forged_file = me.path("forged.json");
     std::fs::write(&forged_file, SignedTrustList::sign(&forged, &impostor).unwrap().encode()).unwrap();

@@ -14,8 +14,10 @@ use kanade_shared::wire::AuditEvent;
 use kanade_testkit::{NatsServer, TestBackend, connect, eventually, fleet, init_logging};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::AsyncWriteExt as _;
 use tokio::process::Command;
+
+mod common;
+use common::{audited, shown, text};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "correct horse battery staple";
@@ -61,11 +63,7 @@ impl System {
     }
 
     async fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = run(self.admin(), args, None).await;
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
-        assert!(!stderr.contains("could not be audited"), "{args:?}: {stderr}");
-        (stdout, stderr)
+        audited(&run(self.admin(), args, None).await, &shown(args))
     }
 
     async fn ok_json(&self, args: &[&str]) -> Value {
@@ -109,22 +107,8 @@ impl System {
     }
 }
 
-async fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
-    cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(std::process::Stdio::piped());
-    }
-    let mut child = cmd.spawn().expect("run kanade");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input.as_bytes()).await.expect("write stdin");
-        drop(pipe);
-    }
-    tokio::time::timeout(PATIENCE, child.wait_with_output()).await.expect("kanade finished in time").expect("output")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+async fn run(cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
+    common::run_with(cmd, args, stdin, PATIENCE).await
 }
 
 fn rand_suffix() -> String {

@@ -3,6 +3,7 @@
 //! - `cargo xtask sandbox` starts the whole local system (nats-server, JetStream setup, backend, one agent;
 //!   `--agents N` a dev fleet `dev-pc-1` ... `dev-pc-N` instead);
 //! - `cargo xtask ci` runs what CI runs: formatting, clippy with warnings denied, every test, a sandbox smoke run;
+//! - `cargo xtask dist [--roles agent,backend,nats] [--target TRIPLE]` builds the release bundles (`dist.rs`);
 //! - `cargo xtask web` installs the dashboard's npm packages, builds it into `web/dist/` (which the backend
 //!   embeds) and makes sure Chromium is there for the browser tests;
 //! - `cargo xtask nats` only makes sure a `nats-server` is available and prints its path;
@@ -15,6 +16,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod dist;
 mod sandbox;
 mod web;
 
@@ -40,11 +42,12 @@ fn main() -> ExitCode {
         Some("faults") => faults(),
         Some("sandbox") => sandbox::run(&args[1..]).map(drop),
         Some("web") => web::build().and_then(|()| web::chromium()),
+        Some("dist") => dist::run(&args[1..], &workspace_root()).map(drop),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  sandbox [--agents N] [--smoke]\n                     start nats-server, backend and an agent locally \
                  (--agents N: dev-pc-1..N instead; --smoke: check them and stop)\n  ci                 run formatting, clippy and every test, as CI \
-                 does\n  web                install and build the dashboard (web/ -> web/dist), and Chromium for its tests\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path\n  python             make sure nats-py is installed (.tools/python) and print that folder"
+                 does\n  web                install and build the dashboard (web/ -> web/dist), and Chromium for its tests\n  dist [--roles agent,backend,nats] [--target TRIPLE] [--out DIR] [--nats-server PATH]\n                     build the release bundles (target/bundles): binaries, configs, scripts, installer jobs, SHA256SUMS\n  faults             run the fault-injection suite alone (docs/RELIABILITY.md)\n  nats               make sure nats-server is available and print its path\n  python             make sure nats-py is installed (.tools/python) and print that folder"
             );
             return ExitCode::from(2);
         }
@@ -178,9 +181,58 @@ fn faults() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the workspace's tests, passing their output through, and returns how many passed.
+/// Runs the workspace's tests, passing their output through, and returns how many passed. With cargo-nextest when
+/// it is installed: the suite waits on brokers, child processes and timeouts far more than it computes, and cargo
+/// test runs one test binary at a time (`.config/nextest.toml` says how many tests run at once). Without it, the
+/// same tests run under cargo test, only slower.
 fn cargo_test(nats: &Path) -> anyhow::Result<usize> {
-    cargo_test_args(nats, &["--workspace"])
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let nextest = Command::new(&cargo).args(["nextest", "--version"]).output().is_ok_and(|out| out.status.success());
+    if !nextest {
+        eprintln!(
+            "xtask: cargo-nextest not found; the tests run one binary at a time under cargo test (`cargo install \
+             cargo-nextest --locked` runs them side by side)"
+        );
+        return cargo_test_args(nats, &["--workspace"]);
+    }
+    let passed = nextest_run(nats)?;
+    // nextest does not run doc tests.
+    Ok(passed + cargo_test_args(nats, &["--workspace", "--doc"])?)
+}
+
+/// `cargo nextest run --workspace --locked --profile ci`, passing its output through; returns how many tests passed.
+fn nextest_run(nats: &Path) -> anyhow::Result<usize> {
+    use std::io::{BufRead, BufReader};
+    let args = ["nextest", "run", "--workspace", "--locked", "--profile", "ci", "--no-tests", "fail"];
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .env("KANADE_NATS_SERVER", nats)
+        .current_dir(workspace_root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo nextest")?;
+    let mut passed = None;
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.context("cannot read cargo nextest output")?;
+            eprintln!("{line}");
+            if passed.is_none() {
+                passed = nextest_passed(&line);
+            }
+        }
+    }
+    if !child.wait().context("cannot wait for cargo nextest")?.success() {
+        bail!("cargo nextest failed");
+    }
+    passed.context("cargo nextest printed no summary line")
+}
+
+/// The count in nextest's closing line, `Summary [ 612.3s] 1307 tests run: 1307 passed, 2 skipped`.
+fn nextest_passed(line: &str) -> Option<usize> {
+    let summary = line.trim_start().strip_prefix("Summary ")?;
+    let (_, rest) = summary.split_once(" run: ")?;
+    rest.split(" passed").next()?.trim().parse().ok()
 }
 
 /// `cargo test --locked <args>`, passing its output through; returns how many tests passed.
@@ -211,4 +263,19 @@ fn cargo_test_args(nats: &Path, args: &[&str]) -> anyhow::Result<usize> {
         bail!("cargo test failed");
     }
     Ok(passed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_nextest_summary_gives_the_passed_count() {
+        assert_eq!(
+            super::nextest_passed("     Summary [ 612.345s] 1307 tests run: 1307 passed, 2 skipped"),
+            Some(1307)
+        );
+        assert_eq!(super::nextest_passed("     Summary [   1.000s] 1 test run: 1 passed"), Some(1));
+        assert_eq!(super::nextest_passed("     Summary [   1.000s] 3 tests run: 2 passed, 1 failed"), Some(2));
+        assert_eq!(super::nextest_passed("        PASS [   0.100s] kanade tests run: 3 passed"), None);
+        assert_eq!(super::nextest_passed("Summary [ 1.0s] 0 tests run: 0 passed"), Some(0));
+    }
 }

@@ -261,6 +261,8 @@ pub fn run(args: &[String]) -> anyhow::Result<usize> {
                 .env("KANADE_BOOTSTRAP_CREDS", security.join("bootstrap.creds"))
                 .env("KANADE_AGENT_DATA_DIR", &agent.data_dir)
                 .env("KANADE_TRUST_ROOT", &trust_root)
+                // kanade-client's socket, one per sandbox agent, beside its data dir.
+                .env("KANADE_CLIENT_SOCKET", dir.join(format!("{}.sock", agent.pc)))
                 .stdout(agent_log.try_clone()?)
                 .stderr(agent_log)
                 .spawn()

@@ -1,10 +1,9 @@
 // Activity: every execution, newest first, with live progress, its waves, and what an operator may do to it.
 
 import { useQuery } from "@tanstack/react-query";
-import { useSearchParams } from "react-router";
 
 import { useAuth } from "../auth";
-import { ErrorNote, ExecActions, ExecBadge, ExecLink, Loading, PageTitle, ProgressBar, When } from "../components";
+import { ErrorNote, ExecActions, ExecBadge, ExecLink, Loading, PageTitle, ProgressBar, useSearchText, When } from "../components";
 import { keys } from "../lib/live";
 import { progress } from "../lib/progress";
 import type { Execution } from "../lib/types";
@@ -13,8 +12,7 @@ const STATUSES = ["pending_approval", "rolling_out", "running", "completed", "ha
 
 export function ActivityPage() {
   const { api } = useAuth();
-  const [params, setParams] = useSearchParams();
-  const status = params.get("status") ?? "";
+  const [status, setStatus] = useSearchText("status");
   const executions = useQuery({
     queryKey: keys.executions(`status=${status}&limit=100`),
     queryFn: async () => (await api.executions({ status: status || undefined, limit: 100 })).items,
@@ -24,7 +22,7 @@ export function ActivityPage() {
       <PageTitle>Activity</PageTitle>
       <div className="toolbar">
         <label htmlFor="status-filter">Show</label>
-        <select id="status-filter" value={status} onChange={(e) => setParams(e.target.value ? { status: e.target.value } : {})}>
+        <select id="status-filter" value={status} onChange={(e) => setStatus(e.target.value)}>
           <option value="">every execution</option>
           {STATUSES.map((s) => (
             <option key={s} value={s}>

@@ -92,15 +92,20 @@ pub enum CommandError {
 /// blocking thread.
 pub fn run(program: &str, args: &[&str], timeout: Duration, max_bytes: u64) -> Result<String, CommandError> {
     let Ok(path) = which::which(program) else { return Err(CommandError::NotFound(program.to_owned())) };
-    let mut child = Command::new(path)
+    let mut command = Command::new(path);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Machine-readable output, whatever the host's locale.
-        .env("LC_ALL", "C")
-        .spawn()
-        .map_err(|source| CommandError::Start { program: program.to_owned(), source })?;
+        .env("LC_ALL", "C");
+    // Under the agent's spawn lock, so the helper inherits no pipe end a script's start holds inheritable.
+    let spawned = {
+        let _spawning = crate::platform::spawn_lock();
+        command.spawn()
+    };
+    let mut child = spawned.map_err(|source| CommandError::Start { program: program.to_owned(), source })?;
     // Read both pipes on threads of their own, so a child that fills one is never blocked by us waiting on it.
     let pipe = |reader: Option<Box<dyn std::io::Read + Send>>, max: u64| {
         std::thread::spawn(move || {

@@ -1,15 +1,18 @@
-//! Windows: a script runs inside a Job Object with kill-on-close, so closing the job kills the whole tree.
+//! Windows: a script runs inside a Job Object with kill-on-close, so closing the job kills the whole tree (a run in
+//! the console's session only where Windows lets the agent's job hold it: `windows_session`). The agent's own runs
+//! start through tokio; runs in the console's session (`user`, `system_gui`) through `windows_session`, with the
+//! decisions about them in `windows_plan`.
 //!
 //! This file cannot be compiled on the Linux machines the project is built on; it is written against the
-//! documented APIs of `win32job` and `tokio::process` and kept as small as possible.
+//! documented APIs of `win32job` and `tokio::process` and kept as small as possible. It has been type-checked on
+//! Linux against the `windows` crate's sources (their `cfg(windows)` gates lifted), `win32job`'s signatures, and
+//! Unix stand-ins for its few `std::os::windows` and tokio Windows-only calls.
 
 use std::path::Path;
 
 use kanade_shared::wire::Shell;
 
-use tokio_util::sync::CancellationToken;
-
-use super::{Launch, ServiceBody, find, powershell_launch};
+use super::{Launch, cmd_script, find, posix_script, powershell_launch, windows_shell_paths};
 
 /// `CREATE_NO_WINDOW`: a service has no console, and the script must not pop one up.
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
@@ -24,16 +27,26 @@ pub struct ProcessTree {
 }
 
 impl ProcessTree {
+    /// The tree of a child tokio started. The child runs for a moment before it is assigned; anything it starts in
+    /// that window escapes the job. Scripts begin by loading their interpreter, so in practice the window holds no
+    /// child processes. (Runs in the console's session are created suspended and have no such window.)
     pub fn attach(child: &tokio::process::Child) -> std::io::Result<Self> {
         let handle =
             child.raw_handle().ok_or_else(|| std::io::Error::other("child exited before it could be tracked"))?;
-        let job = win32job::Job::create().map_err(std::io::Error::other)?;
-        let mut info = job.query_extended_limit_info().map_err(std::io::Error::other)?;
+        Self::contain(handle as isize)
+    }
+
+    /// A new Job Object that kills everything in it when closed, with `process` (a raw process handle the caller
+    /// keeps open for the call) in it. The job is made in the agent's session (0); Microsoft documents that all
+    /// processes of a job must run in the job's session, so for a process in the console's session this may fail
+    /// (`AssignProcessToJobObject`: access denied), and the caller then runs the script without a tree.
+    pub(super) fn contain(process: isize) -> std::io::Result<Self> {
+        // `win32job`'s errors carry the OS error inside; `From<JobError> for io::Error` keeps its text.
+        let job = win32job::Job::create()?;
+        let mut info = job.query_extended_limit_info()?;
         info.limit_kill_on_job_close();
-        job.set_extended_limit_info(&info).map_err(std::io::Error::other)?;
-        // The child runs for a moment before it is assigned; anything it starts in that window escapes the job.
-        // Scripts begin by loading their interpreter, so in practice the window holds no child processes.
-        job.assign_process(handle as isize).map_err(std::io::Error::other)?;
+        job.set_extended_limit_info(&info)?;
+        job.assign_process(process)?;
         Ok(Self { job: std::sync::Mutex::new(Some(job)) })
     }
 
@@ -45,142 +58,61 @@ impl ProcessTree {
     }
 }
 
+/// The first of the shell's known install locations that exists (`super::windows_shell_paths`); `pwsh` is also
+/// looked for on `PATH`.
+fn shell_program(shell: &Shell) -> Option<std::path::PathBuf> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    windows_shell_paths(shell, &var)
+        .into_iter()
+        .find(|path| path.is_file())
+        .or_else(|| matches!(shell, Shell::Pwsh).then(|| find("pwsh.exe")).flatten())
+}
+
 pub fn launch(shell: &Shell, script: &str, staging: &Path) -> Option<Launch> {
+    let program = shell_program(shell)?;
     match shell {
-        Shell::Powershell => Some(powershell_launch(find("powershell.exe")?, script, staging)),
-        Shell::Pwsh => Some(powershell_launch(find("pwsh.exe")?, script, staging)),
+        Shell::Powershell | Shell::Pwsh => Some(powershell_launch(program, script, staging)),
         Shell::Cmd => {
             let path = staging.join("script.cmd");
             Some(Launch {
-                program: find("cmd.exe")?,
+                program,
                 args: vec!["/d".into(), "/c".into(), path.display().to_string()],
-                // UTF-8 code page first so output decodes the same as every other shell's.
-                files: vec![("script.cmd".into(), format!("@chcp 65001 >nul\r\n{script}"))],
+                files: vec![("script.cmd".into(), cmd_script(script))],
             })
         }
-        Shell::Sh => {
+        Shell::Sh | Shell::Bash => {
             let path = staging.join("script.sh");
             Some(Launch {
-                program: find("sh.exe")?,
+                program,
                 args: vec![path.display().to_string()],
-                files: vec![("script.sh".into(), script.into())],
-            })
-        }
-        Shell::Bash => {
-            let path = staging.join("script.sh");
-            Some(Launch {
-                program: find("bash.exe")?,
-                args: vec![path.display().to_string()],
-                files: vec![("script.sh".into(), script.into())],
+                files: vec![("script.sh".into(), posix_script(script))],
             })
         }
         Shell::Other(_) => None,
     }
 }
 
-/// Console Ctrl-C / Ctrl-Break. Running under the service control manager, the service wrapper turns a stop request
-/// into the same cancellation.
+/// Console Ctrl-C or Ctrl-Break. Running under the service control manager, the service wrapper turns a stop
+/// request into the same cancellation.
 pub async fn shutdown_signal() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        // No console to hear Ctrl-C from (a service): the service's own stop request is the only way to stop.
-        std::future::pending::<()>().await;
-    }
-}
-
-/// The name the install script registers the agent's service under (`deploy/install-agent.ps1`).
-pub const SERVICE_NAME: &str = "kanade-agent";
-
-/// The agent's body while the service control manager runs it; taken once by [`service_main`].
-static BODY: std::sync::Mutex<Option<ServiceBody>> = std::sync::Mutex::new(None);
-/// The body's exit code, for `main` once the dispatcher returns.
-static EXIT_CODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// Hands the process to the service control manager, which calls [`service_main`] on a thread of its own; returns
-/// once the service has stopped, with the body's exit code.
-pub fn run_service(body: ServiceBody) -> u8 {
-    if let Ok(mut slot) = BODY.lock() {
-        *slot = Some(body);
-    }
-    match entry::dispatch() {
-        Ok(()) => EXIT_CODE.load(std::sync::atomic::Ordering::SeqCst),
-        Err(err) => {
-            // Started from a console rather than by the SCM (ERROR_FAILED_SERVICE_CONTROLLER_CONNECT).
-            tracing::error!(error = %err, "cannot connect to the service control manager; run without `service` from a console");
-            1
-        }
-    }
-}
-
-// The macro expands to the `extern "system"` entry point the SCM calls; it parses the service arguments from raw
-// pointers, which is the crate's documented use.
-#[allow(unsafe_code)]
-mod entry {
-    windows_service::define_windows_service!(ffi_service_main, service_main);
-
-    fn service_main(_arguments: Vec<std::ffi::OsString>) {
-        super::service_main();
-    }
-
-    /// Blocks in the service control dispatcher until the service has stopped.
-    pub(super) fn dispatch() -> windows_service::Result<()> {
-        windows_service::service_dispatcher::start(super::SERVICE_NAME, ffi_service_main)
-    }
-}
-
-fn service_main() {
-    use windows_service::service::{
-        ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
-    };
-    use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
-
-    let stop = CancellationToken::new();
-    let handler = {
-        let stop = stop.clone();
-        move |control| match control {
-            ServiceControl::Stop | ServiceControl::Shutdown => {
-                stop.cancel();
-                ServiceControlHandlerResult::NoError
+    let break_signal = async {
+        match tokio::signal::windows::ctrl_break() {
+            Ok(mut signal) => {
+                signal.recv().await;
             }
-            ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
-            _ => ServiceControlHandlerResult::NotImplemented,
+            Err(_) => std::future::pending::<()>().await,
         }
     };
-    let status = match service_control_handler::register(SERVICE_NAME, handler) {
-        Ok(status) => status,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot register with the service control manager");
-            EXIT_CODE.store(1, std::sync::atomic::Ordering::SeqCst);
-            return;
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No console to hear Ctrl-C from (a service): the service's own stop request is the only way to stop.
+            std::future::pending::<()>().await;
         }
     };
-    let report = |state: ServiceState, exit_code: ServiceExitCode| {
-        let controls = if state == ServiceState::Running {
-            ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
-        } else {
-            ServiceControlAccept::empty()
-        };
-        let reported = status.set_service_status(ServiceStatus {
-            service_type: ServiceType::OWN_PROCESS,
-            current_state: state,
-            controls_accepted: controls,
-            exit_code,
-            checkpoint: 0,
-            wait_hint: std::time::Duration::ZERO,
-            process_id: None,
-        });
-        if let Err(err) = reported {
-            tracing::warn!(error = %err, ?state, "cannot report the service state");
-        }
-    };
-    report(ServiceState::Running, ServiceExitCode::NO_ERROR);
-    let body = BODY.lock().ok().and_then(|mut slot| slot.take());
-    let code = body.map_or(1, |body| body(stop));
-    EXIT_CODE.store(code, std::sync::atomic::Ordering::SeqCst);
-    // A non-zero code makes the SCM run the failure actions (`sc.exe failureflag <name> 1`): exit 64 after a
-    // self-update is reported as service-specific error 64, and the `restart` action starts the new binary.
-    let exit_code =
-        if code == 0 { ServiceExitCode::NO_ERROR } else { ServiceExitCode::ServiceSpecific(u32::from(code)) };
-    report(ServiceState::Stopped, exit_code);
+    tokio::select! {
+        () = ctrl_c => {}
+        () = break_signal => {}
+    }
 }
 
 /// Windows runs any `.exe` the service account can read; there is no execute bit to set.
@@ -189,11 +121,17 @@ pub fn make_executable(_path: &Path) -> std::io::Result<()> {
 }
 
 /// Sets [`super::PROTECTED_DIR_SDDL`] on `dir`: SYSTEM and Administrators only, inherited by what is inside, the
-/// parent's (ProgramData's) rules no longer inherited. Written against the documented Win32 calls
+/// parent's (ProgramData's) rules no longer inherited.
+pub fn protect_dir(dir: &Path) -> std::io::Result<()> {
+    set_protected_dacl(dir, super::PROTECTED_DIR_SDDL)
+}
+
+/// Sets the DACL of the SDDL rule `sddl` on `dir` as its own, protected from its parent's; SetNamedSecurityInfoW
+/// hands its inheritable entries on to what is inside already. Written against the documented Win32 calls
 /// (ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityDescriptorDacl, SetNamedSecurityInfoW);
 /// verified on Linux only by type-checking elsewhere, never run here.
 #[allow(unsafe_code)]
-pub fn protect_dir(dir: &Path) -> std::io::Result<()> {
+fn set_protected_dacl(dir: &Path, sddl: &str) -> std::io::Result<()> {
     use windows::Win32::Foundation::{HLOCAL, LocalFree};
     use windows::Win32::Security::Authorization::{
         ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1, SE_FILE_OBJECT, SetNamedSecurityInfoW,
@@ -204,7 +142,7 @@ pub fn protect_dir(dir: &Path) -> std::io::Result<()> {
     };
     use windows::core::HSTRING;
 
-    let sddl = HSTRING::from(super::PROTECTED_DIR_SDDL);
+    let sddl = HSTRING::from(sddl);
     let mut descriptor = PSECURITY_DESCRIPTOR::default();
     // SAFETY: `sddl` is a valid NUL-terminated wide string for the call; `descriptor` receives a LocalAlloc'd
     // descriptor, freed below with LocalFree.
@@ -240,4 +178,82 @@ pub fn protect_dir(dir: &Path) -> std::io::Result<()> {
 /// A new file; it inherits the protected ACL of the agent's data dir (see [`protect_dir`]).
 pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
+}
+
+/// Who a script runs as on Windows: the agent (LocalSystem), the console's user, or the agent in the console's
+/// session (`windows_plan`).
+pub use super::windows_plan::Identity;
+
+/// Resolves `run_as` (`windows_plan::decide`), asking the session manager who is signed in at the console.
+pub fn identity(run_as: &kanade_shared::wire::RunAs, configured: Option<&str>) -> Result<Identity, super::Unavailable> {
+    super::windows_plan::decide(run_as, configured, super::windows_session::console_user)
+}
+
+/// Starts a script: the agent's own runs through tokio on the calling thread, as on Unix; runs in the console's
+/// session through CreateProcessAsUserW (`windows_session`) on tokio's blocking pool, since taking the session's
+/// token asks the session manager (an RPC), building the user's environment reads their registry hive, and creating
+/// the process waits on the session too: none of it may hold up a runtime thread.
+pub async fn spawn(
+    launch: &Launch,
+    cwd: &Path,
+    env: &[(&str, &str)],
+    identity: &Identity,
+) -> std::io::Result<super::Spawned> {
+    match identity {
+        Identity::Agent => super::spawn_with_tokio(launch, cwd, env, |_| {}),
+        Identity::SessionUser(_) | Identity::AgentInSession { .. } => {
+            let (launch, cwd, identity) = (launch.clone(), cwd.to_owned(), identity.clone());
+            let env: Vec<(String, String)> =
+                env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+            tokio::task::spawn_blocking(move || {
+                let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+                super::windows_session::spawn(&launch, &cwd, &env, &identity)
+            })
+            .await
+            .map_err(|err| std::io::Error::other(format!("the script's start failed: {err}")))?
+        }
+    }
+}
+
+/// A script started in the console's session, waited for by `windows_session`.
+pub use super::windows_session::SessionProcess as NativeProcess;
+
+/// Reads a pipe's parent end as tokio reads a child's output on Windows: blocking reads on tokio's blocking pool (an
+/// anonymous pipe cannot do overlapped I/O). The standard library reads the broken pipe at its end as end of file.
+///
+/// # Safety
+/// `handle` is an open pipe handle, owned by the caller and given up here (the reader closes it).
+#[allow(unsafe_code)]
+pub(super) unsafe fn pipe_reader(handle: windows::Win32::Foundation::HANDLE) -> super::Output {
+    use std::os::windows::io::FromRawHandle as _;
+    // SAFETY: per this function's contract, `handle` is open and now the file's alone.
+    let file = unsafe { std::fs::File::from_raw_handle(handle.0) };
+    Box::new(tokio::fs::File::from_std(file))
+}
+
+/// The agent's own environment as UTF-16, as Windows holds it (for `system_gui`, which gets it as `system` does).
+pub(super) fn agent_environment() -> Vec<super::windows_plan::WideVar> {
+    use std::os::windows::ffi::OsStrExt as _;
+    std::env::vars_os().map(|(name, value)| (name.encode_wide().collect(), value.encode_wide().collect())).collect()
+}
+
+/// `<staging_root>/<exec>` inside the agent's protected data dir (a leftover of an interrupted run removed first),
+/// for every identity: a user passes through the folders above it by the bypass-traverse right everyone holds, and
+/// reads it by the rule [`share_staging`] sets.
+pub fn new_staging(staging_root: &Path, exec: &str, _identity: &Identity) -> std::io::Result<std::path::PathBuf> {
+    let staging = staging_root.join(exec);
+    if staging.try_exists()? {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    Ok(staging)
+}
+
+/// Opens `staging` to the console user a run is for, to read and execute only (`windows_plan::staging_sddl`); its
+/// files take the rule from it. The agent's own runs, in or out of a session, need nothing.
+pub fn share_staging(staging: &Path, identity: &Identity) -> std::io::Result<()> {
+    let Identity::SessionUser(user) = identity else { return Ok(()) };
+    let sddl = super::windows_plan::staging_sddl(&user.sid)
+        .ok_or_else(|| std::io::Error::other(format!("`{}` is not a SID", user.sid)))?;
+    set_protected_dacl(staging, &sddl)
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use kanade_shared::api::{AuditChainQuery, AuditChainRow, AuditQuery, AuditRow, ErrorBody, KeyPart, Page};
 
 use super::{ApiError, ApiQuery, AppState, ErrorCode, paging};
+use crate::caller::Caller;
 
 /// The chain's cursors, as they name their list.
 const AUDIT_CHAIN: &str = "audit_chain";
@@ -34,8 +35,10 @@ fn parse_since(raw: &str) -> Result<DateTime<Utc>, ApiError> {
 #[utoipa::path(get, path = "/api/audit", tag = "audit", operation_id = "audit_list", params(AuditQuery), responses((status = 200, description = "one page, newest first: by at, then event_id", body = Page<AuditRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditRow>>, ApiError> {
+    super::fleet_wide(&caller, "reading the audit trail")?;
     let since = match query.since.as_deref().filter(|s| !s.is_empty()) {
         None => DateTime::<Utc>::MIN_UTC,
         Some(raw) => parse_since(raw)?,
@@ -66,8 +69,10 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/api/audit/chain", tag = "audit", operation_id = "audit_chain", params(AuditChainQuery), responses((status = 200, description = "one page in stream order: by stream_seq, then event_id; every field as stored", body = Page<AuditChainRow>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn chain(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<AuditChainQuery>,
 ) -> Result<Json<Page<AuditChainRow>>, ApiError> {
+    super::fleet_wide(&caller, "reading the audit trail")?;
     let since = query.since.as_deref().filter(|s| !s.is_empty()).map(parse_since).transpose()?;
     let from_seq = i64::try_from(query.from_seq.unwrap_or(0)).map_err(|_| {
         invalid(format!("from_seq `{}` is past the last sequence there can be", query.from_seq.unwrap_or(0)))

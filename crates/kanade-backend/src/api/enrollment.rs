@@ -19,7 +19,7 @@ use kanade_shared::api::{
 use kanade_shared::enroll::Token;
 use kanade_shared::{PcId, subject};
 
-use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorCode, OptionalJson, PathId, paging};
+use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorCode, OptionalJson, PathId, fleet_wide, paging};
 use crate::caller::Caller;
 use crate::db::{Changed, CredentialRow, NewToken, TokenRow};
 use crate::enrollment::{self, CredentialStatus};
@@ -134,8 +134,10 @@ pub(super) async fn create_token(
 #[utoipa::path(get, path = "/api/enroll/tokens", tag = "enrollment", operation_id = "enroll_tokens_list", params(EnrollTokensQuery), responses((status = 200, description = "one page, newest first: by created_at, then id", body = Page<EnrollTokenView>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list_tokens(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<EnrollTokensQuery>,
 ) -> Result<Json<Page<EnrollTokenView>>, ApiError> {
+    fleet_wide(&caller, "reading the enrolment tokens")?;
     issuer(&state)?;
     let limit = paging::limit(query.limit)?;
     let before = paging::before_time_id(paging::ENROLL_TOKENS, query.cursor.as_deref(), enrollment::token_id)?;
@@ -171,8 +173,10 @@ pub(super) async fn revoke_token(
 #[utoipa::path(get, path = "/api/enrollments", tag = "enrollment", operation_id = "enrollments_list", params(EnrollmentsQuery), responses((status = 200, description = "one page of the PCs that asked to enrol, by pc id", body = Page<EnrollmentView>), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn list_enrollments(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<EnrollmentsQuery>,
 ) -> Result<Json<Page<EnrollmentView>>, ApiError> {
+    fleet_wide(&caller, "reading the enrolments")?;
     issuer(&state)?;
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,

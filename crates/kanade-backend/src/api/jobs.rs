@@ -46,10 +46,21 @@ pub fn check(body: &ManifestBody) -> Result<Job, ApiError> {
     Ok(job)
 }
 
+/// Refuses a caller scoped to groups `action` on a job the catalogue already holds: a stored job is not anyone's,
+/// and fleet-wide schedules fire whatever it holds, so only a fleet-wide caller may replace or delete one. A scoped
+/// operator creates jobs of its own ids.
+async fn may_change(catalogue: &Catalogue, caller: &Caller, id: &JobId, action: &'static str) -> Result<(), ApiError> {
+    if caller.scope.is_fleet() || catalogue.get(id).await.map_err(ops_error)?.is_none() {
+        return Ok(());
+    }
+    super::fleet_wide(caller, action)
+}
+
 /// Checks, pins and stores a manifest; audited as `job-create`.
 pub async fn store(state: &AppState, caller: &Caller, body: &ManifestBody) -> Result<StoredView, ApiError> {
     let job = check(body)?;
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
+    may_change(&catalogue, caller, &job.id, "replacing a job").await?;
     let record =
         catalogue.prepare(job, body.manifest.clone(), caller.actor.as_str()).await.map_err(|err| match err {
             kanade_ops::OpsError::Invalid(message) => ApiError::bad_request(ErrorCode::InvalidManifest, message),
@@ -130,8 +141,7 @@ async fn set_revoked(
     revoked: bool,
 ) -> Result<Json<RevokeView>, ApiError> {
     // A revocation stops the job on every PC, whoever fired it where: a caller scoped to groups may not.
-    crate::scope::fleet_only(&caller.scope, if revoked { "revoking a job" } else { "unrevoking a job" })
-        .map_err(|err| super::executions::exec_error(err.into()))?;
+    super::fleet_wide(&caller, if revoked { "revoking a job" } else { "unrevoking a job" })?;
     // `kanade revoke` can stop a job that is not in the catalogue (fired by `kanade run`); the dashboard only shows
     // catalogue jobs, so a name that is not there is more likely a mistake.
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
@@ -151,6 +161,7 @@ pub async fn delete(
     PathId(id): PathId<JobId>,
 ) -> Result<StatusCode, ApiError> {
     let catalogue = Catalogue::open(&state.nats).await.map_err(ops_error)?;
+    may_change(&catalogue, &caller, &id, "deleting a job").await?;
     if !kanade_ops::actions::delete_job(&catalogue, &caller.auditor(&state.nats), &id).await.map_err(ops_error)? {
         return Err(not_found(&id));
     }

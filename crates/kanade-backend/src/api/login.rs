@@ -39,7 +39,7 @@ pub struct Sessions {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     throttle: Mutex<LoginThrottle>,
-    hashing: tokio::sync::Semaphore,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -56,7 +56,7 @@ impl Sessions {
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
             throttle: Mutex::new(LoginThrottle::default()),
-            hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+            hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_AT_ONCE)),
         }
     }
 
@@ -71,24 +71,31 @@ impl Sessions {
 
     /// Runs `work` (a password hash or check) on a blocking thread, a few at a time.
     pub(super) async fn hashing<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
-        let _permit = self.hashing.acquire().await;
+        // The permit goes with the work: a cancelled request leaves the hash running, and it still counts.
+        let permit = self.hashing.clone().acquire_owned().await;
+        let work = move || {
+            let _permit = permit;
+            work()
+        };
         match tokio::task::spawn_blocking(work).await {
             Ok(value) => value,
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
     }
 
-    /// Whether `name` may try a password now; how long it has to wait if not.
+    /// Whether `name` may try a password now (how long it has to wait if not); the try counts as a failure until
+    /// [`Self::succeeded`].
     pub(super) fn may_try(&self, name: &str) -> Result<(), Refusal> {
-        self.throttle().check(name, Instant::now()).map_err(|wait| Refusal::Wait { name: short(name), wait })
+        self.throttle().attempt(name, Instant::now()).map_err(|wait| Refusal::Wait { name: short(name), wait })
     }
 
-    pub(super) fn failed(&self, name: &str) {
-        self.throttle().failed(name, Instant::now());
-    }
-
-    fn succeeded(&self, name: &str) {
+    pub(super) fn succeeded(&self, name: &str) {
         self.throttle().succeeded(name);
+    }
+
+    /// The attempt [`Self::may_try`] counted was refused: its wait runs from now.
+    pub(super) fn refused(&self, name: &str) {
+        self.throttle().refused(name, Instant::now());
     }
 
     /// Checks `password` against `user`'s hash, or against a decoy when there is no such user, so both take as
@@ -342,8 +349,8 @@ pub(super) async fn login(
         Err(_) => None,
     };
     if !sessions.verify(user.as_ref(), &body.password).await {
-        sessions.failed(&body.name);
         tracing::warn!(name = %short(&body.name), "sign-in refused: wrong name or password");
+        sessions.refused(&body.name);
         return Err(login_failed("wrong name or password").into());
     }
     let Some(user) = user else { return Err(login_failed("wrong name or password").into()) };
@@ -366,8 +373,8 @@ pub(super) async fn login(
             None => false,
         };
         if !used {
-            sessions.failed(&body.name);
             tracing::warn!(name = %user.name, "sign-in refused: wrong or reused TOTP code");
+            sessions.refused(&body.name);
             return Err(login_failed("wrong TOTP code (or one used already)").into());
         }
     }
@@ -383,7 +390,9 @@ pub(super) async fn login(
         expires_at_ms: now_ms + i64::try_from(sessions.refresh_ttl.as_millis()).unwrap_or(i64::MAX / 2),
         revoked_at_ms: None,
     };
-    state.db.insert_session(&session).await?;
+    if !state.db.insert_session(&session).await? {
+        return Err(login_failed(format!("account `{}` was removed", user.name)).into());
+    }
     if let Ok(actor) = Actor::new(user.name.as_str()) {
         let details = serde_json::json!({ "session": session.id, "cookie": body.cookie });
         auditor(&state.nats, &actor).record("login", &user.name, details).await;

@@ -10,8 +10,9 @@ use std::time::Duration;
 use crate::config::AuthConfig;
 use axum::Router;
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware;
+use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, any, get, on};
 use kanade_shared::access::Role;
 
@@ -141,6 +142,17 @@ impl Endpoint {
         self.service = self.service.layer(axum::extract::DefaultBodyLimit::max(bytes));
         self
     }
+}
+
+/// Every API answer is private and of the moment (tokens, secrets, what PCs hold): no browser or proxy keeps it.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Refuses (403 `out_of_scope`) a caller scoped to groups `action`, which reaches or shows every PC.
+fn fleet_wide(caller: &crate::caller::Caller, action: &'static str) -> Result<(), ApiError> {
+    crate::scope::fleet_only(&caller.scope, action).map_err(|err| executions::exec_error(err.into()))
 }
 
 /// The only way a route is made: with the role it needs.
@@ -289,7 +301,8 @@ pub fn router_with(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .method_not_allowed_fallback(error::api_method_not_allowed)
         .fallback(error::api_not_found)
         // Outside auth, so refused requests are timed too; a route layer, so only matched routes are labels.
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track));
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(middleware::map_response(no_store));
     Router::new()
         .route("/health", get(session::health))
         // Scraped by Prometheus: a viewer's token (or the static token), as `/api`, unless auth is disabled.

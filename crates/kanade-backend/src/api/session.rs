@@ -27,7 +27,7 @@ pub(super) async fn session(
         actor: caller.actor.to_string(),
         verified: caller.verified,
         auth: auth.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: crate::version::version().to_owned(),
         role: caller.role,
         scope: caller.scope,
         method: credential.method.as_str().to_owned(),
@@ -46,7 +46,7 @@ pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
     let healthy = database == "ok";
     let body = Health {
         status: if healthy { "ok" } else { "degraded" }.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: crate::version::version().to_owned(),
         nats: nats.to_owned(),
         database: database.to_owned(),
         instance: state.leadership.instance().to_owned(),

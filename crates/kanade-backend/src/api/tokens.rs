@@ -99,6 +99,7 @@ pub(super) async fn create(
                     ),
                 ));
             }
+            TokenInsert::NoUser => return Err(not_found(owner.as_str())),
             TokenInsert::Taken if attempts < 3 => attempts += 1,
             TokenInsert::Taken => {
                 tracing::error!("four random API token ids in a row were taken");

@@ -170,7 +170,7 @@ pub(super) async fn delete(
     Ok(Json(user_view(&user)))
 }
 
-#[utoipa::path(post, path = "/api/users/{name}/password", tag = "accounts", operation_id = "users_password", params(("name" = String, Path, description = "the user's name")), request_body = PasswordBody, responses((status = 200, description = "set; every session of the user ended", body = UserView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/users/{name}/password", tag = "accounts", operation_id = "users_password", params(("name" = String, Path, description = "the user's name")), request_body = PasswordBody, responses((status = 200, description = "set; every session and API token of the user ended", body = UserView), (status = "default", description = "an error: `{\"error\": {\"code\", \"message\"}}`", body = ErrorBody)))]
 pub(super) async fn set_password(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -214,9 +214,9 @@ pub(super) async fn own_password(
     }
     let user = state.db.user(&name).await?.ok_or_else(|| not_found(&name))?;
     if !state.sessions.verify(Some(&user), &body.current_password).await {
-        state.sessions.failed(&name);
         return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::LoginFailed, "the current password is wrong"));
     }
+    state.sessions.succeeded(&name);
     password_ok(&name, &body.password)?;
     let hash = state.sessions.hash(&body.password).await?;
     let keep = credential.session.as_deref();

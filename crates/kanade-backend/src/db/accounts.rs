@@ -108,6 +108,8 @@ pub enum TokenInsert {
     TooMany,
     /// Its id is taken (draw another).
     Taken,
+    /// Its owner no longer exists (removed while the token was made).
+    NoUser,
 }
 
 const USER_COLUMNS: &str = "name, role, scope_json, password_hash, totp_secret, totp_last_step, disabled, signing_key, \
@@ -321,7 +323,8 @@ impl Db {
         Ok(UserChange::Done(current))
     }
 
-    /// Sets a user's password hash and ends its sessions (but `keep`, the one that changed it); false if no such user.
+    /// Sets a user's password hash and ends its sessions (but `keep`, the one that changed it); without `keep` (an
+    /// admin's reset) its API tokens are revoked too. False if no such user.
     pub async fn set_password(
         &self,
         name: &str,
@@ -340,6 +343,14 @@ impl Db {
             return Ok(false);
         }
         Self::end_sessions(&mut tx, name, keep, now_ms).await?;
+        if keep.is_none() {
+            // An admin's reset answers a compromised account: the API tokens a stolen session made end with it.
+            sqlx::query("UPDATE api_tokens SET revoked_at_ms = $2 WHERE user_name = $1 AND revoked_at_ms IS NULL")
+                .bind(name)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -435,18 +446,23 @@ impl Db {
 
     // ---- Sessions -------------------------------------------------------------------------------------------------
 
-    pub async fn insert_session(&self, session: &SessionRow) -> Result<(), DbError> {
-        sqlx::query(&format!("INSERT INTO user_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-            .bind(session.id.as_str())
-            .bind(session.user_name.as_str())
-            .bind(session.refresh_hash.as_str())
-            .bind(session.created_at_ms)
-            .bind(session.refreshed_at_ms)
-            .bind(session.expires_at_ms)
-            .bind(session.revoked_at_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Stores a new session if its user still exists (a session left behind for a removed user would serve whoever
+    /// is later created with that name); false if not.
+    pub async fn insert_session(&self, session: &SessionRow) -> Result<bool, DbError> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO user_sessions ({SESSION_COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE EXISTS (SELECT 1 FROM users WHERE name = $2)"
+        ))
+        .bind(session.id.as_str())
+        .bind(session.user_name.as_str())
+        .bind(session.refresh_hash.as_str())
+        .bind(session.created_at_ms)
+        .bind(session.refreshed_at_ms)
+        .bind(session.expires_at_ms)
+        .bind(session.revoked_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A session with its user (none if either is gone): what every request with a session token checks.
@@ -507,7 +523,10 @@ impl Db {
             Dialect::Sqlite => "SELECT name FROM users WHERE name = $1",
             Dialect::Postgres => "SELECT name FROM users WHERE name = $1 FOR UPDATE",
         };
-        sqlx::query(lock).bind(token.user_name.as_str()).fetch_optional(&mut *tx).await?;
+        if sqlx::query(lock).bind(token.user_name.as_str()).fetch_optional(&mut *tx).await?.is_none() {
+            // A token for a removed user would serve whoever is later created with that name.
+            return Ok(TokenInsert::NoUser);
+        }
         let live: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM api_tokens WHERE user_name = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2",
         )

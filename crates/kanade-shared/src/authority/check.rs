@@ -36,6 +36,8 @@ pub enum Act {
     Kill,
     /// A value of `script_current` / `script_status`: which version may run, whether a job is revoked.
     JobState,
+    /// A notification on `notifications.{all,group,pc}.…`: text shown to the PC's user.
+    Notice,
 }
 
 /// The longest a command's signature may be valid: `EXEC` keeps a command 30 days, and the run ledger remembers an
@@ -56,6 +58,7 @@ impl Act {
             Act::Command => Some(MAX_COMMAND_LIFETIME),
             Act::Kill => Some(MAX_KILL_LIFETIME),
             Act::JobState => None,
+            Act::Notice => Some(crate::wire::MAX_NOTICE_TTL),
         }
     }
 
@@ -64,6 +67,7 @@ impl Act {
             Act::Command => "command",
             Act::Kill => "kill",
             Act::JobState => "job state",
+            Act::Notice => "notification",
         }
     }
 }
@@ -144,8 +148,15 @@ impl Refusal {
     }
 }
 
+/// A message an agent may obey: the trusted key that signed it and the signature itself (its id, validity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval<'t> {
+    pub key: &'t TrustedKey,
+    pub signature: Signature,
+}
+
 /// Decides whether `agent` obeys the message `act` on `subject` with `payload`, signed as `signature` says (as
-/// [`Signature::from_headers`] read it), holding `trust`, at `now`. The trusted key that signed it, or why not.
+/// [`Signature::from_headers`] read it), holding `trust`, at `now`. Who signed it and how, or why not.
 pub fn authorise<'t>(
     act: Act,
     subject_name: &str,
@@ -154,7 +165,7 @@ pub fn authorise<'t>(
     agent: Agent<'_>,
     trust: Option<&'t TrustList>,
     now: DateTime<Utc>,
-) -> Result<&'t TrustedKey, Refusal> {
+) -> Result<Approval<'t>, Refusal> {
     let signature = signature.map_err(Refusal::Unreadable)?.ok_or(Refusal::Unsigned(act.as_str()))?;
     if !signature.verifies(subject_name, payload) {
         return Err(Refusal::BadSignature(signature.signer));
@@ -192,16 +203,22 @@ pub fn authorise<'t>(
             subject: crate::ids::shorten(subject_name),
         });
     }
-    Ok(entry)
+    Ok(Approval { key: entry, signature })
 }
 
-/// Whether `entry`'s scope covers `agent` for a message on `subject_name`. A command to the fleet needs a
-/// fleet-wide key, one to a group a key scoped to that group (and the PC must be in it), one to a PC a key whose
+/// Whether `entry`'s scope covers `agent` for a message on `subject_name`. A command (or a notification) to the
+/// fleet needs a fleet-wide key, one to a group a key scoped to that group (and the PC must be in it), one to a PC a key whose
 /// groups include one of the PC's. Kills and job state act on this PC only, so they need the PC in scope.
 fn covers(entry: &TrustedKey, act: Act, subject_name: &str, agent: Agent<'_>) -> bool {
     let scope = &entry.scope;
     match act {
         Act::Command => match subject::target_of_command(subject_name) {
+            Some(Target::All) => scope.is_fleet(),
+            Some(Target::Group(group)) => agent.groups.contains(&group) && scope.covers_group(&group),
+            Some(Target::Pc(pc)) => pc == *agent.pc && scope.covers_pc(agent.groups),
+            None => false,
+        },
+        Act::Notice => match subject::target_of_notice(subject_name) {
             Some(Target::All) => scope.is_fleet(),
             Some(Target::Group(group)) => agent.groups.contains(&group) && scope.covers_group(&group),
             Some(Target::Pc(pc)) => pc == *agent.pc && scope.covers_pc(agent.groups),
@@ -278,7 +295,7 @@ mod tests {
             Some(&fleet.root_list),
             now,
         )
-        .map(|k| k.name.to_string())
+        .map(|approval| approval.key.name.to_string())
     }
 
     #[test]
@@ -305,6 +322,15 @@ mod tests {
         assert!(out(check(&f, Act::Kill, &f.office, "kill.x", "pc2", &["lab"])), "a kill outside its scope");
         assert!(out(check(&f, Act::JobState, &f.office, "$KV.script_status.patch", "pc2", &["lab"])));
         assert!(check(&f, Act::JobState, &f.office, "$KV.script_status.patch", "pc1", &["office"]).is_ok());
+        // Notifications reach as far as commands do: the office key may tell office PCs' users, not the fleet's.
+        let id = "0193a0b0-0000-7000-8000-000000000001";
+        let notice = |target: &str| format!("notifications.{target}.{id}");
+        assert!(check(&f, Act::Notice, &f.office, &notice("group.office"), "pc1", &["office"]).is_ok());
+        assert!(check(&f, Act::Notice, &f.office, &notice("pc.pc1"), "pc1", &["office"]).is_ok());
+        assert!(out(check(&f, Act::Notice, &f.office, &notice("all"), "pc1", &["office"])), "not --all");
+        assert!(out(check(&f, Act::Notice, &f.office, &notice("pc.pc2"), "pc2", &["lab"])), "pc outside");
+        assert!(out(check(&f, Act::Notice, &f.office, "notifications.all", "pc1", &["office"])), "no id");
+        assert!(check(&f, Act::Notice, &f.operator, &notice("all"), "pc1", &[]).is_ok());
     }
 
     #[test]

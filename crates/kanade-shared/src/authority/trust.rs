@@ -53,6 +53,13 @@ pub struct TrustedKey {
     pub added_at: DateTime<Utc>,
 }
 
+impl TrustedKey {
+    /// A key trusted from `added_at` on, not revoked.
+    pub fn new(name: Actor, key: PublicKey, role: Role, scope: GroupScope, added_at: DateTime<Utc>) -> Self {
+        TrustedKey { name, key, role, scope, revoked: false, added_at }
+    }
+}
+
 /// One version of the trust list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustList {
@@ -171,14 +178,7 @@ mod tests {
     use super::*;
 
     fn entry(name: &str, key: &SigningKey, role: Role, scope: GroupScope) -> TrustedKey {
-        TrustedKey {
-            name: Actor::new(name).unwrap(),
-            key: key.public_key(),
-            role,
-            scope,
-            revoked: false,
-            added_at: Utc::now(),
-        }
+        TrustedKey::new(Actor::new(name).unwrap(), key.public_key(), role, scope, Utc::now())
     }
 
     #[test]

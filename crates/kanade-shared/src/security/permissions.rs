@@ -8,6 +8,7 @@
 use super::jwt::{Permission, ResponsePermission, UserLimits};
 use crate::resources::{
     KV_AGENT_CONFIG, KV_SCRIPT_CURRENT, KV_SCRIPT_STATUS, KV_TRUST, OBJ_AGENT_RELEASES, STREAM_EXEC, STREAM_INVENTORY,
+    STREAM_NOTIFICATIONS,
 };
 
 /// The template placeholder for the PC id.
@@ -63,12 +64,16 @@ pub fn agent_limits(pc: &str, group: &str, inbox: &str) -> UserLimits {
         format!("perf.*.{pc}"),
         format!("obs.{pc}"),
         format!("enroll.renew.{pc}"),
+        // Its user's self-service requests, answered by a backend.
+        format!("selfservice.{pc}.*"),
         // Its own inbox, which only it reads: a request to itself is a round trip that proves the broker has seen
         // everything sent before it.
         format!("{inbox}.>"),
         // Catch-up reads EXEC by filter in the request body (batch direct get), which the broker cannot see: an
         // agent can read any command still held, never write one. The KV buckets of job state are fleet-wide.
         direct(STREAM_EXEC),
+        // Notifications it missed while away, read back the same way.
+        direct(STREAM_NOTIFICATIONS),
         direct(&format!("KV_{KV_SCRIPT_CURRENT}")),
         direct(&format!("KV_{KV_SCRIPT_STATUS}")),
         // The trust list, read back on connect: one key, by subject.
@@ -84,6 +89,9 @@ pub fn agent_limits(pc: &str, group: &str, inbox: &str) -> UserLimits {
         "commands.all.>".to_owned(),
         format!("commands.group.{group}.>"),
         format!("commands.pc.{pc}.>"),
+        "notifications.all.>".to_owned(),
+        format!("notifications.group.{group}.>"),
+        format!("notifications.pc.{pc}.>"),
         "kill.>".to_owned(),
         format!("agents.{pc}.>"),
         format!("{}.>", kv(KV_SCRIPT_CURRENT)),

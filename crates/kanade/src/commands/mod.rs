@@ -13,6 +13,7 @@ pub mod key;
 pub mod kill;
 pub mod login;
 pub mod logs;
+pub mod notify;
 pub mod objects;
 pub mod perf;
 pub mod ping;

@@ -224,9 +224,7 @@ pub fn add(
             listed.role = role;
             listed.scope = scope.clone();
         }
-        None => {
-            keys.push(TrustedKey { name: name.clone(), key, role, scope: scope.clone(), revoked: false, added_at: now })
-        }
+        None => keys.push(TrustedKey::new(name.clone(), key, role, scope.clone(), now)),
     })?;
     Ok(Some(next))
 }

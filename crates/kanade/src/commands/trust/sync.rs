@@ -264,14 +264,7 @@ pub fn plan(
             }
         }
         for added in &changes.added {
-            keys.push(TrustedKey {
-                name: added.name.clone(),
-                key: added.key,
-                role: added.role,
-                scope: added.scope.clone(),
-                revoked: false,
-                added_at: now,
-            });
+            keys.push(TrustedKey::new(added.name.clone(), added.key, added.role, added.scope.clone(), now));
         }
     })?;
     Ok(Plan { changes, next: Some(next) })
@@ -309,7 +302,7 @@ mod tests {
     }
 
     fn listed(n: &str, key: PublicKey, role: Role, scope: GroupScope) -> TrustedKey {
-        TrustedKey { name: name(n), key, role, scope, revoked: false, added_at: Utc::now() }
+        TrustedKey::new(name(n), key, role, scope, Utc::now())
     }
 
     /// Version 3 holding the backend's key, and `tester`'s added by hand.
