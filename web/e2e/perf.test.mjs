@@ -320,6 +320,8 @@ test("the Agents page shows CPU and memory and sorts by them on the server", asy
   await page.goto(`${URL}/agents`);
   await page.getByRole("heading", { name: "Agents", level: 1 }).waitFor();
   const table = page.getByRole("table", { name: /^Agents, by/ });
+  // The heading is drawn before the table: wait for its header row before reading it.
+  await table.getByRole("columnheader", { name: "State" }).waitFor();
   // The sorted column's arrow is for the eye (aria-hidden); its order is in aria-sort.
   const headers = (await table.getByRole("columnheader").allTextContents()).map((h) => h.replace(/[▲▼]/g, "").trim());
   assert.deepEqual(headers, ["PC", "Hostname", "OS", "Version", "Groups", "CPU", "Memory", "Last seen", "State"]);
@@ -331,7 +333,7 @@ test("the Agents page shows CPU and memory and sorts by them on the server", asy
   await table.getByRole("button", { name: "CPU" }).click();
   await page.waitForURL(/sort=cpu/);
   await eventually("the server was asked for the CPU order", async () => asked.includes("cpu"));
-  assert.equal(await table.getByRole("columnheader", { name: "CPU" }).getAttribute("aria-sort"), "descending");
+  await eventually("the CPU column says it is sorted", async () => (await table.getByRole("columnheader", { name: "CPU" }).getAttribute("aria-sort")) === "descending");
   const pcs = async () => (await table.locator("tbody tr td:first-child").allTextContents()).join(" ");
   await expectText(table.locator("tbody"), new RegExp(`${HOT_PC}[\\s\\S]*${PC}[\\s\\S]*${QUIET_PC}`));
   assert.equal(await pcs(), `${HOT_PC} ${PC} ${QUIET_PC}`);
@@ -345,11 +347,12 @@ test("the Agents page shows CPU and memory and sorts by them on the server", asy
   await table.getByRole("button", { name: "Memory" }).click();
   await page.waitForURL(/sort=memory/);
   await eventually("the server was asked for the memory order", async () => asked.includes("memory"));
-  assert.equal(await table.getByRole("columnheader", { name: "Memory" }).getAttribute("aria-sort"), "descending");
+  await eventually("the memory column says it is sorted", async () => (await table.getByRole("columnheader", { name: "Memory" }).getAttribute("aria-sort")) === "descending");
   await expectText(table.locator("tbody tr").last().locator("td").first(), new RegExp(`^${QUIET_PC}$`));
   await table.getByRole("button", { name: "PC" }).click();
   await page.waitForURL((u) => !u.search.includes("sort="));
-  assert.equal(await table.getByRole("columnheader", { name: "PC" }).getAttribute("aria-sort"), "ascending");
+  // The URL changes before the table re-renders (the router applies it in a transition): wait for the header.
+  await eventually("the PC column says it is sorted", async () => (await table.getByRole("columnheader", { name: "PC" }).getAttribute("aria-sort")) === "ascending");
   await expectText(table.locator("tbody tr").first().locator("td").first(), new RegExp(`^${HOT_PC}$`));
   page.off("request", listen);
 });

@@ -148,6 +148,17 @@ pub fn standing_at(stored: &StoredSchedule) -> DateTime<Utc> {
     stored.schedule.not_before.unwrap_or(stored.created_at).trunc_subsecs(0)
 }
 
+/// The occurrence a once-per-version schedule fires a new version of its job at: the second the version was
+/// stored, or the second after the schedule's last decided occurrence if that is not earlier. Two versions stored
+/// within one second would otherwise share an occurrence id, and the second would never run.
+pub fn version_occurrence(stored_at: DateTime<Utc>, cursor: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let at = stored_at.trunc_subsecs(0);
+    match cursor {
+        Some(last) if last >= at => last + chrono::Duration::seconds(1),
+        _ => at,
+    }
+}
+
 struct Entry {
     stored: StoredSchedule,
     timing: Option<Timing>,
@@ -388,15 +399,18 @@ impl Scheduler {
         // Once per PC: one occurrence, the schedule's start. Once per version: one per version of the job, at the
         // time that version was stored in the catalogue (the same on every backend); an execution of this version
         // fired before (the version stored again later) counts.
-        let at = match schedule.when {
-            When::OncePerVersion => job.created_at.trunc_subsecs(0),
-            _ => standing_at(stored),
-        };
-        let exec = match schedule.when {
+        let fired = match schedule.when {
             When::OncePerVersion => self.state.db.fired_version(schedule.id.as_str(), &job.job.version).await?,
             _ => None,
         };
-        let exec = exec.unwrap_or_else(|| schedule::occurrence_id(&schedule.id, at));
+        let at = match schedule.when {
+            When::OncePerVersion => {
+                let cursor = self.state.db.schedule_cursor(schedule.id.as_str()).await?;
+                version_occurrence(job.created_at, cursor)
+            }
+            _ => standing_at(stored),
+        };
+        let exec = fired.unwrap_or_else(|| schedule::occurrence_id(&schedule.id, at));
         let Some(row) = self.state.db.get_execution(&exec).await? else {
             fire(&self.state, stored, at, Outcome::Fired).await?;
             return Ok(());
@@ -618,6 +632,15 @@ mod tests {
         assert!(!unfinished(ExecStatus::Running, 0, 0, false), "only offline agents are left: they catch up later");
         assert!(!unfinished(ExecStatus::Halted, 0, 5, false));
         assert!(unfinished(ExecStatus::Superseded, 2, 0, false), "what it sent is still running");
+    }
+
+    #[test]
+    fn versions_stored_within_one_second_get_occurrences_of_their_own() {
+        let stored = at(10) + chrono::Duration::milliseconds(300);
+        assert_eq!(version_occurrence(stored, None), at(10), "the first version: the second it was stored");
+        assert_eq!(version_occurrence(stored, Some(at(4))), at(10), "an older decision does not move it");
+        assert_eq!(version_occurrence(stored, Some(at(10))), at(11), "the first version fired at this second");
+        assert_eq!(version_occurrence(stored, Some(at(11))), at(12), "and a third within it");
     }
 
     #[test]

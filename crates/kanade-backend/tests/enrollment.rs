@@ -598,7 +598,9 @@ async fn hostile_token_orders_ids_and_queries_are_refused_with_codes() {
     assert_eq!(first["items"].as_array().unwrap().len(), 2, "{first}");
     let all = backend.get_all("/api/enroll/tokens?limit=2").await;
     assert_eq!(all.len(), 3);
-    let created: Vec<&str> = all.iter().map(|t| t["created_at"].as_str().unwrap()).collect();
+    // Compared as times: RFC 3339 text drops trailing zeros of the fraction, so it does not sort as text.
+    let created: Vec<chrono::DateTime<chrono::Utc>> =
+        all.iter().map(|t| t["created_at"].as_str().unwrap().parse().expect("an RFC 3339 time")).collect();
     assert!(created.windows(2).all(|w| w[0] >= w[1]), "newest first: {created:?}");
 }
 
