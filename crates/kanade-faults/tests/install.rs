@@ -10,6 +10,7 @@
 //! The host has no systemd here: the script's `systemctl` is a stand-in on the agent's PATH that starts and stops
 //! the backend from an environment file, as systemd would from the unit (the shipped unit itself is checked by
 //! crates/kanade/tests/deploy_linux.rs).
+#![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

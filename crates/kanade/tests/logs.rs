@@ -213,6 +213,7 @@ async fn hostile_log_requests_get_error_replies_and_are_counted_as_malformed() {
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), "secret\n").unwrap();
     // A link planted in the folder under a log file's name is not followed.
+    #[cfg(unix)]
     std::os::unix::fs::symlink(secret.path(), logs.path().join("kanade-agent.2999-01-01.log")).unwrap();
     let _agent = agent_logging_to(&url, "pc-1", logs.path()).await;
     let pc = PcId::new("pc-1").unwrap();

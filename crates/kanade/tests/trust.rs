@@ -4,7 +4,7 @@
 //! backwards and never under another root; a key is rotated without a gap; hostile input gets a clear error and
 //! the documented exit code. Every command runs with its own `KANADE_CONFIG_DIR` so nothing touches a real home.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -106,7 +106,9 @@ fn root_key() -> String {
     fleet_file(files::TRUST_ROOT_KEY)
 }
 
-fn mode(path: &Path) -> u32 {
+/// A file's Unix permission bits (Windows keeps these files under ACLs, which these tests do not read).
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -139,6 +141,7 @@ async fn audit_events(js: &jetstream::Context) -> Vec<AuditEvent> {
     events
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn key_create_writes_an_owner_only_key_prints_only_its_public_half_and_never_overwrites_by_accident() {
     init_logging();
@@ -207,6 +210,7 @@ async fn key_create_writes_an_owner_only_key_prints_only_its_public_half_and_nev
     assert!(folder.is_dir());
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn security_init_writes_the_offline_root_the_backend_key_and_a_first_list_only_the_root_opens() {
     init_logging();
