@@ -4,6 +4,7 @@
 //   KANADE_TOKEN          the shared API token
 //   KANADE_PC             the one agent's pc id
 //   KANADE_PENDING_EXEC   an execution of job `guarded` that alice requested and that waits for approval
+//   KANADE_HELD_EXEC      an execution of job `consented` held on the agent for its user's consent, put off by ann
 //   KANADE_ARTIFACTS      where screenshots go
 //   KANADE_CHROMIUM       the browser (Debian's chromium; playwright-core does not download one)
 // The steps run in order in one browser: each starts where the previous one left the page.
@@ -20,6 +21,7 @@ const URL = env("KANADE_URL");
 const TOKEN = env("KANADE_TOKEN");
 const PC = env("KANADE_PC");
 const PENDING = env("KANADE_PENDING_EXEC");
+const HELD = env("KANADE_HELD_EXEC");
 const ARTIFACTS = env("KANADE_ARTIFACTS");
 const WIDE = { width: 1280, height: 800 };
 const NARROW = { width: 390, height: 844 };
@@ -226,6 +228,15 @@ test("an execution waiting for approval is approved from the Activity page", asy
   await expectAttribute(card.getByRole("progressbar"), "aria-valuenow", "100");
   await card.getByText("approved by bob").waitFor();
   await shot("12-activity-approved");
+});
+
+test("a run its user put off shows who deferred it and until when", async () => {
+  await page.goto(`${URL}/activity/${HELD}`);
+  const row = page.getByRole("row").filter({ has: page.getByRole("link", { name: PC, exact: true }) });
+  await expectText(row.getByTestId("held"), /deferred by ann until/);
+  assert.match(await row.getByTestId("held").locator("time").getAttribute("datetime"), /^\d{4}-\d\d-\d\dT/);
+  await accessible("a held run");
+  await shot("12b-execution-held");
 });
 
 test("the audit log shows who did what, filtered by operator", async () => {

@@ -65,6 +65,7 @@ mod tests {
             jitter: None,
             run_as: RunAs::System,
             cwd: None,
+            consent: None,
         }
     }
 

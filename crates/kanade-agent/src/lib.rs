@@ -10,6 +10,7 @@ pub mod authority;
 pub mod catchup;
 pub mod client_ipc;
 pub mod connection;
+pub mod consent;
 pub mod credential;
 pub mod executor;
 pub mod gate;
@@ -109,7 +110,8 @@ pub async fn run_logging_to(
     let client_desk = config.client_socket.as_deref().and_then(|path| match platform::ClientListener::bind(path) {
         Ok(listener) => {
             let notices = notices::Notices::open(Some(&data_dir));
-            let desk = client_ipc::ClientDesk::new(config.pc_id.clone(), config.hostname.clone(), notices);
+            let consents = consent::ConsentBook::open(Some(&data_dir), true);
+            let desk = client_ipc::ClientDesk::new(config.pc_id.clone(), config.hostname.clone(), notices, consents);
             tracing::info!(socket = %path.display(), "kanade-client may connect");
             let server = client_ipc::serve(listener, desk.clone(), config.run_as_user.clone(), shutdown.clone());
             Some((desk, tokio::spawn(server)))
@@ -275,6 +277,7 @@ pub async fn serve(config: AgentConfig, parts: Parts, shutdown: CancellationToke
         position,
         shutdown: shutdown.clone(),
         malformed: malformed.clone(),
+        desk: client_desk.clone(),
     }));
     pipeline.recover().await;
     // The trust list before anything else is read: job-state values and commands that arrive live are judged
@@ -369,11 +372,15 @@ async fn client_status(
 ) {
     let mut tick = tokio::time::interval(CLIENT_STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut held = desk.consents().watch();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+            _ = held.changed() => {}
         }
+        // Held runs change state with the clock too (a deferral ends, quiet hours begin): compared every time.
+        desk.pending_changed();
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         let running = pipeline
             .running_list()

@@ -19,7 +19,8 @@ use async_nats::{Client, HeaderMap};
 use chrono::{DateTime, Utc};
 use kanade_shared::authority::{Act, Refusal};
 use kanade_shared::wire::{
-    Command, ExecResult, FullOutput, OutputChunk, OutputStream, Reason, ResultStatus, RunStarted,
+    Command, Consent, ExecResult, FullOutput, HeldState, OutputChunk, OutputStream, Reason, ResultStatus, RunHeld,
+    RunStarted,
 };
 use kanade_shared::{PcId, ResultId, resources, subject};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -28,6 +29,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::authority::Authority;
 use crate::catchup::Position;
+use crate::client_ipc::ClientDesk;
+use crate::consent::{self, ConsentBook, Hold};
 use crate::executor::{Executor, Spooled};
 use crate::gate::{self, JobView};
 use crate::heartbeat::Malformed;
@@ -94,7 +97,8 @@ pub fn on_arrival(claim: Claim, command: &Command, now: DateTime<Utc>, view: &Jo
 /// jitter to wait out and the gate lets it run now on the view as it is (one that wants its job re-read, or is
 /// settled as skipped, takes the usual path). It also needs a slot free at once, which the caller takes.
 pub fn starts_at_once(command: &Command, now: DateTime<Utc>, view: &JobView) -> bool {
-    command.jitter.is_none_or(|jitter| jitter.is_zero())
+    command.consent.is_none()
+        && command.jitter.is_none_or(|jitter| jitter.is_zero())
         && on_arrival(Claim::Taken, command, now, view, false) == Arrival::Wait
 }
 
@@ -161,6 +165,19 @@ pub fn finished_reason(status: ResultStatus, reason: Option<Reason>, stopping: b
     reason.or_else(|| (status == ResultStatus::Killed && stopping).then_some(Reason::Interrupted))
 }
 
+/// How long telling the operator where a held run stands may take.
+const TELL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long before a command's own deadline (after which it is skipped as expired) a held run starts at the latest.
+const START_BEFORE_EXPIRY: Duration = Duration::from_secs(30);
+
+/// How long a run may be held for its user: the consent's deadline, ending a little before the command's own.
+pub fn consent_deadline(command: &Command, consent: &Consent) -> Duration {
+    let Some(expires) = command.deadline else { return consent.deadline };
+    let left = (expires - Utc::now()).to_std().unwrap_or_default().saturating_sub(START_BEFORE_EXPIRY);
+    consent.deadline.min(left)
+}
+
 /// Everything a run needs, shared by all runs of one agent.
 pub struct Pipeline {
     pc: PcId,
@@ -183,6 +200,10 @@ pub struct Pipeline {
     /// Commands already refused, by message (exec id and subject): a catch-up reads a refused command again on every
     /// reconnect, and it is reported once.
     refused: Mutex<HashSet<String>>,
+    /// Runs held for their user's consent.
+    consents: Arc<ConsentBook>,
+    /// What kanade-client is shown; told of every result.
+    desk: Option<Arc<ClientDesk>>,
 }
 
 /// Refused commands remembered at most; beyond, the set starts again (a repeat is then reported twice, no worse).
@@ -201,12 +222,27 @@ pub struct PipelineParts {
     pub position: Position,
     pub shutdown: CancellationToken,
     pub malformed: Arc<Malformed>,
+    /// kanade-client's view of the agent, with the runs held for consent; `None`: nobody to ask, and such runs run
+    /// at once.
+    pub desk: Option<Arc<ClientDesk>>,
 }
 
 impl Pipeline {
     pub fn new(parts: PipelineParts) -> Self {
-        let PipelineParts { pc, authority, client, outbox, ledger, executor, slots, position, shutdown, malformed } =
-            parts;
+        let PipelineParts {
+            pc,
+            authority,
+            client,
+            outbox,
+            ledger,
+            executor,
+            slots,
+            position,
+            shutdown,
+            malformed,
+            desk,
+        } = parts;
+        let consents = desk.as_ref().map_or_else(|| ConsentBook::open(None, false), |desk| desk.consents().clone());
         Self {
             pc,
             client,
@@ -222,6 +258,8 @@ impl Pipeline {
             shutdown,
             malformed,
             refused: Mutex::new(HashSet::new()),
+            consents,
+            desk,
         }
     }
 
@@ -423,8 +461,11 @@ impl Pipeline {
         }
     }
 
-    /// Puts a run's result in the outbox and marks the run finished in the ledger.
+    /// Puts a run's result in the outbox and marks the run finished in the ledger; kanade-client is told.
     async fn record(&self, result: &ExecResult) {
+        if let Some(desk) = &self.desk {
+            desk.run_finished(result);
+        }
         if let Err(err) = self.outbox.put(result).await {
             // Left `started` (or `claimed`) in the ledger, the run is reported `interrupted` at the next start.
             tracing::error!(result_id = %result.result_id, error = %err, "cannot write result to the outbox");
@@ -456,8 +497,15 @@ impl Pipeline {
         let cancel = self.running.hold(&command.exec_id, &command.job_id);
         let turn = match at_once {
             Some((permit, record)) => Ok((permit, Some(record))),
-            None => self.wait_turn(command, &cancel).await.map(|permit| (permit, None)),
+            None => match self.hold_for_consent(command, &cancel).await {
+                Ok(()) => self.wait_turn(command, &cancel).await.map(|permit| (permit, None)),
+                Err(stop) => Err(stop),
+            },
         };
+        if !matches!(turn, Err(Stop::Release)) {
+            // It starts or ends now: no longer held (a run handed back stays held, to go on after the restart).
+            self.consents.forget(&command.exec_id);
+        }
         let result = match turn {
             Ok((permit, recorded)) => {
                 let result = self.run_now(command, cancel, recorded).await;
@@ -490,6 +538,91 @@ impl Pipeline {
             tracing::error!(exec_id = %command.exec_id, error = %err, "cannot release the run; it will not run again");
         }
         self.position.reset();
+    }
+
+    /// Holds a run whose command asks its user first ([`crate::consent`]) until it may start: its user said so,
+    /// or its deadline came. An answer, a change of its job's state, a kill or a stop is judged at once; the
+    /// operator is told where it stands (`events.consent`) whenever that changes.
+    async fn hold_for_consent(&self, command: &Command, cancel: &CancellationToken) -> Result<(), Stop> {
+        let Some(consent) = &command.consent else { return Ok(()) };
+        if !self.consents.someone_to_ask() {
+            tracing::info!(exec_id = %command.exec_id, "nobody to ask for consent here (no kanade-client): it runs now");
+            return Ok(());
+        }
+        let mut changes = self.consents.watch();
+        let asked = Consent { deadline: consent_deadline(command, consent), ..consent.clone() };
+        let Some(mut held) = self.consents.hold(command, &asked, Utc::now()) else {
+            tracing::warn!(exec_id = %command.exec_id, held = consent::MAX_HELD, "too many runs held for consent; this one runs without asking");
+            return Ok(());
+        };
+        let mut told = None;
+        loop {
+            let now = Utc::now();
+            let (state, until) = match consent::decide(&held, now, consent::local_offset(), true) {
+                Hold::Run(because) => {
+                    tracing::info!(exec_id = %command.exec_id, ?because, "a run held for consent starts");
+                    return Ok(());
+                }
+                Hold::Wait { state, until } => (state, until),
+            };
+            let word = (state, until, held.deferrals);
+            if told != Some(word) && self.tell_held(command, &held, state, until, now).await {
+                told = Some(word);
+            }
+            let sleep = (until - now).to_std().unwrap_or_default().min(consent::LOOK_AGAIN_AFTER);
+            let wake = tokio::select! {
+                () = tokio::time::sleep(sleep) => None,
+                _ = changes.changed() => None,
+                () = cancel.cancelled() => Some(Wake::Killed),
+                () = self.shutdown.cancelled() => Some(Wake::Stopping),
+                () = self.jobs_changed.notified() => Some(Wake::JobChanged),
+            };
+            if let Some(wake) = wake
+                && let Turn::Stop(stop) = on_wake(wake, command, Utc::now(), &self.jobs.view(&command.job_id))
+            {
+                return Err(stop);
+            }
+            held = self.consents.get(&command.exec_id).unwrap_or(held);
+        }
+    }
+
+    /// Tells the operator where a held run stands (`events.consent.<pc>.<exec>`, stored in `EVENTS`); false when
+    /// the broker did not take it, so it is told again at the next look.
+    async fn tell_held(
+        &self,
+        command: &Command,
+        held: &consent::Held,
+        state: HeldState,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let word = RunHeld {
+            exec_id: command.exec_id.clone(),
+            job_id: command.job_id.clone(),
+            pc_id: self.pc.clone(),
+            state,
+            until,
+            deadline: held.deadline(),
+            by: (state == HeldState::Deferred).then(|| held.deferred_by.clone()).flatten(),
+            deferrals: held.deferrals,
+            at: now,
+        };
+        let Ok(body) = serde_json::to_vec(&word) else { return false };
+        let stored = async {
+            async_nats::jetstream::new(self.client.clone())
+                .publish(subject::event_consent(&self.pc, &command.exec_id), body.into())
+                .await?
+                .await
+                .map_err(async_nats::Error::from)
+        };
+        match tokio::time::timeout(TELL_PATIENCE, stored).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(err)) => {
+                tracing::debug!(exec_id = %command.exec_id, error = %err, "where a held run stands was not stored");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// The jitter, then a slot; each wake-up judged by [`on_wake`].
@@ -662,6 +795,7 @@ mod tests {
             jitter: Some(Duration::from_secs(60)),
             run_as: RunAs::System,
             cwd: None,
+            consent: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use kanade_shared::access::GroupScope;
 use kanade_shared::api::{AgentRow, AuditChainRow, AuditRow, ResultRow, TargetRow};
-use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, RunStarted};
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, RunHeld, RunStarted};
 use kanade_shared::{ExecId, GroupName, JobId, PcId};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -275,6 +275,48 @@ impl Db {
                 }
                 self.apply_tallies(&mut tx, moves).await?;
             }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records where runs held for their user's consent stand; a later word of the agent replaces an earlier one (a
+    /// redelivered one changes nothing).
+    pub async fn upsert_held(&self, rows: &[(RunHeld, u64)]) -> Result<(), DbError> {
+        // One row per run and PC, the newest word: one statement may not touch a row twice (PostgreSQL refuses).
+        let mut newest: std::collections::BTreeMap<(&str, &str), &RunHeld> = std::collections::BTreeMap::new();
+        for (held, _) in rows {
+            let key = (held.exec_id.as_str(), held.pc_id.as_str());
+            if newest.get(&key).is_none_or(|kept| kept.at <= held.at) {
+                newest.insert(key, held);
+            }
+        }
+        let newest: Vec<&RunHeld> = newest.into_values().collect();
+        let mut tx = self.pool.begin().await?;
+        // 8 parameters x 100 rows a statement.
+        for chunk in newest.chunks(100) {
+            let sql = format!(
+                "INSERT INTO runs_held (exec_id, pc_id, state, until_ms, deadline_ms, by_user, deferrals, at_ms)
+                 VALUES {}
+                 ON CONFLICT (exec_id, pc_id) DO UPDATE SET state = excluded.state, until_ms = excluded.until_ms,
+                    deadline_ms = excluded.deadline_ms, by_user = excluded.by_user, deferrals = excluded.deferrals,
+                    at_ms = excluded.at_ms
+                 WHERE runs_held.at_ms <= excluded.at_ms",
+                self.dialect.rows(chunk.len(), 8)
+            );
+            let mut query = sqlx::query(&sql);
+            for held in chunk {
+                query = query
+                    .bind(held.exec_id.as_str())
+                    .bind(held.pc_id.as_str())
+                    .bind(held.state.as_str())
+                    .bind(held.until.timestamp_millis())
+                    .bind(held.deadline.timestamp_millis())
+                    .bind(held.by.clone())
+                    .bind(i64::from(held.deferrals))
+                    .bind(held.at.timestamp_millis());
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

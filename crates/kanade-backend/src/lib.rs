@@ -267,6 +267,7 @@ impl Bound {
         };
         let results = tokio::spawn(projector::project::<projector::Results>(parts.clone(), token.clone()));
         let events = tokio::spawn(projector::project::<projector::Events>(parts.clone(), token.clone()));
+        let consents = tokio::spawn(projector::project::<projector::Consents>(parts.clone(), token.clone()));
         let audit = tokio::spawn(projector::project::<projector::Audit>(parts.clone(), token.clone()));
         let timeline = tokio::spawn(projector::project::<projector::Timeline>(parts.clone(), token.clone()));
         let inventory = tokio::spawn(projector::project::<projector::Inventory>(parts.clone(), token.clone()));
@@ -302,6 +303,7 @@ impl Bound {
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         let _ = results.await;
         let _ = events.await;
+        let _ = consents.await;
         let _ = audit.await;
         let _ = timeline.await;
         let _ = inventory.await;

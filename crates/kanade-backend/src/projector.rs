@@ -10,12 +10,12 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kanade_shared::resources::{
-    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR, CONSUMER_INVENTORY_PROJECTOR,
-    CONSUMER_JOB_FACTS_PROJECTOR, CONSUMER_OBS_PROJECTOR, CONSUMER_PERF_PROJECTOR, CONSUMER_RESULTS_PROJECTOR,
-    STREAM_AUDIT, STREAM_EVENTS, STREAM_INVENTORY, STREAM_OBS, STREAM_PERF, STREAM_RESULTS,
+    BACKEND_QUEUE_GROUP, CONSUMER_AUDIT_PROJECTOR, CONSUMER_CONSENT_PROJECTOR, CONSUMER_EVENTS_PROJECTOR,
+    CONSUMER_INVENTORY_PROJECTOR, CONSUMER_JOB_FACTS_PROJECTOR, CONSUMER_OBS_PROJECTOR, CONSUMER_PERF_PROJECTOR,
+    CONSUMER_RESULTS_PROJECTOR, STREAM_AUDIT, STREAM_EVENTS, STREAM_INVENTORY, STREAM_OBS, STREAM_PERF, STREAM_RESULTS,
 };
 use kanade_shared::subject;
-use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, ObsEvent, RunStarted};
+use kanade_shared::wire::{AuditEvent, ExecResult, Heartbeat, ObsEvent, RunHeld, RunStarted};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Db;
@@ -91,6 +91,42 @@ impl Projection for Events {
     }
 
     fn changed(rows: &[(RunStarted, u64)]) -> (Topic, Vec<String>) {
+        (Topic::Results, distinct(rows.iter().map(|(r, _)| r.exec_id.as_str())))
+    }
+}
+
+/// `EVENTS` (`events.consent.>`) -> `runs_held`: where runs held for their user's consent stand.
+pub struct Consents;
+
+/// The longest user name kept with a deferral (an account name; Windows' `DOMAIN\\name` included).
+pub const MAX_HELD_BY_CHARS: usize = 256;
+
+impl Projection for Consents {
+    type Row = RunHeld;
+    const STREAM: &'static str = STREAM_EVENTS;
+    const CONSUMER: &'static str = CONSUMER_CONSENT_PROJECTOR;
+    const FILTER_SUBJECT: Option<&'static str> = Some(subject::EVENTS_CONSENT_ALL);
+
+    fn decode(subject_name: &str, payload: &[u8]) -> Result<RunHeld, String> {
+        let held: RunHeld = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        if subject::event_consent(&held.pc_id, &held.exec_id) != subject_name {
+            return Err(format!("consent of `{}` on `{}` arrived on `{subject_name}`", held.exec_id, held.pc_id));
+        }
+        if held.by.as_ref().is_some_and(|by| by.chars().count() > MAX_HELD_BY_CHARS || by.chars().any(char::is_control))
+        {
+            return Err("the user's name is too long or has control characters".into());
+        }
+        if held.until > held.deadline {
+            return Err(format!("held until {} past its deadline {}", held.until, held.deadline));
+        }
+        Ok(held)
+    }
+
+    async fn commit(db: &Db, rows: &[(RunHeld, u64)]) -> Result<(), crate::db::DbError> {
+        db.upsert_held(rows).await
+    }
+
+    fn changed(rows: &[(RunHeld, u64)]) -> (Topic, Vec<String>) {
         (Topic::Results, distinct(rows.iter().map(|(r, _)| r.exec_id.as_str())))
     }
 }

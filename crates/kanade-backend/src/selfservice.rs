@@ -163,7 +163,7 @@ async fn run(state: &AppState, offer: &Offer, pc: &PcId, payload: &[u8]) -> Self
         Ok(catalogue) => catalogue.get(&asked.job_id).await,
         Err(err) => Err(err),
     };
-    let stored = match stored {
+    let mut stored = match stored {
         Ok(Some(stored)) if offered(&stored.job, pc, &groups) => stored,
         Ok(_) => {
             return refused("not_offered", format!("`{}` is not in this PC's self-service catalogue", asked.job_id));
@@ -174,6 +174,10 @@ async fn run(state: &AppState, offer: &Offer, pc: &PcId, payload: &[u8]) -> Self
         }
     };
     offer.read.lock().await.take();
+    // The user asked for this run: it is not held to ask them again.
+    if let Some(client) = stored.job.client.as_mut() {
+        client.consent = None;
+    }
     let caller = Caller {
         actor: Actor::new(SELF_SERVICE_ACTOR).unwrap_or_else(|_| Actor::from_login(SELF_SERVICE_ACTOR)),
         verified: true,

@@ -7,6 +7,8 @@
 //! first). Without them the test fails and says so; it never passes without having run the browser.
 
 use kanade_testkit::{NatsServer, TEST_TOKEN, TestAgent, TestBackend, connect, init_logging, operator_token};
+use std::time::Duration;
+
 use serde_json::json;
 
 mod support;
@@ -43,7 +45,11 @@ async fn the_dashboard_works_in_a_real_browser() {
     let configs = kanade_ops::agent_config::AgentConfigStore::open(&client).await.expect("agent_config bucket");
     let lab = kanade_shared::layered::Scope::Group(kanade_shared::GroupName::new("lab").expect("group"));
     configs.change(&lab, "max_local_concurrent", Some(json!(3))).await.expect("set max_local_concurrent");
-    let _agent = TestAgent::start(&url, PC, &["lab"]).await;
+    // With a client channel, so a job asking for consent is held for its user (nobody connects here).
+    let (data_dir, sockets) = (tempfile::tempdir().expect("data dir"), tempfile::tempdir().expect("socket dir"));
+    let mut config = kanade_testkit::agent_config(&url, PC, &["lab"], data_dir.path());
+    config.client_socket = Some(sockets.path().join("client.sock"));
+    let _agent = TestAgent::start_with(config, data_dir).await;
     backend.wait_for_agents(1).await;
 
     for manifest in [
@@ -77,11 +83,54 @@ async fn the_dashboard_works_in_a_real_browser() {
     assert_eq!(status, 201, "exec guarded: {pending}");
     assert_eq!(pending["status"], "pending_approval", "{pending}");
 
+    // A run held on the PC for its user's consent (the agent says it asks), then put off by its user: that word is
+    // the agent's too, sent here as the agent would send it (no user is signed in to answer).
+    let consent = "client:\n  title: Updates\n  consent:\n    message: Apps may close.\n    deadline: 48h\n";
+    let (status, body) =
+        backend.post("/api/jobs", &json!({ "manifest": manifest("consented", "echo updated", consent) })).await;
+    assert!(status == 201 || status == 200, "job create: {status} {body}");
+    let (status, held) = backend.post("/api/exec/consented", &json!({ "pcs": [PC] })).await;
+    assert_eq!(status, 201, "exec consented: {held}");
+    let held_exec = held["exec_id"].as_str().expect("exec id").to_owned();
+    let targets = format!("/api/executions/{held_exec}/targets");
+    let asking = kanade_testkit::eventually("the agent says it asks its user", Duration::from_secs(30), || async {
+        let (_, body) = backend.get(&targets).await;
+        (body["items"][0]["held"]["state"] == "asking").then(|| body["items"][0]["held"].clone())
+    })
+    .await;
+    let now = chrono::Utc::now();
+    let word = kanade_shared::wire::RunHeld {
+        exec_id: kanade_shared::ExecId::new(held_exec.clone()).expect("exec id"),
+        job_id: kanade_shared::JobId::new("consented").expect("job id"),
+        pc_id: kanade_shared::PcId::new(PC).expect("pc id"),
+        state: kanade_shared::wire::HeldState::Deferred,
+        until: now + chrono::Duration::hours(2),
+        deadline: asking["deadline"].as_str().and_then(|t| t.parse().ok()).expect("a deadline"),
+        by: Some("ann".into()),
+        deferrals: 1,
+        at: now,
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    js.publish(
+        kanade_shared::subject::event_consent(&word.pc_id, &word.exec_id),
+        serde_json::to_vec(&word).unwrap().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    kanade_testkit::eventually("the deferral is projected", Duration::from_secs(30), || async {
+        let (_, body) = backend.get(&targets).await;
+        (body["items"][0]["held"]["state"] == "deferred").then_some(())
+    })
+    .await;
+
     let env = [
         ("KANADE_URL", backend.url()),
         ("KANADE_TOKEN", TEST_TOKEN.to_owned()),
         ("KANADE_PC", PC.to_owned()),
         ("KANADE_PENDING_EXEC", pending["exec_id"].as_str().expect("exec id").to_owned()),
+        ("KANADE_HELD_EXEC", held_exec),
     ];
     browser::run("e2e/dashboard.test.mjs", &env).await;
 }

@@ -292,3 +292,62 @@ async fn tallies_agree_with_a_recount_on_postgres() {
     tallies_agree_with_a_recount(&db).await;
     db.close().await;
 }
+
+/// Where a run held for its user's consent stands: the newest word of its agent wins, whatever order the words
+/// arrive in (two in one batch, or an older one redelivered later), and it shows only while the target is pending.
+async fn the_newest_held_word_wins_and_shows_while_pending(db: &Db) {
+    use kanade_shared::wire::{HeldState, RunHeld};
+    let exec = execution(db, "updates", "1", &["a", "b"], &[ExecStatus::Running]).await;
+    let at = |secs: i64| Utc::now() + chrono::Duration::seconds(secs);
+    let deadline = at(3600);
+    let word = |pc_id: &str, state: HeldState, said: chrono::DateTime<Utc>, deferrals: u32| RunHeld {
+        exec_id: exec.clone(),
+        job_id: job("updates"),
+        pc_id: pc(pc_id),
+        state,
+        until: deadline,
+        deadline,
+        by: (state == HeldState::Deferred).then(|| "ann".to_owned()),
+        deferrals,
+        at: said,
+    };
+    let (asked, deferred) = (word("a", HeldState::Asking, at(1), 0), word("a", HeldState::Deferred, at(2), 1));
+    db.upsert_held(&[(deferred.clone(), 2), (asked.clone(), 1)]).await.expect("one batch, out of order");
+    db.upsert_held(&[(asked, 1)]).await.expect("an older word again");
+    db.upsert_held(&[(word("b", HeldState::Quiet, at(1), 0), 3)]).await.expect("b");
+    let exec_ref = &exec;
+    let held_of = |pc_id: &'static str| async move {
+        let exec = exec_ref;
+        let filter = kanade_backend::db::TargetFilter { limit: 10, ..Default::default() };
+        let page = db.targets(exec, true, &filter, &kanade_shared::access::GroupScope::Fleet).await.expect("targets");
+        page.items.into_iter().find(|t| t.pc_id == pc_id).expect("a target").held
+    };
+    let held = held_of("a").await.expect("a is held");
+    assert_eq!((held.state.as_str(), held.by.as_deref(), held.deferrals), ("deferred", Some("ann"), 1));
+    assert_eq!(held_of("b").await.expect("b is held").state, "quiet");
+    // Begun: its start tells the story now.
+    let started = RunStarted {
+        exec_id: exec.clone(),
+        job_id: job("updates"),
+        version: "1".into(),
+        pc_id: pc("b"),
+        started_at: Utc::now(),
+    };
+    db.insert_started(&[(started, 4)]).await.expect("started");
+    assert!(held_of("b").await.is_none(), "a run that began is not shown held");
+}
+
+#[tokio::test]
+async fn the_newest_held_word_wins_on_sqlite() {
+    let (_dir, db) = sqlite().await;
+    the_newest_held_word_wins_and_shows_while_pending(&db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_newest_held_word_wins_on_postgres() {
+    let database = postgres::TestDatabase::create().await;
+    let db = Db::connect(&database.url).await.expect("open postgres");
+    the_newest_held_word_wins_and_shows_while_pending(&db).await;
+    db.close().await;
+}

@@ -713,6 +713,7 @@ pub(crate) fn bench_command(exec: &ExecId, job: &JobId) -> Command {
         jitter: None,
         run_as: Default::default(),
         cwd: None,
+        consent: None,
     }
 }
 

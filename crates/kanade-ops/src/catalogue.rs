@@ -159,5 +159,19 @@ pub fn command_for(
         jitter: jitter.or(job.jitter),
         run_as: job.run_as.clone(),
         cwd: job.cwd.clone(),
+        consent: consent_of(job),
     }
+}
+
+/// What a job's `client.consent` block asks of the PC's user, as the command carries it.
+fn consent_of(job: &kanade_shared::manifest::Job) -> Option<kanade_shared::wire::Consent> {
+    let client = job.client.as_ref()?;
+    let consent = client.consent.as_ref()?;
+    Some(kanade_shared::wire::Consent {
+        title: client.title.trim().to_owned(),
+        message: consent.message.trim().to_owned(),
+        max_defer: consent.max_defer,
+        deadline: consent.deadline.0,
+        quiet_hours: consent.quiet_hours.clone(),
+    })
 }

@@ -774,6 +774,26 @@ pub struct TargetRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
+    /// A `pending` run held on its PC for its user's consent: where it stands, as the agent last said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldView>,
+}
+
+/// Where a run held for its user's consent stands (`client.consent`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HeldView {
+    /// `asking` (the user is asked), `deferred` (put off by `by`), or `quiet` (quiet hours).
+    pub state: String,
+    /// When it runs at the latest as things stand: the end of the deferral, else the deadline.
+    pub until: DateTime<Utc>,
+    /// When it runs whatever the user says.
+    pub deadline: DateTime<Utc>,
+    /// Who put it off last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub deferrals: i64,
+    /// When the agent said so.
+    pub at: DateTime<Utc>,
 }
 
 /// `GET /api/executions/{id}/targets`.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{ExecId, JobId, NoticeId, PcId};
-use crate::wire::Notice;
+use crate::wire::{HeldState, Notice, Reason, ResultStatus};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL: u32 = 1;
@@ -53,10 +53,15 @@ pub const NOTIFICATIONS_LIST: &str = "notifications.list";
 pub const NOTIFICATIONS_ACK: &str = "notifications.ack";
 pub const CATALOGUE_LIST: &str = "catalogue.list";
 pub const CATALOGUE_RUN: &str = "catalogue.run";
+pub const MAINTENANCE_LIST: &str = "maintenance.list";
+pub const MAINTENANCE_RUN_NOW: &str = "maintenance.run_now";
+pub const MAINTENANCE_DEFER: &str = "maintenance.defer";
 
 /// Pushes the agent sends.
 pub const STATUS_CHANGED: &str = "status.changed";
 pub const NOTIFICATION_NEW: &str = "notification.new";
+pub const MAINTENANCE_CHANGED: &str = "maintenance.changed";
+pub const RUN_FINISHED: &str = "run.finished";
 
 /// JSON-RPC 2.0's error codes, and the one this protocol uses for everything the agent refuses.
 pub mod code {
@@ -264,6 +269,9 @@ pub struct AgentStatus {
     /// Notifications shown and not yet acknowledged (the tray's badge).
     #[serde(default)]
     pub unread_notifications: usize,
+    /// Maintenance waiting for the user (the tray's badge too).
+    #[serde(default)]
+    pub pending_maintenance: usize,
 }
 
 /// A notification as the client shows it: the operator's, and whether (and by whom) it was acknowledged. The
@@ -297,6 +305,60 @@ pub struct RunParams {
 #[serde(deny_unknown_fields)]
 pub struct AckParams {
     pub id: NoticeId,
+}
+
+/// Maintenance held for the user's consent, as `maintenance.list` and the `maintenance.changed` push show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRun {
+    pub exec_id: ExecId,
+    pub job_id: JobId,
+    /// The job's name for users.
+    pub title: String,
+    /// What the operator tells the user.
+    pub message: String,
+    /// `asking`: waiting for the user's answer; `deferred`: put off; `quiet`: quiet hours.
+    pub state: HeldState,
+    /// When it runs at the latest as things stand.
+    pub until: DateTime<Utc>,
+    /// When it runs whatever the answer.
+    pub deadline: DateTime<Utc>,
+    /// How often the user may still put it off.
+    pub deferrals_left: u32,
+}
+
+/// `maintenance.list`'s result and the `maintenance.changed` push's params: soonest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceList {
+    pub items: Vec<PendingRun>,
+}
+
+/// `maintenance.run_now`'s params; its result is the [`MaintenanceList`] after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunNowParams {
+    pub exec_id: ExecId,
+}
+
+/// `maintenance.defer`'s params: put it off for `minutes` (1-10,080; to the deadline at most). Its result is the
+/// [`MaintenanceList`] after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeferParams {
+    pub exec_id: ExecId,
+    pub minutes: u32,
+}
+
+/// The `run.finished` push: a run on this PC ended (a self-service run's result, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedRun {
+    pub exec_id: ExecId,
+    pub job_id: JobId,
+    pub status: ResultStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    pub finished_at: DateTime<Utc>,
 }
 
 /// A run the agent holds.

@@ -46,6 +46,9 @@ pub const CONSUMER_RESULTS_PROJECTOR: &str = "backend-results";
 pub const CONSUMER_AUDIT_PROJECTOR: &str = "backend-audit";
 /// The durable consumer through which the backend projects `events.started.>` of `EVENTS` (a run began) into SQL.
 pub const CONSUMER_EVENTS_PROJECTOR: &str = "backend-events";
+/// The durable consumer through which the backend projects `events.consent.>` of `EVENTS` (where runs held for
+/// their user's consent stand) into SQL.
+pub const CONSUMER_CONSENT_PROJECTOR: &str = "backend-consent";
 /// The durable consumer through which the backend projects `OBS` (the agents' timelines) into SQL.
 pub const CONSUMER_OBS_PROJECTOR: &str = "backend-obs";
 pub const CONSUMER_INVENTORY_PROJECTOR: &str = "backend-inventory";

@@ -140,6 +140,14 @@ pub fn event_started(pc: &PcId, exec: &ExecId) -> String {
 
 pub const EVENTS_ALL: &str = "events.>";
 
+/// `events.consent.<pc>.<exec_id>`: where a run held for its user's consent stands, captured by stream `EVENTS`.
+pub fn event_consent(pc: &PcId, exec: &ExecId) -> String {
+    format!("events.consent.{pc}.{exec}")
+}
+
+/// Every `events.consent.<pc>.<exec_id>`: what the backend's consent projector reads of `EVENTS`.
+pub const EVENTS_CONSENT_ALL: &str = "events.consent.>";
+
 /// Every `events.started.<pc>.<exec_id>`: what the backend's run-started projector reads of `EVENTS`.
 pub const EVENTS_STARTED_ALL: &str = "events.started.>";
 
@@ -410,6 +418,7 @@ mod tests {
         assert_eq!(job_of_kill("kill.e1"), None);
         assert_eq!(result(&pc(), &exec), "results.pc-1.e1");
         assert_eq!(event_started(&pc(), &exec), "events.started.pc-1.e1");
+        assert_eq!(event_consent(&pc(), &exec), "events.consent.pc-1.e1");
         assert_eq!(output(&pc(), &exec), "output.pc-1.e1");
         assert_eq!(heartbeat(&pc()), "heartbeat.pc-1");
         assert_eq!(ping(&pc()), "agents.pc-1.ping");

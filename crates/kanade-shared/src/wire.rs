@@ -124,6 +124,60 @@ pub struct Command {
     pub run_as: RunAs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// Ask the PC's user first (the job's `client.consent`); none: run when the gate says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
+}
+
+/// A run that waits for its PC's user (a job's `client.consent`): the agent holds it until the user runs it now or
+/// puts it off (`max_defer` times at most), and runs it whatever the answer `deadline` after the PC received it. In
+/// `quiet_hours` (the PC's local time) the user is not asked and a put-off run does not start; the deadline still
+/// holds. A PC whose agent serves no kanade-client has nobody to ask and runs it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// The name the user knows the job by (its `client.title`).
+    pub title: String,
+    /// What the user is told.
+    pub message: String,
+    pub max_defer: u32,
+    #[serde(rename = "deadline_ms", with = "millis")]
+    pub deadline: Duration,
+    /// `HH:MM-HH:MM`, as the manifest wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<String>,
+}
+
+impl Consent {
+    /// The manifest's limits, checked again on what arrives.
+    pub fn validate(&self) -> Result<(), String> {
+        let text = |field: &str, value: &str, max: usize| {
+            let chars = value.trim().chars().count();
+            if chars == 0 || chars > max || value.chars().any(|c| c.is_control() && c != '\n') {
+                return Err(format!("{field} must be 1-{max} characters, without control characters"));
+            }
+            Ok(())
+        };
+        text("title", &self.title, 80)?;
+        text("message", &self.message, 500)?;
+        if self.max_defer > crate::manifest::MAX_DEFERRALS {
+            return Err(format!("max_defer must be 0-{}", crate::manifest::MAX_DEFERRALS));
+        }
+        if self.deadline < crate::manifest::MIN_CONSENT_DEADLINE || self.deadline > crate::manifest::MAX_DEADLINE {
+            return Err(format!(
+                "deadline must be between 1m and {}",
+                humantime::format_duration(crate::manifest::MAX_DEADLINE)
+            ));
+        }
+        if let Some(quiet) = &self.quiet_hours {
+            crate::manifest::QuietHours::parse(quiet).map_err(|err| format!("quiet_hours: {err}"))?;
+        }
+        Ok(())
+    }
+
+    /// The quiet hours, if any (checked by [`Consent::validate`]).
+    pub fn quiet(&self) -> Option<crate::manifest::QuietHours> {
+        self.quiet_hours.as_deref().and_then(|q| crate::manifest::QuietHours::parse(q).ok())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,6 +190,8 @@ pub enum CommandError {
     ZeroTimeout,
     #[error("timeout `{}` is longer than the limit of {}", humantime::format_duration(*.0), humantime::format_duration(MAX_TIMEOUT))]
     TimeoutTooLong(Duration),
+    #[error("consent: {0}")]
+    BadConsent(String),
 }
 
 impl Command {
@@ -152,6 +208,9 @@ impl Command {
         }
         if self.timeout > MAX_TIMEOUT {
             return Err(CommandError::TimeoutTooLong(self.timeout));
+        }
+        if let Some(consent) = &self.consent {
+            consent.validate().map_err(CommandError::BadConsent)?;
         }
         Ok(())
     }
@@ -526,6 +585,49 @@ pub struct RunStarted {
     pub version: String,
     pub pc_id: PcId,
     pub started_at: DateTime<Utc>,
+}
+
+/// Where a run held for its user's consent stands, on `events.consent.<pc>.<exec_id>` (captured by stream
+/// `EVENTS`): what the operator sees in the execution's targets until the run starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHeld {
+    pub exec_id: ExecId,
+    pub job_id: JobId,
+    pub pc_id: PcId,
+    pub state: HeldState,
+    /// When it runs at the latest as things stand: the end of the deferral, else the deadline.
+    pub until: DateTime<Utc>,
+    /// When it runs whatever the user says.
+    pub deadline: DateTime<Utc>,
+    /// The user who put it off last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// How often it was put off.
+    pub deferrals: u32,
+    /// When the agent said so; a later word replaces an earlier one.
+    pub at: DateTime<Utc>,
+}
+
+/// Why a held run has not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldState {
+    /// The user is being asked.
+    Asking,
+    /// The user put it off until `until`.
+    Deferred,
+    /// Quiet hours: the user is not asked, and it does not start.
+    Quiet,
+}
+
+impl HeldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Asking => "asking",
+            Self::Deferred => "deferred",
+            Self::Quiet => "quiet",
+        }
+    }
 }
 
 /// Something in an agent's life worth a timeline entry, on `obs.<pc>` (stream `OBS`). The kinds the agent sends
@@ -1002,6 +1104,7 @@ mod tests {
             jitter: None,
             run_as: RunAs::System,
             cwd: None,
+            consent: None,
         }
     }
 

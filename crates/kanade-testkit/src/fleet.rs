@@ -24,6 +24,7 @@ pub fn command(script: &str) -> Command {
         jitter: None,
         run_as: Default::default(),
         cwd: None,
+        consent: None,
     }
 }
 

@@ -16,6 +16,7 @@ import {
   PageTitle,
   PcLink,
   ProgressBar,
+  Stamp,
   StateBadge,
   When,
 } from "../components";
@@ -94,6 +95,22 @@ export function ExecutionPage() {
   );
 }
 
+/// Where a run held on its PC for the user's consent stands (a job's `client.consent`).
+function Held({ held }: { held: NonNullable<TargetState["held"]> }) {
+  const said =
+    held.state === "deferred"
+      ? `deferred by ${held.by ?? "the user"} until`
+      : held.state === "quiet"
+        ? "quiet hours on the PC until"
+        : "waiting for the user's consent until";
+  return (
+    <span className="muted small" data-testid="held">
+      {" "}
+      {said} <Stamp at={held.until} />
+    </span>
+  );
+}
+
 function TargetTable(props: { targets: TargetState[]; selected: string | null; onSelect: (pc: string) => void }) {
   if (props.targets.length === 0) return <p className="muted">No targets.</p>;
   return (
@@ -120,6 +137,7 @@ function TargetTable(props: { targets: TargetState[]; selected: string | null; o
               <td>
                 <StateBadge state={t.state} />
                 {t.reason ? <span className="muted small"> {t.reason}</span> : null}
+                {t.held ? <Held held={t.held} /> : null}
               </td>
               <td>{t.exit_code ?? "—"}</td>
               <td>{took(t.started_at, t.finished_at)}</td>

@@ -11,17 +11,20 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt as _, StreamExt as _};
 use kanade_shared::PcId;
 use kanade_shared::client_ipc::{
-    self as ipc, AckParams, AgentStatus, CATALOGUE_LIST, CATALOGUE_RUN, FromAgent, HELLO_WITHIN, Hello, MAX_CLIENTS,
-    MAX_LINE_BYTES, MAX_PENDING_PUSHES, NOTIFICATION_NEW, NOTIFICATIONS_ACK, NOTIFICATIONS_LIST, NoticeList, Push,
-    Request, Response, RpcError, RunParams, STATUS, STATUS_CHANGED, ShownNotice,
+    self as ipc, AckParams, AgentStatus, CATALOGUE_LIST, CATALOGUE_RUN, DeferParams, FinishedRun, FromAgent,
+    HELLO_WITHIN, Hello, MAINTENANCE_CHANGED, MAINTENANCE_DEFER, MAINTENANCE_LIST, MAINTENANCE_RUN_NOW, MAX_CLIENTS,
+    MAX_LINE_BYTES, MAX_PENDING_PUSHES, MaintenanceList, NOTIFICATION_NEW, NOTIFICATIONS_ACK, NOTIFICATIONS_LIST,
+    NoticeList, Push, RUN_FINISHED, Request, Response, RpcError, RunNowParams, RunParams, STATUS, STATUS_CHANGED,
+    ShownNotice,
 };
 use kanade_shared::subject::{self, SelfService};
-use kanade_shared::wire::{CatalogueReply, Notice, SelfServiceAnswer, SelfServiceRun, SelfServiceStarted};
+use kanade_shared::wire::{CatalogueReply, ExecResult, Notice, SelfServiceAnswer, SelfServiceRun, SelfServiceStarted};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::consent::ConsentBook;
 use crate::notices::{Held, Notices};
 use crate::platform::{self, ClientListener, ClientStream, LocalUser, Peer};
 use session::{LineFault, Session, Step};
@@ -35,13 +38,17 @@ const BACKEND_PATIENCE: Duration = Duration::from_secs(5);
 pub struct ClientDesk {
     status: Mutex<AgentStatus>,
     notices: Arc<Notices>,
+    /// Runs held for this PC's user's consent.
+    consents: Arc<ConsentBook>,
+    /// What the clients were last shown of them.
+    shown_pending: Mutex<Option<MaintenanceList>>,
     pushes: broadcast::Sender<Push>,
     /// The agent's connection, once it has one: self-service requests go to the backend through it.
     nats: Mutex<Option<async_nats::Client>>,
 }
 
 impl ClientDesk {
-    pub fn new(pc_id: PcId, hostname: String, notices: Arc<Notices>) -> Arc<Self> {
+    pub fn new(pc_id: PcId, hostname: String, notices: Arc<Notices>, consents: Arc<ConsentBook>) -> Arc<Self> {
         let (pushes, _) = broadcast::channel(MAX_PENDING_PUSHES);
         Arc::new(Self {
             status: Mutex::new(AgentStatus {
@@ -51,8 +58,11 @@ impl ClientDesk {
                 connected: false,
                 running: Vec::new(),
                 unread_notifications: 0,
+                pending_maintenance: 0,
             }),
             notices,
+            consents,
+            shown_pending: Mutex::new(None),
             pushes,
             nats: Mutex::new(None),
         })
@@ -92,6 +102,47 @@ impl ClientDesk {
     /// The notifications this PC's user is shown.
     pub fn notices(&self) -> &Arc<Notices> {
         &self.notices
+    }
+
+    /// The runs held for this PC's user's consent.
+    pub fn consents(&self) -> &Arc<ConsentBook> {
+        &self.consents
+    }
+
+    /// The maintenance waiting for the user now.
+    pub fn pending(&self) -> MaintenanceList {
+        MaintenanceList { items: self.consents.pending(chrono::Utc::now(), crate::consent::local_offset()) }
+    }
+
+    /// Pushes the maintenance list when it changed since the clients last saw it, and its count in the status.
+    pub fn pending_changed(&self) {
+        let list = self.pending();
+        let count = list.items.len();
+        let changed = {
+            let mut shown = self.shown_pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = shown.as_ref() != Some(&list);
+            *shown = Some(list.clone());
+            changed
+        };
+        if changed {
+            self.push(Push::new(MAINTENANCE_CHANGED, list));
+        }
+        self.update_status(|status| status.pending_maintenance = count);
+    }
+
+    /// A run on this PC ended: the clients are told.
+    pub fn run_finished(&self, result: &ExecResult) {
+        self.push(Push::new(
+            RUN_FINISHED,
+            FinishedRun {
+                exec_id: result.exec_id.clone(),
+                job_id: result.job_id.clone(),
+                status: result.status,
+                exit_code: result.exit_code,
+                reason: result.reason.clone(),
+                finished_at: result.finished_at,
+            },
+        ));
     }
 
     /// A new notification is shown: pushed to the clients (the status's unread count follows).
@@ -327,6 +378,35 @@ async fn call(request: &Request, peer: &Peer, desk: &ClientDesk) -> Response {
                 Err(error) => Response::error(Some(id), error),
             }
         }
+        MAINTENANCE_LIST => Response::ok(id, desk.pending()),
+        MAINTENANCE_RUN_NOW => {
+            let params: RunNowParams = match request.params() {
+                Ok(params) => params,
+                Err(error) => return Response::error(Some(id), error),
+            };
+            match desk.consents.run_now(&params.exec_id, &peer.name) {
+                Ok(_) => {
+                    tracing::info!(exec_id = %params.exec_id, user = %peer.name, "the user runs held maintenance now");
+                    desk.pending_changed();
+                    Response::ok(id, desk.pending())
+                }
+                Err(err) => Response::error(Some(id), RpcError::refused(err.reason(), err.to_string())),
+            }
+        }
+        MAINTENANCE_DEFER => {
+            let params: DeferParams = match request.params() {
+                Ok(params) => params,
+                Err(error) => return Response::error(Some(id), error),
+            };
+            match desk.consents.defer(&params.exec_id, &peer.name, params.minutes, chrono::Utc::now()) {
+                Ok(held) => {
+                    tracing::info!(exec_id = %params.exec_id, user = %peer.name, until = ?held.deferred_until, deferrals = held.deferrals, "the user put held maintenance off");
+                    desk.pending_changed();
+                    Response::ok(id, desk.pending())
+                }
+                Err(err) => Response::error(Some(id), RpcError::refused(err.reason(), err.to_string())),
+            }
+        }
         NOTIFICATIONS_LIST => {
             let notices = desk.notices.list(chrono::Utc::now()).into_iter().map(shown).collect();
             Response::ok(id, NoticeList { notices })
@@ -378,7 +458,12 @@ mod tests {
 
     #[test]
     fn the_desk_pushes_a_status_change_once() {
-        let desk = ClientDesk::new(PcId::new("pc-1").unwrap(), "pc-1.example".into(), Notices::open(None));
+        let desk = ClientDesk::new(
+            PcId::new("pc-1").unwrap(),
+            "pc-1.example".into(),
+            Notices::open(None),
+            ConsentBook::open(None, true),
+        );
         let mut pushes = desk.pushes();
         desk.update_status(|s| s.connected = true);
         desk.update_status(|s| s.connected = true);

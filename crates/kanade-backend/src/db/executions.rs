@@ -663,10 +663,13 @@ impl Db {
         let sql = format!(
             "SELECT t.pc_id AS pc_id, t.wave AS wave, r.status AS status, r.exit_code AS exit_code,
                 r.started_at_ms AS result_started_ms, s.started_at_ms AS started_ms, r.finished_at_ms AS finished_ms,
-                r.reason AS reason
+                r.reason AS reason, h.state AS held_state, h.until_ms AS held_until_ms,
+                h.deadline_ms AS held_deadline_ms, h.by_user AS held_by, h.deferrals AS held_deferrals,
+                h.at_ms AS held_at_ms
              FROM ({source}) t
              LEFT JOIN results r ON r.exec_id = $1 AND r.pc_id = t.pc_id
              LEFT JOIN runs_started s ON s.exec_id = $1 AND s.pc_id = t.pc_id
+             LEFT JOIN runs_held h ON h.exec_id = $1 AND h.pc_id = t.pc_id
              WHERE 1 = 1{condition}
              ORDER BY t.pc_id LIMIT {}",
             filter.limit + 1
@@ -693,6 +696,19 @@ impl Db {
                     (None, Some(_)) => "running".to_owned(),
                     (None, None) => "pending".to_owned(),
                 };
+                // Shown only while the run has not begun: after that its start and result tell the story.
+                let held_state: Option<String> = row.try_get("held_state")?;
+                let held = match held_state {
+                    Some(held_state) if state == "pending" => Some(kanade_shared::api::HeldView {
+                        state: held_state,
+                        until: millis(row.try_get("held_until_ms")?),
+                        deadline: millis(row.try_get("held_deadline_ms")?),
+                        by: row.try_get("held_by")?,
+                        deferrals: row.try_get("held_deferrals")?,
+                        at: millis(row.try_get("held_at_ms")?),
+                    }),
+                    _ => None,
+                };
                 Ok(TargetRow {
                     pc_id: row.try_get("pc_id")?,
                     wave: row.try_get("wave")?,
@@ -702,6 +718,7 @@ impl Db {
                     finished_at: row.try_get::<Option<i64>, _>("finished_ms")?.map(millis),
                     exit_code: row.try_get("exit_code")?,
                     reason: row.try_get("reason")?,
+                    held,
                 })
             })
             .collect::<Result<_, DbError>>()?;

@@ -201,6 +201,7 @@ mod tests {
             jitter: None,
             run_as: Default::default(),
             cwd: None,
+            consent: None,
         };
         let mut result =
             ExecResult::not_started(&command, &PcId::new("pc-1").unwrap(), ResultStatus::Ok, None, chrono::Utc::now());

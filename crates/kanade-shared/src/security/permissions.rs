@@ -204,6 +204,7 @@ mod tests {
             vec![
                 subject::result(&pc, &exec),
                 subject::event_started(&pc, &exec),
+                subject::event_consent(&pc, &exec),
                 subject::output(&pc, &exec),
                 subject::output_chunk(&pc, &exec, crate::wire::OutputStream::Stdout, 3),
                 subject::heartbeat(&pc),

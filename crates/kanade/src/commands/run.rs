@@ -112,6 +112,7 @@ async fn execute(cli: &Cli, args: &RunArgs, script: String) -> anyhow::Result<Ex
         jitter: None,
         run_as: Default::default(),
         cwd: None,
+        consent: None,
     };
     command.validate()?;
 
