@@ -11,7 +11,9 @@ pub const BUILD_VERSION: &str = match option_env!("KANADE_BUILD_VERSION") {
 };
 const _: () = assert!(BUILD_VERSION.len() < MARKER_SLOT, "the version must fit its slot with a NUL after it");
 
-const MARKER_LEN: usize = MARKER_PREFIX.len() + MARKER_SLOT;
+/// The prefix's length, evaluated at compile time (see [`read`]).
+const PREFIX_LEN: usize = MARKER_PREFIX.len();
+const MARKER_LEN: usize = PREFIX_LEN + MARKER_SLOT;
 
 /// Where `kanade agent publish` reads the version from (on any OS, for any target; see `kanade_ops::release`).
 /// Kept by `#[used]`, and read through a black box so no linker drops it and no compiler folds the read.
@@ -39,7 +41,10 @@ pub fn broken_on_purpose() -> bool {
 }
 
 fn read(marker: &'static [u8]) -> Option<&'static str> {
-    slot_version(marker.strip_prefix(MARKER_PREFIX)?)
+    // Skipped by its length, not compared: comparing would put a bare copy of the whole prefix in the binary, which
+    // `kanade_shared::release::marker_version` may then read as a second marker with whatever the linker placed
+    // after it ("two version markers disagree: 0.1.0 and QWV" in one debug build).
+    slot_version(marker.get(PREFIX_LEN..)?)
 }
 
 #[cfg(test)]
