@@ -8,7 +8,7 @@
 //! command, the book's entry and the time; the pipeline does the waiting (`Pipeline::hold`) and kanade-client the
 //! asking (`maintenance.*` over the local IPC).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +27,9 @@ pub const MAX_HELD: usize = 256;
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// The longest a user may put a run off in one go (the deadline still holds).
 pub const MAX_DEFER_MINUTES: u32 = 7 * 24 * 60;
+/// How long after its deadline an entry no run holds any more is kept (a run handed back at a stop whose command
+/// never came back: expired, or replaced by a newer version), before it is dropped.
+const KEEP_PAST_DEADLINE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// One held run: the command's consent block and what its user said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +52,10 @@ pub struct Held {
 impl Held {
     /// When it runs whatever the user says.
     pub fn deadline(&self) -> DateTime<Utc> {
-        self.received_at + chrono::Duration::from_std(self.consent.deadline).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(self.consent.deadline)
+            .ok()
+            .and_then(|deadline| self.received_at.checked_add_signed(deadline))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
@@ -121,6 +127,8 @@ pub enum AnswerError {
     NoDeferralsLeft(u32),
     #[error("minutes must be 1-{MAX_DEFER_MINUTES}")]
     BadMinutes,
+    #[error("it is not waiting for an answer any more (it runs now)")]
+    NotWaiting,
 }
 
 impl AnswerError {
@@ -130,45 +138,100 @@ impl AnswerError {
             Self::Unknown(_) => "unknown_maintenance",
             Self::NoDeferralsLeft(_) => "no_deferrals_left",
             Self::BadMinutes => "invalid_params",
+            Self::NotWaiting => "not_waiting",
         }
     }
+}
+
+/// Who can be asked on this PC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// Nobody: the agent serves no kanade-client.
+    Nobody,
+    /// Whoever is signed in at the screen (or `configured`, `agent.run_as_user`); with nobody signed in there is
+    /// nobody to ask.
+    Screen { configured: Option<String> },
+    /// Always someone (the fleet simulator's agents stand for PCs with a user at them).
+    Always,
+}
+
+/// The book, and which of its runs a task holds now.
+#[derive(Default)]
+struct Book {
+    held: BTreeMap<ExecId, Held>,
+    /// Runs a pipeline task is holding in this process; only these are shown and answered.
+    live: HashSet<ExecId>,
 }
 
 /// The runs held on this PC for their user's consent.
 pub struct ConsentBook {
     file: Option<PathBuf>,
-    held: Mutex<BTreeMap<ExecId, Held>>,
-    someone_to_ask: bool,
+    book: Mutex<Book>,
+    presence: Presence,
     /// Counts changes: a held run waits on it for its user's answer, kanade-client's desk to push the list.
     changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl ConsentBook {
-    /// The book kept in `data_dir` (`None`: in memory only). `someone_to_ask`: the agent serves kanade-client.
-    pub fn open(data_dir: Option<&Path>, someone_to_ask: bool) -> Arc<Self> {
+    /// The book kept in `data_dir` (`None`: in memory only), asking whom `presence` says.
+    pub fn open(data_dir: Option<&Path>, presence: Presence) -> Arc<Self> {
         let file = data_dir.map(|dir| dir.join(CONSENT_FILE));
         let held = file.as_deref().map(read_book).unwrap_or_default();
-        Arc::new(Self { file, held: Mutex::new(held), someone_to_ask, changes: tokio::sync::watch::channel(0).0 })
+        let book = Book { held, live: HashSet::new() };
+        Arc::new(Self { file, book: Mutex::new(book), presence, changes: tokio::sync::watch::channel(0).0 })
     }
 
-    pub fn someone_to_ask(&self) -> bool {
-        self.someone_to_ask
+    /// Whether anybody here may be asked at all (the agent serves kanade-client).
+    pub fn may_ask(&self) -> bool {
+        self.presence != Presence::Nobody
     }
 
-    fn with<T>(&self, change: impl FnOnce(&mut BTreeMap<ExecId, Held>) -> T) -> T {
-        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        change(&mut held)
-    }
-
-    /// Keeps the book and tells whoever waits on it.
-    fn changed(&self) {
-        if let Some(file) = &self.file {
-            let bytes = self.with(|held| serde_json::to_vec(&*held).unwrap_or_default());
-            if let Err(err) = crate::platform::write_private(file, &bytes) {
-                tracing::warn!(file = %file.display(), error = %err, "cannot keep what users said of held runs");
+    /// Whether somebody can be asked now: someone is signed in at the screen (an error finding out counts as yes,
+    /// logged: asking in vain costs a wait up to the deadline, running unasked may cost the user their work).
+    pub async fn someone_to_ask(&self) -> bool {
+        match &self.presence {
+            Presence::Nobody => false,
+            Presence::Always => true,
+            Presence::Screen { configured } => {
+                let configured = configured.clone();
+                let signed_in =
+                    tokio::task::spawn_blocking(move || crate::platform::signed_in_user(configured.as_deref()))
+                        .await
+                        .unwrap_or_else(|err| Err(format!("the check failed: {err}")));
+                match signed_in {
+                    Ok(user) => user.is_some(),
+                    Err(why) => {
+                        tracing::debug!(%why, "cannot tell who is signed in; asking as if someone were");
+                        true
+                    }
+                }
             }
         }
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes the book under its lock; `keep`: the change is kept (written under the same lock, so two writers
+    /// never interleave or put an older book over a newer one) and told to whoever waits.
+    fn change<T>(&self, change: impl FnOnce(&mut Book) -> (T, bool)) -> T {
+        let (value, keep) = {
+            let mut book = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (value, keep) = change(&mut book);
+            if keep && let Some(file) = &self.file {
+                let bytes = serde_json::to_vec(&book.held).unwrap_or_default();
+                if let Err(err) = crate::platform::write_private(file, &bytes) {
+                    tracing::warn!(file = %file.display(), error = %err, "cannot keep what users said of held runs");
+                }
+            }
+            (value, keep)
+        };
+        if keep {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        value
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&Book) -> T) -> T {
+        let book = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        read(&book)
     }
 
     /// A receiver that sees every later change.
@@ -176,14 +239,20 @@ impl ConsentBook {
         self.changes.subscribe()
     }
 
-    /// The entry of `command` (which carries `consent`), made now if it has none. `None` when the book is full.
+    /// The entry of `command` (which carries `consent`), made now if it has none, and held by the caller until
+    /// [`ConsentBook::forget`] or [`ConsentBook::let_go`]. `None` when the book is full.
     pub fn hold(&self, command: &Command, consent: &Consent, now: DateTime<Utc>) -> Option<Held> {
-        let (held, new) = self.with(|book| {
-            if let Some(held) = book.get(&command.exec_id) {
+        self.change(|book| {
+            book.live.insert(command.exec_id.clone());
+            if let Some(held) = book.held.get(&command.exec_id) {
                 return (Some(held.clone()), false);
             }
-            if book.len() >= MAX_HELD {
-                return (None, false);
+            // Entries no run holds, long past their deadline, make room first.
+            let live = &book.live;
+            book.held.retain(|exec, held| live.contains(exec) || held.deadline() + KEEP_PAST_DEADLINE > now);
+            if book.held.len() >= MAX_HELD {
+                book.live.remove(&command.exec_id);
+                return (None, true);
             }
             let held = Held {
                 job_id: command.job_id.clone(),
@@ -194,17 +263,13 @@ impl ConsentBook {
                 deferred_by: None,
                 run_now_by: None,
             };
-            book.insert(command.exec_id.clone(), held.clone());
+            book.held.insert(command.exec_id.clone(), held.clone());
             (Some(held), true)
-        });
-        if new {
-            self.changed();
-        }
-        held
+        })
     }
 
     pub fn get(&self, exec: &ExecId) -> Option<Held> {
-        self.with(|book| book.get(exec).cloned())
+        self.with(|book| book.held.get(exec).cloned())
     }
 
     /// `user` puts `exec` off for `minutes` (to its deadline at most).
@@ -212,43 +277,55 @@ impl ConsentBook {
         if minutes == 0 || minutes > MAX_DEFER_MINUTES {
             return Err(AnswerError::BadMinutes);
         }
-        let held = self.with(|book| {
-            let held = book.get_mut(exec).ok_or_else(|| AnswerError::Unknown(exec.clone()))?;
+        self.change(|book| {
+            let Some(held) = book.held.get_mut(exec).filter(|_| book.live.contains(exec)) else {
+                return (Err(AnswerError::Unknown(exec.clone())), false);
+            };
+            if held.run_now_by.is_some() || now >= held.deadline() {
+                return (Err(AnswerError::NotWaiting), false);
+            }
             if held.deferrals >= held.consent.max_defer {
-                return Err(AnswerError::NoDeferralsLeft(held.deferrals));
+                return (Err(AnswerError::NoDeferralsLeft(held.deferrals)), false);
             }
             held.deferrals += 1;
             held.deferred_until = Some((now + chrono::Duration::minutes(i64::from(minutes))).min(held.deadline()));
             held.deferred_by = Some(user.to_owned());
-            Ok(held.clone())
-        })?;
-        self.changed();
-        Ok(held)
+            (Ok(held.clone()), true)
+        })
     }
 
     /// `user` says run `exec` now.
     pub fn run_now(&self, exec: &ExecId, user: &str) -> Result<Held, AnswerError> {
-        let held = self.with(|book| {
-            let held = book.get_mut(exec).ok_or_else(|| AnswerError::Unknown(exec.clone()))?;
+        self.change(|book| {
+            let Some(held) = book.held.get_mut(exec).filter(|_| book.live.contains(exec)) else {
+                return (Err(AnswerError::Unknown(exec.clone())), false);
+            };
             held.run_now_by = Some(user.to_owned());
-            Ok(held.clone())
-        })?;
-        self.changed();
-        Ok(held)
+            (Ok(held.clone()), true)
+        })
     }
 
     /// The run is no longer held (it started, or ended without starting).
     pub fn forget(&self, exec: &ExecId) {
-        if self.with(|book| book.remove(exec)).is_some() {
-            self.changed();
-        }
+        self.change(|book| {
+            book.live.remove(exec);
+            ((), book.held.remove(exec).is_some())
+        });
     }
 
-    /// What the user is shown: every held run still waiting, soonest first.
+    /// The run is handed back (the agent stops before it started): what its user said is kept for when it comes
+    /// back, but nobody holds it now.
+    pub fn let_go(&self, exec: &ExecId) {
+        self.change(|book| ((), book.live.remove(exec)));
+    }
+
+    /// What the user is shown: every run held now and still waiting, soonest first.
     pub fn pending(&self, now: DateTime<Utc>, offset: FixedOffset) -> Vec<PendingRun> {
         let mut pending: Vec<PendingRun> = self.with(|book| {
-            book.iter()
-                .filter_map(|(exec, held)| match decide(held, now, offset, self.someone_to_ask) {
+            book.held
+                .iter()
+                .filter(|(exec, _)| book.live.contains(*exec))
+                .filter_map(|(exec, held)| match decide(held, now, offset, true) {
                     Hold::Wait { state, until } => Some(PendingRun {
                         exec_id: exec.clone(),
                         job_id: held.job_id.clone(),
@@ -404,7 +481,7 @@ mod tests {
     #[test]
     fn deferrals_are_counted_bounded_and_kept_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let book = ConsentBook::open(Some(dir.path()), true);
+        let book = ConsentBook::open(Some(dir.path()), Presence::Always);
         let command = command(consent(None));
         let first = book.hold(&command, command.consent.as_ref().unwrap(), utc(10, 0)).unwrap();
         assert_eq!(first.received_at, utc(10, 0));
@@ -420,27 +497,62 @@ mod tests {
         assert_eq!(book.defer(exec, "ann", 60, utc(10, 15)), Err(AnswerError::NoDeferralsLeft(2)));
         assert_eq!(book.pending(utc(10, 20), UTC)[0].deferrals_left, 0);
 
-        let reopened = ConsentBook::open(Some(dir.path()), true);
+        let reopened = ConsentBook::open(Some(dir.path()), Presence::Always);
         assert_eq!(reopened.get(exec).unwrap().deferrals, 2, "what the user said survives a restart");
         reopened.forget(exec);
-        assert!(ConsentBook::open(Some(dir.path()), true).get(exec).is_none());
+        assert!(ConsentBook::open(Some(dir.path()), Presence::Always).get(exec).is_none());
         let unknown = ExecId::new("nope").unwrap();
         assert_eq!(reopened.run_now(&unknown, "ann"), Err(AnswerError::Unknown(unknown.clone())));
+    }
+
+    #[test]
+    fn only_runs_held_now_are_shown_and_answered_and_stale_entries_make_room() {
+        let book = ConsentBook::open(None, Presence::Always);
+        let command = command(consent(None));
+        let exec = &command.exec_id;
+        book.hold(&command, command.consent.as_ref().unwrap(), utc(10, 0)).unwrap();
+        assert_eq!(book.run_now(exec, "ann").map(|h| h.run_now_by), Ok(Some("ann".into())));
+        assert_eq!(book.defer(exec, "ann", 60, utc(10, 1)), Err(AnswerError::NotWaiting), "it runs now already");
+        // Handed back at a stop: kept, but nobody holds it, so it is neither shown nor answered.
+        book.let_go(exec);
+        assert!(book.get(exec).is_some());
+        assert!(book.pending(utc(10, 2), UTC).is_empty());
+        assert_eq!(book.run_now(exec, "ann"), Err(AnswerError::Unknown(exec.clone())));
+        // Never back: a day past its deadline it makes room for a new run when the book is full.
+        let later = utc(10, 0) + chrono::Duration::hours(48) + KEEP_PAST_DEADLINE + chrono::Duration::minutes(1);
+        for n in 0..MAX_HELD {
+            let mut next = command.clone();
+            next.exec_id = ExecId::new(format!("n{n}")).unwrap();
+            assert!(book.hold(&next, next.consent.as_ref().unwrap(), later).is_some(), "room for run {n}");
+        }
+        assert!(book.get(exec).is_none(), "the stale entry went");
+        // A deferral past its deadline is refused too.
+        let fresh = ConsentBook::open(None, Presence::Always);
+        fresh.hold(&command, command.consent.as_ref().unwrap(), utc(10, 0));
+        assert_eq!(fresh.defer(exec, "ann", 5, later), Err(AnswerError::NotWaiting));
+    }
+
+    #[test]
+    fn a_deadline_beyond_the_calendar_does_not_panic() {
+        let mut held = held(None);
+        held.consent.deadline = Duration::from_secs(u64::MAX / 4);
+        assert_eq!(held.deadline(), DateTime::<Utc>::MAX_UTC);
+        assert!(matches!(decide(&held, utc(10, 1), UTC, true), Hold::Wait { .. }));
     }
 
     #[test]
     fn a_damaged_or_oversized_book_is_ignored_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CONSENT_FILE), b"{not json").unwrap();
-        assert!(ConsentBook::open(Some(dir.path()), true).pending(utc(10, 0), UTC).is_empty());
+        assert!(ConsentBook::open(Some(dir.path()), Presence::Always).pending(utc(10, 0), UTC).is_empty());
         let big = vec![b' '; usize::try_from(MAX_FILE_BYTES).unwrap() + 1];
         std::fs::write(dir.path().join(CONSENT_FILE), big).unwrap();
-        assert!(ConsentBook::open(Some(dir.path()), true).pending(utc(10, 0), UTC).is_empty());
+        assert!(ConsentBook::open(Some(dir.path()), Presence::Always).pending(utc(10, 0), UTC).is_empty());
     }
 
     #[test]
     fn the_book_holds_a_bounded_number_of_runs() {
-        let book = ConsentBook::open(None, true);
+        let book = ConsentBook::open(None, Presence::Always);
         for n in 0..MAX_HELD {
             let mut command = command(consent(None));
             command.exec_id = ExecId::new(format!("e{n}")).unwrap();

@@ -110,7 +110,8 @@ pub async fn run_logging_to(
     let client_desk = config.client_socket.as_deref().and_then(|path| match platform::ClientListener::bind(path) {
         Ok(listener) => {
             let notices = notices::Notices::open(Some(&data_dir));
-            let consents = consent::ConsentBook::open(Some(&data_dir), true);
+            let presence = consent::Presence::Screen { configured: config.run_as_user.clone() };
+            let consents = consent::ConsentBook::open(Some(&data_dir), presence);
             let desk = client_ipc::ClientDesk::new(config.pc_id.clone(), config.hostname.clone(), notices, consents);
             tracing::info!(socket = %path.display(), "kanade-client may connect");
             let server = client_ipc::serve(listener, desk.clone(), config.run_as_user.clone(), shutdown.clone());

@@ -327,7 +327,7 @@ impl MainLoop {
         self.record(ObsKind::AgentStarted, obs::started(crate::version(), updated_from.as_deref()));
         while let Some(event) = self.sources.next().await {
             self.handle(event).await;
-            if self.regroup_pending && self.pipeline.running() == 0 && !self.regrouping {
+            if self.regroup_pending && self.pipeline.busy() == 0 && !self.regrouping {
                 // Stops this agent's tasks (perf, reloads, ...) as a shutdown would; nothing is running.
                 self.regrouping = true;
                 self.shutdown.cancel();

@@ -165,6 +165,22 @@ pub fn finished_reason(status: ResultStatus, reason: Option<Reason>, stopping: b
     reason.or_else(|| (status == ResultStatus::Killed && stopping).then_some(Reason::Interrupted))
 }
 
+/// Counts a run waiting for its user for as long as it lives.
+struct HeldCount(Arc<std::sync::atomic::AtomicU32>);
+
+impl HeldCount {
+    fn new(count: &Arc<std::sync::atomic::AtomicU32>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for HeldCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// How long telling the operator where a held run stands may take.
 const TELL_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -202,6 +218,8 @@ pub struct Pipeline {
     refused: Mutex<HashSet<String>>,
     /// Runs held for their user's consent.
     consents: Arc<ConsentBook>,
+    /// How many of the runs held are waiting for their user.
+    held: Arc<std::sync::atomic::AtomicU32>,
     /// What kanade-client is shown; told of every result.
     desk: Option<Arc<ClientDesk>>,
 }
@@ -242,7 +260,9 @@ impl Pipeline {
             malformed,
             desk,
         } = parts;
-        let consents = desk.as_ref().map_or_else(|| ConsentBook::open(None, false), |desk| desk.consents().clone());
+        let consents = desk
+            .as_ref()
+            .map_or_else(|| ConsentBook::open(None, crate::consent::Presence::Nobody), |desk| desk.consents().clone());
         Self {
             pc,
             client,
@@ -259,8 +279,15 @@ impl Pipeline {
             malformed,
             refused: Mutex::new(HashSet::new()),
             consents,
+            held: Arc::new(std::sync::atomic::AtomicU32::new(0)),
             desk,
         }
+    }
+
+    /// How many runs are held and not waiting for their user (queued or running): what a regroup waits for. A run
+    /// waiting for its user may wait for days, and handing it back loses nothing.
+    pub fn busy(&self) -> u32 {
+        self.running.count().saturating_sub(self.held.load(Ordering::Relaxed))
     }
 
     /// What this agent obeys.
@@ -461,8 +488,11 @@ impl Pipeline {
         }
     }
 
-    /// Puts a run's result in the outbox and marks the run finished in the ledger; kanade-client is told.
+    /// Puts a run's result in the outbox and marks the run finished in the ledger; kanade-client is told, and the
+    /// run is no longer held for consent (one handed back at a stop and settled on its return without running,
+    /// expired or replaced, ends here too).
     async fn record(&self, result: &ExecResult) {
+        self.consents.forget(&result.exec_id);
         if let Some(desk) = &self.desk {
             desk.run_finished(result);
         }
@@ -498,12 +528,16 @@ impl Pipeline {
         let turn = match at_once {
             Some((permit, record)) => Ok((permit, Some(record))),
             None => match self.hold_for_consent(command, &cancel).await {
-                Ok(()) => self.wait_turn(command, &cancel).await.map(|permit| (permit, None)),
+                // A run held for its user starts without its jitter: the users' answers spread it already, and at
+                // its deadline the jitter could take it past the command's own expiry.
+                Ok(held) => self.wait_turn(command, &cancel, held).await.map(|permit| (permit, None)),
                 Err(stop) => Err(stop),
             },
         };
-        if !matches!(turn, Err(Stop::Release)) {
-            // It starts or ends now: no longer held (a run handed back stays held, to go on after the restart).
+        if matches!(turn, Err(Stop::Release)) {
+            // Handed back: what its user said is kept for when it comes back after the restart.
+            self.consents.let_go(&command.exec_id);
+        } else {
             self.consents.forget(&command.exec_id);
         }
         let result = match turn {
@@ -541,27 +575,35 @@ impl Pipeline {
     }
 
     /// Holds a run whose command asks its user first ([`crate::consent`]) until it may start: its user said so,
-    /// or its deadline came. An answer, a change of its job's state, a kill or a stop is judged at once; the
-    /// operator is told where it stands (`events.consent`) whenever that changes.
-    async fn hold_for_consent(&self, command: &Command, cancel: &CancellationToken) -> Result<(), Stop> {
-        let Some(consent) = &command.consent else { return Ok(()) };
-        if !self.consents.someone_to_ask() {
+    /// its deadline came, or nobody is there to ask. An answer, a change of its job's state, a kill or a stop is
+    /// judged at once; the operator is told where it stands (`events.consent`) whenever that changes. True when
+    /// the run was held.
+    async fn hold_for_consent(&self, command: &Command, cancel: &CancellationToken) -> Result<bool, Stop> {
+        let Some(consent) = &command.consent else { return Ok(false) };
+        if !self.consents.may_ask() {
             tracing::info!(exec_id = %command.exec_id, "nobody to ask for consent here (no kanade-client): it runs now");
-            return Ok(());
+            return Ok(false);
         }
         let mut changes = self.consents.watch();
         let asked = Consent { deadline: consent_deadline(command, consent), ..consent.clone() };
         let Some(mut held) = self.consents.hold(command, &asked, Utc::now()) else {
             tracing::warn!(exec_id = %command.exec_id, held = consent::MAX_HELD, "too many runs held for consent; this one runs without asking");
-            return Ok(());
+            return Ok(false);
         };
+        let _counted = HeldCount::new(&self.held);
         let mut told = None;
         loop {
+            // The job's state is judged on every pass: a change announced while this task was busy telling the
+            // operator is not missed.
+            if let Turn::Stop(stop) = on_wake(Wake::JobChanged, command, Utc::now(), &self.jobs.view(&command.job_id)) {
+                return Err(stop);
+            }
+            let someone = self.consents.someone_to_ask().await;
             let now = Utc::now();
-            let (state, until) = match consent::decide(&held, now, consent::local_offset(), true) {
+            let (state, until) = match consent::decide(&held, now, consent::local_offset(), someone) {
                 Hold::Run(because) => {
                     tracing::info!(exec_id = %command.exec_id, ?because, "a run held for consent starts");
-                    return Ok(());
+                    return Ok(true);
                 }
                 Hold::Wait { state, until } => (state, until),
             };
@@ -625,10 +667,15 @@ impl Pipeline {
         }
     }
 
-    /// The jitter, then a slot; each wake-up judged by [`on_wake`].
-    async fn wait_turn(&self, command: &Command, cancel: &CancellationToken) -> Result<OwnedSemaphorePermit, Stop> {
+    /// The jitter (unless `no_jitter`), then a slot; each wake-up judged by [`on_wake`].
+    async fn wait_turn(
+        &self,
+        command: &Command,
+        cancel: &CancellationToken,
+        no_jitter: bool,
+    ) -> Result<OwnedSemaphorePermit, Stop> {
         let judge = |wake| on_wake(wake, command, Utc::now(), &self.jobs.view(&command.job_id));
-        if let Some(jitter) = command.jitter.filter(|j| !j.is_zero()) {
+        if let Some(jitter) = command.jitter.filter(|j| !j.is_zero() && !no_jitter) {
             let until = tokio::time::Instant::now() + jitter.mul_f64(rand::random_range(0.0..=1.0));
             loop {
                 let wake = tokio::select! {

@@ -75,6 +75,10 @@ pub struct SimulateArgs {
     /// How often each agent sends a performance rollup (made-up figures); 0s for none.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub host_perf_interval: Duration,
+    /// Give each agent kanade-client's desk, without a socket: it takes notifications (kept in its data dir) and
+    /// holds runs that ask for consent, which nobody answers, until their deadline.
+    #[arg(long)]
+    pub client_desk: bool,
     /// How often a watched agent sends live performance samples.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub perf_interval: Duration,
@@ -298,7 +302,14 @@ impl Simulation {
                 perf: crate::perf::Source::Synthetic(crate::perf::synthetic::SyntheticHost::new()),
                 // They share the simulator's credential, which nothing renews.
                 renewal: None,
-                client_desk: None,
+                client_desk: args.client_desk.then(|| {
+                    crate::client_ipc::ClientDesk::new(
+                        config.pc_id.clone(),
+                        config.hostname.clone(),
+                        crate::notices::Notices::open(Some(&agent_dir)),
+                        crate::consent::ConsentBook::open(Some(&agent_dir), crate::consent::Presence::Always),
+                    )
+                }),
             };
             let task = crate::serve(config, parts, shutdown.clone());
             tasks.spawn(async move {

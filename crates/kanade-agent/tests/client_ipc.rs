@@ -72,21 +72,30 @@ async fn the_signed_in_user_is_greeted_and_told_what_runs_and_others_are_refused
     assert_eq!(status.hostname, format!("{PC}.test"));
     assert!(status.running.is_empty());
 
-    // A command runs: the client is told as it starts and as it ends, without asking.
+    // A command runs: the client is told as it starts, how it ended, and that it is no longer running, without
+    // asking.
     let mut results = ResultWatch::new(&client).await;
     let run = command("sleep 2; echo done");
     publish(&js, &Target::Pc(PcId::new(PC).unwrap()), &run).await;
-    let mut seen_running = false;
-    loop {
+    // The two pushes at its end come in either order.
+    let (mut seen_running, mut emptied, mut finished) = (false, false, None);
+    while !(emptied && finished.is_some()) {
         let FromAgent::Push(Push { method, params, .. }) = desk.next_message().await else { continue };
+        if method == "run.finished" {
+            finished = Some(params);
+            continue;
+        }
         assert_eq!(method, "status.changed");
         let running = params["running"].as_array().unwrap().clone();
         if running.iter().any(|r| r["exec_id"] == run.exec_id.as_str()) {
             seen_running = true;
         } else if seen_running && running.is_empty() {
-            break;
+            emptied = true;
         }
     }
+    let finished = finished.unwrap();
+    assert_eq!((finished["exec_id"].as_str(), finished["status"].as_str()), (Some(run.exec_id.as_str()), Some("ok")));
+    assert_eq!(finished["exit_code"], 0, "{finished}");
     assert_eq!(results.next_for(&run.exec_id, PATIENCE).await.status, ResultStatus::Ok);
 
     // Another account, and root, are refused before a word is read, and told why.

@@ -280,32 +280,32 @@ impl Db {
         Ok(())
     }
 
-    /// Records where runs held for their user's consent stand; a later word of the agent replaces an earlier one (a
-    /// redelivered one changes nothing).
+    /// Records where runs held for their user's consent stand; a word later in the stream replaces an earlier one
+    /// (a redelivered one changes nothing), whatever the PC's clock said.
     pub async fn upsert_held(&self, rows: &[(RunHeld, u64)]) -> Result<(), DbError> {
         // One row per run and PC, the newest word: one statement may not touch a row twice (PostgreSQL refuses).
-        let mut newest: std::collections::BTreeMap<(&str, &str), &RunHeld> = std::collections::BTreeMap::new();
-        for (held, _) in rows {
+        let mut newest: std::collections::BTreeMap<(&str, &str), (&RunHeld, u64)> = std::collections::BTreeMap::new();
+        for (held, seq) in rows {
             let key = (held.exec_id.as_str(), held.pc_id.as_str());
-            if newest.get(&key).is_none_or(|kept| kept.at <= held.at) {
-                newest.insert(key, held);
+            if newest.get(&key).is_none_or(|(_, kept)| *kept <= *seq) {
+                newest.insert(key, (held, *seq));
             }
         }
-        let newest: Vec<&RunHeld> = newest.into_values().collect();
+        let newest: Vec<(&RunHeld, u64)> = newest.into_values().collect();
         let mut tx = self.pool.begin().await?;
-        // 8 parameters x 100 rows a statement.
+        // 9 parameters x 100 rows a statement.
         for chunk in newest.chunks(100) {
             let sql = format!(
-                "INSERT INTO runs_held (exec_id, pc_id, state, until_ms, deadline_ms, by_user, deferrals, at_ms)
+                "INSERT INTO runs_held (exec_id, pc_id, state, until_ms, deadline_ms, by_user, deferrals, at_ms, seq)
                  VALUES {}
                  ON CONFLICT (exec_id, pc_id) DO UPDATE SET state = excluded.state, until_ms = excluded.until_ms,
                     deadline_ms = excluded.deadline_ms, by_user = excluded.by_user, deferrals = excluded.deferrals,
-                    at_ms = excluded.at_ms
-                 WHERE runs_held.at_ms <= excluded.at_ms",
-                self.dialect.rows(chunk.len(), 8)
+                    at_ms = excluded.at_ms, seq = excluded.seq
+                 WHERE runs_held.seq <= excluded.seq",
+                self.dialect.rows(chunk.len(), 9)
             );
             let mut query = sqlx::query(&sql);
-            for held in chunk {
+            for (held, seq) in chunk {
                 query = query
                     .bind(held.exec_id.as_str())
                     .bind(held.pc_id.as_str())
@@ -314,7 +314,8 @@ impl Db {
                     .bind(held.deadline.timestamp_millis())
                     .bind(held.by.clone())
                     .bind(i64::from(held.deferrals))
-                    .bind(held.at.timestamp_millis());
+                    .bind(held.at.timestamp_millis())
+                    .bind(i64::try_from(*seq).unwrap_or(i64::MAX));
             }
             query.execute(&mut *tx).await?;
         }

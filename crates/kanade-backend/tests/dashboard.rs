@@ -45,10 +45,13 @@ async fn the_dashboard_works_in_a_real_browser() {
     let configs = kanade_ops::agent_config::AgentConfigStore::open(&client).await.expect("agent_config bucket");
     let lab = kanade_shared::layered::Scope::Group(kanade_shared::GroupName::new("lab").expect("group"));
     configs.change(&lab, "max_local_concurrent", Some(json!(3))).await.expect("set max_local_concurrent");
-    // With a client channel, so a job asking for consent is held for its user (nobody connects here).
+    // With a client channel and a user at the screen (a real account; the agent's `run_as_user`), so a job asking
+    // for consent is held for that user (whose client never connects here).
+    let user = kanade_testkit::accounts::TestAccount::create("dash");
     let (data_dir, sockets) = (tempfile::tempdir().expect("data dir"), tempfile::tempdir().expect("socket dir"));
     let mut config = kanade_testkit::agent_config(&url, PC, &["lab"], data_dir.path());
     config.client_socket = Some(sockets.path().join("client.sock"));
+    config.run_as_user = Some(user.name.clone());
     let _agent = TestAgent::start_with(config, data_dir).await;
     backend.wait_for_agents(1).await;
 

@@ -293,8 +293,9 @@ async fn tallies_agree_with_a_recount_on_postgres() {
     db.close().await;
 }
 
-/// Where a run held for its user's consent stands: the newest word of its agent wins, whatever order the words
-/// arrive in (two in one batch, or an older one redelivered later), and it shows only while the target is pending.
+/// Where a run held for its user's consent stands: the word latest in the stream wins, whatever order the words
+/// are committed in (two in one batch, or an older one redelivered later) and whatever the PC's clock said, and it
+/// shows only while the target is pending.
 async fn the_newest_held_word_wins_and_shows_while_pending(db: &Db) {
     use kanade_shared::wire::{HeldState, RunHeld};
     let exec = execution(db, "updates", "1", &["a", "b"], &[ExecStatus::Running]).await;
@@ -315,6 +316,8 @@ async fn the_newest_held_word_wins_and_shows_while_pending(db: &Db) {
     db.upsert_held(&[(deferred.clone(), 2), (asked.clone(), 1)]).await.expect("one batch, out of order");
     db.upsert_held(&[(asked, 1)]).await.expect("an older word again");
     db.upsert_held(&[(word("b", HeldState::Quiet, at(1), 0), 3)]).await.expect("b");
+    // The PC's clock went back: its later word still wins.
+    db.upsert_held(&[(word("a", HeldState::Deferred, at(-600), 2), 5)]).await.expect("a later word, an earlier clock");
     let exec_ref = &exec;
     let held_of = |pc_id: &'static str| async move {
         let exec = exec_ref;
@@ -323,7 +326,7 @@ async fn the_newest_held_word_wins_and_shows_while_pending(db: &Db) {
         page.items.into_iter().find(|t| t.pc_id == pc_id).expect("a target").held
     };
     let held = held_of("a").await.expect("a is held");
-    assert_eq!((held.state.as_str(), held.by.as_deref(), held.deferrals), ("deferred", Some("ann"), 1));
+    assert_eq!((held.state.as_str(), held.by.as_deref(), held.deferrals), ("deferred", Some("ann"), 2));
     assert_eq!(held_of("b").await.expect("b is held").state, "quiet");
     // Begun: its start tells the story now.
     let started = RunStarted {

@@ -618,6 +618,9 @@ pub enum HeldState {
     Deferred,
     /// Quiet hours: the user is not asked, and it does not start.
     Quiet,
+    /// A state a newer agent knows and this build does not.
+    #[serde(other)]
+    Other,
 }
 
 impl HeldState {
@@ -626,6 +629,7 @@ impl HeldState {
             Self::Asking => "asking",
             Self::Deferred => "deferred",
             Self::Quiet => "quiet",
+            Self::Other => "other",
         }
     }
 }
@@ -1240,6 +1244,40 @@ mod tests {
             result.stdout_truncated = truncated;
             let json = serde_json::to_string(&result).unwrap();
             proptest::prop_assert_eq!(serde_json::from_str::<ExecResult>(&json).unwrap(), result);
+        }
+    }
+
+    #[test]
+    fn a_consent_block_round_trips_and_every_limit_is_checked_again_on_arrival() {
+        let consent = Consent {
+            title: "Monthly updates".into(),
+            message: "Apps may close.".into(),
+            max_defer: 3,
+            deadline: Duration::from_secs(48 * 3600),
+            quiet_hours: Some("22:00-07:00".into()),
+        };
+        let mut cmd = command();
+        cmd.consent = Some(consent.clone());
+        let json = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(json["consent"]["deadline_ms"], 48 * 3600 * 1000);
+        assert_eq!(serde_json::from_value::<Command>(json).unwrap(), cmd);
+        assert_eq!(cmd.validate(), Ok(()));
+        assert!(serde_json::to_value(command()).unwrap().get("consent").is_none(), "absent when not asked for");
+
+        let bad = [
+            Consent { title: " ".into(), ..consent.clone() },
+            Consent { title: "x".repeat(81), ..consent.clone() },
+            Consent { message: "a\u{7}bell".into(), ..consent.clone() },
+            Consent { message: "m".repeat(501), ..consent.clone() },
+            Consent { max_defer: 11, ..consent.clone() },
+            Consent { deadline: Duration::from_secs(59), ..consent.clone() },
+            Consent { deadline: Duration::from_secs(31 * 24 * 3600), ..consent.clone() },
+            Consent { quiet_hours: Some("25:00-07:00".into()), ..consent.clone() },
+            Consent { quiet_hours: Some("07:00-07:00".into()), ..consent.clone() },
+        ];
+        for consent in bad {
+            let cmd = Command { consent: Some(consent.clone()), ..command() };
+            assert!(matches!(cmd.validate(), Err(CommandError::BadConsent(_))), "{consent:?}");
         }
     }
 

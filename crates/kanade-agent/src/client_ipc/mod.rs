@@ -404,6 +404,9 @@ async fn call(request: &Request, peer: &Peer, desk: &ClientDesk) -> Response {
                     desk.pending_changed();
                     Response::ok(id, desk.pending())
                 }
+                Err(err @ crate::consent::AnswerError::BadMinutes) => {
+                    Response::error(Some(id), RpcError::new(ipc::code::INVALID_PARAMS, err.reason(), err.to_string()))
+                }
                 Err(err) => Response::error(Some(id), RpcError::refused(err.reason(), err.to_string())),
             }
         }
@@ -462,7 +465,7 @@ mod tests {
             PcId::new("pc-1").unwrap(),
             "pc-1.example".into(),
             Notices::open(None),
-            ConsentBook::open(None, true),
+            ConsentBook::open(None, crate::consent::Presence::Always),
         );
         let mut pushes = desk.pushes();
         desk.update_status(|s| s.connected = true);
