@@ -8,10 +8,12 @@
 //! leader, once-per-PC with PCs that join later (BENCHMARKS.md); `kanade-bench identities` (`identities`): what
 //! every agent having its own NATS connection and credential costs the broker, against agents sharing the
 //! simulator's (BENCHMARKS.md); `kanade-bench signatures` (`signatures`): what a signed command costs its signer and each
-//! agent, per message (BENCHMARKS.md). This file parses the flags and dispatches.
+//! agent, per message (BENCHMARKS.md); `kanade-bench client` (`client`): what kanade-client's side of the agent
+//! costs at 10,000 agents — notifications live and read back, runs held for consent (BENCHMARKS.md). This file parses the flags and dispatches.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod client;
 mod database;
 mod fanout;
 mod identities;
@@ -48,6 +50,9 @@ enum Cli {
     /// Schedules at fleet size: a 10 s cron's fires against the same fired by hand, the idle leader, and a
     /// once-per-PC schedule with PCs that join later, on SQLite and PostgreSQL.
     Schedules(schedules::SchedulesArgs),
+    /// kanade-client's side of the agent at fleet scale: the idle fleet with and without it, a notification to
+    /// every PC live and read back after a restart, and a job asking for consent fired at every PC.
+    Client(client::ClientArgs),
     /// Per-agent NATS identities: N agents each on its own connection with its own credential, against the same
     /// agents sharing a few connections with the simulator's credential (connect time, broadcast, broker CPU and RSS).
     Identities(identities::IdentitiesArgs),
@@ -104,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Inventory(args) => inventory::main(args, &runtime),
         Cli::Perf(args) => perf::main(args, &runtime),
         Cli::Schedules(args) => schedules::main(args, &runtime),
+        Cli::Client(args) => client::main(args, &runtime),
         Cli::Identities(args) => identities::main(args, &runtime),
         Cli::Signatures(args) => signatures::main(args),
         Cli::Output(args) => output::main(args),
