@@ -355,19 +355,7 @@ pub fn local_offset() -> FixedOffset {
 pub const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 fn read_book(path: &Path) -> BTreeMap<ExecId, Held> {
-    let read = || -> Result<Option<BTreeMap<ExecId, Held>>, String> {
-        let meta = match std::fs::metadata(path) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err.to_string()),
-        };
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(format!("{} bytes; at most {MAX_FILE_BYTES} are read", meta.len()));
-        }
-        let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
-        serde_json::from_slice(&bytes).map(Some).map_err(|err| err.to_string())
-    };
-    match read() {
+    match crate::platform::read_kept(path, MAX_FILE_BYTES) {
         Ok(book) => book.unwrap_or_default(),
         Err(err) => {
             // What users said is lost: a held run read back again is held afresh, its deadline counted from now.

@@ -193,19 +193,7 @@ impl Notices {
 }
 
 fn read_kept(path: &Path) -> Kept {
-    let read = || -> Result<Option<Kept>, String> {
-        let meta = match std::fs::metadata(path) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err.to_string()),
-        };
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(format!("{} bytes; at most {MAX_FILE_BYTES} are read", meta.len()));
-        }
-        let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
-        serde_json::from_slice(&bytes).map(Some).map_err(|err| err.to_string())
-    };
-    match read() {
+    match crate::platform::read_kept(path, MAX_FILE_BYTES) {
         Ok(kept) => kept.unwrap_or_default(),
         Err(err) => {
             // What was shown is lost; every unexpired notification is read back from the broker at the next connect.

@@ -6,15 +6,14 @@
 //! Unix only.
 #![cfg(unix)]
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 use kanade_shared::client_ipc::{MaintenanceList, Outcome, PendingRun};
 use kanade_shared::wire::HeldState;
-use kanade_testkit::accounts::TestAccount;
+use kanade_testkit::accounts::{ClientAgent, TestAccount};
 use kanade_testkit::ipc_client::Client;
-use kanade_testkit::{NatsServer, TestAgent, TestBackend, agent_config, connect, eventually, init_logging};
+use kanade_testkit::{NatsServer, TestAgent, TestBackend, connect, eventually, init_logging};
 use serde_json::{Value, json};
 
 const PC: &str = "desk-pc";
@@ -83,14 +82,9 @@ async fn a_deferred_run_waits_for_its_deadline_a_run_now_goes_at_once_and_nobody
     let url = nats.url();
     connect(&url).await;
     let backend = TestBackend::start(&url).await;
-    let sockets = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(sockets.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = sockets.path().join("client.sock");
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut config = agent_config(&url, PC, &["office"], data_dir.path());
-    config.run_as_user = Some(ann.name.clone());
-    config.client_socket = Some(socket.clone());
-    let agent = TestAgent::start_with(config, data_dir).await;
+    // Kept whole: its folder (and the socket in it) goes with it.
+    let at_desk = ClientAgent::start(&url, PC, &["office"], &ann).await;
+    let socket = at_desk.socket.clone();
     let _unattended = TestAgent::start(&url, UNATTENDED, &["office"]).await;
     backend.wait_for_agents(2).await;
     let (status, body) = backend.post("/api/jobs", &json!({ "manifest": MANIFEST })).await;
@@ -191,5 +185,5 @@ async fn a_deferred_run_waits_for_its_deadline_a_run_now_goes_at_once_and_nobody
     assert_eq!(status["pending_maintenance"], 0, "{status}");
 
     desk.end().await;
-    agent.stop().await;
+    at_desk.agent.stop().await;
 }

@@ -6,7 +6,7 @@
 //! It needs Node.js, `web/node_modules` and Chromium: `cargo xtask web` obtains them (`cargo xtask ci` does it
 //! first). Without them the test fails and says so; it never passes without having run the browser.
 
-use kanade_testkit::{NatsServer, TEST_TOKEN, TestAgent, TestBackend, connect, init_logging, operator_token};
+use kanade_testkit::{NatsServer, TEST_TOKEN, TestBackend, connect, init_logging, operator_token};
 use std::time::Duration;
 
 use serde_json::json;
@@ -48,11 +48,7 @@ async fn the_dashboard_works_in_a_real_browser() {
     // With a client channel and a user at the screen (a real account; the agent's `run_as_user`), so a job asking
     // for consent is held for that user (whose client never connects here).
     let user = kanade_testkit::accounts::TestAccount::create("dash");
-    let (data_dir, sockets) = (tempfile::tempdir().expect("data dir"), tempfile::tempdir().expect("socket dir"));
-    let mut config = kanade_testkit::agent_config(&url, PC, &["lab"], data_dir.path());
-    config.client_socket = Some(sockets.path().join("client.sock"));
-    config.run_as_user = Some(user.name.clone());
-    let _agent = TestAgent::start_with(config, data_dir).await;
+    let _agent = kanade_testkit::accounts::ClientAgent::start(&url, PC, &["lab"], &user).await;
     backend.wait_for_agents(1).await;
 
     for manifest in [

@@ -5,14 +5,13 @@
 //! not offered here is refused, and with the backend gone the client is told so. Unix only.
 #![cfg(unix)]
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use kanade_shared::client_ipc::Outcome;
 use kanade_shared::wire::{CatalogueReply, SelfServiceStarted};
-use kanade_testkit::accounts::TestAccount;
+use kanade_testkit::accounts::{ClientAgent, TestAccount};
 use kanade_testkit::ipc_client::Client;
-use kanade_testkit::{NatsServer, TestAgent, TestBackend, agent_config, connect, init_logging};
+use kanade_testkit::{NatsServer, TestAgent, TestBackend, connect, init_logging};
 use serde_json::json;
 
 const PC: &str = "kiosk-pc";
@@ -49,14 +48,9 @@ async fn the_catalogue_lists_what_targets_this_pc_and_a_run_starts_here_alone_au
     let url = nats.url();
     connect(&url).await;
     let backend = TestBackend::start(&url).await;
-    let sockets = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(sockets.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = sockets.path().join("client.sock");
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut config = agent_config(&url, PC, &["office"], data_dir.path());
-    config.run_as_user = Some(ann.name.clone());
-    config.client_socket = Some(socket.clone());
-    let agent = TestAgent::start_with(config, data_dir).await;
+    // Kept whole: its folder (and the socket in it) goes with it.
+    let at_desk = ClientAgent::start(&url, PC, &["office"], &ann).await;
+    let socket = at_desk.socket.clone();
     let _other = TestAgent::start(&url, "other-pc", &["office"]).await;
     backend.wait_for_agents(2).await;
 
@@ -120,5 +114,5 @@ async fn the_catalogue_lists_what_targets_this_pc_and_a_run_starts_here_alone_au
     desk.line(r#"{"jsonrpc":"2.0","id":9,"method":"status"}"#).await;
     assert!(desk.next_response().await.into_result::<serde_json::Value>().is_ok());
     desk.end().await;
-    agent.stop().await;
+    at_desk.agent.stop().await;
 }

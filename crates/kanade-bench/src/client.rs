@@ -12,14 +12,12 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream;
 use chrono::Utc;
-use futures::StreamExt as _;
 use kanade_shared::subject::Target;
 use kanade_shared::wire::{Notice, NoticeLevel};
 use kanade_shared::{Actor, NoticeId, PcId};
@@ -155,18 +153,6 @@ fn notice(text: &str) -> anyhow::Result<Notice> {
     })
 }
 
-async fn count_messages(client: &async_nats::Client, subject: &str) -> anyhow::Result<Arc<AtomicU64>> {
-    let mut subscriber = client.subscribe(subject.to_owned()).await?;
-    let counter = Arc::new(AtomicU64::new(0));
-    let counted = counter.clone();
-    tokio::spawn(async move {
-        while subscriber.next().await.is_some() {
-            counted.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    Ok(counter)
-}
-
 async fn run(args: &ClientArgs, bin: &Path) -> anyhow::Result<String> {
     let n = args.agents;
     let work = tempfile::tempdir()?;
@@ -251,7 +237,7 @@ async fn run(args: &ClientArgs, bin: &Path) -> anyhow::Result<String> {
         .send()
         .await?;
     anyhow::ensure!(created.status().is_success(), "job create: {}", created.text().await?);
-    let told = count_messages(&client, kanade_shared::subject::EVENTS_CONSENT_ALL).await?;
+    let told = crate::perf::count_messages(&client, kanade_shared::subject::EVENTS_CONSENT_ALL.to_owned()).await?;
     let before = meters.read();
     let fired = Instant::now();
     let reply: serde_json::Value = http

@@ -639,7 +639,8 @@ async fn viewers(client: &async_nats::Client, pcs: &[PcId]) -> anyhow::Result<Ve
 }
 
 /// Counts the messages on `subject` from now on.
-async fn count_messages(client: &async_nats::Client, subject: String) -> anyhow::Result<Arc<AtomicU64>> {
+/// Counts the messages on `subject` from now on.
+pub(crate) async fn count_messages(client: &async_nats::Client, subject: String) -> anyhow::Result<Arc<AtomicU64>> {
     let mut subscriber = client.subscribe(subject).await?;
     let counter = Arc::new(AtomicU64::new(0));
     let counted = counter.clone();

@@ -58,3 +58,26 @@ fn run(program: &str, args: &[&str]) {
         .unwrap_or_else(|err| panic!("`{program}` cannot run ({err}); this test needs shadow's useradd and root"));
     assert!(output.status.success(), "`{program} {}`: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
 }
+
+/// An agent with kanade-client's socket, on which `user` counts as the one signed in at its screen (the agent's
+/// `run_as_user`); the socket lives in a folder of its own, open for `user` to reach, kept as long as this is.
+pub struct ClientAgent {
+    pub agent: crate::TestAgent,
+    pub socket: std::path::PathBuf,
+    _sockets: tempfile::TempDir,
+}
+
+impl ClientAgent {
+    pub async fn start(url: &str, pc: &str, groups: &[&str], user: &TestAccount) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let sockets = tempfile::tempdir().expect("socket dir");
+        std::fs::set_permissions(sockets.path(), std::fs::Permissions::from_mode(0o755)).expect("socket dir mode");
+        let socket = sockets.path().join("client.sock");
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let mut config = crate::agent_config(url, pc, groups, data_dir.path());
+        config.run_as_user = Some(user.name.clone());
+        config.client_socket = Some(socket.clone());
+        let agent = crate::TestAgent::start_with(config, data_dir).await;
+        Self { agent, socket, _sockets: sockets }
+    }
+}

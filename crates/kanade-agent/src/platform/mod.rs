@@ -292,6 +292,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Reads JSON the agent kept with [`write_private`]: `None` when there is no file; an error (to log, and start
+/// afresh) when it is larger than `max_bytes` or does not read as `T`.
+pub fn read_kept<T: serde::de::DeserializeOwned>(path: &Path, max_bytes: u64) -> Result<Option<T>, String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.to_string()),
+    };
+    if meta.len() > max_bytes {
+        return Err(format!("{} bytes; at most {max_bytes} are read", meta.len()));
+    }
+    let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|err| err.to_string())
+}
+
 /// How to run a script under one shell: the file name to stage it as, and the program line that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
