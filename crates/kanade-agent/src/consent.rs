@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Timelike as _, Utc};
+use chrono::{DateTime, FixedOffset, SubsecRound as _, Timelike as _, Utc};
 use kanade_shared::client_ipc::PendingRun;
 use kanade_shared::wire::{Command, Consent, HeldState};
 use kanade_shared::{ExecId, JobId};
@@ -101,21 +101,11 @@ pub fn decide(held: &Held, now: DateTime<Utc>, offset: FixedOffset, someone_to_a
         if quiet.contains(minute) {
             let left = (i64::from(quiet.to) - i64::from(minute)).rem_euclid(24 * 60);
             let this_minute = now - chrono::Duration::seconds(i64::from(local.second()));
-            let end = this_minute.trunc_subsecs_to_secs() + chrono::Duration::minutes(left);
+            let end = this_minute.trunc_subsecs(0) + chrono::Duration::minutes(left);
             return Hold::Wait { state: HeldState::Quiet, until: end.min(deadline) };
         }
     }
     Hold::Wait { state: HeldState::Asking, until: deadline }
-}
-
-trait TruncSecs {
-    fn trunc_subsecs_to_secs(self) -> Self;
-}
-
-impl TruncSecs for DateTime<Utc> {
-    fn trunc_subsecs_to_secs(self) -> Self {
-        chrono::SubsecRound::trunc_subsecs(self, 0)
-    }
 }
 
 /// Why a user's answer was refused.
